@@ -1,0 +1,84 @@
+//! Subcommands. Each file owns one command family: it parses its arguments
+//! (clap derive; the doc comments are the help) and prints results.
+
+mod plugins;
+mod scaffold;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use slipway::config::Config;
+use slipway::plugins::sandbox::SandboxOptions;
+use slipway::plugins::{PluginSandbox, Registry};
+
+/// Slipway: run validation jobs against code repositories in hardened
+/// containers, with ecosystem knowledge in sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "slipway", version, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (default: none; every key can also be set as SLIPWAY_<KEY>).
+    #[arg(long, global = true, env = "SLIPWAY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Write logs as JSON lines.
+    #[arg(long, global = true, env = "SLIPWAY_LOG_JSON")]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect, verify, scaffold and install plugins.
+    #[command(subcommand)]
+    Plugins(plugins::PluginsCommand),
+}
+
+pub fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Plugins(cmd) => plugins::run(cmd, &config),
+    }
+}
+
+/// The sandbox with the on-disk compile cache of `config`; falls back to an
+/// in-memory cache (with a warning) when the state directory is not writable.
+pub fn sandbox(config: &Config) -> anyhow::Result<Arc<PluginSandbox>> {
+    let options = SandboxOptions { cache_dir: Some(config.plugin_cache_dir()), policy: config.plugin_limits, pooling: true };
+    match PluginSandbox::new(options.clone()) {
+        Ok(s) => Ok(Arc::new(s)),
+        Err(slipway::plugins::sandbox::SandboxError::Cache(e)) => {
+            tracing::warn!(error = %e, "plugins will be compiled on every run");
+            let s = PluginSandbox::new(SandboxOptions { cache_dir: None, ..options }).context("setting up the plugin sandbox")?;
+            Ok(Arc::new(s))
+        }
+        Err(e) => Err(e).context("setting up the plugin sandbox"),
+    }
+}
+
+/// The registry: bundled plugins, `SLIPWAY_PLUGINS_DIR`, and `<state>/plugins`.
+pub fn registry(config: &Config) -> anyhow::Result<Registry> {
+    Ok(Registry::load(sandbox(config)?, true, &plugin_dirs(config)))
+}
+
+fn plugin_dirs(config: &Config) -> Vec<PathBuf> {
+    let mut dirs = config.plugin_dirs.clone();
+    let own = config.state_dir.join("plugins");
+    if own.is_dir() && !dirs.contains(&own) {
+        dirs.push(own);
+    }
+    dirs
+}

@@ -1,0 +1,176 @@
+//! Configuration: `slipway.toml` (path from `--config` or `SLIPWAY_CONFIG`)
+//! with every key overridable by `SLIPWAY_<KEY>` (`__` between levels, e.g.
+//! `SLIPWAY_PLUGINS__DEFAULT_CPU_MS`). Parsed raw once, then resolved into a
+//! validated [`Config`]; nothing else in the engine reads the environment.
+//! Every key and its default is documented in `docs/configuration.md`.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+use crate::plugins::{Limits, LimitsPolicy};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path} does not exist (from {origin}); create it or unset {origin}")]
+    MissingFile { path: PathBuf, origin: &'static str },
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    #[error("invalid configuration: `{key}`: {message}")]
+    Value { key: &'static str, message: String },
+    #[error(
+        "no state directory: neither SLIPWAY_STATE_DIR, XDG_STATE_HOME nor HOME is set (hint: set SLIPWAY_STATE_DIR)"
+    )]
+    NoStateDir,
+}
+
+/// The configuration as written: every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    state_dir: Option<PathBuf>,
+    /// Extra plugin registry directories, `:`-separated like `PATH`.
+    plugins_dir: Option<String>,
+    #[serde(default)]
+    plugins: RawPluginConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPluginConfig {
+    default_cpu_ms: Option<u32>,
+    max_cpu_ms: Option<u32>,
+    default_memory_mib: Option<u32>,
+    max_memory_mib: Option<u32>,
+    default_output_kib: Option<u32>,
+    max_output_kib: Option<u32>,
+    ecosystem_order: Option<Vec<String>>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Holds the store, logs, checkouts and the precompiled-plugin cache.
+    pub state_dir: PathBuf,
+    /// Third-party plugin registry directories, searched after the bundled plugins.
+    pub plugin_dirs: Vec<PathBuf>,
+    pub plugin_limits: LimitsPolicy,
+    /// Tie-break among ecosystems detected with equal confidence.
+    pub ecosystem_order: Vec<String>,
+}
+
+/// Default tie-break order among ecosystems (DESIGN: "Choosing among ecosystems").
+pub const DEFAULT_ECOSYSTEM_ORDER: &[&str] = &["dockerfile", "go", "rust", "ruby", "python", "node"];
+
+impl Config {
+    /// Load from `file` (or `SLIPWAY_CONFIG`, or nothing) plus the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new();
+        let from_env = std::env::var_os("SLIPWAY_CONFIG").map(PathBuf::from);
+        let (path, origin) = match (file, from_env) {
+            (Some(p), _) => (Some(p.to_path_buf()), "--config"),
+            (None, Some(p)) => (Some(p), "SLIPWAY_CONFIG"),
+            (None, None) => (None, ""),
+        };
+        if let Some(path) = path {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile { path, origin });
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("SLIPWAY_").split("__").ignore(&["config", "url", "token", "token_file", "listen"]));
+        let raw: RawConfig = figment.extract().map_err(Box::new)?;
+        Self::resolve(raw)
+    }
+
+    fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
+        let state_dir = match raw.state_dir {
+            Some(dir) => dir,
+            None => default_state_dir().ok_or(ConfigError::NoStateDir)?,
+        };
+        let plugin_dirs = raw
+            .plugins_dir
+            .as_deref()
+            .map(|s| s.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect())
+            .unwrap_or_default();
+        let p = raw.plugins;
+        let d = LimitsPolicy::default();
+        let policy = LimitsPolicy {
+            defaults: Limits {
+                cpu_ms: p.default_cpu_ms.unwrap_or(d.defaults.cpu_ms),
+                memory_mib: p.default_memory_mib.unwrap_or(d.defaults.memory_mib),
+                output_kib: p.default_output_kib.unwrap_or(d.defaults.output_kib),
+            },
+            maxima: Limits {
+                cpu_ms: p.max_cpu_ms.unwrap_or(d.maxima.cpu_ms),
+                memory_mib: p.max_memory_mib.unwrap_or(d.maxima.memory_mib),
+                output_kib: p.max_output_kib.unwrap_or(d.maxima.output_kib),
+            },
+        };
+        for (key, default, max) in [
+            ("plugins.default_cpu_ms", policy.defaults.cpu_ms, policy.maxima.cpu_ms),
+            ("plugins.default_memory_mib", policy.defaults.memory_mib, policy.maxima.memory_mib),
+            ("plugins.default_output_kib", policy.defaults.output_kib, policy.maxima.output_kib),
+        ] {
+            if default == 0 || default > max {
+                return Err(ConfigError::Value {
+                    key,
+                    message: format!("{default} must be between 1 and its maximum {max}"),
+                });
+            }
+        }
+        let ecosystem_order = p
+            .ecosystem_order
+            .unwrap_or_else(|| DEFAULT_ECOSYSTEM_ORDER.iter().map(|s| s.to_string()).collect());
+        Ok(Config { state_dir, plugin_dirs, plugin_limits: policy, ecosystem_order })
+    }
+
+    /// Where precompiled plugin components are kept.
+    pub fn plugin_cache_dir(&self) -> PathBuf {
+        self.state_dir.join("plugin-cache")
+    }
+}
+
+/// `$XDG_STATE_HOME/slipway`, else `~/.local/state/slipway`.
+fn default_state_dir() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(x).join("slipway"));
+    }
+    std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".local/state/slipway"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_resolve() {
+        let c = Config::resolve(RawConfig { state_dir: Some("/tmp/s".into()), ..Default::default() }).unwrap();
+        assert_eq!(c.plugin_limits.defaults.cpu_ms, 2000);
+        assert_eq!(c.plugin_limits.defaults.memory_mib, 64);
+        assert_eq!(c.ecosystem_order[0], "dockerfile");
+        assert!(c.plugin_dirs.is_empty());
+    }
+
+    #[test]
+    fn default_above_maximum_is_refused_with_the_key() {
+        let raw = RawConfig {
+            state_dir: Some("/tmp/s".into()),
+            plugins: RawPluginConfig { default_memory_mib: Some(4096), ..Default::default() },
+            ..Default::default()
+        };
+        let e = Config::resolve(raw).unwrap_err().to_string();
+        assert!(e.contains("`plugins.default_memory_mib`: 4096 must be between 1 and its maximum 512"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slipway.toml");
+        std::fs::write(&path, "state_dir = \"/x\"\n[plugins]\ndefault_cpu = 5\n").unwrap();
+        let e = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(e.contains("default_cpu"), "{e}");
+    }
+}

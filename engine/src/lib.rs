@@ -1,0 +1,15 @@
+//! Slipway: a job engine that runs validation jobs against code repositories
+//! in hardened containers, with everything ecosystem-specific in sandboxed
+//! WebAssembly plugins.
+//!
+//! # Layout
+//! - [`config`]: `slipway.toml` and `SLIPWAY_*` variables, parsed raw, then
+//!   resolved once into a validated [`config::Config`].
+//! - [`plugins`]: the plugin host: the WIT bindings, the sandbox that runs one
+//!   call of one plugin under limits, the precompiled-component cache, plugin
+//!   manifests and the registry that picks one version per plugin name.
+//!
+//! See `ARCHITECTURE.md` at the repository root for the map and invariants.
+
+pub mod config;
+pub mod plugins;

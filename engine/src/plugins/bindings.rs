@@ -1,0 +1,82 @@
+//! Host-side bindings of `wit/`, one module per world. The shared interfaces
+//! (`types`, `host`) are generated once, in `ecosystem`, and reused by the
+//! other worlds so a `PluginError` is one type everywhere.
+
+pub mod ecosystem {
+    wasmtime::component::bindgen!({
+        world: "ecosystem",
+        path: "../wit",
+        additional_derives: [serde::Serialize],
+    });
+}
+
+pub mod validator {
+    wasmtime::component::bindgen!({
+        world: "validator",
+        path: "../wit",
+        additional_derives: [serde::Serialize],
+        with: {
+            "slipway:plugin/types": super::ecosystem::slipway::plugin::types,
+            "slipway:plugin/host": super::ecosystem::slipway::plugin::host,
+        },
+    });
+}
+
+pub mod readiness {
+    wasmtime::component::bindgen!({
+        world: "readiness",
+        path: "../wit",
+        additional_derives: [serde::Serialize],
+        with: {
+            "slipway:plugin/types": super::ecosystem::slipway::plugin::types,
+            "slipway:plugin/host": super::ecosystem::slipway::plugin::host,
+        },
+    });
+}
+
+pub use ecosystem::slipway::plugin::ecosystem_types::{
+    CacheMount, ConstraintKind, Detection, ImageSource, OverruledHint, PackageManager, Plan, RepoRequest, Step,
+    Toolchain, VersionHint,
+};
+pub use ecosystem::slipway::plugin::host::Level;
+pub use ecosystem::slipway::plugin::types::{Evidence, OptionPair, PluginError, Problem};
+pub use readiness::slipway::plugin::readiness_types::{
+    HttpCheck, Probe, ProbeAction, ProbeOutput, Service, Verdict,
+};
+pub use validator::slipway::plugin::validator_types::{Finding, Severity};
+
+impl PluginError {
+    /// The problem inside, whatever the kind.
+    pub fn problem(&self) -> &Problem {
+        match self {
+            PluginError::MalformedInput(p) | PluginError::Unsupported(p) | PluginError::Internal(p) => p,
+        }
+    }
+
+    /// `malformed input`, `unsupported` or `internal error`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginError::MalformedInput(_) => "malformed input",
+            PluginError::Unsupported(_) => "unsupported",
+            PluginError::Internal(_) => "internal error",
+        }
+    }
+
+    /// One line: `package.json:3: is not valid JSON (hint: …)`.
+    pub fn describe(&self) -> String {
+        let p = self.problem();
+        let mut s = String::new();
+        if let Some(file) = &p.file {
+            s.push_str(file);
+            if let Some(line) = p.line {
+                s.push_str(&format!(":{line}"));
+            }
+            s.push_str(": ");
+        }
+        s.push_str(&p.message);
+        if let Some(hint) = &p.hint {
+            s.push_str(&format!(" (hint: {hint})"));
+        }
+        s
+    }
+}

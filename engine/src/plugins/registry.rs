@@ -1,0 +1,322 @@
+//! Finding plugins and picking one version per name.
+//!
+//! Sources, in order: the plugins bundled into the binary, then each plugin
+//! directory (`<dir>/<name>/<version>/plugin.toml` + `plugin.wasm`). Every
+//! candidate is checked cheaply at load (manifest, folder names, sha256, API
+//! range, limits, component header); compiling and linking happen on first
+//! use, or for all with [`Registry::prepare_all`]. Per name, the highest
+//! version that passes wins; a bad candidate is reported with its reason and
+//! never stops the others from loading.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use sha2::{Digest, Sha256};
+
+use super::sandbox::{LoadError, PluginSandbox, PreparedPlugin};
+use super::{Manifest, World, bundled};
+
+/// Where a candidate came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Compiled into the `slipway` binary.
+    Bundled,
+    /// A folder `<dir>/<name>/<version>/`, or a file given to `plugins verify`.
+    Path(PathBuf),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Bundled => f.write_str("bundled"),
+            Origin::Path(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Whether a candidate is the one in use for its name.
+#[derive(Debug, Clone)]
+pub enum Status {
+    /// The version in use for this name.
+    Active,
+    /// Valid, but a higher version of the same name is in use.
+    Shadowed { by: semver::Version },
+    /// Not usable; the reason says why and what to do.
+    Rejected(LoadError),
+}
+
+enum WasmBytes {
+    Static(&'static [u8]),
+    Owned(Vec<u8>),
+}
+
+impl WasmBytes {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            WasmBytes::Static(b) => b,
+            WasmBytes::Owned(v) => v,
+        }
+    }
+}
+
+/// One plugin version found in a source.
+pub struct Candidate {
+    pub origin: Origin,
+    /// From the manifest, or the folder name when the manifest is unusable.
+    pub name: String,
+    pub manifest: Option<Manifest>,
+    pub sha256: String,
+    pub status: Status,
+    wasm: Option<WasmBytes>,
+    prepared: OnceLock<Result<Arc<PreparedPlugin>, LoadError>>,
+}
+
+impl Candidate {
+    fn rejected(origin: Origin, name: String, manifest: Option<Manifest>, error: LoadError) -> Candidate {
+        Candidate {
+            origin,
+            name,
+            manifest,
+            sha256: String::new(),
+            status: Status::Rejected(error),
+            wasm: None,
+            prepared: OnceLock::new(),
+        }
+    }
+
+    fn checked(origin: Origin, manifest: Manifest, wasm: WasmBytes, sha256: String, policy: &super::LimitsPolicy) -> Candidate {
+        let mut c = Candidate {
+            origin,
+            name: manifest.name.clone(),
+            manifest: Some(manifest),
+            sha256,
+            status: Status::Active,
+            wasm: None,
+            prepared: OnceLock::new(),
+        };
+        let manifest = c.manifest.as_ref().expect("set just above");
+        let problem = if !manifest.api_compatible() {
+            Some(LoadError::ApiIncompatible { required: manifest.api.to_string() })
+        } else if let Err(limit) = manifest.effective_limits(policy) {
+            Some(LoadError::Limits { limit })
+        } else {
+            None
+        };
+        match problem {
+            Some(e) => c.status = Status::Rejected(e),
+            None => c.wasm = Some(wasm),
+        }
+        c
+    }
+
+    /// Read and check `manifest_path` and `wasm_path`. With `require_sha256`
+    /// (an installed plugin), the manifest must carry the wasm's sha256.
+    pub fn from_files(manifest_path: &Path, wasm_path: &Path, require_sha256: bool, sandbox: &PluginSandbox) -> Candidate {
+        let origin = Origin::Path(manifest_path.parent().unwrap_or(manifest_path).to_path_buf());
+        let fallback_name = manifest_path
+            .parent()
+            .and_then(|p| p.parent())
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = match std::fs::read_to_string(manifest_path) {
+            Ok(t) => t,
+            Err(e) => {
+                let err = LoadError::Io { path: manifest_path.display().to_string(), message: e.to_string() };
+                return Candidate::rejected(origin, fallback_name, None, err);
+            }
+        };
+        let manifest = match Manifest::parse(&text, &manifest_path.display().to_string()) {
+            Ok(m) => m,
+            Err(e) => return Candidate::rejected(origin, fallback_name, None, e.into()),
+        };
+        let wasm = match std::fs::read(wasm_path) {
+            Ok(w) => w,
+            Err(e) => {
+                let err = LoadError::Io { path: wasm_path.display().to_string(), message: e.to_string() };
+                return Candidate::rejected(origin, manifest.name.clone(), Some(manifest), err);
+            }
+        };
+        let actual = hex::encode(Sha256::digest(&wasm));
+        match &manifest.sha256 {
+            Some(expected) if *expected != actual => {
+                let err = LoadError::HashMismatch { expected: expected.clone(), actual };
+                return Candidate::rejected(origin, manifest.name.clone(), Some(manifest), err);
+            }
+            None if require_sha256 => return Candidate::rejected(origin, manifest.name.clone(), Some(manifest), LoadError::MissingHash),
+            _ => {}
+        }
+        Candidate::checked(origin, manifest, WasmBytes::Owned(wasm), actual, sandbox.policy())
+    }
+
+    fn bundled(plugin: &'static bundled::BundledPlugin, sandbox: &PluginSandbox) -> Candidate {
+        let origin = Origin::Bundled;
+        let manifest = match Manifest::parse(plugin.manifest, &format!("bundled plugin `{}`", plugin.dir_name)) {
+            Ok(m) => m,
+            Err(e) => return Candidate::rejected(origin, plugin.dir_name.to_owned(), None, e.into()),
+        };
+        // build.rs wrote this sha256 from these very bytes; no need to rehash.
+        let sha256 = manifest.sha256.clone().unwrap_or_default();
+        Candidate::checked(origin, manifest, WasmBytes::Static(plugin.wasm), sha256, sandbox.policy())
+    }
+
+    pub fn version(&self) -> Option<&semver::Version> {
+        self.manifest.as_ref().map(|m| &m.version)
+    }
+
+    pub fn world(&self) -> Option<World> {
+        self.manifest.as_ref().map(|m| m.world)
+    }
+
+    /// `name@version@sha256` (as job records name plugins), or the name alone.
+    pub fn full_id(&self) -> String {
+        match self.version() {
+            Some(v) => format!("{}@{v}@{}", self.name, self.sha256),
+            None => self.name.clone(),
+        }
+    }
+
+    /// Compile (or load from the cache) and link; the result is kept.
+    pub fn prepare(&self, sandbox: &PluginSandbox) -> Result<Arc<PreparedPlugin>, LoadError> {
+        if let Status::Rejected(e) = &self.status {
+            return Err(e.clone());
+        }
+        self.prepared
+            .get_or_init(|| {
+                let (Some(manifest), Some(wasm)) = (&self.manifest, &self.wasm) else {
+                    unreachable!("a candidate that is not rejected has a manifest and wasm")
+                };
+                sandbox.prepare(manifest, wasm.bytes(), &self.sha256).map(Arc::new)
+            })
+            .clone()
+    }
+}
+
+/// All candidates found, with one active version per name.
+pub struct Registry {
+    sandbox: Arc<PluginSandbox>,
+    candidates: Vec<Candidate>,
+    /// Problems with a source as a whole (e.g. a plugins dir that is missing).
+    pub source_problems: Vec<String>,
+}
+
+impl Registry {
+    /// The bundled plugins (when `bundled`) plus every plugin under `dirs`.
+    pub fn load(sandbox: Arc<PluginSandbox>, bundled: bool, dirs: &[PathBuf]) -> Registry {
+        let mut candidates = Vec::new();
+        if bundled {
+            candidates.extend(bundled::BUNDLED.iter().map(|p| Candidate::bundled(p, &sandbox)));
+        }
+        let mut source_problems = Vec::new();
+        for dir in dirs {
+            match scan_dir(dir, &sandbox) {
+                Ok(found) => candidates.extend(found),
+                Err(problem) => source_problems.push(problem),
+            }
+        }
+        let mut registry = Registry { sandbox, candidates, source_problems };
+        registry.select();
+        registry
+    }
+
+    /// A registry of exactly the given candidates (e.g. for `plugins verify`).
+    pub fn from_candidates(sandbox: Arc<PluginSandbox>, candidates: Vec<Candidate>) -> Registry {
+        let mut registry = Registry { sandbox, candidates, source_problems: Vec::new() };
+        registry.select();
+        registry
+    }
+
+    pub fn sandbox(&self) -> &Arc<PluginSandbox> {
+        &self.sandbox
+    }
+
+    /// Every candidate, sorted by name, then version (highest first).
+    pub fn candidates(&self) -> &[Candidate] {
+        &self.candidates
+    }
+
+    /// Compile and link every usable candidate now; a candidate that fails
+    /// becomes `Rejected` and the next version of its name takes over.
+    pub fn prepare_all(&mut self) {
+        for c in &mut self.candidates {
+            if matches!(c.status, Status::Rejected(_)) {
+                continue;
+            }
+            if let Err(e) = c.prepare(&self.sandbox) {
+                c.status = Status::Rejected(e);
+            }
+        }
+        self.select();
+    }
+
+    /// The active candidates of `world`, in name order.
+    pub fn active(&self, world: World) -> impl Iterator<Item = &Candidate> {
+        self.candidates.iter().filter(move |c| matches!(c.status, Status::Active) && c.world() == Some(world))
+    }
+
+    /// The active candidate called `name`.
+    pub fn get(&self, name: &str) -> Option<&Candidate> {
+        self.candidates.iter().find(|c| c.name == name && matches!(c.status, Status::Active))
+    }
+
+    /// Names of the usable plugins, for "unknown plugin `x` (known: …)".
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.candidates.iter().filter(|c| matches!(c.status, Status::Active)).map(|c| c.name.as_str()).collect();
+        names.dedup();
+        names
+    }
+
+    /// Sort, then mark the highest usable version of each name active.
+    fn select(&mut self) {
+        self.candidates.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| b.version().cmp(&a.version())));
+        let mut winner: Option<(String, semver::Version)> = None;
+        for c in &mut self.candidates {
+            if matches!(c.status, Status::Rejected(_)) {
+                continue;
+            }
+            let version = c.version().cloned().expect("usable candidates have a manifest");
+            match &winner {
+                Some((name, by)) if *name == c.name => c.status = Status::Shadowed { by: by.clone() },
+                _ => {
+                    c.status = Status::Active;
+                    winner = Some((c.name.clone(), version));
+                }
+            }
+        }
+    }
+}
+
+/// Scan `<dir>/<name>/<version>/`.
+fn scan_dir(dir: &Path, sandbox: &PluginSandbox) -> Result<Vec<Candidate>, String> {
+    let names = std::fs::read_dir(dir).map_err(|e| format!("plugins directory {}: {e}", dir.display()))?;
+    let mut found = Vec::new();
+    for name_dir in sorted_dirs(names) {
+        let Ok(versions) = std::fs::read_dir(&name_dir) else { continue };
+        for version_dir in sorted_dirs(versions) {
+            let mut c = Candidate::from_files(&version_dir.join("plugin.toml"), &version_dir.join("plugin.wasm"), true, sandbox);
+            if let Some(m) = &c.manifest {
+                let folder_name = name_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let folder_version = version_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let mismatch = if m.name != folder_name {
+                    Some(format!("name `{}` does not match its folder `{folder_name}`", m.name))
+                } else if m.version.to_string() != folder_version {
+                    Some(format!("version `{}` does not match its folder `{folder_version}`", m.version))
+                } else {
+                    None
+                };
+                if let Some(message) = mismatch {
+                    let origin = version_dir.join("plugin.toml").display().to_string();
+                    c.status = Status::Rejected(LoadError::Manifest(super::ManifestError { origin, field: None, line: None, message }));
+                }
+            }
+            found.push(c);
+        }
+    }
+    Ok(found)
+}
+
+fn sorted_dirs(entries: std::fs::ReadDir) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    dirs.sort();
+    dirs
+}

@@ -1,0 +1,636 @@
+//! Runs one call of one plugin under limits.
+//!
+//! One shared `wasmtime::Engine` (pooling allocator, epoch interruption) and
+//! one `Linker`; per plugin an `InstancePre` made once ([`PreparedPlugin`]);
+//! per call a fresh `Store` and instance, dropped after the call.
+//!
+//! What a plugin gets, and nothing more (deny by default):
+//! - the repository of the call as a **read-only** preopen at `/repo`;
+//! - no environment variables, no arguments, a closed stdin;
+//! - stdout and stderr captured into a capped buffer, then sent to `tracing`;
+//! - sockets: TCP, UDP and name lookup disabled, every address denied;
+//! - clocks and random numbers as WASI provides them;
+//! - `slipway:plugin/host.log`, capped per message and per call.
+//!
+//! Limits per call: a wall-clock budget (epoch deadline), a linear-memory cap,
+//! caps on tables and instances, and a cap on the size of what it returns.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::{
+    Detection, Finding, Level, OptionPair, Plan, PluginError, Probe, ProbeOutput, RepoRequest, Service, Verdict,
+    ecosystem::EcosystemPre, readiness::ReadinessPre, validator::ValidatorPre,
+};
+use super::compile_cache::{CacheError, CacheOutcome, CompileCache};
+use super::{Limits, LimitsPolicy, Manifest, PluginId, World, output};
+
+/// Where the repository appears inside the sandbox.
+pub const REPO_GUEST_PATH: &str = "/repo";
+/// How often the epoch advances; a runaway call stops at most this late.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// stdout and stderr of one call are kept up to this size each.
+const STDIO_CAP: usize = 64 * 1024;
+/// One `log` message is cut at this size; a call logs at most `LOG_BUDGET`.
+const LOG_MESSAGE_CAP: usize = 4 * 1024;
+const LOG_BUDGET: usize = 64 * 1024;
+/// Structural caps: a Rust component needs a handful of each.
+const MAX_INSTANCES: usize = 32;
+const MAX_TABLES: usize = 32;
+const MAX_MEMORIES: usize = 4;
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Concurrent calls the pooling allocator has slots for.
+const POOL_COMPONENT_INSTANCES: u32 = 64;
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}")]
+    Manifest(#[from] super::ManifestError),
+    #[error("cannot read {path}: {message}")]
+    Io { path: String, message: String },
+    #[error("sha256 mismatch: the manifest says {expected}, plugin.wasm is {actual} (hint: reinstall with `slipway plugins install`)")]
+    HashMismatch { expected: String, actual: String },
+    #[error("no sha256 in the manifest (hint: install with `slipway plugins install`, which fills it in)")]
+    MissingHash,
+    #[error("needs slipway:plugin {required}, but this engine implements {host} (hint: rebuild against a plugin SDK for {host})", host = super::HOST_API_VERSION)]
+    ApiIncompatible { required: String },
+    #[error("{limit}")]
+    Limits { limit: String },
+    #[error("not a WebAssembly component: {detail} (hint: build with `cargo build --target wasm32-wasip2 --release`)")]
+    NotAComponent { detail: String },
+    #[error("cannot compile the component: {0}")]
+    Compile(String),
+    #[error("manifest says world `{declared}` but the component {detail}")]
+    WrongWorld { declared: World, detail: String },
+    #[error("the component imports what the sandbox does not provide: {0}")]
+    Imports(String),
+}
+
+/// Why a call of a loaded plugin did not produce a usable result.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("plugin {plugin} ran past its time budget of {limit_ms} ms and was stopped after {elapsed_ms} ms")]
+    CpuLimit { plugin: PluginId, limit_ms: u32, elapsed_ms: u64 },
+    #[error("plugin {plugin} tried to grow its memory to {requested} bytes, over its limit of {limit_mib} MiB, and was stopped")]
+    MemoryLimit { plugin: PluginId, requested: usize, limit_mib: u32 },
+    #[error("plugin {plugin} exceeded the sandbox's limit on {what} and was stopped")]
+    ResourceLimit { plugin: PluginId, what: &'static str },
+    #[error("plugin {plugin} returned more than {limit_kib} KiB from `{function}`, over its output limit")]
+    OutputTooLarge { plugin: PluginId, function: &'static str, limit_kib: u32 },
+    #[error("plugin {plugin} returned invalid data from `{function}`: {problem}")]
+    InvalidOutput { plugin: PluginId, function: &'static str, problem: String },
+    #[error("plugin {plugin} crashed in `{function}`: {trap}{}", stderr_suffix(.stderr))]
+    Trapped { plugin: PluginId, function: &'static str, trap: String, stderr: String },
+    #[error("plugin {plugin} reported {}: {}", .error.kind(), .error.describe())]
+    Reported { plugin: PluginId, error: PluginError },
+    #[error("cannot give plugin {plugin} the repository {repo}: {message}")]
+    Repository { plugin: PluginId, repo: String, message: String },
+    #[error("cannot start plugin {plugin}: {message}")]
+    Instantiate { plugin: PluginId, message: String },
+    #[error("plugin {plugin} is a {actual} plugin, not a {expected} plugin")]
+    WrongWorld { plugin: PluginId, expected: World, actual: World },
+}
+
+fn stderr_suffix(stderr: &str) -> String {
+    let tail: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    match tail.len() {
+        0 => String::new(),
+        n => format!(" (plugin stderr: {})", tail[n.saturating_sub(3)..].join(" | ")),
+    }
+}
+
+impl CallError {
+    /// The plugin the error is about.
+    pub fn plugin(&self) -> &PluginId {
+        match self {
+            CallError::CpuLimit { plugin, .. }
+            | CallError::MemoryLimit { plugin, .. }
+            | CallError::ResourceLimit { plugin, .. }
+            | CallError::OutputTooLarge { plugin, .. }
+            | CallError::InvalidOutput { plugin, .. }
+            | CallError::Trapped { plugin, .. }
+            | CallError::Reported { plugin, .. }
+            | CallError::Repository { plugin, .. }
+            | CallError::Instantiate { plugin, .. }
+            | CallError::WrongWorld { plugin, .. } => plugin,
+        }
+    }
+}
+
+/// A plugin compiled and linked, ready for calls.
+pub struct PreparedPlugin {
+    pub id: PluginId,
+    pub limits: Limits,
+    /// How the component was obtained this time (memory, disk, compiled).
+    pub compile: CacheOutcome,
+    pre: WorldPre,
+}
+
+enum WorldPre {
+    Ecosystem(EcosystemPre<CallState>),
+    Validator(ValidatorPre<CallState>),
+    Readiness(ReadinessPre<CallState>),
+}
+
+impl PreparedPlugin {
+    pub fn world(&self) -> World {
+        match self.pre {
+            WorldPre::Ecosystem(_) => World::Ecosystem,
+            WorldPre::Validator(_) => World::Validator,
+            WorldPre::Readiness(_) => World::Readiness,
+        }
+    }
+}
+
+/// Which limit a call hit, recorded by the limiter before the trap unwinds.
+#[derive(Debug, Clone, Copy)]
+enum LimitHit {
+    Memory { requested: usize },
+    TableElements,
+}
+
+struct CallLimiter {
+    memory_bytes: usize,
+    hit: Option<LimitHit>,
+}
+
+impl ResourceLimiter for CallLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.hit = Some(LimitHit::Memory { requested: desired });
+            return Err(wasmtime::Error::msg("memory limit reached"));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            self.hit = Some(LimitHit::TableElements);
+            return Err(wasmtime::Error::msg("table limit reached"));
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
+/// Everything one call's `Store` holds.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: CallLimiter,
+    plugin: PluginId,
+    log_used: usize,
+    log_dropped: usize,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl super::bindings::ecosystem::slipway::plugin::host::Host for CallState {
+    fn log(&mut self, level: Level, message: String) {
+        let mut end = message.len().min(LOG_MESSAGE_CAP);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        if self.log_used + end > LOG_BUDGET {
+            self.log_dropped += 1;
+            return;
+        }
+        self.log_used += end;
+        let (plugin, text) = (&self.plugin, &message[..end]);
+        match level {
+            Level::Trace => tracing::trace!(%plugin, "{text}"),
+            Level::Debug => tracing::debug!(%plugin, "{text}"),
+            Level::Info => tracing::info!(%plugin, "{text}"),
+            Level::Warn => tracing::warn!(%plugin, "{text}"),
+            Level::Error => tracing::error!(%plugin, "{text}"),
+        }
+    }
+}
+
+/// A stdout/stderr that keeps the first `STDIO_CAP` bytes and silently drops
+/// the rest, so a chatty plugin is never failed (or trapped) for printing.
+#[derive(Clone)]
+struct CappedOutput {
+    buffer: Arc<Mutex<Vec<u8>>>,
+}
+
+impl CappedOutput {
+    fn new() -> Self {
+        CappedOutput { buffer: Arc::new(Mutex::new(Vec::new())) }
+    }
+
+    fn take(&self) -> String {
+        let bytes = std::mem::take(&mut *self.buffer.lock().unwrap_or_else(|p| p.into_inner()));
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    fn append(&self, bytes: &[u8]) {
+        let mut buf = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
+        let room = STDIO_CAP.saturating_sub(buf.len());
+        buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+}
+
+impl IsTerminal for CappedOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CappedOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CappedOutput {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for CappedOutput {
+    fn write(&mut self, bytes: bytes::Bytes) -> Result<(), StreamError> {
+        self.append(&bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(64 * 1024)
+    }
+}
+
+impl tokio::io::AsyncWrite for CappedOutput {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.append(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is gone.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let stop = Arc::new(AtomicBool::new(false));
+    let _ = std::thread::Builder::new().name("slipway-plugin-epoch".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(EPOCH_TICK);
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => stop.store(true, Ordering::Relaxed),
+            }
+        }
+    });
+}
+
+/// How a [`PluginSandbox`] is set up.
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    /// Directory of precompiled components; `None` keeps them in memory only.
+    pub cache_dir: Option<std::path::PathBuf>,
+    pub policy: LimitsPolicy,
+    /// Use the pooling allocator (fast instantiation); off falls back to
+    /// on-demand allocation, e.g. where virtual memory is restricted.
+    pub pooling: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot set up the WebAssembly engine: {0}")]
+    Engine(String),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+/// The shared engine, linker and compile cache.
+pub struct PluginSandbox {
+    engine: Engine,
+    linker: Linker<CallState>,
+    cache: CompileCache,
+    policy: LimitsPolicy,
+}
+
+impl PluginSandbox {
+    pub fn new(options: SandboxOptions) -> Result<PluginSandbox, SandboxError> {
+        let engine = match build_engine(&options) {
+            Ok(engine) => engine,
+            Err(e) if options.pooling => {
+                tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation");
+                build_engine(&SandboxOptions { pooling: false, ..options.clone() }).map_err(SandboxError::Engine)?
+            }
+            Err(e) => return Err(SandboxError::Engine(e)),
+        };
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        super::bindings::ecosystem::slipway::plugin::host::add_to_linker::<CallState, HasSelf<CallState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        let cache = CompileCache::new(&engine, options.cache_dir.as_deref())?;
+        start_epoch_ticker(&engine);
+        Ok(PluginSandbox { engine, linker, cache, policy: options.policy })
+    }
+
+    pub fn policy(&self) -> &LimitsPolicy {
+        &self.policy
+    }
+
+    /// Compile (or load from the cache), check the world, link.
+    pub fn prepare(&self, manifest: &Manifest, wasm: &[u8], sha256: &str) -> Result<PreparedPlugin, LoadError> {
+        let id = PluginId { name: manifest.name.clone(), version: manifest.version.clone() };
+        let limits = manifest.effective_limits(&self.policy).map_err(|limit| LoadError::Limits { limit })?;
+        check_component_header(wasm)?;
+        let (component, compile) =
+            self.cache.component(&self.engine, sha256, wasm).map_err(|e| LoadError::Compile(e.to_string()))?;
+
+        let exports: Vec<String> = component.component_type().exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
+        let missing: Vec<&str> =
+            manifest.world.exports().iter().copied().filter(|f| !exports.iter().any(|e| e == f)).collect();
+        if !missing.is_empty() {
+            let actual = World::ALL.into_iter().find(|w| w.exports().iter().all(|f| exports.iter().any(|e| e == f)));
+            let detail = match actual {
+                Some(w) => format!("is a `{w}` component (exports {})", exports.join(", ")),
+                None => format!("lacks {} (it exports {})", missing.join(", "), if exports.is_empty() { "nothing".into() } else { exports.join(", ") }),
+            };
+            return Err(LoadError::WrongWorld { declared: manifest.world, detail });
+        }
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Imports(format!("{e:#}")))?;
+        let wrong = |e: wasmtime::Error| LoadError::WrongWorld {
+            declared: manifest.world,
+            detail: format!("does not match its functions' types: {e:#}"),
+        };
+        let pre = match manifest.world {
+            World::Ecosystem => WorldPre::Ecosystem(EcosystemPre::new(pre).map_err(wrong)?),
+            World::Validator => WorldPre::Validator(ValidatorPre::new(pre).map_err(wrong)?),
+            World::Readiness => WorldPre::Readiness(ReadinessPre::new(pre).map_err(wrong)?),
+        };
+        Ok(PreparedPlugin { id, limits, compile, pre })
+    }
+
+    /// `detect` of an ecosystem plugin on the repository at `repo`.
+    pub fn detect(&self, plugin: &PreparedPlugin, repo: &Path, options: &[OptionPair]) -> Result<Option<Detection>, CallError> {
+        let WorldPre::Ecosystem(pre) = &plugin.pre else { return Err(wrong_world(plugin, World::Ecosystem)) };
+        let request = repo_request(options);
+        let out = self.call(plugin, Some(repo), "detect", |store| {
+            pre.instantiate(&mut *store)?.call_detect(&mut *store, &request)
+        })?;
+        let detection = reported(plugin, out)?;
+        if let Some(d) = &detection {
+            invalid(plugin, "detect", output::detection(d))?;
+        }
+        Ok(detection)
+    }
+
+    /// `plan` of an ecosystem plugin on the repository at `repo`.
+    pub fn plan(&self, plugin: &PreparedPlugin, repo: &Path, options: &[OptionPair]) -> Result<Plan, CallError> {
+        let WorldPre::Ecosystem(pre) = &plugin.pre else { return Err(wrong_world(plugin, World::Ecosystem)) };
+        let request = repo_request(options);
+        let out = self.call(plugin, Some(repo), "plan", |store| {
+            pre.instantiate(&mut *store)?.call_plan(&mut *store, &request)
+        })?;
+        let plan = reported(plugin, out)?;
+        invalid(plugin, "plan", output::plan(&plan))?;
+        Ok(plan)
+    }
+
+    /// `formats` of a validator plugin.
+    pub fn formats(&self, plugin: &PreparedPlugin) -> Result<Vec<String>, CallError> {
+        let WorldPre::Validator(pre) = &plugin.pre else { return Err(wrong_world(plugin, World::Validator)) };
+        self.call(plugin, None, "formats", |store| pre.instantiate(&mut *store)?.call_formats(&mut *store))
+    }
+
+    /// `parse` of a validator plugin.
+    pub fn parse_report(&self, plugin: &PreparedPlugin, format: &str, report: &str) -> Result<Vec<Finding>, CallError> {
+        let WorldPre::Validator(pre) = &plugin.pre else { return Err(wrong_world(plugin, World::Validator)) };
+        let out = self.call(plugin, None, "parse", |store| {
+            pre.instantiate(&mut *store)?.call_parse(&mut *store, format, report)
+        })?;
+        let findings = reported(plugin, out)?;
+        invalid(plugin, "parse", output::findings(&findings))?;
+        Ok(findings)
+    }
+
+    /// `probe` of a readiness plugin.
+    pub fn probe(&self, plugin: &PreparedPlugin, service: &Service) -> Result<Probe, CallError> {
+        let WorldPre::Readiness(pre) = &plugin.pre else { return Err(wrong_world(plugin, World::Readiness)) };
+        let out = self.call(plugin, None, "probe", |store| pre.instantiate(&mut *store)?.call_probe(&mut *store, service))?;
+        let probe = reported(plugin, out)?;
+        invalid(plugin, "probe", output::probe(&probe))?;
+        Ok(probe)
+    }
+
+    /// `judge` of a readiness plugin.
+    pub fn judge(&self, plugin: &PreparedPlugin, service: &Service, output: &ProbeOutput) -> Result<Verdict, CallError> {
+        let WorldPre::Readiness(pre) = &plugin.pre else { return Err(wrong_world(plugin, World::Readiness)) };
+        self.call(plugin, None, "judge", |store| pre.instantiate(&mut *store)?.call_judge(&mut *store, service, output))
+    }
+
+    /// `snapshot` (or, with `reset = true`, `reset`) of a readiness plugin.
+    pub fn state_command(&self, plugin: &PreparedPlugin, service: &Service, reset: bool) -> Result<Option<Vec<String>>, CallError> {
+        let WorldPre::Readiness(pre) = &plugin.pre else { return Err(wrong_world(plugin, World::Readiness)) };
+        let function = if reset { "reset" } else { "snapshot" };
+        self.call(plugin, None, function, |store| {
+            let instance = pre.instantiate(&mut *store)?;
+            if reset { instance.call_reset(&mut *store, service) } else { instance.call_snapshot(&mut *store, service) }
+        })
+    }
+
+    /// One call in a fresh store: set up the sandbox, run `f`, turn traps and
+    /// limits into [`CallError`]s, check the output's size.
+    fn call<R: Serialize>(
+        &self,
+        plugin: &PreparedPlugin,
+        repo: Option<&Path>,
+        function: &'static str,
+        f: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let stdout = CappedOutput::new();
+        let stderr = CappedOutput::new();
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        if let Some(repo) = repo {
+            wasi.preopened_dir(repo, REPO_GUEST_PATH, FsPerms::ReadOnly).map_err(|e| CallError::Repository {
+                plugin: plugin.id.clone(),
+                repo: repo.display().to_string(),
+                message: format!("{e:#}"),
+            })?;
+        }
+        let state = CallState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: CallLimiter { memory_bytes: plugin.limits.memory_mib as usize * 1024 * 1024, hit: None },
+            plugin: plugin.id.clone(),
+            log_used: 0,
+            log_dropped: 0,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let tick_ms = EPOCH_TICK.as_millis() as u64;
+        store.set_epoch_deadline(u64::from(plugin.limits.cpu_ms).div_ceil(tick_ms) + 1);
+
+        let started = Instant::now();
+        let result = f(&mut store);
+        let elapsed = started.elapsed();
+
+        let (out, err) = (stdout.take(), stderr.take());
+        if !out.is_empty() {
+            tracing::debug!(plugin = %plugin.id, function, "stdout: {}", out.trim_end());
+        }
+        if !err.is_empty() {
+            tracing::debug!(plugin = %plugin.id, function, "stderr: {}", err.trim_end());
+        }
+        let state = store.data();
+        if state.log_dropped > 0 {
+            tracing::warn!(plugin = %plugin.id, function, dropped = state.log_dropped, "plugin log budget exhausted; messages dropped");
+        }
+        let value = match result {
+            Ok(value) => value,
+            Err(e) => return Err(self.call_failure(plugin, function, e, state.limiter.hit, elapsed, err)),
+        };
+        let limit = plugin.limits.output_kib as usize * 1024;
+        if output::size_within(&value, limit).is_err() {
+            return Err(CallError::OutputTooLarge { plugin: plugin.id.clone(), function, limit_kib: plugin.limits.output_kib });
+        }
+        Ok(value)
+    }
+
+    fn call_failure(
+        &self,
+        plugin: &PreparedPlugin,
+        function: &'static str,
+        error: wasmtime::Error,
+        hit: Option<LimitHit>,
+        elapsed: Duration,
+        stderr: String,
+    ) -> CallError {
+        let id = plugin.id.clone();
+        match hit {
+            Some(LimitHit::Memory { requested }) => {
+                return CallError::MemoryLimit { plugin: id, requested, limit_mib: plugin.limits.memory_mib };
+            }
+            Some(LimitHit::TableElements) => return CallError::ResourceLimit { plugin: id, what: "table elements" },
+            None => {}
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => {
+                CallError::CpuLimit { plugin: id, limit_ms: plugin.limits.cpu_ms, elapsed_ms: elapsed.as_millis() as u64 }
+            }
+            Some(trap) => CallError::Trapped { plugin: id, function, trap: trap.to_string(), stderr },
+            None => {
+                let message = format!("{error:#}");
+                if message.contains("concurrent") || message.contains("instance") && message.contains("limit") {
+                    CallError::Instantiate { plugin: id, message }
+                } else {
+                    CallError::Trapped { plugin: id, function, trap: message, stderr }
+                }
+            }
+        }
+    }
+}
+
+fn build_engine(options: &SandboxOptions) -> Result<Engine, String> {
+    let mut config = Config::new();
+    config.wasm_component_model(true).epoch_interruption(true);
+    if options.pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(POOL_COMPONENT_INSTANCES)
+            .total_core_instances(POOL_COMPONENT_INSTANCES * MAX_INSTANCES as u32)
+            .total_memories(POOL_COMPONENT_INSTANCES * MAX_MEMORIES as u32)
+            .total_tables(POOL_COMPONENT_INSTANCES * MAX_TABLES as u32)
+            .max_memory_size(options.policy.maxima.memory_mib as usize * 1024 * 1024)
+            .max_core_instances_per_component(MAX_INSTANCES as u32)
+            .max_memories_per_component(MAX_MEMORIES as u32)
+            .max_tables_per_component(MAX_TABLES as u32)
+            .table_elements(MAX_TABLE_ELEMENTS);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    Engine::new(&config).map_err(|e| format!("{e:#}"))
+}
+
+/// Core modules start `\0asm 01 00 00 00`; components `\0asm 0d 00 01 00`.
+fn check_component_header(wasm: &[u8]) -> Result<(), LoadError> {
+    let detail = match wasm.get(..8) {
+        Some([0, b'a', b's', b'm', _, _, 1, 0]) => return Ok(()),
+        Some([0, b'a', b's', b'm', _, _, 0, 0]) => "it is a core WebAssembly module".to_owned(),
+        _ => format!("it does not start with the WebAssembly magic bytes ({} bytes)", wasm.len()),
+    };
+    Err(LoadError::NotAComponent { detail })
+}
+
+fn repo_request(options: &[OptionPair]) -> RepoRequest {
+    RepoRequest { root: REPO_GUEST_PATH.to_owned(), options: options.to_vec() }
+}
+
+fn wrong_world(plugin: &PreparedPlugin, expected: World) -> CallError {
+    CallError::WrongWorld { plugin: plugin.id.clone(), expected, actual: plugin.world() }
+}
+
+fn reported<T>(plugin: &PreparedPlugin, out: Result<T, PluginError>) -> Result<T, CallError> {
+    out.map_err(|error| CallError::Reported { plugin: plugin.id.clone(), error })
+}
+
+fn invalid(plugin: &PreparedPlugin, function: &'static str, check: Result<(), String>) -> Result<(), CallError> {
+    check.map_err(|problem| CallError::InvalidOutput { plugin: plugin.id.clone(), function, problem })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_check_tells_modules_from_components() {
+        assert!(check_component_header(b"\0asm\x0d\0\x01\0rest").is_ok());
+        let core = check_component_header(b"\0asm\x01\0\0\0").unwrap_err().to_string();
+        assert!(core.contains("core WebAssembly module"), "{core}");
+        let junk = check_component_header(b"hello").unwrap_err().to_string();
+        assert!(junk.contains("magic bytes (5 bytes)"), "{junk}");
+    }
+
+    #[test]
+    fn stderr_suffix_keeps_the_last_lines() {
+        assert_eq!(stderr_suffix(""), "");
+        assert_eq!(stderr_suffix("a\nb\n\nc\nd\n"), " (plugin stderr: b | c | d)");
+    }
+}

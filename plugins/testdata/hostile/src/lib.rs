@@ -1,0 +1,105 @@
+//! A plugin that misbehaves on command, for the engine's sandbox tests.
+//!
+//! `detect` reads the first line of `.hostile` at the repository root and does
+//! what it says (`loop`, `alloc`, `write`, `read-outside`, `socket <port>`,
+//! `big-string`, `panic`, `garbage`, `log-flood`, `stdout-flood`); without the
+//! file it behaves. Attempts the sandbox must refuse report what happened as
+//! an `internal` error, so the tests can check the refusal, not just a trap.
+
+use slipway_plugin_sdk::ecosystem::*;
+use slipway_plugin_sdk::{Repo, export_ecosystem, internal, log};
+
+struct Hostile;
+
+fn detection(note: String) -> Detection {
+    Detection { confidence: 10, evidence: vec![Evidence::new(".hostile", Some(1), note)] }
+}
+
+fn outcome<T, E: std::fmt::Debug>(what: &str, r: Result<T, E>) -> Result<Option<Detection>, PluginError> {
+    match r {
+        Ok(_) => Ok(Some(detection(format!("{what}: succeeded")))),
+        Err(e) => Err(internal(format!("{what}: refused: {e:?}"))),
+    }
+}
+
+fn connect(port: u16) -> Result<(), String> {
+    use wasi::sockets::network::{IpAddressFamily, IpSocketAddress, Ipv4SocketAddress};
+    let net = wasi::sockets::instance_network::instance_network();
+    let sock = wasi::sockets::tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4)
+        .map_err(|e| format!("create-tcp-socket: {e:?}"))?;
+    let addr = IpSocketAddress::Ipv4(Ipv4SocketAddress { port, address: (127, 0, 0, 1) });
+    sock.start_connect(&net, addr).map_err(|e| format!("start-connect: {e:?}"))?;
+    sock.subscribe().block();
+    sock.finish_connect().map(|_| ()).map_err(|e| format!("finish-connect: {e:?}"))
+}
+
+impl Ecosystem for Hostile {
+    fn detect(repo: &Repo) -> Result<Option<Detection>, PluginError> {
+        let Some(file) = repo.read_text(".hostile")? else {
+            return Ok(Some(detection("behaving".into())));
+        };
+        let line = file.first_meaningful_line().map(|(_, l)| l.to_owned()).unwrap_or_default();
+        let mut words = line.split_whitespace();
+        match words.next().unwrap_or("") {
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "alloc" => {
+                let mut big: Vec<u8> = Vec::new();
+                big.resize(1 << 30, 1);
+                Ok(Some(detection(format!("allocated {}", std::hint::black_box(big).len()))))
+            }
+            "write" => outcome("write into the repo", std::fs::write("/repo/pwned", "x")),
+            "read-outside" => {
+                let absolute = std::fs::read_to_string("/etc/passwd").map_err(|e| e.to_string());
+                let dotdot = std::fs::read_to_string("/repo/../etc/passwd").map_err(|e| e.to_string());
+                let link = std::fs::read_to_string("/repo/escape").map_err(|e| e.to_string());
+                match (absolute, dotdot, link) {
+                    (Err(a), Err(b), Err(c)) => Err(internal(format!("read outside: refused: /etc/passwd: {a}; ..: {b}; symlink: {c}"))),
+                    _ => Ok(Some(detection("read outside: succeeded".into()))),
+                }
+            }
+            "socket" => {
+                let port = words.next().and_then(|p| p.parse().ok()).unwrap_or(9);
+                outcome("open a socket", connect(port))
+            }
+            "big-string" => Ok(Some(detection("x".repeat(100 * 1024 * 1024)))),
+            "panic" => panic!("hostile plugin panicked on purpose"),
+            "garbage" => Ok(Some(Detection { confidence: 250, evidence: vec![] })),
+            "log-flood" => {
+                let message = "y".repeat(10 * 1024);
+                for _ in 0..10_000 {
+                    log::info(&message);
+                }
+                Ok(Some(detection("logged a lot".into())))
+            }
+            "stdout-flood" => {
+                for i in 0..200_000 {
+                    println!("line {i} of a very chatty plugin");
+                }
+                Ok(Some(detection("printed a lot".into())))
+            }
+            other => Err(internal(format!("unknown mode `{other}`"))),
+        }
+    }
+
+    fn plan(_repo: &Repo) -> Result<Plan, PluginError> {
+        Ok(Plan {
+            base_image: "debian:12-slim".into(),
+            image: ImageSource::Generated("FROM debian:12-slim\n".into()),
+            toolchains: vec![],
+            package_manager: None,
+            setup: vec![],
+            fast: vec![Step::new("true", "true")],
+            full: vec![],
+            cache: vec![],
+            env: vec![],
+            notes: vec![],
+        })
+    }
+}
+
+export_ecosystem!(Hostile);
