@@ -4,7 +4,7 @@
 //! Every folder of `plugins/` with a `plugin.toml` (except `testdata/`) is a
 //! bundled plugin: its manifest gets the wasm's `sha256` and both are embedded
 //! (see `src/plugins/bundled.rs`). The test plugins under `plugins/testdata/`
-//! are built too; tests find them through `SLIPWAY_TEST_WASM_DIR`.
+//! are built too; tests find them through `TEST_PLUGINS_WASM_DIR`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -35,7 +35,7 @@ fn main() {
     .join("wasm-plugins");
     build_plugins(&plugins, &target_dir);
     let wasm_dir = target_dir.join("wasm32-wasip2/release");
-    println!("cargo:rustc-env=SLIPWAY_TEST_WASM_DIR={}", wasm_dir.display());
+    println!("cargo:rustc-env=TEST_PLUGINS_WASM_DIR={}", wasm_dir.display());
 
     let mut generated = String::from("pub static BUNDLED: &[BundledPlugin] = &[\n");
     for dir in read_dir_sorted(&plugins) {

@@ -1,1 +1,168 @@
-fn main(){}
+//! Plugin host benchmarks; prints its figures. Run with `cargo bench -p slipway --bench plugins`.
+//!
+//! - registry load of a directory of 6 distinct plugins, cold (compile) and
+//!   warm (a new engine on the same precompiled cache, as after a restart);
+//! - fresh Store + instance + one `detect` call, p50/p99, with the pooling
+//!   allocator and with on-demand allocation;
+//! - a runaway plugin: how long past its budget it is stopped (epoch deadline).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slipway::plugins::sandbox::SandboxOptions;
+use slipway::plugins::{CallError, LimitsPolicy, PluginSandbox, Registry};
+
+const WASM_DIR: &str = env!("TEST_PLUGINS_WASM_DIR");
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// A component with a custom section appended: same code, another sha256,
+/// so each copy is compiled on its own.
+fn variant(wasm: &[u8], n: u8) -> Vec<u8> {
+    let name = format!("slipway-bench-{n}");
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name.as_bytes());
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section id
+    out.push(payload.len() as u8); // size, < 128 so one LEB128 byte
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+fn registry_dir(dir: &Path) {
+    let hostile = std::fs::read(Path::new(WASM_DIR).join("hostile.wasm")).unwrap();
+    for n in 0..6u8 {
+        let wasm = variant(&hostile, n);
+        let d = dir.join(format!("plugin-{n}")).join("1.0.0");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("plugin.toml"),
+            format!(
+                "name = \"plugin-{n}\"\nversion = \"1.0.0\"\nworld = \"ecosystem\"\napi = \"^1.0\"\nsha256 = \"{}\"\ndescription = \"bench\"\n",
+                sha256(&wasm)
+            ),
+        )
+        .unwrap();
+        std::fs::write(d.join("plugin.wasm"), wasm).unwrap();
+    }
+}
+
+fn load(cache: &Path, plugins: &Path) -> Duration {
+    let started = Instant::now();
+    let options = SandboxOptions { cache_dir: Some(cache.to_path_buf()), policy: LimitsPolicy::default(), pooling: true };
+    let sandbox = Arc::new(PluginSandbox::new(options).unwrap());
+    let mut registry = Registry::load(sandbox, false, &[plugins.to_path_buf()]);
+    registry.prepare_all();
+    let elapsed = started.elapsed();
+    assert_eq!(registry.names().len(), 6);
+    elapsed
+}
+
+fn bench_load() {
+    let plugins = tempfile::tempdir().unwrap();
+    registry_dir(plugins.path());
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for _ in 0..3 {
+        let cache = tempfile::tempdir().unwrap();
+        cold.push(load(cache.path(), plugins.path()));
+        for _ in 0..10 {
+            warm.push(load(cache.path(), plugins.path()));
+        }
+    }
+    cold.sort();
+    warm.sort();
+    println!(
+        "registry load, 6 plugins: cold (compile) median {:.1} ms; warm (new engine, precompiled cache) median {:.2} ms, max {:.2} ms  [{} / {} runs; includes engine creation]",
+        micros(percentile(&cold, 0.5)) / 1e3,
+        micros(percentile(&warm, 0.5)) / 1e3,
+        micros(*warm.last().unwrap()) / 1e3,
+        cold.len(),
+        warm.len()
+    );
+}
+
+fn bench_calls(pooling: bool) {
+    let cache = tempfile::tempdir().unwrap();
+    let options = SandboxOptions { cache_dir: Some(cache.path().to_path_buf()), policy: LimitsPolicy::default(), pooling };
+    let sandbox = Arc::new(PluginSandbox::new(options).unwrap());
+    let plugins = tempfile::tempdir().unwrap();
+    registry_dir(plugins.path());
+    let registry = Registry::load(sandbox.clone(), false, &[plugins.path().to_path_buf()]);
+    let plugin = registry.get("plugin-0").unwrap().prepare(&sandbox).unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(repo.path().join("package.json"), "{}").unwrap();
+    for _ in 0..500 {
+        sandbox.detect(&plugin, repo.path(), &[]).unwrap();
+    }
+    let mut samples = Vec::with_capacity(10_000);
+    for _ in 0..10_000 {
+        let started = Instant::now();
+        let d = sandbox.detect(&plugin, repo.path(), &[]).unwrap();
+        samples.push(started.elapsed());
+        assert!(d.is_some());
+    }
+    samples.sort();
+    println!(
+        "fresh store + instance + detect (reads one file via the read-only preopen), {}: p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs  [{} calls]",
+        if pooling { "pooling allocator" } else { "on-demand allocator" },
+        micros(percentile(&samples, 0.5)),
+        micros(percentile(&samples, 0.99)),
+        micros(*samples.last().unwrap()),
+        samples.len()
+    );
+}
+
+fn bench_runaway() {
+    let sandbox = Arc::new(
+        PluginSandbox::new(SandboxOptions { cache_dir: None, policy: LimitsPolicy::default(), pooling: true }).unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = std::fs::read(Path::new(WASM_DIR).join("hostile.wasm")).unwrap();
+    let manifest = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/testdata/hostile/plugin.toml")).unwrap();
+    let d = dir.path().join("hostile/0.1.0");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("plugin.toml"), format!("sha256 = \"{}\"\n{manifest}", sha256(&hostile))).unwrap();
+    std::fs::write(d.join("plugin.wasm"), &hostile).unwrap();
+    let registry = Registry::load(sandbox.clone(), false, &[dir.path().to_path_buf()]);
+    let plugin = registry.get("hostile").unwrap().prepare(&sandbox).unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(repo.path().join(".hostile"), "loop\n").unwrap();
+    let mut overshoot = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        let err = sandbox.detect(&plugin, repo.path(), &[]).unwrap_err();
+        let elapsed = started.elapsed();
+        let CallError::CpuLimit { limit_ms, .. } = err else { panic!("expected a CPU limit: {err}") };
+        overshoot.push(elapsed.saturating_sub(Duration::from_millis(u64::from(limit_ms))));
+    }
+    overshoot.sort();
+    println!(
+        "runaway plugin (budget 300 ms, epoch tick 5 ms): stopped p50 {:.1} ms, max {:.1} ms after its budget  [{} runs]",
+        micros(percentile(&overshoot, 0.5)) / 1e3,
+        micros(*overshoot.last().unwrap()) / 1e3,
+        overshoot.len()
+    );
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` and test discovery
+    }
+    bench_load();
+    bench_calls(true);
+    bench_calls(false);
+    bench_runaway();
+}

@@ -26,6 +26,11 @@ pub enum ConfigError {
     NoStateDir,
 }
 
+/// Top-level keys of `slipway.toml`, the only `SLIPWAY_*` variables read as configuration.
+const CONFIG_KEYS: &[&str] = &["state_dir", "plugins_dir", "plugins"];
+/// `SLIPWAY_*` variables that are not configuration keys (read elsewhere).
+const CLIENT_ONLY_VARIABLES: &[&str] = &["config", "log", "log_json", "url", "token", "token_file", "listen"];
+
 /// The configuration as written: every field optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,7 +85,15 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment.merge(Env::prefixed("SLIPWAY_").split("__").ignore(&["config", "url", "token", "token_file", "listen"]));
+        figment = figment.merge(Env::prefixed("SLIPWAY_").split("__").filter(|key| {
+            let lower = key.as_str().to_ascii_lowercase();
+            let top = lower.split("__").next().unwrap_or_default();
+            let known = CONFIG_KEYS.contains(&top);
+            if !known && !CLIENT_ONLY_VARIABLES.contains(&top) {
+                tracing::warn!("ignoring SLIPWAY_{}: not a configuration key", key.as_str().to_ascii_uppercase());
+            }
+            known
+        }));
         let raw: RawConfig = figment.extract().map_err(Box::new)?;
         Self::resolve(raw)
     }

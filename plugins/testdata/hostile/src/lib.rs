@@ -2,7 +2,7 @@
 //!
 //! `detect` reads the first line of `.hostile` at the repository root and does
 //! what it says (`loop`, `alloc`, `write`, `read-outside`, `socket <port>`,
-//! `big-string`, `panic`, `garbage`, `log-flood`, `stdout-flood`); without the
+//! `big-string`, `panic`, `garbage`, `log-flood`, `stdout-flood`, `count`); without the
 //! file it behaves. Attempts the sandbox must refuse report what happened as
 //! an `internal` error, so the tests can check the refusal, not just a trap.
 
@@ -71,16 +71,22 @@ impl Ecosystem for Hostile {
             "garbage" => Ok(Some(Detection { confidence: 250, evidence: vec![] })),
             "log-flood" => {
                 let message = "y".repeat(10 * 1024);
-                for _ in 0..10_000 {
+                for _ in 0..1_000 {
                     log::info(&message);
                 }
                 Ok(Some(detection("logged a lot".into())))
             }
             "stdout-flood" => {
-                for i in 0..200_000 {
+                for i in 0..20_000 {
                     println!("line {i} of a very chatty plugin");
                 }
                 Ok(Some(detection("printed a lot".into())))
+            }
+            "count" => {
+                // A fresh instance per call means this is 1 every time.
+                static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                Ok(Some(detection(format!("call number {n}"))))
             }
             other => Err(internal(format!("unknown mode `{other}`"))),
         }

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what Slipway needs to build and test on a fresh Debian 12 machine.
+# Idempotent: skips what is already there. Used by scripts/demo.sh,
+# scripts/test.sh and .ci/run alike, so CI proves the README.
+set -euo pipefail
+
+step() { printf '\n== %s\n' "$*"; }
+started=$SECONDS
+
+if ! command -v cargo >/dev/null 2>&1; then
+  # The Rust toolchain comes from rustup (Debian's rustc is too old: Slipway needs 1.95).
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "error: cargo not found; install Rust 1.95 or newer with rustup (https://rustup.rs) and run this again" >&2
+    exit 1
+  fi
+fi
+
+need_apt=()
+command -v git >/dev/null 2>&1 || need_apt+=(git)
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  step "apt-get install ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}"
+fi
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+  step "rustup target add wasm32-wasip2 (plugins are WebAssembly components)"
+  rustup target add wasm32-wasip2
+fi
+
+echo "setup: done in $((SECONDS - started)) s ($(cargo --version))"
