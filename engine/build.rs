@@ -13,12 +13,20 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 
 fn main() {
-    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest_dir.parent().expect("engine/ has a parent").to_path_buf();
+    let manifest_dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest_dir
+        .parent()
+        .expect("engine/ has a parent")
+        .to_path_buf();
     let plugins = root.join("plugins");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
 
-    for path in [root.join("wit"), root.join("plugin-sdk/src"), root.join("plugin-sdk/Cargo.toml")] {
+    for path in [
+        root.join("wit"),
+        root.join("plugin-sdk/src"),
+        root.join("plugin-sdk/Cargo.toml"),
+    ] {
         println!("cargo:rerun-if-changed={}", path.display());
     }
     for entry in read_dir_sorted(&plugins) {
@@ -35,15 +43,34 @@ fn main() {
     .join("wasm-plugins");
     build_plugins(&plugins, &target_dir);
     let wasm_dir = target_dir.join("wasm32-wasip2/release");
-    println!("cargo:rustc-env=TEST_PLUGINS_WASM_DIR={}", wasm_dir.display());
+    println!(
+        "cargo:rustc-env=TEST_PLUGINS_WASM_DIR={}",
+        wasm_dir.display()
+    );
 
+    let members = workspace_members(&plugins);
     let mut generated = String::from("pub static BUNDLED: &[BundledPlugin] = &[\n");
     for dir in read_dir_sorted(&plugins) {
         let manifest_path = dir.join("plugin.toml");
         if !manifest_path.is_file() {
             continue;
         }
-        let name = dir.file_name().and_then(|n| n.to_str()).expect("plugin folder names are UTF-8").to_owned();
+        let member = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| members.iter().any(|m| m == n));
+        if !member {
+            println!(
+                "cargo:warning={} has a plugin.toml but is not a member of plugins/Cargo.toml; not bundled",
+                dir.display()
+            );
+            continue;
+        }
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("plugin folder names are UTF-8")
+            .to_owned();
         let wasm_path = wasm_dir.join(format!("{}.wasm", name.replace('-', "_")));
         let wasm = std::fs::read(&wasm_path)
             .unwrap_or_else(|e| panic!("plugin `{name}` built no {}: {e}", wasm_path.display()));
@@ -63,6 +90,23 @@ fn main() {
     std::fs::write(out_dir.join("bundled_plugins.rs"), generated).expect("OUT_DIR is writable");
 }
 
+/// `members` of `plugins/Cargo.toml`.
+fn workspace_members(plugins: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(plugins.join("Cargo.toml"))
+        .expect("plugins/Cargo.toml is readable");
+    let table: toml::Table = text.parse().expect("plugins/Cargo.toml is valid TOML");
+    table
+        .get("workspace")
+        .and_then(|w| w.get("members"))
+        .and_then(|m| m.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn read_dir_sorted(dir: &Path) -> Vec<PathBuf> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
@@ -75,20 +119,44 @@ fn read_dir_sorted(dir: &Path) -> Vec<PathBuf> {
 fn build_plugins(plugins: &Path, target_dir: &Path) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--workspace", "--target", "wasm32-wasip2", "--manifest-path"])
-        .arg(plugins.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(target_dir);
+    cmd.args([
+        "build",
+        "--release",
+        "--workspace",
+        "--target",
+        "wasm32-wasip2",
+        "--manifest-path",
+    ])
+    .arg(plugins.join("Cargo.toml"))
+    .arg("--target-dir")
+    .arg(target_dir);
     // The outer build's settings are for the host target, not for wasm.
     for (key, _) in std::env::vars_os() {
         let Some(key) = key.to_str() else { continue };
-        let outer = key.starts_with("CARGO_") && !matches!(key, "CARGO_HOME" | "CARGO_MAKEFLAGS" | "CARGO_NET_OFFLINE");
-        if outer || matches!(key, "RUSTFLAGS" | "RUSTC_WRAPPER" | "RUSTC_WORKSPACE_WRAPPER" | "TARGET" | "HOST" | "PROFILE" | "OPT_LEVEL" | "DEBUG" | "OUT_DIR" | "NUM_JOBS") {
+        let outer = key.starts_with("CARGO_")
+            && !matches!(key, "CARGO_HOME" | "CARGO_MAKEFLAGS" | "CARGO_NET_OFFLINE");
+        if outer
+            || matches!(
+                key,
+                "RUSTFLAGS"
+                    | "RUSTC_WRAPPER"
+                    | "RUSTC_WORKSPACE_WRAPPER"
+                    | "TARGET"
+                    | "HOST"
+                    | "PROFILE"
+                    | "OPT_LEVEL"
+                    | "DEBUG"
+                    | "OUT_DIR"
+                    | "NUM_JOBS"
+            )
+        {
             cmd.env_remove(key);
         }
     }
     cmd.stdout(std::io::stderr()); // stdout lines of a build script are directives to cargo
-    let status = cmd.status().unwrap_or_else(|e| panic!("cannot run cargo to build the plugins: {e}"));
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build the plugins: {e}"));
     if !status.success() {
         panic!(
             "building the plugins in {} for wasm32-wasip2 failed (see the output above). \

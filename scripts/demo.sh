@@ -12,8 +12,5 @@ echo
 echo "== slipway plugins list"
 "$slipway" plugins list
 echo
-echo "== slipway plugins new make-ci: scaffold a third-party plugin, build it, verify it in the sandbox"
-work=$(mktemp -d)
-"$slipway" plugins new make-ci --dir "$work"
-(cd "$work/make-ci" && cargo build --quiet --release --target wasm32-wasip2)
-"$slipway" plugins verify "$work/make-ci"
+echo "== slipway plan examples/node-app: detect the repo and plan its image, setup and validation"
+"$slipway" plan examples/node-app

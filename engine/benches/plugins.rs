@@ -61,7 +61,11 @@ fn registry_dir(dir: &Path) {
 
 fn load(cache: &Path, plugins: &Path) -> Duration {
     let started = Instant::now();
-    let options = SandboxOptions { cache_dir: Some(cache.to_path_buf()), policy: LimitsPolicy::default(), pooling: true };
+    let options = SandboxOptions {
+        cache_dir: Some(cache.to_path_buf()),
+        policy: LimitsPolicy::default(),
+        pooling: true,
+    };
     let sandbox = Arc::new(PluginSandbox::new(options).unwrap());
     let mut registry = Registry::load(sandbox, false, &[plugins.to_path_buf()]);
     registry.prepare_all();
@@ -96,7 +100,11 @@ fn bench_load() {
 
 fn bench_calls(pooling: bool) {
     let cache = tempfile::tempdir().unwrap();
-    let options = SandboxOptions { cache_dir: Some(cache.path().to_path_buf()), policy: LimitsPolicy::default(), pooling };
+    let options = SandboxOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+        policy: LimitsPolicy::default(),
+        pooling,
+    };
     let sandbox = Arc::new(PluginSandbox::new(options).unwrap());
     let plugins = tempfile::tempdir().unwrap();
     registry_dir(plugins.path());
@@ -117,7 +125,11 @@ fn bench_calls(pooling: bool) {
     samples.sort();
     println!(
         "fresh store + instance + detect (reads one file via the read-only preopen), {}: p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs  [{} calls]",
-        if pooling { "pooling allocator" } else { "on-demand allocator" },
+        if pooling {
+            "pooling allocator"
+        } else {
+            "on-demand allocator"
+        },
         micros(percentile(&samples, 0.5)),
         micros(percentile(&samples, 0.99)),
         micros(*samples.last().unwrap()),
@@ -127,14 +139,26 @@ fn bench_calls(pooling: bool) {
 
 fn bench_runaway() {
     let sandbox = Arc::new(
-        PluginSandbox::new(SandboxOptions { cache_dir: None, policy: LimitsPolicy::default(), pooling: true }).unwrap(),
+        PluginSandbox::new(SandboxOptions {
+            cache_dir: None,
+            policy: LimitsPolicy::default(),
+            pooling: true,
+        })
+        .unwrap(),
     );
     let dir = tempfile::tempdir().unwrap();
     let hostile = std::fs::read(Path::new(WASM_DIR).join("hostile.wasm")).unwrap();
-    let manifest = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/testdata/hostile/plugin.toml")).unwrap();
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/testdata/hostile/plugin.toml"),
+    )
+    .unwrap();
     let d = dir.path().join("hostile/0.1.0");
     std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(d.join("plugin.toml"), format!("sha256 = \"{}\"\n{manifest}", sha256(&hostile))).unwrap();
+    std::fs::write(
+        d.join("plugin.toml"),
+        format!("sha256 = \"{}\"\n{manifest}", sha256(&hostile)),
+    )
+    .unwrap();
     std::fs::write(d.join("plugin.wasm"), &hostile).unwrap();
     let registry = Registry::load(sandbox.clone(), false, &[dir.path().to_path_buf()]);
     let plugin = registry.get("hostile").unwrap().prepare(&sandbox).unwrap();
@@ -145,7 +169,9 @@ fn bench_runaway() {
         let started = Instant::now();
         let err = sandbox.detect(&plugin, repo.path(), &[]).unwrap_err();
         let elapsed = started.elapsed();
-        let CallError::CpuLimit { limit_ms, .. } = err else { panic!("expected a CPU limit: {err}") };
+        let CallError::CpuLimit { limit_ms, .. } = err else {
+            panic!("expected a CPU limit: {err}")
+        };
         overshoot.push(elapsed.saturating_sub(Duration::from_millis(u64::from(limit_ms))));
     }
     overshoot.sort();
@@ -157,6 +183,76 @@ fn bench_runaway() {
     );
 }
 
+/// Fresh instance + `detect` + `plan` of the chosen plugin, repo read through the sandbox.
+fn bench_detect_and_plan(plugin_name: &str, example: &str) {
+    let cache = tempfile::tempdir().unwrap();
+    let options = SandboxOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+        policy: LimitsPolicy::default(),
+        pooling: true,
+    };
+    let sandbox = Arc::new(PluginSandbox::new(options).unwrap());
+    let registry = Registry::load(sandbox.clone(), true, &[]);
+    let Some(candidate) = registry.get(plugin_name) else {
+        println!("detect + plan: no bundled `{plugin_name}` plugin");
+        return;
+    };
+    let plugin = candidate.prepare(&sandbox).unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(example);
+    let mut samples = Vec::with_capacity(5_000);
+    for i in 0..5_500 {
+        let started = Instant::now();
+        assert!(sandbox.detect(&plugin, &repo, &[]).unwrap().is_some());
+        sandbox.plan(&plugin, &repo, &[]).unwrap();
+        if i >= 500 {
+            samples.push(started.elapsed());
+        }
+    }
+    samples.sort();
+    println!(
+        "fresh instance + detect + plan, {plugin_name} on examples/{example}: p50 {:.1} µs, p99 {:.1} µs  [{} runs]",
+        micros(percentile(&samples, 0.5)),
+        micros(percentile(&samples, 0.99)),
+        samples.len()
+    );
+}
+
+/// The whole `slipway plan` process with a warm precompiled cache.
+fn bench_plan_process(example: &str) {
+    let state = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(example);
+    let run = || {
+        let started = Instant::now();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .arg("plan")
+            .arg(&repo)
+            .arg("--json")
+            .env("SLIPWAY_STATE_DIR", state.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        started.elapsed()
+    };
+    let first = run(); // compiles and caches what the plan needs
+    let mut samples: Vec<Duration> = (0..100).map(|_| run()).collect();
+    samples.sort();
+    println!(
+        "`slipway plan examples/{example}` process, warm cache: p50 {:.2} ms, p99 {:.2} ms (first, cold: {:.0} ms)  [{} runs]",
+        micros(percentile(&samples, 0.5)) / 1e3,
+        micros(percentile(&samples, 0.99)) / 1e3,
+        micros(first) / 1e3,
+        samples.len()
+    );
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` and test discovery
@@ -165,4 +261,7 @@ fn main() {
     bench_calls(true);
     bench_calls(false);
     bench_runaway();
+    bench_detect_and_plan("node", "node-app");
+    bench_detect_and_plan("python", "python-app");
+    bench_plan_process("node-app");
 }

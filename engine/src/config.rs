@@ -14,7 +14,9 @@ use crate::plugins::{Limits, LimitsPolicy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("configuration file {path} does not exist (from {origin}); create it or unset {origin}")]
+    #[error(
+        "configuration file {path} does not exist (from {origin}); create it or unset {origin}"
+    )]
     MissingFile { path: PathBuf, origin: &'static str },
     #[error("invalid configuration: {0}")]
     Invalid(#[from] Box<figment::Error>),
@@ -29,7 +31,15 @@ pub enum ConfigError {
 /// Top-level keys of `slipway.toml`, the only `SLIPWAY_*` variables read as configuration.
 const CONFIG_KEYS: &[&str] = &["state_dir", "plugins_dir", "plugins"];
 /// `SLIPWAY_*` variables that are not configuration keys (read elsewhere).
-const CLIENT_ONLY_VARIABLES: &[&str] = &["config", "log", "log_json", "url", "token", "token_file", "listen"];
+const CLIENT_ONLY_VARIABLES: &[&str] = &[
+    "config",
+    "log",
+    "log_json",
+    "url",
+    "token",
+    "token_file",
+    "listen",
+];
 
 /// The configuration as written: every field optional.
 #[derive(Debug, Default, Deserialize)]
@@ -67,7 +77,8 @@ pub struct Config {
 }
 
 /// Default tie-break order among ecosystems (DESIGN: "Choosing among ecosystems").
-pub const DEFAULT_ECOSYSTEM_ORDER: &[&str] = &["dockerfile", "go", "rust", "ruby", "python", "node"];
+pub const DEFAULT_ECOSYSTEM_ORDER: &[&str] =
+    &["dockerfile", "go", "rust", "ruby", "python", "node"];
 
 impl Config {
     /// Load from `file` (or `SLIPWAY_CONFIG`, or nothing) plus the environment.
@@ -90,7 +101,10 @@ impl Config {
             let top = lower.split("__").next().unwrap_or_default();
             let known = CONFIG_KEYS.contains(&top);
             if !known && !CLIENT_ONLY_VARIABLES.contains(&top) {
-                tracing::warn!("ignoring SLIPWAY_{}: not a configuration key", key.as_str().to_ascii_uppercase());
+                tracing::warn!(
+                    "ignoring SLIPWAY_{}: not a configuration key",
+                    key.as_str().to_ascii_uppercase()
+                );
             }
             known
         }));
@@ -106,7 +120,12 @@ impl Config {
         let plugin_dirs = raw
             .plugins_dir
             .as_deref()
-            .map(|s| s.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect())
+            .map(|s| {
+                s.split(':')
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            })
             .unwrap_or_default();
         let p = raw.plugins;
         let d = LimitsPolicy::default();
@@ -123,9 +142,21 @@ impl Config {
             },
         };
         for (key, default, max) in [
-            ("plugins.default_cpu_ms", policy.defaults.cpu_ms, policy.maxima.cpu_ms),
-            ("plugins.default_memory_mib", policy.defaults.memory_mib, policy.maxima.memory_mib),
-            ("plugins.default_output_kib", policy.defaults.output_kib, policy.maxima.output_kib),
+            (
+                "plugins.default_cpu_ms",
+                policy.defaults.cpu_ms,
+                policy.maxima.cpu_ms,
+            ),
+            (
+                "plugins.default_memory_mib",
+                policy.defaults.memory_mib,
+                policy.maxima.memory_mib,
+            ),
+            (
+                "plugins.default_output_kib",
+                policy.defaults.output_kib,
+                policy.maxima.output_kib,
+            ),
         ] {
             if default == 0 || default > max {
                 return Err(ConfigError::Value {
@@ -134,10 +165,18 @@ impl Config {
                 });
             }
         }
-        let ecosystem_order = p
-            .ecosystem_order
-            .unwrap_or_else(|| DEFAULT_ECOSYSTEM_ORDER.iter().map(|s| s.to_string()).collect());
-        Ok(Config { state_dir, plugin_dirs, plugin_limits: policy, ecosystem_order })
+        let ecosystem_order = p.ecosystem_order.unwrap_or_else(|| {
+            DEFAULT_ECOSYSTEM_ORDER
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        });
+        Ok(Config {
+            state_dir,
+            plugin_dirs,
+            plugin_limits: policy,
+            ecosystem_order,
+        })
     }
 
     /// Where precompiled plugin components are kept.
@@ -151,7 +190,9 @@ fn default_state_dir() -> Option<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(x).join("slipway"));
     }
-    std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".local/state/slipway"))
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(|h| PathBuf::from(h).join(".local/state/slipway"))
 }
 
 #[cfg(test)]
@@ -160,7 +201,11 @@ mod tests {
 
     #[test]
     fn defaults_resolve() {
-        let c = Config::resolve(RawConfig { state_dir: Some("/tmp/s".into()), ..Default::default() }).unwrap();
+        let c = Config::resolve(RawConfig {
+            state_dir: Some("/tmp/s".into()),
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(c.plugin_limits.defaults.cpu_ms, 2000);
         assert_eq!(c.plugin_limits.defaults.memory_mib, 64);
         assert_eq!(c.ecosystem_order[0], "dockerfile");
@@ -171,11 +216,17 @@ mod tests {
     fn default_above_maximum_is_refused_with_the_key() {
         let raw = RawConfig {
             state_dir: Some("/tmp/s".into()),
-            plugins: RawPluginConfig { default_memory_mib: Some(4096), ..Default::default() },
+            plugins: RawPluginConfig {
+                default_memory_mib: Some(4096),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let e = Config::resolve(raw).unwrap_err().to_string();
-        assert!(e.contains("`plugins.default_memory_mib`: 4096 must be between 1 and its maximum 512"), "{e}");
+        assert!(
+            e.contains("`plugins.default_memory_mib`: 4096 must be between 1 and its maximum 512"),
+            "{e}"
+        );
     }
 
     #[test]

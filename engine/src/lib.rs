@@ -8,8 +8,11 @@
 //! - [`plugins`]: the plugin host: the WIT bindings, the sandbox that runs one
 //!   call of one plugin under limits, the precompiled-component cache, plugin
 //!   manifests and the registry that picks one version per plugin name.
+//! - [`plan`]: detection and planning of a repository through the ecosystem
+//!   plugins; the report `slipway plan` prints.
 //!
 //! See `ARCHITECTURE.md` at the repository root for the map and invariants.
 
 pub mod config;
+pub mod plan;
 pub mod plugins;

@@ -11,7 +11,9 @@ use std::sync::{Arc, OnceLock};
 use slipway::plugins::bindings::{ProbeAction, Service};
 use slipway::plugins::compile_cache::CacheOutcome;
 use slipway::plugins::sandbox::SandboxOptions;
-use slipway::plugins::{CallError, Candidate, LimitsPolicy, LoadError, PluginSandbox, Registry, Status, World};
+use slipway::plugins::{
+    CallError, Candidate, LimitsPolicy, LoadError, PluginSandbox, Registry, Status, World,
+};
 
 const TESTDATA_WASM: &str = env!("TEST_PLUGINS_WASM_DIR");
 
@@ -21,7 +23,10 @@ fn wasm(name: &str) -> Vec<u8> {
 }
 
 fn source_manifest(dir: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins").join(dir).join("plugin.toml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins")
+        .join(dir)
+        .join("plugin.toml");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -36,7 +41,14 @@ fn sandbox() -> Arc<PluginSandbox> {
     SANDBOX
         .get_or_init(|| {
             let cache_dir = Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"));
-            Arc::new(PluginSandbox::new(SandboxOptions { cache_dir, policy: LimitsPolicy::default(), pooling: true }).unwrap())
+            Arc::new(
+                PluginSandbox::new(SandboxOptions {
+                    cache_dir,
+                    policy: LimitsPolicy::default(),
+                    pooling: true,
+                })
+                .unwrap(),
+            )
         })
         .clone()
 }
@@ -56,7 +68,14 @@ fn install(dir: &Path, name: &str, version: &str, manifest: &str, wasm: &[u8], s
 fn hostile_registry() -> (tempfile::TempDir, Registry) {
     let dir = tempfile::tempdir().unwrap();
     let bytes = wasm("hostile");
-    install(dir.path(), "hostile", "0.1.0", &source_manifest("testdata/hostile"), &bytes, Some(&sha256(&bytes)));
+    install(
+        dir.path(),
+        "hostile",
+        "0.1.0",
+        &source_manifest("testdata/hostile"),
+        &bytes,
+        Some(&sha256(&bytes)),
+    );
     let registry = Registry::load(sandbox(), true, &[dir.path().to_path_buf()]);
     (dir, registry)
 }
@@ -69,19 +88,40 @@ fn repo_with(mode: &str) -> tempfile::TempDir {
 
 fn detect(registry: &Registry, repo: &Path) -> Result<Option<String>, CallError> {
     let sandbox = registry.sandbox();
-    let plugin = registry.get("hostile").expect("hostile is active").prepare(sandbox).unwrap();
-    sandbox.detect(&plugin, repo, &[]).map(|d| d.map(|d| d.evidence[0].note.clone()))
+    let plugin = registry
+        .get("hostile")
+        .expect("hostile is active")
+        .prepare(sandbox)
+        .unwrap();
+    sandbox
+        .detect(&plugin, repo, &[])
+        .map(|d| d.map(|d| d.evidence[0].note.clone()))
 }
 
 /// A good plugin still answers right after a hostile call.
 fn assert_good_plugins_still_work(registry: &Registry) {
     let sandbox = registry.sandbox();
-    let tcp = registry.get("tcp").expect("bundled tcp plugin").prepare(sandbox).unwrap();
-    let service = Service { name: "db".into(), image: "postgres".into(), env: vec![], ports: vec![5432], options: vec![] };
-    let probe = sandbox.probe(&tcp, &service).expect("tcp probe after a hostile call");
+    let tcp = registry
+        .get("tcp")
+        .expect("bundled tcp plugin")
+        .prepare(sandbox)
+        .unwrap();
+    let service = Service {
+        name: "db".into(),
+        image: "postgres".into(),
+        env: vec![],
+        ports: vec![5432],
+        options: vec![],
+    };
+    let probe = sandbox
+        .probe(&tcp, &service)
+        .expect("tcp probe after a hostile call");
     assert!(matches!(probe.action, ProbeAction::Tcp(5432)));
     let calm = tempfile::tempdir().unwrap();
-    assert_eq!(detect(registry, calm.path()).unwrap().as_deref(), Some("behaving"));
+    assert_eq!(
+        detect(registry, calm.path()).unwrap().as_deref(),
+        Some("behaving")
+    );
 }
 
 fn reported_message(e: &CallError) -> String {
@@ -96,14 +136,25 @@ fn runaway_plugin_is_stopped_within_its_budget() {
     let (_dir, registry) = hostile_registry();
     let err = detect(&registry, repo_with("loop").path()).unwrap_err();
     match &err {
-        CallError::CpuLimit { plugin, limit_ms, elapsed_ms } => {
+        CallError::CpuLimit {
+            plugin,
+            limit_ms,
+            elapsed_ms,
+        } => {
             assert_eq!(plugin.to_string(), "hostile@0.1.0");
             assert_eq!(*limit_ms, 300);
-            assert!((300..2_000).contains(elapsed_ms), "stopped after {elapsed_ms} ms");
+            assert!(
+                (300..2_000).contains(elapsed_ms),
+                "stopped after {elapsed_ms} ms"
+            );
         }
         other => panic!("expected a CPU limit, got {other}"),
     }
-    assert!(err.to_string().contains("hostile@0.1.0 ran past its time budget of 300 ms"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("hostile@0.1.0 ran past its time budget of 300 ms"),
+        "{err}"
+    );
     assert_good_plugins_still_work(&registry);
 }
 
@@ -111,8 +162,14 @@ fn runaway_plugin_is_stopped_within_its_budget() {
 fn gigabyte_allocation_hits_the_memory_cap() {
     let (_dir, registry) = hostile_registry();
     let err = detect(&registry, repo_with("alloc").path()).unwrap_err();
-    assert!(matches!(err, CallError::MemoryLimit { limit_mib: 256, .. }), "{err}");
-    assert!(err.to_string().contains("over its limit of 256 MiB"), "{err}");
+    assert!(
+        matches!(err, CallError::MemoryLimit { limit_mib: 256, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("over its limit of 256 MiB"),
+        "{err}"
+    );
     assert_good_plugins_still_work(&registry);
 }
 
@@ -121,8 +178,14 @@ fn writing_into_the_repo_is_refused() {
     let (_dir, registry) = hostile_registry();
     let repo = repo_with("write");
     let err = detect(&registry, repo.path()).unwrap_err();
-    assert!(reported_message(&err).contains("write into the repo: refused"), "{err}");
-    assert!(!repo.path().join("pwned").exists(), "the plugin wrote into the repository");
+    assert!(
+        reported_message(&err).contains("write into the repo: refused"),
+        "{err}"
+    );
+    assert!(
+        !repo.path().join("pwned").exists(),
+        "the plugin wrote into the repository"
+    );
     assert_good_plugins_still_work(&registry);
 }
 
@@ -145,8 +208,15 @@ fn opening_a_socket_is_refused() {
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
     let err = detect(&registry, repo_with(&format!("socket {port}")).path()).unwrap_err();
-    assert!(reported_message(&err).contains("open a socket: refused"), "{err}");
-    assert_eq!(listener.accept().map(|_| ()).unwrap_err().kind(), ErrorKind::WouldBlock, "a connection got through");
+    assert!(
+        reported_message(&err).contains("open a socket: refused"),
+        "{err}"
+    );
+    assert_eq!(
+        listener.accept().map(|_| ()).unwrap_err().kind(),
+        ErrorKind::WouldBlock,
+        "a connection got through"
+    );
     assert_good_plugins_still_work(&registry);
 }
 
@@ -154,7 +224,17 @@ fn opening_a_socket_is_refused() {
 fn hundred_megabyte_result_is_refused() {
     let (_dir, registry) = hostile_registry();
     let err = detect(&registry, repo_with("big-string").path()).unwrap_err();
-    assert!(matches!(err, CallError::OutputTooLarge { function: "detect", limit_kib: 1024, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            CallError::OutputTooLarge {
+                function: "detect",
+                limit_kib: 1024,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_good_plugins_still_work(&registry);
 }
 
@@ -163,7 +243,11 @@ fn panic_is_a_crash_with_the_panic_message() {
     let (_dir, registry) = hostile_registry();
     let err = detect(&registry, repo_with("panic").path()).unwrap_err();
     assert!(matches!(err, CallError::Trapped { .. }), "{err}");
-    assert!(err.to_string().contains("hostile plugin panicked on purpose"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("hostile plugin panicked on purpose"),
+        "{err}"
+    );
     assert_good_plugins_still_work(&registry);
 }
 
@@ -171,15 +255,30 @@ fn panic_is_a_crash_with_the_panic_message() {
 fn garbage_result_is_invalid_output() {
     let (_dir, registry) = hostile_registry();
     let err = detect(&registry, repo_with("garbage").path()).unwrap_err();
-    assert!(err.to_string().contains("returned invalid data from `detect`: confidence 250 is out of range 0..=100"), "{err}");
+    assert!(
+        err.to_string().contains(
+            "returned invalid data from `detect`: confidence 250 is out of range 0..=100"
+        ),
+        "{err}"
+    );
     assert_good_plugins_still_work(&registry);
 }
 
 #[test]
 fn floods_of_logs_and_stdout_are_capped_not_fatal() {
     let (_dir, registry) = hostile_registry();
-    assert_eq!(detect(&registry, repo_with("log-flood").path()).unwrap().as_deref(), Some("logged a lot"));
-    assert_eq!(detect(&registry, repo_with("stdout-flood").path()).unwrap().as_deref(), Some("printed a lot"));
+    assert_eq!(
+        detect(&registry, repo_with("log-flood").path())
+            .unwrap()
+            .as_deref(),
+        Some("logged a lot")
+    );
+    assert_eq!(
+        detect(&registry, repo_with("stdout-flood").path())
+            .unwrap()
+            .as_deref(),
+        Some("printed a lot")
+    );
 }
 
 #[test]
@@ -187,7 +286,10 @@ fn every_call_gets_a_fresh_instance() {
     let (_dir, registry) = hostile_registry();
     let repo = repo_with("count");
     for _ in 0..3 {
-        assert_eq!(detect(&registry, repo.path()).unwrap().as_deref(), Some("call number 1"));
+        assert_eq!(
+            detect(&registry, repo.path()).unwrap().as_deref(),
+            Some("call number 1")
+        );
     }
 }
 
@@ -197,7 +299,10 @@ fn calling_a_plugin_through_the_wrong_world_is_an_error() {
     let sandbox = registry.sandbox();
     let tcp = registry.get("tcp").unwrap().prepare(sandbox).unwrap();
     let err = sandbox.detect(&tcp, Path::new("/"), &[]).unwrap_err();
-    assert_eq!(err.to_string(), "plugin tcp@1.0.0 is a readiness plugin, not a ecosystem plugin");
+    assert_eq!(
+        err.to_string(),
+        "plugin tcp@1.0.0 is a readiness plugin, not a ecosystem plugin"
+    );
 }
 
 /// Each broken registry entry is rejected with its own reason; the good
@@ -208,24 +313,125 @@ fn registry_rejects_each_bad_plugin_with_its_reason() {
     let d = dir.path();
     let hostile = wasm("hostile");
     let tcp = wasm("tcp");
-    let core = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/core-module.wasm")).unwrap();
-    let junk = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/garbage.wasm")).unwrap();
+    let core = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/core-module.wasm"),
+    )
+    .unwrap();
+    let junk =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/garbage.wasm"))
+            .unwrap();
     let manifest = |name: &str, version: &str, world: &str| {
-        format!("name = \"{name}\"\nversion = \"{version}\"\nworld = \"{world}\"\napi = \"^1.0\"\ndescription = \"test\"\n")
+        format!(
+            "name = \"{name}\"\nversion = \"{version}\"\nworld = \"{world}\"\napi = \"^1.0\"\ndescription = \"test\"\n"
+        )
     };
-    install(d, "good", "0.1.0", &manifest("good", "0.1.0", "ecosystem"), &hostile, Some(&sha256(&hostile)));
-    install(d, "good", "0.2.0", &manifest("good", "0.2.0", "ecosystem"), &hostile, Some(&sha256(&hostile)));
-    install(d, "good", "0.3.0", &manifest("good", "0.3.0", "ecosystem"), &core, Some(&sha256(&core)));
-    install(d, "core", "1.0.0", &manifest("core", "1.0.0", "ecosystem"), &core, Some(&sha256(&core)));
-    install(d, "junk", "1.0.0", &manifest("junk", "1.0.0", "ecosystem"), &junk, Some(&sha256(&junk)));
-    install(d, "wrongworld", "1.0.0", &manifest("wrongworld", "1.0.0", "ecosystem"), &tcp, Some(&sha256(&tcp)));
-    install(d, "nofield", "1.0.0", "name = \"nofield\"\nversion = \"1.0.0\"\nworld = \"ecosystem\"\ndescription = \"x\"\n", &tcp, Some(&sha256(&tcp)));
-    install(d, "badworld", "1.0.0", &manifest("badworld", "1.0.0", "ecosytem"), &tcp, Some(&sha256(&tcp)));
-    install(d, "tampered", "1.0.0", &manifest("tampered", "1.0.0", "readiness"), &tcp, Some(&"0".repeat(64)));
-    install(d, "unhashed", "1.0.0", &manifest("unhashed", "1.0.0", "readiness"), &tcp, None);
-    install(d, "future", "1.0.0", &manifest("future", "1.0.0", "readiness").replace("^1.0", "^2.0"), &tcp, Some(&sha256(&tcp)));
-    install(d, "greedy", "1.0.0", &format!("{}[limits]\nmemory-mib = 4096\n", manifest("greedy", "1.0.0", "readiness")), &tcp, Some(&sha256(&tcp)));
-    install(d, "misfiled", "1.0.0", &manifest("other-name", "1.0.0", "readiness"), &tcp, Some(&sha256(&tcp)));
+    install(
+        d,
+        "good",
+        "0.1.0",
+        &manifest("good", "0.1.0", "ecosystem"),
+        &hostile,
+        Some(&sha256(&hostile)),
+    );
+    install(
+        d,
+        "good",
+        "0.2.0",
+        &manifest("good", "0.2.0", "ecosystem"),
+        &hostile,
+        Some(&sha256(&hostile)),
+    );
+    install(
+        d,
+        "good",
+        "0.3.0",
+        &manifest("good", "0.3.0", "ecosystem"),
+        &core,
+        Some(&sha256(&core)),
+    );
+    install(
+        d,
+        "core",
+        "1.0.0",
+        &manifest("core", "1.0.0", "ecosystem"),
+        &core,
+        Some(&sha256(&core)),
+    );
+    install(
+        d,
+        "junk",
+        "1.0.0",
+        &manifest("junk", "1.0.0", "ecosystem"),
+        &junk,
+        Some(&sha256(&junk)),
+    );
+    install(
+        d,
+        "wrongworld",
+        "1.0.0",
+        &manifest("wrongworld", "1.0.0", "ecosystem"),
+        &tcp,
+        Some(&sha256(&tcp)),
+    );
+    install(
+        d,
+        "nofield",
+        "1.0.0",
+        "name = \"nofield\"\nversion = \"1.0.0\"\nworld = \"ecosystem\"\ndescription = \"x\"\n",
+        &tcp,
+        Some(&sha256(&tcp)),
+    );
+    install(
+        d,
+        "badworld",
+        "1.0.0",
+        &manifest("badworld", "1.0.0", "ecosytem"),
+        &tcp,
+        Some(&sha256(&tcp)),
+    );
+    install(
+        d,
+        "tampered",
+        "1.0.0",
+        &manifest("tampered", "1.0.0", "readiness"),
+        &tcp,
+        Some(&"0".repeat(64)),
+    );
+    install(
+        d,
+        "unhashed",
+        "1.0.0",
+        &manifest("unhashed", "1.0.0", "readiness"),
+        &tcp,
+        None,
+    );
+    install(
+        d,
+        "future",
+        "1.0.0",
+        &manifest("future", "1.0.0", "readiness").replace("^1.0", "^2.0"),
+        &tcp,
+        Some(&sha256(&tcp)),
+    );
+    install(
+        d,
+        "greedy",
+        "1.0.0",
+        &format!(
+            "{}[limits]\nmemory-mib = 4096\n",
+            manifest("greedy", "1.0.0", "readiness")
+        ),
+        &tcp,
+        Some(&sha256(&tcp)),
+    );
+    install(
+        d,
+        "misfiled",
+        "1.0.0",
+        &manifest("other-name", "1.0.0", "readiness"),
+        &tcp,
+        Some(&sha256(&tcp)),
+    );
 
     let mut registry = Registry::load(sandbox(), false, &[d.to_path_buf()]);
     registry.prepare_all();
@@ -233,45 +439,91 @@ fn registry_rejects_each_bad_plugin_with_its_reason() {
         let c = registry
             .candidates()
             .iter()
-            .find(|c| c.name == name && c.version().map(|v| v.to_string()).as_deref().unwrap_or(version) == version)
+            .find(|c| {
+                c.name == name
+                    && c.version()
+                        .map(|v| v.to_string())
+                        .as_deref()
+                        .unwrap_or(version)
+                        == version
+            })
             .unwrap_or_else(|| panic!("no candidate {name}@{version}"));
         match &c.status {
             Status::Rejected(e) => e.to_string(),
             other => panic!("{name}@{version} should be rejected, is {other:?}"),
         }
     };
-    assert!(reason("core", "1.0.0").contains("not a WebAssembly component: it is a core WebAssembly module"));
+    assert!(
+        reason("core", "1.0.0")
+            .contains("not a WebAssembly component: it is a core WebAssembly module")
+    );
     assert!(reason("junk", "1.0.0").contains("does not start with the WebAssembly magic bytes"));
     assert!(reason("good", "0.3.0").contains("core WebAssembly module"));
-    assert!(reason("wrongworld", "1.0.0").contains("manifest says world `ecosystem` but the component is a `readiness` component"));
+    assert!(
+        reason("wrongworld", "1.0.0").contains(
+            "manifest says world `ecosystem` but the component is a `readiness` component"
+        )
+    );
     assert!(reason("nofield", "1.0.0").contains("missing field `api`"));
     assert!(reason("badworld", "1.0.0").contains("field `world`: unknown world `ecosytem`"));
     assert!(reason("tampered", "1.0.0").starts_with("sha256 mismatch: the manifest says 0000"));
     assert!(reason("unhashed", "1.0.0").starts_with("no sha256 in the manifest"));
-    assert!(reason("future", "1.0.0").contains("needs slipway:plugin >=2.0.0, <3.0.0") || reason("future", "1.0.0").contains("needs slipway:plugin ^2.0"));
-    assert!(reason("greedy", "1.0.0").contains("`limits.memory-mib` = 4096 is above the engine's maximum of 512"));
-    assert!(reason("other-name", "1.0.0").contains("name `other-name` does not match its folder `misfiled`"));
+    assert!(
+        reason("future", "1.0.0").contains("needs slipway:plugin >=2.0.0, <3.0.0")
+            || reason("future", "1.0.0").contains("needs slipway:plugin ^2.0")
+    );
+    assert!(
+        reason("greedy", "1.0.0")
+            .contains("`limits.memory-mib` = 4096 is above the engine's maximum of 512")
+    );
+    assert!(
+        reason("other-name", "1.0.0")
+            .contains("name `other-name` does not match its folder `misfiled`")
+    );
 
     let good: Vec<(String, String)> = registry
         .candidates()
         .iter()
         .filter(|c| c.name == "good")
-        .map(|c| (c.version().unwrap().to_string(), format!("{:?}", c.status).split([' ', '(', '{']).next().unwrap().to_owned()))
+        .map(|c| {
+            (
+                c.version().unwrap().to_string(),
+                format!("{:?}", c.status)
+                    .split([' ', '(', '{'])
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
         .collect();
     assert_eq!(
         good,
-        vec![("0.3.0".into(), "Rejected".into()), ("0.2.0".into(), "Active".into()), ("0.1.0".into(), "Shadowed".into())]
+        vec![
+            ("0.3.0".into(), "Rejected".into()),
+            ("0.2.0".into(), "Active".into()),
+            ("0.1.0".into(), "Shadowed".into())
+        ]
     );
     let active = registry.get("good").unwrap();
     let prepared = active.prepare(registry.sandbox()).unwrap();
     let calm = tempfile::tempdir().unwrap();
-    assert!(registry.sandbox().detect(&prepared, calm.path(), &[]).unwrap().is_some());
+    assert!(
+        registry
+            .sandbox()
+            .detect(&prepared, calm.path(), &[])
+            .unwrap()
+            .is_some()
+    );
     assert_eq!(registry.active(World::Ecosystem).count(), 1);
 }
 
 #[test]
 fn missing_plugins_directory_is_reported_not_fatal() {
-    let registry = Registry::load(sandbox(), true, &[PathBuf::from("/nonexistent/slipway-plugins")]);
+    let registry = Registry::load(
+        sandbox(),
+        true,
+        &[PathBuf::from("/nonexistent/slipway-plugins")],
+    );
     assert_eq!(registry.source_problems.len(), 1);
     assert!(registry.source_problems[0].contains("/nonexistent/slipway-plugins"));
     assert!(registry.get("tcp").is_some(), "bundled plugins still load");
@@ -280,18 +532,38 @@ fn missing_plugins_directory_is_reported_not_fatal() {
 #[test]
 fn precompiled_cache_survives_a_restart_and_replaces_corrupt_files() {
     let cache = tempfile::tempdir().unwrap();
-    let options = SandboxOptions { cache_dir: Some(cache.path().to_path_buf()), policy: LimitsPolicy::default(), pooling: true };
+    let options = SandboxOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+        policy: LimitsPolicy::default(),
+        pooling: true,
+    };
     let outcome = || {
         let sandbox = Arc::new(PluginSandbox::new(options.clone()).unwrap());
         let registry = Registry::load(sandbox.clone(), true, &[]);
-        registry.get("tcp").unwrap().prepare(&sandbox).unwrap().compile
+        registry
+            .get("tcp")
+            .unwrap()
+            .prepare(&sandbox)
+            .unwrap()
+            .compile
     };
     assert_eq!(outcome(), CacheOutcome::Compiled);
-    assert_eq!(outcome(), CacheOutcome::Disk, "a second engine loads the precompiled file");
-    let files: Vec<PathBuf> = std::fs::read_dir(cache.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(
+        outcome(),
+        CacheOutcome::Disk,
+        "a second engine loads the precompiled file"
+    );
+    let files: Vec<PathBuf> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(files.len(), 1);
     std::fs::write(&files[0], b"truncated").unwrap();
-    assert_eq!(outcome(), CacheOutcome::Compiled, "a corrupt artifact is recompiled, not trusted");
+    assert_eq!(
+        outcome(),
+        CacheOutcome::Compiled,
+        "a corrupt artifact is recompiled, not trusted"
+    );
     assert_eq!(outcome(), CacheOutcome::Disk);
 }
 
@@ -301,9 +573,22 @@ fn from_files_accepts_a_source_manifest_without_sha256() {
     let bytes = wasm("tcp");
     std::fs::write(dir.path().join("plugin.toml"), source_manifest("tcp")).unwrap();
     std::fs::write(dir.path().join("tcp.wasm"), &bytes).unwrap();
-    let c = Candidate::from_files(&dir.path().join("plugin.toml"), &dir.path().join("tcp.wasm"), false, &sandbox());
+    let c = Candidate::from_files(
+        &dir.path().join("plugin.toml"),
+        &dir.path().join("tcp.wasm"),
+        false,
+        &sandbox(),
+    );
     assert!(matches!(c.status, Status::Active), "{:?}", c.status);
     assert_eq!(c.sha256, sha256(&bytes));
-    let installed = Candidate::from_files(&dir.path().join("plugin.toml"), &dir.path().join("tcp.wasm"), true, &sandbox());
-    assert!(matches!(installed.status, Status::Rejected(LoadError::MissingHash)));
+    let installed = Candidate::from_files(
+        &dir.path().join("plugin.toml"),
+        &dir.path().join("tcp.wasm"),
+        true,
+        &sandbox(),
+    );
+    assert!(matches!(
+        installed.status,
+        Status::Rejected(LoadError::MissingHash)
+    ));
 }

@@ -15,7 +15,7 @@ pub mod bindings {
 pub use crate::types::{Evidence, OptionPair, PluginError, Problem};
 pub use bindings::slipway::plugin::ecosystem_types::{
     CacheMount, ConstraintKind, Detection, ImageSource, OverruledHint, PackageManager, Plan,
-    Report, RepoRequest, Step, Toolchain, VersionHint,
+    RepoRequest, Report, Step, Toolchain, VersionHint,
 };
 
 use crate::Repo;
@@ -33,19 +33,30 @@ pub trait Ecosystem {
 impl Step {
     /// A step without a machine-readable report.
     pub fn new(name: &str, command: &str) -> Self {
-        Step { name: name.to_owned(), command: command.to_owned(), report: None }
+        Step {
+            name: name.to_owned(),
+            command: command.to_owned(),
+            report: None,
+        }
     }
 
     /// The same step, declaring the report it writes (`path: None` = stdout).
     pub fn with_report(mut self, format: &str, path: Option<&str>) -> Self {
-        self.report = Some(Report { format: format.to_owned(), path: path.map(str::to_owned) });
+        self.report = Some(Report {
+            format: format.to_owned(),
+            path: path.map(str::to_owned),
+        });
         self
     }
 }
 
 impl Evidence {
     pub fn new(file: &str, line: Option<u32>, note: impl Into<String>) -> Self {
-        Evidence { file: file.to_owned(), line, note: note.into() }
+        Evidence {
+            file: file.to_owned(),
+            line,
+            note: note.into(),
+        }
     }
 }
 

@@ -13,12 +13,21 @@ fn problem(file: Option<&str>, line: Option<u32>, message: String, hint: Option<
 }
 
 /// An input file that cannot be understood.
-pub fn malformed(file: &str, line: Option<u32>, message: impl Into<String>, hint: Option<&str>) -> PluginError {
+pub fn malformed(
+    file: &str,
+    line: Option<u32>,
+    message: impl Into<String>,
+    hint: Option<&str>,
+) -> PluginError {
     PluginError::MalformedInput(problem(Some(file), line, message.into(), hint))
 }
 
 /// A request the plugin understands but cannot serve.
-pub fn unsupported(file: Option<&str>, message: impl Into<String>, hint: Option<&str>) -> PluginError {
+pub fn unsupported(
+    file: Option<&str>,
+    message: impl Into<String>,
+    hint: Option<&str>,
+) -> PluginError {
     PluginError::Unsupported(problem(file, None, message.into(), hint))
 }
 

@@ -36,11 +36,12 @@ pub mod log;
 pub mod readiness;
 mod repo;
 pub mod testing;
+pub mod toolchain;
 pub mod validator;
 pub mod version;
 
 pub use errors::{internal, malformed, unsupported};
-pub use repo::{Repo, TextFile, DEFAULT_MAX_FILE_BYTES};
+pub use repo::{DEFAULT_MAX_FILE_BYTES, Repo, TextFile};
 
 /// Types shared by every world (`slipway:plugin/types`).
 pub mod types {

@@ -42,12 +42,18 @@ pub trait Readiness {
 impl Service {
     /// The value of `readiness.options.<name>`, if set.
     pub fn option(&self, name: &str) -> Option<&str> {
-        self.options.iter().find(|o| o.name == name).map(|o| o.value.as_str())
+        self.options
+            .iter()
+            .find(|o| o.name == name)
+            .map(|o| o.value.as_str())
     }
 
     /// The value of environment variable `name` declared for the service.
     pub fn env_var(&self, name: &str) -> Option<&str> {
-        self.env.iter().find(|o| o.name == name).map(|o| o.value.as_str())
+        self.env
+            .iter()
+            .find(|o| o.name == name)
+            .map(|o| o.value.as_str())
     }
 }
 

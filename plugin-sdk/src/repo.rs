@@ -50,7 +50,9 @@ impl TextFile {
 
     /// 1-based number of the first line that contains `needle`.
     pub fn line_of(&self, needle: &str) -> Option<u32> {
-        self.numbered_lines().find(|(_, l)| l.contains(needle)).map(|(n, _)| n)
+        self.numbered_lines()
+            .find(|(_, l)| l.contains(needle))
+            .map(|(n, _)| n)
     }
 }
 
@@ -59,14 +61,21 @@ impl Repo {
     pub fn from_request(root: &str, options: &[OptionPair]) -> Self {
         Repo {
             root: PathBuf::from(root),
-            options: options.iter().map(|o| (o.name.clone(), o.value.clone())).collect(),
+            options: options
+                .iter()
+                .map(|o| (o.name.clone(), o.value.clone()))
+                .collect(),
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
         }
     }
 
     /// A repository at a directory of the host (for tests).
     pub fn at(root: impl Into<PathBuf>) -> Self {
-        Repo { root: root.into(), options: Vec::new(), max_file_bytes: DEFAULT_MAX_FILE_BYTES }
+        Repo {
+            root: root.into(),
+            options: Vec::new(),
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+        }
     }
 
     /// The same repository with a caller option set (as a repo profile would).
@@ -77,19 +86,26 @@ impl Repo {
 
     /// The value of the caller option `name`.
     pub fn option(&self, name: &str) -> Option<&str> {
-        self.options.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.options
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Does `rel` exist (as a file or directory)? Paths that leave the
     /// repository never exist.
     pub fn exists(&self, rel: &str) -> bool {
-        self.resolve(rel).is_ok_and(|p| p.symlink_metadata().is_ok())
+        self.resolve(rel)
+            .is_ok_and(|p| p.symlink_metadata().is_ok())
     }
 
     /// The names of the entries at the repository root, sorted.
     pub fn root_entries(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(&self.root)
-            .map(|rd| rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
             .unwrap_or_default();
         names.sort();
         names
@@ -121,34 +137,73 @@ impl Repo {
             return Err(malformed(
                 rel,
                 None,
-                format!("is larger than {} bytes; not a hint file", self.max_file_bytes),
+                format!(
+                    "is larger than {} bytes; not a hint file",
+                    self.max_file_bytes
+                ),
                 Some("remove it or move it out of the repository root"),
             ));
         }
         let text = String::from_utf8(bytes).map_err(|e| {
-            malformed(rel, None, format!("is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()), None)
+            malformed(
+                rel,
+                None,
+                format!(
+                    "is not UTF-8 text (invalid byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                ),
+                None,
+            )
         })?;
-        let text = text.strip_prefix('\u{feff}').map(str::to_owned).unwrap_or(text);
-        Ok(Some(TextFile { path: rel.to_owned(), text }))
+        let text = text
+            .strip_prefix('\u{feff}')
+            .map(str::to_owned)
+            .unwrap_or(text);
+        Ok(Some(TextFile {
+            path: rel.to_owned(),
+            text,
+        }))
     }
 
     /// Read and parse `rel` as JSON; syntax errors carry the line.
-    pub fn read_json(&self, rel: &str) -> Result<Option<(TextFile, serde_json::Value)>, PluginError> {
-        let Some(file) = self.read_text(rel)? else { return Ok(None) };
+    pub fn read_json(
+        &self,
+        rel: &str,
+    ) -> Result<Option<(TextFile, serde_json::Value)>, PluginError> {
+        let Some(file) = self.read_text(rel)? else {
+            return Ok(None);
+        };
         match serde_json::from_str(&file.text) {
             Ok(value) => Ok(Some((file, value))),
-            Err(e) => Err(malformed(rel, Some(e.line() as u32), format!("is not valid JSON: {e}"), None)),
+            Err(e) => Err(malformed(
+                rel,
+                Some(e.line() as u32),
+                format!("is not valid JSON: {e}"),
+                None,
+            )),
         }
     }
 
     /// Read and parse `rel` as TOML; syntax errors carry the line.
     pub fn read_toml(&self, rel: &str) -> Result<Option<(TextFile, toml::Table)>, PluginError> {
-        let Some(file) = self.read_text(rel)? else { return Ok(None) };
+        let Some(file) = self.read_text(rel)? else {
+            return Ok(None);
+        };
         match file.text.parse::<toml::Table>() {
             Ok(table) => Ok(Some((file, table))),
             Err(e) => {
-                let line = e.span().map(|s| file.text[..s.start.min(file.text.len())].matches('\n').count() as u32 + 1);
-                Err(malformed(rel, line, format!("is not valid TOML: {}", e.message()), None))
+                let line = e.span().map(|s| {
+                    file.text[..s.start.min(file.text.len())]
+                        .matches('\n')
+                        .count() as u32
+                        + 1
+                });
+                Err(malformed(
+                    rel,
+                    line,
+                    format!("is not valid TOML: {}", e.message()),
+                    None,
+                ))
             }
         }
     }
@@ -156,8 +211,16 @@ impl Repo {
     /// Join `rel` to the root, refusing absolute paths and `..`.
     fn resolve(&self, rel: &str) -> Result<PathBuf, PluginError> {
         let rel_path = Path::new(rel);
-        if rel_path.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
-            return Err(malformed(rel, None, "is not a path inside the repository", None));
+        if rel_path
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+        {
+            return Err(malformed(
+                rel,
+                None,
+                "is not a path inside the repository",
+                None,
+            ));
         }
         Ok(self.root.join(rel_path))
     }
@@ -168,7 +231,9 @@ impl Repo {
         if cfg!(target_arch = "wasm32") {
             return Ok(());
         }
-        let is_link = path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink());
+        let is_link = path
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink());
         if !is_link {
             return Ok(());
         }
@@ -195,7 +260,11 @@ mod tests {
     #[test]
     fn reads_text_strips_bom_and_numbers_crlf_lines() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(".nvmrc"), "\u{feff}# comment\r\nv18.17.0\r\n").unwrap();
+        std::fs::write(
+            dir.path().join(".nvmrc"),
+            "\u{feff}# comment\r\nv18.17.0\r\n",
+        )
+        .unwrap();
         let file = Repo::at(dir.path()).read_text(".nvmrc").unwrap().unwrap();
         assert_eq!(file.first_meaningful_line(), Some((2, "v18.17.0")));
     }
@@ -206,7 +275,10 @@ mod tests {
         let repo = Repo::at(dir.path());
         assert_eq!(repo.read_text("nope").unwrap(), None);
         let err = repo.read_text("../etc/passwd").unwrap_err().describe();
-        assert!(err.contains("../etc/passwd: is not a path inside the repository"), "{err}");
+        assert!(
+            err.contains("../etc/passwd: is not a path inside the repository"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -215,8 +287,18 @@ mod tests {
         std::fs::write(dir.path().join("big"), vec![b'1'; 2 * 1024 * 1024]).unwrap();
         std::fs::write(dir.path().join("bin"), [0xff, 0xfe, 0x00]).unwrap();
         let repo = Repo::at(dir.path());
-        assert!(repo.read_text("big").unwrap_err().describe().contains("big: is larger than"));
-        assert!(repo.read_text("bin").unwrap_err().describe().contains("bin: is not UTF-8"));
+        assert!(
+            repo.read_text("big")
+                .unwrap_err()
+                .describe()
+                .contains("big: is larger than")
+        );
+        assert!(
+            repo.read_text("bin")
+                .unwrap_err()
+                .describe()
+                .contains("bin: is not UTF-8")
+        );
     }
 
     #[test]
@@ -224,20 +306,38 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("secret"), "18").unwrap();
         let dir = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join(".nvmrc")).unwrap();
-        let err = Repo::at(dir.path()).read_text(".nvmrc").unwrap_err().describe();
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join(".nvmrc"))
+            .unwrap();
+        let err = Repo::at(dir.path())
+            .read_text(".nvmrc")
+            .unwrap_err()
+            .describe();
         assert!(err.contains("symlink that leaves the repository"), "{err}");
     }
 
     #[test]
     fn json_and_toml_errors_carry_the_line() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("package.json"), "{\n  \"name\": \"x\",\n  oops\n}").unwrap();
-        std::fs::write(dir.path().join("Cargo.toml"), "[package]\nname = \"x\"\nversion = \n").unwrap();
+        std::fs::write(
+            dir.path().join("package.json"),
+            "{\n  \"name\": \"x\",\n  oops\n}",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("Cargo.toml"),
+            "[package]\nname = \"x\"\nversion = \n",
+        )
+        .unwrap();
         let repo = Repo::at(dir.path());
         let json = repo.read_json("package.json").unwrap_err().describe();
-        assert!(json.starts_with("malformed input: package.json:3: is not valid JSON"), "{json}");
+        assert!(
+            json.starts_with("malformed input: package.json:3: is not valid JSON"),
+            "{json}"
+        );
         let toml = repo.read_toml("Cargo.toml").unwrap_err().describe();
-        assert!(toml.starts_with("malformed input: Cargo.toml:3: is not valid TOML"), "{toml}");
+        assert!(
+            toml.starts_with("malformed input: Cargo.toml:3: is not valid TOML"),
+            "{toml}"
+        );
     }
 }

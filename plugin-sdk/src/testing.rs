@@ -31,7 +31,10 @@ pub fn plan<P: Ecosystem>(fixture: impl AsRef<Path>) -> Result<Plan, PluginError
 }
 
 /// Run `parse` of validator plugin `P` on a report file.
-pub fn parse_report<P: Validator>(format: &str, report: impl AsRef<Path>) -> Result<Vec<Finding>, PluginError> {
+pub fn parse_report<P: Validator>(
+    format: &str,
+    report: impl AsRef<Path>,
+) -> Result<Vec<Finding>, PluginError> {
     let text = std::fs::read_to_string(report.as_ref())
         .map_err(|e| crate::internal(format!("cannot read {}: {e}", report.as_ref().display())))?;
     P::parse(format, &text)

@@ -49,7 +49,11 @@ pub struct ParseError {
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot read version constraint `{}`: {}", self.input, self.reason)
+        write!(
+            f,
+            "cannot read version constraint `{}`: {}",
+            self.input, self.reason
+        )
     }
 }
 
@@ -82,18 +86,21 @@ impl Partial {
 /// Strip what people put around a version: a BOM, whitespace, quotes, a
 /// leading `v`, and any of `prefixes` (e.g. `ruby-`, `python-`, `go`).
 pub fn normalize(written: &str, prefixes: &[&str]) -> String {
-    let mut s = written.trim_start_matches('\u{feff}').trim().trim_matches(|c| c == '"' || c == '\'').trim();
+    let mut s = written
+        .trim_start_matches('\u{feff}')
+        .trim()
+        .trim_matches(|c| c == '"' || c == '\'')
+        .trim();
     for p in prefixes {
         if let Some(rest) = s.strip_prefix(p) {
             s = rest;
             break;
         }
     }
-    if let Some(rest) = s.strip_prefix(['v', 'V']) {
-        if rest.starts_with(|c: char| c.is_ascii_digit()) {
+    if let Some(rest) = s.strip_prefix(['v', 'V'])
+        && rest.starts_with(|c: char| c.is_ascii_digit()) {
             s = rest;
         }
-    }
     s.to_owned()
 }
 
@@ -115,7 +122,10 @@ const NODE_LTS_CODENAMES: &[(&str, u64)] = &[
 impl Constraint {
     /// Parse a constraint (after [`normalize`]).
     pub fn parse(input: &str) -> Result<Constraint, ParseError> {
-        let err = |reason: &str| ParseError { input: input.to_owned(), reason: reason.to_owned() };
+        let err = |reason: &str| ParseError {
+            input: input.to_owned(),
+            reason: reason.to_owned(),
+        };
         let s = input.trim();
         if s.is_empty() {
             return Err(err("it is empty"));
@@ -129,10 +139,20 @@ impl Constraint {
         if let Some(code) = lower.strip_prefix("lts/") {
             let Some((_, major)) = NODE_LTS_CODENAMES.iter().find(|(n, _)| *n == code) else {
                 let known: Vec<&str> = NODE_LTS_CODENAMES.iter().map(|(n, _)| *n).collect();
-                return Err(err(&format!("unknown LTS codename `{code}` (known: {})", known.join(", "))));
+                return Err(err(&format!(
+                    "unknown LTS codename `{code}` (known: {})",
+                    known.join(", ")
+                )));
             };
-            let p = Partial { major: *major, minor: None, patch: None };
-            return Ok(Constraint::Versions(vec![SpanSet(vec![Span { lo: p.lo(), hi: p.hi() }])]));
+            let p = Partial {
+                major: *major,
+                minor: None,
+                patch: None,
+            };
+            return Ok(Constraint::Versions(vec![SpanSet(vec![Span {
+                lo: p.lo(),
+                hi: p.hi(),
+            }])]));
         }
         let mut alternatives = Vec::new();
         for alt in s.split("||") {
@@ -143,20 +163,29 @@ impl Constraint {
 
     /// Is there a version in `line` (`"18"`, `"3.11"`) that satisfies this?
     pub fn allows_line(&self, line: &str) -> bool {
-        let Ok(p) = parse_partial(line) else { return false };
-        let line_span = Span { lo: p.lo(), hi: p.hi() };
+        let Ok(p) = parse_partial(line) else {
+            return false;
+        };
+        let line_span = Span {
+            lo: p.lo(),
+            hi: p.hi(),
+        };
         match self {
             Constraint::Latest | Constraint::LatestLts => true,
-            Constraint::Versions(alts) => {
-                alts.iter().any(|set| set.0.iter().any(|s| intersect(*s, line_span).is_some()))
-            }
+            Constraint::Versions(alts) => alts
+                .iter()
+                .any(|set| set.0.iter().any(|s| intersect(*s, line_span).is_some())),
         }
     }
 
     /// The newest release line of `lines` this allows. `lts_lines` are the
     /// lines that count for [`Constraint::LatestLts`].
     pub fn newest_line<'a>(&self, lines: &[&'a str], lts_lines: &[&'a str]) -> Option<&'a str> {
-        let pool = if *self == Constraint::LatestLts { lts_lines } else { lines };
+        let pool = if *self == Constraint::LatestLts {
+            lts_lines
+        } else {
+            lines
+        };
         pool.iter()
             .filter(|l| self.allows_line(l))
             .max_by_key(|l| parse_partial(l).map(|p| p.lo()).unwrap_or((0, 0, 0)))
@@ -171,24 +200,41 @@ fn parse_partial(s: &str) -> Result<Partial, String> {
     let mut next = |what: &str| -> Result<Option<u64>, String> {
         match parts.next() {
             None | Some("x" | "X" | "*") => Ok(None),
-            Some(p) => p.parse::<u64>().map(Some).map_err(|_| format!("`{p}` is not a number in `{s}` ({what})")),
+            Some(p) => p
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| format!("`{p}` is not a number in `{s}` ({what})")),
         }
     };
     let major = next("major")?.ok_or_else(|| format!("`{s}` has no major version"))?;
     let minor = next("minor")?;
-    let patch = if minor.is_some() { next("patch")? } else { None };
-    Ok(Partial { major, minor, patch })
+    let patch = if minor.is_some() {
+        next("patch")?
+    } else {
+        None
+    };
+    Ok(Partial {
+        major,
+        minor,
+        patch,
+    })
 }
 
 /// Parse one alternative: comparators joined by spaces or commas.
 fn parse_conjunction(s: &str) -> Result<SpanSet, String> {
     let s = s.trim();
     if s.is_empty() || s == "*" || s.eq_ignore_ascii_case("x") {
-        return Ok(SpanSet(vec![Span { lo: (0, 0, 0), hi: INFINITY }]));
+        return Ok(SpanSet(vec![Span {
+            lo: (0, 0, 0),
+            hi: INFINITY,
+        }]));
     }
     if let Some((a, b)) = s.split_once(" - ") {
         let (a, b) = (parse_partial(a)?, parse_partial(b)?);
-        return Ok(SpanSet(vec![Span { lo: a.lo(), hi: b.hi() }]));
+        return Ok(SpanSet(vec![Span {
+            lo: a.lo(),
+            hi: b.hi(),
+        }]));
     }
     // Glue operators to their versions: ">= 18" -> ">=18".
     let mut comparators: Vec<String> = Vec::new();
@@ -204,7 +250,10 @@ fn parse_conjunction(s: &str) -> Result<SpanSet, String> {
     if !pending_op.is_empty() {
         return Err(format!("operator `{pending_op}` has no version after it"));
     }
-    let mut set = vec![Span { lo: (0, 0, 0), hi: INFINITY }];
+    let mut set = vec![Span {
+        lo: (0, 0, 0),
+        hi: INFINITY,
+    }];
     for c in &comparators {
         let spans = comparator_spans(c)?;
         set = set
@@ -216,10 +265,14 @@ fn parse_conjunction(s: &str) -> Result<SpanSet, String> {
 }
 
 fn comparator_spans(c: &str) -> Result<Vec<Span>, String> {
-    let op_len = c.find(|ch: char| ch.is_ascii_digit() || ch == '*' || ch == 'x' || ch == 'X').unwrap_or(c.len());
+    let op_len = c
+        .find(|ch: char| ch.is_ascii_digit() || ch == '*' || ch == 'x' || ch == 'X')
+        .unwrap_or(c.len());
     let (op, version) = c.split_at(op_len);
     if !op.chars().all(|ch| "<>=!~^".contains(ch)) {
-        return Err(format!("`{c}` is not a version (expected e.g. `18`, `3.11`, `>=3.10`, `^1.2`)"));
+        return Err(format!(
+            "`{c}` is not a version (expected e.g. `18`, `3.11`, `>=3.10`, `^1.2`)"
+        ));
     }
     if version.is_empty() {
         return Err(format!("`{c}` has no version"));
@@ -232,7 +285,16 @@ fn comparator_spans(c: &str) -> Result<Vec<Span>, String> {
         ">" => span(p.hi(), INFINITY),
         "<=" => span((0, 0, 0), p.hi()),
         "<" => span((0, 0, 0), p.lo()),
-        "!=" => Ok(vec![Span { lo: (0, 0, 0), hi: p.lo() }, Span { lo: p.hi(), hi: INFINITY }]),
+        "!=" => Ok(vec![
+            Span {
+                lo: (0, 0, 0),
+                hi: p.lo(),
+            },
+            Span {
+                lo: p.hi(),
+                hi: INFINITY,
+            },
+        ]),
         "^" => {
             let hi = match (p.major, p.minor) {
                 (0, Some(mi)) if mi > 0 || p.patch.is_none() => (0, mi + 1, 0),
@@ -299,7 +361,10 @@ mod tests {
         assert_eq!(newest("lts/*", NODE), Some("24"));
         assert_eq!(newest("node", NODE), Some("24"));
         let err = Constraint::parse("lts/nonsense").unwrap_err().to_string();
-        assert!(err.contains("unknown LTS codename `nonsense` (known: argon"), "{err}");
+        assert!(
+            err.contains("unknown LTS codename `nonsense` (known: argon"),
+            "{err}"
+        );
     }
 
     #[test]

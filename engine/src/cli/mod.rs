@@ -1,6 +1,7 @@
 //! Subcommands. Each file owns one command family: it parses its arguments
 //! (clap derive; the doc comments are the help) and prints results.
 
+mod plan;
 mod plugins;
 mod scaffold;
 
@@ -34,12 +35,18 @@ pub enum Command {
     /// Inspect, verify, scaffold and install plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
+    /// Detect a local repository's ecosystem and show the image, setup and
+    /// validation steps Slipway would use (no Docker needed). Exit code 2:
+    /// nothing detected, or a hint file is malformed.
+    Plan(plan::PlanArgs),
 }
 
 pub fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -51,18 +58,27 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Plugins(cmd) => plugins::run(cmd, &config),
+        Command::Plan(args) => plan::run(args, &config),
     }
 }
 
 /// The sandbox with the on-disk compile cache of `config`; falls back to an
 /// in-memory cache (with a warning) when the state directory is not writable.
 pub fn sandbox(config: &Config) -> anyhow::Result<Arc<PluginSandbox>> {
-    let options = SandboxOptions { cache_dir: Some(config.plugin_cache_dir()), policy: config.plugin_limits, pooling: true };
+    let options = SandboxOptions {
+        cache_dir: Some(config.plugin_cache_dir()),
+        policy: config.plugin_limits,
+        pooling: true,
+    };
     match PluginSandbox::new(options.clone()) {
         Ok(s) => Ok(Arc::new(s)),
         Err(slipway::plugins::sandbox::SandboxError::Cache(e)) => {
             tracing::warn!(error = %e, "plugins will be compiled on every run");
-            let s = PluginSandbox::new(SandboxOptions { cache_dir: None, ..options }).context("setting up the plugin sandbox")?;
+            let s = PluginSandbox::new(SandboxOptions {
+                cache_dir: None,
+                ..options
+            })
+            .context("setting up the plugin sandbox")?;
             Ok(Arc::new(s))
         }
         Err(e) => Err(e).context("setting up the plugin sandbox"),

@@ -65,7 +65,8 @@ pub enum PluginsCommand {
 }
 
 fn parse_world(s: &str) -> Result<World, String> {
-    World::parse(s).ok_or_else(|| format!("unknown world `{s}` (known: ecosystem, validator, readiness)"))
+    World::parse(s)
+        .ok_or_else(|| format!("unknown world `{s}` (known: ecosystem, validator, readiness)"))
 }
 
 pub fn run(cmd: PluginsCommand, config: &Config) -> anyhow::Result<ExitCode> {
@@ -81,15 +82,32 @@ pub fn run(cmd: PluginsCommand, config: &Config) -> anyhow::Result<ExitCode> {
             let mut registry = verify_target(&path, wasm.as_deref(), sandbox)?;
             registry.prepare_all();
             let ok = print_candidates(&registry, json, true);
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        PluginsCommand::New { name, world, dir, sdk } => {
+        PluginsCommand::New {
+            name,
+            world,
+            dir,
+            sdk,
+        } => {
             let created = super::scaffold::create(&name, world, &dir, sdk.as_deref())?;
             println!("created {} ({world} plugin)", created.display());
-            println!("next: cd {} && cargo build --target wasm32-wasip2 --release && slipway plugins verify .", created.display());
+            println!(
+                "next: cd {} && cargo build --target wasm32-wasip2 --release && slipway plugins verify .",
+                created.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
-        PluginsCommand::Install { path, wasm, dir, force } => {
+        PluginsCommand::Install {
+            path,
+            wasm,
+            dir,
+            force,
+        } => {
             let target = dir
                 .or_else(|| config.plugin_dirs.first().cloned())
                 .unwrap_or_else(|| config.state_dir.join("plugins"));
@@ -103,7 +121,11 @@ pub fn run(cmd: PluginsCommand, config: &Config) -> anyhow::Result<ExitCode> {
 /// Where a plugin's manifest and component are, given what the user pointed at.
 enum Target {
     /// A single plugin; `installed` means the manifest must carry sha256.
-    Single { manifest: PathBuf, wasm: PathBuf, installed: bool },
+    Single {
+        manifest: PathBuf,
+        wasm: PathBuf,
+        installed: bool,
+    },
     /// A plugins directory.
     Directory(PathBuf),
 }
@@ -112,9 +134,16 @@ fn locate(path: &Path, wasm: Option<&Path>) -> anyhow::Result<Target> {
     if path.is_file() {
         let manifest = path.with_file_name("plugin.toml");
         if !manifest.is_file() {
-            bail!("no plugin.toml beside {} (hint: point at the plugin's folder instead)", path.display());
+            bail!(
+                "no plugin.toml beside {} (hint: point at the plugin's folder instead)",
+                path.display()
+            );
         }
-        return Ok(Target::Single { manifest, wasm: path.to_path_buf(), installed: false });
+        return Ok(Target::Single {
+            manifest,
+            wasm: path.to_path_buf(),
+            installed: false,
+        });
     }
     if !path.is_dir() {
         bail!("{} does not exist", path.display());
@@ -122,34 +151,59 @@ fn locate(path: &Path, wasm: Option<&Path>) -> anyhow::Result<Target> {
     let manifest = path.join("plugin.toml");
     if !manifest.is_file() {
         if wasm.is_some() {
-            bail!("--wasm needs a plugin folder with a plugin.toml, and {} has none", path.display());
+            bail!(
+                "--wasm needs a plugin folder with a plugin.toml, and {} has none",
+                path.display()
+            );
         }
         return Ok(Target::Directory(path.to_path_buf()));
     }
     if let Some(wasm) = wasm {
-        return Ok(Target::Single { manifest, wasm: wasm.to_path_buf(), installed: false });
+        return Ok(Target::Single {
+            manifest,
+            wasm: wasm.to_path_buf(),
+            installed: false,
+        });
     }
     if path.join("plugin.wasm").is_file() {
-        return Ok(Target::Single { manifest, wasm: path.join("plugin.wasm"), installed: true });
+        return Ok(Target::Single {
+            manifest,
+            wasm: path.join("plugin.wasm"),
+            installed: true,
+        });
     }
     let cargo_toml = path.join("Cargo.toml");
     if cargo_toml.is_file() {
-        return Ok(Target::Single { manifest, wasm: built_wasm(path, &cargo_toml)?, installed: false });
+        return Ok(Target::Single {
+            manifest,
+            wasm: built_wasm(path, &cargo_toml)?,
+            installed: false,
+        });
     }
-    bail!("{} has a plugin.toml but neither plugin.wasm nor Cargo.toml (hint: pass --wasm)", path.display())
+    bail!(
+        "{} has a plugin.toml but neither plugin.wasm nor Cargo.toml (hint: pass --wasm)",
+        path.display()
+    )
 }
 
 /// `target/wasm32-wasip2/release/<crate>.wasm` of a plugin's source folder.
 fn built_wasm(dir: &Path, cargo_toml: &Path) -> anyhow::Result<PathBuf> {
-    let text = std::fs::read_to_string(cargo_toml).with_context(|| format!("reading {}", cargo_toml.display()))?;
-    let table: toml::Table = text.parse().with_context(|| format!("parsing {}", cargo_toml.display()))?;
+    let text = std::fs::read_to_string(cargo_toml)
+        .with_context(|| format!("reading {}", cargo_toml.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("parsing {}", cargo_toml.display()))?;
     let name = table
         .get("package")
         .and_then(|p| p.get("name"))
         .and_then(|n| n.as_str())
         .with_context(|| format!("{} has no [package] name", cargo_toml.display()))?;
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| dir.join("target"));
-    let wasm = target_dir.join("wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")));
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.join("target"));
+    let wasm = target_dir
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
     if !wasm.is_file() {
         bail!(
             "{} is not built yet (hint: run `cargo build --target wasm32-wasip2 --release` in {})",
@@ -160,9 +214,17 @@ fn built_wasm(dir: &Path, cargo_toml: &Path) -> anyhow::Result<PathBuf> {
     Ok(wasm)
 }
 
-fn verify_target(path: &Path, wasm: Option<&Path>, sandbox: Arc<PluginSandbox>) -> anyhow::Result<Registry> {
+fn verify_target(
+    path: &Path,
+    wasm: Option<&Path>,
+    sandbox: Arc<PluginSandbox>,
+) -> anyhow::Result<Registry> {
     Ok(match locate(path, wasm)? {
-        Target::Single { manifest, wasm, installed } => {
+        Target::Single {
+            manifest,
+            wasm,
+            installed,
+        } => {
             let candidate = Candidate::from_files(&manifest, &wasm, installed, &sandbox);
             Registry::from_candidates(sandbox, vec![candidate])
         }
@@ -174,13 +236,18 @@ fn verify_target(path: &Path, wasm: Option<&Path>, sandbox: Arc<PluginSandbox>) 
 /// failures (a plugin that answers "unsupported" is working).
 fn smoke_call(candidate: &Candidate, sandbox: &PluginSandbox) -> Result<String, String> {
     let prepared = candidate.prepare(sandbox).map_err(|e| e.to_string())?;
-    let empty = tempfile::tempdir().map_err(|e| format!("cannot create an empty repository: {e}"))?;
+    let empty =
+        tempfile::tempdir().map_err(|e| format!("cannot create an empty repository: {e}"))?;
     let outcome = match prepared.world() {
-        World::Ecosystem => sandbox.detect(&prepared, empty.path(), &[]).map(|d| match d {
-            Some(d) => format!("detect(empty repo) -> confidence {}", d.confidence),
-            None => "detect(empty repo) -> none".to_owned(),
-        }),
-        World::Validator => sandbox.formats(&prepared).map(|f| format!("formats -> [{}]", f.join(", "))),
+        World::Ecosystem => sandbox
+            .detect(&prepared, empty.path(), &[])
+            .map(|d| match d {
+                Some(d) => format!("detect(empty repo) -> confidence {}", d.confidence),
+                None => "detect(empty repo) -> none".to_owned(),
+            }),
+        World::Validator => sandbox
+            .formats(&prepared)
+            .map(|f| format!("formats -> [{}]", f.join(", "))),
         World::Readiness => {
             let service = Service {
                 name: "smoke".into(),
@@ -189,12 +256,16 @@ fn smoke_call(candidate: &Candidate, sandbox: &PluginSandbox) -> Result<String, 
                 ports: vec![1],
                 options: Vec::<OptionPair>::new(),
             };
-            sandbox.probe(&prepared, &service).map(|_| "probe(sample service) -> ok".to_owned())
+            sandbox
+                .probe(&prepared, &service)
+                .map(|_| "probe(sample service) -> ok".to_owned())
         }
     };
     match outcome {
         Ok(s) => Ok(s),
-        Err(slipway::plugins::CallError::Reported { error, .. }) => Ok(format!("answered: {}", error.describe())),
+        Err(slipway::plugins::CallError::Reported { error, .. }) => {
+            Ok(format!("answered: {}", error.describe()))
+        }
         Err(e) => Err(e.to_string()),
     }
 }
@@ -253,9 +324,15 @@ fn print_candidates(registry: &Registry, json: bool, smoke: bool) -> bool {
         println!("no plugins found");
     }
     for (c, status, reason, check, compile) in &rows {
-        let version = c.version().map(|v| v.to_string()).unwrap_or_else(|| "?".into());
+        let version = c
+            .version()
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "?".into());
         let world = c.world().map(|w| w.name()).unwrap_or("?");
-        print!("{:<10} {:<16} {:<9} {:<10} {}", status, c.name, version, world, c.origin);
+        print!(
+            "{:<10} {:<16} {:<9} {:<10} {}",
+            status, c.name, version, world, c.origin
+        );
         if let Some(compile) = compile {
             print!(" [{compile}]");
         }
@@ -273,22 +350,48 @@ fn print_candidates(registry: &Registry, json: bool, smoke: bool) -> bool {
     all_ok
 }
 
-fn install(path: &Path, wasm: Option<&Path>, plugins_dir: &Path, force: bool, sandbox: &PluginSandbox) -> anyhow::Result<()> {
-    let Target::Single { manifest: manifest_path, wasm: wasm_path, .. } = locate(path, wasm)? else {
-        bail!("{} is a plugins directory, not one plugin (hint: point at the plugin's folder)", path.display());
+fn install(
+    path: &Path,
+    wasm: Option<&Path>,
+    plugins_dir: &Path,
+    force: bool,
+    sandbox: &PluginSandbox,
+) -> anyhow::Result<()> {
+    let Target::Single {
+        manifest: manifest_path,
+        wasm: wasm_path,
+        ..
+    } = locate(path, wasm)?
+    else {
+        bail!(
+            "{} is a plugins directory, not one plugin (hint: point at the plugin's folder)",
+            path.display()
+        );
     };
     let candidate = Candidate::from_files(&manifest_path, &wasm_path, false, sandbox);
     if let Status::Rejected(e) = &candidate.status {
         bail!("not installed: {e}");
     }
-    candidate.prepare(sandbox).map_err(|e| anyhow::anyhow!("not installed: {e}"))?;
+    candidate
+        .prepare(sandbox)
+        .map_err(|e| anyhow::anyhow!("not installed: {e}"))?;
     smoke_call(&candidate, sandbox).map_err(|e| anyhow::anyhow!("not installed: {e}"))?;
-    let manifest = candidate.manifest.as_ref().context("a usable candidate has a manifest")?;
-    let dest = plugins_dir.join(&manifest.name).join(manifest.version.to_string());
+    let manifest = candidate
+        .manifest
+        .as_ref()
+        .context("a usable candidate has a manifest")?;
+    let dest = plugins_dir
+        .join(&manifest.name)
+        .join(manifest.version.to_string());
     if dest.join("plugin.toml").is_file() {
         let existing = std::fs::read_to_string(dest.join("plugin.toml")).unwrap_or_default();
         if existing.contains(&candidate.sha256) {
-            println!("{}@{} is already installed in {}", manifest.name, manifest.version, dest.display());
+            println!(
+                "{}@{} is already installed in {}",
+                manifest.name,
+                manifest.version,
+                dest.display()
+            );
             return Ok(());
         }
         if !force {
@@ -303,13 +406,26 @@ fn install(path: &Path, wasm: Option<&Path>, plugins_dir: &Path, force: bool, sa
     let parent = dest.parent().context("the destination has a parent")?;
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     // Assemble in a temporary folder and rename: a reader never sees half a plugin.
-    let staging = tempfile::Builder::new().prefix(".install-").tempdir_in(parent)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".install-")
+        .tempdir_in(parent)?;
     std::fs::copy(&wasm_path, staging.path().join("plugin.wasm"))?;
-    std::fs::write(staging.path().join("plugin.toml"), manifest.to_toml_with_sha256(&candidate.sha256))?;
+    std::fs::write(
+        staging.path().join("plugin.toml"),
+        manifest.to_toml_with_sha256(&candidate.sha256),
+    )?;
     if dest.exists() {
-        std::fs::remove_dir_all(&dest).with_context(|| format!("removing the old {}", dest.display()))?;
+        std::fs::remove_dir_all(&dest)
+            .with_context(|| format!("removing the old {}", dest.display()))?;
     }
-    std::fs::rename(staging.keep(), &dest).with_context(|| format!("moving the plugin into {}", dest.display()))?;
-    println!("installed {}@{} ({}) into {}", manifest.name, manifest.version, manifest.world, dest.display());
+    std::fs::rename(staging.keep(), &dest)
+        .with_context(|| format!("moving the plugin into {}", dest.display()))?;
+    println!(
+        "installed {}@{} ({}) into {}",
+        manifest.name,
+        manifest.version,
+        manifest.world,
+        dest.display()
+    );
     Ok(())
 }

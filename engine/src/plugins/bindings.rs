@@ -35,8 +35,8 @@ pub mod readiness {
 }
 
 pub use ecosystem::slipway::plugin::ecosystem_types::{
-    CacheMount, ConstraintKind, Detection, ImageSource, OverruledHint, PackageManager, Plan, RepoRequest, Step,
-    Toolchain, VersionHint,
+    CacheMount, ConstraintKind, Detection, ImageSource, OverruledHint, PackageManager, Plan,
+    RepoRequest, Step, Toolchain, VersionHint,
 };
 pub use ecosystem::slipway::plugin::host::Level;
 pub use ecosystem::slipway::plugin::types::{Evidence, OptionPair, PluginError, Problem};
@@ -49,7 +49,9 @@ impl PluginError {
     /// The problem inside, whatever the kind.
     pub fn problem(&self) -> &Problem {
         match self {
-            PluginError::MalformedInput(p) | PluginError::Unsupported(p) | PluginError::Internal(p) => p,
+            PluginError::MalformedInput(p)
+            | PluginError::Unsupported(p)
+            | PluginError::Internal(p) => p,
         }
     }
 

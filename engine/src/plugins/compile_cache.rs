@@ -31,7 +31,10 @@ pub enum CacheOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("cannot create the plugin cache directory {path}: {source}")]
-    CreateDir { path: PathBuf, source: std::io::Error },
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Compile(String),
 }
@@ -59,7 +62,10 @@ impl CompileCache {
     /// A cache in `dir` (`None`: in memory only, e.g. a read-only state dir).
     pub fn new(engine: &Engine, dir: Option<&Path>) -> Result<CompileCache, CacheError> {
         if let Some(dir) = dir {
-            create_private_dir(dir).map_err(|source| CacheError::CreateDir { path: dir.to_path_buf(), source })?;
+            create_private_dir(dir).map_err(|source| CacheError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         }
         let mut hasher = Sha256Hasher(Sha256::new());
         env!("CARGO_PKG_VERSION").hash(&mut hasher);
@@ -73,13 +79,21 @@ impl CompileCache {
     }
 
     /// The compiled component for `wasm` (whose sha256 is `sha256`).
-    pub fn component(&self, engine: &Engine, sha256: &str, wasm: &[u8]) -> Result<(Component, CacheOutcome), CacheError> {
+    pub fn component(
+        &self,
+        engine: &Engine,
+        sha256: &str,
+        wasm: &[u8],
+    ) -> Result<(Component, CacheOutcome), CacheError> {
         if let Some(c) = self.lock().get(sha256) {
             return Ok((c.clone(), CacheOutcome::Memory));
         }
-        let file = self.dir.as_ref().map(|d| d.join(format!("{}.cwasm", self.key(sha256))));
-        if let Some(file) = &file {
-            if file.is_file() {
+        let file = self
+            .dir
+            .as_ref()
+            .map(|d| d.join(format!("{}.cwasm", self.key(sha256))));
+        if let Some(file) = &file
+            && file.is_file() {
                 // SAFETY: the file sits in our private cache directory under a
                 // key that includes the wasm's sha256 and the engine's settings;
                 // only `store` below writes there. A mismatch returns an error.
@@ -88,16 +102,17 @@ impl CompileCache {
                         self.lock().insert(sha256.to_owned(), c.clone());
                         return Ok((c, CacheOutcome::Disk));
                     }
-                    Err(e) => tracing::warn!(file = %file.display(), error = %e, "discarding unusable precompiled plugin"),
+                    Err(e) => {
+                        tracing::warn!(file = %file.display(), error = %e, "discarding unusable precompiled plugin")
+                    }
                 }
             }
-        }
-        let component = Component::new(engine, wasm).map_err(|e| CacheError::Compile(format!("{e:#}")))?;
-        if let Some(file) = &file {
-            if let Err(e) = store(&component, file) {
+        let component =
+            Component::new(engine, wasm).map_err(|e| CacheError::Compile(format!("{e:#}")))?;
+        if let Some(file) = &file
+            && let Err(e) = store(&component, file) {
                 tracing::warn!(file = %file.display(), error = %e, "cannot write precompiled plugin; it will be compiled again next time");
             }
-        }
         self.lock().insert(sha256.to_owned(), component.clone());
         Ok((component, CacheOutcome::Compiled))
     }
@@ -120,13 +135,18 @@ fn wasmtime_version() -> &'static str {
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// Write atomically: a crash mid-write never leaves a truncated artifact
 /// under the final name.
 fn store(component: &Component, file: &Path) -> std::io::Result<()> {
-    let bytes = component.serialize().map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+    let bytes = component
+        .serialize()
+        .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
     let dir = file.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(&bytes)?;

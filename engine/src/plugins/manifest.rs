@@ -98,35 +98,77 @@ impl Manifest {
         let raw: RawManifest = toml::from_str(text).map_err(|e| ManifestError {
             origin: origin.to_owned(),
             field: None,
-            line: e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1),
+            line: e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1),
             message: e.message().trim().to_owned(),
         })?;
         if !valid_name(&raw.name) {
             return Err(err(
                 Some("name"),
-                format!("`{}` is not a plugin name: use lowercase letters, digits and `-`, starting with a letter, at most 64", raw.name),
+                format!(
+                    "`{}` is not a plugin name: use lowercase letters, digits and `-`, starting with a letter, at most 64",
+                    raw.name
+                ),
             ));
         }
-        let version = semver::Version::parse(&raw.version)
-            .map_err(|e| err(Some("version"), format!("`{}` is not a semver version: {e}", raw.version)))?;
-        let world = World::parse(&raw.world).ok_or_else(|| {
-            err(Some("world"), format!("unknown world `{}` (known: ecosystem, validator, readiness)", raw.world))
+        let version = semver::Version::parse(&raw.version).map_err(|e| {
+            err(
+                Some("version"),
+                format!("`{}` is not a semver version: {e}", raw.version),
+            )
         })?;
-        let api = semver::VersionReq::parse(&raw.api)
-            .map_err(|e| err(Some("api"), format!("`{}` is not a semver requirement (e.g. \"^1.0\"): {e}", raw.api)))?;
-        if let Some(sha) = &raw.sha256 {
-            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-                return Err(err(Some("sha256"), format!("`{sha}` is not 64 lowercase hex digits")));
+        let world = World::parse(&raw.world).ok_or_else(|| {
+            err(
+                Some("world"),
+                format!(
+                    "unknown world `{}` (known: ecosystem, validator, readiness)",
+                    raw.world
+                ),
+            )
+        })?;
+        let api = semver::VersionReq::parse(&raw.api).map_err(|e| {
+            err(
+                Some("api"),
+                format!(
+                    "`{}` is not a semver requirement (e.g. \"^1.0\"): {e}",
+                    raw.api
+                ),
+            )
+        })?;
+        if let Some(sha) = &raw.sha256
+            && (sha.len() != 64
+                || !sha
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+            {
+                return Err(err(
+                    Some("sha256"),
+                    format!("`{sha}` is not 64 lowercase hex digits"),
+                ));
             }
-        }
         if raw.description.trim().is_empty() {
-            return Err(err(Some("description"), "is empty; say in one line what the plugin does".into()));
+            return Err(err(
+                Some("description"),
+                "is empty; say in one line what the plugin does".into(),
+            ));
         }
-        if let Some(bad) = raw.detect_files.iter().find(|f| f.is_empty() || f.contains('/') || f.starts_with('.') && f.trim_start_matches('.').is_empty()) {
-            return Err(err(Some("detect-files"), format!("`{bad}` is not a file name at the repository root")));
+        if let Some(bad) = raw.detect_files.iter().find(|f| {
+            f.is_empty()
+                || f.contains('/')
+                || f.starts_with('.') && f.trim_start_matches('.').is_empty()
+        }) {
+            return Err(err(
+                Some("detect-files"),
+                format!("`{bad}` is not a file name at the repository root"),
+            ));
         }
         let limits = raw.limits.unwrap_or_default();
-        for (field, value) in [("limits.cpu-ms", limits.cpu_ms), ("limits.memory-mib", limits.memory_mib), ("limits.output-kib", limits.output_kib)] {
+        for (field, value) in [
+            ("limits.cpu-ms", limits.cpu_ms),
+            ("limits.memory-mib", limits.memory_mib),
+            ("limits.output-kib", limits.output_kib),
+        ] {
             if value == Some(0) {
                 return Err(err(Some(field), "must be greater than 0".into()));
             }
@@ -161,9 +203,27 @@ impl Manifest {
         };
         let (d, m) = (policy.defaults, policy.maxima);
         Ok(Limits {
-            cpu_ms: pick("cpu-ms", "max_cpu_ms", self.limits.cpu_ms, d.cpu_ms, m.cpu_ms)?,
-            memory_mib: pick("memory-mib", "max_memory_mib", self.limits.memory_mib, d.memory_mib, m.memory_mib)?,
-            output_kib: pick("output-kib", "max_output_kib", self.limits.output_kib, d.output_kib, m.output_kib)?,
+            cpu_ms: pick(
+                "cpu-ms",
+                "max_cpu_ms",
+                self.limits.cpu_ms,
+                d.cpu_ms,
+                m.cpu_ms,
+            )?,
+            memory_mib: pick(
+                "memory-mib",
+                "max_memory_mib",
+                self.limits.memory_mib,
+                d.memory_mib,
+                m.memory_mib,
+            )?,
+            output_kib: pick(
+                "output-kib",
+                "max_output_kib",
+                self.limits.output_kib,
+                d.output_kib,
+                m.output_kib,
+            )?,
         })
     }
 
@@ -179,7 +239,8 @@ impl Manifest {
             detect_files: self.detect_files.clone(),
             limits: (self.limits != RawLimits::default()).then_some(self.limits),
         };
-        toml::to_string(&raw).unwrap_or_else(|e| unreachable!("a RawManifest always serializes: {e}"))
+        toml::to_string(&raw)
+            .unwrap_or_else(|e| unreachable!("a RawManifest always serializes: {e}"))
     }
 }
 
@@ -218,19 +279,31 @@ memory-mib = 128
     }
 
     fn error_of(text: &str) -> String {
-        Manifest::parse(text, "p/plugin.toml").unwrap_err().to_string()
+        Manifest::parse(text, "p/plugin.toml")
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
     fn errors_name_file_and_field() {
         assert!(error_of(&GOOD.replace("name = \"node\"\n", "")).contains("missing field `name`"));
-        assert!(error_of(&GOOD.replace("\"1.2.0\"", "\"1.2\"")).starts_with("p/plugin.toml: field `version`: `1.2` is not a semver version"));
-        assert!(error_of(&GOOD.replace("\"ecosystem\"", "\"ecosytem\"")).contains("field `world`: unknown world `ecosytem` (known: ecosystem, validator, readiness)"));
+        assert!(
+            error_of(&GOOD.replace("\"1.2.0\"", "\"1.2\""))
+                .starts_with("p/plugin.toml: field `version`: `1.2` is not a semver version")
+        );
+        assert!(
+            error_of(&GOOD.replace("\"ecosystem\"", "\"ecosytem\"")).contains(
+                "field `world`: unknown world `ecosytem` (known: ecosystem, validator, readiness)"
+            )
+        );
         assert!(error_of(&GOOD.replace("\"^1.0\"", "\"one\"")).contains("field `api`"));
         assert!(error_of(&GOOD.replace("\"node\"", "\"Node\"")).contains("field `name`"));
         assert!(error_of(&format!("{GOOD}\nsha256 = \"xyz\"")).contains("field `sha256`"));
         let unknown = error_of(&GOOD.replace("description", "descripton"));
-        assert!(unknown.starts_with("p/plugin.toml:6: unknown field `descripton`"), "{unknown}");
+        assert!(
+            unknown.starts_with("p/plugin.toml:6: unknown field `descripton`"),
+            "{unknown}"
+        );
     }
 
     #[test]
@@ -238,7 +311,10 @@ memory-mib = 128
         let m = Manifest::parse(&GOOD.replace("128", "4096"), "x").unwrap();
         let e = m.effective_limits(&LimitsPolicy::default()).unwrap_err();
         assert!(e.contains("`limits.memory-mib` = 4096 is above the engine's maximum of 512 (raise `plugins.max_memory_mib`"), "{e}");
-        let ok = Manifest::parse(GOOD, "x").unwrap().effective_limits(&LimitsPolicy::default()).unwrap();
+        let ok = Manifest::parse(GOOD, "x")
+            .unwrap()
+            .effective_limits(&LimitsPolicy::default())
+            .unwrap();
         assert_eq!((ok.cpu_ms, ok.memory_mib), (2000, 128));
     }
 

@@ -109,8 +109,16 @@ impl Default for LimitsPolicy {
         LimitsPolicy {
             // 2 s of wall clock is far more than an honest detect or plan
             // needs (tens of microseconds), and survives a loaded machine.
-            defaults: Limits { cpu_ms: 2_000, memory_mib: 64, output_kib: 1024 },
-            maxima: Limits { cpu_ms: 30_000, memory_mib: 512, output_kib: 16 * 1024 },
+            defaults: Limits {
+                cpu_ms: 2_000,
+                memory_mib: 64,
+                output_kib: 1024,
+            },
+            maxima: Limits {
+                cpu_ms: 30_000,
+                memory_mib: 512,
+                output_kib: 16 * 1024,
+            },
         }
     }
 }

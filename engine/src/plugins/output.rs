@@ -36,18 +36,25 @@ pub fn size_within<T: Serialize>(value: &T, limit: usize) -> Result<usize, usize
 
 fn relative_path(what: &str, path: &str) -> Result<(), String> {
     if path.is_empty() || path.starts_with('/') || path.split('/').any(|c| c == "..") {
-        return Err(format!("{what} `{path}` is not a path relative to the repository root"));
+        return Err(format!(
+            "{what} `{path}` is not a path relative to the repository root"
+        ));
     }
     Ok(())
 }
 
 fn evidence(items: &[Evidence]) -> Result<(), String> {
-    items.iter().try_for_each(|e| relative_path("evidence file", &e.file))
+    items
+        .iter()
+        .try_for_each(|e| relative_path("evidence file", &e.file))
 }
 
 pub fn detection(d: &Detection) -> Result<(), String> {
     if d.confidence > 100 {
-        return Err(format!("confidence {} is out of range 0..=100", d.confidence));
+        return Err(format!(
+            "confidence {} is out of range 0..=100",
+            d.confidence
+        ));
     }
     evidence(&d.evidence)
 }
@@ -69,7 +76,10 @@ pub fn plan(p: &Plan) -> Result<(), String> {
         return Err("base-image is empty".into());
     }
     match &p.image {
-        ImageSource::Generated(text) if !text.trim_start().to_ascii_uppercase().starts_with("FROM") && !text.contains("\nFROM") => {
+        ImageSource::Generated(text)
+            if !text.trim_start().to_ascii_uppercase().starts_with("FROM")
+                && !text.contains("\nFROM") =>
+        {
             return Err("generated Dockerfile has no FROM line".into());
         }
         ImageSource::Repository(path) => relative_path("Dockerfile path", path)?,
@@ -87,9 +97,15 @@ pub fn plan(p: &Plan) -> Result<(), String> {
     steps("fast", &p.fast)?;
     steps("full", &p.full)?;
     for c in &p.cache {
-        let id_ok = !c.id.is_empty() && c.id.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch));
+        let id_ok = !c.id.is_empty()
+            && c.id
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch));
         if !id_ok || !c.path.starts_with('/') {
-            return Err(format!("cache mount `{}` at `{}` needs an id of [A-Za-z0-9-_.] and an absolute path", c.id, c.path));
+            return Err(format!(
+                "cache mount `{}` at `{}` needs an id of [A-Za-z0-9-_.] and an absolute path",
+                c.id, c.path
+            ));
         }
     }
     Ok(())
@@ -105,16 +121,20 @@ pub fn findings(list: &[Finding]) -> Result<(), String> {
 }
 
 pub fn probe(p: &Probe) -> Result<(), String> {
-    if p.period_ms == 0 || p.timeout_ms == 0 || p.success_threshold == 0 || p.failure_threshold == 0 {
+    if p.period_ms == 0 || p.timeout_ms == 0 || p.success_threshold == 0 || p.failure_threshold == 0
+    {
         return Err("probe period, timeout and thresholds must be at least 1".into());
     }
     match &p.action {
         ProbeAction::Exec(argv) if argv.is_empty() => Err("exec probe has an empty argv".into()),
         ProbeAction::Tcp(0) => Err("tcp probe on port 0".into()),
-        ProbeAction::Http(h) if h.port == 0 || !h.path.starts_with('/') => {
-            Err(format!("http probe needs a port and a path starting with `/` (got {}:{})", h.port, h.path))
+        ProbeAction::Http(h) if h.port == 0 || !h.path.starts_with('/') => Err(format!(
+            "http probe needs a port and a path starting with `/` (got {}:{})",
+            h.port, h.path
+        )),
+        ProbeAction::LogLine(re) if re.is_empty() => {
+            Err("log-line probe has an empty pattern".into())
         }
-        ProbeAction::LogLine(re) if re.is_empty() => Err("log-line probe has an empty pattern".into()),
         _ => Ok(()),
     }
 }
@@ -131,11 +151,35 @@ mod tests {
 
     #[test]
     fn detection_checks() {
-        let ok = Detection { confidence: 100, evidence: vec![Evidence { file: "a".into(), line: None, note: String::new() }] };
+        let ok = Detection {
+            confidence: 100,
+            evidence: vec![Evidence {
+                file: "a".into(),
+                line: None,
+                note: String::new(),
+            }],
+        };
         assert!(detection(&ok).is_ok());
-        let bad = Detection { confidence: 101, evidence: vec![] };
-        assert_eq!(detection(&bad).unwrap_err(), "confidence 101 is out of range 0..=100");
-        let escape = Detection { confidence: 1, evidence: vec![Evidence { file: "../x".into(), line: None, note: String::new() }] };
-        assert!(detection(&escape).unwrap_err().contains("not a path relative"));
+        let bad = Detection {
+            confidence: 101,
+            evidence: vec![],
+        };
+        assert_eq!(
+            detection(&bad).unwrap_err(),
+            "confidence 101 is out of range 0..=100"
+        );
+        let escape = Detection {
+            confidence: 1,
+            evidence: vec![Evidence {
+                file: "../x".into(),
+                line: None,
+                note: String::new(),
+            }],
+        };
+        assert!(
+            detection(&escape)
+                .unwrap_err()
+                .contains("not a path relative")
+        );
     }
 }

@@ -72,7 +72,12 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    fn rejected(origin: Origin, name: String, manifest: Option<Manifest>, error: LoadError) -> Candidate {
+    fn rejected(
+        origin: Origin,
+        name: String,
+        manifest: Option<Manifest>,
+        error: LoadError,
+    ) -> Candidate {
         Candidate {
             origin,
             name,
@@ -84,7 +89,13 @@ impl Candidate {
         }
     }
 
-    fn checked(origin: Origin, manifest: Manifest, wasm: WasmBytes, sha256: String, policy: &super::LimitsPolicy) -> Candidate {
+    fn checked(
+        origin: Origin,
+        manifest: Manifest,
+        wasm: WasmBytes,
+        sha256: String,
+        policy: &super::LimitsPolicy,
+    ) -> Candidate {
         let mut c = Candidate {
             origin,
             name: manifest.name.clone(),
@@ -96,7 +107,9 @@ impl Candidate {
         };
         let manifest = c.manifest.as_ref().expect("set just above");
         let problem = if !manifest.api_compatible() {
-            Some(LoadError::ApiIncompatible { required: manifest.api.to_string() })
+            Some(LoadError::ApiIncompatible {
+                required: manifest.api.to_string(),
+            })
         } else if let Err(limit) = manifest.effective_limits(policy) {
             Some(LoadError::Limits { limit })
         } else {
@@ -111,8 +124,18 @@ impl Candidate {
 
     /// Read and check `manifest_path` and `wasm_path`. With `require_sha256`
     /// (an installed plugin), the manifest must carry the wasm's sha256.
-    pub fn from_files(manifest_path: &Path, wasm_path: &Path, require_sha256: bool, sandbox: &PluginSandbox) -> Candidate {
-        let origin = Origin::Path(manifest_path.parent().unwrap_or(manifest_path).to_path_buf());
+    pub fn from_files(
+        manifest_path: &Path,
+        wasm_path: &Path,
+        require_sha256: bool,
+        sandbox: &PluginSandbox,
+    ) -> Candidate {
+        let origin = Origin::Path(
+            manifest_path
+                .parent()
+                .unwrap_or(manifest_path)
+                .to_path_buf(),
+        );
         let fallback_name = manifest_path
             .parent()
             .and_then(|p| p.parent())
@@ -122,7 +145,10 @@ impl Candidate {
         let text = match std::fs::read_to_string(manifest_path) {
             Ok(t) => t,
             Err(e) => {
-                let err = LoadError::Io { path: manifest_path.display().to_string(), message: e.to_string() };
+                let err = LoadError::Io {
+                    path: manifest_path.display().to_string(),
+                    message: e.to_string(),
+                };
                 return Candidate::rejected(origin, fallback_name, None, err);
             }
         };
@@ -133,31 +159,61 @@ impl Candidate {
         let wasm = match std::fs::read(wasm_path) {
             Ok(w) => w,
             Err(e) => {
-                let err = LoadError::Io { path: wasm_path.display().to_string(), message: e.to_string() };
+                let err = LoadError::Io {
+                    path: wasm_path.display().to_string(),
+                    message: e.to_string(),
+                };
                 return Candidate::rejected(origin, manifest.name.clone(), Some(manifest), err);
             }
         };
         let actual = hex::encode(Sha256::digest(&wasm));
         match &manifest.sha256 {
             Some(expected) if *expected != actual => {
-                let err = LoadError::HashMismatch { expected: expected.clone(), actual };
+                let err = LoadError::HashMismatch {
+                    expected: expected.clone(),
+                    actual,
+                };
                 return Candidate::rejected(origin, manifest.name.clone(), Some(manifest), err);
             }
-            None if require_sha256 => return Candidate::rejected(origin, manifest.name.clone(), Some(manifest), LoadError::MissingHash),
+            None if require_sha256 => {
+                return Candidate::rejected(
+                    origin,
+                    manifest.name.clone(),
+                    Some(manifest),
+                    LoadError::MissingHash,
+                );
+            }
             _ => {}
         }
-        Candidate::checked(origin, manifest, WasmBytes::Owned(wasm), actual, sandbox.policy())
+        Candidate::checked(
+            origin,
+            manifest,
+            WasmBytes::Owned(wasm),
+            actual,
+            sandbox.policy(),
+        )
     }
 
     fn bundled(plugin: &'static bundled::BundledPlugin, sandbox: &PluginSandbox) -> Candidate {
         let origin = Origin::Bundled;
-        let manifest = match Manifest::parse(plugin.manifest, &format!("bundled plugin `{}`", plugin.dir_name)) {
+        let manifest = match Manifest::parse(
+            plugin.manifest,
+            &format!("bundled plugin `{}`", plugin.dir_name),
+        ) {
             Ok(m) => m,
-            Err(e) => return Candidate::rejected(origin, plugin.dir_name.to_owned(), None, e.into()),
+            Err(e) => {
+                return Candidate::rejected(origin, plugin.dir_name.to_owned(), None, e.into());
+            }
         };
         // build.rs wrote this sha256 from these very bytes; no need to rehash.
         let sha256 = manifest.sha256.clone().unwrap_or_default();
-        Candidate::checked(origin, manifest, WasmBytes::Static(plugin.wasm), sha256, sandbox.policy())
+        Candidate::checked(
+            origin,
+            manifest,
+            WasmBytes::Static(plugin.wasm),
+            sha256,
+            sandbox.policy(),
+        )
     }
 
     pub fn version(&self) -> Option<&semver::Version> {
@@ -186,7 +242,9 @@ impl Candidate {
                 let (Some(manifest), Some(wasm)) = (&self.manifest, &self.wasm) else {
                     unreachable!("a candidate that is not rejected has a manifest and wasm")
                 };
-                sandbox.prepare(manifest, wasm.bytes(), &self.sha256).map(Arc::new)
+                sandbox
+                    .prepare(manifest, wasm.bytes(), &self.sha256)
+                    .map(Arc::new)
             })
             .clone()
     }
@@ -205,7 +263,11 @@ impl Registry {
     pub fn load(sandbox: Arc<PluginSandbox>, bundled: bool, dirs: &[PathBuf]) -> Registry {
         let mut candidates = Vec::new();
         if bundled {
-            candidates.extend(bundled::BUNDLED.iter().map(|p| Candidate::bundled(p, &sandbox)));
+            candidates.extend(
+                bundled::BUNDLED
+                    .iter()
+                    .map(|p| Candidate::bundled(p, &sandbox)),
+            );
         }
         let mut source_problems = Vec::new();
         for dir in dirs {
@@ -214,14 +276,22 @@ impl Registry {
                 Err(problem) => source_problems.push(problem),
             }
         }
-        let mut registry = Registry { sandbox, candidates, source_problems };
+        let mut registry = Registry {
+            sandbox,
+            candidates,
+            source_problems,
+        };
         registry.select();
         registry
     }
 
     /// A registry of exactly the given candidates (e.g. for `plugins verify`).
     pub fn from_candidates(sandbox: Arc<PluginSandbox>, candidates: Vec<Candidate>) -> Registry {
-        let mut registry = Registry { sandbox, candidates, source_problems: Vec::new() };
+        let mut registry = Registry {
+            sandbox,
+            candidates,
+            source_problems: Vec::new(),
+        };
         registry.select();
         registry
     }
@@ -251,32 +321,50 @@ impl Registry {
 
     /// The active candidates of `world`, in name order.
     pub fn active(&self, world: World) -> impl Iterator<Item = &Candidate> {
-        self.candidates.iter().filter(move |c| matches!(c.status, Status::Active) && c.world() == Some(world))
+        self.candidates
+            .iter()
+            .filter(move |c| matches!(c.status, Status::Active) && c.world() == Some(world))
     }
 
     /// The active candidate called `name`.
     pub fn get(&self, name: &str) -> Option<&Candidate> {
-        self.candidates.iter().find(|c| c.name == name && matches!(c.status, Status::Active))
+        self.candidates
+            .iter()
+            .find(|c| c.name == name && matches!(c.status, Status::Active))
     }
 
     /// Names of the usable plugins, for "unknown plugin `x` (known: …)".
     pub fn names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.candidates.iter().filter(|c| matches!(c.status, Status::Active)).map(|c| c.name.as_str()).collect();
+        let mut names: Vec<&str> = self
+            .candidates
+            .iter()
+            .filter(|c| matches!(c.status, Status::Active))
+            .map(|c| c.name.as_str())
+            .collect();
         names.dedup();
         names
     }
 
     /// Sort, then mark the highest usable version of each name active.
     fn select(&mut self) {
-        self.candidates.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| b.version().cmp(&a.version())));
+        self.candidates.sort_by(|a, b| {
+            a.name
+                .cmp(&b.name)
+                .then_with(|| b.version().cmp(&a.version()))
+        });
         let mut winner: Option<(String, semver::Version)> = None;
         for c in &mut self.candidates {
             if matches!(c.status, Status::Rejected(_)) {
                 continue;
             }
-            let version = c.version().cloned().expect("usable candidates have a manifest");
+            let version = c
+                .version()
+                .cloned()
+                .expect("usable candidates have a manifest");
             match &winner {
-                Some((name, by)) if *name == c.name => c.status = Status::Shadowed { by: by.clone() },
+                Some((name, by)) if *name == c.name => {
+                    c.status = Status::Shadowed { by: by.clone() }
+                }
                 _ => {
                     c.status = Status::Active;
                     winner = Some((c.name.clone(), version));
@@ -288,25 +376,50 @@ impl Registry {
 
 /// Scan `<dir>/<name>/<version>/`.
 fn scan_dir(dir: &Path, sandbox: &PluginSandbox) -> Result<Vec<Candidate>, String> {
-    let names = std::fs::read_dir(dir).map_err(|e| format!("plugins directory {}: {e}", dir.display()))?;
+    let names =
+        std::fs::read_dir(dir).map_err(|e| format!("plugins directory {}: {e}", dir.display()))?;
     let mut found = Vec::new();
     for name_dir in sorted_dirs(names) {
-        let Ok(versions) = std::fs::read_dir(&name_dir) else { continue };
+        let Ok(versions) = std::fs::read_dir(&name_dir) else {
+            continue;
+        };
         for version_dir in sorted_dirs(versions) {
-            let mut c = Candidate::from_files(&version_dir.join("plugin.toml"), &version_dir.join("plugin.wasm"), true, sandbox);
+            let mut c = Candidate::from_files(
+                &version_dir.join("plugin.toml"),
+                &version_dir.join("plugin.wasm"),
+                true,
+                sandbox,
+            );
             if let Some(m) = &c.manifest {
-                let folder_name = name_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                let folder_version = version_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let folder_name = name_dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let folder_version = version_dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 let mismatch = if m.name != folder_name {
-                    Some(format!("name `{}` does not match its folder `{folder_name}`", m.name))
+                    Some(format!(
+                        "name `{}` does not match its folder `{folder_name}`",
+                        m.name
+                    ))
                 } else if m.version.to_string() != folder_version {
-                    Some(format!("version `{}` does not match its folder `{folder_version}`", m.version))
+                    Some(format!(
+                        "version `{}` does not match its folder `{folder_version}`",
+                        m.version
+                    ))
                 } else {
                     None
                 };
                 if let Some(message) = mismatch {
                     let origin = version_dir.join("plugin.toml").display().to_string();
-                    c.status = Status::Rejected(LoadError::Manifest(super::ManifestError { origin, field: None, line: None, message }));
+                    c.status = Status::Rejected(LoadError::Manifest(super::ManifestError {
+                        origin,
+                        field: None,
+                        line: None,
+                        message,
+                    }));
                 }
             }
             found.push(c);
@@ -316,7 +429,11 @@ fn scan_dir(dir: &Path, sandbox: &PluginSandbox) -> Result<Vec<Candidate>, Strin
 }
 
 fn sorted_dirs(entries: std::fs::ReadDir) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
     dirs.sort();
     dirs
 }

@@ -22,14 +22,17 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    Trap,
+};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{
-    Detection, Finding, Level, OptionPair, Plan, PluginError, Probe, ProbeOutput, RepoRequest, Service, Verdict,
-    ecosystem::EcosystemPre, readiness::ReadinessPre, validator::ValidatorPre,
+    Detection, Finding, Level, OptionPair, Plan, PluginError, Probe, ProbeOutput, RepoRequest,
+    Service, Verdict, ecosystem::EcosystemPre, readiness::ReadinessPre, validator::ValidatorPre,
 };
 use super::compile_cache::{CacheError, CacheOutcome, CompileCache};
 use super::{Limits, LimitsPolicy, Manifest, PluginId, World, output};
@@ -58,15 +61,21 @@ pub enum LoadError {
     Manifest(#[from] super::ManifestError),
     #[error("cannot read {path}: {message}")]
     Io { path: String, message: String },
-    #[error("sha256 mismatch: the manifest says {expected}, plugin.wasm is {actual} (hint: reinstall with `slipway plugins install`)")]
+    #[error(
+        "sha256 mismatch: the manifest says {expected}, plugin.wasm is {actual} (hint: reinstall with `slipway plugins install`)"
+    )]
     HashMismatch { expected: String, actual: String },
-    #[error("no sha256 in the manifest (hint: install with `slipway plugins install`, which fills it in)")]
+    #[error(
+        "no sha256 in the manifest (hint: install with `slipway plugins install`, which fills it in)"
+    )]
     MissingHash,
     #[error("needs slipway:plugin {required}, but this engine implements {host} (hint: rebuild against a plugin SDK for {host})", host = super::HOST_API_VERSION)]
     ApiIncompatible { required: String },
     #[error("{limit}")]
     Limits { limit: String },
-    #[error("not a WebAssembly component: {detail} (hint: build with `cargo build --target wasm32-wasip2 --release`)")]
+    #[error(
+        "not a WebAssembly component: {detail} (hint: build with `cargo build --target wasm32-wasip2 --release`)"
+    )]
     NotAComponent { detail: String },
     #[error("cannot compile the component: {0}")]
     Compile(String),
@@ -79,33 +88,77 @@ pub enum LoadError {
 /// Why a call of a loaded plugin did not produce a usable result.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    #[error("plugin {plugin} ran past its time budget of {limit_ms} ms and was stopped after {elapsed_ms} ms")]
-    CpuLimit { plugin: PluginId, limit_ms: u32, elapsed_ms: u64 },
-    #[error("plugin {plugin} tried to grow its memory to {requested} bytes, over its limit of {limit_mib} MiB, and was stopped")]
-    MemoryLimit { plugin: PluginId, requested: usize, limit_mib: u32 },
+    #[error(
+        "plugin {plugin} ran past its time budget of {limit_ms} ms and was stopped after {elapsed_ms} ms"
+    )]
+    CpuLimit {
+        plugin: PluginId,
+        limit_ms: u32,
+        elapsed_ms: u64,
+    },
+    #[error(
+        "plugin {plugin} tried to grow its memory to {requested} bytes, over its limit of {limit_mib} MiB, and was stopped"
+    )]
+    MemoryLimit {
+        plugin: PluginId,
+        requested: usize,
+        limit_mib: u32,
+    },
     #[error("plugin {plugin} exceeded the sandbox's limit on {what} and was stopped")]
-    ResourceLimit { plugin: PluginId, what: &'static str },
-    #[error("plugin {plugin} returned more than {limit_kib} KiB from `{function}`, over its output limit")]
-    OutputTooLarge { plugin: PluginId, function: &'static str, limit_kib: u32 },
+    ResourceLimit {
+        plugin: PluginId,
+        what: &'static str,
+    },
+    #[error(
+        "plugin {plugin} returned more than {limit_kib} KiB from `{function}`, over its output limit"
+    )]
+    OutputTooLarge {
+        plugin: PluginId,
+        function: &'static str,
+        limit_kib: u32,
+    },
     #[error("plugin {plugin} returned invalid data from `{function}`: {problem}")]
-    InvalidOutput { plugin: PluginId, function: &'static str, problem: String },
+    InvalidOutput {
+        plugin: PluginId,
+        function: &'static str,
+        problem: String,
+    },
     #[error("plugin {plugin} crashed in `{function}`: {trap}{}", stderr_suffix(.stderr))]
-    Trapped { plugin: PluginId, function: &'static str, trap: String, stderr: String },
+    Trapped {
+        plugin: PluginId,
+        function: &'static str,
+        trap: String,
+        stderr: String,
+    },
     #[error("plugin {plugin} reported {}: {}", .error.kind(), .error.describe())]
-    Reported { plugin: PluginId, error: PluginError },
+    Reported {
+        plugin: PluginId,
+        error: PluginError,
+    },
     #[error("cannot give plugin {plugin} the repository {repo}: {message}")]
-    Repository { plugin: PluginId, repo: String, message: String },
+    Repository {
+        plugin: PluginId,
+        repo: String,
+        message: String,
+    },
     #[error("cannot start plugin {plugin}: {message}")]
     Instantiate { plugin: PluginId, message: String },
     #[error("plugin {plugin} is a {actual} plugin, not a {expected} plugin")]
-    WrongWorld { plugin: PluginId, expected: World, actual: World },
+    WrongWorld {
+        plugin: PluginId,
+        expected: World,
+        actual: World,
+    },
 }
 
 fn stderr_suffix(stderr: &str) -> String {
     let tail: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     match tail.len() {
         0 => String::new(),
-        n => format!(" (plugin stderr: {})", tail[n.saturating_sub(3)..].join(" | ")),
+        n => format!(
+            " (plugin stderr: {})",
+            tail[n.saturating_sub(3)..].join(" | ")
+        ),
     }
 }
 
@@ -165,7 +218,12 @@ struct CallLimiter {
 }
 
 impl ResourceLimiter for CallLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
             self.hit = Some(LimitHit::Memory { requested: desired });
             return Err(wasmtime::Error::msg("memory limit reached"));
@@ -173,7 +231,12 @@ impl ResourceLimiter for CallLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > MAX_TABLE_ELEMENTS {
             self.hit = Some(LimitHit::TableElements);
             return Err(wasmtime::Error::msg("table limit reached"));
@@ -204,7 +267,10 @@ pub struct CallState {
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -239,7 +305,9 @@ struct CappedOutput {
 
 impl CappedOutput {
     fn new() -> Self {
-        CappedOutput { buffer: Arc::new(Mutex::new(Vec::new())) }
+        CappedOutput {
+            buffer: Arc::new(Mutex::new(Vec::new())),
+        }
     }
 
     fn take(&self) -> String {
@@ -297,10 +365,16 @@ impl tokio::io::AsyncWrite for CappedOutput {
         self.append(buf);
         std::task::Poll::Ready(Ok(buf.len()))
     }
-    fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
-    fn poll_shutdown(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
 }
@@ -309,15 +383,17 @@ impl tokio::io::AsyncWrite for CappedOutput {
 fn start_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
     let stop = Arc::new(AtomicBool::new(false));
-    let _ = std::thread::Builder::new().name("slipway-plugin-epoch".into()).spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(EPOCH_TICK);
-            match weak.upgrade() {
-                Some(engine) => engine.increment_epoch(),
-                None => stop.store(true, Ordering::Relaxed),
+    let _ = std::thread::Builder::new()
+        .name("slipway-plugin-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => stop.store(true, Ordering::Relaxed),
+                }
             }
-        }
-    });
+        });
 }
 
 /// How a [`PluginSandbox`] is set up.
@@ -353,20 +429,30 @@ impl PluginSandbox {
             Ok(engine) => engine,
             Err(e) if options.pooling => {
                 tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation");
-                build_engine(&SandboxOptions { pooling: false, ..options.clone() }).map_err(SandboxError::Engine)?
+                build_engine(&SandboxOptions {
+                    pooling: false,
+                    ..options.clone()
+                })
+                .map_err(SandboxError::Engine)?
             }
             Err(e) => return Err(SandboxError::Engine(e)),
         };
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
-        super::bindings::ecosystem::slipway::plugin::host::add_to_linker::<CallState, HasSelf<CallState>>(
-            &mut linker,
-            |state| state,
-        )
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        super::bindings::ecosystem::slipway::plugin::host::add_to_linker::<
+            CallState,
+            HasSelf<CallState>,
+        >(&mut linker, |state| state)
         .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let cache = CompileCache::new(&engine, options.cache_dir.as_deref())?;
         start_epoch_ticker(&engine);
-        Ok(PluginSandbox { engine, linker, cache, policy: options.policy })
+        Ok(PluginSandbox {
+            engine,
+            linker,
+            cache,
+            policy: options.policy,
+        })
     }
 
     pub fn policy(&self) -> &LimitsPolicy {
@@ -374,25 +460,62 @@ impl PluginSandbox {
     }
 
     /// Compile (or load from the cache), check the world, link.
-    pub fn prepare(&self, manifest: &Manifest, wasm: &[u8], sha256: &str) -> Result<PreparedPlugin, LoadError> {
-        let id = PluginId { name: manifest.name.clone(), version: manifest.version.clone() };
-        let limits = manifest.effective_limits(&self.policy).map_err(|limit| LoadError::Limits { limit })?;
+    pub fn prepare(
+        &self,
+        manifest: &Manifest,
+        wasm: &[u8],
+        sha256: &str,
+    ) -> Result<PreparedPlugin, LoadError> {
+        let id = PluginId {
+            name: manifest.name.clone(),
+            version: manifest.version.clone(),
+        };
+        let limits = manifest
+            .effective_limits(&self.policy)
+            .map_err(|limit| LoadError::Limits { limit })?;
         check_component_header(wasm)?;
-        let (component, compile) =
-            self.cache.component(&self.engine, sha256, wasm).map_err(|e| LoadError::Compile(e.to_string()))?;
+        let (component, compile) = self
+            .cache
+            .component(&self.engine, sha256, wasm)
+            .map_err(|e| LoadError::Compile(e.to_string()))?;
 
-        let exports: Vec<String> = component.component_type().exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
-        let missing: Vec<&str> =
-            manifest.world.exports().iter().copied().filter(|f| !exports.iter().any(|e| e == f)).collect();
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let missing: Vec<&str> = manifest
+            .world
+            .exports()
+            .iter()
+            .copied()
+            .filter(|f| !exports.iter().any(|e| e == f))
+            .collect();
         if !missing.is_empty() {
-            let actual = World::ALL.into_iter().find(|w| w.exports().iter().all(|f| exports.iter().any(|e| e == f)));
+            let actual = World::ALL
+                .into_iter()
+                .find(|w| w.exports().iter().all(|f| exports.iter().any(|e| e == f)));
             let detail = match actual {
                 Some(w) => format!("is a `{w}` component (exports {})", exports.join(", ")),
-                None => format!("lacks {} (it exports {})", missing.join(", "), if exports.is_empty() { "nothing".into() } else { exports.join(", ") }),
+                None => format!(
+                    "lacks {} (it exports {})",
+                    missing.join(", "),
+                    if exports.is_empty() {
+                        "nothing".into()
+                    } else {
+                        exports.join(", ")
+                    }
+                ),
             };
-            return Err(LoadError::WrongWorld { declared: manifest.world, detail });
+            return Err(LoadError::WrongWorld {
+                declared: manifest.world,
+                detail,
+            });
         }
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Imports(format!("{e:#}")))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Imports(format!("{e:#}")))?;
         let wrong = |e: wasmtime::Error| LoadError::WrongWorld {
             declared: manifest.world,
             detail: format!("does not match its functions' types: {e:#}"),
@@ -402,16 +525,32 @@ impl PluginSandbox {
             World::Validator => WorldPre::Validator(ValidatorPre::new(pre).map_err(wrong)?),
             World::Readiness => WorldPre::Readiness(ReadinessPre::new(pre).map_err(wrong)?),
         };
-        Ok(PreparedPlugin { id, limits, compile, pre })
+        Ok(PreparedPlugin {
+            id,
+            limits,
+            compile,
+            pre,
+        })
     }
 
     /// `detect` of an ecosystem plugin on the repository at `repo`.
-    pub fn detect(&self, plugin: &PreparedPlugin, repo: &Path, options: &[OptionPair]) -> Result<Option<Detection>, CallError> {
-        let WorldPre::Ecosystem(pre) = &plugin.pre else { return Err(wrong_world(plugin, World::Ecosystem)) };
+    pub fn detect(
+        &self,
+        plugin: &PreparedPlugin,
+        repo: &Path,
+        options: &[OptionPair],
+    ) -> Result<Option<Detection>, CallError> {
+        let WorldPre::Ecosystem(pre) = &plugin.pre else {
+            return Err(wrong_world(plugin, World::Ecosystem));
+        };
         let request = repo_request(options);
-        let out = self.call(plugin, Some(repo), "detect", |store| {
-            pre.instantiate(&mut *store)?.call_detect(&mut *store, &request)
-        })?;
+        let out = self.call(
+            plugin,
+            Some(repo),
+            "detect",
+            |s| pre.instantiate(s),
+            |s, i| i.call_detect(s, &request),
+        )?;
         let detection = reported(plugin, out)?;
         if let Some(d) = &detection {
             invalid(plugin, "detect", output::detection(d))?;
@@ -420,12 +559,23 @@ impl PluginSandbox {
     }
 
     /// `plan` of an ecosystem plugin on the repository at `repo`.
-    pub fn plan(&self, plugin: &PreparedPlugin, repo: &Path, options: &[OptionPair]) -> Result<Plan, CallError> {
-        let WorldPre::Ecosystem(pre) = &plugin.pre else { return Err(wrong_world(plugin, World::Ecosystem)) };
+    pub fn plan(
+        &self,
+        plugin: &PreparedPlugin,
+        repo: &Path,
+        options: &[OptionPair],
+    ) -> Result<Plan, CallError> {
+        let WorldPre::Ecosystem(pre) = &plugin.pre else {
+            return Err(wrong_world(plugin, World::Ecosystem));
+        };
         let request = repo_request(options);
-        let out = self.call(plugin, Some(repo), "plan", |store| {
-            pre.instantiate(&mut *store)?.call_plan(&mut *store, &request)
-        })?;
+        let out = self.call(
+            plugin,
+            Some(repo),
+            "plan",
+            |s| pre.instantiate(s),
+            |s, i| i.call_plan(s, &request),
+        )?;
         let plan = reported(plugin, out)?;
         invalid(plugin, "plan", output::plan(&plan))?;
         Ok(plan)
@@ -433,16 +583,35 @@ impl PluginSandbox {
 
     /// `formats` of a validator plugin.
     pub fn formats(&self, plugin: &PreparedPlugin) -> Result<Vec<String>, CallError> {
-        let WorldPre::Validator(pre) = &plugin.pre else { return Err(wrong_world(plugin, World::Validator)) };
-        self.call(plugin, None, "formats", |store| pre.instantiate(&mut *store)?.call_formats(&mut *store))
+        let WorldPre::Validator(pre) = &plugin.pre else {
+            return Err(wrong_world(plugin, World::Validator));
+        };
+        self.call(
+            plugin,
+            None,
+            "formats",
+            |s| pre.instantiate(s),
+            |s, i| i.call_formats(s),
+        )
     }
 
     /// `parse` of a validator plugin.
-    pub fn parse_report(&self, plugin: &PreparedPlugin, format: &str, report: &str) -> Result<Vec<Finding>, CallError> {
-        let WorldPre::Validator(pre) = &plugin.pre else { return Err(wrong_world(plugin, World::Validator)) };
-        let out = self.call(plugin, None, "parse", |store| {
-            pre.instantiate(&mut *store)?.call_parse(&mut *store, format, report)
-        })?;
+    pub fn parse_report(
+        &self,
+        plugin: &PreparedPlugin,
+        format: &str,
+        report: &str,
+    ) -> Result<Vec<Finding>, CallError> {
+        let WorldPre::Validator(pre) = &plugin.pre else {
+            return Err(wrong_world(plugin, World::Validator));
+        };
+        let out = self.call(
+            plugin,
+            None,
+            "parse",
+            |s| pre.instantiate(s),
+            |s, i| i.call_parse(s, format, report),
+        )?;
         let findings = reported(plugin, out)?;
         invalid(plugin, "parse", output::findings(&findings))?;
         Ok(findings)
@@ -450,37 +619,75 @@ impl PluginSandbox {
 
     /// `probe` of a readiness plugin.
     pub fn probe(&self, plugin: &PreparedPlugin, service: &Service) -> Result<Probe, CallError> {
-        let WorldPre::Readiness(pre) = &plugin.pre else { return Err(wrong_world(plugin, World::Readiness)) };
-        let out = self.call(plugin, None, "probe", |store| pre.instantiate(&mut *store)?.call_probe(&mut *store, service))?;
+        let WorldPre::Readiness(pre) = &plugin.pre else {
+            return Err(wrong_world(plugin, World::Readiness));
+        };
+        let out = self.call(
+            plugin,
+            None,
+            "probe",
+            |s| pre.instantiate(s),
+            |s, i| i.call_probe(s, service),
+        )?;
         let probe = reported(plugin, out)?;
         invalid(plugin, "probe", output::probe(&probe))?;
         Ok(probe)
     }
 
     /// `judge` of a readiness plugin.
-    pub fn judge(&self, plugin: &PreparedPlugin, service: &Service, output: &ProbeOutput) -> Result<Verdict, CallError> {
-        let WorldPre::Readiness(pre) = &plugin.pre else { return Err(wrong_world(plugin, World::Readiness)) };
-        self.call(plugin, None, "judge", |store| pre.instantiate(&mut *store)?.call_judge(&mut *store, service, output))
+    pub fn judge(
+        &self,
+        plugin: &PreparedPlugin,
+        service: &Service,
+        output: &ProbeOutput,
+    ) -> Result<Verdict, CallError> {
+        let WorldPre::Readiness(pre) = &plugin.pre else {
+            return Err(wrong_world(plugin, World::Readiness));
+        };
+        self.call(
+            plugin,
+            None,
+            "judge",
+            |s| pre.instantiate(s),
+            |s, i| i.call_judge(s, service, output),
+        )
     }
 
     /// `snapshot` (or, with `reset = true`, `reset`) of a readiness plugin.
-    pub fn state_command(&self, plugin: &PreparedPlugin, service: &Service, reset: bool) -> Result<Option<Vec<String>>, CallError> {
-        let WorldPre::Readiness(pre) = &plugin.pre else { return Err(wrong_world(plugin, World::Readiness)) };
+    pub fn state_command(
+        &self,
+        plugin: &PreparedPlugin,
+        service: &Service,
+        reset: bool,
+    ) -> Result<Option<Vec<String>>, CallError> {
+        let WorldPre::Readiness(pre) = &plugin.pre else {
+            return Err(wrong_world(plugin, World::Readiness));
+        };
         let function = if reset { "reset" } else { "snapshot" };
-        self.call(plugin, None, function, |store| {
-            let instance = pre.instantiate(&mut *store)?;
-            if reset { instance.call_reset(&mut *store, service) } else { instance.call_snapshot(&mut *store, service) }
-        })
+        self.call(
+            plugin,
+            None,
+            function,
+            |s| pre.instantiate(s),
+            |s, i| {
+                if reset {
+                    i.call_reset(s, service)
+                } else {
+                    i.call_snapshot(s, service)
+                }
+            },
+        )
     }
 
-    /// One call in a fresh store: set up the sandbox, run `f`, turn traps and
-    /// limits into [`CallError`]s, check the output's size.
-    fn call<R: Serialize>(
+    /// One call in a fresh store: set up the sandbox, `instantiate`, `invoke`,
+    /// turn traps and limits into [`CallError`]s, check the output's size.
+    fn call<I, R: Serialize>(
         &self,
         plugin: &PreparedPlugin,
         repo: Option<&Path>,
         function: &'static str,
-        f: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
+        instantiate: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<I>,
+        invoke: impl FnOnce(&mut Store<CallState>, &I) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         let stdout = CappedOutput::new();
         let stderr = CappedOutput::new();
@@ -491,16 +698,20 @@ impl PluginSandbox {
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         if let Some(repo) = repo {
-            wasi.preopened_dir(repo, REPO_GUEST_PATH, FsPerms::ReadOnly).map_err(|e| CallError::Repository {
-                plugin: plugin.id.clone(),
-                repo: repo.display().to_string(),
-                message: format!("{e:#}"),
-            })?;
+            wasi.preopened_dir(repo, REPO_GUEST_PATH, FsPerms::ReadOnly)
+                .map_err(|e| CallError::Repository {
+                    plugin: plugin.id.clone(),
+                    repo: repo.display().to_string(),
+                    message: format!("{e:#}"),
+                })?;
         }
         let state = CallState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limiter: CallLimiter { memory_bytes: plugin.limits.memory_mib as usize * 1024 * 1024, hit: None },
+            limiter: CallLimiter {
+                memory_bytes: plugin.limits.memory_mib as usize * 1024 * 1024,
+                hit: None,
+            },
             plugin: plugin.id.clone(),
             log_used: 0,
             log_dropped: 0,
@@ -511,7 +722,27 @@ impl PluginSandbox {
         store.set_epoch_deadline(u64::from(plugin.limits.cpu_ms).div_ceil(tick_ms) + 1);
 
         let started = Instant::now();
-        let result = f(&mut store);
+        let instance = match instantiate(&mut store) {
+            Ok(instance) => instance,
+            // Pool exhausted, or an initial memory above the cap.
+            Err(e) => {
+                return Err(match store.data().limiter.hit {
+                    Some(hit) => self.call_failure(
+                        plugin,
+                        function,
+                        e,
+                        Some(hit),
+                        started.elapsed(),
+                        String::new(),
+                    ),
+                    None => CallError::Instantiate {
+                        plugin: plugin.id.clone(),
+                        message: format!("{e:#}"),
+                    },
+                });
+            }
+        };
+        let result = invoke(&mut store, &instance);
         let elapsed = started.elapsed();
 
         let (out, err) = (stdout.take(), stderr.take());
@@ -527,11 +758,24 @@ impl PluginSandbox {
         }
         let value = match result {
             Ok(value) => value,
-            Err(e) => return Err(self.call_failure(plugin, function, e, state.limiter.hit, elapsed, err)),
+            Err(e) => {
+                return Err(self.call_failure(
+                    plugin,
+                    function,
+                    e,
+                    state.limiter.hit,
+                    elapsed,
+                    err,
+                ));
+            }
         };
         let limit = plugin.limits.output_kib as usize * 1024;
         if output::size_within(&value, limit).is_err() {
-            return Err(CallError::OutputTooLarge { plugin: plugin.id.clone(), function, limit_kib: plugin.limits.output_kib });
+            return Err(CallError::OutputTooLarge {
+                plugin: plugin.id.clone(),
+                function,
+                limit_kib: plugin.limits.output_kib,
+            });
         }
         Ok(value)
     }
@@ -548,24 +792,38 @@ impl PluginSandbox {
         let id = plugin.id.clone();
         match hit {
             Some(LimitHit::Memory { requested }) => {
-                return CallError::MemoryLimit { plugin: id, requested, limit_mib: plugin.limits.memory_mib };
+                return CallError::MemoryLimit {
+                    plugin: id,
+                    requested,
+                    limit_mib: plugin.limits.memory_mib,
+                };
             }
-            Some(LimitHit::TableElements) => return CallError::ResourceLimit { plugin: id, what: "table elements" },
+            Some(LimitHit::TableElements) => {
+                return CallError::ResourceLimit {
+                    plugin: id,
+                    what: "table elements",
+                };
+            }
             None => {}
         }
         match error.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => {
-                CallError::CpuLimit { plugin: id, limit_ms: plugin.limits.cpu_ms, elapsed_ms: elapsed.as_millis() as u64 }
-            }
-            Some(trap) => CallError::Trapped { plugin: id, function, trap: trap.to_string(), stderr },
-            None => {
-                let message = format!("{error:#}");
-                if message.contains("concurrent") || message.contains("instance") && message.contains("limit") {
-                    CallError::Instantiate { plugin: id, message }
-                } else {
-                    CallError::Trapped { plugin: id, function, trap: message, stderr }
-                }
-            }
+            Some(Trap::Interrupt) => CallError::CpuLimit {
+                plugin: id,
+                limit_ms: plugin.limits.cpu_ms,
+                elapsed_ms: elapsed.as_millis() as u64,
+            },
+            Some(trap) => CallError::Trapped {
+                plugin: id,
+                function,
+                trap: trap.to_string(),
+                stderr,
+            },
+            None => CallError::Trapped {
+                plugin: id,
+                function,
+                trap: format!("{error:#}"),
+                stderr,
+            },
         }
     }
 }
@@ -594,25 +852,46 @@ fn check_component_header(wasm: &[u8]) -> Result<(), LoadError> {
     let detail = match wasm.get(..8) {
         Some([0, b'a', b's', b'm', _, _, 1, 0]) => return Ok(()),
         Some([0, b'a', b's', b'm', _, _, 0, 0]) => "it is a core WebAssembly module".to_owned(),
-        _ => format!("it does not start with the WebAssembly magic bytes ({} bytes)", wasm.len()),
+        _ => format!(
+            "it does not start with the WebAssembly magic bytes ({} bytes)",
+            wasm.len()
+        ),
     };
     Err(LoadError::NotAComponent { detail })
 }
 
 fn repo_request(options: &[OptionPair]) -> RepoRequest {
-    RepoRequest { root: REPO_GUEST_PATH.to_owned(), options: options.to_vec() }
+    RepoRequest {
+        root: REPO_GUEST_PATH.to_owned(),
+        options: options.to_vec(),
+    }
 }
 
 fn wrong_world(plugin: &PreparedPlugin, expected: World) -> CallError {
-    CallError::WrongWorld { plugin: plugin.id.clone(), expected, actual: plugin.world() }
+    CallError::WrongWorld {
+        plugin: plugin.id.clone(),
+        expected,
+        actual: plugin.world(),
+    }
 }
 
 fn reported<T>(plugin: &PreparedPlugin, out: Result<T, PluginError>) -> Result<T, CallError> {
-    out.map_err(|error| CallError::Reported { plugin: plugin.id.clone(), error })
+    out.map_err(|error| CallError::Reported {
+        plugin: plugin.id.clone(),
+        error,
+    })
 }
 
-fn invalid(plugin: &PreparedPlugin, function: &'static str, check: Result<(), String>) -> Result<(), CallError> {
-    check.map_err(|problem| CallError::InvalidOutput { plugin: plugin.id.clone(), function, problem })
+fn invalid(
+    plugin: &PreparedPlugin,
+    function: &'static str,
+    check: Result<(), String>,
+) -> Result<(), CallError> {
+    check.map_err(|problem| CallError::InvalidOutput {
+        plugin: plugin.id.clone(),
+        function,
+        problem,
+    })
 }
 
 #[cfg(test)]
@@ -622,7 +901,9 @@ mod tests {
     #[test]
     fn header_check_tells_modules_from_components() {
         assert!(check_component_header(b"\0asm\x0d\0\x01\0rest").is_ok());
-        let core = check_component_header(b"\0asm\x01\0\0\0").unwrap_err().to_string();
+        let core = check_component_header(b"\0asm\x01\0\0\0")
+            .unwrap_err()
+            .to_string();
         assert!(core.contains("core WebAssembly module"), "{core}");
         let junk = check_component_header(b"hello").unwrap_err().to_string();
         assert!(junk.contains("magic bytes (5 bytes)"), "{junk}");
@@ -631,6 +912,9 @@ mod tests {
     #[test]
     fn stderr_suffix_keeps_the_last_lines() {
         assert_eq!(stderr_suffix(""), "");
-        assert_eq!(stderr_suffix("a\nb\n\nc\nd\n"), " (plugin stderr: b | c | d)");
+        assert_eq!(
+            stderr_suffix("a\nb\n\nc\nd\n"),
+            " (plugin stderr: b | c | d)"
+        );
     }
 }

@@ -5,7 +5,11 @@ use slipway_plugin_sdk::{export_readiness, malformed, unsupported};
 
 pub struct Tcp;
 
-fn number<T: std::str::FromStr>(service: &Service, name: &str, default: T) -> Result<T, PluginError> {
+fn number<T: std::str::FromStr>(
+    service: &Service,
+    name: &str,
+    default: T,
+) -> Result<T, PluginError> {
     match service.option(name) {
         None => Ok(default),
         Some(v) => v.parse().map_err(|_| {
@@ -45,7 +49,10 @@ impl Readiness for Tcp {
         if output.connected {
             Verdict::Ready
         } else {
-            Verdict::NotReady(format!("connection refused or timed out after {} ms", output.elapsed_ms))
+            Verdict::NotReady(format!(
+                "connection refused or timed out after {} ms",
+                output.elapsed_ms
+            ))
         }
     }
 }
@@ -62,14 +69,27 @@ mod tests {
             image: "postgres:15".into(),
             env: vec![],
             ports,
-            options: options.iter().map(|(n, v)| OptionPair { name: n.to_string(), value: v.to_string() }).collect(),
+            options: options
+                .iter()
+                .map(|(n, v)| OptionPair {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
         }
     }
 
     #[test]
     fn probes_first_port_or_option() {
-        assert!(matches!(Tcp::probe(&service(vec![5432], &[])).unwrap().action, ProbeAction::Tcp(5432)));
-        let p = Tcp::probe(&service(vec![5432], &[("port", "6543"), ("period_ms", "50")])).unwrap();
+        assert!(matches!(
+            Tcp::probe(&service(vec![5432], &[])).unwrap().action,
+            ProbeAction::Tcp(5432)
+        ));
+        let p = Tcp::probe(&service(
+            vec![5432],
+            &[("port", "6543"), ("period_ms", "50")],
+        ))
+        .unwrap();
         assert!(matches!(p.action, ProbeAction::Tcp(6543)));
         assert_eq!(p.period_ms, 50);
     }
@@ -78,13 +98,28 @@ mod tests {
     fn no_port_and_bad_numbers_are_errors() {
         let e = Tcp::probe(&service(vec![], &[])).unwrap_err().describe();
         assert!(e.contains("declares no port"), "{e}");
-        let e = Tcp::probe(&service(vec![1], &[("timeout_ms", "soon")])).unwrap_err().describe();
-        assert!(e.contains("services.db.readiness.options.timeout_ms: `soon` is not a valid number"), "{e}");
+        let e = Tcp::probe(&service(vec![1], &[("timeout_ms", "soon")]))
+            .unwrap_err()
+            .describe();
+        assert!(
+            e.contains("services.db.readiness.options.timeout_ms: `soon` is not a valid number"),
+            "{e}"
+        );
     }
 
     #[test]
     fn judges_connection() {
-        let out = ProbeOutput { exit_code: None, stdout: String::new(), stderr: String::new(), connected: true, http_status: None, elapsed_ms: 3 };
-        assert!(matches!(slipway_plugin_sdk::testing::judge::<Tcp>(&service(vec![1], &[]), &out), Verdict::Ready));
+        let out = ProbeOutput {
+            exit_code: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            connected: true,
+            http_status: None,
+            elapsed_ms: 3,
+        };
+        assert!(matches!(
+            slipway_plugin_sdk::testing::judge::<Tcp>(&service(vec![1], &[]), &out),
+            Verdict::Ready
+        ));
     }
 }

@@ -12,10 +12,16 @@ use slipway_plugin_sdk::{Repo, export_ecosystem, internal, log};
 struct Hostile;
 
 fn detection(note: String) -> Detection {
-    Detection { confidence: 10, evidence: vec![Evidence::new(".hostile", Some(1), note)] }
+    Detection {
+        confidence: 10,
+        evidence: vec![Evidence::new(".hostile", Some(1), note)],
+    }
 }
 
-fn outcome<T, E: std::fmt::Debug>(what: &str, r: Result<T, E>) -> Result<Option<Detection>, PluginError> {
+fn outcome<T, E: std::fmt::Debug>(
+    what: &str,
+    r: Result<T, E>,
+) -> Result<Option<Detection>, PluginError> {
     match r {
         Ok(_) => Ok(Some(detection(format!("{what}: succeeded")))),
         Err(e) => Err(internal(format!("{what}: refused: {e:?}"))),
@@ -27,10 +33,16 @@ fn connect(port: u16) -> Result<(), String> {
     let net = wasi::sockets::instance_network::instance_network();
     let sock = wasi::sockets::tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4)
         .map_err(|e| format!("create-tcp-socket: {e:?}"))?;
-    let addr = IpSocketAddress::Ipv4(Ipv4SocketAddress { port, address: (127, 0, 0, 1) });
-    sock.start_connect(&net, addr).map_err(|e| format!("start-connect: {e:?}"))?;
+    let addr = IpSocketAddress::Ipv4(Ipv4SocketAddress {
+        port,
+        address: (127, 0, 0, 1),
+    });
+    sock.start_connect(&net, addr)
+        .map_err(|e| format!("start-connect: {e:?}"))?;
     sock.subscribe().block();
-    sock.finish_connect().map(|_| ()).map_err(|e| format!("finish-connect: {e:?}"))
+    sock.finish_connect()
+        .map(|_| ())
+        .map_err(|e| format!("finish-connect: {e:?}"))
 }
 
 impl Ecosystem for Hostile {
@@ -38,7 +50,10 @@ impl Ecosystem for Hostile {
         let Some(file) = repo.read_text(".hostile")? else {
             return Ok(Some(detection("behaving".into())));
         };
-        let line = file.first_meaningful_line().map(|(_, l)| l.to_owned()).unwrap_or_default();
+        let line = file
+            .first_meaningful_line()
+            .map(|(_, l)| l.to_owned())
+            .unwrap_or_default();
         let mut words = line.split_whitespace();
         match words.next().unwrap_or("") {
             "loop" => {
@@ -50,15 +65,21 @@ impl Ecosystem for Hostile {
             "alloc" => {
                 let mut big: Vec<u8> = Vec::new();
                 big.resize(1 << 30, 1);
-                Ok(Some(detection(format!("allocated {}", std::hint::black_box(big).len()))))
+                Ok(Some(detection(format!(
+                    "allocated {}",
+                    std::hint::black_box(big).len()
+                ))))
             }
             "write" => outcome("write into the repo", std::fs::write("/repo/pwned", "x")),
             "read-outside" => {
                 let absolute = std::fs::read_to_string("/etc/passwd").map_err(|e| e.to_string());
-                let dotdot = std::fs::read_to_string("/repo/../etc/passwd").map_err(|e| e.to_string());
+                let dotdot =
+                    std::fs::read_to_string("/repo/../etc/passwd").map_err(|e| e.to_string());
                 let link = std::fs::read_to_string("/repo/escape").map_err(|e| e.to_string());
                 match (absolute, dotdot, link) {
-                    (Err(a), Err(b), Err(c)) => Err(internal(format!("read outside: refused: /etc/passwd: {a}; ..: {b}; symlink: {c}"))),
+                    (Err(a), Err(b), Err(c)) => Err(internal(format!(
+                        "read outside: refused: /etc/passwd: {a}; ..: {b}; symlink: {c}"
+                    ))),
                     _ => Ok(Some(detection("read outside: succeeded".into()))),
                 }
             }
@@ -68,7 +89,10 @@ impl Ecosystem for Hostile {
             }
             "big-string" => Ok(Some(detection("x".repeat(100 * 1024 * 1024)))),
             "panic" => panic!("hostile plugin panicked on purpose"),
-            "garbage" => Ok(Some(Detection { confidence: 250, evidence: vec![] })),
+            "garbage" => Ok(Some(Detection {
+                confidence: 250,
+                evidence: vec![],
+            })),
             "log-flood" => {
                 let message = "y".repeat(10 * 1024);
                 for _ in 0..1_000 {

@@ -1,0 +1,291 @@
+//! Planning a repository: which ecosystem it is, and how to build and
+//! validate it, entirely through the ecosystem plugins.
+//!
+//! Owns the choice among plugins (highest confidence, ties broken by the
+//! configured order), the merge of a repository Dockerfile's image with the
+//! best generated plan's steps, and the report `slipway plan` prints. It does
+//! not read repository files itself: everything it knows came from plugins.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::plugins::bindings::{
+    ConstraintKind, Detection, Evidence, ImageSource, OptionPair, Plan, PluginError, Step,
+    Toolchain,
+};
+use crate::plugins::{CallError, Candidate, LoadError, Registry, World};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{} is not a directory", .0.display())]
+    NotADirectory(std::path::PathBuf),
+    #[error("no ecosystem detected in {repo}; looked for: {looked_for}")]
+    NothingDetected { repo: String, looked_for: String },
+    /// A problem the plugin reported (usually a hint file it could not
+    /// understand: the user's to fix).
+    #[error("{plugin}: {}", .error.describe())]
+    Input { plugin: String, error: PluginError },
+    #[error(transparent)]
+    Plugin(#[from] CallError),
+    #[error("plugin {plugin} cannot be loaded: {error}")]
+    Load { plugin: String, error: LoadError },
+}
+
+impl PlanError {
+    /// Whether the problem is in the repository (exit code 2) rather than in
+    /// Slipway or a plugin.
+    pub fn is_input_problem(&self) -> bool {
+        match self {
+            PlanError::NotADirectory(_) | PlanError::NothingDetected { .. } => true,
+            // A plugin's own bug is not the repository's problem.
+            PlanError::Input { error, .. } => !matches!(error, PluginError::Internal(_)),
+            PlanError::Plugin(_) | PlanError::Load { .. } => false,
+        }
+    }
+}
+
+/// One ecosystem that matched.
+#[derive(Debug, Clone, Serialize)]
+pub struct Match {
+    pub ecosystem: String,
+    /// `name@version@sha256` of the plugin.
+    pub plugin: String,
+    pub confidence: u8,
+    pub evidence: Vec<Evidence>,
+}
+
+/// What `slipway plan` reports (and job records keep). A wire type: its
+/// field names are the `plan --json` contract.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanReport {
+    pub ecosystem: String,
+    pub plugin: String,
+    pub confidence: u8,
+    pub evidence: Vec<Evidence>,
+    pub base_image: String,
+    /// The generated Dockerfile; `null` when the repository brings its own.
+    pub dockerfile: Option<String>,
+    /// The repository's own Dockerfile (relative path), when it brings one.
+    pub dockerfile_path: Option<String>,
+    pub toolchain: Vec<ToolchainReport>,
+    pub package_manager: Option<crate::plugins::bindings::PackageManager>,
+    pub setup: Vec<Step>,
+    pub validation: Validation,
+    pub cache: Vec<crate::plugins::bindings::CacheMount>,
+    pub env: Vec<OptionPair>,
+    pub notes: Vec<String>,
+    /// The plugin whose steps are used when the image comes from the
+    /// repository's Dockerfile.
+    pub steps_from: Option<String>,
+    /// The other ecosystems that matched, best first.
+    pub alternatives: Vec<Match>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Validation {
+    pub fast: Vec<Step>,
+    pub full: Vec<Step>,
+}
+
+/// A toolchain flattened for people and tools: the version, the constraint
+/// it came from, and the file.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolchainReport {
+    pub tool: String,
+    pub version: String,
+    pub constraint: String,
+    pub written_form: String,
+    pub kind: &'static str,
+    /// `file` or `file:line`; `null` for a default.
+    pub source: Option<String>,
+    pub overruled: Vec<Overruled>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Overruled {
+    pub constraint: String,
+    pub written_form: String,
+    pub source: Option<String>,
+    pub reason: String,
+}
+
+fn place(e: &Option<Evidence>) -> Option<String> {
+    e.as_ref().map(|e| match e.line {
+        Some(line) => format!("{}:{line}", e.file),
+        None => e.file.clone(),
+    })
+}
+
+fn kind_name(k: ConstraintKind) -> &'static str {
+    match k {
+        ConstraintKind::Pin => "pin",
+        ConstraintKind::Range => "range",
+        ConstraintKind::Default => "default",
+    }
+}
+
+impl From<&Toolchain> for ToolchainReport {
+    fn from(t: &Toolchain) -> Self {
+        ToolchainReport {
+            tool: t.tool.clone(),
+            version: t.resolved.clone(),
+            constraint: t.hint.constraint.clone(),
+            written_form: t.hint.written_form.clone(),
+            kind: kind_name(t.hint.kind),
+            source: place(&t.hint.source),
+            overruled: t
+                .overruled
+                .iter()
+                .map(|o| Overruled {
+                    constraint: o.hint.constraint.clone(),
+                    written_form: o.hint.written_form.clone(),
+                    source: place(&o.hint.source),
+                    reason: o.reason.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Plan the repository at `repo` with the registry's ecosystem plugins.
+/// `order` breaks ties in confidence (earlier wins).
+pub fn plan_repository(
+    registry: &Registry,
+    order: &[String],
+    repo: &Path,
+    options: &[OptionPair],
+) -> Result<PlanReport, PlanError> {
+    if !repo.is_dir() {
+        return Err(PlanError::NotADirectory(repo.to_path_buf()));
+    }
+    let sandbox = registry.sandbox();
+    let mut matches: Vec<(&Candidate, Detection)> = Vec::new();
+    let mut looked_for = Vec::new();
+    for candidate in registry.active(World::Ecosystem) {
+        let files = candidate
+            .manifest
+            .as_ref()
+            .map(|m| m.detect_files.as_slice())
+            .unwrap_or_default();
+        looked_for.push(if files.is_empty() {
+            candidate.name.clone()
+        } else {
+            format!("{} ({})", candidate.name, files.join(", "))
+        });
+        // Skip plugins whose trigger files are all absent, without instantiating them.
+        if !files.is_empty()
+            && !files
+                .iter()
+                .any(|f| repo.join(f).symlink_metadata().is_ok())
+        {
+            continue;
+        }
+        let prepared = candidate
+            .prepare(sandbox)
+            .map_err(|error| PlanError::Load {
+                plugin: candidate.full_id(),
+                error,
+            })?;
+        match sandbox.detect(&prepared, repo, options) {
+            Ok(Some(d)) => matches.push((candidate, d)),
+            Ok(None) => {}
+            Err(CallError::Reported { error, .. }) => {
+                return Err(PlanError::Input {
+                    plugin: candidate.name.clone(),
+                    error,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let rank = |name: &str| order.iter().position(|o| o == name).unwrap_or(order.len());
+    matches.sort_by(|(a, da), (b, db)| {
+        db.confidence
+            .cmp(&da.confidence)
+            .then_with(|| rank(&a.name).cmp(&rank(&b.name)))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    if matches.is_empty() {
+        return Err(PlanError::NothingDetected {
+            repo: repo.display().to_string(),
+            looked_for: looked_for.join("; "),
+        });
+    }
+    let plan_of = |candidate: &Candidate| -> Result<Plan, PlanError> {
+        let prepared = candidate
+            .prepare(sandbox)
+            .map_err(|error| PlanError::Load {
+                plugin: candidate.full_id(),
+                error,
+            })?;
+        sandbox.plan(&prepared, repo, options).map_err(|e| match e {
+            CallError::Reported { error, .. } => PlanError::Input {
+                plugin: candidate.name.clone(),
+                error,
+            },
+            other => other.into(),
+        })
+    };
+    let (winner, detection) = &matches[0];
+    let plan = plan_of(winner)?;
+    let mut report = PlanReport {
+        ecosystem: winner.name.clone(),
+        plugin: winner.full_id(),
+        confidence: detection.confidence,
+        evidence: detection.evidence.clone(),
+        base_image: plan.base_image.clone(),
+        dockerfile: None,
+        dockerfile_path: None,
+        toolchain: plan.toolchains.iter().map(ToolchainReport::from).collect(),
+        package_manager: plan.package_manager.clone(),
+        setup: plan.setup.clone(),
+        validation: Validation {
+            fast: plan.fast.clone(),
+            full: plan.full.clone(),
+        },
+        cache: plan.cache.clone(),
+        env: plan.env.clone(),
+        notes: plan.notes.clone(),
+        steps_from: None,
+        alternatives: matches[1..]
+            .iter()
+            .map(|(c, d)| Match {
+                ecosystem: c.name.clone(),
+                plugin: c.full_id(),
+                confidence: d.confidence,
+                evidence: d.evidence.clone(),
+            })
+            .collect(),
+    };
+    match plan.image {
+        ImageSource::Generated(text) => report.dockerfile = Some(text),
+        ImageSource::Repository(path) => {
+            report.dockerfile_path = Some(path);
+            // The repository's Dockerfile decides the image only; steps come
+            // from the best generated plan for the same repository.
+            if let Some((steps_plugin, _)) = matches[1..].first() {
+                let steps = plan_of(steps_plugin)?;
+                if matches!(steps.image, ImageSource::Generated(_)) {
+                    report.steps_from = Some(steps_plugin.full_id());
+                    report.validation = Validation {
+                        fast: steps.fast,
+                        full: steps.full,
+                    };
+                    report.cache = steps.cache;
+                    report.env = steps.env;
+                    if !steps.setup.is_empty() {
+                        // Setup steps prepare the plugin's own generated image
+                        // (e.g. link preinstalled dependencies); the
+                        // repository's image has its own layout.
+                        report.notes.push(format!(
+                            "setup steps of {} not used: they prepare its generated image, not this Dockerfile's",
+                            steps_plugin.name
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(report)
+}

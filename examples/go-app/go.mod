@@ -1,0 +1,3 @@
+module example.com/slipway/goapp
+
+go 1.19

@@ -1,0 +1,5 @@
+module Adder
+  def self.add(a, b)
+    a + b
+  end
+end

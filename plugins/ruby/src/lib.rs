@@ -1,0 +1,728 @@
+//! `ruby`: an ecosystem plugin for Bundler projects.
+//!
+//! Detects a root `Gemfile` (or a lone `.ruby-version`), resolves the Ruby
+//! release line from the repository's hints (pins: `mise.toml`,
+//! `.tool-versions`, `.ruby-version`; ranges: the `Gemfile` `ruby` line, then
+//! `Gemfile.lock` `RUBY VERSION`), and plans a `ruby:<line>-slim` image with
+//! the gems installed frozen outside `/workspace`, rubocop as the fast tier
+//! and rspec or `rake test` as the full tier. See README.md.
+
+use slipway_plugin_sdk::ecosystem::*;
+use slipway_plugin_sdk::toolchain::{
+    ReleaseTable, resolve, version_file_pin, version_manager_pins,
+};
+use slipway_plugin_sdk::{Repo, TextFile, export_ecosystem, unsupported};
+
+pub struct Ruby;
+
+/// Ruby release lines this plugin knows, oldest first.
+pub const RUBY: ReleaseTable = ReleaseTable {
+    tool: "ruby",
+    lines: &["3.1", "3.2", "3.3", "3.4"],
+    lts: &[],
+    default: "3.4",
+    prefixes: &["ruby-"],
+};
+
+const HOME: &str = "/home/app";
+const BUNDLE_PATH: &str = "/usr/local/bundle";
+const JUNIT: &str = ".slipway/junit.xml";
+
+fn opt(name: &str, value: &str) -> OptionPair {
+    OptionPair {
+        name: name.to_owned(),
+        value: value.to_owned(),
+    }
+}
+
+/// The string literals of a Ruby argument list, up to the first keyword argument.
+fn string_literals(args: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = args.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' | '\'' => {
+                let mut s = String::new();
+                for d in chars.by_ref() {
+                    if d == c {
+                        break;
+                    }
+                    s.push(d);
+                }
+                out.push(s);
+            }
+            // `engine: "jruby"`: keyword arguments end the version list.
+            ':' if chars.peek().is_some_and(|n| n.is_whitespace()) => break,
+            '#' => break,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// What the Gemfile says about Ruby and its dependencies.
+#[derive(Debug, Default)]
+struct Gemfile {
+    /// (line, the `ruby` line's arguments as written).
+    ruby_line: Option<(u32, String)>,
+    /// Gems resolved from the checkout itself (`gemspec`, `path:`, `eval_gemfile`).
+    local_source: Option<(u32, String)>,
+    has_rspec: bool,
+}
+
+fn read_gemfile(file: &TextFile) -> Gemfile {
+    let mut g = Gemfile::default();
+    for (n, line) in file.numbered_lines() {
+        let t = line.trim();
+        if t.starts_with('#') {
+            continue;
+        }
+        if let Some(rest) = t.strip_prefix("ruby").filter(|r| r.starts_with([' ', '('])) {
+            if g.ruby_line.is_none() {
+                g.ruby_line = Some((
+                    n,
+                    rest.trim()
+                        .trim_start_matches('(')
+                        .trim_end_matches(')')
+                        .trim()
+                        .to_owned(),
+                ));
+            }
+        } else if g.local_source.is_none()
+            && (t == "gemspec"
+                || t.starts_with("gemspec ")
+                || t.starts_with("gemspec(")
+                || t.starts_with("eval_gemfile")
+                || t.contains("path:")
+                || t.contains(":path =>"))
+        {
+            g.local_source = Some((n, t.to_owned()));
+        }
+        if t.starts_with("gem ") || t.starts_with("gem(") {
+            let names = string_literals(&t[3..]);
+            if names
+                .first()
+                .is_some_and(|name| name == "rspec" || name.starts_with("rspec-"))
+            {
+                g.has_rspec = true;
+            }
+        }
+    }
+    g
+}
+
+/// What Gemfile.lock says: the locked Ruby, Bundler, and a few gems.
+#[derive(Debug, Default)]
+struct Lockfile {
+    ruby: Option<(u32, String)>,
+    bundler: Option<String>,
+    junit_formatter: bool,
+    rspec: bool,
+}
+
+fn read_lockfile(file: &TextFile) -> Lockfile {
+    let mut l = Lockfile::default();
+    let mut section = "";
+    for (n, line) in file.numbered_lines() {
+        if !line.starts_with(' ') && !line.trim().is_empty() {
+            section = match line.trim() {
+                "RUBY VERSION" => "ruby",
+                "BUNDLED WITH" => "bundler",
+                _ => "other",
+            };
+            continue;
+        }
+        let t = line.trim();
+        match section {
+            "ruby" if l.ruby.is_none() => {
+                if let Some(v) = t.strip_prefix("ruby ") {
+                    l.ruby = Some((n, v.trim().to_owned()));
+                }
+            }
+            "bundler" if l.bundler.is_none() && !t.is_empty() => l.bundler = Some(t.to_owned()),
+            _ => {}
+        }
+        let gem = t.split_whitespace().next().unwrap_or("");
+        if gem == "rspec_junit_formatter" {
+            l.junit_formatter = true;
+        }
+        if gem == "rspec-core" || gem == "rspec" {
+            l.rspec = true;
+        }
+    }
+    l
+}
+
+/// `3.3.0p0` -> `3.3.0`.
+fn strip_patchlevel(v: &str) -> &str {
+    match v.find('p') {
+        Some(i) if v[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &v[..i],
+        _ => v,
+    }
+}
+
+fn valid_bundler_version(v: &str) -> bool {
+    !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+}
+
+impl Ecosystem for Ruby {
+    fn detect(repo: &Repo) -> Result<Option<Detection>, PluginError> {
+        if repo.exists("Gemfile") {
+            let mut evidence = vec![Evidence::new("Gemfile", None, "Bundler Gemfile")];
+            let confidence = if repo.exists("Gemfile.lock") {
+                evidence.push(Evidence::new("Gemfile.lock", None, "Bundler lockfile"));
+                90
+            } else {
+                80
+            };
+            return Ok(Some(Detection {
+                confidence,
+                evidence,
+            }));
+        }
+        if let Some(file) = repo.read_text(".ruby-version")? {
+            let (line, note) = match file.first_meaningful_line() {
+                Some((n, v)) => (Some(n), v.to_owned()),
+                None => (None, "empty".to_owned()),
+            };
+            return Ok(Some(Detection {
+                confidence: 50,
+                evidence: vec![Evidence::new(".ruby-version", line, note)],
+            }));
+        }
+        // Only a version-manager pin: a weak hint. A broken mise.toml is not
+        // this plugin's business at detection time.
+        if let Ok(pins) = version_manager_pins(repo, &["ruby"], RUBY.prefixes)
+            && let Some(source) = pins.into_iter().find_map(|h| h.source)
+        {
+            return Ok(Some(Detection {
+                confidence: 50,
+                evidence: vec![source],
+            }));
+        }
+        Ok(None)
+    }
+
+    fn plan(repo: &Repo) -> Result<Plan, PluginError> {
+        let mut notes: Vec<String> = Vec::new();
+        let gemfile_text = repo.read_text("Gemfile")?;
+        let gemfile = gemfile_text.as_ref().map(read_gemfile);
+        // A lockfile that cannot be read is noted, not fatal: the frozen install reports it.
+        let lock_text = match repo.read_text("Gemfile.lock") {
+            Ok(t) => t,
+            Err(e) => {
+                notes.push(format!("Gemfile.lock ignored: {}", e.describe()));
+                None
+            }
+        };
+        let lock = lock_text.as_ref().map(read_lockfile);
+        let has_lock = repo.exists("Gemfile.lock");
+
+        // Pins: mise.toml, .tool-versions, .ruby-version.
+        let mut hints = version_manager_pins(repo, &["ruby"], RUBY.prefixes)?;
+        let ruby_version_pin = version_file_pin(repo, ".ruby-version", RUBY.prefixes)?;
+        hints.extend(ruby_version_pin.clone());
+        // Ranges: the Gemfile `ruby` line, then Gemfile.lock RUBY VERSION.
+        let mut copy_ruby_version = false;
+        if let Some((n, args)) = gemfile.as_ref().and_then(|g| g.ruby_line.clone()) {
+            if args.contains("file:") || args.contains(":file =>") || args.contains("File.read") {
+                let literals =
+                    string_literals(args.split_once("file:").map(|(_, f)| f).unwrap_or(&args));
+                let target = literals
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| ".ruby-version".into());
+                if target.trim_start_matches("./") == ".ruby-version" {
+                    copy_ruby_version = ruby_version_pin.is_some();
+                    notes.push(format!("Gemfile:{n}: `ruby {args}` reads .ruby-version; that file is used as the pin"));
+                } else {
+                    notes.push(format!(
+                        "Gemfile:{n}: `ruby {args}` reads {target}, which is not followed; ignored"
+                    ));
+                }
+            } else {
+                let literals = string_literals(&args);
+                if literals.is_empty() {
+                    notes.push(format!(
+                        "Gemfile:{n}: `ruby {args}` is not a string literal; ignored"
+                    ));
+                } else {
+                    let written = literals.join(", ");
+                    hints.push(VersionHint::from_file(
+                        ConstraintKind::Range,
+                        "Gemfile",
+                        Some(n),
+                        &written,
+                        RUBY.prefixes,
+                    ));
+                }
+                if args.contains("engine:")
+                    && !args.contains("\"ruby\"")
+                    && !args.contains("'ruby'")
+                {
+                    notes.push(format!(
+                        "Gemfile:{n}: the `engine:` option is ignored; the image runs CRuby"
+                    ));
+                }
+            }
+        }
+        if let Some((n, v)) = lock.as_ref().and_then(|l| l.ruby.clone()) {
+            let mut h = VersionHint::from_file(
+                ConstraintKind::Range,
+                "Gemfile.lock",
+                Some(n),
+                &v,
+                RUBY.prefixes,
+            );
+            h.constraint = strip_patchlevel(&h.constraint).to_owned();
+            if let Some(s) = h.source.as_mut() {
+                s.note = format!("RUBY VERSION ruby {v}");
+            }
+            hints.push(h);
+        }
+        if gemfile.is_none() && hints.is_empty() {
+            return Err(unsupported(
+                None,
+                "no Gemfile or .ruby-version at the repository root",
+                Some("add a Gemfile"),
+            ));
+        }
+        let toolchain = resolve(&RUBY, hints)?;
+        for o in &toolchain.overruled {
+            let place = o
+                .hint
+                .source
+                .as_ref()
+                .map(|s| s.file.clone())
+                .unwrap_or_default();
+            notes.push(format!(
+                "{place} `{}` ignored: {}",
+                o.hint.written_form, o.reason
+            ));
+        }
+        if toolchain.hint.kind == ConstraintKind::Default {
+            notes.push(format!(
+                "no Ruby version in the repository; using the default {}",
+                RUBY.default
+            ));
+        }
+        let line = toolchain.resolved.clone();
+        let base = format!("ruby:{line}-slim");
+
+        // Dependencies.
+        let bundler = lock.as_ref().and_then(|l| l.bundler.clone());
+        let bundler = match bundler {
+            Some(v) if valid_bundler_version(&v) => Some(v),
+            Some(v) => {
+                notes.push(format!(
+                    "Gemfile.lock: BUNDLED WITH `{v}` is not a version; ignored"
+                ));
+                None
+            }
+            None => None,
+        };
+        let mut setup = Vec::new();
+        let mut install_in_image = false;
+        if let Some(g) = &gemfile {
+            if let Some((n, what)) = &g.local_source {
+                notes.push(format!(
+                    "Gemfile:{n}: `{what}` needs files from the checkout; gems are installed in setup (`bundle install`), which needs the network"
+                ));
+                setup.push(Step::new("bundle-install", "bundle install"));
+            } else {
+                install_in_image = true;
+                setup.push(Step::new("bundle-check", "bundle check"));
+            }
+            if !has_lock {
+                notes.push(
+                    "no Gemfile.lock: gems are resolved at image build time, not frozen".into(),
+                );
+            }
+        }
+
+        let mut df = format!("FROM {base}\n");
+        df.push_str(
+            "RUN apt-get update \\\n \
+             && apt-get install -y --no-install-recommends build-essential git libyaml-dev pkg-config \\\n \
+             && rm -rf /var/lib/apt/lists/*\n",
+        );
+        df.push_str(&format!(
+            "RUN useradd --create-home --uid 1000 --home-dir {HOME} --shell /bin/sh app \\\n \
+             && mkdir -p /opt/deps {BUNDLE_PATH} /workspace \\\n \
+             && chown -R app:app /opt/deps {BUNDLE_PATH} /workspace\n"
+        ));
+        df.push_str(&format!(
+            "ENV HOME={HOME} \\\n    GEM_HOME={BUNDLE_PATH} \\\n    BUNDLE_PATH={BUNDLE_PATH} \\\n    BUNDLE_APP_CONFIG={BUNDLE_PATH} \\\n    \
+             PATH={BUNDLE_PATH}/bin:$PATH\n"
+        ));
+        df.push_str("USER app\n");
+        if let Some(v) = &bundler {
+            df.push_str(&format!("RUN gem install bundler -v '{v}' --no-document\n"));
+        }
+        if install_in_image {
+            let mut files = vec!["Gemfile"];
+            if has_lock {
+                files.push("Gemfile.lock");
+            }
+            if copy_ruby_version {
+                files.push(".ruby-version");
+            }
+            df.push_str("WORKDIR /opt/deps\n");
+            df.push_str(&format!("COPY --chown=app:app {} ./\n", files.join(" ")));
+            let frozen = if has_lock { "BUNDLE_FROZEN=true " } else { "" };
+            df.push_str(&format!("RUN {frozen}bundle install --jobs 4 --retry 3\n"));
+        }
+        df.push_str("WORKDIR /workspace\n");
+
+        // Steps.
+        let mut fast = Vec::new();
+        if repo.exists(".rubocop.yml") {
+            fast.push(
+                Step::new("rubocop", "bundle exec rubocop --format json")
+                    .with_report("rubocop-json", None),
+            );
+        } else {
+            notes.push("no .rubocop.yml: rubocop not run".into());
+        }
+        let rspec = gemfile.as_ref().is_some_and(|g| g.has_rspec)
+            || lock.as_ref().is_some_and(|l| l.rspec)
+            || repo.exists("spec");
+        let junit = lock.as_ref().is_some_and(|l| l.junit_formatter);
+        let mut full = Vec::new();
+        if rspec && junit {
+            full.push(
+                Step::new(
+                    "rspec",
+                    &format!("mkdir -p .slipway && bundle exec rspec --format progress --format RspecJunitFormatter --out {JUNIT}"),
+                )
+                .with_report("junit-xml", Some(JUNIT)),
+            );
+        } else if rspec {
+            full.push(Step::new("rspec", "bundle exec rspec"));
+            notes.push(
+                "rspec_junit_formatter is not in Gemfile.lock: rspec runs without a JUnit report"
+                    .into(),
+            );
+        } else if repo.exists("Rakefile") {
+            full.push(Step::new("test", "bundle exec rake test"));
+        } else {
+            notes.push("no spec/, rspec gem or Rakefile: no test step".into());
+        }
+
+        let package_manager = gemfile.as_ref().map(|_| PackageManager {
+            name: "bundler".into(),
+            version: bundler.clone(),
+            lockfile: has_lock.then(|| "Gemfile.lock".to_owned()),
+            source: Some(Evidence::new("Gemfile", None, "Bundler Gemfile")),
+        });
+        let mut env = vec![opt("CI", "true")];
+        if has_lock && install_in_image {
+            env.push(opt("BUNDLE_FROZEN", "true"));
+        }
+
+        Ok(Plan {
+            base_image: base,
+            image: ImageSource::Generated(df),
+            toolchains: vec![toolchain],
+            package_manager,
+            setup,
+            fast,
+            full,
+            cache: vec![CacheMount {
+                id: "bundler".into(),
+                path: format!("{BUNDLE_PATH}/cache"),
+            }],
+            env,
+            notes,
+        })
+    }
+}
+
+export_ecosystem!(Ruby);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slipway_plugin_sdk::testing;
+
+    fn fixture(name: &str) -> String {
+        format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn plan(name: &str) -> Plan {
+        testing::plan::<Ruby>(fixture(name)).unwrap_or_else(|e| panic!("{name}: {}", e.describe()))
+    }
+
+    fn dockerfile(p: &Plan) -> &str {
+        match &p.image {
+            ImageSource::Generated(d) => d,
+            ImageSource::Repository(_) => panic!("expected a generated Dockerfile"),
+        }
+    }
+
+    #[test]
+    fn detection_confidence() {
+        let d = testing::detect::<Ruby>(fixture("rspec-junit"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.confidence, 90);
+        assert_eq!(
+            (d.evidence[0].file.as_str(), d.evidence[1].file.as_str()),
+            ("Gemfile", "Gemfile.lock")
+        );
+        assert_eq!(
+            testing::detect::<Ruby>(fixture("no-lock"))
+                .unwrap()
+                .unwrap()
+                .confidence,
+            80
+        );
+        let v = testing::detect::<Ruby>(fixture("version-only"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                v.confidence,
+                v.evidence[0].file.as_str(),
+                v.evidence[0].note.as_str()
+            ),
+            (50, ".ruby-version", "ruby-3.2.2")
+        );
+        assert!(
+            testing::detect::<Ruby>(fixture("not-ruby"))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn ruby_version_pin_beats_gemfile_and_lock() {
+        let p = plan("rspec-junit");
+        let t = &p.toolchains[0];
+        assert_eq!(
+            (
+                t.resolved.as_str(),
+                t.hint.written_form.as_str(),
+                t.hint.constraint.as_str()
+            ),
+            ("3.3", "ruby-3.3.0", "3.3.0")
+        );
+        assert_eq!(t.hint.source.as_ref().unwrap().file, ".ruby-version");
+        let files: Vec<&str> = t
+            .overruled
+            .iter()
+            .map(|o| o.hint.source.as_ref().unwrap().file.as_str())
+            .collect();
+        assert_eq!(files, vec!["Gemfile", "Gemfile.lock"]);
+        assert_eq!(t.overruled[1].hint.constraint, "3.3.0");
+        assert_eq!(t.overruled[1].reason, "a pin (.ruby-version) beats a range");
+        assert_eq!(p.base_image, "ruby:3.3-slim");
+        let df = dockerfile(&p);
+        assert!(df.starts_with("FROM ruby:3.3-slim\n"), "{df}");
+        assert!(
+            df.contains("COPY --chown=app:app Gemfile Gemfile.lock ./\n"),
+            "{df}"
+        );
+        assert!(df.contains("RUN BUNDLE_FROZEN=true bundle install"), "{df}");
+        assert!(
+            df.contains("RUN gem install bundler -v '2.5.6' --no-document\n"),
+            "{df}"
+        );
+        assert!(
+            df.contains("useradd --create-home --uid 1000") && df.contains("USER app\n"),
+            "{df}"
+        );
+        assert!(
+            df.ends_with("WORKDIR /workspace\n") && !df.contains("--mount"),
+            "{df}"
+        );
+        assert_eq!(p.setup[0].command, "bundle check");
+        assert_eq!(p.fast[0].command, "bundle exec rubocop --format json");
+        assert_eq!(p.fast[0].report.as_ref().unwrap().format, "rubocop-json");
+        assert_eq!(
+            p.full[0].command,
+            "mkdir -p .slipway && bundle exec rspec --format progress --format RspecJunitFormatter --out .slipway/junit.xml"
+        );
+        let r = p.full[0].report.as_ref().unwrap();
+        assert_eq!(
+            (r.format.as_str(), r.path.as_deref()),
+            ("junit-xml", Some(".slipway/junit.xml"))
+        );
+        let pm = p.package_manager.as_ref().unwrap();
+        assert_eq!(
+            (
+                pm.name.as_str(),
+                pm.version.as_deref(),
+                pm.lockfile.as_deref()
+            ),
+            ("bundler", Some("2.5.6"), Some("Gemfile.lock"))
+        );
+        assert_eq!(p.cache[0].path, "/usr/local/bundle/cache");
+        assert!(p.env.iter().any(|e| e.name == "CI" && e.value == "true"));
+    }
+
+    #[test]
+    fn gemfile_range_and_rake_test() {
+        let p = plan("rake");
+        let t = &p.toolchains[0];
+        assert_eq!(
+            (t.resolved.as_str(), t.hint.kind, t.hint.constraint.as_str()),
+            ("3.4", ConstraintKind::Range, "~> 3.1")
+        );
+        assert_eq!(t.hint.source.as_ref().unwrap().line, Some(3));
+        assert_eq!(
+            t.overruled[0].hint.source.as_ref().unwrap().file,
+            "Gemfile.lock"
+        );
+        assert!(
+            t.overruled[0]
+                .reason
+                .contains("conflicts: 3.4 does not satisfy `3.1.4p223`"),
+            "{:?}",
+            t.overruled
+        );
+        assert_eq!(p.full[0].command, "bundle exec rake test");
+        assert!(p.fast.is_empty());
+    }
+
+    #[test]
+    fn lock_ruby_version_when_gemfile_has_none() {
+        let p = plan("lock-only-ruby");
+        let t = &p.toolchains[0];
+        assert_eq!(
+            (
+                t.resolved.as_str(),
+                t.hint.constraint.as_str(),
+                t.hint.written_form.as_str()
+            ),
+            ("3.2", "3.2.2", "3.2.2p53")
+        );
+        assert_eq!(p.full[0].command, "bundle exec rspec");
+        assert!(
+            p.notes
+                .iter()
+                .any(|n| n.contains("rspec_junit_formatter is not in Gemfile.lock")),
+            "{:?}",
+            p.notes
+        );
+    }
+
+    #[test]
+    fn mise_and_tool_versions_pins() {
+        let p = plan("mise");
+        let t = &p.toolchains[0];
+        assert_eq!(
+            (
+                t.resolved.as_str(),
+                t.hint.source.as_ref().unwrap().file.as_str()
+            ),
+            ("3.1", "mise.toml")
+        );
+        let files: Vec<&str> = t
+            .overruled
+            .iter()
+            .map(|o| o.hint.source.as_ref().unwrap().file.as_str())
+            .collect();
+        assert_eq!(files, vec![".tool-versions", ".ruby-version", "Gemfile"]);
+    }
+
+    #[test]
+    fn ruby_file_directive_uses_ruby_version() {
+        let p = plan("ruby-file");
+        let t = &p.toolchains[0];
+        assert_eq!(
+            (
+                t.resolved.as_str(),
+                t.hint.source.as_ref().unwrap().file.as_str()
+            ),
+            ("3.2", ".ruby-version")
+        );
+        assert!(t.overruled.is_empty());
+        assert!(
+            p.notes.iter().any(|n| n.contains("reads .ruby-version")),
+            "{:?}",
+            p.notes
+        );
+        assert!(
+            dockerfile(&p).contains("COPY --chown=app:app Gemfile Gemfile.lock .ruby-version ./\n")
+        );
+    }
+
+    #[test]
+    fn no_lock_and_default() {
+        let p = plan("no-lock");
+        let t = &p.toolchains[0];
+        assert_eq!(
+            (t.resolved.as_str(), t.hint.kind),
+            ("3.4", ConstraintKind::Default)
+        );
+        let df = dockerfile(&p);
+        assert!(
+            df.contains("COPY --chown=app:app Gemfile ./\nRUN bundle install"),
+            "{df}"
+        );
+        assert!(
+            p.notes.iter().any(|n| n.starts_with("no Gemfile.lock")),
+            "{:?}",
+            p.notes
+        );
+        assert_eq!(p.package_manager.as_ref().unwrap().lockfile, None);
+        assert!(p.full.is_empty());
+    }
+
+    #[test]
+    fn gemspec_installs_in_setup() {
+        let p = plan("gemspec");
+        assert_eq!(p.setup[0].command, "bundle install");
+        assert!(!dockerfile(&p).contains("COPY"));
+        assert!(
+            p.notes.iter().any(|n| n.contains("`gemspec`")),
+            "{:?}",
+            p.notes
+        );
+        // spec/ exists: rspec runs.
+        assert_eq!(p.full[0].command, "bundle exec rspec");
+    }
+
+    #[test]
+    fn bad_inputs() {
+        let e = testing::plan::<Ruby>(fixture("bad-version"))
+            .unwrap_err()
+            .describe();
+        assert!(
+            e.starts_with(
+                "malformed input: .ruby-version:1: cannot read version constraint `banana`"
+            ),
+            "{e}"
+        );
+        let e = testing::plan::<Ruby>(fixture("too-new"))
+            .unwrap_err()
+            .describe();
+        assert!(
+            e.contains("Gemfile: no ruby release line satisfies `>= 4.0`"),
+            "{e}"
+        );
+        // A binary Gemfile.lock is noted, not a panic.
+        let p = plan("binary-lock");
+        assert!(
+            p.notes.iter().any(|n| n
+                .starts_with("Gemfile.lock ignored: malformed input: Gemfile.lock: is not UTF-8")),
+            "{:?}",
+            p.notes
+        );
+    }
+
+    #[test]
+    fn helpers() {
+        assert_eq!(
+            string_literals(r#""~> 3.2", engine: "jruby""#),
+            vec!["~> 3.2"]
+        );
+        assert_eq!(
+            string_literals(r#"'>= 3.1', '< 3.4'"#),
+            vec![">= 3.1", "< 3.4"]
+        );
+        assert_eq!(strip_patchlevel("3.3.0p0"), "3.3.0");
+        assert_eq!(strip_patchlevel("3.3.0-preview1"), "3.3.0-preview1");
+    }
+}
