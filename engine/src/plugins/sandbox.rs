@@ -692,6 +692,9 @@ impl PluginSandbox {
         let stdout = CappedOutput::new();
         let stderr = CappedOutput::new();
         let mut wasi = WasiCtxBuilder::new();
+        // Calls are synchronous already (callers use `spawn_blocking`);
+        // without this every file read hops to a tokio blocking thread.
+        wasi.allow_blocking_current_thread(true);
         wasi.stdout(stdout.clone())
             .stderr(stderr.clone())
             .allow_tcp(false)
@@ -719,7 +722,9 @@ impl PluginSandbox {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         let tick_ms = EPOCH_TICK.as_millis() as u64;
-        store.set_epoch_deadline(u64::from(plugin.limits.cpu_ms).div_ceil(tick_ms) + 1);
+        // The store traps once the epoch passes the deadline: with ticks on a
+        // fixed 5 ms schedule that is within one tick after the budget.
+        store.set_epoch_deadline(u64::from(plugin.limits.cpu_ms).div_ceil(tick_ms));
 
         let started = Instant::now();
         let instance = match instantiate(&mut store) {
