@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # The whole test suite: unit and integration tests of the engine and the SDK
-# (against real compiled plugins), and the plugins' own tests.
+# (against real compiled plugins and real redb files), and the plugins' own tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+
 t=$SECONDS
 echo "== cargo test --workspace (builds the plugins for wasm32-wasip2 on the way)"
-cargo test --workspace --locked
+cargo test --workspace --locked 2>&1 | tee -a "$results"
 echo "engine and SDK tests: $((SECONDS - t)) s"
 
 t=$SECONDS
 echo "== cargo test in plugins/ (first-party plugins' logic, natively)"
-cargo test --manifest-path plugins/Cargo.toml --workspace --locked
+cargo test --manifest-path plugins/Cargo.toml --workspace --locked 2>&1 | tee -a "$results"
 echo "plugin tests: $((SECONDS - t)) s"
+
+# One closing line for the whole suite.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "all tests: %d passed, %d failed\n", p, f }' "$results"

@@ -8,11 +8,18 @@
 //! - [`plugins`]: the plugin host: the WIT bindings, the sandbox that runs one
 //!   call of one plugin under limits, the precompiled-component cache, plugin
 //!   manifests and the registry that picks one version per plugin name.
+//! - [`job`]: the job spec, the persisted record and its state machine.
+//! - [`queue`]: the durable store (redb, group commit) and the scheduler
+//!   that leases jobs to the [`executor`] seam; [`logs`] keeps job logs.
 //! - [`plan`]: detection and planning of a repository through the ecosystem
 //!   plugins; the report `slipway plan` prints.
 //!
 //! See `ARCHITECTURE.md` at the repository root for the map and invariants.
 
 pub mod config;
+pub mod executor;
+pub mod job;
+pub mod logs;
 pub mod plan;
 pub mod plugins;
+pub mod queue;

@@ -33,9 +33,11 @@ fn without_hashes(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::String(s) => {
             if let Some((id, hash)) = s.rsplit_once('@')
-                && hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    *s = format!("{id}@<sha256>");
-                }
+                && hash.len() == 64
+                && hash.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                *s = format!("{id}@<sha256>");
+            }
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(without_hashes),
         serde_json::Value::Object(map) => map.values_mut().for_each(without_hashes),

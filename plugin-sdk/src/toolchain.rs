@@ -151,50 +151,52 @@ pub fn version_manager_pins(
 ) -> Result<Vec<VersionHint>, PluginError> {
     let mut hints = Vec::new();
     if let Some((file, table)) = repo.read_toml("mise.toml")?
-        && let Some(tools) = table.get("tools").and_then(|t| t.as_table()) {
-            for name in names {
-                let written = match tools.get(*name) {
-                    Some(toml::Value::String(s)) => Some(s.clone()),
-                    Some(toml::Value::Array(a)) => {
-                        a.first().and_then(|v| v.as_str()).map(str::to_owned)
-                    }
-                    Some(toml::Value::Table(t)) => {
-                        t.get("version").and_then(|v| v.as_str()).map(str::to_owned)
-                    }
-                    _ => None,
-                };
-                if let Some(written) = written {
-                    let line = file
-                        .numbered_lines()
-                        .find(|(_, l)| l.trim_start().starts_with(name))
-                        .map(|(n, _)| n);
-                    hints.push(VersionHint::from_file(
-                        ConstraintKind::Pin,
-                        "mise.toml",
-                        line,
-                        &written,
-                        prefixes,
-                    ));
-                    break;
+        && let Some(tools) = table.get("tools").and_then(|t| t.as_table())
+    {
+        for name in names {
+            let written = match tools.get(*name) {
+                Some(toml::Value::String(s)) => Some(s.clone()),
+                Some(toml::Value::Array(a)) => {
+                    a.first().and_then(|v| v.as_str()).map(str::to_owned)
                 }
+                Some(toml::Value::Table(t)) => {
+                    t.get("version").and_then(|v| v.as_str()).map(str::to_owned)
+                }
+                _ => None,
+            };
+            if let Some(written) = written {
+                let line = file
+                    .numbered_lines()
+                    .find(|(_, l)| l.trim_start().starts_with(name))
+                    .map(|(n, _)| n);
+                hints.push(VersionHint::from_file(
+                    ConstraintKind::Pin,
+                    "mise.toml",
+                    line,
+                    &written,
+                    prefixes,
+                ));
+                break;
             }
         }
+    }
     if let Some(file) = repo.read_text(".tool-versions")? {
         'names: for name in names {
             for (n, line) in file.numbered_lines() {
                 let line = line.split('#').next().unwrap_or("").trim();
                 let mut words = line.split_whitespace();
                 if words.next() == Some(*name)
-                    && let Some(version) = words.next() {
-                        hints.push(VersionHint::from_file(
-                            ConstraintKind::Pin,
-                            ".tool-versions",
-                            Some(n),
-                            version,
-                            prefixes,
-                        ));
-                        break 'names;
-                    }
+                    && let Some(version) = words.next()
+                {
+                    hints.push(VersionHint::from_file(
+                        ConstraintKind::Pin,
+                        ".tool-versions",
+                        Some(n),
+                        version,
+                        prefixes,
+                    ));
+                    break 'names;
+                }
             }
         }
     }

@@ -98,9 +98,10 @@ pub fn normalize(written: &str, prefixes: &[&str]) -> String {
         }
     }
     if let Some(rest) = s.strip_prefix(['v', 'V'])
-        && rest.starts_with(|c: char| c.is_ascii_digit()) {
-            s = rest;
-        }
+        && rest.starts_with(|c: char| c.is_ascii_digit())
+    {
+        s = rest;
+    }
     s.to_owned()
 }
 

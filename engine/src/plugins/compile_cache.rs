@@ -93,26 +93,28 @@ impl CompileCache {
             .as_ref()
             .map(|d| d.join(format!("{}.cwasm", self.key(sha256))));
         if let Some(file) = &file
-            && file.is_file() {
-                // SAFETY: the file sits in our private cache directory under a
-                // key that includes the wasm's sha256 and the engine's settings;
-                // only `store` below writes there. A mismatch returns an error.
-                match unsafe { Component::deserialize_file(engine, file) } {
-                    Ok(c) => {
-                        self.lock().insert(sha256.to_owned(), c.clone());
-                        return Ok((c, CacheOutcome::Disk));
-                    }
-                    Err(e) => {
-                        tracing::warn!(file = %file.display(), error = %e, "discarding unusable precompiled plugin")
-                    }
+            && file.is_file()
+        {
+            // SAFETY: the file sits in our private cache directory under a
+            // key that includes the wasm's sha256 and the engine's settings;
+            // only `store` below writes there. A mismatch returns an error.
+            match unsafe { Component::deserialize_file(engine, file) } {
+                Ok(c) => {
+                    self.lock().insert(sha256.to_owned(), c.clone());
+                    return Ok((c, CacheOutcome::Disk));
+                }
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), error = %e, "discarding unusable precompiled plugin")
                 }
             }
+        }
         let component =
             Component::new(engine, wasm).map_err(|e| CacheError::Compile(format!("{e:#}")))?;
         if let Some(file) = &file
-            && let Err(e) = store(&component, file) {
-                tracing::warn!(file = %file.display(), error = %e, "cannot write precompiled plugin; it will be compiled again next time");
-            }
+            && let Err(e) = store(&component, file)
+        {
+            tracing::warn!(file = %file.display(), error = %e, "cannot write precompiled plugin; it will be compiled again next time");
+        }
         self.lock().insert(sha256.to_owned(), component.clone());
         Ok((component, CacheOutcome::Compiled))
     }

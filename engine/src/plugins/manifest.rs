@@ -141,12 +141,12 @@ impl Manifest {
                 || !sha
                     .bytes()
                     .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-            {
-                return Err(err(
-                    Some("sha256"),
-                    format!("`{sha}` is not 64 lowercase hex digits"),
-                ));
-            }
+        {
+            return Err(err(
+                Some("sha256"),
+                format!("`{sha}` is not 64 lowercase hex digits"),
+            ));
+        }
         if raw.description.trim().is_empty() {
             return Err(err(
                 Some("description"),

@@ -1,0 +1,83 @@
+//! The executor seam: the scheduler hands each leased job to an
+//! [`Executor`], which runs it and reports how the attempt ended. The Docker
+//! runner is the real implementation; a Kubernetes backend would be another;
+//! tests use their own. The executor never writes job state itself: it
+//! returns an [`Outcome`], and the scheduler records it under the attempt's
+//! fence.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::job::{JobRecord, Outcome, Progress};
+use crate::logs::JobLog;
+use crate::queue::store::JobStore;
+
+/// One attempt of one job, as an executor receives it.
+pub struct Attempt {
+    pub job: JobRecord,
+    /// The attempt's fencing number: reports under an older one are refused.
+    pub fence: u64,
+    /// Cancelled when the job is cancelled, times out, or the engine stops;
+    /// the executor stops its work and returns promptly.
+    pub cancel: CancellationToken,
+    /// The job's log.
+    pub log: JobLog,
+    progress: ProgressReporter,
+}
+
+impl Attempt {
+    pub fn new(
+        job: JobRecord,
+        fence: u64,
+        cancel: CancellationToken,
+        log: JobLog,
+        store: Arc<dyn JobStore>,
+    ) -> Attempt {
+        let progress = ProgressReporter {
+            store,
+            id: job.id,
+            fence,
+        };
+        Attempt {
+            job,
+            fence,
+            cancel,
+            log,
+            progress,
+        }
+    }
+
+    /// Report what the attempt is doing (shown by `status`).
+    pub async fn report(&self, step: u32, steps: u32, message: impl Into<String>) {
+        let progress = Progress {
+            step,
+            steps,
+            message: message.into(),
+        };
+        if let Err(e) = self
+            .progress
+            .store
+            .progress(self.progress.id, self.progress.fence, progress)
+            .await
+        {
+            tracing::debug!(job = self.progress.id, error = %e, "progress not recorded");
+        }
+    }
+}
+
+struct ProgressReporter {
+    store: Arc<dyn JobStore>,
+    id: u64,
+    fence: u64,
+}
+
+pub type ExecFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+pub trait Executor: Send + Sync + 'static {
+    /// Run one attempt to its end. Return `Outcome::Cancelled` (or
+    /// `TimedOut`) promptly once `attempt.cancel` fires.
+    fn execute(&self, attempt: Attempt) -> ExecFuture;
+}

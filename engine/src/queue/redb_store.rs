@@ -1,0 +1,589 @@
+//! The embedded job store: one redb file, records encoded with rmp-serde.
+//!
+//! All writes go through one writer thread. It takes every operation waiting
+//! in its channel, applies them in one write transaction, commits once (one
+//! fsync), and only then answers each caller: group commit. Under load the
+//! batch grows while the previous commit is being flushed, so throughput is
+//! not one fsync per change; with no load a change is committed at once.
+//! Reads use redb's MVCC snapshots and never wait for the writer.
+//!
+//! Tables: `jobs` (id → record), index tables `ready` ((-priority, id)),
+//! `delayed` ((not_before, id)) and `running` (id → lease expiry),
+//! `idempotency` (key → id) and `meta` (schema version, id and fence
+//! counters).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+
+use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
+use tokio::sync::oneshot;
+
+use super::store::{JobStore, LeaseRequest, ListFilter, StoreError, StoreFuture, Submitted};
+use crate::job::{JobId, JobRecord, JobSpec, JobState, Outcome, Progress, SpecPolicy, now_ms};
+
+const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
+const READY: TableDefinition<(i64, u64), ()> = TableDefinition::new("ready");
+const DELAYED: TableDefinition<(u64, u64), ()> = TableDefinition::new("delayed");
+const RUNNING: TableDefinition<u64, u64> = TableDefinition::new("running");
+const IDEMPOTENCY: TableDefinition<&str, u64> = TableDefinition::new("idempotency");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The schema this build writes. Bump it with a migration in [`migrate`].
+pub const SCHEMA_VERSION: u64 = 1;
+
+struct Tables<'t> {
+    jobs: Table<'t, u64, &'static [u8]>,
+    ready: Table<'t, (i64, u64), ()>,
+    delayed: Table<'t, (u64, u64), ()>,
+    running: Table<'t, u64, u64>,
+    idempotency: Table<'t, &'static str, u64>,
+}
+
+/// The writer's view of derived state, rebuilt from the tables at open.
+#[derive(Default)]
+struct Mem {
+    next_id: u64,
+    next_fence: u64,
+    running_by_repo: HashMap<String, usize>,
+}
+
+type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Op =
+    Box<dyn for<'a, 't> FnOnce(&'a mut Tables<'t>, &mut Mem, &Counts) -> (Deliver, bool) + Send>;
+
+/// Jobs by state, shared with readers.
+type Counts = Mutex<BTreeMap<JobState, u64>>;
+
+pub struct RedbStore {
+    db: Arc<Database>,
+    ops: mpsc::Sender<Op>,
+    counts: Arc<Counts>,
+    path: PathBuf,
+    policy: SpecPolicy,
+}
+
+fn io(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+fn encode(record: &JobRecord) -> Result<Vec<u8>, StoreError> {
+    rmp_serde::to_vec_named(record).map_err(io)
+}
+
+fn decode(bytes: &[u8]) -> Result<JobRecord, StoreError> {
+    rmp_serde::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl RedbStore {
+    /// Open (or create) the store at `path`. A damaged file is an error, never
+    /// silently replaced.
+    pub fn open(path: &Path, policy: SpecPolicy) -> Result<RedbStore, StoreError> {
+        let shown = path.display().to_string();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                path: shown.clone(),
+                message: format!("cannot create {}: {e}", dir.display()),
+                hint: "make the state directory writable, or set SLIPWAY_STATE_DIR",
+            })?;
+        }
+        let db = Database::create(path).map_err(|e| {
+            let message = e.to_string();
+            let hint = match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => "another Slipway process uses this state directory; stop it or set SLIPWAY_STATE_DIR",
+                redb::DatabaseError::Storage(redb::StorageError::Io(ref io))
+                    if matches!(io.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem) =>
+                {
+                    "the state directory is not writable; fix its permissions or set SLIPWAY_STATE_DIR"
+                }
+                _ => "the file may be damaged: restore it from a backup or move it aside; Slipway never resets it silently",
+            };
+            StoreError::Open { path: shown.clone(), message, hint }
+        })?;
+        let mem = Self::prepare(&db, &shown)?;
+        let counts = Arc::new(Mutex::new(Self::count(&db)?));
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel::<Op>();
+        let writer_db = db.clone();
+        let writer_counts = counts.clone();
+        std::thread::Builder::new()
+            .name("slipway-store-writer".into())
+            .spawn(move || writer(writer_db, rx, mem, writer_counts))
+            .map_err(io)?;
+        Ok(RedbStore {
+            db,
+            ops: tx,
+            counts,
+            path: path.to_path_buf(),
+            policy,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Check the schema, migrate, and rebuild the writer's derived state.
+    fn prepare(db: &Database, path: &str) -> Result<Mem, StoreError> {
+        let txn = db.begin_write().map_err(io)?;
+        let mut mem = Mem::default();
+        {
+            let mut meta = txn.open_table(META).map_err(io)?;
+            let found = meta.get("schema_version").map_err(io)?.map(|v| v.value());
+            match found {
+                None => {
+                    meta.insert("schema_version", SCHEMA_VERSION).map_err(io)?;
+                }
+                Some(v) if v > SCHEMA_VERSION => {
+                    return Err(StoreError::NewerSchema {
+                        path: path.to_owned(),
+                        found: v,
+                        known: SCHEMA_VERSION,
+                    });
+                }
+                Some(v) => migrate(&mut meta, v)?,
+            }
+            mem.next_id = meta
+                .get("next_id")
+                .map_err(io)?
+                .map(|v| v.value())
+                .unwrap_or(1);
+            mem.next_fence = meta
+                .get("next_fence")
+                .map_err(io)?
+                .map(|v| v.value())
+                .unwrap_or(1);
+            // Create every table, so readers never meet a missing one.
+            txn.open_table(JOBS).map_err(io)?;
+            txn.open_table(READY).map_err(io)?;
+            txn.open_table(DELAYED).map_err(io)?;
+            txn.open_table(IDEMPOTENCY).map_err(io)?;
+            let running = txn.open_table(RUNNING).map_err(io)?;
+            let jobs = txn.open_table(JOBS).map_err(io)?;
+            for entry in running.iter().map_err(io)? {
+                let (id, _) = entry.map_err(io)?;
+                if let Some(bytes) = jobs.get(id.value()).map_err(io)? {
+                    let record = decode(bytes.value())?;
+                    *mem.running_by_repo
+                        .entry(record.spec.repository.clone())
+                        .or_default() += 1;
+                }
+            }
+        }
+        txn.commit().map_err(io)?;
+        Ok(mem)
+    }
+
+    fn count(db: &Database) -> Result<BTreeMap<JobState, u64>, StoreError> {
+        let txn = db.begin_read().map_err(io)?;
+        let jobs = txn.open_table(JOBS).map_err(io)?;
+        let mut counts: BTreeMap<JobState, u64> = JobState::ALL.iter().map(|s| (*s, 0)).collect();
+        for entry in jobs.iter().map_err(io)? {
+            let (_, bytes) = entry.map_err(io)?;
+            *counts.entry(decode(bytes.value())?.state).or_default() += 1;
+        }
+        Ok(counts)
+    }
+
+    /// Queue `f` on the writer; resolve after its batch is committed.
+    fn write<T: Send + 'static>(
+        &self,
+        f: impl for<'a, 't> FnOnce(&'a mut Tables<'t>, &mut Mem, &Counts) -> Result<T, StoreError>
+        + Send
+        + 'static,
+    ) -> StoreFuture<'_, T> {
+        let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
+        let op: Op = Box::new(move |tables, mem, counts| {
+            let result = f(tables, mem, counts);
+            let failed = matches!(result, Err(StoreError::Io(_) | StoreError::Corrupt(_)));
+            let deliver: Deliver = Box::new(move |commit: Result<(), String>| {
+                let _ = tx.send(commit.map_err(StoreError::Io).and(result));
+            });
+            (deliver, failed)
+        });
+        let sent = self.ops.send(op).map_err(|_| StoreError::Closed);
+        Box::pin(async move {
+            sent?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+}
+
+/// Bring a store of schema `from` up to [`SCHEMA_VERSION`].
+fn migrate(meta: &mut Table<'_, &'static str, u64>, from: u64) -> Result<(), StoreError> {
+    // Schema 1 is the first; each later version adds a step here, e.g.
+    // `if from < 2 { rewrite records … }`, then bumps the stored version.
+    if from < SCHEMA_VERSION {
+        meta.insert("schema_version", SCHEMA_VERSION).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// The writer loop: batch, apply, commit once, answer.
+fn writer(db: Arc<Database>, rx: mpsc::Receiver<Op>, mut mem: Mem, counts: Arc<Counts>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 4096 {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let snapshot = (mem.next_id, mem.next_fence, mem.running_by_repo.clone());
+        let counts_before = counts.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (delivers, result) = apply_batch(&db, batch, &mut mem, &counts);
+        if result.is_err() {
+            // Nothing of this batch was committed: forget its derived changes.
+            (mem.next_id, mem.next_fence, mem.running_by_repo) = snapshot;
+            *counts.lock().unwrap_or_else(|p| p.into_inner()) = counts_before;
+        }
+        for deliver in delivers {
+            deliver(result.clone());
+        }
+    }
+}
+
+fn apply_batch(
+    db: &Database,
+    batch: Vec<Op>,
+    mem: &mut Mem,
+    counts: &Counts,
+) -> (Vec<Deliver>, Result<(), String>) {
+    let mut delivers = Vec::with_capacity(batch.len());
+    let txn = match db.begin_write() {
+        Ok(t) => t,
+        Err(e) => {
+            let e = e.to_string();
+            // Answer every caller: run nothing, fail all.
+            return (
+                batch
+                    .into_iter()
+                    .map(|_| Box::new(|_| {}) as Deliver)
+                    .collect(),
+                Err(e),
+            );
+        }
+    };
+    let mut failed = false;
+    {
+        let tables = (|| -> Result<Tables<'_>, redb::TableError> {
+            Ok(Tables {
+                jobs: txn.open_table(JOBS)?,
+                ready: txn.open_table(READY)?,
+                delayed: txn.open_table(DELAYED)?,
+                running: txn.open_table(RUNNING)?,
+                idempotency: txn.open_table(IDEMPOTENCY)?,
+            })
+        })();
+        let mut tables = match tables {
+            Ok(t) => t,
+            Err(e) => return (Vec::new(), Err(e.to_string())),
+        };
+        for op in batch {
+            let (deliver, op_failed) = op(&mut tables, mem, counts);
+            failed |= op_failed;
+            delivers.push(deliver);
+        }
+        let meta = (|| -> Result<(), redb::Error> {
+            let mut meta = txn.open_table(META)?;
+            meta.insert("next_id", mem.next_id)?;
+            meta.insert("next_fence", mem.next_fence)?;
+            Ok(())
+        })();
+        failed |= meta.is_err();
+    }
+    if failed {
+        let _ = txn.abort();
+        return (
+            delivers,
+            Err("a write of this batch failed; nothing was committed".into()),
+        );
+    }
+    match txn.commit() {
+        Ok(()) => (delivers, Ok(())),
+        Err(e) => (delivers, Err(e.to_string())),
+    }
+}
+
+fn load(tables: &Tables<'_>, id: JobId) -> Result<JobRecord, StoreError> {
+    match tables.jobs.get(id).map_err(io)? {
+        Some(bytes) => decode(bytes.value()),
+        None => Err(StoreError::NotFound(id)),
+    }
+}
+
+/// Remove (`present = false`) or add the index entries of `record`'s state.
+fn index(
+    tables: &mut Tables<'_>,
+    mem: &mut Mem,
+    record: &JobRecord,
+    present: bool,
+) -> Result<(), StoreError> {
+    let id = record.id;
+    match record.state {
+        JobState::Queued => {
+            let key = (-(record.spec.priority as i64), id);
+            if present {
+                tables.ready.insert(key, ()).map(drop)
+            } else {
+                tables.ready.remove(key).map(drop)
+            }
+            .map_err(io)?;
+        }
+        JobState::Retrying => {
+            let key = (record.not_before_ms, id);
+            if present {
+                tables.delayed.insert(key, ()).map(drop)
+            } else {
+                tables.delayed.remove(key).map(drop)
+            }
+            .map_err(io)?;
+            // A due retry may have been promoted to `ready`.
+            if !present {
+                tables
+                    .ready
+                    .remove((-(record.spec.priority as i64), id))
+                    .map_err(io)?;
+            }
+        }
+        JobState::Running => {
+            let expires = record.lease.as_ref().map(|l| l.expires_ms).unwrap_or(0);
+            let repo = mem
+                .running_by_repo
+                .entry(record.spec.repository.clone())
+                .or_default();
+            if present {
+                tables.running.insert(id, expires).map_err(io)?;
+                *repo += 1;
+            } else {
+                tables.running.remove(id).map_err(io)?;
+                *repo = repo.saturating_sub(1);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Write `new` over `old` (if any), keeping indexes and counts in step.
+fn put(
+    tables: &mut Tables<'_>,
+    mem: &mut Mem,
+    counts: &Counts,
+    old: Option<&JobRecord>,
+    new: &JobRecord,
+) -> Result<(), StoreError> {
+    if let Some(old) = old {
+        index(tables, mem, old, false)?;
+    }
+    index(tables, mem, new, true)?;
+    tables
+        .jobs
+        .insert(new.id, encode(new)?.as_slice())
+        .map_err(io)?;
+    let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(old) = old {
+        if let Some(n) = c.get_mut(&old.state) {
+            *n = n.saturating_sub(1);
+        }
+    }
+    *c.entry(new.state).or_default() += 1;
+    Ok(())
+}
+
+/// Apply a transition to job `id` and store the result.
+fn transition<T>(
+    tables: &mut Tables<'_>,
+    mem: &mut Mem,
+    counts: &Counts,
+    id: JobId,
+    f: impl FnOnce(&mut JobRecord) -> Result<T, crate::job::TransitionError>,
+) -> Result<(T, JobRecord), StoreError> {
+    let old = load(tables, id)?;
+    let mut new = old.clone();
+    let out = f(&mut new)?;
+    if new != old {
+        put(tables, mem, counts, Some(&old), &new)?;
+    }
+    Ok((out, new))
+}
+
+impl JobStore for RedbStore {
+    fn submit(&self, spec: JobSpec) -> StoreFuture<'_, Submitted> {
+        let policy = self.policy.clone();
+        self.write(move |tables, mem, counts| {
+            if let Some(key) = spec.idempotency_key.clone() {
+                if let Some(id) = tables
+                    .idempotency
+                    .get(key.as_str())
+                    .map_err(io)?
+                    .map(|v| v.value())
+                {
+                    return Ok(Submitted {
+                        record: load(tables, id)?,
+                        created: false,
+                    });
+                }
+                tables
+                    .idempotency
+                    .insert(key.as_str(), mem.next_id)
+                    .map_err(io)?;
+            }
+            let id = mem.next_id;
+            mem.next_id += 1;
+            let record = JobRecord::new(id, spec, &policy, now_ms());
+            put(tables, mem, counts, None, &record)?;
+            Ok(Submitted {
+                record,
+                created: true,
+            })
+        })
+    }
+
+    fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let jobs = txn.open_table(JOBS).map_err(io)?;
+        jobs.get(id)
+            .map_err(io)?
+            .map(|b| decode(b.value()))
+            .transpose()
+    }
+
+    fn list(&self, filter: &ListFilter) -> Result<Vec<JobRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let jobs = txn.open_table(JOBS).map_err(io)?;
+        let limit = if filter.limit == 0 { 50 } else { filter.limit };
+        let mut out = Vec::new();
+        for entry in jobs
+            .range(..filter.before.unwrap_or(u64::MAX))
+            .map_err(io)?
+            .rev()
+        {
+            let (_, bytes) = entry.map_err(io)?;
+            let record = decode(bytes.value())?;
+            if filter.state.is_none_or(|s| s == record.state) {
+                out.push(record);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn lease(&self, request: LeaseRequest) -> StoreFuture<'_, Vec<JobRecord>> {
+        self.write(move |tables, mem, counts| {
+            let now = now_ms();
+            // Retries whose backoff is over become ready.
+            let due: Vec<(u64, u64)> = tables
+                .delayed
+                .range(..(now + 1, 0))
+                .map_err(io)?
+                .map(|e| e.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()
+                .map_err(io)?;
+            for (not_before, id) in due {
+                tables.delayed.remove((not_before, id)).map_err(io)?;
+                let record = load(tables, id)?;
+                tables
+                    .ready
+                    .insert((-(record.spec.priority as i64), id), ())
+                    .map_err(io)?;
+            }
+            let candidates: Vec<(i64, u64)> = tables
+                .ready
+                .iter()
+                .map_err(io)?
+                .take(request.max.saturating_mul(16).max(64))
+                .map(|e| e.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()
+                .map_err(io)?;
+            let mut leased = Vec::new();
+            for (_, id) in candidates {
+                if leased.len() >= request.max {
+                    break;
+                }
+                let record = load(tables, id)?;
+                let busy = mem
+                    .running_by_repo
+                    .get(&record.spec.repository)
+                    .copied()
+                    .unwrap_or(0);
+                if request.per_repository > 0 && busy >= request.per_repository {
+                    continue;
+                }
+                let fence = mem.next_fence;
+                mem.next_fence += 1;
+                let (_, new) = transition(tables, mem, counts, id, |r| {
+                    r.lease(&request.worker, fence, request.lease_ms, now)
+                })?;
+                leased.push(new);
+            }
+            Ok(leased)
+        })
+    }
+
+    fn heartbeat(&self, id: JobId, fence: u64, lease_ms: u64) -> StoreFuture<'_, bool> {
+        self.write(move |tables, mem, counts| {
+            let (cancel, _) = transition(tables, mem, counts, id, |r| {
+                r.heartbeat(fence, lease_ms, now_ms())
+            })?;
+            Ok(cancel)
+        })
+    }
+
+    fn progress(&self, id: JobId, fence: u64, progress: Progress) -> StoreFuture<'_, ()> {
+        self.write(move |tables, mem, counts| {
+            transition(tables, mem, counts, id, |r| {
+                r.report_progress(fence, progress, now_ms())
+            })?;
+            Ok(())
+        })
+    }
+
+    fn complete(&self, id: JobId, fence: u64, outcome: Outcome) -> StoreFuture<'_, JobRecord> {
+        self.write(move |tables, mem, counts| {
+            let jitter = fastrand::f64();
+            Ok(transition(tables, mem, counts, id, |r| {
+                r.complete(fence, outcome, jitter, now_ms())
+            })?
+            .1)
+        })
+    }
+
+    fn cancel(&self, id: JobId) -> StoreFuture<'_, JobRecord> {
+        self.write(move |tables, mem, counts| {
+            Ok(transition(tables, mem, counts, id, |r| r.cancel(now_ms()))?.1)
+        })
+    }
+
+    fn expire_leases(&self) -> StoreFuture<'_, Vec<JobId>> {
+        self.write(move |tables, mem, counts| {
+            let now = now_ms();
+            let expired: Vec<u64> = tables
+                .running
+                .iter()
+                .map_err(io)?
+                .filter_map(|e| match e {
+                    Ok((id, expires)) if expires.value() <= now => Some(Ok(id.value())),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<Result<_, _>>()
+                .map_err(io)?;
+            for id in &expired {
+                let jitter = fastrand::f64();
+                transition(tables, mem, counts, *id, |r| r.expire_lease(jitter, now))?;
+            }
+            Ok(expired)
+        })
+    }
+
+    fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError> {
+        Ok(self
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone())
+    }
+}

@@ -1,0 +1,222 @@
+//! Leases due jobs to the executor and sees each attempt through.
+//!
+//! Per attempt: a heartbeat task keeps the lease alive and learns of a
+//! cancel; a timer enforces the job's timeout; the executor's [`Outcome`] is
+//! recorded with the attempt's fence, so an attempt that lost its lease (a
+//! slow worker, a paused process) can never overwrite a newer attempt's
+//! result. Expired leases are swept back to the queue. Every loop exits on
+//! the shutdown token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::store::{JobStore, LeaseRequest, StoreError};
+use crate::executor::{Attempt, Executor};
+use crate::job::{JobRecord, Outcome, SpecPolicy, TransitionError};
+use crate::logs::JobLogs;
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// This engine's name in leases.
+    pub worker: String,
+    /// Jobs running at once.
+    pub concurrency: usize,
+    /// Jobs of one repository running at once (0: no limit).
+    pub per_repository: usize,
+    pub lease: Duration,
+    pub heartbeat: Duration,
+    /// How often to look for due retries and expired leases without a wake-up.
+    pub poll: Duration,
+    /// After a cancel or timeout, how long the executor gets to stop.
+    pub stop_grace: Duration,
+    pub policy: SpecPolicy,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            worker: format!("slipway-{}", std::process::id()),
+            concurrency: 4,
+            per_repository: 2,
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(5),
+            poll: Duration::from_millis(500),
+            stop_grace: Duration::from_secs(10),
+            policy: SpecPolicy::default(),
+        }
+    }
+}
+
+pub struct Scheduler {
+    store: Arc<dyn JobStore>,
+    executor: Arc<dyn Executor>,
+    logs: JobLogs,
+    config: SchedulerConfig,
+    wake: Notify,
+}
+
+impl Scheduler {
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        executor: Arc<dyn Executor>,
+        logs: JobLogs,
+        config: SchedulerConfig,
+    ) -> Arc<Scheduler> {
+        Arc::new(Scheduler {
+            store,
+            executor,
+            logs,
+            config,
+            wake: Notify::new(),
+        })
+    }
+
+    /// Look for work now (after a submit).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Lease and run jobs until `shutdown`; then stop leasing and wait for
+    /// running attempts (which see their cancel token fire).
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(self.config.concurrency));
+        let attempts = tokio_util::task::TaskTracker::new();
+        let mut sweep = tokio::time::interval(self.config.poll);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let free = slots.available_permits();
+            if free > 0 {
+                let request = LeaseRequest {
+                    worker: self.config.worker.clone(),
+                    max: free,
+                    lease_ms: self.config.lease.as_millis() as u64,
+                    per_repository: self.config.per_repository,
+                };
+                match self.store.lease(request).await {
+                    Ok(jobs) => {
+                        let got = jobs.len();
+                        for job in jobs {
+                            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                                break;
+                            };
+                            let me = self.clone();
+                            let token = shutdown.child_token();
+                            attempts.spawn(async move {
+                                me.attempt(job, token).await;
+                                drop(permit);
+                            });
+                        }
+                        if got == free {
+                            continue; // there may be more due work
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "leasing jobs failed"),
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = sweep.tick() => {
+                    match self.store.expire_leases().await {
+                        Ok(expired) if !expired.is_empty() => tracing::warn!(?expired, "leases expired; jobs go back to the queue"),
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(error = %e, "sweeping expired leases failed"),
+                    }
+                }
+            }
+        }
+        attempts.close();
+        attempts.wait().await;
+    }
+
+    /// One attempt: execute with heartbeats and a timeout, record the outcome.
+    #[tracing::instrument(skip_all, fields(job = job.id, attempt = job.attempt))]
+    async fn attempt(self: Arc<Self>, job: JobRecord, shutdown: CancellationToken) {
+        let Some(fence) = job.lease.as_ref().map(|l| l.fence) else {
+            tracing::error!("leased job has no lease");
+            return;
+        };
+        let id = job.id;
+        let timeout = Duration::from_secs(job.timeout_s(&self.config.policy));
+        let cancel = shutdown.child_token();
+        let log = self.logs.writer(id);
+        log.line(
+            "slipway",
+            &format!("attempt {} started (fence {fence})", job.attempt),
+        );
+        let attempt = Attempt::new(job, fence, cancel.clone(), log.clone(), self.store.clone());
+        let mut execution = tokio::spawn(self.executor.execute(attempt));
+
+        let mut beat = tokio::time::interval(self.config.heartbeat);
+        beat.tick().await; // the first tick is immediate
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        // Why the attempt was asked to stop, if it was; once asked, the stop
+        // reason is the outcome, whatever the executor returns.
+        let mut stop: Option<Outcome> = None;
+        let mut lost_lease = false;
+        let outcome = loop {
+            tokio::select! {
+                result = &mut execution => {
+                    break result.unwrap_or_else(|e| Outcome::InfrastructureError { reason: format!("the executor crashed: {e}") });
+                }
+                _ = beat.tick() => {
+                    match self.store.heartbeat(id, fence, self.config.lease.as_millis() as u64).await {
+                        Ok(true) => {
+                            log.line("slipway", "cancel requested");
+                            stop = Some(Outcome::Cancelled);
+                        }
+                        Ok(false) => {}
+                        Err(StoreError::Transition(TransitionError::StaleFence { .. })) => {
+                            // Another attempt owns the job now: stop, and report nothing.
+                            lost_lease = true;
+                            stop = Some(Outcome::Cancelled);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                    }
+                }
+                _ = &mut deadline => {
+                    log.line("slipway", &format!("timed out after {} s", timeout.as_secs()));
+                    stop = Some(Outcome::TimedOut);
+                }
+                _ = shutdown.cancelled() => {
+                    stop = Some(Outcome::InfrastructureError { reason: "the engine shut down during the attempt".into() });
+                }
+            }
+            if let Some(reason) = stop.take() {
+                cancel.cancel();
+                if tokio::time::timeout(self.config.stop_grace, &mut execution)
+                    .await
+                    .is_err()
+                {
+                    execution.abort();
+                    log.line(
+                        "slipway",
+                        "the executor did not stop within the grace period; abandoned",
+                    );
+                }
+                break reason;
+            }
+        };
+        if lost_lease {
+            log.line(
+                "slipway",
+                &format!("attempt with fence {fence} lost its lease; its outcome is discarded"),
+            );
+            return;
+        }
+        match self.store.complete(id, fence, outcome.clone()).await {
+            Ok(record) => log.line(
+                "slipway",
+                &format!("attempt ended: {}", record.state.name()),
+            ),
+            Err(e) => {
+                log.line("slipway", &format!("outcome {outcome:?} not recorded: {e}"));
+                tracing::warn!(error = %e, "outcome not recorded");
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The queue's storage seam. The scheduler and the API see only
+//! [`JobStore`]; the embedded redb store ([`super::redb_store`]) is one
+//! implementation, a shared PostgreSQL store can be another.
+//!
+//! Contract of every implementation: a method that changes state returns only
+//! after the change is durable; transitions go through [`JobRecord`]'s
+//! methods, so a stale fence is refused and a final state is written once.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::job::{JobId, JobRecord, JobSpec, JobState, Outcome, Progress, TransitionError};
+
+/// A boxed future, so `JobStore` can be used as `dyn JobStore`.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the job store {path}: {message} (hint: {hint})")]
+    Open {
+        path: String,
+        message: String,
+        hint: &'static str,
+    },
+    #[error(
+        "the job store {path} was written by a newer Slipway (schema {found}, this one knows up to {known}); upgrade Slipway or point SLIPWAY_STATE_DIR elsewhere"
+    )]
+    NewerSchema {
+        path: String,
+        found: u64,
+        known: u64,
+    },
+    #[error("job store I/O failed: {0}")]
+    Io(String),
+    #[error("a stored record could not be decoded: {0}")]
+    Corrupt(String),
+    #[error("no job {0}")]
+    NotFound(JobId),
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    #[error("the job store is shut down")]
+    Closed,
+}
+
+/// The result of a submit: the job, and whether it was created now (false:
+/// an earlier submit with the same idempotency key).
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub record: JobRecord,
+    pub created: bool,
+}
+
+/// Which jobs a lease may take.
+#[derive(Debug, Clone)]
+pub struct LeaseRequest {
+    pub worker: String,
+    /// At most this many jobs.
+    pub max: usize,
+    pub lease_ms: u64,
+    /// At most this many running jobs per repository (0: no limit).
+    pub per_repository: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub state: Option<JobState>,
+    /// Only jobs with an id below this (pages go from newest to oldest).
+    pub before: Option<JobId>,
+    pub limit: usize,
+}
+
+pub trait JobStore: Send + Sync + 'static {
+    /// Store a new job (or return the one with the same idempotency key).
+    fn submit(&self, spec: JobSpec) -> StoreFuture<'_, Submitted>;
+    fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;
+    /// Newest first.
+    fn list(&self, filter: &ListFilter) -> Result<Vec<JobRecord>, StoreError>;
+    /// Lease due jobs: highest priority first, FIFO within a priority.
+    fn lease(&self, request: LeaseRequest) -> StoreFuture<'_, Vec<JobRecord>>;
+    /// Extend a lease; `Ok(true)` means cancel was requested.
+    fn heartbeat(&self, id: JobId, fence: u64, lease_ms: u64) -> StoreFuture<'_, bool>;
+    fn progress(&self, id: JobId, fence: u64, progress: Progress) -> StoreFuture<'_, ()>;
+    fn complete(&self, id: JobId, fence: u64, outcome: Outcome) -> StoreFuture<'_, JobRecord>;
+    fn cancel(&self, id: JobId) -> StoreFuture<'_, JobRecord>;
+    /// Put jobs whose lease has expired back (retrying) or to `dead`.
+    fn expire_leases(&self) -> StoreFuture<'_, Vec<JobId>>;
+    /// Jobs by state.
+    fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError>;
+}

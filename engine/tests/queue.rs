@@ -1,0 +1,442 @@
+//! The durable queue with a real redb file and an executor defined here
+//! (succeeds, fails, hangs, or crashes on command; it runs no host commands).
+//! The behaviour comes from the job's `behaviour` label.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use slipway::executor::{Attempt, ExecFuture, Executor};
+use slipway::job::{JobId, JobRecord, JobSpec, JobState, Outcome, SpecPolicy};
+use slipway::logs::JobLogs;
+use slipway::queue::{
+    JobStore, LeaseRequest, ListFilter, RedbStore, Scheduler, SchedulerConfig, StoreError,
+};
+use tokio_util::sync::CancellationToken;
+
+/// Runs nothing; does what the job's `behaviour` label says.
+#[derive(Default)]
+struct ScriptedExecutor {
+    /// Job ids in the order attempts started.
+    started: Mutex<Vec<JobId>>,
+}
+
+impl Executor for ScriptedExecutor {
+    fn execute(&self, attempt: Attempt) -> ExecFuture {
+        self.started.lock().unwrap().push(attempt.job.id);
+        Box::pin(async move {
+            let behaviour = attempt
+                .job
+                .spec
+                .labels
+                .get("behaviour")
+                .cloned()
+                .unwrap_or_default();
+            attempt.log.line("stdout", &format!("running {behaviour}"));
+            attempt.report(1, 1, behaviour.clone()).await;
+            match behaviour.as_str() {
+                "fail" => Outcome::Failed {
+                    reason: "tests failed".into(),
+                },
+                "infra" => Outcome::InfrastructureError {
+                    reason: "docker unavailable".into(),
+                },
+                "crash" => panic!("executor crashed on purpose"),
+                "hang" => {
+                    attempt.cancel.cancelled().await;
+                    Outcome::Cancelled
+                }
+                _ => Outcome::Succeeded,
+            }
+        })
+    }
+}
+
+fn spec(behaviour: &str) -> JobSpec {
+    let mut spec: JobSpec = serde_json::from_value(serde_json::json!({
+        "repository": "https://example.com/repo.git",
+        "commit": "0123456789abcdef0123456789abcdef01234567",
+    }))
+    .unwrap();
+    spec.labels.insert("behaviour".into(), behaviour.into());
+    spec
+}
+
+fn fast_config() -> SchedulerConfig {
+    SchedulerConfig {
+        concurrency: 4,
+        per_repository: 0,
+        lease: Duration::from_millis(1000),
+        heartbeat: Duration::from_millis(100),
+        poll: Duration::from_millis(50),
+        stop_grace: Duration::from_millis(500),
+        ..SchedulerConfig::default()
+    }
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    store: Arc<RedbStore>,
+    executor: Arc<ScriptedExecutor>,
+    scheduler: Arc<Scheduler>,
+    logs: JobLogs,
+    shutdown: CancellationToken,
+}
+
+impl Harness {
+    fn new(config: SchedulerConfig) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            RedbStore::open(&dir.path().join("store.redb"), SpecPolicy::default()).unwrap(),
+        );
+        let logs = JobLogs::new(dir.path().join("logs")).unwrap();
+        let executor = Arc::new(ScriptedExecutor::default());
+        let scheduler = Scheduler::new(store.clone(), executor.clone(), logs.clone(), config);
+        Harness {
+            _dir: dir,
+            store,
+            executor,
+            scheduler,
+            logs,
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    fn start(&self) {
+        tokio::spawn(self.scheduler.clone().run(self.shutdown.clone()));
+    }
+
+    async fn submit(&self, spec: JobSpec) -> JobRecord {
+        let submitted = self.store.submit(spec).await.unwrap();
+        self.scheduler.wake();
+        submitted.record
+    }
+
+    /// Wait (bounded) until job `id` is in a final state.
+    async fn finished(&self, id: JobId) -> JobRecord {
+        for _ in 0..400 {
+            let record = self.store.get(id).unwrap().unwrap();
+            if record.state.is_final() {
+                return record;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("job {id} did not finish: {:?}", self.store.get(id).unwrap());
+    }
+}
+
+#[tokio::test]
+async fn a_job_runs_to_success_with_its_events_and_log() {
+    let h = Harness::new(fast_config());
+    h.start();
+    let job = h.submit(spec("succeed")).await;
+    let done = h.finished(job.id).await;
+    assert_eq!(done.state, JobState::Succeeded);
+    assert_eq!(done.attempt, 1);
+    let states: Vec<JobState> = done.events.iter().map(|e| e.to).collect();
+    assert_eq!(
+        states,
+        vec![JobState::Queued, JobState::Running, JobState::Succeeded]
+    );
+    assert_eq!(
+        done.progress.as_ref().map(|p| p.message.as_str()),
+        Some("succeed")
+    );
+    let (log, _) = h.logs.read(job.id, 0, 1 << 20).unwrap();
+    let log = String::from_utf8(log).unwrap();
+    assert!(
+        log.contains("stdout running succeed") && log.contains("attempt ended: succeeded"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn priority_first_then_fifo() {
+    let h = Harness::new(SchedulerConfig {
+        concurrency: 1,
+        ..fast_config()
+    });
+    let mut ids = Vec::new();
+    for priority in [0, 5, 0, 5, 1] {
+        let mut s = spec("succeed");
+        s.priority = priority;
+        ids.push(h.submit(s).await.id);
+    }
+    h.start();
+    for id in &ids {
+        h.finished(*id).await;
+    }
+    let order = h.executor.started.lock().unwrap().clone();
+    assert_eq!(order, vec![ids[1], ids[3], ids[4], ids[0], ids[2]]);
+}
+
+#[tokio::test]
+async fn red_suite_is_not_retried_but_infrastructure_errors_are_until_dead() {
+    let h = Harness::new(fast_config());
+    h.start();
+    let failed = h.submit(spec("fail")).await;
+    let mut infra = spec("infra");
+    infra.max_attempts = Some(2);
+    let infra = h.submit(infra).await;
+    let crash = h
+        .submit(JobSpec {
+            max_attempts: Some(1),
+            ..spec("crash")
+        })
+        .await;
+
+    let failed = h.finished(failed.id).await;
+    assert_eq!((failed.state, failed.attempt), (JobState::Failed, 1));
+    assert_eq!(failed.reason.as_deref(), Some("tests failed"));
+
+    let infra = h.finished(infra.id).await;
+    assert_eq!((infra.state, infra.attempt), (JobState::Dead, 2));
+    assert!(
+        infra.events.iter().any(|e| e.to == JobState::Retrying),
+        "{:?}",
+        infra.events
+    );
+    assert!(infra.reason.unwrap().contains("2 attempts exhausted"));
+
+    let crash = h.finished(crash.id).await;
+    assert_eq!(crash.state, JobState::Dead);
+    assert!(crash.reason.unwrap().contains("the executor crashed"));
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_job_and_a_queued_one() {
+    let h = Harness::new(fast_config());
+    h.start();
+    let running = h.submit(spec("hang")).await;
+    while h.store.get(running.id).unwrap().unwrap().state != JobState::Running {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    h.store.cancel(running.id).await.unwrap();
+    let done = h.finished(running.id).await;
+    assert_eq!(done.state, JobState::Cancelled);
+
+    let cancelled_again = h.store.cancel(running.id).await.unwrap_err();
+    assert!(
+        cancelled_again
+            .to_string()
+            .contains("is cancelled, so it cannot be cancelled"),
+        "{cancelled_again}"
+    );
+    assert!(matches!(
+        h.store.cancel(999_999).await,
+        Err(StoreError::NotFound(999_999))
+    ));
+}
+
+#[tokio::test]
+async fn timeout_ends_a_hanging_job_as_timed_out() {
+    let h = Harness::new(fast_config());
+    h.start();
+    let job = h
+        .submit(JobSpec {
+            timeout_s: Some(1),
+            ..spec("hang")
+        })
+        .await;
+    let done = h.finished(job.id).await;
+    assert_eq!(done.state, JobState::TimedOut);
+}
+
+#[tokio::test]
+async fn idempotency_key_returns_the_first_job() {
+    let h = Harness::new(fast_config());
+    let s = JobSpec {
+        idempotency_key: Some("deploy-42".into()),
+        ..spec("succeed")
+    };
+    let first = h.store.submit(s.clone()).await.unwrap();
+    let second = h.store.submit(s).await.unwrap();
+    assert!(first.created && !second.created);
+    assert_eq!(first.record.id, second.record.id);
+    assert_eq!(h.store.list(&ListFilter::default()).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn expired_lease_requeues_and_the_stale_attempt_is_fenced_out() {
+    let h = Harness::new(fast_config());
+    let job = h.store.submit(spec("succeed")).await.unwrap().record;
+    let lease = |worker: &str| LeaseRequest {
+        worker: worker.into(),
+        max: 1,
+        lease_ms: 1,
+        per_repository: 0,
+    };
+    let first = h.store.lease(lease("slow-worker")).await.unwrap().remove(0);
+    let old_fence = first.lease.unwrap().fence;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(h.store.expire_leases().await.unwrap(), vec![job.id]);
+    assert_eq!(
+        h.store.get(job.id).unwrap().unwrap().state,
+        JobState::Retrying
+    );
+    // Wait out the backoff, then a second worker takes it.
+    let second = loop {
+        let leased = h
+            .store
+            .lease(LeaseRequest {
+                lease_ms: 60_000,
+                ..lease("fast-worker")
+            })
+            .await
+            .unwrap();
+        if let Some(r) = leased.into_iter().next() {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let new_fence = second.lease.unwrap().fence;
+    assert!(new_fence > old_fence);
+    let stale = h
+        .store
+        .complete(
+            job.id,
+            old_fence,
+            Outcome::Failed {
+                reason: "late".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(stale.to_string().contains("is stale"), "{stale}");
+    let done = h
+        .store
+        .complete(job.id, new_fence, Outcome::Succeeded)
+        .await
+        .unwrap();
+    assert_eq!((done.state, done.attempt), (JobState::Succeeded, 2));
+}
+
+#[tokio::test]
+async fn per_repository_limit_holds() {
+    let h = Harness::new(fast_config());
+    for _ in 0..3 {
+        h.store.submit(spec("succeed")).await.unwrap();
+    }
+    let other = JobSpec {
+        repository: "https://example.com/other.git".into(),
+        ..spec("succeed")
+    };
+    h.store.submit(other).await.unwrap();
+    let leased = h
+        .store
+        .lease(LeaseRequest {
+            worker: "w".into(),
+            max: 10,
+            lease_ms: 60_000,
+            per_repository: 2,
+        })
+        .await
+        .unwrap();
+    let mut by_repo: HashMap<String, usize> = HashMap::new();
+    for r in &leased {
+        *by_repo.entry(r.spec.repository.clone()).or_default() += 1;
+    }
+    assert_eq!(by_repo.get("https://example.com/repo.git"), Some(&2));
+    assert_eq!(by_repo.get("https://example.com/other.git"), Some(&1));
+}
+
+#[tokio::test]
+async fn jobs_survive_a_reopen_and_ids_keep_growing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let first = {
+        let store = RedbStore::open(&path, SpecPolicy::default()).unwrap();
+        store.submit(spec("succeed")).await.unwrap().record
+    };
+    // The writer thread lets go of the file once the store is dropped.
+    let mut tries = 0;
+    let store = loop {
+        match RedbStore::open(&path, SpecPolicy::default()) {
+            Ok(s) => break s,
+            Err(e) if tries < 100 => {
+                tries += 1;
+                let _ = e; // the writer thread may still hold the file
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            Err(e) => panic!("reopening the store failed: {e}"),
+        }
+    };
+    assert_eq!(store.get(first.id).unwrap().unwrap().spec, first.spec);
+    let second = store.submit(spec("succeed")).await.unwrap().record;
+    assert!(second.id > first.id);
+    assert_eq!(store.counts().unwrap()[&JobState::Queued], 2);
+}
+
+#[test]
+fn damaged_or_newer_store_files_are_clear_errors_never_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.redb");
+    std::fs::write(&garbage, vec![0x5a; 64 * 1024]).unwrap();
+    let e = RedbStore::open(&garbage, SpecPolicy::default())
+        .err()
+        .expect("garbage must not open")
+        .to_string();
+    assert!(
+        e.contains("garbage.redb") && e.contains("never resets it silently"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read(&garbage).unwrap(),
+        vec![0x5a; 64 * 1024],
+        "the damaged file is left as it was"
+    );
+
+    let newer = dir.path().join("newer.redb");
+    {
+        let db = redb::Database::create(&newer).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn
+                .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+                .unwrap();
+            meta.insert("schema_version", 99).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let e = RedbStore::open(&newer, SpecPolicy::default())
+        .err()
+        .expect("newer schema must not open")
+        .to_string();
+    assert!(e.contains("written by a newer Slipway (schema 99"), "{e}");
+}
+
+#[test]
+fn truncated_store_is_refused_or_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = RedbStore::open(&path, SpecPolicy::default()).unwrap();
+        for _ in 0..50 {
+            store.submit(spec("succeed")).await.unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let len = std::fs::metadata(&path).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(len / 3).unwrap();
+    drop(file);
+    match RedbStore::open(&path, SpecPolicy::default()) {
+        Err(e) => assert!(e.to_string().contains("store.redb"), "{e}"),
+        Ok(store) => {
+            // redb repaired it from its last committed state: no silent reset.
+            assert_eq!(
+                store
+                    .list(&ListFilter {
+                        limit: 100,
+                        ..Default::default()
+                    })
+                    .unwrap()
+                    .len(),
+                50
+            );
+        }
+    }
+    assert!(Path::new(&path).exists());
+}
