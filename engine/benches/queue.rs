@@ -22,7 +22,10 @@ struct NoopExecutor {
 
 impl Executor for NoopExecutor {
     fn execute(&self, attempt: Attempt) -> ExecFuture {
-        self.started.lock().unwrap().insert(attempt.job.id, Instant::now());
+        self.started
+            .lock()
+            .unwrap()
+            .insert(attempt.job.id, Instant::now());
         Box::pin(async { Outcome::Succeeded })
     }
 }
@@ -35,9 +38,18 @@ fn spec(n: usize) -> JobSpec {
     .unwrap()
 }
 
-fn setup(concurrency: usize) -> (tempfile::TempDir, Arc<RedbStore>, Arc<NoopExecutor>, Arc<Scheduler>, CancellationToken) {
+fn setup(
+    concurrency: usize,
+) -> (
+    tempfile::TempDir,
+    Arc<RedbStore>,
+    Arc<NoopExecutor>,
+    Arc<Scheduler>,
+    CancellationToken,
+) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(RedbStore::open(&dir.path().join("store.redb"), SpecPolicy::default()).unwrap());
+    let store =
+        Arc::new(RedbStore::open(&dir.path().join("store.redb"), SpecPolicy::default()).unwrap());
     let executor = Arc::new(NoopExecutor::default());
     let config = SchedulerConfig {
         concurrency,
@@ -72,7 +84,12 @@ async fn throughput(total: usize) {
     }
     let submitted = started.elapsed();
     loop {
-        let done = store.counts().unwrap().get(&JobState::Succeeded).copied().unwrap_or(0);
+        let done = store
+            .counts()
+            .unwrap()
+            .get(&JobState::Succeeded)
+            .copied()
+            .unwrap_or(0);
         if done as usize >= total {
             break;
         }
@@ -104,7 +121,10 @@ async fn latency(count: usize, rate_per_s: u64) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     shutdown.cancel();
     let started = executor.started.lock().unwrap();
-    let mut lat: Vec<Duration> = acked.iter().filter_map(|(id, t)| started.get(id).map(|s| s.saturating_duration_since(*t))).collect();
+    let mut lat: Vec<Duration> = acked
+        .iter()
+        .filter_map(|(id, t)| started.get(id).map(|s| s.saturating_duration_since(*t)))
+        .collect();
     lat.sort();
     submit_times.sort();
     let pct = |v: &[Duration], p: f64| v[((v.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e3;
@@ -122,7 +142,10 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         throughput(20_000).await;
         latency(1_000, 200).await;

@@ -3,6 +3,7 @@
 //! WebAssembly plugins.
 //!
 //! # Layout
+//! - [`api`]: the HTTP API (axum): jobs, logs, health and metrics.
 //! - [`config`]: `slipway.toml` and `SLIPWAY_*` variables, parsed raw, then
 //!   resolved once into a validated [`config::Config`].
 //! - [`plugins`]: the plugin host: the WIT bindings, the sandbox that runs one
@@ -16,6 +17,7 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the map and invariants.
 
+pub mod api;
 pub mod config;
 pub mod executor;
 pub mod job;

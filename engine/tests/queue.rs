@@ -2,66 +2,20 @@
 //! (succeeds, fails, hangs, or crashes on command; it runs no host commands).
 //! The behaviour comes from the job's `behaviour` label.
 
+mod support;
+
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use slipway::executor::{Attempt, ExecFuture, Executor};
 use slipway::job::{JobId, JobRecord, JobSpec, JobState, Outcome, SpecPolicy};
 use slipway::logs::JobLogs;
 use slipway::queue::{
     JobStore, LeaseRequest, ListFilter, RedbStore, Scheduler, SchedulerConfig, StoreError,
 };
+use support::{ScriptedExecutor, spec};
 use tokio_util::sync::CancellationToken;
-
-/// Runs nothing; does what the job's `behaviour` label says.
-#[derive(Default)]
-struct ScriptedExecutor {
-    /// Job ids in the order attempts started.
-    started: Mutex<Vec<JobId>>,
-}
-
-impl Executor for ScriptedExecutor {
-    fn execute(&self, attempt: Attempt) -> ExecFuture {
-        self.started.lock().unwrap().push(attempt.job.id);
-        Box::pin(async move {
-            let behaviour = attempt
-                .job
-                .spec
-                .labels
-                .get("behaviour")
-                .cloned()
-                .unwrap_or_default();
-            attempt.log.line("stdout", &format!("running {behaviour}"));
-            attempt.report(1, 1, behaviour.clone()).await;
-            match behaviour.as_str() {
-                "fail" => Outcome::Failed {
-                    reason: "tests failed".into(),
-                },
-                "infra" => Outcome::InfrastructureError {
-                    reason: "docker unavailable".into(),
-                },
-                "crash" => panic!("executor crashed on purpose"),
-                "hang" => {
-                    attempt.cancel.cancelled().await;
-                    Outcome::Cancelled
-                }
-                _ => Outcome::Succeeded,
-            }
-        })
-    }
-}
-
-fn spec(behaviour: &str) -> JobSpec {
-    let mut spec: JobSpec = serde_json::from_value(serde_json::json!({
-        "repository": "https://example.com/repo.git",
-        "commit": "0123456789abcdef0123456789abcdef01234567",
-    }))
-    .unwrap();
-    spec.labels.insert("behaviour".into(), behaviour.into());
-    spec
-}
 
 fn fast_config() -> SchedulerConfig {
     SchedulerConfig {

@@ -1,0 +1,66 @@
+//! Unauthenticated endpoints: liveness, readiness, Prometheus metrics.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use std::fmt::Write as _;
+
+use super::AppState;
+use crate::job::JobState;
+
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready when the store answers (and, as they land, Docker and plugins).
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.counts() {
+        Ok(_) => (
+            StatusCode::OK,
+            Json(serde_json::json!({"ready": true, "store": "ok"})),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"ready": false, "store": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP slipway_jobs Jobs in the store, by state.");
+    let _ = writeln!(out, "# TYPE slipway_jobs gauge");
+    let counts = state.store.counts().unwrap_or_default();
+    for s in JobState::ALL {
+        let _ = writeln!(
+            out,
+            "slipway_jobs{{state=\"{}\"}} {}",
+            s.name(),
+            counts.get(&s).copied().unwrap_or(0)
+        );
+    }
+    let depth = counts.get(&JobState::Queued).copied().unwrap_or(0)
+        + counts.get(&JobState::Retrying).copied().unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "# HELP slipway_queue_depth Jobs waiting to run (queued or retrying)."
+    );
+    let _ = writeln!(out, "# TYPE slipway_queue_depth gauge");
+    let _ = writeln!(out, "slipway_queue_depth {depth}");
+    let _ = writeln!(out, "# HELP slipway_build_info Version of this engine.");
+    let _ = writeln!(out, "# TYPE slipway_build_info gauge");
+    let _ = writeln!(
+        out,
+        "slipway_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    let mut response = out.into_response();
+    response.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
+}

@@ -1,0 +1,276 @@
+//! `/api/v1/jobs`: submit, list, show, cancel, logs.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::job::{JobId, JobRecord, JobSpec, JobState};
+use crate::queue::ListFilter;
+
+/// A job as the API shows it: the record, with secret references replaced
+/// by their names.
+#[derive(Debug, Serialize)]
+pub struct JobView {
+    pub id: JobId,
+    pub state: JobState,
+    pub spec: serde_json::Value,
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub fence: Option<u64>,
+    pub lease_expires_ms: Option<u64>,
+    pub worker: Option<String>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub cancel_requested: bool,
+    pub progress: Option<crate::job::Progress>,
+    pub reason: Option<String>,
+    pub events: Vec<crate::job::Event>,
+}
+
+impl From<JobRecord> for JobView {
+    fn from(r: JobRecord) -> JobView {
+        let secret_names: Vec<String> = r.spec.secrets.keys().cloned().collect();
+        let mut spec = serde_json::to_value(&r.spec).unwrap_or_default();
+        if let Some(obj) = spec.as_object_mut() {
+            obj.insert("secrets".into(), serde_json::json!(secret_names));
+        }
+        JobView {
+            id: r.id,
+            state: r.state,
+            spec,
+            attempt: r.attempt,
+            max_attempts: r.max_attempts,
+            fence: r.lease.as_ref().map(|l| l.fence),
+            lease_expires_ms: r.lease.as_ref().map(|l| l.expires_ms),
+            worker: r.lease.map(|l| l.worker),
+            created_ms: r.created_ms,
+            updated_ms: r.updated_ms,
+            cancel_requested: r.cancel_requested,
+            progress: r.progress,
+            reason: r.reason,
+            events: r.events,
+        }
+    }
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    body: Result<Json<JobSpec>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(spec) = body?;
+    let problems = spec.validate(&state.policy);
+    if !problems.is_empty() {
+        return Err(ApiError::invalid_spec(problems));
+    }
+    let submitted = state.store.submit(spec).await?;
+    state.scheduler.wake();
+    let status = if submitted.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(JobView::from(submitted.record))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    state: Option<String>,
+    cursor: Option<JobId>,
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+pub struct JobList {
+    jobs: Vec<JobView>,
+    /// Pass as `cursor` for the next (older) page.
+    next_cursor: Option<JobId>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<JobList>, ApiError> {
+    let Query(q) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
+    let job_state = match q.state.as_deref() {
+        None => None,
+        Some(s) => Some(JobState::parse(s).ok_or_else(|| {
+            let known: Vec<&str> = JobState::ALL.iter().map(|s| s.name()).collect();
+            let mut e = ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                format!("unknown state `{s}` (known: {})", known.join(", ")),
+            );
+            e.field = Some("state".into());
+            e
+        })?),
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let store = state.store.clone();
+    let filter = ListFilter {
+        state: job_state,
+        before: q.cursor,
+        limit,
+    };
+    let records = tokio::task::spawn_blocking(move || store.list(&filter))
+        .await
+        .map_err(|e| ApiError::internal("list", e))??;
+    let next_cursor = if records.len() == limit {
+        records.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok(Json(JobList {
+        jobs: records.into_iter().map(JobView::from).collect(),
+        next_cursor,
+    }))
+}
+
+fn find(state: &AppState, id: JobId) -> Result<JobRecord, ApiError> {
+    state
+        .store
+        .get(id)?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no job {id}")))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<JobId>,
+) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(find(&state, id)?.into()))
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<JobId>,
+) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(state.store.cancel(id).await?.into()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    offset: Option<u64>,
+    tail: Option<usize>,
+    #[serde(default)]
+    follow: bool,
+}
+
+const LOG_CHUNK: usize = 256 * 1024;
+
+pub async fn logs(
+    State(state): State<AppState>,
+    Path(id): Path<JobId>,
+    headers: HeaderMap,
+    query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
+    find(&state, id)?;
+    // An SSE client that reconnects sends the id of the last event it saw.
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut offset = resume.or(q.offset).unwrap_or(0);
+    if let Some(n) = q.tail.filter(|_| resume.is_none() && q.offset.is_none()) {
+        offset = tail_offset(&state, id, n)?;
+    }
+    if !q.follow {
+        let (bytes, next) = state
+            .logs
+            .read(id, offset, LOG_CHUNK)
+            .map_err(|e| ApiError::internal("log read", e))?;
+        let mut response = (StatusCode::OK, bytes).into_response();
+        response.headers_mut().insert(
+            "content-type",
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        response
+            .headers_mut()
+            .insert("x-slipway-next-offset", HeaderValue::from(next));
+        return Ok(response);
+    }
+    let stream = futures_util::stream::unfold(
+        (state, offset, false),
+        move |(state, offset, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                let (bytes, next) = match state.logs.read(id, offset, LOG_CHUNK) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return Some((
+                            Ok::<Event, Infallible>(
+                                Event::default().event("error").data(e.to_string()),
+                            ),
+                            (state, offset, true),
+                        ));
+                    }
+                };
+                if !bytes.is_empty() {
+                    let text = String::from_utf8_lossy(&bytes)
+                        .trim_end_matches('\n')
+                        .to_owned();
+                    return Some((
+                        Ok(Event::default().id(next.to_string()).data(text)),
+                        (state, next, false),
+                    ));
+                }
+                let finished = state
+                    .store
+                    .get(id)
+                    .ok()
+                    .flatten()
+                    .is_none_or(|r| r.state.is_final());
+                if finished {
+                    // Read once more: the last lines may have landed since.
+                    if let Ok((bytes, _)) = state.logs.read(id, offset, LOG_CHUNK) {
+                        if !bytes.is_empty() {
+                            continue;
+                        }
+                    }
+                    return Some((
+                        Ok(Event::default().event("end").data("job finished")),
+                        (state, offset, true),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        },
+    );
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// The offset where the last `n` lines start.
+fn tail_offset(state: &AppState, id: JobId, n: usize) -> Result<u64, ApiError> {
+    let path = state.logs.path(id);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(ApiError::internal("log read", e)),
+    };
+    let mut newlines = 0;
+    for (i, b) in bytes.iter().enumerate().rev().skip(1) {
+        if *b == b'\n' {
+            newlines += 1;
+            if newlines == n {
+                return Ok(i as u64 + 1);
+            }
+        }
+    }
+    Ok(0)
+}

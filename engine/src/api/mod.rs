@@ -1,0 +1,66 @@
+//! The HTTP API (axum). Only this module knows HTTP and JSON wire shapes;
+//! it calls the queue through the [`JobStore`] seam and never sees redb.
+//!
+//! Routes (DESIGN: "HTTP API"): `/api/v1/jobs` (POST, GET),
+//! `/api/v1/jobs/{id}`, `/api/v1/jobs/{id}/cancel`, `/api/v1/jobs/{id}/logs`
+//! (`?offset=`, `?tail=`, `?follow=true` as server-sent events that resume
+//! from `Last-Event-ID`), all behind a bearer token; `/healthz`, `/readyz`,
+//! `/metrics` without one. Bodies are capped at 1 MiB.
+
+mod auth;
+pub mod error;
+mod health;
+pub mod jobs;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio_util::sync::CancellationToken;
+
+use crate::job::SpecPolicy;
+use crate::logs::JobLogs;
+use crate::queue::{JobStore, Scheduler};
+
+/// The largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn JobStore>,
+    pub scheduler: Arc<Scheduler>,
+    pub logs: JobLogs,
+    pub token: Arc<str>,
+    pub policy: SpecPolicy,
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/jobs", post(jobs::submit).get(jobs::list))
+        .route("/jobs/{id}", get(jobs::show))
+        .route("/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/jobs/{id}/logs", get(jobs::logs))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serve until `shutdown`, then finish in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}

@@ -1,0 +1,417 @@
+//! The HTTP API on a real loopback socket, with a real redb store and the
+//! scripted test executor: the contract's endpoints, auth, and every kind of
+//! bad input getting its status and error shape.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use slipway::api::{self, AppState};
+use slipway::job::SpecPolicy;
+use slipway::logs::JobLogs;
+use slipway::queue::{RedbStore, Scheduler, SchedulerConfig};
+use support::{ScriptedExecutor, spec_json};
+use tokio_util::sync::CancellationToken;
+
+const TOKEN: &str = "test-token-123";
+
+struct Server {
+    base: String,
+    _dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    agent: ureq::Agent,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// An engine on 127.0.0.1:<free port>, on its own runtime thread.
+fn server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Arc::new(RedbStore::open(&dir.path().join("store.redb"), SpecPolicy::default()).unwrap());
+    let logs = JobLogs::new(dir.path().join("logs")).unwrap();
+    let config = SchedulerConfig {
+        heartbeat: Duration::from_millis(100),
+        lease: Duration::from_secs(2),
+        poll: Duration::from_millis(50),
+        stop_grace: Duration::from_millis(500),
+        ..SchedulerConfig::default()
+    };
+    let scheduler = Scheduler::new(
+        store.clone(),
+        Arc::new(ScriptedExecutor::default()),
+        logs.clone(),
+        config,
+    );
+    let state = AppState {
+        store,
+        scheduler: scheduler.clone(),
+        logs,
+        token: TOKEN.into(),
+        policy: SpecPolicy::default(),
+    };
+    let shutdown = CancellationToken::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = shutdown.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            tokio::spawn(scheduler.run(stop.clone()));
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            api::serve(listener, state, stop).await.unwrap();
+        });
+    });
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into();
+    Server {
+        base,
+        _dir: dir,
+        shutdown,
+        agent,
+    }
+}
+
+impl Server {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> (u16, String) {
+        let url = format!("{}{path}", self.base);
+        let builder = ureq::http::Request::builder().method(method).uri(&url);
+        let builder = match token {
+            Some(t) => builder.header("Authorization", format!("Bearer {t}")),
+            None => builder,
+        };
+        let mut response = match body {
+            Some(b) => self.agent.run(
+                builder
+                    .header("Content-Type", "application/json")
+                    .body(b)
+                    .unwrap(),
+            ),
+            None => self.agent.run(builder.body(()).unwrap()),
+        }
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .unwrap_or_default();
+        (status, text)
+    }
+
+    fn json(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let (status, text) = self.call(method, path, Some(TOKEN), body.map(|b| b.to_string()));
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    fn wait_final(&self, id: u64) -> Value {
+        for _ in 0..200 {
+            let (_, job) = self.json("GET", &format!("/api/v1/jobs/{id}"), None);
+            if ["succeeded", "failed", "cancelled", "timed_out", "dead"]
+                .contains(&job["state"].as_str().unwrap_or(""))
+            {
+                return job;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("job {id} did not finish");
+    }
+}
+
+/// POST a body with a raw socket, writing and reading at once: the server
+/// may answer (413) before it has read the whole body, and a normal client
+/// would then fail on a broken pipe before seeing the answer.
+fn raw_post(s: &Server, path: &str, body: Vec<u8>) -> String {
+    use std::io::{Read, Write};
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let _ = writer
+            .write_all(head.as_bytes())
+            .and_then(|_| writer.write_all(&body));
+    });
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !response.windows(2).any(|w| w == b"\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => response.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = sender.join();
+    String::from_utf8_lossy(&response)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error shape in {body}"))
+}
+
+#[test]
+fn health_readiness_and_metrics_need_no_token() {
+    let s = server();
+    assert_eq!(s.call("GET", "/healthz", None, None), (200, "ok\n".into()));
+    let (status, ready) = s.call("GET", "/readyz", None, None);
+    assert_eq!(status, 200, "{ready}");
+    let (status, metrics) = s.call("GET", "/metrics", None, None);
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("# TYPE slipway_jobs gauge")
+            && metrics.contains("slipway_jobs{state=\"queued\"} 0"),
+        "{metrics}"
+    );
+    // Every sample line parses as `name{labels} value`.
+    for line in metrics.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit_once(' ').map(|(_, v)| v).unwrap();
+        assert!(value.parse::<f64>().is_ok(), "bad sample: {line}");
+    }
+}
+
+#[test]
+fn api_refuses_missing_or_wrong_tokens() {
+    let s = server();
+    let (status, body) = s.call("GET", "/api/v1/jobs", None, None);
+    assert_eq!(status, 401);
+    assert!(
+        body.contains("missing `Authorization: Bearer <token>`"),
+        "{body}"
+    );
+    let (status, body) = s.call("GET", "/api/v1/jobs", Some("nope"), None);
+    assert_eq!(status, 401);
+    assert!(body.contains("\"code\":\"unauthorized\""), "{body}");
+}
+
+#[test]
+fn submit_run_list_show_and_logs() {
+    let s = server();
+    let (status, job) = s.json("POST", "/api/v1/jobs", Some(spec_json("succeed")));
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_u64().unwrap();
+    let done = s.wait_final(id);
+    assert_eq!(done["state"], "succeeded");
+    assert_eq!(done["attempt"], 1);
+
+    let (status, list) = s.json("GET", "/api/v1/jobs?state=succeeded", None);
+    assert_eq!(status, 200);
+    assert_eq!(list["jobs"][0]["id"], id);
+
+    let (status, log) = s.call("GET", &format!("/api/v1/jobs/{id}/logs"), Some(TOKEN), None);
+    assert_eq!(status, 200);
+    assert!(log.contains("stdout running succeed"), "{log}");
+    let (_, tail) = s.call(
+        "GET",
+        &format!("/api/v1/jobs/{id}/logs?tail=1"),
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(tail.lines().count(), 1, "{tail}");
+    assert!(tail.contains("attempt ended: succeeded"), "{tail}");
+}
+
+#[test]
+fn follow_streams_server_sent_events_and_resumes() {
+    let s = server();
+    let (_, job) = s.json("POST", "/api/v1/jobs", Some(spec_json("hang")));
+    let id = job["id"].as_u64().unwrap();
+    let base = s.base.clone();
+    let canceller = s.agent.clone();
+    // Cancel after a moment, so the stream sees the job end.
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(600));
+        let _ = canceller
+            .post(format!("{base}/api/v1/jobs/{id}/cancel"))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .send_empty();
+    });
+    let mut response = s
+        .agent
+        .get(format!("{}/api/v1/jobs/{id}/logs?follow=true", s.base))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .call()
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let reader = BufReader::new(response.body_mut().as_reader());
+    let mut data = Vec::new();
+    let mut last_id = None;
+    let mut ended = false;
+    for line in reader.lines() {
+        let line = line.unwrap();
+        if let Some(d) = line.strip_prefix("data: ") {
+            data.push(d.to_owned());
+        } else if let Some(i) = line.strip_prefix("id: ") {
+            last_id = Some(i.parse::<u64>().unwrap());
+        } else if line == "event: end" {
+            ended = true;
+            break;
+        }
+    }
+    assert!(ended, "stream ended with the job: {data:?}");
+    let all = data.join("\n");
+    assert!(
+        all.contains("running hang") && all.contains("cancel requested"),
+        "{all}"
+    );
+    // Resuming from the last event id yields nothing already seen.
+    let last = last_id.unwrap();
+    let (_, rest) = s.call(
+        "GET",
+        &format!("/api/v1/jobs/{id}/logs?offset={last}"),
+        Some(TOKEN),
+        None,
+    );
+    assert!(!rest.contains("running hang"), "{rest}");
+    assert_eq!(s.wait_final(id)["state"], "cancelled");
+}
+
+#[test]
+fn bad_input_gets_specific_errors() {
+    let s = server();
+    let (status, body) = s.call(
+        "POST",
+        "/api/v1/jobs",
+        Some(TOKEN),
+        Some("{\"repository\": ".into()),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("malformed_json"), "{body}");
+
+    let mut wrong_type = spec_json("succeed");
+    wrong_type["timeout_s"] = json!("soon");
+    let (status, body) = s.json("POST", "/api/v1/jobs", Some(wrong_type));
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timeout_s"),
+        "{body}"
+    );
+
+    let mut unknown = spec_json("succeed");
+    unknown["colour"] = json!("red");
+    let (status, body) = s.json("POST", "/api/v1/jobs", Some(unknown));
+    assert_eq!(status, 422);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `colour`"),
+        "{body}"
+    );
+
+    let mut not_hex = spec_json("succeed");
+    not_hex["commit"] = json!("g".repeat(40));
+    not_hex["repository"] = json!("../../etc/passwd");
+    let (status, body) = s.json("POST", "/api/v1/jobs", Some(not_hex));
+    assert_eq!(status, 422);
+    let fields: Vec<&str> = body["error"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        vec!["repository", "commit"],
+        "every problem is listed: {body}"
+    );
+
+    let huge = format!(
+        "{{\"repository\": \"{}\", \"commit\": \"main\"}}",
+        "x".repeat(10 * 1024 * 1024)
+    );
+    let status_line = raw_post(&s, "/api/v1/jobs", huge.into_bytes());
+    assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line}");
+
+    let (status, body) = s.json("GET", "/api/v1/jobs/424242", None);
+    assert_eq!((status, error_code(&body)), (404, "not_found"));
+
+    let (status, body) = s.json("GET", "/api/v1/jobs?state=sleeping", None);
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("known: queued, running"),
+        "{body}"
+    );
+
+    let (status, body) = s.json("GET", "/api/v1/jobs", None);
+    assert_eq!(
+        (status, body["jobs"].as_array().map(|a| a.len())),
+        (200, Some(0)),
+        "rejected requests stored nothing"
+    );
+}
+
+#[test]
+fn cancel_of_a_finished_job_conflicts_and_idempotent_submit_returns_the_first() {
+    let s = server();
+    let mut keyed = spec_json("succeed");
+    keyed["idempotency_key"] = json!("release-7");
+    keyed["secrets"] = json!({"DEPLOY_TOKEN": "env:DEPLOY_TOKEN"});
+    let (first_status, first) = s.json("POST", "/api/v1/jobs", Some(keyed.clone()));
+    let (second_status, second) = s.json("POST", "/api/v1/jobs", Some(keyed));
+    assert_eq!((first_status, second_status), (201, 200));
+    assert_eq!(first["id"], second["id"]);
+    assert_eq!(
+        first["spec"]["secrets"],
+        json!(["DEPLOY_TOKEN"]),
+        "secret names only"
+    );
+    assert!(
+        !first.to_string().contains("env:DEPLOY_TOKEN"),
+        "a secret reference is never echoed back"
+    );
+
+    let id = first["id"].as_u64().unwrap();
+    s.wait_final(id);
+    let (status, body) = s.json("POST", &format!("/api/v1/jobs/{id}/cancel"), None);
+    assert_eq!((status, error_code(&body)), (409, "conflict"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is succeeded, so it cannot be cancelled"),
+        "{body}"
+    );
+}
