@@ -19,5 +19,5 @@ cargo test --manifest-path plugins/Cargo.toml --workspace --locked 2>&1 | tee -a
 echo "plugin tests: $((SECONDS - t)) s"
 
 # One closing line for the whole suite.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+awk '/^test result:/ || /^[a-z]+: [0-9]+ passed, [0-9]+ failed$/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "all tests: %d passed, %d failed\n", p, f }' "$results"
