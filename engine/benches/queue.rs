@@ -138,6 +138,95 @@ async fn latency(count: usize, rate_per_s: u64) {
     );
 }
 
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    kb / 1024.0
+}
+
+/// HTTP submit latency with 64 concurrent clients on loopback; RSS idle and
+/// with 100,000 queued jobs.
+fn http_and_memory() {
+    use slipway::api::{self, AppState};
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let store = Arc::new(RedbStore::open(&dir.path().join("store.redb"), SpecPolicy::default()).unwrap());
+    let logs = JobLogs::new(dir.path().join("logs")).unwrap();
+    // No executor work: measure the API and the store, with a scheduler that never leases.
+    let config = SchedulerConfig { concurrency: 0, ..SchedulerConfig::default() };
+    let scheduler = Scheduler::new(store.clone(), Arc::new(NoopExecutor::default()), logs.clone(), config);
+    let state = AppState { store: store.clone(), scheduler: scheduler.clone(), logs, token: "t".into(), policy: SpecPolicy::default() };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    rt.spawn(async move {
+        tokio::spawn(scheduler.run(stop.clone()));
+        api::serve(tokio::net::TcpListener::from_std(listener).unwrap(), state, stop).await.unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let idle = rss_mib();
+    let per_client = 300;
+    let started = Instant::now();
+    let clients: Vec<_> = (0..64)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+                let mut lat = Vec::with_capacity(per_client);
+                for n in 0..per_client {
+                    let body = serde_json::to_string(&spec(c * per_client + n)).unwrap();
+                    let t0 = Instant::now();
+                    let r = agent
+                        .post(format!("http://{addr}/api/v1/jobs"))
+                        .header("Authorization", "Bearer t")
+                        .header("Content-Type", "application/json")
+                        .send(body)
+                        .unwrap();
+                    assert_eq!(r.status(), 201);
+                    lat.push(t0.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat: Vec<Duration> = clients.into_iter().flat_map(|c| c.join().unwrap()).collect();
+    let elapsed = started.elapsed();
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e3;
+    println!(
+        "HTTP submit, 64 concurrent clients on loopback (same 2 cores): p50 {:.2} ms, p99 {:.2} ms, {:.0} submits/s  [{} submits]",
+        pct(0.5),
+        pct(0.99),
+        lat.len() as f64 / elapsed.as_secs_f64(),
+        lat.len()
+    );
+    // Fill to 100,000 queued jobs through the store.
+    let have = lat.len();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for s in 0..32 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for n in (have + s..100_000).step_by(32) {
+                    store.submit(spec(n)).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let queued = store.counts().unwrap()[&JobState::Queued];
+    println!(
+        "RSS (store + scheduler + API in one process): idle {:.1} MiB; with {queued} queued jobs {:.1} MiB; store file {:.1} MiB",
+        idle,
+        rss_mib(),
+        std::fs::metadata(store.path()).map(|m| m.len() as f64 / 1048576.0).unwrap_or(0.0)
+    );
+    shutdown.cancel();
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -150,4 +239,6 @@ fn main() {
         throughput(20_000).await;
         latency(1_000, 200).await;
     });
+    drop(rt);
+    http_and_memory();
 }

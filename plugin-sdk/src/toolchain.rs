@@ -142,6 +142,25 @@ pub fn resolve(table: &ReleaseTable, hints: Vec<VersionHint>) -> Result<Toolchai
     })
 }
 
+impl Toolchain {
+    /// Notes for people: each hint that lost and why, and a default that
+    /// was used because the repository says nothing.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes: Vec<String> = self
+            .overruled
+            .iter()
+            .map(|o| {
+                let place = o.hint.source.as_ref().map(|s| s.file.as_str()).unwrap_or("(default)");
+                format!("{} `{}` from {place} ignored: {}", self.tool, o.hint.written_form, o.reason)
+            })
+            .collect();
+        if self.hint.kind == ConstraintKind::Default {
+            notes.push(format!("no {} version in the repository; using the default {}", self.tool, self.resolved));
+        }
+        notes
+    }
+}
+
 /// Pins from `mise.toml` (`[tools] node = "20"`) and `.tool-versions`
 /// (`nodejs 20.11.0`) for a tool known under any of `names`, in that order.
 pub fn version_manager_pins(

@@ -403,24 +403,7 @@ impl Ecosystem for Go {
             }
         }
         let toolchain = resolve(&GO, hints)?;
-        for o in &toolchain.overruled {
-            let place = o
-                .hint
-                .source
-                .as_ref()
-                .map(|s| s.file.clone())
-                .unwrap_or_default();
-            notes.push(format!(
-                "{place} `{}` ignored: {}",
-                o.hint.written_form, o.reason
-            ));
-        }
-        if toolchain.hint.kind == ConstraintKind::Default {
-            notes.push(format!(
-                "no Go version in the repository; using the default {}",
-                GO.default
-            ));
-        }
+        notes.extend(toolchain.notes());
         let line = toolchain.resolved.clone();
         let base = format!("golang:{line}");
 
@@ -719,7 +702,7 @@ mod tests {
         assert!(
             p.notes
                 .iter()
-                .any(|n| n.starts_with("go.mod `1.21` ignored")),
+                .any(|n| n.starts_with("go `1.21` from go.mod ignored")),
             "{:?}",
             p.notes
         );

@@ -417,18 +417,6 @@ fn node_hints(repo: &Repo, manifest: Option<&Manifest>) -> Result<Vec<VersionHin
     Ok(hints)
 }
 
-/// A note for a hint that lost.
-fn overruled_note(o: &OverruledHint) -> String {
-    let (file, what) = match &o.hint.source {
-        Some(e) if e.file == "package.json" => ("package.json".to_owned(), " engines.node"),
-        Some(e) => (e.file.clone(), ""),
-        None => ("(default)".to_owned(), ""),
-    };
-    format!(
-        "{file}{what} `{}` ignored: {}",
-        o.hint.written_form, o.reason
-    )
-}
 
 /// Everything the Dockerfile needs to install dependencies.
 struct Install {
@@ -700,7 +688,7 @@ impl Ecosystem for Node {
         let manifest = read_manifest(repo)?;
         let mut notes = Vec::new();
         let toolchain = resolve(&NODE, node_hints(repo, manifest.as_ref())?)?;
-        notes.extend(toolchain.overruled.iter().map(overruled_note));
+        notes.extend(toolchain.notes());
         let base_image = format!("node:{}-slim", toolchain.resolved);
         let env = vec![OptionPair {
             name: "CI".into(),

@@ -149,7 +149,7 @@ fn nvmrc_pin_beats_engines_and_is_normalised() {
     assert!(
         has_note(
             &p,
-            "package.json engines.node `>=20` ignored: a pin (.nvmrc) beats a range; conflicts: 18 does not satisfy `>=20`"
+            "node `>=20` from package.json ignored: a pin (.nvmrc) beats a range; conflicts: 18 does not satisfy `>=20`"
         ),
         "{:?}",
         p.notes
@@ -187,7 +187,7 @@ fn tool_versions_beats_nvmrc() {
     assert!(
         has_note(
             &p,
-            ".nvmrc `18` ignored: an earlier pin (.tool-versions) wins"
+            "node `18` from .nvmrc ignored: an earlier pin (.tool-versions) wins"
         ),
         "{:?}",
         p.notes
@@ -208,7 +208,7 @@ fn mise_beats_tool_versions() {
     assert!(
         has_note(
             &p,
-            ".tool-versions `22` ignored: an earlier pin (mise.toml) wins; conflicts"
+            "node `22` from .tool-versions ignored: an earlier pin (mise.toml) wins; conflicts"
         ),
         "{:?}",
         p.notes
@@ -224,7 +224,7 @@ fn nvmrc_lts_alias() {
     assert!(
         has_note(
             &p,
-            "package.json engines.node `^18 || ^20` ignored: a pin (.nvmrc) beats a range"
+            "node `^18 || ^20` from package.json ignored: a pin (.nvmrc) beats a range"
         ),
         "{:?}",
         p.notes

@@ -490,18 +490,7 @@ fn plan(repo: &Repo) -> Result<Plan, PluginError> {
     let pipfile = repo.read_toml("Pipfile")?;
     let hints = version_hints(repo, py.as_ref(), pipfile.as_ref(), &mut notes)?;
     let toolchain = resolve(&PYTHON, hints)?;
-    for o in &toolchain.overruled {
-        let place = o
-            .hint
-            .source
-            .as_ref()
-            .map(|s| s.file.clone())
-            .unwrap_or_default();
-        notes.push(format!(
-            "python `{}` from {place} ignored: {}",
-            o.hint.written_form, o.reason
-        ));
-    }
+    notes.extend(toolchain.notes());
     let line = toolchain.resolved.clone();
     let base = format!("python:{line}-slim");
 

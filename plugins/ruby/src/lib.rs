@@ -288,24 +288,7 @@ impl Ecosystem for Ruby {
             ));
         }
         let toolchain = resolve(&RUBY, hints)?;
-        for o in &toolchain.overruled {
-            let place = o
-                .hint
-                .source
-                .as_ref()
-                .map(|s| s.file.clone())
-                .unwrap_or_default();
-            notes.push(format!(
-                "{place} `{}` ignored: {}",
-                o.hint.written_form, o.reason
-            ));
-        }
-        if toolchain.hint.kind == ConstraintKind::Default {
-            notes.push(format!(
-                "no Ruby version in the repository; using the default {}",
-                RUBY.default
-            ));
-        }
+        notes.extend(toolchain.notes());
         let line = toolchain.resolved.clone();
         let base = format!("ruby:{line}-slim");
 

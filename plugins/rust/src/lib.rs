@@ -480,24 +480,7 @@ impl Ecosystem for Rust {
             ));
         }
         let toolchain = resolve(&RUST, hints)?;
-        for o in &toolchain.overruled {
-            let place = o
-                .hint
-                .source
-                .as_ref()
-                .map(|s| s.file.clone())
-                .unwrap_or_default();
-            notes.push(format!(
-                "{place} `{}` ignored: {}",
-                o.hint.written_form, o.reason
-            ));
-        }
-        if toolchain.hint.kind == ConstraintKind::Default {
-            notes.push(format!(
-                "no Rust version in the repository; using the default {}",
-                RUST.default
-            ));
-        }
+        notes.extend(toolchain.notes());
         let line = toolchain.resolved.clone();
         let base = format!("rust:{line}-slim");
 
