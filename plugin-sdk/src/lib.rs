@@ -16,7 +16,9 @@
 //! [`version`] parses the version constraints people write (`v18.17.0`,
 //! `>=3.10,<3.13`, `lts/hydrogen`, `~> 3.2`), [`log`] writes to the engine's
 //! log, and [`testing`] runs a plugin against a fixture directory under plain
-//! `cargo test` on the host, without compiling to wasm.
+//! `cargo test` on the host, without compiling to wasm. [`report`] helps
+//! validator plugins read JSON reports (banners, line numbers in errors,
+//! repository-relative paths, caps on findings).
 //!
 //! ```text
 //! use slipway_plugin_sdk::ecosystem::*;
@@ -35,6 +37,7 @@ mod errors;
 pub mod log;
 pub mod readiness;
 mod repo;
+pub mod report;
 pub mod testing;
 pub mod toolchain;
 pub mod validator;

@@ -150,12 +150,23 @@ impl Toolchain {
             .overruled
             .iter()
             .map(|o| {
-                let place = o.hint.source.as_ref().map(|s| s.file.as_str()).unwrap_or("(default)");
-                format!("{} `{}` from {place} ignored: {}", self.tool, o.hint.written_form, o.reason)
+                let place = o
+                    .hint
+                    .source
+                    .as_ref()
+                    .map(|s| s.file.as_str())
+                    .unwrap_or("(default)");
+                format!(
+                    "{} `{}` from {place} ignored: {}",
+                    self.tool, o.hint.written_form, o.reason
+                )
             })
             .collect();
         if self.hint.kind == ConstraintKind::Default {
-            notes.push(format!("no {} version in the repository; using the default {}", self.tool, self.resolved));
+            notes.push(format!(
+                "no {} version in the repository; using the default {}",
+                self.tool, self.resolved
+            ));
         }
         notes
     }

@@ -1,0 +1,313 @@
+//! `exec` readiness: ready once a shell command run inside the service
+//! container exits 0.
+
+use slipway_plugin_sdk::readiness::*;
+use slipway_plugin_sdk::{export_readiness, malformed, unsupported};
+
+pub struct Exec;
+
+impl Readiness for Exec {
+    fn probe(service: &Service) -> Result<Probe, PluginError> {
+        let command = service.option("command").ok_or_else(|| {
+            unsupported(
+                None,
+                format!(
+                    "service `{}` uses exec readiness without a command",
+                    service.name
+                ),
+                Some(
+                    "set readiness.options.command to a shell command that exits 0 once the \
+                     service is ready, e.g. `curl -fsS http://127.0.0.1:8080/health`",
+                ),
+            )
+        })?;
+        if command.trim().is_empty() {
+            return Err(malformed(
+                &option_path(service, "command"),
+                None,
+                "the command is empty",
+                None,
+            ));
+        }
+        probe_with(
+            service,
+            ProbeAction::Exec(vec!["sh".into(), "-c".into(), command.to_owned()]),
+            Timing {
+                period_ms: 500,
+                timeout_ms: 5000,
+                success_threshold: 1,
+                failure_threshold: 3,
+                startup_deadline_ms: 60_000,
+            },
+        )
+    }
+
+    fn judge(_service: &Service, output: &ProbeOutput) -> Verdict {
+        let detail = said(output, 500);
+        let what = match output.exit_code {
+            Some(0) => return Verdict::Ready,
+            Some(code) => format!("command exited with {code}"),
+            None => "command did not finish".to_owned(),
+        };
+        Verdict::NotReady(if detail.is_empty() {
+            what
+        } else {
+            format!("{what}: {detail}")
+        })
+    }
+}
+
+export_readiness!(Exec);
+
+// ---------------------------------------------------------------------------
+// Options and timing. The same helper is copied into every first-party
+// readiness plugin (each crate stands alone).
+// ---------------------------------------------------------------------------
+
+/// Where an option lives in the job spec, for error messages.
+fn option_path(service: &Service, name: &str) -> String {
+    format!("services.{}.readiness.options.{name}", service.name)
+}
+
+fn bad_option(
+    service: &Service,
+    name: &str,
+    message: impl Into<String>,
+    hint: Option<&str>,
+) -> PluginError {
+    malformed(&option_path(service, name), None, message, hint)
+}
+
+/// Option `name` parsed as a number, or `default` when it is not set.
+fn number<T: std::str::FromStr>(
+    service: &Service,
+    name: &str,
+    default: T,
+) -> Result<T, PluginError> {
+    match service.option(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| bad_option(service, name, format!("`{v}` is not a valid number"), None)),
+    }
+}
+
+/// A duration or count that must be at least 1.
+fn positive(service: &Service, name: &str, default: u32) -> Result<u32, PluginError> {
+    match number(service, name, default)? {
+        0 => Err(bad_option(service, name, "must be at least 1", None)),
+        v => Ok(v),
+    }
+}
+
+/// The plugin's default timing; every field can be overridden by the option
+/// of the same name.
+struct Timing {
+    period_ms: u32,
+    timeout_ms: u32,
+    success_threshold: u32,
+    failure_threshold: u32,
+    startup_deadline_ms: u32,
+}
+
+fn probe_with(service: &Service, action: ProbeAction, d: Timing) -> Result<Probe, PluginError> {
+    Ok(Probe {
+        action,
+        period_ms: positive(service, "period_ms", d.period_ms)?,
+        timeout_ms: positive(service, "timeout_ms", d.timeout_ms)?,
+        success_threshold: positive(service, "success_threshold", d.success_threshold)?,
+        failure_threshold: positive(service, "failure_threshold", d.failure_threshold)?,
+        startup_deadline_ms: positive(service, "startup_deadline_ms", d.startup_deadline_ms)?,
+    })
+}
+
+/// The last `max` characters of `text`, trimmed (`…` marks a cut).
+fn tail(text: &str, max: usize) -> String {
+    let text = text.trim();
+    let n = text.chars().count();
+    if n <= max {
+        return text.to_owned();
+    }
+    let start = text
+        .char_indices()
+        .nth(n - max + 1)
+        .map_or(text.len(), |(i, _)| i);
+    format!("…{}", &text[start..])
+}
+
+/// What a command said: its stderr, else its stdout, cut to `max` characters.
+fn said(output: &ProbeOutput, max: usize) -> String {
+    let text = if output.stderr.trim().is_empty() {
+        &output.stdout
+    } else {
+        &output.stderr
+    };
+    tail(text, max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slipway_plugin_sdk::testing::judge;
+
+    /// With the required command, so the timing options can be tested alone.
+    fn probe_of(s: &Service) -> Result<Probe, PluginError> {
+        let mut s = s.clone();
+        s.options.push(OptionPair {
+            name: "command".into(),
+            value: "true".into(),
+        });
+        Exec::probe(&s)
+    }
+
+    fn service(env: &[(&str, &str)], ports: Vec<u16>, options: &[(&str, &str)]) -> Service {
+        let pairs = |list: &[(&str, &str)]| {
+            list.iter()
+                .map(|(n, v)| OptionPair {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect()
+        };
+        Service {
+            name: "svc".into(),
+            image: "image:1".into(),
+            env: pairs(env),
+            ports,
+            options: pairs(options),
+        }
+    }
+
+    fn output(exit_code: Option<i32>, stdout: &str, stderr: &str) -> ProbeOutput {
+        ProbeOutput {
+            exit_code,
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+            connected: false,
+            http_status: None,
+            elapsed_ms: 7,
+        }
+    }
+
+    fn not_ready(v: Verdict) -> String {
+        match v {
+            Verdict::NotReady(m) => m,
+            other => panic!("expected not-ready, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn timing_options_override_defaults_and_are_checked() {
+        let s = service(
+            &[],
+            vec![1],
+            &[
+                ("period_ms", "10"),
+                ("timeout_ms", "20"),
+                ("startup_deadline_ms", "30"),
+                ("success_threshold", "4"),
+                ("failure_threshold", "5"),
+            ],
+        );
+        let p = probe_of(&s).unwrap();
+        assert_eq!(
+            (
+                p.period_ms,
+                p.timeout_ms,
+                p.startup_deadline_ms,
+                p.success_threshold,
+                p.failure_threshold
+            ),
+            (10, 20, 30, 4, 5)
+        );
+        for opt in [
+            "period_ms",
+            "timeout_ms",
+            "startup_deadline_ms",
+            "success_threshold",
+            "failure_threshold",
+        ] {
+            let e = probe_of(&service(&[], vec![1], &[(opt, "soon")]))
+                .unwrap_err()
+                .describe();
+            assert!(
+                e.contains(&format!(
+                    "services.svc.readiness.options.{opt}: `soon` is not a valid number"
+                )),
+                "{e}"
+            );
+            let e = probe_of(&service(&[], vec![1], &[(opt, "0")]))
+                .unwrap_err()
+                .describe();
+            assert!(e.contains("must be at least 1"), "{e}");
+        }
+    }
+
+    #[test]
+    fn tail_keeps_the_end_on_char_boundaries() {
+        assert_eq!(tail("  short \n", 500), "short");
+        let long = format!("{}é-end", "x".repeat(600));
+        let t = tail(&long, 500);
+        assert_eq!(t.chars().count(), 500);
+        assert!(t.starts_with('…') && t.ends_with("é-end"), "{t}");
+    }
+
+    #[test]
+    fn probes_sh_c_command() {
+        let s = service(&[], vec![], &[("command", "mysqladmin ping -h 127.0.0.1")]);
+        let p = Exec::probe(&s).unwrap();
+        assert!(matches!(
+            &p.action,
+            ProbeAction::Exec(argv) if argv == &["sh", "-c", "mysqladmin ping -h 127.0.0.1"]
+        ));
+        assert_eq!((p.period_ms, p.timeout_ms), (500, 5000));
+    }
+
+    #[test]
+    fn missing_or_empty_command() {
+        let e = Exec::probe(&service(&[], vec![], &[]))
+            .unwrap_err()
+            .describe();
+        assert!(
+            e.starts_with("unsupported:")
+                && e.contains("without a command")
+                && e.contains("readiness.options.command"),
+            "{e}"
+        );
+        let e = Exec::probe(&service(&[], vec![], &[("command", "  ")]))
+            .unwrap_err()
+            .describe();
+        assert!(
+            e.contains("services.svc.readiness.options.command: the command is empty"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn judges_exit_code_with_output_tail() {
+        let s = service(&[], vec![], &[("command", "check")]);
+        assert!(matches!(
+            judge::<Exec>(&s, &output(Some(0), "fine", "")),
+            Verdict::Ready
+        ));
+        let m = not_ready(judge::<Exec>(
+            &s,
+            &output(Some(1), "stdout text", "  boom \n"),
+        ));
+        assert_eq!(m, "command exited with 1: boom");
+        let m = not_ready(judge::<Exec>(&s, &output(Some(2), " only stdout\n", "")));
+        assert_eq!(m, "command exited with 2: only stdout");
+        let m = not_ready(judge::<Exec>(&s, &output(Some(3), "", "")));
+        assert_eq!(m, "command exited with 3");
+        let m = not_ready(judge::<Exec>(&s, &output(None, "", "")));
+        assert_eq!(m, "command did not finish");
+        let long = format!("start{}end", "x".repeat(2000));
+        let m = not_ready(judge::<Exec>(&s, &output(Some(1), "", &long)));
+        let detail = m.strip_prefix("command exited with 1: ").unwrap();
+        assert!(
+            detail.chars().count() <= 500 && detail.ends_with("end") && detail.starts_with('…'),
+            "{m}"
+        );
+    }
+}

@@ -1,0 +1,391 @@
+//! `log-line` readiness: ready once the service logs a line that matches a
+//! regex (the engine watches the log and compiles the regex; this plugin only
+//! checks the pattern's shape so that obvious mistakes are reported early).
+
+use slipway_plugin_sdk::readiness::*;
+use slipway_plugin_sdk::{export_readiness, malformed, unsupported};
+
+pub struct LogLine;
+
+/// A cheap syntax check of a regex: balanced groups and classes, no lone
+/// trailing `\`, no repetition with nothing to repeat. The engine compiles the
+/// pattern for real; this only catches the usual slips before the service starts.
+fn pattern_problem(pattern: &str) -> Option<&'static str> {
+    if pattern.is_empty() {
+        return Some("the pattern is empty");
+    }
+    let mut groups = 0usize;
+    let mut classes = 0usize; // nesting depth of `[...]`
+    let mut class_fresh = false; // just after `[` or `[^`: a `]` here is literal
+    let mut class_caret = false;
+    let mut at_start = true; // at the start, after `(` or `|`
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if chars.next().is_none() {
+                return Some("it ends with a lone `\\`");
+            }
+            class_fresh = false;
+            at_start = false;
+            continue;
+        }
+        if classes > 0 {
+            match c {
+                ']' if !class_fresh => classes -= 1,
+                '^' if class_fresh && !class_caret => {
+                    class_caret = true;
+                    continue;
+                }
+                '[' => {
+                    classes += 1;
+                    class_caret = false;
+                    class_fresh = true;
+                    continue;
+                }
+                _ => {}
+            }
+            class_fresh = false;
+            continue;
+        }
+        match c {
+            '[' => {
+                classes = 1;
+                class_fresh = true;
+                class_caret = false;
+            }
+            '(' => {
+                groups += 1;
+                // `(?i)`, `(?:...)`, `(?P<name>...)`: the `?` is not a repetition.
+                if chars.peek() == Some(&'?') {
+                    chars.next();
+                }
+                at_start = true;
+                continue;
+            }
+            ')' => {
+                if groups == 0 {
+                    return Some("it has an unmatched `)`");
+                }
+                groups -= 1;
+            }
+            '|' => {
+                at_start = true;
+                continue;
+            }
+            '*' | '+' | '?' if at_start => {
+                return Some("a repetition (`*`, `+`, `?`) has nothing to repeat");
+            }
+            _ => {}
+        }
+        at_start = false;
+    }
+    if classes > 0 {
+        Some("a `[` is never closed")
+    } else if groups > 0 {
+        Some("a `(` is never closed")
+    } else {
+        None
+    }
+}
+
+impl Readiness for LogLine {
+    fn probe(service: &Service) -> Result<Probe, PluginError> {
+        let pattern = service.option("pattern").ok_or_else(|| {
+            unsupported(
+                None,
+                format!(
+                    "service `{}` uses log-line readiness without a pattern",
+                    service.name
+                ),
+                Some(
+                    "set readiness.options.pattern to a regex for the line the service logs \
+                     once it is ready, e.g. `ready to accept connections`",
+                ),
+            )
+        })?;
+        if let Some(problem) = pattern_problem(pattern) {
+            return Err(malformed(
+                &option_path(service, "pattern"),
+                None,
+                format!("`{pattern}` is not a valid regex: {problem}"),
+                Some(
+                    "the pattern uses Rust `regex` syntax; escape literal `( ) [ ] * + ? | \\` with `\\`",
+                ),
+            ));
+        }
+        probe_with(
+            service,
+            ProbeAction::LogLine(pattern.to_owned()),
+            Timing {
+                period_ms: 250,
+                timeout_ms: 1000,
+                success_threshold: 1,
+                failure_threshold: 3,
+                startup_deadline_ms: 60_000,
+            },
+        )
+    }
+
+    fn judge(service: &Service, output: &ProbeOutput) -> Verdict {
+        if !output.stdout.is_empty() {
+            return Verdict::Ready;
+        }
+        Verdict::NotReady(match service.option("pattern") {
+            Some(p) => format!("no log line has matched `{p}` yet"),
+            None => "no matching log line yet".to_owned(),
+        })
+    }
+}
+
+export_readiness!(LogLine);
+
+// ---------------------------------------------------------------------------
+// Options and timing. The same helper is copied into every first-party
+// readiness plugin (each crate stands alone).
+// ---------------------------------------------------------------------------
+
+/// Where an option lives in the job spec, for error messages.
+fn option_path(service: &Service, name: &str) -> String {
+    format!("services.{}.readiness.options.{name}", service.name)
+}
+
+fn bad_option(
+    service: &Service,
+    name: &str,
+    message: impl Into<String>,
+    hint: Option<&str>,
+) -> PluginError {
+    malformed(&option_path(service, name), None, message, hint)
+}
+
+/// Option `name` parsed as a number, or `default` when it is not set.
+fn number<T: std::str::FromStr>(
+    service: &Service,
+    name: &str,
+    default: T,
+) -> Result<T, PluginError> {
+    match service.option(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| bad_option(service, name, format!("`{v}` is not a valid number"), None)),
+    }
+}
+
+/// A duration or count that must be at least 1.
+fn positive(service: &Service, name: &str, default: u32) -> Result<u32, PluginError> {
+    match number(service, name, default)? {
+        0 => Err(bad_option(service, name, "must be at least 1", None)),
+        v => Ok(v),
+    }
+}
+
+/// The plugin's default timing; every field can be overridden by the option
+/// of the same name.
+struct Timing {
+    period_ms: u32,
+    timeout_ms: u32,
+    success_threshold: u32,
+    failure_threshold: u32,
+    startup_deadline_ms: u32,
+}
+
+fn probe_with(service: &Service, action: ProbeAction, d: Timing) -> Result<Probe, PluginError> {
+    Ok(Probe {
+        action,
+        period_ms: positive(service, "period_ms", d.period_ms)?,
+        timeout_ms: positive(service, "timeout_ms", d.timeout_ms)?,
+        success_threshold: positive(service, "success_threshold", d.success_threshold)?,
+        failure_threshold: positive(service, "failure_threshold", d.failure_threshold)?,
+        startup_deadline_ms: positive(service, "startup_deadline_ms", d.startup_deadline_ms)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slipway_plugin_sdk::testing::judge;
+
+    /// With the required pattern, so the timing options can be tested alone.
+    fn probe_of(s: &Service) -> Result<Probe, PluginError> {
+        let mut s = s.clone();
+        s.options.push(OptionPair {
+            name: "pattern".into(),
+            value: "ready".into(),
+        });
+        LogLine::probe(&s)
+    }
+
+    fn service(env: &[(&str, &str)], ports: Vec<u16>, options: &[(&str, &str)]) -> Service {
+        let pairs = |list: &[(&str, &str)]| {
+            list.iter()
+                .map(|(n, v)| OptionPair {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect()
+        };
+        Service {
+            name: "svc".into(),
+            image: "image:1".into(),
+            env: pairs(env),
+            ports,
+            options: pairs(options),
+        }
+    }
+
+    fn output(exit_code: Option<i32>, stdout: &str, stderr: &str) -> ProbeOutput {
+        ProbeOutput {
+            exit_code,
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+            connected: false,
+            http_status: None,
+            elapsed_ms: 7,
+        }
+    }
+
+    fn not_ready(v: Verdict) -> String {
+        match v {
+            Verdict::NotReady(m) => m,
+            other => panic!("expected not-ready, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn timing_options_override_defaults_and_are_checked() {
+        let s = service(
+            &[],
+            vec![1],
+            &[
+                ("period_ms", "10"),
+                ("timeout_ms", "20"),
+                ("startup_deadline_ms", "30"),
+                ("success_threshold", "4"),
+                ("failure_threshold", "5"),
+            ],
+        );
+        let p = probe_of(&s).unwrap();
+        assert_eq!(
+            (
+                p.period_ms,
+                p.timeout_ms,
+                p.startup_deadline_ms,
+                p.success_threshold,
+                p.failure_threshold
+            ),
+            (10, 20, 30, 4, 5)
+        );
+        for opt in [
+            "period_ms",
+            "timeout_ms",
+            "startup_deadline_ms",
+            "success_threshold",
+            "failure_threshold",
+        ] {
+            let e = probe_of(&service(&[], vec![1], &[(opt, "soon")]))
+                .unwrap_err()
+                .describe();
+            assert!(
+                e.contains(&format!(
+                    "services.svc.readiness.options.{opt}: `soon` is not a valid number"
+                )),
+                "{e}"
+            );
+            let e = probe_of(&service(&[], vec![1], &[(opt, "0")]))
+                .unwrap_err()
+                .describe();
+            assert!(e.contains("must be at least 1"), "{e}");
+        }
+    }
+
+    #[test]
+    fn probes_the_pattern() {
+        let s = service(
+            &[],
+            vec![],
+            &[("pattern", r"database system is ready to accept connections")],
+        );
+        let p = LogLine::probe(&s).unwrap();
+        assert!(
+            matches!(&p.action, ProbeAction::LogLine(re) if re == "database system is ready to accept connections")
+        );
+        assert_eq!((p.success_threshold, p.startup_deadline_ms), (1, 60_000));
+        let s = service(
+            &[],
+            vec![],
+            &[("pattern", "x"), ("startup_deadline_ms", "5000")],
+        );
+        assert_eq!(LogLine::probe(&s).unwrap().startup_deadline_ms, 5000);
+    }
+
+    #[test]
+    fn missing_pattern_is_unsupported() {
+        let e = LogLine::probe(&service(&[], vec![], &[]))
+            .unwrap_err()
+            .describe();
+        assert!(
+            e.starts_with("unsupported:")
+                && e.contains("without a pattern")
+                && e.contains("readiness.options.pattern"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn accepts_ordinary_regexes() {
+        for ok in [
+            "ready",
+            r"^Listening on (?:port )?\d+$",
+            r"(?i)started .* in [0-9.]+s",
+            r"[]a]",
+            r"[^]a]",
+            r"[[:alpha:]]+ ok",
+            r"a|b*",
+            r"\(literal\)",
+            r"(?P<port>\d+)",
+        ] {
+            assert_eq!(pattern_problem(ok), None, "{ok}");
+        }
+    }
+
+    #[test]
+    fn rejects_obvious_slips() {
+        for (bad, why) in [
+            ("", "empty"),
+            ("(ready", "`(` is never closed"),
+            ("ready)", "unmatched `)`"),
+            ("[0-9", "`[` is never closed"),
+            ("[[:alpha:]", "`[` is never closed"),
+            ("ready\\", "lone `\\`"),
+            ("*ready", "nothing to repeat"),
+            ("a|+b", "nothing to repeat"),
+            ("(*a)", "nothing to repeat"),
+        ] {
+            let e = LogLine::probe(&service(&[], vec![], &[("pattern", bad)]))
+                .unwrap_err()
+                .describe();
+            assert!(
+                e.contains("services.svc.readiness.options.pattern:") && e.contains(why),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn judges_the_matched_line() {
+        let s = service(&[], vec![], &[("pattern", "ready")]);
+        assert!(matches!(
+            judge::<LogLine>(&s, &output(None, "LOG: ready to accept connections", "")),
+            Verdict::Ready
+        ));
+        let m = not_ready(judge::<LogLine>(&s, &output(None, "", "")));
+        assert_eq!(m, "no log line has matched `ready` yet");
+        let m = not_ready(judge::<LogLine>(
+            &service(&[], vec![], &[]),
+            &output(None, "", ""),
+        ));
+        assert_eq!(m, "no matching log line yet");
+    }
+}

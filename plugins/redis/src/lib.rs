@@ -1,0 +1,469 @@
+//! `redis` readiness: ready once `redis-cli ping` inside the service container
+//! answers `PONG`; snapshot saves the dataset to the RDB file and reset loads
+//! it back.
+
+use slipway_plugin_sdk::readiness::*;
+use slipway_plugin_sdk::{export_readiness, malformed, unsupported};
+
+pub struct Redis;
+
+/// Option `password`, else the service's `REDIS_PASSWORD`; empty means none.
+fn password(service: &Service) -> Option<&str> {
+    service
+        .option("password")
+        .or_else(|| service.env_var("REDIS_PASSWORD"))
+        .filter(|p| !p.is_empty())
+}
+
+/// `redis-cli` for the service's port, with the password when there is one.
+fn cli(service: &Service) -> Result<Vec<String>, PluginError> {
+    let mut argv = vec![
+        "redis-cli".to_owned(),
+        "-p".to_owned(),
+        port(service, Some(6379))?.to_string(),
+    ];
+    if let Some(pw) = password(service) {
+        argv.extend([
+            "--no-auth-warning".to_owned(),
+            "-a".to_owned(),
+            pw.to_owned(),
+        ]);
+    }
+    Ok(argv)
+}
+
+/// Quote `word` for `sh`.
+fn shell_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c))
+    {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+/// `sh -c` that runs one redis command and fails unless it answers `OK`
+/// (`redis-cli` exits 0 on some error replies, so the reply is checked).
+fn checked(service: &Service, command: &str, on_error: &str) -> Option<Vec<String>> {
+    let cli = cli(service).ok()?;
+    let cli: Vec<String> = cli.iter().map(|w| shell_quote(w)).collect();
+    let script = format!(
+        "out=$({} {command} 2>&1); [ \"$out\" = OK ] || {{ echo \"redis {command}: $out{on_error}\" >&2; exit 1; }}",
+        cli.join(" ")
+    );
+    Some(vec!["sh".into(), "-c".into(), script])
+}
+
+const AUTH_ERRORS: [&str; 5] = [
+    "NOAUTH",
+    "WRONGPASS",
+    "invalid password",
+    "invalid username-password",
+    "NOPERM",
+];
+
+impl Readiness for Redis {
+    fn probe(service: &Service) -> Result<Probe, PluginError> {
+        let mut argv = cli(service)?;
+        argv.push("ping".into());
+        probe_with(
+            service,
+            ProbeAction::Exec(argv),
+            Timing {
+                period_ms: 250,
+                timeout_ms: 1000,
+                success_threshold: 1,
+                failure_threshold: 3,
+                startup_deadline_ms: 60_000,
+            },
+        )
+    }
+
+    fn judge(service: &Service, output: &ProbeOutput) -> Verdict {
+        if output.stdout.trim() == "PONG" {
+            return Verdict::Ready;
+        }
+        let detail = said(output, 500);
+        if matches!(output.exit_code, Some(126 | 127)) {
+            return Verdict::Failed(format!(
+                "redis-cli cannot run in image `{}` (is it a Redis image?): {detail}",
+                service.image
+            ));
+        }
+        let text = format!("{}\n{}", output.stdout, output.stderr);
+        if AUTH_ERRORS.iter().any(|e| text.contains(e)) {
+            let hint = if password(service).is_some() {
+                "the password from readiness.options.password or REDIS_PASSWORD was refused; check it"
+            } else {
+                "the server wants a password: set REDIS_PASSWORD in the service env or readiness.options.password"
+            };
+            return Verdict::Failed(format!("authentication failed: {detail} ({hint})"));
+        }
+        if text.contains("LOADING") {
+            return Verdict::NotReady(format!("loading the dataset into memory: {detail}"));
+        }
+        if detail.is_empty() {
+            Verdict::NotReady(match output.exit_code {
+                Some(code) => format!("redis-cli ping exited with {code} and no output"),
+                None => "redis-cli ping did not finish".to_owned(),
+            })
+        } else {
+            Verdict::NotReady(format!("no PONG: {detail}"))
+        }
+    }
+
+    fn snapshot(service: &Service) -> Option<Vec<String>> {
+        checked(service, "SAVE", "")
+    }
+
+    fn reset(service: &Service) -> Option<Vec<String>> {
+        checked(
+            service,
+            "DEBUG RELOAD NOSAVE",
+            " (Redis 7+ refuses DEBUG unless the server runs with --enable-debug-command local)",
+        )
+    }
+}
+
+export_readiness!(Redis);
+
+// ---------------------------------------------------------------------------
+// Options and timing. The same helper is copied into every first-party
+// readiness plugin (each crate stands alone).
+// ---------------------------------------------------------------------------
+
+/// Where an option lives in the job spec, for error messages.
+fn option_path(service: &Service, name: &str) -> String {
+    format!("services.{}.readiness.options.{name}", service.name)
+}
+
+fn bad_option(
+    service: &Service,
+    name: &str,
+    message: impl Into<String>,
+    hint: Option<&str>,
+) -> PluginError {
+    malformed(&option_path(service, name), None, message, hint)
+}
+
+/// Option `name` parsed as a number, or `default` when it is not set.
+fn number<T: std::str::FromStr>(
+    service: &Service,
+    name: &str,
+    default: T,
+) -> Result<T, PluginError> {
+    match service.option(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| bad_option(service, name, format!("`{v}` is not a valid number"), None)),
+    }
+}
+
+/// A duration or count that must be at least 1.
+fn positive(service: &Service, name: &str, default: u32) -> Result<u32, PluginError> {
+    match number(service, name, default)? {
+        0 => Err(bad_option(service, name, "must be at least 1", None)),
+        v => Ok(v),
+    }
+}
+
+/// Option `port`, else the service's first declared port, else `fallback`.
+fn port(service: &Service, fallback: Option<u16>) -> Result<u16, PluginError> {
+    if let Some(v) = service.option("port") {
+        return match v.trim().parse::<u16>() {
+            Ok(p) if p != 0 => Ok(p),
+            _ => Err(bad_option(
+                service,
+                "port",
+                format!("`{v}` is not a valid port (1-65535)"),
+                None,
+            )),
+        };
+    }
+    service.ports.first().copied().or(fallback).ok_or_else(|| {
+        unsupported(
+            None,
+            format!("service `{}` declares no port to probe", service.name),
+            Some("add `ports: [<port>]` to the service or set readiness.options.port"),
+        )
+    })
+}
+
+/// The plugin's default timing; every field can be overridden by the option
+/// of the same name.
+struct Timing {
+    period_ms: u32,
+    timeout_ms: u32,
+    success_threshold: u32,
+    failure_threshold: u32,
+    startup_deadline_ms: u32,
+}
+
+fn probe_with(service: &Service, action: ProbeAction, d: Timing) -> Result<Probe, PluginError> {
+    Ok(Probe {
+        action,
+        period_ms: positive(service, "period_ms", d.period_ms)?,
+        timeout_ms: positive(service, "timeout_ms", d.timeout_ms)?,
+        success_threshold: positive(service, "success_threshold", d.success_threshold)?,
+        failure_threshold: positive(service, "failure_threshold", d.failure_threshold)?,
+        startup_deadline_ms: positive(service, "startup_deadline_ms", d.startup_deadline_ms)?,
+    })
+}
+
+/// The last `max` characters of `text`, trimmed (`…` marks a cut).
+fn tail(text: &str, max: usize) -> String {
+    let text = text.trim();
+    let n = text.chars().count();
+    if n <= max {
+        return text.to_owned();
+    }
+    let start = text
+        .char_indices()
+        .nth(n - max + 1)
+        .map_or(text.len(), |(i, _)| i);
+    format!("…{}", &text[start..])
+}
+
+/// What a command said: its stderr, else its stdout, cut to `max` characters.
+fn said(output: &ProbeOutput, max: usize) -> String {
+    let text = if output.stderr.trim().is_empty() {
+        &output.stdout
+    } else {
+        &output.stderr
+    };
+    tail(text, max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slipway_plugin_sdk::testing::judge;
+
+    fn probe_of(s: &Service) -> Result<Probe, PluginError> {
+        Redis::probe(s)
+    }
+
+    fn argv(p: Probe) -> Vec<String> {
+        match p.action {
+            ProbeAction::Exec(argv) => argv,
+            other => panic!("expected exec, got {other:?}"),
+        }
+    }
+
+    fn service(env: &[(&str, &str)], ports: Vec<u16>, options: &[(&str, &str)]) -> Service {
+        let pairs = |list: &[(&str, &str)]| {
+            list.iter()
+                .map(|(n, v)| OptionPair {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect()
+        };
+        Service {
+            name: "svc".into(),
+            image: "image:1".into(),
+            env: pairs(env),
+            ports,
+            options: pairs(options),
+        }
+    }
+
+    fn output(exit_code: Option<i32>, stdout: &str, stderr: &str) -> ProbeOutput {
+        ProbeOutput {
+            exit_code,
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+            connected: false,
+            http_status: None,
+            elapsed_ms: 7,
+        }
+    }
+
+    fn not_ready(v: Verdict) -> String {
+        match v {
+            Verdict::NotReady(m) => m,
+            other => panic!("expected not-ready, got {other:?}"),
+        }
+    }
+
+    fn failed(v: Verdict) -> String {
+        match v {
+            Verdict::Failed(m) => m,
+            other => panic!("expected failed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn timing_options_override_defaults_and_are_checked() {
+        let s = service(
+            &[],
+            vec![1],
+            &[
+                ("period_ms", "10"),
+                ("timeout_ms", "20"),
+                ("startup_deadline_ms", "30"),
+                ("success_threshold", "4"),
+                ("failure_threshold", "5"),
+            ],
+        );
+        let p = probe_of(&s).unwrap();
+        assert_eq!(
+            (
+                p.period_ms,
+                p.timeout_ms,
+                p.startup_deadline_ms,
+                p.success_threshold,
+                p.failure_threshold
+            ),
+            (10, 20, 30, 4, 5)
+        );
+        for opt in [
+            "period_ms",
+            "timeout_ms",
+            "startup_deadline_ms",
+            "success_threshold",
+            "failure_threshold",
+        ] {
+            let e = probe_of(&service(&[], vec![1], &[(opt, "soon")]))
+                .unwrap_err()
+                .describe();
+            assert!(
+                e.contains(&format!(
+                    "services.svc.readiness.options.{opt}: `soon` is not a valid number"
+                )),
+                "{e}"
+            );
+            let e = probe_of(&service(&[], vec![1], &[(opt, "0")]))
+                .unwrap_err()
+                .describe();
+            assert!(e.contains("must be at least 1"), "{e}");
+        }
+    }
+
+    #[test]
+    fn tail_keeps_the_end_on_char_boundaries() {
+        assert_eq!(tail("  short \n", 500), "short");
+        let long = format!("{}é-end", "x".repeat(600));
+        let t = tail(&long, 500);
+        assert_eq!(t.chars().count(), 500);
+        assert!(t.starts_with('…') && t.ends_with("é-end"), "{t}");
+    }
+
+    #[test]
+    fn probes_redis_cli_ping() {
+        let p = Redis::probe(&service(&[], vec![], &[])).unwrap();
+        assert_eq!(argv(p), ["redis-cli", "-p", "6379", "ping"]);
+        let p = Redis::probe(&service(&[], vec![7000], &[])).unwrap();
+        assert_eq!(argv(p), ["redis-cli", "-p", "7000", "ping"]);
+        let p = Redis::probe(&service(&[], vec![7000], &[("port", "7001")])).unwrap();
+        assert_eq!(argv(p), ["redis-cli", "-p", "7001", "ping"]);
+        let e = Redis::probe(&service(&[], vec![], &[("port", "x")]))
+            .unwrap_err()
+            .describe();
+        assert!(
+            e.contains("services.svc.readiness.options.port: `x` is not a valid port"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn password_from_option_or_env() {
+        let p = Redis::probe(&service(&[("REDIS_PASSWORD", "s3cret")], vec![], &[])).unwrap();
+        assert_eq!(
+            argv(p),
+            [
+                "redis-cli",
+                "-p",
+                "6379",
+                "--no-auth-warning",
+                "-a",
+                "s3cret",
+                "ping"
+            ]
+        );
+        let p = Redis::probe(&service(
+            &[("REDIS_PASSWORD", "s3cret")],
+            vec![],
+            &[("password", "other")],
+        ))
+        .unwrap();
+        assert_eq!(argv(p)[5], "other");
+        let p = Redis::probe(&service(&[("REDIS_PASSWORD", "")], vec![], &[])).unwrap();
+        assert_eq!(argv(p).len(), 4);
+    }
+
+    #[test]
+    fn judges_replies() {
+        let s = service(&[], vec![], &[]);
+        assert!(matches!(
+            judge::<Redis>(&s, &output(Some(0), "PONG\n", "")),
+            Verdict::Ready
+        ));
+        let m = not_ready(judge::<Redis>(
+            &s,
+            &output(
+                Some(1),
+                "LOADING Redis is loading the dataset in memory\n",
+                "",
+            ),
+        ));
+        assert!(m.starts_with("loading the dataset"), "{m}");
+        let m = failed(judge::<Redis>(
+            &s,
+            &output(Some(1), "NOAUTH Authentication required.\n", ""),
+        ));
+        assert!(m.contains("set REDIS_PASSWORD"), "{m}");
+        let with_pw = service(&[], vec![], &[("password", "bad")]);
+        let m = failed(judge::<Redis>(
+            &with_pw,
+            &output(
+                Some(1),
+                "",
+                "AUTH failed: WRONGPASS invalid username-password pair or user is disabled.",
+            ),
+        ));
+        assert!(m.contains("was refused"), "{m}");
+        let m = not_ready(judge::<Redis>(
+            &s,
+            &output(
+                Some(1),
+                "",
+                "Could not connect to Redis at 127.0.0.1:6379: Connection refused",
+            ),
+        ));
+        assert!(m.contains("Connection refused"), "{m}");
+        let m = failed(judge::<Redis>(&s, &output(Some(127), "", "")));
+        assert!(m.contains("image `image:1`"), "{m}");
+        let m = not_ready(judge::<Redis>(&s, &output(Some(1), "", "")));
+        assert!(m.contains("exited with 1"), "{m}");
+        let m = not_ready(judge::<Redis>(&s, &output(None, "", "")));
+        assert!(m.contains("did not finish"), "{m}");
+    }
+
+    #[test]
+    fn snapshot_saves_and_reset_reloads_without_saving() {
+        let s = service(&[("REDIS_PASSWORD", "it's")], vec![6380], &[]);
+        let snap = Redis::snapshot(&s).unwrap();
+        assert_eq!(snap[..2], ["sh", "-c"]);
+        assert_eq!(
+            snap[2],
+            "out=$(redis-cli -p 6380 --no-auth-warning -a 'it'\\''s' SAVE 2>&1); \
+             [ \"$out\" = OK ] || { echo \"redis SAVE: $out\" >&2; exit 1; }"
+        );
+        let reset = Redis::reset(&s).unwrap();
+        assert!(
+            reset[2].starts_with(
+                "out=$(redis-cli -p 6380 --no-auth-warning -a 'it'\\''s' DEBUG RELOAD NOSAVE 2>&1);"
+            ),
+            "{}",
+            reset[2]
+        );
+        assert!(reset[2].contains("--enable-debug-command local"));
+        assert!(Redis::reset(&service(&[], vec![], &[("port", "0")])).is_none());
+    }
+}
