@@ -140,7 +140,12 @@ async fn latency(count: usize, rate_per_s: u64) {
 
 fn rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
     kb / 1024.0
 }
 
@@ -149,13 +154,32 @@ fn rss_mib() -> f64 {
 fn http_and_memory() {
     use slipway::api::{self, AppState};
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let store = Arc::new(RedbStore::open(&dir.path().join("store.redb"), SpecPolicy::default()).unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store =
+        Arc::new(RedbStore::open(&dir.path().join("store.redb"), SpecPolicy::default()).unwrap());
     let logs = JobLogs::new(dir.path().join("logs")).unwrap();
     // No executor work: measure the API and the store, with a scheduler that never leases.
-    let config = SchedulerConfig { concurrency: 0, ..SchedulerConfig::default() };
-    let scheduler = Scheduler::new(store.clone(), Arc::new(NoopExecutor::default()), logs.clone(), config);
-    let state = AppState { store: store.clone(), scheduler: scheduler.clone(), logs, token: "t".into(), policy: SpecPolicy::default() };
+    let config = SchedulerConfig {
+        concurrency: 0,
+        ..SchedulerConfig::default()
+    };
+    let scheduler = Scheduler::new(
+        store.clone(),
+        Arc::new(NoopExecutor::default()),
+        logs.clone(),
+        config,
+    );
+    let state = AppState {
+        store: store.clone(),
+        scheduler: scheduler.clone(),
+        logs,
+        token: "t".into(),
+        policy: SpecPolicy::default(),
+    };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -163,7 +187,13 @@ fn http_and_memory() {
     let stop = shutdown.clone();
     rt.spawn(async move {
         tokio::spawn(scheduler.run(stop.clone()));
-        api::serve(tokio::net::TcpListener::from_std(listener).unwrap(), state, stop).await.unwrap();
+        api::serve(
+            tokio::net::TcpListener::from_std(listener).unwrap(),
+            state,
+            stop,
+        )
+        .await
+        .unwrap();
     });
     std::thread::sleep(Duration::from_millis(200));
     let idle = rss_mib();
@@ -190,7 +220,10 @@ fn http_and_memory() {
             })
         })
         .collect();
-    let mut lat: Vec<Duration> = clients.into_iter().flat_map(|c| c.join().unwrap()).collect();
+    let mut lat: Vec<Duration> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
     let elapsed = started.elapsed();
     lat.sort();
     let pct = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e3;
@@ -222,7 +255,9 @@ fn http_and_memory() {
         "RSS (store + scheduler + API in one process): idle {:.1} MiB; with {queued} queued jobs {:.1} MiB; store file {:.1} MiB",
         idle,
         rss_mib(),
-        std::fs::metadata(store.path()).map(|m| m.len() as f64 / 1048576.0).unwrap_or(0.0)
+        std::fs::metadata(store.path())
+            .map(|m| m.len() as f64 / 1048576.0)
+            .unwrap_or(0.0)
     );
     shutdown.cancel();
 }

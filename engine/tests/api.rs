@@ -5,84 +5,29 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use slipway::api::{self, AppState};
-use slipway::job::SpecPolicy;
-use slipway::logs::JobLogs;
-use slipway::queue::{RedbStore, Scheduler, SchedulerConfig};
-use support::{ScriptedExecutor, spec_json};
-use tokio_util::sync::CancellationToken;
+use support::spec_json;
 
 const TOKEN: &str = "test-token-123";
 
 struct Server {
+    _inner: support::TestServer,
     base: String,
-    _dir: tempfile::TempDir,
-    shutdown: CancellationToken,
     agent: ureq::Agent,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-/// An engine on 127.0.0.1:<free port>, on its own runtime thread.
 fn server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let store =
-        Arc::new(RedbStore::open(&dir.path().join("store.redb"), SpecPolicy::default()).unwrap());
-    let logs = JobLogs::new(dir.path().join("logs")).unwrap();
-    let config = SchedulerConfig {
-        heartbeat: Duration::from_millis(100),
-        lease: Duration::from_secs(2),
-        poll: Duration::from_millis(50),
-        stop_grace: Duration::from_millis(500),
-        ..SchedulerConfig::default()
-    };
-    let scheduler = Scheduler::new(
-        store.clone(),
-        Arc::new(ScriptedExecutor::default()),
-        logs.clone(),
-        config,
-    );
-    let state = AppState {
-        store,
-        scheduler: scheduler.clone(),
-        logs,
-        token: TOKEN.into(),
-        policy: SpecPolicy::default(),
-    };
-    let shutdown = CancellationToken::new();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stop = shutdown.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            tokio::spawn(scheduler.run(stop.clone()));
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            api::serve(listener, state, stop).await.unwrap();
-        });
-    });
+    let inner = support::test_server(TOKEN);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(20)))
         .build()
         .into();
     Server {
-        base,
-        _dir: dir,
-        shutdown,
+        base: inner.base.clone(),
+        _inner: inner,
         agent,
     }
 }

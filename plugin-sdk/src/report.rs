@@ -237,20 +237,46 @@ pub fn position(n: Option<u64>) -> Option<u32> {
     n.filter(|&n| n > 0).and_then(|n| u32::try_from(n).ok())
 }
 
-/// `text` on one line (line breaks and control characters become spaces),
-/// trimmed and at most [`MAX_MESSAGE_BYTES`] long.
+/// `text` on one line: its non-empty lines trimmed and joined with ` | `,
+/// ANSI colour codes removed, other control characters made spaces, at most
+/// [`MAX_MESSAGE_BYTES`] long.
 pub fn one_line(text: &str) -> String {
-    let joined = text
+    let joined = strip_ansi(text)
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
-        .join(" ");
+        .join(" | ");
     let clean: String = joined
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     truncate(clean.trim(), MAX_MESSAGE_BYTES)
+}
+
+/// `text` without ANSI escape sequences (`ESC [ … letter`), which test
+/// runners and compilers print when they think they write to a terminal.
+pub fn strip_ansi(text: &str) -> String {
+    if !text.contains('\u{1b}') {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        if chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// `text` cut to at most `max` bytes (on a character boundary), ending in `…` if cut.
@@ -282,21 +308,40 @@ pub fn finding(
 ) -> Finding {
     let path = path.map(str::trim).filter(|p| !p.is_empty());
     let file = path.and_then(repo_path);
-    let message = match (path, &file) {
-        (Some(raw), None) => one_line(&format!("{raw}: {message}")),
-        _ => one_line(message),
+    let (line, column) = (position(line), position(column));
+    // A path that cannot be repository-relative goes into the message with
+    // its position; a line without its file would point nowhere.
+    let (message, line, column) = match (path, &file) {
+        (Some(raw), None) => {
+            let at = match (line, column) {
+                (Some(l), Some(c)) => format!("{raw}:{l}:{c}"),
+                (Some(l), None) => format!("{raw}:{l}"),
+                _ => raw.to_owned(),
+            };
+            (one_line(&format!("{at}: {message}")), None, None)
+        }
+        _ => (one_line(message), line, column),
     };
     let rule = rule
         .map(|r| truncate(&one_line(r), 200))
         .filter(|r| !r.is_empty());
     Finding {
         file,
-        line: position(line),
-        column: position(column),
+        line,
+        column,
         severity,
         rule,
         message,
     }
+}
+
+/// `findings` within the caps of [`Findings`].
+pub fn cap(findings: Vec<Finding>) -> Vec<Finding> {
+    let mut capped = Findings::default();
+    for f in findings {
+        capped.push(f);
+    }
+    capped.finish()
 }
 
 /// Collects findings up to [`MAX_FINDINGS`] and [`MAX_OUTPUT_BYTES`].
@@ -370,7 +415,8 @@ mod tests {
 
     #[test]
     fn messages() {
-        assert_eq!(one_line("  a\r\n\n  b\tc "), "a b c");
+        assert_eq!(one_line("  a\r\n\n  b\tc "), "a | b c");
+        assert_eq!(one_line("\u{1b}[31mred\u{1b}[0m"), "red");
         let long = "é".repeat(3000);
         let cut = one_line(&long);
         assert!(cut.len() <= MAX_MESSAGE_BYTES && cut.ends_with('…'));
@@ -484,7 +530,7 @@ mod tests {
             "bad",
         );
         assert_eq!(f.file, None);
-        assert_eq!(f.message, "/etc/x.py: bad");
-        assert_eq!((f.line, f.column, f.rule), (Some(3), None, None));
+        assert_eq!(f.message, "/etc/x.py:3: bad");
+        assert_eq!((f.line, f.column, f.rule), (None, None, None));
     }
 }

@@ -1,6 +1,7 @@
 //! Subcommands. Each file owns one command family: it parses its arguments
 //! (clap derive; the doc comments are the help) and prints results.
 
+mod client;
 mod plan;
 mod plugins;
 mod scaffold;
@@ -39,6 +40,41 @@ pub enum Command {
     /// validation steps Slipway would use (no Docker needed). Exit code 2:
     /// nothing detected, or a hint file is malformed.
     Plan(plan::PlanArgs),
+    /// Submit a job to a Slipway server.
+    Submit {
+        #[command(flatten)]
+        job: client::SubmitArgs,
+        #[command(flatten)]
+        server: client::ServerArgs,
+    },
+    /// List jobs, newest first.
+    Jobs {
+        #[command(flatten)]
+        filter: client::JobsArgs,
+        #[command(flatten)]
+        server: client::ServerArgs,
+    },
+    /// Show a job. Exit code: 0 succeeded, 1 failed/timed out/cancelled/dead, 3 not finished, 4 server unreachable.
+    Status {
+        #[command(flatten)]
+        job: client::StatusArgs,
+        #[command(flatten)]
+        server: client::ServerArgs,
+    },
+    /// Print a job's log; `--follow` streams it until the job ends.
+    Logs {
+        #[command(flatten)]
+        job: client::LogsArgs,
+        #[command(flatten)]
+        server: client::ServerArgs,
+    },
+    /// Cancel a job: at once when waiting, at its next heartbeat when running.
+    Cancel {
+        #[command(flatten)]
+        job: client::CancelArgs,
+        #[command(flatten)]
+        server: client::ServerArgs,
+    },
 }
 
 pub fn init_tracing(json: bool) {
@@ -59,6 +95,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Plugins(cmd) => plugins::run(cmd, &config),
         Command::Plan(args) => plan::run(args, &config),
+        Command::Submit { job, server } => client::submit(job, &server),
+        Command::Jobs { filter, server } => client::jobs(filter, &server),
+        Command::Status { job, server } => client::status(job, &server),
+        Command::Logs { job, server } => client::logs(job, &server),
+        Command::Cancel { job, server } => client::cancel(job, &server),
     }
 }
 

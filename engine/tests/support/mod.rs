@@ -2,10 +2,15 @@
 //! commands and does what the job's `behaviour` label says.
 #![allow(dead_code)] // each test binary uses part of it
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use slipway::api::{self, AppState};
 use slipway::executor::{Attempt, ExecFuture, Executor};
-use slipway::job::{JobId, JobSpec, Outcome};
+use slipway::job::{JobId, JobSpec, Outcome, SpecPolicy};
+use slipway::logs::JobLogs;
+use slipway::queue::{RedbStore, Scheduler, SchedulerConfig};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Default)]
 pub struct ScriptedExecutor {
@@ -54,4 +59,67 @@ pub fn spec_json(behaviour: &str) -> serde_json::Value {
 
 pub fn spec(behaviour: &str) -> JobSpec {
     serde_json::from_value(spec_json(behaviour)).unwrap()
+}
+
+/// An engine (real redb store, scheduler with the scripted executor, HTTP
+/// API) on 127.0.0.1:<free port>, on its own runtime thread; stopped on drop.
+pub struct TestServer {
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn test_server(token: &str) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Arc::new(RedbStore::open(&dir.path().join("store.redb"), SpecPolicy::default()).unwrap());
+    let logs = JobLogs::new(dir.path().join("logs")).unwrap();
+    let config = SchedulerConfig {
+        heartbeat: Duration::from_millis(100),
+        lease: Duration::from_secs(2),
+        poll: Duration::from_millis(50),
+        stop_grace: Duration::from_millis(500),
+        ..SchedulerConfig::default()
+    };
+    let scheduler = Scheduler::new(
+        store.clone(),
+        Arc::new(ScriptedExecutor::default()),
+        logs.clone(),
+        config,
+    );
+    let state = AppState {
+        store,
+        scheduler: scheduler.clone(),
+        logs,
+        token: token.into(),
+        policy: SpecPolicy::default(),
+    };
+    let shutdown = CancellationToken::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = shutdown.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            tokio::spawn(scheduler.run(stop.clone()));
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            api::serve(listener, state, stop).await.unwrap();
+        });
+    });
+    TestServer {
+        base,
+        dir,
+        shutdown,
+    }
 }

@@ -185,7 +185,7 @@ mod tests {
         assert!(
             outside
                 .message
-                .starts_with("/home/ci/shared/eslint-rules.js: "),
+                .starts_with("/home/ci/shared/eslint-rules.js:1:1: "),
             "{}",
             outside.message
         );

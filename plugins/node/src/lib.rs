@@ -417,7 +417,6 @@ fn node_hints(repo: &Repo, manifest: Option<&Manifest>) -> Result<Vec<VersionHin
     Ok(hints)
 }
 
-
 /// Everything the Dockerfile needs to install dependencies.
 struct Install {
     /// Root-run commands that put the package manager in the image.

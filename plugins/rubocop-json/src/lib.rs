@@ -207,7 +207,7 @@ mod tests {
         assert_eq!(syntax.rule.as_deref(), Some("Lint/Syntax"));
         assert_eq!(
             syntax.message,
-            "unexpected token kEND (Using Ruby 3.3 parser; configure using `TargetRubyVersion` parameter, under `AllCops`)"
+            "unexpected token kEND | (Using Ruby 3.3 parser; configure using `TargetRubyVersion` parameter, under `AllCops`)"
         );
 
         assert_eq!(f[7].file.as_deref(), Some("config/routes.rb"));
@@ -216,7 +216,7 @@ mod tests {
         assert_eq!(outside.file, None);
         assert_eq!(
             outside.message,
-            "../shared/rubocop_helper.rb: Unused method argument - `opts`."
+            "../shared/rubocop_helper.rb:4:18: Unused method argument - `opts`."
         );
         assert_eq!(outside.rule.as_deref(), Some("Lint/UnusedMethodArgument"));
     }

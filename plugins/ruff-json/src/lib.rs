@@ -152,9 +152,9 @@ mod tests {
         assert_eq!(outside.file, None);
         assert_eq!(
             outside.message,
-            "/tmp/build/generated.py: Ambiguous variable name: `l`"
+            "/tmp/build/generated.py:4:5: Ambiguous variable name: `l`"
         );
-        assert_eq!(outside.line, Some(4));
+        assert_eq!(outside.line, None, "the position moved into the message");
 
         let io = &f[6];
         assert_eq!(io.rule.as_deref(), Some("E902"));
@@ -219,7 +219,7 @@ mod tests {
         assert_eq!(f[0].file.as_deref(), Some("a.py"));
         assert_eq!((f[0].line, f[0].column), (None, None));
         assert_eq!((f[1].file.as_deref(), f[1].line), (None, None));
-        assert_eq!(f[1].message, "m second line");
+        assert_eq!(f[1].message, "m | second line");
     }
 
     #[test]
