@@ -16,6 +16,7 @@ pub mod bindings {
 }
 
 pub use crate::types::{OptionPair, PluginError, Problem};
+use crate::{malformed, unsupported};
 pub use bindings::slipway::plugin::readiness_types::{
     HttpCheck, Probe, ProbeAction, ProbeOutput, Service, Verdict,
 };
@@ -55,6 +56,114 @@ impl Service {
             .find(|o| o.name == name)
             .map(|o| o.value.as_str())
     }
+}
+
+// Helpers every readiness plugin needs: options by name with errors that
+// point into the job spec, a port choice, the plugin's default timing with
+// per-service overrides, and a short quote of what a probe command said.
+
+/// Where an option lives in the job spec, for error messages.
+pub fn option_path(service: &Service, name: &str) -> String {
+    format!("services.{}.readiness.options.{name}", service.name)
+}
+
+pub fn bad_option(
+    service: &Service,
+    name: &str,
+    message: impl Into<String>,
+    hint: Option<&str>,
+) -> PluginError {
+    malformed(&option_path(service, name), None, message, hint)
+}
+
+/// Option `name` parsed as a number, or `default` when it is not set.
+pub fn number<T: std::str::FromStr>(
+    service: &Service,
+    name: &str,
+    default: T,
+) -> Result<T, PluginError> {
+    match service.option(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| bad_option(service, name, format!("`{v}` is not a valid number"), None)),
+    }
+}
+
+/// A duration or count that must be at least 1.
+pub fn positive(service: &Service, name: &str, default: u32) -> Result<u32, PluginError> {
+    match number(service, name, default)? {
+        0 => Err(bad_option(service, name, "must be at least 1", None)),
+        v => Ok(v),
+    }
+}
+
+/// Option `port`, else the service's first declared port, else `fallback`.
+pub fn port(service: &Service, fallback: Option<u16>) -> Result<u16, PluginError> {
+    if let Some(v) = service.option("port") {
+        return match v.trim().parse::<u16>() {
+            Ok(p) if p != 0 => Ok(p),
+            _ => Err(bad_option(
+                service,
+                "port",
+                format!("`{v}` is not a valid port (1-65535)"),
+                None,
+            )),
+        };
+    }
+    service.ports.first().copied().or(fallback).ok_or_else(|| {
+        unsupported(
+            None,
+            format!("service `{}` declares no port to probe", service.name),
+            Some("add `ports: [<port>]` to the service or set readiness.options.port"),
+        )
+    })
+}
+
+/// The plugin's default timing; every field can be overridden by the option
+/// of the same name.
+pub struct Timing {
+    pub period_ms: u32,
+    pub timeout_ms: u32,
+    pub success_threshold: u32,
+    pub failure_threshold: u32,
+    pub startup_deadline_ms: u32,
+}
+
+pub fn probe_with(service: &Service, action: ProbeAction, d: Timing) -> Result<Probe, PluginError> {
+    Ok(Probe {
+        action,
+        period_ms: positive(service, "period_ms", d.period_ms)?,
+        timeout_ms: positive(service, "timeout_ms", d.timeout_ms)?,
+        success_threshold: positive(service, "success_threshold", d.success_threshold)?,
+        failure_threshold: positive(service, "failure_threshold", d.failure_threshold)?,
+        startup_deadline_ms: positive(service, "startup_deadline_ms", d.startup_deadline_ms)?,
+    })
+}
+
+/// The last `max` characters of `text`, trimmed (`…` marks a cut).
+pub fn tail(text: &str, max: usize) -> String {
+    let text = text.trim();
+    let n = text.chars().count();
+    if n <= max {
+        return text.to_owned();
+    }
+    let start = text
+        .char_indices()
+        .nth(n - max + 1)
+        .map_or(text.len(), |(i, _)| i);
+    format!("…{}", &text[start..])
+}
+
+/// What a command said: its stderr, else its stdout, cut to `max` characters.
+pub fn said(output: &ProbeOutput, max: usize) -> String {
+    let text = if output.stderr.trim().is_empty() {
+        &output.stdout
+    } else {
+        &output.stderr
+    };
+    tail(text, max)
 }
 
 /// Export a type implementing [`Readiness`] as the plugin's component exports.

@@ -36,7 +36,7 @@ impl Executor for ScriptedExecutor {
                     reason: "tests failed".into(),
                 },
                 "infra" => Outcome::InfrastructureError {
-                    reason: "docker unavailable".into(),
+                    reason: "infrastructure unavailable".into(),
                 },
                 "crash" => panic!("executor crashed on purpose"),
                 "hang" => {

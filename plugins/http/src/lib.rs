@@ -2,7 +2,7 @@
 //! accepted status (any 2xx or 3xx unless options say otherwise).
 
 use slipway_plugin_sdk::readiness::*;
-use slipway_plugin_sdk::{export_readiness, malformed, unsupported};
+use slipway_plugin_sdk::{export_readiness, malformed};
 
 pub struct Http;
 
@@ -136,91 +136,6 @@ impl Readiness for Http {
 }
 
 export_readiness!(Http);
-
-// ---------------------------------------------------------------------------
-// Options and timing. The same helper is copied into every first-party
-// readiness plugin (each crate stands alone).
-// ---------------------------------------------------------------------------
-
-/// Where an option lives in the job spec, for error messages.
-fn option_path(service: &Service, name: &str) -> String {
-    format!("services.{}.readiness.options.{name}", service.name)
-}
-
-fn bad_option(
-    service: &Service,
-    name: &str,
-    message: impl Into<String>,
-    hint: Option<&str>,
-) -> PluginError {
-    malformed(&option_path(service, name), None, message, hint)
-}
-
-/// Option `name` parsed as a number, or `default` when it is not set.
-fn number<T: std::str::FromStr>(
-    service: &Service,
-    name: &str,
-    default: T,
-) -> Result<T, PluginError> {
-    match service.option(name) {
-        None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| bad_option(service, name, format!("`{v}` is not a valid number"), None)),
-    }
-}
-
-/// A duration or count that must be at least 1.
-fn positive(service: &Service, name: &str, default: u32) -> Result<u32, PluginError> {
-    match number(service, name, default)? {
-        0 => Err(bad_option(service, name, "must be at least 1", None)),
-        v => Ok(v),
-    }
-}
-
-/// Option `port`, else the service's first declared port, else `fallback`.
-fn port(service: &Service, fallback: Option<u16>) -> Result<u16, PluginError> {
-    if let Some(v) = service.option("port") {
-        return match v.trim().parse::<u16>() {
-            Ok(p) if p != 0 => Ok(p),
-            _ => Err(bad_option(
-                service,
-                "port",
-                format!("`{v}` is not a valid port (1-65535)"),
-                None,
-            )),
-        };
-    }
-    service.ports.first().copied().or(fallback).ok_or_else(|| {
-        unsupported(
-            None,
-            format!("service `{}` declares no port to probe", service.name),
-            Some("add `ports: [<port>]` to the service or set readiness.options.port"),
-        )
-    })
-}
-
-/// The plugin's default timing; every field can be overridden by the option
-/// of the same name.
-struct Timing {
-    period_ms: u32,
-    timeout_ms: u32,
-    success_threshold: u32,
-    failure_threshold: u32,
-    startup_deadline_ms: u32,
-}
-
-fn probe_with(service: &Service, action: ProbeAction, d: Timing) -> Result<Probe, PluginError> {
-    Ok(Probe {
-        action,
-        period_ms: positive(service, "period_ms", d.period_ms)?,
-        timeout_ms: positive(service, "timeout_ms", d.timeout_ms)?,
-        success_threshold: positive(service, "success_threshold", d.success_threshold)?,
-        failure_threshold: positive(service, "failure_threshold", d.failure_threshold)?,
-        startup_deadline_ms: positive(service, "startup_deadline_ms", d.startup_deadline_ms)?,
-    })
-}
 
 #[cfg(test)]
 mod tests {

@@ -139,69 +139,6 @@ impl Readiness for LogLine {
 
 export_readiness!(LogLine);
 
-// ---------------------------------------------------------------------------
-// Options and timing. The same helper is copied into every first-party
-// readiness plugin (each crate stands alone).
-// ---------------------------------------------------------------------------
-
-/// Where an option lives in the job spec, for error messages.
-fn option_path(service: &Service, name: &str) -> String {
-    format!("services.{}.readiness.options.{name}", service.name)
-}
-
-fn bad_option(
-    service: &Service,
-    name: &str,
-    message: impl Into<String>,
-    hint: Option<&str>,
-) -> PluginError {
-    malformed(&option_path(service, name), None, message, hint)
-}
-
-/// Option `name` parsed as a number, or `default` when it is not set.
-fn number<T: std::str::FromStr>(
-    service: &Service,
-    name: &str,
-    default: T,
-) -> Result<T, PluginError> {
-    match service.option(name) {
-        None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| bad_option(service, name, format!("`{v}` is not a valid number"), None)),
-    }
-}
-
-/// A duration or count that must be at least 1.
-fn positive(service: &Service, name: &str, default: u32) -> Result<u32, PluginError> {
-    match number(service, name, default)? {
-        0 => Err(bad_option(service, name, "must be at least 1", None)),
-        v => Ok(v),
-    }
-}
-
-/// The plugin's default timing; every field can be overridden by the option
-/// of the same name.
-struct Timing {
-    period_ms: u32,
-    timeout_ms: u32,
-    success_threshold: u32,
-    failure_threshold: u32,
-    startup_deadline_ms: u32,
-}
-
-fn probe_with(service: &Service, action: ProbeAction, d: Timing) -> Result<Probe, PluginError> {
-    Ok(Probe {
-        action,
-        period_ms: positive(service, "period_ms", d.period_ms)?,
-        timeout_ms: positive(service, "timeout_ms", d.timeout_ms)?,
-        success_threshold: positive(service, "success_threshold", d.success_threshold)?,
-        failure_threshold: positive(service, "failure_threshold", d.failure_threshold)?,
-        startup_deadline_ms: positive(service, "startup_deadline_ms", d.startup_deadline_ms)?,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

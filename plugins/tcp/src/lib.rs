@@ -1,27 +1,9 @@
 //! `tcp` readiness: a service is ready once it accepts a TCP connection.
 
 use slipway_plugin_sdk::readiness::*;
-use slipway_plugin_sdk::{export_readiness, malformed, unsupported};
+use slipway_plugin_sdk::{export_readiness, unsupported};
 
 pub struct Tcp;
-
-fn number<T: std::str::FromStr>(
-    service: &Service,
-    name: &str,
-    default: T,
-) -> Result<T, PluginError> {
-    match service.option(name) {
-        None => Ok(default),
-        Some(v) => v.parse().map_err(|_| {
-            malformed(
-                &format!("services.{}.readiness.options.{name}", service.name),
-                None,
-                format!("`{v}` is not a valid number"),
-                None,
-            )
-        }),
-    }
-}
 
 impl Readiness for Tcp {
     fn probe(service: &Service) -> Result<Probe, PluginError> {
