@@ -22,6 +22,7 @@ pub mod config;
 pub mod executor;
 pub mod job;
 pub mod logs;
+pub mod metrics;
 pub mod plan;
 pub mod plugins;
 pub mod queue;

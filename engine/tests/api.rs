@@ -175,6 +175,20 @@ fn submit_run_list_show_and_logs() {
     assert_eq!(done["state"], "succeeded");
     assert_eq!(done["attempt"], 1);
 
+    let (_, metrics) = s.call("GET", "/metrics", None, None);
+    for sample in [
+        "slipway_jobs_submitted_total 1\n",
+        "slipway_attempts_started_total 1\n",
+        "slipway_attempt_duration_seconds_count 1\n",
+        "slipway_jobs{state=\"succeeded\"} 1\n",
+    ] {
+        assert!(
+            metrics.contains(sample),
+            "missing `{}` in:\n{metrics}",
+            sample.trim()
+        );
+    }
+
     let (status, list) = s.json("GET", "/api/v1/jobs?state=succeeded", None);
     assert_eq!(status, 200);
     assert_eq!(list["jobs"][0]["id"], id);

@@ -72,6 +72,9 @@ pub async fn submit(
         return Err(ApiError::invalid_spec(problems));
     }
     let submitted = state.store.submit(spec).await?;
+    if submitted.created {
+        crate::metrics::Metrics::add(&state.scheduler.metrics().jobs_submitted, 1);
+    }
     state.scheduler.wake();
     let status = if submitted.created {
         StatusCode::CREATED

@@ -17,6 +17,7 @@ use super::store::{JobStore, LeaseRequest, StoreError};
 use crate::executor::{Attempt, Executor};
 use crate::job::{JobRecord, Outcome, SpecPolicy, TransitionError};
 use crate::logs::JobLogs;
+use crate::metrics::Metrics;
 
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
@@ -56,6 +57,7 @@ pub struct Scheduler {
     logs: JobLogs,
     config: SchedulerConfig,
     wake: Notify,
+    metrics: Arc<Metrics>,
 }
 
 impl Scheduler {
@@ -71,7 +73,13 @@ impl Scheduler {
             logs,
             config,
             wake: Notify::new(),
+            metrics: Arc::default(),
         })
+    }
+
+    /// What this scheduler (and the API in front of it) counts.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Look for work now (after a submit).
@@ -121,7 +129,10 @@ impl Scheduler {
                 _ = self.wake.notified() => {}
                 _ = sweep.tick() => {
                     match self.store.expire_leases().await {
-                        Ok(expired) if !expired.is_empty() => tracing::warn!(?expired, "leases expired; jobs go back to the queue"),
+                        Ok(expired) if !expired.is_empty() => {
+                            Metrics::add(&self.metrics.lease_expiries, expired.len() as u64);
+                            tracing::warn!(?expired, "leases expired; jobs go back to the queue");
+                        }
                         Ok(_) => {}
                         Err(e) => tracing::error!(error = %e, "sweeping expired leases failed"),
                     }
@@ -147,6 +158,8 @@ impl Scheduler {
             "slipway",
             &format!("attempt {} started (fence {fence})", job.attempt),
         );
+        Metrics::add(&self.metrics.attempts_started, 1);
+        let started = std::time::Instant::now();
         let attempt = Attempt::new(job, fence, cancel.clone(), log.clone(), self.store.clone());
         let mut execution = tokio::spawn(self.executor.execute(attempt));
 
@@ -172,6 +185,7 @@ impl Scheduler {
                         Ok(false) => {}
                         Err(StoreError::Transition(TransitionError::StaleFence { .. })) => {
                             // Another attempt owns the job now: stop, and report nothing.
+                            Metrics::add(&self.metrics.stale_reports, 1);
                             lost_lease = true;
                             stop = Some(Outcome::Cancelled);
                         }
@@ -208,11 +222,19 @@ impl Scheduler {
             );
             return;
         }
+        self.metrics
+            .attempt_duration
+            .observe(started.elapsed().as_secs_f64());
         match self.store.complete(id, fence, outcome.clone()).await {
-            Ok(record) => log.line(
-                "slipway",
-                &format!("attempt ended: {}", record.state.name()),
-            ),
+            Ok(record) => {
+                if record.state == crate::job::JobState::Retrying {
+                    Metrics::add(&self.metrics.retries, 1);
+                }
+                log.line(
+                    "slipway",
+                    &format!("attempt ended: {}", record.state.name()),
+                );
+            }
             Err(e) => {
                 log.line("slipway", &format!("outcome {outcome:?} not recorded: {e}"));
                 tracing::warn!(error = %e, "outcome not recorded");
