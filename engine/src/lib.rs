@@ -12,6 +12,7 @@
 //! - [`job`]: the job spec, the persisted record and its state machine.
 //! - [`queue`]: the durable store (redb, group commit) and the scheduler
 //!   that leases jobs to the [`executor`] seam; [`logs`] keeps job logs.
+//! - [`profile`]: repo profiles (what a repository's jobs share).
 //! - [`plan`]: detection and planning of a repository through the ecosystem
 //!   plugins; the report `slipway plan` prints.
 //!
@@ -25,4 +26,5 @@ pub mod logs;
 pub mod metrics;
 pub mod plan;
 pub mod plugins;
+pub mod profile;
 pub mod queue;

@@ -374,3 +374,67 @@ fn cancel_of_a_finished_job_conflicts_and_idempotent_submit_returns_the_first() 
         "{body}"
     );
 }
+
+#[test]
+fn profiles_crud_and_jobs_naming_them() {
+    let s = server();
+    let profile = json!({
+        "name": "web",
+        "repository": "https://example.com/repo.git",
+        "dockerfile": "ci/Dockerfile",
+        "validation": {"fast": ["npm run lint"], "full": ["npm test"]},
+        "services": [{"name": "db", "image": "postgres:15", "ports": [5432], "readiness": {"plugin": "postgres"}}],
+    });
+    let (status, created) = s.json("POST", "/api/v1/profiles", Some(profile.clone()));
+    assert_eq!(status, 201, "{created}");
+    let (status, body) = s.json("POST", "/api/v1/profiles", Some(profile.clone()));
+    assert_eq!((status, error_code(&body)), (409, "conflict"));
+
+    let (status, shown) = s.json("GET", "/api/v1/profiles/web", None);
+    assert_eq!(status, 200);
+    assert_eq!(shown["dockerfile"], "ci/Dockerfile");
+    assert_eq!(shown["cache"]["enabled"], true, "defaults are filled in");
+
+    let mut changed = profile.clone();
+    changed["dockerfile"] = json!("Dockerfile.ci");
+    let (status, _) = s.json("PUT", "/api/v1/profiles/web", Some(changed.clone()));
+    assert_eq!(status, 200, "PUT replaces");
+    let (status, body) = s.json("PUT", "/api/v1/profiles/other", Some(changed));
+    assert_eq!(status, 422, "{body}");
+    let (_, list) = s.json("GET", "/api/v1/profiles", None);
+    assert_eq!(list["profiles"].as_array().unwrap().len(), 1);
+    assert_eq!(list["profiles"][0]["dockerfile"], "Dockerfile.ci");
+
+    let mut bad = profile.clone();
+    bad["name"] = json!("Not Valid");
+    bad["dockerfile"] = json!("../../Dockerfile");
+    let (status, body) = s.json("POST", "/api/v1/profiles", Some(bad));
+    assert_eq!((status, error_code(&body)), (422, "invalid_profile"));
+    let fields: Vec<&str> = body["error"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, vec!["name", "dockerfile"]);
+
+    let mut job = spec_json("succeed");
+    job["profile"] = json!("missing");
+    let (status, body) = s.json("POST", "/api/v1/jobs", Some(job.clone()));
+    assert_eq!(status, 422);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown profile `missing` (known: web)"),
+        "{body}"
+    );
+    job["profile"] = json!("web");
+    let (status, _) = s.json("POST", "/api/v1/jobs", Some(job));
+    assert_eq!(status, 201);
+
+    let (status, _) = s.call("DELETE", "/api/v1/profiles/web", Some(TOKEN), None);
+    assert_eq!(status, 204);
+    let (status, body) = s.json("DELETE", "/api/v1/profiles/web", None);
+    assert_eq!((status, error_code(&body)), (404, "not_found"));
+}

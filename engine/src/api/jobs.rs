@@ -67,7 +67,26 @@ pub async fn submit(
     body: Result<Json<JobSpec>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(spec) = body?;
-    let problems = spec.validate(&state.policy);
+    let mut problems = spec.validate(&state.policy);
+    if let Some(name) = &spec.profile {
+        if state.store.get_profile(name)?.is_none() {
+            let known: Vec<String> = state
+                .store
+                .list_profiles()?
+                .into_iter()
+                .map(|p| p.name)
+                .collect();
+            let known = if known.is_empty() {
+                "none defined".to_owned()
+            } else {
+                format!("known: {}", known.join(", "))
+            };
+            problems.push(crate::job::FieldProblem {
+                field: "profile".into(),
+                message: format!("unknown profile `{name}` ({known})"),
+            });
+        }
+    }
     if !problems.is_empty() {
         return Err(ApiError::invalid_spec(problems));
     }

@@ -2,7 +2,7 @@
 //! it calls the queue through the [`JobStore`] seam and never sees redb.
 //!
 //! Routes (DESIGN: "HTTP API"): `/api/v1/jobs` (POST, GET),
-//! `/api/v1/jobs/{id}`, `/api/v1/jobs/{id}/cancel`, `/api/v1/jobs/{id}/logs`
+//! `/api/v1/jobs/{id}`, `/api/v1/jobs/{id}/cancel`, `/api/v1/profiles[/{name}]`, `/api/v1/jobs/{id}/logs`
 //! (`?offset=`, `?tail=`, `?follow=true` as server-sent events that resume
 //! from `Last-Event-ID`), all behind a bearer token; `/healthz`, `/readyz`,
 //! `/metrics` without one. Bodies are capped at 1 MiB.
@@ -11,6 +11,7 @@ mod auth;
 pub mod error;
 mod health;
 pub mod jobs;
+mod profiles;
 
 use std::sync::Arc;
 
@@ -41,6 +42,13 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}", get(jobs::show))
         .route("/jobs/{id}/cancel", post(jobs::cancel))
         .route("/jobs/{id}/logs", get(jobs::logs))
+        .route("/profiles", post(profiles::create).get(profiles::list))
+        .route(
+            "/profiles/{name}",
+            get(profiles::show)
+                .put(profiles::replace)
+                .delete(profiles::delete),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 
 use super::store::{JobStore, LeaseRequest, ListFilter, StoreError, StoreFuture, Submitted};
 use crate::job::{JobId, JobRecord, JobSpec, JobState, Outcome, Progress, SpecPolicy, now_ms};
+use crate::profile::Profile;
 
 const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
 const READY: TableDefinition<(i64, u64), ()> = TableDefinition::new("ready");
@@ -28,6 +29,7 @@ const DELAYED: TableDefinition<(u64, u64), ()> = TableDefinition::new("delayed")
 const RUNNING: TableDefinition<u64, u64> = TableDefinition::new("running");
 const IDEMPOTENCY: TableDefinition<&str, u64> = TableDefinition::new("idempotency");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("profiles");
 
 /// The schema this build writes. Bump it with a migration in [`migrate`].
 pub const SCHEMA_VERSION: u64 = 1;
@@ -38,6 +40,7 @@ struct Tables<'t> {
     delayed: Table<'t, (u64, u64), ()>,
     running: Table<'t, u64, u64>,
     idempotency: Table<'t, &'static str, u64>,
+    profiles: Table<'t, &'static str, &'static [u8]>,
 }
 
 /// The writer's view of derived state, rebuilt from the tables at open.
@@ -158,6 +161,7 @@ impl RedbStore {
             txn.open_table(READY).map_err(io)?;
             txn.open_table(DELAYED).map_err(io)?;
             txn.open_table(IDEMPOTENCY).map_err(io)?;
+            txn.open_table(PROFILES).map_err(io)?;
             let running = txn.open_table(RUNNING).map_err(io)?;
             let jobs = txn.open_table(JOBS).map_err(io)?;
             for entry in running.iter().map_err(io)? {
@@ -273,6 +277,7 @@ fn apply_batch(
                 delayed: txn.open_table(DELAYED)?,
                 running: txn.open_table(RUNNING)?,
                 idempotency: txn.open_table(IDEMPOTENCY)?,
+                profiles: txn.open_table(PROFILES)?,
             })
         })();
         let mut tables = match tables {
@@ -585,5 +590,55 @@ impl JobStore for RedbStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone())
+    }
+
+    fn put_profile(&self, profile: Profile, create_only: bool) -> StoreFuture<'_, bool> {
+        self.write(move |tables, _mem, _counts| {
+            let exists = tables
+                .profiles
+                .get(profile.name.as_str())
+                .map_err(io)?
+                .is_some();
+            if exists && create_only {
+                return Ok(true);
+            }
+            let bytes = rmp_serde::to_vec_named(&profile).map_err(io)?;
+            tables
+                .profiles
+                .insert(profile.name.as_str(), bytes.as_slice())
+                .map_err(io)?;
+            Ok(exists)
+        })
+    }
+
+    fn get_profile(&self, name: &str) -> Result<Option<Profile>, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let table = txn.open_table(PROFILES).map_err(io)?;
+        let value = table.get(name).map_err(io)?;
+        value
+            .map(|v| {
+                rmp_serde::from_slice(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .transpose()
+    }
+
+    fn list_profiles(&self) -> Result<Vec<Profile>, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let table = txn.open_table(PROFILES).map_err(io)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(io)? {
+            let (_, v) = entry.map_err(io)?;
+            out.push(
+                rmp_serde::from_slice(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn delete_profile(&self, name: &str) -> StoreFuture<'_, bool> {
+        let name = name.to_owned();
+        self.write(move |tables, _mem, _counts| {
+            Ok(tables.profiles.remove(name.as_str()).map_err(io)?.is_some())
+        })
     }
 }

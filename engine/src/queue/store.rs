@@ -11,6 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::job::{JobId, JobRecord, JobSpec, JobState, Outcome, Progress, TransitionError};
+use crate::profile::Profile;
 
 /// A boxed future, so `JobStore` can be used as `dyn JobStore`.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -87,4 +88,14 @@ pub trait JobStore: Send + Sync + 'static {
     fn expire_leases(&self) -> StoreFuture<'_, Vec<JobId>>;
     /// Jobs by state.
     fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError>;
+
+    /// Store a profile; `Ok(true)` when it replaced one of the same name.
+    /// With `create_only`, an existing profile is left alone and `Ok(true)`
+    /// is returned without writing.
+    fn put_profile(&self, profile: Profile, create_only: bool) -> StoreFuture<'_, bool>;
+    fn get_profile(&self, name: &str) -> Result<Option<Profile>, StoreError>;
+    /// By name.
+    fn list_profiles(&self) -> Result<Vec<Profile>, StoreError>;
+    /// `Ok(false)` when there was none.
+    fn delete_profile(&self, name: &str) -> StoreFuture<'_, bool>;
 }

@@ -1,0 +1,107 @@
+//! `/api/v1/profiles`: repo profiles CRUD.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::profile::Profile;
+
+fn checked(body: Result<Json<Profile>, JsonRejection>) -> Result<Profile, ApiError> {
+    let Json(profile) = body?;
+    let problems = profile.validate();
+    if !problems.is_empty() {
+        let mut e = ApiError::invalid_spec(problems);
+        e.code = "invalid_profile";
+        return Err(e);
+    }
+    Ok(profile)
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no profile `{name}`"),
+    )
+}
+
+/// Create; `409` when the name is taken.
+pub async fn create(
+    State(state): State<AppState>,
+    body: Result<Json<Profile>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let profile = checked(body)?;
+    let name = profile.name.clone();
+    if state.store.put_profile(profile.clone(), true).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("profile `{name}` exists"),
+        )
+        .hint(format!("PUT /api/v1/profiles/{name} replaces it")));
+    }
+    Ok((StatusCode::CREATED, Json(profile)).into_response())
+}
+
+/// Create or replace `{name}`; the body's `name` must match.
+pub async fn replace(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<Profile>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let profile = checked(body)?;
+    if profile.name != name {
+        let mut e = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_profile",
+            format!(
+                "the body names profile `{}`, the path `{name}`",
+                profile.name
+            ),
+        );
+        e.field = Some("name".into());
+        return Err(e);
+    }
+    let replaced = state.store.put_profile(profile.clone(), false).await?;
+    Ok((
+        if replaced {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        },
+        Json(profile),
+    )
+        .into_response())
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(
+        serde_json::json!({ "profiles": state.store.list_profiles()? }),
+    ))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Profile>, ApiError> {
+    state
+        .store
+        .get_profile(&name)?
+        .map(Json)
+        .ok_or_else(|| not_found(&name))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if state.store.delete_profile(&name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found(&name))
+    }
+}
