@@ -394,3 +394,35 @@ fn truncated_store_is_refused_or_keeps_its_data() {
     }
     assert!(Path::new(&path).exists());
 }
+
+/// A read-only state directory (a read-only bind mount: `chmod` does not
+/// stop root) gives a clear error naming the path and the fix.
+#[test]
+fn read_only_state_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("state");
+    std::fs::create_dir(&target).unwrap();
+    let run = |args: &[&str]| {
+        let status = std::process::Command::new("mount")
+            .args(args)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mount {args:?} failed: this test needs root (as CI runs)"
+        );
+    };
+    let path = target.to_str().unwrap();
+    run(&["--bind", path, path]);
+    run(&["-o", "remount,ro,bind", path]);
+    let result = RedbStore::open(&target.join("store.redb"), SpecPolicy::default());
+    let _ = std::process::Command::new("umount").arg(path).status();
+    let e = result
+        .err()
+        .expect("a read-only state directory must not open")
+        .to_string();
+    assert!(
+        e.contains("store.redb") && e.contains("not writable"),
+        "{e}"
+    );
+}
