@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A job's id: a sequence number, unique and increasing per store.
 pub type JobId = u64;
@@ -23,7 +24,7 @@ pub fn now_ms() -> Millis {
 }
 
 /// Validation tiers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     #[default]
@@ -32,7 +33,7 @@ pub enum Tier {
 }
 
 /// Resource limits of a job's container.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, ToSchema, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
     pub cpus: Option<f64>,
@@ -41,7 +42,7 @@ pub struct Resources {
 }
 
 /// A service container a job needs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, ToSchema, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
     pub name: String,
@@ -55,7 +56,7 @@ pub struct ServiceSpec {
     pub readiness: Option<ReadinessSpec>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, ToSchema, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReadinessSpec {
     pub plugin: String,
@@ -64,7 +65,7 @@ pub struct ReadinessSpec {
 }
 
 /// Network a job's containers get.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Network {
     #[default]
@@ -74,7 +75,7 @@ pub enum Network {
 }
 
 /// What a client submits (DESIGN: "Job spec"). Unknown fields are an error.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, ToSchema, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     pub repository: String,
@@ -106,7 +107,7 @@ pub struct JobSpec {
 }
 
 /// One problem with a submitted spec.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize)]
 pub struct FieldProblem {
     pub field: String,
     pub message: String,
@@ -250,7 +251,9 @@ impl JobSpec {
 }
 
 /// A job's lifecycle state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ToSchema, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     Queued,
@@ -325,7 +328,7 @@ pub enum Outcome {
 }
 
 /// What a running job is doing, for `status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
 pub struct Progress {
     pub step: u32,
     pub steps: u32,
@@ -341,7 +344,7 @@ pub struct Lease {
 }
 
 /// One state change, kept with the job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
 pub struct Event {
     pub at_ms: Millis,
     pub from: Option<JobState>,

@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::job::{FieldProblem, Network, Resources, ServiceSpec};
 
 /// Commands per validation tier.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, ToSchema, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TierCommands {
     #[serde(default)]
@@ -20,7 +21,7 @@ pub struct TierCommands {
 }
 
 /// How package-manager caches are used.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, ToSchema, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CachePolicy {
     #[serde(default = "yes")]
@@ -43,7 +44,7 @@ impl Default for CachePolicy {
 }
 
 /// A repo profile (wire and persisted type; unknown fields are an error).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, ToSchema, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     pub name: String,

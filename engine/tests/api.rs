@@ -438,3 +438,47 @@ fn profiles_crud_and_jobs_naming_them() {
     let (status, body) = s.json("DELETE", "/api/v1/profiles/web", None);
     assert_eq!((status, error_code(&body)), (404, "not_found"));
 }
+
+#[test]
+fn openapi_document_describes_the_api() {
+    let s = server();
+    let (status, doc) = s.json("GET", "/api/v1/openapi.json", None);
+    assert_eq!(status, 200);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3."),
+        "{}",
+        doc["openapi"]
+    );
+    for (path, method) in [
+        ("/api/v1/jobs", "post"),
+        ("/api/v1/jobs", "get"),
+        ("/api/v1/jobs/{id}", "get"),
+        ("/api/v1/jobs/{id}/cancel", "post"),
+        ("/api/v1/jobs/{id}/logs", "get"),
+        ("/api/v1/profiles/{name}", "put"),
+        ("/healthz", "get"),
+        ("/metrics", "get"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} missing"
+        );
+    }
+    let spec = &doc["components"]["schemas"]["JobSpec"];
+    assert_eq!(
+        spec["additionalProperties"], false,
+        "unknown fields are refused: {spec}"
+    );
+    assert!(
+        spec["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("repository"))
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let (status, _) = s.call("GET", "/api/v1/openapi.json", None, None);
+    assert_eq!(status, 401, "under /api/, so behind the token");
+}

@@ -21,21 +21,27 @@ pub struct ApiError {
     pub problems: Vec<FieldProblem>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+/// The body of every error response.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
-    code: &'a str,
-    message: &'a str,
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, for programs: `malformed_json`, `invalid_job_spec`, `not_found`, `conflict`, ...
+    pub code: String,
+    /// For people: what was wrong, and where.
+    pub message: String,
+    /// The request field the problem is in.
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
+    pub field: Option<String>,
+    /// What to do about it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    hint: Option<&'a str>,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    problems: &'a [FieldProblem],
+    pub hint: Option<String>,
+    /// Every problem, by field, when there are several.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<FieldProblem>,
 }
 
 impl ApiError {
@@ -84,13 +90,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
-            error: Inner {
-                code: self.code,
-                message: &self.message,
-                field: self.field.as_deref(),
-                hint: self.hint.as_deref(),
-                problems: &self.problems,
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+                field: self.field,
+                hint: self.hint,
+                problems: self.problems,
             },
         };
         (self.status, Json(body)).into_response()

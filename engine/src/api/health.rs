@@ -9,11 +9,14 @@ use std::fmt::Write as _;
 use super::AppState;
 use crate::job::JobState;
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "`ok`", body = String)))]
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
 /// Ready when the store answers (and, as they land, Docker and plugins).
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "Ready"), (status = 503, description = "Not ready, with the reason")))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match state.store.counts() {
         Ok(_) => (
@@ -29,6 +32,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition format", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = String::new();
     let _ = writeln!(out, "# HELP slipway_jobs Jobs in the store, by state.");

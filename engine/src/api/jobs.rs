@@ -12,16 +12,18 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::job::{JobId, JobRecord, JobSpec, JobState};
 use crate::queue::ListFilter;
 
 /// A job as the API shows it: the record, with secret references replaced
 /// by their names.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobView {
     pub id: JobId,
     pub state: JobState,
+    /// The submitted spec; `secrets` holds only the secret names.
+    #[schema(value_type = Object)]
     pub spec: serde_json::Value,
     pub attempt: u32,
     pub max_attempts: u32,
@@ -62,6 +64,11 @@ impl From<JobRecord> for JobView {
     }
 }
 
+/// Submit a job.
+#[utoipa::path(post, path = "/api/v1/jobs", request_body = JobSpec, security(("bearer" = [])),
+    responses((status = 201, description = "Created", body = JobView), (status = 200, description = "An earlier job with the same idempotency key", body = JobView),
+        (status = 400, description = "Malformed JSON", body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, description = "Invalid spec: every problem by field", body = ErrorBody)))]
 pub async fn submit(
     State(state): State<AppState>,
     body: Result<Json<JobSpec>, JsonRejection>,
@@ -103,7 +110,7 @@ pub async fn submit(
     Ok((status, Json(JobView::from(submitted.record))).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     state: Option<String>,
@@ -111,13 +118,16 @@ pub struct ListQuery {
     limit: Option<usize>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct JobList {
     jobs: Vec<JobView>,
     /// Pass as `cursor` for the next (older) page.
     next_cursor: Option<JobId>,
 }
 
+/// Jobs, newest first.
+#[utoipa::path(get, path = "/api/v1/jobs", params(ListQuery), security(("bearer" = [])),
+    responses((status = 200, body = JobList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -165,6 +175,9 @@ fn find(state: &AppState, id: JobId) -> Result<JobRecord, ApiError> {
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no job {id}")))
 }
 
+/// One job's record.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", params(("id" = u64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<JobId>,
@@ -172,6 +185,9 @@ pub async fn show(
     Ok(Json(find(&state, id)?.into()))
 }
 
+/// Cancel a job: at once when waiting, at its next heartbeat when running.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", params(("id" = u64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "Already finished", body = ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<JobId>,
@@ -179,7 +195,7 @@ pub async fn cancel(
     Ok(Json(state.store.cancel(id).await?.into()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {
     offset: Option<u64>,
@@ -190,6 +206,12 @@ pub struct LogQuery {
 
 const LOG_CHUNK: usize = 256 * 1024;
 
+/// A job's log: text from `offset` (or the last `tail` lines); with `follow=true`, server-sent
+/// events (`id` = the offset after the event, resumable with `Last-Event-ID`; `event: end` when
+/// the job has finished).
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/logs", params(("id" = u64, Path), LogQuery), security(("bearer" = [])),
+    responses((status = 200, description = "text/plain, or text/event-stream when following", body = String),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn logs(
     State(state): State<AppState>,
     Path(id): Path<JobId>,

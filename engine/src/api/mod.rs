@@ -5,12 +5,14 @@
 //! `/api/v1/jobs/{id}`, `/api/v1/jobs/{id}/cancel`, `/api/v1/profiles[/{name}]`, `/api/v1/jobs/{id}/logs`
 //! (`?offset=`, `?tail=`, `?follow=true` as server-sent events that resume
 //! from `Last-Event-ID`), all behind a bearer token; `/healthz`, `/readyz`,
-//! `/metrics` without one. Bodies are capped at 1 MiB.
+//! `/metrics` without one. `/api/v1/openapi.json` describes it all (generated from
+//! the handlers, see [`openapi`]). Bodies are capped at 1 MiB.
 
 mod auth;
 pub mod error;
 mod health;
 pub mod jobs;
+pub mod openapi;
 mod profiles;
 
 use std::sync::Arc;
@@ -42,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}", get(jobs::show))
         .route("/jobs/{id}/cancel", post(jobs::cancel))
         .route("/jobs/{id}/logs", get(jobs::logs))
+        .route("/openapi.json", get(openapi::document))
         .route("/profiles", post(profiles::create).get(profiles::list))
         .route(
             "/profiles/{name}",

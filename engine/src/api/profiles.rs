@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::profile::Profile;
 
 fn checked(body: Result<Json<Profile>, JsonRejection>) -> Result<Profile, ApiError> {
@@ -30,6 +30,8 @@ fn not_found(name: &str) -> ApiError {
 }
 
 /// Create; `409` when the name is taken.
+#[utoipa::path(post, path = "/api/v1/profiles", request_body = Profile, security(("bearer" = [])),
+    responses((status = 201, body = Profile), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     body: Result<Json<Profile>, JsonRejection>,
@@ -48,6 +50,8 @@ pub async fn create(
 }
 
 /// Create or replace `{name}`; the body's `name` must match.
+#[utoipa::path(put, path = "/api/v1/profiles/{name}", params(("name" = String, Path)), request_body = Profile, security(("bearer" = [])),
+    responses((status = 200, description = "Replaced", body = Profile), (status = 201, description = "Created", body = Profile), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn replace(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -78,12 +82,17 @@ pub async fn replace(
         .into_response())
 }
 
+/// All profiles, by name.
+#[utoipa::path(get, path = "/api/v1/profiles", security(("bearer" = [])), responses((status = 200, description = "`{\"profiles\": [...]}`"), (status = 401, body = ErrorBody)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(
         serde_json::json!({ "profiles": state.store.list_profiles()? }),
     ))
 }
 
+/// One profile.
+#[utoipa::path(get, path = "/api/v1/profiles/{name}", params(("name" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Profile), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -95,6 +104,9 @@ pub async fn show(
         .ok_or_else(|| not_found(&name))
 }
 
+/// Delete a profile.
+#[utoipa::path(delete, path = "/api/v1/profiles/{name}", params(("name" = String, Path)), security(("bearer" = [])),
+    responses((status = 204, description = "Deleted"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,

@@ -1,0 +1,45 @@
+//! The OpenAPI 3 document, generated from the handlers' own annotations and
+//! types, served at `GET /api/v1/openapi.json`.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::error::{ErrorBody, ErrorDetail};
+use super::{health, jobs, profiles};
+use crate::job::{
+    Event, FieldProblem, JobSpec, JobState, Network, Progress, ReadinessSpec, Resources,
+    ServiceSpec, Tier,
+};
+use crate::profile::{CachePolicy, Profile, TierCommands};
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Slipway", description = "Jobs against code repositories in hardened containers."),
+    paths(
+        jobs::submit, jobs::list, jobs::show, jobs::cancel, jobs::logs,
+        profiles::create, profiles::replace, profiles::list, profiles::show, profiles::delete,
+        health::healthz, health::readyz, health::metrics,
+    ),
+    components(schemas(
+        JobSpec, Tier, Resources, ServiceSpec, ReadinessSpec, Network, JobState, Progress, Event, FieldProblem,
+        jobs::JobView, jobs::JobList, Profile, TierCommands, CachePolicy, ErrorBody, ErrorDetail,
+    )),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+pub async fn document() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}
