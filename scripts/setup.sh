@@ -20,6 +20,8 @@ fi
 need_apt=()
 command -v git >/dev/null 2>&1 || need_apt+=(git)
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
+command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
+[ -x /bin/busybox ] || need_apt+=(busybox-static)
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -31,5 +33,23 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
   step "rustup target add wasm32-wasip2 (plugins are WebAssembly components)"
   rustup target add wasm32-wasip2
 fi
+
+# The Docker daemon: start it where it is not running (no bridge network on
+# these machines: containers use `none`, or `host` for builds).
+if ! docker version >/dev/null 2>&1; then
+  step "starting dockerd"
+  if [ -S /var/run/docker.sock ] || [ -f /var/run/docker.pid ]; then
+    pgrep -x dockerd >/dev/null || rm -f /var/run/docker.pid /var/run/docker.sock
+  fi
+  if ! pgrep -x dockerd >/dev/null; then
+    nohup dockerd --bridge=none --iptables=false --ip6tables=false >/var/log/slipway-dockerd.log 2>&1 &
+  fi
+  for _ in $(seq 1 150); do
+    docker version >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  docker version >/dev/null 2>&1 || { echo "error: dockerd did not start; see /var/log/slipway-dockerd.log" >&2; exit 1; }
+fi
+bash "$(dirname "$0")/images.sh"
 
 echo "setup: done in $((SECONDS - started)) s ($(cargo --version))"

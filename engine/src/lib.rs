@@ -13,6 +13,8 @@
 //! - [`queue`]: the durable store (redb, group commit) and the scheduler
 //!   that leases jobs to the [`executor`] seam; [`logs`] keeps job logs.
 //! - [`profile`]: repo profiles (what a repository's jobs share).
+//! - [`runner`]: the Docker runner (only module that imports bollard): engine
+//!   connection, hardened step containers.
 //! - [`plan`]: detection and planning of a repository through the ecosystem
 //!   plugins; the report `slipway plan` prints.
 //!
@@ -28,3 +30,4 @@ pub mod plan;
 pub mod plugins;
 pub mod profile;
 pub mod queue;
+pub mod runner;

@@ -1,0 +1,87 @@
+//! Connecting to the container engine: `DOCKER_HOST`, the default socket,
+//! rootless Docker (`$XDG_RUNTIME_DIR/docker.sock`) and Podman's Docker API
+//! socket, in that order; the API version is negotiated (Docker 20.10 speaks
+//! 1.41), and the engine must answer a ping.
+
+use std::path::PathBuf;
+
+use bollard::Docker;
+
+#[derive(Debug, thiserror::Error)]
+#[error("no Docker or Podman engine answered; tried: {}{hint}", tried.join("; "))]
+pub struct DockerError {
+    /// Each candidate and why it failed.
+    pub tried: Vec<String>,
+    hint: String,
+}
+
+/// The candidate endpoints, in order.
+fn candidates() -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(host) = std::env::var("DOCKER_HOST") {
+        if !host.is_empty() {
+            out.push(host);
+        }
+    }
+    out.push("unix:///var/run/docker.sock".into());
+    if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR") {
+        let dir = PathBuf::from(runtime);
+        out.push(format!("unix://{}", dir.join("docker.sock").display()));
+        out.push(format!(
+            "unix://{}",
+            dir.join("podman/podman.sock").display()
+        ));
+    }
+    out.push("unix:///run/podman/podman.sock".into());
+    out
+}
+
+async fn try_endpoint(endpoint: &str) -> Result<Docker, String> {
+    let client = if let Some(path) = endpoint.strip_prefix("unix://") {
+        Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION)
+            .map_err(|e| e.to_string())?
+    } else if endpoint.starts_with("tcp://") || endpoint.starts_with("http://") {
+        Docker::connect_with_http(endpoint, 120, bollard::API_DEFAULT_VERSION)
+            .map_err(|e| e.to_string())?
+    } else {
+        return Err("unsupported scheme (use unix://, tcp:// or http://)".into());
+    };
+    let client = client
+        .negotiate_version()
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .ping()
+        .await
+        .map_err(|e| format!("no answer to ping: {e}"))?;
+    Ok(client)
+}
+
+/// The first of the usual endpoints that answers.
+pub async fn connect() -> Result<Docker, DockerError> {
+    connect_any(candidates()).await
+}
+
+/// The first of `endpoints` that answers.
+pub async fn connect_any(endpoints: Vec<String>) -> Result<Docker, DockerError> {
+    let mut tried = Vec::new();
+    for endpoint in endpoints {
+        match try_endpoint(&endpoint).await {
+            Ok(client) => {
+                tracing::debug!(%endpoint, "connected to the container engine");
+                return Ok(client);
+            }
+            Err(why) => tried.push(format!("{endpoint} ({why})")),
+        }
+    }
+    let permission = tried.iter().any(|t| t.contains("ermission denied"));
+    let hint = if permission {
+        " (hint: add this user to the socket's group, e.g. `usermod -aG docker $USER`, or set DOCKER_HOST)"
+    } else {
+        " (hint: start the daemon, e.g. `dockerd` or `systemctl start docker`, or set DOCKER_HOST)"
+    };
+    Err(DockerError {
+        tried,
+        hint: hint.into(),
+    })
+}

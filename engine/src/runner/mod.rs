@@ -1,0 +1,22 @@
+//! The Docker runner: the only module that talks to the container engine
+//! (and the only one that imports bollard).
+//!
+//! - [`docker`]: finding and connecting to Docker or Podman, with the API
+//!   version negotiated and an error that names everything tried.
+//! - [`container`]: one step in a fresh, hardened, labelled container, with
+//!   its output streamed into the job log, a timeout (SIGTERM, grace, kill),
+//!   cancel, and removal whatever happens.
+//!
+//! Still to come (the Docker runner issue): checkout, image resolution and
+//! build cache, pods with services, the `Executor` implementation.
+
+pub mod container;
+pub mod docker;
+
+pub use container::{ContainerLimits, RunnerError, StepContainer, StepEnd, StepOutcome, run_step};
+pub use docker::{DockerError, connect};
+
+/// Labels every Slipway container carries (DESIGN: "Containers").
+pub const LABEL_MANAGED: &str = "io.slipway.managed";
+pub const LABEL_ROLE: &str = "io.slipway.role";
+pub const LABEL_JOB: &str = "io.slipway.job";

@@ -1,0 +1,272 @@
+//! Step containers against the real Docker engine (started by
+//! `scripts/setup.sh`; these tests fail, loudly, when it is not there) with
+//! the local `slipway-test/busybox:1` image from `scripts/images.sh`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::query_parameters::ListContainersOptionsBuilder;
+use slipway::logs::JobLogs;
+use slipway::runner::{self, ContainerLimits, StepContainer, StepEnd};
+use tokio_util::sync::CancellationToken;
+
+const IMAGE: &str = "slipway-test/busybox:1";
+
+async fn docker() -> bollard::Docker {
+    runner::connect().await.unwrap_or_else(|e| {
+        panic!("these tests need a Docker engine (run `bash scripts/setup.sh`): {e}")
+    })
+}
+
+/// A step spec with a label unique to this test, to find leftovers.
+fn step(test: &str, script: &str) -> StepContainer {
+    StepContainer {
+        image: IMAGE.into(),
+        argv: vec!["sh".into(), "-c".into(), script.into()],
+        env: vec![("GREETING".into(), "hello".into())],
+        workdir: Some("/workspace".into()),
+        user: "1000:1000".into(),
+        binds: vec![],
+        labels: HashMap::from([
+            (runner::LABEL_MANAGED.to_owned(), "true".to_owned()),
+            (runner::LABEL_ROLE.to_owned(), "job".to_owned()),
+            ("io.slipway.test".to_owned(), test.to_owned()),
+        ]),
+        limits: ContainerLimits {
+            memory_mb: Some(128),
+            pids: Some(64),
+            cpus: Some(1.0),
+        },
+        network: "none".into(),
+    }
+}
+
+async fn leftovers(docker: &bollard::Docker, test: &str) -> usize {
+    let filters = HashMap::from([("label".to_owned(), vec![format!("io.slipway.test={test}")])]);
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    docker.list_containers(Some(options)).await.unwrap().len()
+}
+
+fn log_text(logs: &JobLogs, id: u64) -> String {
+    String::from_utf8(logs.read(id, 0, 1 << 20).unwrap().0).unwrap()
+}
+
+#[tokio::test]
+async fn a_step_streams_both_outputs_and_reports_its_exit_code() {
+    let docker = docker().await;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = JobLogs::new(dir.path()).unwrap();
+    let log = logs.writer(1);
+    let outcome = runner::run_step(
+        &docker,
+        &step(
+            "exit-code",
+            "echo \"$GREETING out\"; echo oops >&2; printf 'no newline'; exit 3",
+        ),
+        &log,
+        Duration::from_secs(30),
+        Duration::from_secs(2),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.end, StepEnd::Exited(3));
+    let text = log_text(&logs, 1);
+    assert!(text.contains(" stdout hello out\n"), "{text}");
+    assert!(text.contains(" stderr oops\n"), "{text}");
+    assert!(
+        text.contains(" stdout no newline\n"),
+        "a last partial line is kept: {text}"
+    );
+    assert_eq!(
+        leftovers(&docker, "exit-code").await,
+        0,
+        "the container is removed"
+    );
+}
+
+#[tokio::test]
+async fn steps_are_hardened() {
+    let docker = docker().await;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = JobLogs::new(dir.path()).unwrap();
+    let script = "id -u; grep CapEff /proc/self/status; \
+                  touch /etc/x 2>/dev/null && echo root-writable || echo root-read-only; \
+                  touch /tmp/x && echo tmp-writable; \
+                  ls /sys/class/net; \
+                  cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max; \
+                  grep NoNewPrivs /proc/self/status; ps -o pid,comm | head -3";
+    let outcome = runner::run_step(
+        &docker,
+        &step("hardened", script),
+        &logs.writer(2),
+        Duration::from_secs(30),
+        Duration::from_secs(2),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let text = log_text(&logs, 2);
+    assert_eq!(outcome.end, StepEnd::Exited(0), "{text}");
+    for expected in [
+        " stdout 1000\n",
+        "CapEff:\t0000000000000000",
+        " stdout root-read-only\n",
+        " stdout tmp-writable\n",
+        " stdout lo\n",
+        " stdout 64\n",
+        "NoNewPrivs:\t1",
+    ] {
+        assert!(
+            text.contains(expected),
+            "missing `{}` in:\n{text}",
+            expected.trim()
+        );
+    }
+    assert!(!text.contains("eth0"), "no network but loopback: {text}");
+}
+
+#[tokio::test]
+async fn timeout_stops_the_step_and_removes_the_container() {
+    let docker = docker().await;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = JobLogs::new(dir.path()).unwrap();
+    let outcome = runner::run_step(
+        &docker,
+        &step("timeout", "echo started; sleep 60"),
+        &logs.writer(3),
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.end, StepEnd::TimedOut);
+    assert!(
+        outcome.duration < Duration::from_secs(15),
+        "stopped after {:?}",
+        outcome.duration
+    );
+    assert!(log_text(&logs, 3).contains(" stdout started\n"));
+    assert_eq!(leftovers(&docker, "timeout").await, 0);
+}
+
+#[tokio::test]
+async fn cancel_stops_the_step() {
+    let docker = docker().await;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = JobLogs::new(dir.path()).unwrap();
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        trigger.cancel();
+    });
+    let outcome = runner::run_step(
+        &docker,
+        &step("cancel", "sleep 60"),
+        &logs.writer(4),
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        &cancel,
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.end, StepEnd::Cancelled);
+    assert!(outcome.duration < Duration::from_secs(15));
+    assert_eq!(leftovers(&docker, "cancel").await, 0);
+}
+
+#[tokio::test]
+async fn memory_limit_kills_a_step_that_exceeds_it() {
+    let docker = docker().await;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = JobLogs::new(dir.path()).unwrap();
+    // /tmp is a tmpfs charged to the container's memory: fill past 128 MiB.
+    let outcome = runner::run_step(
+        &docker,
+        &step(
+            "oom",
+            "dd if=/dev/zero of=/tmp/fill bs=1M count=200 && echo survived",
+        ),
+        &logs.writer(5),
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let text = log_text(&logs, 5);
+    assert!(!text.contains("stdout survived"), "{text}");
+    assert!(
+        matches!(outcome.end, StepEnd::Exited(code) if code != 0),
+        "{:?}: {text}",
+        outcome.end
+    );
+}
+
+#[tokio::test]
+async fn missing_image_and_root_user_are_clear_errors() {
+    let docker = docker().await;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = JobLogs::new(dir.path()).unwrap();
+    let mut missing = step("missing", "true");
+    missing.image = "slipway-test/does-not-exist:1".into();
+    let e = runner::run_step(
+        &docker,
+        &missing,
+        &logs.writer(6),
+        Duration::from_secs(5),
+        Duration::from_secs(1),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("image `slipway-test/does-not-exist:1` is not available"),
+        "{e}"
+    );
+    let mut root = step("root", "true");
+    root.user = "0:0".into();
+    let e = runner::run_step(
+        &docker,
+        &root,
+        &logs.writer(7),
+        Duration::from_secs(5),
+        Duration::from_secs(1),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("refusing to run a step as root"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_engine_names_what_was_tried() {
+    let e = runner::docker::connect_any(vec![
+        "unix:///nonexistent/docker.sock".into(),
+        "ftp://example.invalid".into(),
+    ])
+    .await
+    .err()
+    .expect("nothing answers")
+    .to_string();
+    assert!(
+        e.starts_with(
+            "no Docker or Podman engine answered; tried: unix:///nonexistent/docker.sock ("
+        ),
+        "{e}"
+    );
+    assert!(
+        e.contains("ftp://example.invalid (unsupported scheme"),
+        "{e}"
+    );
+    assert!(e.contains("hint: start the daemon"), "{e}");
+}
