@@ -36,19 +36,28 @@ fi
 
 # The Docker daemon: start it where it is not running (no bridge network on
 # these machines: containers use `none`, or `host` for builds).
-if ! docker version >/dev/null 2>&1; then
-  step "starting dockerd"
-  if [ -S /var/run/docker.sock ] || [ -f /var/run/docker.pid ]; then
-    pgrep -x dockerd >/dev/null || rm -f /var/run/docker.pid /var/run/docker.sock
-  fi
-  if ! pgrep -x dockerd >/dev/null; then
-    nohup dockerd --bridge=none --iptables=false --ip6tables=false >/var/log/slipway-dockerd.log 2>&1 &
-  fi
-  for _ in $(seq 1 150); do
-    docker version >/dev/null 2>&1 && break
+docker_up() { docker version >/dev/null 2>&1; }
+if ! docker_up; then
+  # A dockerd that is still starting or shutting down: give it a moment.
+  for _ in $(seq 1 50); do
+    pgrep -x dockerd >/dev/null || break
+    docker_up && break
     sleep 0.2
   done
-  docker version >/dev/null 2>&1 || { echo "error: dockerd did not start; see /var/log/slipway-dockerd.log" >&2; exit 1; }
+fi
+if ! docker_up; then
+  if pgrep -x dockerd >/dev/null; then
+    echo "error: dockerd is running but does not answer on /var/run/docker.sock; see its log" >&2
+    exit 1
+  fi
+  step "starting dockerd"
+  rm -f /var/run/docker.pid /var/run/docker.sock
+  nohup dockerd --bridge=none --iptables=false --ip6tables=false >/var/log/slipway-dockerd.log 2>&1 &
+  for _ in $(seq 1 150); do
+    docker_up && break
+    sleep 0.2
+  done
+  docker_up || { echo "error: dockerd did not start; see /var/log/slipway-dockerd.log" >&2; tail -20 /var/log/slipway-dockerd.log >&2; exit 1; }
 fi
 bash "$(dirname "$0")/images.sh"
 
