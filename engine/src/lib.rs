@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`api`]: the HTTP API (axum): jobs, logs, health and metrics.
+//! - [`checkout`]: a job's private copy of the repository at its exact commit.
 //! - [`config`]: `slipway.toml` and `SLIPWAY_*` variables, parsed raw, then
 //!   resolved once into a validated [`config::Config`].
 //! - [`plugins`]: the plugin host: the WIT bindings, the sandbox that runs one
@@ -21,6 +22,7 @@
 //! See `ARCHITECTURE.md` at the repository root for the map and invariants.
 
 pub mod api;
+pub mod checkout;
 pub mod config;
 pub mod executor;
 pub mod job;

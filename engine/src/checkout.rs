@@ -1,0 +1,286 @@
+//! A job's checkout: its private copy of the repository at one exact commit.
+//!
+//! Git sources go through a cached bare mirror per repository (fetched, not
+//! cloned again, for later jobs); each job gets its own clone of the mirror
+//! at the commit, and `HEAD` is verified to equal the SHA before anything
+//! runs. A plain local directory is copied (symlinks kept as links, never
+//! followed), so the job cannot change the source and later edits of the
+//! source cannot change the job. Git runs with a timeout, without prompts,
+//! and never with the user's global configuration.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    #[error("`git {args}` failed: {stderr}")]
+    Git { args: String, stderr: String },
+    #[error(
+        "`git {args}` took longer than {seconds} s and was stopped (hint: raise the checkout timeout, or check the repository's size and reachability)"
+    )]
+    Timeout { args: String, seconds: u64 },
+    #[error(
+        "commit `{commit}` is not in {repository} (hint: push it, or give a full SHA or a branch/tag that exists)"
+    )]
+    UnknownCommit { repository: String, commit: String },
+    #[error("the checkout's HEAD is {actual}, not the requested {expected}; nothing was run")]
+    HeadMismatch { expected: String, actual: String },
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> CheckoutError {
+    CheckoutError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Where mirrors and checkouts live.
+#[derive(Debug, Clone)]
+pub struct Checkouts {
+    mirrors: PathBuf,
+    jobs: PathBuf,
+    timeout: Duration,
+}
+
+/// A prepared checkout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkout {
+    pub path: PathBuf,
+    /// The exact commit (`None` for a plain directory snapshot).
+    pub sha: Option<String>,
+}
+
+impl Checkouts {
+    pub fn new(state_dir: &Path, timeout: Duration) -> Checkouts {
+        Checkouts {
+            mirrors: state_dir.join("mirrors"),
+            jobs: state_dir.join("checkouts"),
+            timeout,
+        }
+    }
+
+    /// Check out `source` (a git URL, a local git repository, or a plain
+    /// directory) at `commit` (a full SHA, or a ref resolved now) for `name`.
+    pub fn prepare(
+        &self,
+        source: &str,
+        commit: &str,
+        name: &str,
+    ) -> Result<Checkout, CheckoutError> {
+        let dest = self.jobs.join(name);
+        if dest.exists() {
+            std::fs::remove_dir_all(&dest).map_err(|e| io_error(&dest, e))?;
+        }
+        std::fs::create_dir_all(&self.jobs).map_err(|e| io_error(&self.jobs, e))?;
+        let local = Path::new(source);
+        if local.is_dir() && !local.join(".git").exists() && !is_bare_repo(local) {
+            copy_tree(local, &dest)?;
+            return Ok(Checkout {
+                path: dest,
+                sha: None,
+            });
+        }
+        let mirror = self.mirror(source)?;
+        let sha = self.resolve(&mirror, source, commit)?;
+        self.git(
+            None,
+            &[
+                "clone",
+                "--quiet",
+                "--no-checkout",
+                "--no-hardlinks",
+                path_str(&mirror),
+                path_str(&dest),
+            ],
+        )?;
+        self.git(
+            Some(&dest),
+            &[
+                "-c",
+                "advice.detachedHead=false",
+                "checkout",
+                "--quiet",
+                "--detach",
+                &sha,
+            ],
+        )?;
+        let head = self.git(Some(&dest), &["rev-parse", "HEAD"])?;
+        if head != sha {
+            return Err(CheckoutError::HeadMismatch {
+                expected: sha,
+                actual: head,
+            });
+        }
+        Ok(Checkout {
+            path: dest,
+            sha: Some(sha),
+        })
+    }
+
+    /// Remove a job's checkout.
+    pub fn remove(&self, name: &str) -> Result<(), CheckoutError> {
+        let dest = self.jobs.join(name);
+        match std::fs::remove_dir_all(&dest) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error(&dest, e)),
+        }
+    }
+
+    /// The bare mirror of `source`, created or fetched.
+    fn mirror(&self, source: &str) -> Result<PathBuf, CheckoutError> {
+        let key = hex::encode(&Sha256::digest(source.as_bytes())[..8]);
+        let slug: String = source
+            .rsplit(['/', ':'])
+            .find(|s| !s.is_empty())
+            .unwrap_or("repo")
+            .trim_end_matches(".git")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let mirror = self.mirrors.join(format!("{slug}-{key}.git"));
+        std::fs::create_dir_all(&self.mirrors).map_err(|e| io_error(&self.mirrors, e))?;
+        if mirror.join("HEAD").exists() {
+            self.git(
+                Some(&mirror),
+                &[
+                    "fetch",
+                    "--quiet",
+                    "--prune",
+                    "--force",
+                    "origin",
+                    "+refs/*:refs/*",
+                ],
+            )?;
+        } else {
+            // Clone next to the final name, then rename: a crash never leaves
+            // a half mirror that looks complete.
+            let partial = self.mirrors.join(format!(".{slug}-{key}.partial"));
+            let _ = std::fs::remove_dir_all(&partial);
+            self.git(
+                None,
+                &["clone", "--quiet", "--mirror", source, path_str(&partial)],
+            )?;
+            std::fs::rename(&partial, &mirror).map_err(|e| io_error(&mirror, e))?;
+        }
+        Ok(mirror)
+    }
+
+    /// `commit` as a full SHA that exists in the mirror.
+    fn resolve(&self, mirror: &Path, source: &str, commit: &str) -> Result<String, CheckoutError> {
+        if commit.starts_with('-') || commit.contains("..") || commit.is_empty() {
+            return Err(CheckoutError::UnknownCommit {
+                repository: source.into(),
+                commit: commit.into(),
+            });
+        }
+        match self.git(
+            Some(mirror),
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("{commit}^{{commit}}"),
+            ],
+        ) {
+            Ok(sha) if !sha.is_empty() => Ok(sha),
+            _ => Err(CheckoutError::UnknownCommit {
+                repository: source.into(),
+                commit: commit.into(),
+            }),
+        }
+    }
+
+    /// Run git without prompts or user configuration; stdout, trimmed.
+    fn git(&self, cwd: Option<&Path>, args: &[&str]) -> Result<String, CheckoutError> {
+        let mut cmd = Command::new("git");
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
+        }
+        cmd.args(args)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let shown = args.join(" ");
+        let mut child = cmd.spawn().map_err(|e| CheckoutError::Git {
+            args: shown.clone(),
+            stderr: e.to_string(),
+        })?;
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(CheckoutError::Timeout {
+                        args: shown,
+                        seconds: self.timeout.as_secs(),
+                    });
+                }
+                Err(e) => {
+                    return Err(CheckoutError::Git {
+                        args: shown,
+                        stderr: e.to_string(),
+                    });
+                }
+            }
+        }
+        let out = child.wait_with_output().map_err(|e| CheckoutError::Git {
+            args: shown.clone(),
+            stderr: e.to_string(),
+        })?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+            return Err(CheckoutError::Git {
+                args: shown,
+                stderr,
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap_or_default()
+}
+
+fn is_bare_repo(dir: &Path) -> bool {
+    dir.join("HEAD").is_file() && dir.join("objects").is_dir() && dir.join("refs").is_dir()
+}
+
+/// Copy a directory tree; symlinks are recreated as links, never followed.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), CheckoutError> {
+    std::fs::create_dir_all(to).map_err(|e| io_error(to, e))?;
+    for entry in std::fs::read_dir(from).map_err(|e| io_error(from, e))? {
+        let entry = entry.map_err(|e| io_error(from, e))?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type().map_err(|e| io_error(&src, e))?;
+        if kind.is_symlink() {
+            let target = std::fs::read_link(&src).map_err(|e| io_error(&src, e))?;
+            std::os::unix::fs::symlink(target, &dst).map_err(|e| io_error(&dst, e))?;
+        } else if kind.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else if kind.is_file() {
+            std::fs::copy(&src, &dst).map_err(|e| io_error(&src, e))?;
+        }
+    }
+    Ok(())
+}
