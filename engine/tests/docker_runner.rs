@@ -270,3 +270,145 @@ async fn unreachable_engine_names_what_was_tried() {
     );
     assert!(e.contains("hint: start the daemon"), "{e}");
 }
+
+mod images {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use slipway::logs::JobLogs;
+    use slipway::runner::image::{self, DockerfileSource, ImageRequest};
+
+    const GENERATED: &str = "FROM python:3.11-slim\nCOPY requirements.txt /opt/deps/\nRUN cat /opt/deps/requirements.txt\n";
+
+    fn base_map() -> BTreeMap<String, String> {
+        // The official name, pointed at the local image (as a mirror would be).
+        BTreeMap::from([("python:3.11-slim".to_owned(), super::IMAGE.to_owned())])
+    }
+
+    #[tokio::test]
+    async fn built_once_then_reused_and_rebuilt_when_an_input_changes() {
+        let docker = super::docker().await;
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::write(repo.path().join("requirements.txt"), "flask==2.2.2\n").unwrap();
+        std::fs::write(repo.path().join("unrelated.txt"), "not an input").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let logs = JobLogs::new(dir.path()).unwrap();
+        let map = base_map();
+        let slug = format!("test-{}", std::process::id());
+        let request = ImageRequest {
+            repo_slug: &slug,
+            dockerfile: DockerfileSource::Generated(GENERATED.into()),
+            checkout: repo.path(),
+            base_images: &map,
+            network: "none",
+        };
+        let first = image::resolve(&docker, &request, &logs.writer(1))
+            .await
+            .unwrap();
+        assert!(
+            !first.hit && first.tag.starts_with(&format!("slipway-runner/{slug}:")),
+            "{first:?}"
+        );
+        let log = String::from_utf8(logs.read(1, 0, 1 << 20).unwrap().0).unwrap();
+        assert!(
+            log.contains("build flask==2.2.2"),
+            "the build ran and its output was logged: {log}"
+        );
+
+        std::fs::write(repo.path().join("unrelated.txt"), "changed, but not copied").unwrap();
+        let second = image::resolve(&docker, &request, &logs.writer(2))
+            .await
+            .unwrap();
+        assert_eq!(
+            (second.hit, &second.tag),
+            (true, &first.tag),
+            "no input changed: a cache hit"
+        );
+
+        std::fs::write(repo.path().join("requirements.txt"), "flask==3.0.0\n").unwrap();
+        let third = image::resolve(&docker, &request, &logs.writer(3))
+            .await
+            .unwrap();
+        assert!(
+            !third.hit && third.tag != first.tag,
+            "a lockfile change is a new image"
+        );
+
+        for tag in [&first.tag, &third.tag] {
+            let _ = docker
+                .remove_image(
+                    tag,
+                    None::<bollard::query_parameters::RemoveImageOptions>,
+                    None,
+                )
+                .await;
+        }
+    }
+
+    #[tokio::test]
+    async fn repository_dockerfile_and_build_failures() {
+        let docker = super::docker().await;
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::create_dir(repo.path().join("ci")).unwrap();
+        std::fs::write(
+            repo.path().join("ci/Dockerfile"),
+            format!(
+                "FROM {}\nCOPY . /src\nRUN test -f /src/app.txt\n",
+                super::IMAGE
+            ),
+        )
+        .unwrap();
+        std::fs::write(repo.path().join("app.txt"), "x").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let logs = JobLogs::new(dir.path()).unwrap();
+        let map = BTreeMap::new();
+        let slug = format!("repo-{}", std::process::id());
+        let own = ImageRequest {
+            repo_slug: &slug,
+            dockerfile: DockerfileSource::Repository(PathBuf::from("ci/Dockerfile")),
+            checkout: repo.path(),
+            base_images: &map,
+            network: "none",
+        };
+        let built = image::resolve(&docker, &own, &logs.writer(1))
+            .await
+            .unwrap();
+        assert!(!built.hit);
+        let _ = docker
+            .remove_image(
+                &built.tag,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await;
+
+        let failing = ImageRequest {
+            dockerfile: DockerfileSource::Generated(format!(
+                "FROM {}\nRUN echo about to fail && false\n",
+                super::IMAGE
+            )),
+            ..own.clone()
+        };
+        let e = image::resolve(&docker, &failing, &logs.writer(2))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("failed") && e.contains("about to fail"),
+            "the error carries the build's last output: {e}"
+        );
+
+        let escaping = ImageRequest {
+            dockerfile: DockerfileSource::Generated(format!(
+                "FROM {}\nCOPY ../secret /x\n",
+                super::IMAGE
+            )),
+            ..own
+        };
+        let e = image::resolve(&docker, &escaping, &logs.writer(3))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("leaves the repository"), "{e}");
+    }
+}

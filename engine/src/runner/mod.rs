@@ -7,11 +7,14 @@
 //!   its output streamed into the job log, a timeout (SIGTERM, grace, kill),
 //!   cancel, and removal whatever happens.
 //!
-//! Still to come (the Docker runner issue): checkout, image resolution and
-//! build cache, pods with services, the `Executor` implementation.
+//! - [`image`]: the job's image, built once and reused by content hash.
+//!
+//! Still to come (the Docker runner issue): pods with services, cache
+//! volumes, the `Executor` implementation.
 
 pub mod container;
 pub mod docker;
+pub mod image;
 
 pub use container::{ContainerLimits, RunnerError, StepContainer, StepEnd, StepOutcome, run_step};
 pub use docker::{DockerError, connect};

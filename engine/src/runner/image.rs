@@ -1,0 +1,318 @@
+//! Image resolution: build a job's image once and reuse it by content hash.
+//!
+//! The tag is `slipway-runner/<repo-slug>:<hash>`, where the hash covers the
+//! Dockerfile text (after the base-image map is applied) and every file the
+//! build reads: for a generated Dockerfile, the files its `COPY`/`ADD` lines
+//! name (manifests, lockfiles, version hints); for a repository's own
+//! Dockerfile, the whole build context (less `.git`). An existing tag is a
+//! cache hit and nothing is built. Builds use the classic builder.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::query_parameters::BuildImageOptionsBuilder;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+use super::LABEL_MANAGED;
+use crate::logs::JobLog;
+
+/// Where the Dockerfile comes from.
+#[derive(Debug, Clone)]
+pub enum DockerfileSource {
+    /// Text from an ecosystem plugin's plan.
+    Generated(String),
+    /// A path inside the checkout.
+    Repository(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct ImageRequest<'a> {
+    /// Names the image repository: `slipway-runner/<slug>`.
+    pub repo_slug: &'a str,
+    pub dockerfile: DockerfileSource,
+    /// The job's checkout (the build context).
+    pub checkout: &'a Path,
+    /// Official base-image names mapped to mirrors (config `base_images`).
+    pub base_images: &'a BTreeMap<String, String>,
+    /// `none`, or `host` where builds need the network and there is no bridge.
+    pub network: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedImage {
+    pub tag: String,
+    pub hit: bool,
+    pub build_time: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{path}: {message}")]
+    Input { path: String, message: String },
+    #[error("building {tag} failed: {message}")]
+    Build { tag: String, message: String },
+}
+
+/// Apply the base-image map to every `FROM` line.
+pub fn map_base_images(dockerfile: &str, map: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(dockerfile.len());
+    for line in dockerfile.lines() {
+        let mut words: Vec<&str> = line.split_whitespace().collect();
+        if words
+            .first()
+            .is_some_and(|w| w.eq_ignore_ascii_case("FROM"))
+        {
+            if let Some(i) = words
+                .iter()
+                .skip(1)
+                .position(|w| !w.starts_with("--"))
+                .map(|i| i + 1)
+            {
+                if let Some(mirror) = map.get(words[i]) {
+                    words[i] = mirror;
+                    out.push_str(&words.join(" "));
+                    out.push('\n');
+                    continue;
+                }
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Source paths of `COPY`/`ADD` lines (without `--flags` and the destination).
+pub fn copied_paths(dockerfile: &str) -> Vec<String> {
+    let mut paths = Vec::new();
+    for line in dockerfile.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if !words
+            .first()
+            .is_some_and(|w| w.eq_ignore_ascii_case("COPY") || w.eq_ignore_ascii_case("ADD"))
+        {
+            continue;
+        }
+        let args: Vec<&str> = words[1..]
+            .iter()
+            .copied()
+            .filter(|w| !w.starts_with("--"))
+            .collect();
+        if args.len() >= 2 {
+            paths.extend(args[..args.len() - 1].iter().map(|s| s.to_string()));
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+fn input_error(path: &Path, e: impl std::fmt::Display) -> ImageError {
+    ImageError::Input {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Files of the build context, relative, sorted; `.git` left out; symlinks
+/// that leave the checkout refused.
+fn context_files(
+    root: &Path,
+    wanted: Option<&[String]>,
+) -> Result<Vec<(String, PathBuf)>, ImageError> {
+    let mut out = Vec::new();
+    match wanted {
+        Some(list) => {
+            for rel in list {
+                if rel.starts_with('/') || rel.split('/').any(|c| c == "..") {
+                    return Err(ImageError::Input {
+                        path: rel.clone(),
+                        message: "COPY source leaves the repository".into(),
+                    });
+                }
+                let path = root.join(rel);
+                if path.is_file() {
+                    out.push((rel.trim_start_matches("./").to_owned(), path));
+                }
+            }
+        }
+        None => walk(root, root, &mut out)?,
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<(), ImageError> {
+    for entry in std::fs::read_dir(dir).map_err(|e| input_error(dir, e))? {
+        let entry = entry.map_err(|e| input_error(dir, e))?;
+        let path = entry.path();
+        if path.file_name().is_some_and(|n| n == ".git") {
+            continue;
+        }
+        let kind = entry.file_type().map_err(|e| input_error(&path, e))?;
+        if kind.is_dir() {
+            walk(root, &path, out)?;
+        } else if kind.is_file() || kind.is_symlink() {
+            let rel = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned();
+            out.push((rel, path));
+        }
+    }
+    Ok(())
+}
+
+/// The tar build context and the content hash of everything in it.
+fn context(dockerfile: &str, files: &[(String, PathBuf)]) -> Result<(Vec<u8>, String), ImageError> {
+    let mut hasher = Sha256::new();
+    hasher.update(b"dockerfile\0");
+    hasher.update(dockerfile.as_bytes());
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.follow_symlinks(false);
+    let mut header = tar::Header::new_gnu();
+    header.set_size(dockerfile.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, ".slipway.Dockerfile", dockerfile.as_bytes())
+        .map_err(|e| input_error(Path::new("Dockerfile"), e))?;
+    for (rel, path) in files {
+        hasher.update(rel.as_bytes());
+        hasher.update(b"\0");
+        let meta = std::fs::symlink_metadata(path).map_err(|e| input_error(path, e))?;
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(path).map_err(|e| input_error(path, e))?;
+            hasher.update(target.to_string_lossy().as_bytes());
+        } else {
+            hasher.update(std::fs::read(path).map_err(|e| input_error(path, e))?);
+        }
+        tar.append_path_with_name(path, rel)
+            .map_err(|e| input_error(path, e))?;
+    }
+    let bytes = tar
+        .into_inner()
+        .map_err(|e| input_error(Path::new("context"), e))?;
+    Ok((bytes, hex::encode(&hasher.finalize()[..8])))
+}
+
+/// The job's image: reused when its content hash is already built.
+pub async fn resolve(
+    docker: &Docker,
+    request: &ImageRequest<'_>,
+    log: &JobLog,
+) -> Result<ResolvedImage, ImageError> {
+    let (text, files) = match &request.dockerfile {
+        DockerfileSource::Generated(text) => {
+            let text = map_base_images(text, request.base_images);
+            let files = context_files(request.checkout, Some(&copied_paths(&text)))?;
+            (text, files)
+        }
+        DockerfileSource::Repository(rel) => {
+            let path = request.checkout.join(rel);
+            let text = std::fs::read_to_string(&path).map_err(|e| input_error(&path, e))?;
+            (
+                map_base_images(&text, request.base_images),
+                context_files(request.checkout, None)?,
+            )
+        }
+    };
+    let (tar, hash) = context(&text, &files)?;
+    let slug: String = request
+        .repo_slug
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let tag = format!("slipway-runner/{slug}:{hash}");
+    if docker.inspect_image(&tag).await.is_ok() {
+        log.line("slipway", &format!("image {tag}: cache hit"));
+        return Ok(ResolvedImage {
+            tag,
+            hit: true,
+            build_time: Duration::ZERO,
+        });
+    }
+    log.line("slipway", &format!("image {tag}: building"));
+    let started = Instant::now();
+    let labels = HashMap::from([(LABEL_MANAGED, "true")]);
+    let options = BuildImageOptionsBuilder::new()
+        .dockerfile(".slipway.Dockerfile")
+        .t(&tag)
+        .rm(true)
+        .forcerm(true)
+        .networkmode(request.network)
+        .labels(&labels)
+        .build();
+    let mut stream = docker.build_image(options, None, Some(bollard::body_full(tar.into())));
+    let mut tail: Vec<String> = Vec::new();
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(text) = info.stream.as_deref() {
+                    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                        log.line("build", line);
+                        tail.push(line.to_owned());
+                        if tail.len() > 20 {
+                            tail.remove(0);
+                        }
+                    }
+                }
+                if let Some(error) = info.error_detail.and_then(|d| d.message) {
+                    return Err(ImageError::Build {
+                        tag,
+                        message: format!("{error} (last output: {})", tail.join(" | ")),
+                    });
+                }
+            }
+            Err(e) => {
+                return Err(ImageError::Build {
+                    tag,
+                    message: format!("{e} (last output: {})", tail.join(" | ")),
+                });
+            }
+        }
+    }
+    let build_time = started.elapsed();
+    log.line(
+        "slipway",
+        &format!("image {tag}: built in {:.1} s", build_time.as_secs_f64()),
+    );
+    Ok(ResolvedImage {
+        tag,
+        hit: false,
+        build_time,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_map_and_copy_sources() {
+        let map = BTreeMap::from([(
+            "node:18-slim".to_owned(),
+            "mirror.example/node:18-slim".to_owned(),
+        )]);
+        let text = "FROM --platform=linux/amd64 node:18-slim AS base\nCOPY --chown=node:node package.json package-lock.json ./\nADD a b /x/\nRUN npm ci\n";
+        let mapped = map_base_images(text, &map);
+        assert!(
+            mapped.starts_with("FROM --platform=linux/amd64 mirror.example/node:18-slim AS base\n"),
+            "{mapped}"
+        );
+        assert_eq!(
+            copied_paths(text),
+            vec!["a", "b", "package-lock.json", "package.json"]
+        );
+    }
+}
