@@ -199,6 +199,21 @@ fn context(dockerfile: &str, files: &[(String, PathBuf)]) -> Result<(Vec<u8>, St
     Ok((bytes, hex::encode(&hasher.finalize()[..8])))
 }
 
+/// `s` as one component of an image name: lowercase letters and digits,
+/// runs of anything else as a single `-`, no separator at either end.
+pub fn name_component(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.to_ascii_lowercase().chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let out = out.trim_end_matches('-').to_owned();
+    if out.is_empty() { "repo".into() } else { out }
+}
+
 /// The job's image: reused when its content hash is already built.
 pub async fn resolve(
     docker: &Docker,
@@ -221,19 +236,10 @@ pub async fn resolve(
         }
     };
     let (tar, hash) = context(&text, &files)?;
-    let slug: String = request
-        .repo_slug
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let tag = format!("slipway-runner/{slug}:{hash}");
+    let tag = format!(
+        "slipway-runner/{}:{hash}",
+        name_component(request.repo_slug)
+    );
     if docker.inspect_image(&tag).await.is_ok() {
         log.line("slipway", &format!("image {tag}: cache hit"));
         return Ok(ResolvedImage {

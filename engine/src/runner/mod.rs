@@ -9,11 +9,14 @@
 //!
 //! - [`image`]: the job's image, built once and reused by content hash.
 //!
+//! - [`executor`]: all of it as the scheduler's `Executor`.
+//!
 //! Still to come (the Docker runner issue): pods with services, cache
-//! volumes, the `Executor` implementation.
+//! volumes, secret redaction, recovery of running jobs after a restart.
 
 pub mod container;
 pub mod docker;
+pub mod executor;
 pub mod image;
 
 pub use container::{ContainerLimits, RunnerError, StepContainer, StepEnd, StepOutcome, run_step};
@@ -23,3 +26,6 @@ pub use docker::{DockerError, connect};
 pub const LABEL_MANAGED: &str = "io.slipway.managed";
 pub const LABEL_ROLE: &str = "io.slipway.role";
 pub const LABEL_JOB: &str = "io.slipway.job";
+/// Which engine (state directory) owns the container, so engines sharing a
+/// daemon never adopt or remove each other's containers.
+pub const LABEL_ENGINE: &str = "io.slipway.engine";

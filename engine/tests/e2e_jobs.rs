@@ -1,0 +1,240 @@
+//! Jobs end to end through the real pieces: redb queue, scheduler, the
+//! Docker runner as executor (checkout, plan through the bundled plugins,
+//! image by content hash, hardened step containers), on the local
+//! `slipway-test/busybox:1` image. Needs Docker; fails loudly without it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::query_parameters::ListContainersOptionsBuilder;
+use slipway::checkout::Checkouts;
+use slipway::job::{JobRecord, JobSpec, JobState, SpecPolicy};
+use slipway::logs::JobLogs;
+use slipway::plugins::sandbox::SandboxOptions;
+use slipway::plugins::{LimitsPolicy, PluginSandbox, Registry};
+use slipway::profile::Profile;
+use slipway::queue::{JobStore, RedbStore, Scheduler, SchedulerConfig};
+use slipway::runner::executor::{DockerExecutor, RunnerSettings};
+use tokio_util::sync::CancellationToken;
+
+struct Engine {
+    _state: tempfile::TempDir,
+    store: Arc<RedbStore>,
+    scheduler: Arc<Scheduler>,
+    logs: JobLogs,
+    docker: bollard::Docker,
+    checkouts_dir: std::path::PathBuf,
+    engine_id: String,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn engine() -> Engine {
+    let state = tempfile::tempdir().unwrap();
+    let docker = slipway::runner::connect()
+        .await
+        .unwrap_or_else(|e| panic!("these tests need Docker (bash scripts/setup.sh): {e}"));
+    let policy = SpecPolicy {
+        allow_local_paths: true,
+        ..SpecPolicy::default()
+    };
+    let store = Arc::new(RedbStore::open(&state.path().join("store.redb"), policy).unwrap());
+    let logs = JobLogs::new(state.path().join("logs")).unwrap();
+    let cache =
+        Some(std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-plugin-cache"));
+    let sandbox = Arc::new(
+        PluginSandbox::new(SandboxOptions {
+            cache_dir: cache,
+            policy: LimitsPolicy::default(),
+            pooling: true,
+        })
+        .unwrap(),
+    );
+    let registry = Arc::new(Registry::load(sandbox, true, &[]));
+    let engine_id = format!(
+        "test-{}",
+        state.path().file_name().unwrap().to_string_lossy()
+    );
+    let settings = RunnerSettings {
+        engine_id: engine_id.clone(),
+        base_images: Default::default(),
+        ecosystem_order: slipway::config::DEFAULT_ECOSYSTEM_ORDER
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        job_user: (1000, 1000),
+        build_network: "none".into(),
+        stop_grace: Duration::from_secs(1),
+    };
+    let checkouts = Checkouts::new(state.path(), Duration::from_secs(60));
+    let executor =
+        DockerExecutor::new(docker.clone(), checkouts, registry, store.clone(), settings);
+    let config = SchedulerConfig {
+        heartbeat: Duration::from_millis(200),
+        lease: Duration::from_secs(10),
+        poll: Duration::from_millis(100),
+        stop_grace: Duration::from_secs(5),
+        ..SchedulerConfig::default()
+    };
+    let scheduler = Scheduler::new(store.clone(), Arc::new(executor), logs.clone(), config);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(scheduler.clone().run(shutdown.clone()));
+    let checkouts_dir = state.path().join("checkouts");
+    Engine {
+        _state: state,
+        store,
+        scheduler,
+        logs,
+        docker,
+        checkouts_dir,
+        engine_id,
+        shutdown,
+    }
+}
+
+impl Engine {
+    async fn submit(&self, repo: &Path, profile: &str, tier: &str) -> JobRecord {
+        let spec: JobSpec = serde_json::from_value(serde_json::json!({
+            "repository": repo.to_str().unwrap(), "commit": "HEAD", "tier": tier, "profile": profile,
+        }))
+        .unwrap();
+        let record = self.store.submit(spec).await.unwrap().record;
+        self.scheduler.wake();
+        record
+    }
+
+    async fn finished(&self, id: u64) -> JobRecord {
+        for _ in 0..600 {
+            let r = self.store.get(id).unwrap().unwrap();
+            if r.state.is_final() {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("job {id} did not finish; log:\n{}", self.log(id));
+    }
+
+    fn log(&self, id: u64) -> String {
+        String::from_utf8_lossy(&self.logs.read(id, 0, 1 << 20).unwrap().0).into_owned()
+    }
+
+    async fn containers_of(&self, id: u64) -> usize {
+        let filters = std::collections::HashMap::from([(
+            "label".to_owned(),
+            vec![
+                format!("io.slipway.job={id}"),
+                format!("io.slipway.engine={}", self.engine_id),
+            ],
+        )]);
+        self.docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .unwrap()
+            .len()
+    }
+}
+
+/// A plain directory with its own Dockerfile, and a profile with its steps.
+async fn repo_and_profile(
+    engine: &Engine,
+    name: &str,
+    fast: &[&str],
+    full: &[&str],
+) -> tempfile::TempDir {
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(
+        repo.path().join("Dockerfile"),
+        "FROM slipway-test/busybox:1\nWORKDIR /workspace\n",
+    )
+    .unwrap();
+    std::fs::write(repo.path().join("app.txt"), "the app\n").unwrap();
+    let profile: Profile = serde_json::from_value(serde_json::json!({
+        "name": name, "validation": {"fast": fast, "full": full},
+    }))
+    .unwrap();
+    engine.store.put_profile(profile, false).await.unwrap();
+    repo
+}
+
+#[tokio::test]
+async fn a_full_job_runs_every_step_in_hardened_containers_and_cleans_up() {
+    let e = engine().await;
+    let repo = repo_and_profile(
+        &e,
+        "demo",
+        &["echo lint-ok"],
+        &[
+            "cat app.txt",
+            "echo written > out.txt && cat out.txt",
+            "id -u",
+        ],
+    )
+    .await;
+    let job = e.submit(repo.path(), "demo", "full").await;
+    let done = e.finished(job.id).await;
+    let log = e.log(job.id);
+    assert_eq!(done.state, JobState::Succeeded, "{:?}\n{log}", done.reason);
+    for expected in [
+        "stdout lint-ok",
+        "stdout the app",
+        "stdout written",
+        "stdout 1000",
+        "plan: dockerfile via dockerfile@1.0.0",
+        "image slipway-runner/",
+    ] {
+        assert!(log.contains(expected), "missing `{expected}` in:\n{log}");
+    }
+    assert!(
+        !repo.path().join("out.txt").exists(),
+        "the job wrote into its own checkout, not the source"
+    );
+    assert_eq!(e.containers_of(job.id).await, 0, "no container is left");
+    assert!(
+        !e.checkouts_dir.join(format!("job-{}", job.id)).exists(),
+        "the checkout is removed"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_step_fails_the_job_and_stops_there() {
+    let e = engine().await;
+    let repo = repo_and_profile(&e, "red", &["echo checking; exit 4", "echo never"], &[]).await;
+    let job = e.submit(repo.path(), "red", "fast").await;
+    let done = e.finished(job.id).await;
+    let log = e.log(job.id);
+    assert_eq!(done.state, JobState::Failed, "{log}");
+    assert_eq!(done.reason.as_deref(), Some("step `fast-1` exited with 4"));
+    assert_eq!(done.attempt, 1, "a red step is not retried");
+    assert!(
+        !log.contains("stdout never"),
+        "the job stops at the first failing step: {log}"
+    );
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_step() {
+    let e = engine().await;
+    let repo = repo_and_profile(&e, "slow", &["echo started; sleep 120"], &[]).await;
+    let job = e.submit(repo.path(), "slow", "fast").await;
+    for _ in 0..200 {
+        if e.log(job.id).contains("stdout started") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    e.store.cancel(job.id).await.unwrap();
+    let done = e.finished(job.id).await;
+    assert_eq!(done.state, JobState::Cancelled, "{}", e.log(job.id));
+    assert_eq!(e.containers_of(job.id).await, 0);
+}
