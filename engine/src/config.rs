@@ -4,6 +4,7 @@
 //! validated [`Config`]; nothing else in the engine reads the environment.
 //! Every key and its default is documented in `docs/configuration.md`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
@@ -29,17 +30,19 @@ pub enum ConfigError {
 }
 
 /// Top-level keys of `slipway.toml`, the only `SLIPWAY_*` variables read as configuration.
-const CONFIG_KEYS: &[&str] = &["state_dir", "plugins_dir", "plugins"];
-/// `SLIPWAY_*` variables that are not configuration keys (read elsewhere).
-const CLIENT_ONLY_VARIABLES: &[&str] = &[
-    "config",
-    "log",
-    "log_json",
-    "url",
+const CONFIG_KEYS: &[&str] = &[
+    "state_dir",
+    "plugins_dir",
+    "plugins",
+    "listen",
     "token",
     "token_file",
-    "listen",
+    "allow_local_paths",
+    "base_images",
+    "runner",
 ];
+/// `SLIPWAY_*` variables that are not configuration keys (read elsewhere).
+const CLIENT_ONLY_VARIABLES: &[&str] = &["config", "log", "log_json", "url"];
 
 /// The configuration as written: every field optional.
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +53,23 @@ struct RawConfig {
     plugins_dir: Option<String>,
     #[serde(default)]
     plugins: RawPluginConfig,
+    listen: Option<String>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    #[serde(default)]
+    allow_local_paths: bool,
+    #[serde(default)]
+    base_images: BTreeMap<String, String>,
+    #[serde(default)]
+    runner: RawRunnerConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRunnerConfig {
+    concurrency: Option<usize>,
+    per_repository: Option<usize>,
+    build_network: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -69,6 +89,20 @@ struct RawPluginConfig {
 pub struct Config {
     /// Holds the store, logs, checkouts and the precompiled-plugin cache.
     pub state_dir: PathBuf,
+    /// Where `serve` listens.
+    pub listen: std::net::SocketAddr,
+    /// The API token, when given directly (else `token_file`, else `<state>/token`).
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    /// Whether jobs may name a local path as their repository.
+    pub allow_local_paths: bool,
+    /// Official base-image names mapped to a mirror or private registry.
+    pub base_images: BTreeMap<String, String>,
+    /// Jobs running at once, in all and per repository.
+    pub concurrency: usize,
+    pub per_repository: usize,
+    /// Network for image builds: `host` where the daemon has no bridge.
+    pub build_network: String,
     /// Third-party plugin registry directories, searched after the bundled plugins.
     pub plugin_dirs: Vec<PathBuf>,
     pub plugin_limits: LimitsPolicy,
@@ -171,7 +205,20 @@ impl Config {
                 .map(|s| s.to_string())
                 .collect()
         });
+        let listen = raw.listen.as_deref().unwrap_or("127.0.0.1:7878");
+        let listen = listen.parse().map_err(|e| ConfigError::Value {
+            key: "listen",
+            message: format!("`{listen}` is not host:port ({e})"),
+        })?;
         Ok(Config {
+            listen,
+            token: raw.token.filter(|t| !t.is_empty()),
+            token_file: raw.token_file,
+            allow_local_paths: raw.allow_local_paths,
+            base_images: raw.base_images,
+            concurrency: raw.runner.concurrency.unwrap_or(4).max(1),
+            per_repository: raw.runner.per_repository.unwrap_or(2),
+            build_network: raw.runner.build_network.unwrap_or_else(|| "host".into()),
             state_dir,
             plugin_dirs,
             plugin_limits: policy,

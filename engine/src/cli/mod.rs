@@ -5,6 +5,7 @@ mod client;
 mod plan;
 mod plugins;
 mod scaffold;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,10 @@ pub enum Command {
     /// validation steps Slipway would use (no Docker needed). Exit code 2:
     /// nothing detected, or a hint file is malformed.
     Plan(plan::PlanArgs),
+    /// Run the engine: HTTP API, durable queue, Docker runner.
+    Serve,
+    /// Run one job end to end without a server; exit code 0 only when it succeeded.
+    Run(serve::RunArgs),
     /// Submit a job to a Slipway server.
     Submit {
         #[command(flatten)]
@@ -95,6 +100,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Plugins(cmd) => plugins::run(cmd, &config),
         Command::Plan(args) => plan::run(args, &config),
+        Command::Serve => serve::serve(&config),
+        Command::Run(args) => serve::run(args, &config),
         Command::Submit { job, server } => client::submit(job, &server),
         Command::Jobs { filter, server } => client::jobs(filter, &server),
         Command::Status { job, server } => client::status(job, &server),

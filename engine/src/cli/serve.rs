@@ -1,0 +1,239 @@
+//! `slipway serve` and `slipway run`: the engine with the Docker runner.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use slipway::api::{self, AppState};
+use slipway::checkout::Checkouts;
+use slipway::config::Config;
+use slipway::job::{JobSpec, SpecPolicy};
+use slipway::logs::JobLogs;
+use slipway::queue::{JobStore, RedbStore, Scheduler, SchedulerConfig};
+use slipway::runner::executor::{DockerExecutor, RunnerSettings};
+use tokio_util::sync::CancellationToken;
+
+/// The pieces `serve` and `run` share: store, scheduler with the Docker runner.
+struct EngineParts {
+    store: Arc<RedbStore>,
+    scheduler: Arc<Scheduler>,
+    logs: JobLogs,
+    policy: SpecPolicy,
+}
+
+async fn engine(
+    config: &Config,
+    store_path: &Path,
+    allow_local_paths: bool,
+    engine_id: String,
+) -> anyhow::Result<EngineParts> {
+    let policy = SpecPolicy {
+        allow_local_paths,
+        ..SpecPolicy::default()
+    };
+    let store = Arc::new(RedbStore::open(store_path, policy.clone())?);
+    let logs = JobLogs::new(config.state_dir.join("logs"))
+        .with_context(|| format!("creating {}", config.state_dir.join("logs").display()))?;
+    let registry = Arc::new(super::registry(config)?);
+    let docker = slipway::runner::connect().await?;
+    let settings = RunnerSettings {
+        engine_id,
+        base_images: config.base_images.clone(),
+        ecosystem_order: config.ecosystem_order.clone(),
+        job_user: (1000, 1000),
+        build_network: config.build_network.clone(),
+        stop_grace: Duration::from_secs(10),
+    };
+    let checkouts = Checkouts::new(&config.state_dir, Duration::from_secs(600));
+    let executor = DockerExecutor::new(docker, checkouts, registry, store.clone(), settings);
+    let scheduler_config = SchedulerConfig {
+        concurrency: config.concurrency,
+        per_repository: config.per_repository,
+        policy: policy.clone(),
+        ..SchedulerConfig::default()
+    };
+    let scheduler = Scheduler::new(
+        store.clone(),
+        Arc::new(executor),
+        logs.clone(),
+        scheduler_config,
+    );
+    Ok(EngineParts {
+        store,
+        scheduler,
+        logs,
+        policy,
+    })
+}
+
+/// The API token: configured, from a file, or generated once into `<state>/token`.
+fn token(config: &Config) -> anyhow::Result<(String, String)> {
+    if let Some(t) = &config.token {
+        return Ok((t.clone(), "SLIPWAY_TOKEN".into()));
+    }
+    let path = config
+        .token_file
+        .clone()
+        .unwrap_or_else(|| config.state_dir.join("token"));
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => {
+            return Ok((t.trim().to_owned(), path.display().to_string()));
+        }
+        Ok(_) => bail!("the token file {} is empty", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && config.token_file.is_none() => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("reading the token file {}", path.display()));
+        }
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .context("reading /dev/urandom")?;
+    let token = hex::encode(bytes);
+    std::fs::create_dir_all(&config.state_dir)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    writeln!(file, "{token}")?;
+    Ok((token, path.display().to_string()))
+}
+
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+}
+
+pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let parts = engine(
+            config,
+            &config.state_dir.join("store.redb"),
+            config.allow_local_paths,
+            format!("serve-{}", config.state_dir.display()),
+        )
+        .await?;
+        let (token, from) = token(config)?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| {
+                format!("listening on {} (hint: set SLIPWAY_LISTEN)", config.listen)
+            })?;
+        eprintln!(
+            "slipway: listening on http://{}; state in {}; API token from {from}",
+            listener.local_addr()?,
+            config.state_dir.display()
+        );
+        let shutdown = CancellationToken::new();
+        let scheduler = tokio::spawn(parts.scheduler.clone().run(shutdown.clone()));
+        let state = AppState {
+            store: parts.store.clone(),
+            scheduler: parts.scheduler.clone(),
+            logs: parts.logs.clone(),
+            token: token.into(),
+            policy: parts.policy.clone(),
+        };
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            stop_signal().await;
+            eprintln!(
+                "slipway: stopping (running attempts are cancelled and go back to the queue)"
+            );
+            stop.cancel();
+        });
+        api::serve(listener, state, shutdown.clone()).await?;
+        let _ = scheduler.await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A local directory (a git repository runs its HEAD) or a git URL.
+    pub repository: String,
+    /// Commit SHA or ref (default: HEAD).
+    #[arg(long, default_value = "HEAD")]
+    pub commit: String,
+    /// `fast` or `full`.
+    #[arg(long, default_value = "fast")]
+    pub tier: String,
+}
+
+/// One job end to end without a server, through the same queue and runner.
+pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    let repository = match PathBuf::from(&args.repository) {
+        p if p.exists() => p.canonicalize()?.display().to_string(),
+        _ => args.repository.clone(),
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        // A store of its own, so `run` works beside a running `serve`.
+        let runs = config.state_dir.join("runs");
+        std::fs::create_dir_all(&runs)?;
+        let store_path = runs.join(format!("{}.redb", std::process::id()));
+        let parts = engine(
+            config,
+            &store_path,
+            true,
+            format!("run-{}", std::process::id()),
+        )
+        .await?;
+        let spec: JobSpec = serde_json::from_value(
+            serde_json::json!({"repository": repository, "commit": args.commit, "tier": args.tier}),
+        )?;
+        let problems = spec.validate(&parts.policy);
+        if let Some(p) = problems.first() {
+            bail!("{}: {}", p.field, p.message);
+        }
+        let job = parts.store.submit(spec).await?.record;
+        let shutdown = CancellationToken::new();
+        let scheduler = tokio::spawn(parts.scheduler.clone().run(shutdown.clone()));
+        parts.scheduler.wake();
+        let mut offset = 0;
+        let record = loop {
+            let (bytes, next) = parts.logs.read(job.id, offset, 1 << 20)?;
+            offset = next;
+            std::io::stdout().write_all(&bytes)?;
+            let record = parts.store.get(job.id)?.context("the job disappeared")?;
+            if record.state.is_final() {
+                let (bytes, _) = parts.logs.read(job.id, offset, 1 << 20)?;
+                std::io::stdout().write_all(&bytes)?;
+                break record;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = tokio::signal::ctrl_c() => { parts.store.cancel(job.id).await?; }
+            }
+        };
+        shutdown.cancel();
+        let _ = scheduler.await;
+        drop(parts);
+        let _ = std::fs::remove_file(&store_path);
+        eprintln!(
+            "job {}: {}{}",
+            record.id,
+            record.state.name(),
+            record
+                .reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        );
+        Ok(if record.state == slipway::job::JobState::Succeeded {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    })
+}

@@ -1,0 +1,141 @@
+//! `slipway run` and `slipway serve` as users run them: the real binary, the
+//! Docker runner, the local busybox image. Needs Docker; fails loudly without it.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn slipway(state: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
+    cmd.env("SLIPWAY_STATE_DIR", state)
+        .env_remove("SLIPWAY_CONFIG")
+        .env_remove("SLIPWAY_TOKEN")
+        .env_remove("SLIPWAY_PLUGINS_DIR");
+    cmd
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A repo with its own Dockerfile on the test image, and a package.json.
+fn repo(scripts: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM slipway-test/busybox:1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("package.json"),
+        format!("{{\"name\": \"x\", \"scripts\": {{{scripts}}}}}"),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn run_streams_the_job_and_exits_by_its_outcome() {
+    let state = tempfile::tempdir().unwrap();
+    let red = repo(r#""lint": "eslint .""#);
+    let out = slipway(state.path())
+        .args(["run", red.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("step 1/1 `lint`: npm run lint") && t.contains("npm: not found"),
+        "{t}"
+    );
+    assert!(t.contains("failed (step `lint` exited with 127)"), "{t}");
+
+    let green = repo("");
+    let out = slipway(state.path())
+        .args(["run", green.path().to_str().unwrap(), "--tier", "full"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains(": succeeded"), "{}", text(&out));
+}
+
+#[test]
+fn serve_takes_jobs_from_the_client_commands_and_stops_on_sigterm() {
+    let state = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = slipway(state.path())
+        .arg("serve")
+        .env("SLIPWAY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SLIPWAY_ALLOW_LOCAL_PATHS", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "serve did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // No token configured: one was generated, private to the owner.
+    let token_file = state.path().join("token");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let client = |args: &[&str]| {
+        slipway(state.path())
+            .args(args)
+            .env("SLIPWAY_URL", &url)
+            .env("SLIPWAY_TOKEN_FILE", &token_file)
+            .output()
+            .unwrap()
+    };
+    let red = repo(r#""lint": "eslint .""#);
+    let submitted = client(&["submit", red.path().to_str().unwrap()]);
+    assert!(submitted.status.success(), "{}", text(&submitted));
+    let mut code = None;
+    for _ in 0..300 {
+        code = client(&["status", "1"]).status.code();
+        if code != Some(3) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(code, Some(1), "the job failed (npm is not in the image)");
+    let logs = client(&["logs", "1"]);
+    assert!(text(&logs).contains("npm: not found"), "{}", text(&logs));
+
+    let pid = server.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let stopped = Instant::now();
+    loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            assert!(
+                status.success(),
+                "serve exits cleanly on SIGTERM: {status:?}"
+            );
+            break;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(20),
+            "serve did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
