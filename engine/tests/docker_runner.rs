@@ -412,3 +412,45 @@ mod images {
         assert!(e.contains("leaves the repository"), "{e}");
     }
 }
+
+#[tokio::test]
+async fn reconcile_removes_only_this_engines_leftovers() {
+    use bollard::models::ContainerCreateBody;
+    use bollard::query_parameters::CreateContainerOptions;
+    let docker = docker().await;
+    let mine = format!("reconcile-{}", std::process::id());
+    let theirs = format!("{mine}-other");
+    let mut ids = Vec::new();
+    for engine in [&mine, &mine, &theirs] {
+        let body = ContainerCreateBody {
+            image: Some(IMAGE.into()),
+            cmd: Some(vec!["sleep".into(), "60".into()]),
+            labels: Some(HashMap::from([
+                (runner::LABEL_MANAGED.to_owned(), "true".to_owned()),
+                (runner::LABEL_ENGINE.to_owned(), engine.to_string()),
+                ("io.slipway.test".to_owned(), mine.clone()),
+            ])),
+            ..Default::default()
+        };
+        ids.push(
+            docker
+                .create_container(None::<CreateContainerOptions>, body)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    docker.start_container(&ids[0], None).await.unwrap();
+    assert_eq!(
+        runner::reconcile(&docker, &mine).await.unwrap(),
+        2,
+        "running and stopped leftovers of this engine"
+    );
+    assert_eq!(
+        leftovers(&docker, &mine).await,
+        1,
+        "another engine's container is left alone"
+    );
+    runner::reconcile(&docker, &theirs).await.unwrap();
+    assert_eq!(leftovers(&docker, &mine).await, 0);
+}

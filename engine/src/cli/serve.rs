@@ -25,9 +25,11 @@ struct EngineParts {
     policy: SpecPolicy,
 }
 
+/// `work` holds the store, logs and checkouts: the state directory for
+/// `serve`, a private folder for each `run` (so job ids never collide).
 async fn engine(
     config: &Config,
-    store_path: &Path,
+    work: &Path,
     allow_local_paths: bool,
     engine_id: String,
 ) -> anyhow::Result<EngineParts> {
@@ -35,11 +37,23 @@ async fn engine(
         allow_local_paths,
         ..SpecPolicy::default()
     };
-    let store = Arc::new(RedbStore::open(store_path, policy.clone())?);
-    let logs = JobLogs::new(config.state_dir.join("logs"))
-        .with_context(|| format!("creating {}", config.state_dir.join("logs").display()))?;
+    let store = Arc::new(RedbStore::open(&work.join("store.redb"), policy.clone())?);
+    let logs = JobLogs::new(work.join("logs"))
+        .with_context(|| format!("creating {}", work.join("logs").display()))?;
     let registry = Arc::new(super::registry(config)?);
     let docker = slipway::runner::connect().await?;
+    // Nothing of an earlier life of this engine runs any more: clean up.
+    let removed = slipway::runner::reconcile(&docker, &engine_id)
+        .await
+        .context("removing leftover containers")?;
+    if removed > 0 {
+        eprintln!("slipway: removed {removed} leftover container(s) of an earlier run");
+    }
+    let checkouts_dir = work.join("checkouts");
+    if checkouts_dir.is_dir() {
+        std::fs::remove_dir_all(&checkouts_dir)
+            .with_context(|| format!("removing stale checkouts in {}", checkouts_dir.display()))?;
+    }
     let settings = RunnerSettings {
         engine_id,
         base_images: config.base_images.clone(),
@@ -48,7 +62,7 @@ async fn engine(
         build_network: config.build_network.clone(),
         stop_grace: Duration::from_secs(10),
     };
-    let checkouts = Checkouts::new(&config.state_dir, Duration::from_secs(600));
+    let checkouts = Checkouts::new(work, Duration::from_secs(600));
     let executor = DockerExecutor::new(docker, checkouts, registry, store.clone(), settings);
     let scheduler_config = SchedulerConfig {
         concurrency: config.concurrency,
@@ -68,6 +82,18 @@ async fn engine(
         logs,
         policy,
     })
+}
+
+/// A stable id for the engine of a state directory (a container label value).
+fn engine_id_of(state_dir: &Path) -> String {
+    use sha2::Digest;
+    let path = state_dir
+        .canonicalize()
+        .unwrap_or_else(|_| state_dir.to_path_buf());
+    format!(
+        "serve-{}",
+        hex::encode(&sha2::Sha256::digest(path.to_string_lossy().as_bytes())[..8])
+    )
 }
 
 /// The API token: configured, from a file, or generated once into `<state>/token`.
@@ -119,9 +145,9 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
     rt.block_on(async {
         let parts = engine(
             config,
-            &config.state_dir.join("store.redb"),
+            &config.state_dir,
             config.allow_local_paths,
-            format!("serve-{}", config.state_dir.display()),
+            engine_id_of(&config.state_dir),
         )
         .await?;
         let (token, from) = token(config)?;
@@ -178,17 +204,13 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        // A store of its own, so `run` works beside a running `serve`.
-        let runs = config.state_dir.join("runs");
-        std::fs::create_dir_all(&runs)?;
-        let store_path = runs.join(format!("{}.redb", std::process::id()));
-        let parts = engine(
-            config,
-            &store_path,
-            true,
-            format!("run-{}", std::process::id()),
-        )
-        .await?;
+        // A store, logs and checkouts of its own, so `run` works beside a running `serve`.
+        let work = config
+            .state_dir
+            .join("runs")
+            .join(std::process::id().to_string());
+        std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+        let parts = engine(config, &work, true, format!("run-{}", std::process::id())).await?;
         let spec: JobSpec = serde_json::from_value(
             serde_json::json!({"repository": repository, "commit": args.commit, "tier": args.tier}),
         )?;
@@ -219,7 +241,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
         shutdown.cancel();
         let _ = scheduler.await;
         drop(parts);
-        let _ = std::fs::remove_file(&store_path);
+        let _ = std::fs::remove_dir_all(&work);
         eprintln!(
             "job {}: {}{}",
             record.id,

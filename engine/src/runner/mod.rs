@@ -29,3 +29,44 @@ pub const LABEL_JOB: &str = "io.slipway.job";
 /// Which engine (state directory) owns the container, so engines sharing a
 /// daemon never adopt or remove each other's containers.
 pub const LABEL_ENGINE: &str = "io.slipway.engine";
+
+/// Remove every container this engine created that no attempt owns any
+/// more. Run at start: no attempt survives a restart (their leases expire
+/// and the jobs go back to the queue), so every container labelled with
+/// this engine's id is a leftover. Returns how many were removed.
+pub async fn reconcile(
+    docker: &bollard::Docker,
+    engine_id: &str,
+) -> Result<usize, bollard::errors::Error> {
+    use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+    let filters = std::collections::HashMap::from([(
+        "label".to_owned(),
+        vec![
+            format!("{LABEL_MANAGED}=true"),
+            format!("{LABEL_ENGINE}={engine_id}"),
+        ],
+    )]);
+    let leftovers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await?;
+    let mut removed = 0;
+    for container in leftovers {
+        let Some(id) = container.id else { continue };
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match docker.remove_container(&id, Some(options)).await {
+            Ok(()) => removed += 1,
+            Err(e) => {
+                tracing::warn!(container = %id, error = %e, "could not remove a leftover container")
+            }
+        }
+    }
+    Ok(removed)
+}
