@@ -189,21 +189,21 @@ impl JobSpec {
                 format!("`{commit}` is neither a commit SHA nor a valid ref"),
             );
         }
-        if let Some(t) = self.timeout_s {
-            if t == 0 || t > policy.max_timeout_s {
-                problem(
-                    "timeout_s",
-                    format!(
-                        "{t} must be between 1 and {} (the server's maximum)",
-                        policy.max_timeout_s
-                    ),
-                );
-            }
+        if let Some(t) = self.timeout_s
+            && (t == 0 || t > policy.max_timeout_s)
+        {
+            problem(
+                "timeout_s",
+                format!(
+                    "{t} must be between 1 and {} (the server's maximum)",
+                    policy.max_timeout_s
+                ),
+            );
         }
-        if let Some(cpus) = self.resources.cpus {
-            if !(cpus > 0.0 && cpus <= 1024.0) {
-                problem("resources.cpus", format!("{cpus} must be greater than 0"));
-            }
+        if let Some(cpus) = self.resources.cpus
+            && !(cpus > 0.0 && cpus <= 1024.0)
+        {
+            problem("resources.cpus", format!("{cpus} must be greater than 0"));
         }
         if self.resources.memory_mb == Some(0) {
             problem("resources.memory_mb", "must be greater than 0".into());
@@ -236,10 +236,10 @@ impl JobSpec {
         if self.max_attempts == Some(0) {
             problem("max_attempts", "must be at least 1".into());
         }
-        if let Some(key) = &self.idempotency_key {
-            if key.is_empty() || key.len() > 200 {
-                problem("idempotency_key", "must be 1 to 200 characters".into());
-            }
+        if let Some(key) = &self.idempotency_key
+            && (key.is_empty() || key.len() > 200)
+        {
+            problem("idempotency_key", "must be 1 to 200 characters".into());
         }
         for name in self.secrets.keys().chain(self.env.keys()) {
             if name.is_empty() || name.contains('=') {

@@ -100,13 +100,13 @@ impl Profile {
                 ),
             );
         }
-        if let Some(path) = &self.dockerfile {
-            if path.is_empty() || path.starts_with('/') || path.split('/').any(|c| c == "..") {
-                problem(
-                    "dockerfile",
-                    format!("`{path}` must be a path inside the repository, relative to its root"),
-                );
-            }
+        if let Some(path) = &self.dockerfile
+            && (path.is_empty() || path.starts_with('/') || path.split('/').any(|c| c == ".."))
+        {
+            problem(
+                "dockerfile",
+                format!("`{path}` must be a path inside the repository, relative to its root"),
+            );
         }
         for (tier, commands) in self
             .validation

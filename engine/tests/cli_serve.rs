@@ -61,8 +61,13 @@ fn run_streams_the_job_and_exits_by_its_outcome() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains(": succeeded"), "{}", text(&out));
-    let runs = std::fs::read_dir(state.path().join("runs")).unwrap().count();
-    assert_eq!(runs, 0, "each run removes its own store, logs and checkouts");
+    let runs = std::fs::read_dir(state.path().join("runs"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        runs, 0,
+        "each run removes its own store, logs and checkouts"
+    );
 }
 
 #[test]

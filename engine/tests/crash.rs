@@ -95,10 +95,9 @@ fn start(state_dir: &str, port: u16) -> Child {
         if let Ok(r) = agent()
             .get(format!("http://127.0.0.1:{port}/healthz"))
             .call()
+            && r.status() == 200
         {
-            if r.status() == 200 {
-                return child;
-            }
+            return child;
         }
         std::thread::sleep(Duration::from_millis(20));
     }

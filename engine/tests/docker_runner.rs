@@ -255,8 +255,7 @@ async fn unreachable_engine_names_what_was_tried() {
         "ftp://example.invalid".into(),
     ])
     .await
-    .err()
-    .expect("nothing answers")
+    .expect_err("nothing answers")
     .to_string();
     assert!(
         e.starts_with(

@@ -75,24 +75,24 @@ pub async fn submit(
 ) -> Result<Response, ApiError> {
     let Json(spec) = body?;
     let mut problems = spec.validate(&state.policy);
-    if let Some(name) = &spec.profile {
-        if state.store.get_profile(name)?.is_none() {
-            let known: Vec<String> = state
-                .store
-                .list_profiles()?
-                .into_iter()
-                .map(|p| p.name)
-                .collect();
-            let known = if known.is_empty() {
-                "none defined".to_owned()
-            } else {
-                format!("known: {}", known.join(", "))
-            };
-            problems.push(crate::job::FieldProblem {
-                field: "profile".into(),
-                message: format!("unknown profile `{name}` ({known})"),
-            });
-        }
+    if let Some(name) = &spec.profile
+        && state.store.get_profile(name)?.is_none()
+    {
+        let known: Vec<String> = state
+            .store
+            .list_profiles()?
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        let known = if known.is_empty() {
+            "none defined".to_owned()
+        } else {
+            format!("known: {}", known.join(", "))
+        };
+        problems.push(crate::job::FieldProblem {
+            field: "profile".into(),
+            message: format!("unknown profile `{name}` ({known})"),
+        });
     }
     if !problems.is_empty() {
         return Err(ApiError::invalid_spec(problems));
@@ -280,10 +280,10 @@ pub async fn logs(
                     .is_none_or(|r| r.state.is_final());
                 if finished {
                     // Read once more: the last lines may have landed since.
-                    if let Ok((bytes, _)) = state.logs.read(id, offset, LOG_CHUNK) {
-                        if !bytes.is_empty() {
-                            continue;
-                        }
+                    if let Ok((bytes, _)) = state.logs.read(id, offset, LOG_CHUNK)
+                        && !bytes.is_empty()
+                    {
+                        continue;
                     }
                     return Some((
                         Ok(Event::default().event("end").data("job finished")),

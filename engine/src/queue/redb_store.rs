@@ -387,10 +387,10 @@ fn put(
         .insert(new.id, encode(new)?.as_slice())
         .map_err(io)?;
     let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(old) = old {
-        if let Some(n) = c.get_mut(&old.state) {
-            *n = n.saturating_sub(1);
-        }
+    if let Some(old) = old
+        && let Some(n) = c.get_mut(&old.state)
+    {
+        *n = n.saturating_sub(1);
     }
     *c.entry(new.state).or_default() += 1;
     Ok(())

@@ -18,10 +18,10 @@ pub struct DockerError {
 /// The candidate endpoints, in order.
 fn candidates() -> Vec<String> {
     let mut out = Vec::new();
-    if let Ok(host) = std::env::var("DOCKER_HOST") {
-        if !host.is_empty() {
-            out.push(host);
-        }
+    if let Ok(host) = std::env::var("DOCKER_HOST")
+        && !host.is_empty()
+    {
+        out.push(host);
     }
     out.push("unix:///var/run/docker.sock".into());
     if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR") {

@@ -64,20 +64,17 @@ pub fn map_base_images(dockerfile: &str, map: &BTreeMap<String, String>) -> Stri
         if words
             .first()
             .is_some_and(|w| w.eq_ignore_ascii_case("FROM"))
-        {
-            if let Some(i) = words
+            && let Some(i) = words
                 .iter()
                 .skip(1)
                 .position(|w| !w.starts_with("--"))
                 .map(|i| i + 1)
-            {
-                if let Some(mirror) = map.get(words[i]) {
-                    words[i] = mirror;
-                    out.push_str(&words.join(" "));
-                    out.push('\n');
-                    continue;
-                }
-            }
+            && let Some(mirror) = map.get(words[i])
+        {
+            words[i] = mirror;
+            out.push_str(&words.join(" "));
+            out.push('\n');
+            continue;
         }
         out.push_str(line);
         out.push('\n');
