@@ -50,31 +50,40 @@ async fn leftovers(docker: &bollard::Docker, test: &str) -> usize {
     docker.list_containers(Some(options)).await.unwrap().len()
 }
 
-fn log_text(logs: &JobLogs, id: u64) -> String {
-    String::from_utf8(logs.read(id, 0, 1 << 20).unwrap().0).unwrap()
+/// Run `spec` with its own job log; the outcome and the log's text.
+async fn run(
+    docker: &bollard::Docker,
+    spec: &StepContainer,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> (Result<runner::StepOutcome, runner::RunnerError>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = JobLogs::new(dir.path()).unwrap();
+    let outcome = runner::run_step(
+        docker,
+        spec,
+        &logs.writer(1),
+        timeout,
+        Duration::from_secs(1),
+        cancel,
+    )
+    .await;
+    let text = String::from_utf8(logs.read(1, 0, 1 << 20).unwrap().0).unwrap();
+    (outcome, text)
 }
 
 #[tokio::test]
 async fn a_step_streams_both_outputs_and_reports_its_exit_code() {
     let docker = docker().await;
-    let dir = tempfile::tempdir().unwrap();
-    let logs = JobLogs::new(dir.path()).unwrap();
-    let log = logs.writer(1);
-    let outcome = runner::run_step(
+    let script = "echo \"$GREETING out\"; echo oops >&2; printf 'no newline'; exit 3";
+    let (outcome, text) = run(
         &docker,
-        &step(
-            "exit-code",
-            "echo \"$GREETING out\"; echo oops >&2; printf 'no newline'; exit 3",
-        ),
-        &log,
+        &step("exit-code", script),
         Duration::from_secs(30),
-        Duration::from_secs(2),
         &CancellationToken::new(),
     )
-    .await
-    .unwrap();
-    assert_eq!(outcome.end, StepEnd::Exited(3));
-    let text = log_text(&logs, 1);
+    .await;
+    assert_eq!(outcome.unwrap().end, StepEnd::Exited(3));
     assert!(text.contains(" stdout hello out\n"), "{text}");
     assert!(text.contains(" stderr oops\n"), "{text}");
     assert!(
@@ -91,26 +100,20 @@ async fn a_step_streams_both_outputs_and_reports_its_exit_code() {
 #[tokio::test]
 async fn steps_are_hardened() {
     let docker = docker().await;
-    let dir = tempfile::tempdir().unwrap();
-    let logs = JobLogs::new(dir.path()).unwrap();
     let script = "id -u; grep CapEff /proc/self/status; \
                   touch /etc/x 2>/dev/null && echo root-writable || echo root-read-only; \
                   touch /tmp/x && echo tmp-writable; \
                   ls /sys/class/net; \
                   cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max; \
                   grep NoNewPrivs /proc/self/status; ps -o pid,comm | head -3";
-    let outcome = runner::run_step(
+    let (outcome, text) = run(
         &docker,
         &step("hardened", script),
-        &logs.writer(2),
         Duration::from_secs(30),
-        Duration::from_secs(2),
         &CancellationToken::new(),
     )
-    .await
-    .unwrap();
-    let text = log_text(&logs, 2);
-    assert_eq!(outcome.end, StepEnd::Exited(0), "{text}");
+    .await;
+    assert_eq!(outcome.unwrap().end, StepEnd::Exited(0), "{text}");
     for expected in [
         " stdout 1000\n",
         "CapEff:\t0000000000000000",
@@ -132,49 +135,41 @@ async fn steps_are_hardened() {
 #[tokio::test]
 async fn timeout_stops_the_step_and_removes_the_container() {
     let docker = docker().await;
-    let dir = tempfile::tempdir().unwrap();
-    let logs = JobLogs::new(dir.path()).unwrap();
-    let outcome = runner::run_step(
+    let (outcome, text) = run(
         &docker,
         &step("timeout", "echo started; sleep 60"),
-        &logs.writer(3),
-        Duration::from_secs(1),
         Duration::from_secs(1),
         &CancellationToken::new(),
     )
-    .await
-    .unwrap();
+    .await;
+    let outcome = outcome.unwrap();
     assert_eq!(outcome.end, StepEnd::TimedOut);
     assert!(
         outcome.duration < Duration::from_secs(15),
         "stopped after {:?}",
         outcome.duration
     );
-    assert!(log_text(&logs, 3).contains(" stdout started\n"));
+    assert!(text.contains(" stdout started\n"));
     assert_eq!(leftovers(&docker, "timeout").await, 0);
 }
 
 #[tokio::test]
 async fn cancel_stops_the_step() {
     let docker = docker().await;
-    let dir = tempfile::tempdir().unwrap();
-    let logs = JobLogs::new(dir.path()).unwrap();
     let cancel = CancellationToken::new();
     let trigger = cancel.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(500)).await;
         trigger.cancel();
     });
-    let outcome = runner::run_step(
+    let (outcome, _) = run(
         &docker,
         &step("cancel", "sleep 60"),
-        &logs.writer(4),
         Duration::from_secs(60),
-        Duration::from_secs(1),
         &cancel,
     )
-    .await
-    .unwrap();
+    .await;
+    let outcome = outcome.unwrap();
     assert_eq!(outcome.end, StepEnd::Cancelled);
     assert!(outcome.duration < Duration::from_secs(15));
     assert_eq!(leftovers(&docker, "cancel").await, 0);
@@ -183,47 +178,36 @@ async fn cancel_stops_the_step() {
 #[tokio::test]
 async fn memory_limit_kills_a_step_that_exceeds_it() {
     let docker = docker().await;
-    let dir = tempfile::tempdir().unwrap();
-    let logs = JobLogs::new(dir.path()).unwrap();
     // /tmp is a tmpfs charged to the container's memory: fill past 128 MiB.
-    let outcome = runner::run_step(
+    let script = "dd if=/dev/zero of=/tmp/fill bs=1M count=200 && echo survived";
+    let (outcome, text) = run(
         &docker,
-        &step(
-            "oom",
-            "dd if=/dev/zero of=/tmp/fill bs=1M count=200 && echo survived",
-        ),
-        &logs.writer(5),
+        &step("oom", script),
         Duration::from_secs(60),
-        Duration::from_secs(1),
         &CancellationToken::new(),
     )
-    .await
-    .unwrap();
-    let text = log_text(&logs, 5);
+    .await;
+    let end = outcome.unwrap().end;
     assert!(!text.contains("stdout survived"), "{text}");
     assert!(
-        matches!(outcome.end, StepEnd::Exited(code) if code != 0),
-        "{:?}: {text}",
-        outcome.end
+        matches!(end, StepEnd::Exited(code) if code != 0),
+        "{end:?}: {text}"
     );
 }
 
 #[tokio::test]
 async fn missing_image_and_root_user_are_clear_errors() {
     let docker = docker().await;
-    let dir = tempfile::tempdir().unwrap();
-    let logs = JobLogs::new(dir.path()).unwrap();
     let mut missing = step("missing", "true");
     missing.image = "slipway-test/does-not-exist:1".into();
-    let e = runner::run_step(
+    let e = run(
         &docker,
         &missing,
-        &logs.writer(6),
         Duration::from_secs(5),
-        Duration::from_secs(1),
         &CancellationToken::new(),
     )
     .await
+    .0
     .unwrap_err();
     assert!(
         e.to_string()
@@ -232,15 +216,14 @@ async fn missing_image_and_root_user_are_clear_errors() {
     );
     let mut root = step("root", "true");
     root.user = "0:0".into();
-    let e = runner::run_step(
+    let e = run(
         &docker,
         &root,
-        &logs.writer(7),
         Duration::from_secs(5),
-        Duration::from_secs(1),
         &CancellationToken::new(),
     )
     .await
+    .0
     .unwrap_err();
     assert!(
         e.to_string().contains("refusing to run a step as root"),

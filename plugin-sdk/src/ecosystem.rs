@@ -30,6 +30,17 @@ pub trait Ecosystem {
     fn plan(repo: &Repo) -> Result<Plan, PluginError>;
 }
 
+impl Plan {
+    /// The Dockerfile text the plugin generated; `None` when the repository
+    /// brings its own.
+    pub fn generated_dockerfile(&self) -> Option<&str> {
+        match &self.image {
+            ImageSource::Generated(text) => Some(text),
+            ImageSource::Repository(_) => None,
+        }
+    }
+}
+
 impl Step {
     /// A step without a machine-readable report.
     pub fn new(name: &str, command: &str) -> Self {

@@ -195,3 +195,88 @@ macro_rules! export_readiness {
         };
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::service;
+
+    fn probe(s: &Service) -> Result<Probe, PluginError> {
+        let defaults = Timing {
+            period_ms: 1,
+            timeout_ms: 2,
+            success_threshold: 3,
+            failure_threshold: 4,
+            startup_deadline_ms: 5,
+        };
+        probe_with(s, ProbeAction::Tcp(1), defaults)
+    }
+
+    #[test]
+    fn timing_options_override_defaults_and_are_checked() {
+        let p = probe(&service(&[], vec![1], &[])).unwrap();
+        assert_eq!(
+            (
+                p.period_ms,
+                p.timeout_ms,
+                p.success_threshold,
+                p.failure_threshold,
+                p.startup_deadline_ms
+            ),
+            (1, 2, 3, 4, 5)
+        );
+        let options = [
+            ("period_ms", "10"),
+            ("timeout_ms", "20"),
+            ("startup_deadline_ms", "30"),
+            ("success_threshold", "4"),
+            ("failure_threshold", "5"),
+        ];
+        let p = probe(&service(&[], vec![1], &options)).unwrap();
+        assert_eq!(
+            (
+                p.period_ms,
+                p.timeout_ms,
+                p.startup_deadline_ms,
+                p.success_threshold,
+                p.failure_threshold
+            ),
+            (10, 20, 30, 4, 5)
+        );
+        for (opt, _) in options {
+            let e = probe(&service(&[], vec![1], &[(opt, "soon")]))
+                .unwrap_err()
+                .describe();
+            assert!(
+                e.contains(&format!(
+                    "services.svc.readiness.options.{opt}: `soon` is not a valid number"
+                )),
+                "{e}"
+            );
+            let e = probe(&service(&[], vec![1], &[(opt, "0")]))
+                .unwrap_err()
+                .describe();
+            assert!(e.contains("must be at least 1"), "{e}");
+        }
+    }
+
+    #[test]
+    fn port_from_option_then_declared_then_fallback() {
+        assert_eq!(
+            port(&service(&[], vec![5432], &[("port", "6543")]), Some(1)).unwrap(),
+            6543
+        );
+        assert_eq!(port(&service(&[], vec![5432], &[]), Some(1)).unwrap(), 5432);
+        assert_eq!(port(&service(&[], vec![], &[]), Some(1)).unwrap(), 1);
+        assert!(port(&service(&[], vec![], &[]), None).is_err());
+    }
+
+    #[test]
+    fn tail_keeps_the_end_on_char_boundaries() {
+        assert_eq!(tail("  short \n", 500), "short");
+        let long = format!("{}é-end", "x".repeat(600));
+        let t = tail(&long, 500);
+        assert_eq!(t.chars().count(), 500);
+        assert!(t.starts_with('…') && t.ends_with("é-end"), "{t}");
+    }
+}

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use crate::Repo;
 use crate::ecosystem::{Detection, Ecosystem, Plan, PluginError};
-use crate::readiness::{ProbeOutput, Readiness, Service, Verdict};
+use crate::readiness::{OptionPair, ProbeOutput, Readiness, Service, Verdict};
 use crate::validator::{Finding, Validator};
 
 /// Run `detect` of ecosystem plugin `P` against `fixture`.
@@ -43,4 +43,52 @@ pub fn parse_report<P: Validator>(
 /// Run `judge` of readiness plugin `P`.
 pub fn judge<P: Readiness>(service: &Service, output: &ProbeOutput) -> Verdict {
     P::judge(service, output)
+}
+
+/// A service named `svc` (image `image:1`) with these env vars, ports and
+/// readiness options, for readiness plugin tests.
+pub fn service(env: &[(&str, &str)], ports: Vec<u16>, options: &[(&str, &str)]) -> Service {
+    let pairs = |list: &[(&str, &str)]| {
+        list.iter()
+            .map(|(n, v)| OptionPair {
+                name: n.to_string(),
+                value: v.to_string(),
+            })
+            .collect()
+    };
+    Service {
+        name: "svc".into(),
+        image: "image:1".into(),
+        env: pairs(env),
+        ports,
+        options: pairs(options),
+    }
+}
+
+/// The result of an `exec` probe attempt.
+pub fn probe_output(exit_code: Option<i32>, stdout: &str, stderr: &str) -> ProbeOutput {
+    ProbeOutput {
+        exit_code,
+        stdout: stdout.into(),
+        stderr: stderr.into(),
+        connected: false,
+        http_status: None,
+        elapsed_ms: 7,
+    }
+}
+
+/// The message of a `not-ready` verdict; panics on any other.
+pub fn not_ready(v: Verdict) -> String {
+    match v {
+        Verdict::NotReady(m) => m,
+        other => panic!("expected not-ready, got {other:?}"),
+    }
+}
+
+/// The message of a `failed` verdict; panics on any other.
+pub fn failed(v: Verdict) -> String {
+    match v {
+        Verdict::Failed(m) => m,
+        other => panic!("expected failed, got {other:?}"),
+    }
 }

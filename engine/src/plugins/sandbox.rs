@@ -162,24 +162,6 @@ fn stderr_suffix(stderr: &str) -> String {
     }
 }
 
-impl CallError {
-    /// The plugin the error is about.
-    pub fn plugin(&self) -> &PluginId {
-        match self {
-            CallError::CpuLimit { plugin, .. }
-            | CallError::MemoryLimit { plugin, .. }
-            | CallError::ResourceLimit { plugin, .. }
-            | CallError::OutputTooLarge { plugin, .. }
-            | CallError::InvalidOutput { plugin, .. }
-            | CallError::Trapped { plugin, .. }
-            | CallError::Reported { plugin, .. }
-            | CallError::Repository { plugin, .. }
-            | CallError::Instantiate { plugin, .. }
-            | CallError::WrongWorld { plugin, .. } => plugin,
-        }
-    }
-}
-
 /// A plugin compiled and linked, ready for calls.
 pub struct PreparedPlugin {
     pub id: PluginId,

@@ -552,10 +552,7 @@ mod tests {
     }
 
     fn dockerfile(p: &Plan) -> &str {
-        match &p.image {
-            ImageSource::Generated(d) => d,
-            ImageSource::Repository(_) => panic!("expected a generated Dockerfile"),
-        }
+        p.generated_dockerfile().expect("a generated Dockerfile")
     }
 
     #[test]

@@ -21,10 +21,7 @@ fn detect(name: &str) -> Option<Detection> {
 }
 
 fn dockerfile_of(p: &Plan) -> &str {
-    match &p.image {
-        ImageSource::Generated(d) => d,
-        ImageSource::Repository(r) => panic!("unexpected repository Dockerfile {r}"),
-    }
+    p.generated_dockerfile().expect("a generated Dockerfile")
 }
 
 fn commands(steps: &[Step]) -> Vec<&str> {

@@ -199,116 +199,13 @@ export_readiness!(Postgres);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use slipway_plugin_sdk::testing::judge;
-
-    fn probe_of(s: &Service) -> Result<Probe, PluginError> {
-        Postgres::probe(s)
-    }
+    use slipway_plugin_sdk::testing::{failed, judge, not_ready, probe_output as output, service};
 
     fn argv(p: Probe) -> Vec<String> {
         match p.action {
             ProbeAction::Exec(argv) => argv,
             other => panic!("expected exec, got {other:?}"),
         }
-    }
-
-    fn service(env: &[(&str, &str)], ports: Vec<u16>, options: &[(&str, &str)]) -> Service {
-        let pairs = |list: &[(&str, &str)]| {
-            list.iter()
-                .map(|(n, v)| OptionPair {
-                    name: n.to_string(),
-                    value: v.to_string(),
-                })
-                .collect()
-        };
-        Service {
-            name: "svc".into(),
-            image: "image:1".into(),
-            env: pairs(env),
-            ports,
-            options: pairs(options),
-        }
-    }
-
-    fn output(exit_code: Option<i32>, stdout: &str, stderr: &str) -> ProbeOutput {
-        ProbeOutput {
-            exit_code,
-            stdout: stdout.into(),
-            stderr: stderr.into(),
-            connected: false,
-            http_status: None,
-            elapsed_ms: 7,
-        }
-    }
-
-    fn not_ready(v: Verdict) -> String {
-        match v {
-            Verdict::NotReady(m) => m,
-            other => panic!("expected not-ready, got {other:?}"),
-        }
-    }
-
-    fn failed(v: Verdict) -> String {
-        match v {
-            Verdict::Failed(m) => m,
-            other => panic!("expected failed, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn timing_options_override_defaults_and_are_checked() {
-        let s = service(
-            &[],
-            vec![1],
-            &[
-                ("period_ms", "10"),
-                ("timeout_ms", "20"),
-                ("startup_deadline_ms", "30"),
-                ("success_threshold", "4"),
-                ("failure_threshold", "5"),
-            ],
-        );
-        let p = probe_of(&s).unwrap();
-        assert_eq!(
-            (
-                p.period_ms,
-                p.timeout_ms,
-                p.startup_deadline_ms,
-                p.success_threshold,
-                p.failure_threshold
-            ),
-            (10, 20, 30, 4, 5)
-        );
-        for opt in [
-            "period_ms",
-            "timeout_ms",
-            "startup_deadline_ms",
-            "success_threshold",
-            "failure_threshold",
-        ] {
-            let e = probe_of(&service(&[], vec![1], &[(opt, "soon")]))
-                .unwrap_err()
-                .describe();
-            assert!(
-                e.contains(&format!(
-                    "services.svc.readiness.options.{opt}: `soon` is not a valid number"
-                )),
-                "{e}"
-            );
-            let e = probe_of(&service(&[], vec![1], &[(opt, "0")]))
-                .unwrap_err()
-                .describe();
-            assert!(e.contains("must be at least 1"), "{e}");
-        }
-    }
-
-    #[test]
-    fn tail_keeps_the_end_on_char_boundaries() {
-        assert_eq!(tail("  short \n", 500), "short");
-        let long = format!("{}é-end", "x".repeat(600));
-        let t = tail(&long, 500);
-        assert_eq!(t.chars().count(), 500);
-        assert!(t.starts_with('…') && t.ends_with("é-end"), "{t}");
     }
 
     #[test]

@@ -12,10 +12,7 @@ fn plan_of(name: &str) -> Plan {
 }
 
 fn dockerfile(plan: &Plan) -> &str {
-    match &plan.image {
-        ImageSource::Generated(d) => d,
-        ImageSource::Repository(p) => panic!("unexpected repository Dockerfile {p}"),
-    }
+    plan.generated_dockerfile().expect("a generated Dockerfile")
 }
 
 fn commands(steps: &[Step]) -> Vec<&str> {

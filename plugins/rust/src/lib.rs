@@ -653,10 +653,7 @@ mod tests {
     }
 
     fn dockerfile(p: &Plan) -> &str {
-        match &p.image {
-            ImageSource::Generated(d) => d,
-            ImageSource::Repository(_) => panic!("expected a generated Dockerfile"),
-        }
+        p.generated_dockerfile().expect("a generated Dockerfile")
     }
 
     fn plan_err(name: &str) -> String {
