@@ -70,6 +70,8 @@ struct RawRunnerConfig {
     concurrency: Option<usize>,
     per_repository: Option<usize>,
     build_network: Option<String>,
+    holder_image: Option<String>,
+    stop_grace_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -103,12 +105,21 @@ pub struct Config {
     pub per_repository: usize,
     /// Network for image builds: `host` where the daemon has no bridge.
     pub build_network: String,
+    /// Image of the container that holds each job's network namespace and
+    /// runs TCP/HTTP probes (a busybox: `sh` and `nc`).
+    pub holder_image: String,
+    /// Time a stopped step gets between SIGTERM and SIGKILL.
+    pub stop_grace: std::time::Duration,
     /// Third-party plugin registry directories, searched after the bundled plugins.
     pub plugin_dirs: Vec<PathBuf>,
     pub plugin_limits: LimitsPolicy,
     /// Tie-break among ecosystems detected with equal confidence.
     pub ecosystem_order: Vec<String>,
 }
+
+/// Default holder image: busybox's official image (`scripts/images.sh`
+/// builds a stand-in where no registry is reachable).
+pub const DEFAULT_HOLDER_IMAGE: &str = "busybox:1.36";
 
 /// Default tie-break order among ecosystems (DESIGN: "Choosing among ecosystems").
 pub const DEFAULT_ECOSYSTEM_ORDER: &[&str] =
@@ -219,6 +230,11 @@ impl Config {
             concurrency: raw.runner.concurrency.unwrap_or(4).max(1),
             per_repository: raw.runner.per_repository.unwrap_or(2),
             build_network: raw.runner.build_network.unwrap_or_else(|| "host".into()),
+            holder_image: raw
+                .runner
+                .holder_image
+                .unwrap_or_else(|| DEFAULT_HOLDER_IMAGE.into()),
+            stop_grace: std::time::Duration::from_secs(raw.runner.stop_grace_s.unwrap_or(10)),
             state_dir,
             plugin_dirs,
             plugin_limits: policy,

@@ -51,9 +51,13 @@ pub struct ServiceSpec {
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub command: Vec<String>,
+    /// Ports it listens on inside the job's pod (`127.0.0.1:<port>`).
     #[serde(default)]
     pub ports: Vec<u16>,
+    /// How to tell it is ready; default: `tcp` on the first port.
     pub readiness: Option<ReadinessSpec>,
+    #[serde(default)]
+    pub resources: Resources,
 }
 
 #[derive(Debug, Clone, PartialEq, ToSchema, Serialize, Deserialize)]

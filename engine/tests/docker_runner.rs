@@ -1,13 +1,15 @@
-//! Step containers against the real Docker engine (started by
-//! `scripts/setup.sh`; these tests fail, loudly, when it is not there) with
-//! the local `slipway-test/busybox:1` image from `scripts/images.sh`.
+//! Pods, the workload container and steps as execs, against the real
+//! Docker engine (started by `scripts/setup.sh`; these tests fail, loudly,
+//! when it is not there) with the local images from `scripts/images.sh`.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use slipway::logs::JobLogs;
-use slipway::runner::{self, ContainerLimits, StepContainer, StepEnd};
+use slipway::runner::{
+    self, ContainerLimits, Pod, PodSpec, RunnerError, StepEnd, StepExec, StepOutcome, WorkloadSpec,
+};
 use tokio_util::sync::CancellationToken;
 
 const IMAGE: &str = "slipway-test/busybox:1";
@@ -18,31 +20,55 @@ async fn docker() -> bollard::Docker {
     })
 }
 
-/// A step spec with a label unique to this test, to find leftovers.
-fn step(test: &str, script: &str) -> StepContainer {
-    StepContainer {
-        image: IMAGE.into(),
-        argv: vec!["sh".into(), "-c".into(), script.into()],
-        env: vec![("GREETING".into(), "hello".into())],
-        workdir: Some("/workspace".into()),
-        user: "1000:1000".into(),
-        binds: vec![],
+/// A pod whose containers carry a label unique to `test`, to find leftovers.
+fn pod_spec(test: &str) -> PodSpec {
+    PodSpec {
+        name: format!("slipway-test-{test}-{}", std::process::id()),
         labels: HashMap::from([
             (runner::LABEL_MANAGED.to_owned(), "true".to_owned()),
-            (runner::LABEL_ROLE.to_owned(), "job".to_owned()),
-            ("io.slipway.test".to_owned(), test.to_owned()),
+            ("io.slipway.test".to_owned(), run_label(test)),
         ]),
+        holder_image: slipway::config::DEFAULT_HOLDER_IMAGE.into(),
+        network: "none".into(),
+    }
+}
+
+fn workload() -> WorkloadSpec {
+    WorkloadSpec {
+        image: IMAGE.into(),
+        env: vec![("GREETING".into(), "hello".into())],
+        workdir: Some("/tmp".into()),
+        user: "1000:1000".into(),
+        binds: vec![],
         limits: ContainerLimits {
             memory_mb: Some(128),
             pids: Some(64),
             cpus: Some(1.0),
         },
-        network: "none".into(),
+        role: "job",
     }
 }
 
+fn step(script: &str) -> StepExec {
+    StepExec {
+        command: script.into(),
+        env: vec![],
+        workdir: Some("/tmp".into()),
+        user: "1000:1000".into(),
+    }
+}
+
+/// Unique to this test in this run, so an earlier run's leftovers (a
+/// panicking test removes nothing) never fail this one.
+fn run_label(test: &str) -> String {
+    format!("{test}-{}", std::process::id())
+}
+
 async fn leftovers(docker: &bollard::Docker, test: &str) -> usize {
-    let filters = HashMap::from([("label".to_owned(), vec![format!("io.slipway.test={test}")])]);
+    let filters = HashMap::from([(
+        "label".to_owned(),
+        vec![format!("io.slipway.test={}", run_label(test))],
+    )]);
     let options = ListContainersOptionsBuilder::new()
         .all(true)
         .filters(&filters)
@@ -50,39 +76,74 @@ async fn leftovers(docker: &bollard::Docker, test: &str) -> usize {
     docker.list_containers(Some(options)).await.unwrap().len()
 }
 
-/// Run `spec` with its own job log; the outcome and the log's text.
-async fn run(
-    docker: &bollard::Docker,
-    spec: &StepContainer,
-    timeout: Duration,
-    cancel: &CancellationToken,
-) -> (Result<runner::StepOutcome, runner::RunnerError>, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = JobLogs::new(dir.path()).unwrap();
-    let outcome = runner::run_step(
-        docker,
-        spec,
-        &logs.writer(1),
-        timeout,
-        Duration::from_secs(1),
-        cancel,
-    )
-    .await;
-    let text = String::from_utf8(logs.read(1, 0, 1 << 20).unwrap().0).unwrap();
-    (outcome, text)
+/// A started pod with its workload, and a job log to run steps into.
+struct Harness {
+    docker: bollard::Docker,
+    pod: Option<Pod>,
+    workload: String,
+    logs: JobLogs,
+    _dir: tempfile::TempDir,
+    test: &'static str,
+}
+
+impl Harness {
+    async fn start(test: &'static str) -> Harness {
+        let docker = docker().await;
+        let pod = Pod::create(&docker, pod_spec(test)).await.unwrap();
+        let workload = pod.start_workload(&workload()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        Harness {
+            docker,
+            pod: Some(pod),
+            workload,
+            logs: JobLogs::new(dir.path()).unwrap(),
+            _dir: dir,
+            test,
+        }
+    }
+
+    async fn run(
+        &self,
+        script: &str,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> (Result<StepOutcome, RunnerError>, String) {
+        let before = self.text().len();
+        let outcome = runner::exec_step(
+            &self.docker,
+            &self.workload,
+            &step(script),
+            &self.logs.writer(1),
+            timeout,
+            Duration::from_secs(1),
+            cancel,
+        )
+        .await;
+        (outcome, self.text()[before..].to_owned())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.logs.read(1, 0, 1 << 20).unwrap().0).unwrap()
+    }
+
+    /// Remove the pod and check nothing of it is left.
+    async fn finish(mut self) {
+        self.pod.take().unwrap().remove().await;
+        assert_eq!(
+            leftovers(&self.docker, self.test).await,
+            0,
+            "the pod is removed"
+        );
+    }
 }
 
 #[tokio::test]
 async fn a_step_streams_both_outputs_and_reports_its_exit_code() {
-    let docker = docker().await;
+    let h = Harness::start("exit-code").await;
     let script = "echo \"$GREETING out\"; echo oops >&2; printf 'no newline'; exit 3";
-    let (outcome, text) = run(
-        &docker,
-        &step("exit-code", script),
-        Duration::from_secs(30),
-        &CancellationToken::new(),
-    )
-    .await;
+    let (outcome, text) = h
+        .run(script, Duration::from_secs(30), &CancellationToken::new())
+        .await;
     assert_eq!(outcome.unwrap().end, StepEnd::Exited(3));
     assert!(text.contains(" stdout hello out\n"), "{text}");
     assert!(text.contains(" stderr oops\n"), "{text}");
@@ -90,29 +151,29 @@ async fn a_step_streams_both_outputs_and_reports_its_exit_code() {
         text.contains(" stdout no newline\n"),
         "a last partial line is kept: {text}"
     );
+    let (second, _) = h
+        .run("true", Duration::from_secs(30), &CancellationToken::new())
+        .await;
     assert_eq!(
-        leftovers(&docker, "exit-code").await,
-        0,
-        "the container is removed"
+        second.unwrap().end,
+        StepEnd::Exited(0),
+        "the next step runs in the same container"
     );
+    h.finish().await;
 }
 
 #[tokio::test]
 async fn steps_are_hardened() {
-    let docker = docker().await;
+    let h = Harness::start("hardened").await;
     let script = "id -u; grep CapEff /proc/self/status; \
                   touch /etc/x 2>/dev/null && echo root-writable || echo root-read-only; \
                   touch /tmp/x && echo tmp-writable; \
                   ls /sys/class/net; \
                   cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max; \
-                  grep NoNewPrivs /proc/self/status; ps -o pid,comm | head -3";
-    let (outcome, text) = run(
-        &docker,
-        &step("hardened", script),
-        Duration::from_secs(30),
-        &CancellationToken::new(),
-    )
-    .await;
+                  grep NoNewPrivs /proc/self/status";
+    let (outcome, text) = h
+        .run(script, Duration::from_secs(30), &CancellationToken::new())
+        .await;
     assert_eq!(outcome.unwrap().end, StepEnd::Exited(0), "{text}");
     for expected in [
         " stdout 1000\n",
@@ -130,105 +191,152 @@ async fn steps_are_hardened() {
         );
     }
     assert!(!text.contains("eth0"), "no network but loopback: {text}");
+    h.finish().await;
 }
 
 #[tokio::test]
-async fn timeout_stops_the_step_and_removes_the_container() {
-    let docker = docker().await;
-    let (outcome, text) = run(
-        &docker,
-        &step("timeout", "echo started; sleep 60"),
-        Duration::from_secs(1),
-        &CancellationToken::new(),
-    )
-    .await;
+async fn timeout_stops_the_steps_processes_and_the_container_stays_usable() {
+    let h = Harness::start("timeout").await;
+    // A child that ignores SIGTERM: the grace period ends in SIGKILL.
+    let (outcome, text) = h
+        .run(
+            "echo started; sh -c 'trap \"\" TERM; sleep 60' & sleep 60",
+            Duration::from_secs(1),
+            &CancellationToken::new(),
+        )
+        .await;
     let outcome = outcome.unwrap();
     assert_eq!(outcome.end, StepEnd::TimedOut);
     assert!(
-        outcome.duration < Duration::from_secs(15),
+        outcome.duration < Duration::from_secs(10),
         "stopped after {:?}",
         outcome.duration
     );
-    assert!(text.contains(" stdout started\n"));
-    assert_eq!(leftovers(&docker, "timeout").await, 0);
+    assert!(text.contains(" stdout started\n"), "{text}");
+    let (after, text) = h
+        .run(
+            "ps -o args | grep -cx 'sleep 60' || true",
+            Duration::from_secs(10),
+            &CancellationToken::new(),
+        )
+        .await;
+    assert_eq!(after.unwrap().end, StepEnd::Exited(0));
+    assert!(
+        text.contains(" stdout 0\n"),
+        "the step's whole process group is gone: {text}"
+    );
+    h.finish().await;
 }
 
 #[tokio::test]
 async fn cancel_stops_the_step() {
-    let docker = docker().await;
+    let h = Harness::start("cancel").await;
     let cancel = CancellationToken::new();
     let trigger = cancel.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(500)).await;
         trigger.cancel();
     });
-    let (outcome, _) = run(
-        &docker,
-        &step("cancel", "sleep 60"),
-        Duration::from_secs(60),
-        &cancel,
-    )
-    .await;
+    let (outcome, _) = h.run("sleep 60", Duration::from_secs(60), &cancel).await;
     let outcome = outcome.unwrap();
     assert_eq!(outcome.end, StepEnd::Cancelled);
-    assert!(outcome.duration < Duration::from_secs(15));
-    assert_eq!(leftovers(&docker, "cancel").await, 0);
+    assert!(outcome.duration < Duration::from_secs(10));
+    h.finish().await;
 }
 
 #[tokio::test]
 async fn memory_limit_kills_a_step_that_exceeds_it() {
-    let docker = docker().await;
+    let h = Harness::start("oom").await;
     // /tmp is a tmpfs charged to the container's memory: fill past 128 MiB.
     let script = "dd if=/dev/zero of=/tmp/fill bs=1M count=200 && echo survived";
-    let (outcome, text) = run(
-        &docker,
-        &step("oom", script),
-        Duration::from_secs(60),
-        &CancellationToken::new(),
-    )
-    .await;
+    let (outcome, text) = h
+        .run(script, Duration::from_secs(60), &CancellationToken::new())
+        .await;
     let end = outcome.unwrap().end;
     assert!(!text.contains("stdout survived"), "{text}");
     assert!(
         matches!(end, StepEnd::Exited(code) if code != 0),
         "{end:?}: {text}"
     );
+    h.finish().await;
 }
 
 #[tokio::test]
-async fn missing_image_and_root_user_are_clear_errors() {
+async fn the_pod_shares_loopback_and_nothing_else() {
     let docker = docker().await;
-    let mut missing = step("missing", "true");
-    missing.image = "slipway-test/does-not-exist:1".into();
-    let e = run(
+    let pod = Pod::create(&docker, pod_spec("loopback")).await.unwrap();
+    pod.start_service(&runner::ServiceContainer {
+        name: "echo".into(),
+        image: IMAGE.into(),
+        env: vec![],
+        command: vec!["sh".into(), "-c".into(), "echo pong | nc -l -p 7000".into()],
+        limits: ContainerLimits::default(),
+    })
+    .await
+    .unwrap();
+    let workload = pod.start_workload(&workload()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = JobLogs::new(dir.path()).unwrap();
+    let outcome = runner::exec_step(
         &docker,
-        &missing,
-        Duration::from_secs(5),
+        &workload,
+        &step("sleep 0.3; nc 127.0.0.1 7000 </dev/null; ls /sys/class/net"),
+        &logs.writer(1),
+        Duration::from_secs(20),
+        Duration::from_secs(1),
         &CancellationToken::new(),
     )
     .await
-    .0
-    .unwrap_err();
+    .unwrap();
+    let text = String::from_utf8(logs.read(1, 0, 1 << 20).unwrap().0).unwrap();
+    assert_eq!(outcome.end, StepEnd::Exited(0), "{text}");
+    assert!(
+        text.contains(" stdout pong\n"),
+        "the service answers on 127.0.0.1: {text}"
+    );
+    assert!(!text.contains("eth0"), "{text}");
+    pod.remove().await;
+    assert_eq!(leftovers(&docker, "loopback").await, 0);
+}
+
+#[tokio::test]
+async fn missing_image_no_shell_and_root_user_are_clear_errors() {
+    let docker = docker().await;
+    let pod = Pod::create(&docker, pod_spec("errors")).await.unwrap();
+    let mut missing = workload();
+    missing.image = "slipway-test/does-not-exist:1".into();
+    let e = pod.start_workload(&missing).await.unwrap_err();
     assert!(
         e.to_string()
             .contains("image `slipway-test/does-not-exist:1` is not available"),
         "{e}"
     );
-    let mut root = step("root", "true");
+    let mut root = workload();
     root.user = "0:0".into();
-    let e = run(
-        &docker,
-        &root,
-        Duration::from_secs(5),
-        &CancellationToken::new(),
-    )
-    .await
-    .0
-    .unwrap_err();
+    let e = pod.start_workload(&root).await.unwrap_err();
     assert!(
         e.to_string().contains("refusing to run a step as root"),
         "{e}"
     );
+
+    // An image with one file and no shell, like `FROM scratch`.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello"), "hi").unwrap();
+    let import = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar -C {} -c hello | docker import - slipway-test/no-shell:1",
+            dir.path().display()
+        ))
+        .output()
+        .unwrap();
+    assert!(import.status.success(), "{import:?}");
+    let mut shellless = workload();
+    shellless.image = "slipway-test/no-shell:1".into();
+    let e = pod.start_workload(&shellless).await.unwrap_err();
+    assert!(e.to_string().contains("has no shell (`sh`)"), "{e}");
+    pod.remove().await;
+    assert_eq!(leftovers(&docker, "errors").await, 0);
 }
 
 #[tokio::test]
@@ -410,7 +518,7 @@ async fn reconcile_removes_only_this_engines_leftovers() {
             labels: Some(HashMap::from([
                 (runner::LABEL_MANAGED.to_owned(), "true".to_owned()),
                 (runner::LABEL_ENGINE.to_owned(), engine.to_string()),
-                ("io.slipway.test".to_owned(), mine.clone()),
+                ("io.slipway.test".to_owned(), run_label("reconcile")),
             ])),
             ..Default::default()
         };
@@ -429,10 +537,10 @@ async fn reconcile_removes_only_this_engines_leftovers() {
         "running and stopped leftovers of this engine"
     );
     assert_eq!(
-        leftovers(&docker, &mine).await,
+        leftovers(&docker, "reconcile").await,
         1,
         "another engine's container is left alone"
     );
     runner::reconcile(&docker, &theirs).await.unwrap();
-    assert_eq!(leftovers(&docker, &mine).await, 0);
+    assert_eq!(leftovers(&docker, "reconcile").await, 0);
 }

@@ -70,6 +70,7 @@ async fn engine() -> Engine {
             .collect(),
         job_user: (1000, 1000),
         build_network: "none".into(),
+        holder_image: slipway::config::DEFAULT_HOLDER_IMAGE.into(),
         stop_grace: Duration::from_secs(1),
     };
     let checkouts = Checkouts::new(state.path(), Duration::from_secs(60));

@@ -60,7 +60,8 @@ async fn engine(
         ecosystem_order: config.ecosystem_order.clone(),
         job_user: (1000, 1000),
         build_network: config.build_network.clone(),
-        stop_grace: Duration::from_secs(10),
+        holder_image: config.holder_image.clone(),
+        stop_grace: config.stop_grace,
     };
     let checkouts = Checkouts::new(work, Duration::from_secs(600));
     let executor = DockerExecutor::new(docker, checkouts, registry, store.clone(), settings);

@@ -1,31 +1,33 @@
-//! One step in a fresh, hardened container.
+//! The containers of a pod and how they are hardened (DESIGN: "Containers").
 //!
-//! Hardened by default (DESIGN: "Containers"): all capabilities dropped,
-//! `no-new-privileges`, read-only root filesystem with a tmpfs `/tmp`, a
-//! non-root user, `--init` (so signals reach the step and zombies are
-//! reaped), pids/memory/CPU limits with no extra swap, no network unless
-//! asked, no Docker socket; the only writable mounts are the ones the caller
-//! binds (the checkout). Output is streamed line by line into the job log as
-//! it happens. A timeout or cancel stops the container (SIGTERM, a grace
-//! period, then SIGKILL). The container is removed whatever happens.
+//! - The **workload** (job or workspace container): all capabilities
+//!   dropped, `no-new-privileges`, read-only root with a tmpfs `/tmp`, a
+//!   non-root user, `--init` (signals reach the steps, zombies are reaped),
+//!   pids/memory/CPU limits with no extra swap; the only writable mounts are
+//!   the ones the caller binds (the checkout). It idles on an open stdin
+//!   until removed; steps run in it as execs.
+//! - A **service** (postgres, redis, ...): hardened as far as an official
+//!   image allows. Their entrypoints start as root and drop to their own
+//!   user, so the only capabilities kept are the five that needs.
+//! - The **holder**: owns the pod's network namespace; a busybox that idles,
+//!   with no capabilities, and runs the TCP/HTTP probes.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{
-    CreateContainerOptions, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
-};
-use futures_util::StreamExt;
-use tokio_util::sync::CancellationToken;
+use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 
-use crate::logs::JobLog;
-
-/// Default cap on processes in a step container.
+/// Default cap on processes in a workload or service container.
 pub const DEFAULT_PIDS: i64 = 512;
+
+/// What a root entrypoint needs to hand its data directory to its user and
+/// drop to it (postgres, redis, mysql images all do this).
+const SERVICE_CAPABILITIES: [&str; 5] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"];
+
+/// The shell loop a workload and a holder idle in: `read` on a stdin that
+/// stays open and never receives anything. Only needs `sh`.
+pub const IDLE: [&str; 3] = ["sh", "-c", "read -r _ || true"];
 
 #[derive(Debug, Clone, Default)]
 pub struct ContainerLimits {
@@ -34,42 +36,16 @@ pub struct ContainerLimits {
     pub cpus: Option<f64>,
 }
 
-/// What to run, and where.
-#[derive(Debug, Clone)]
-pub struct StepContainer {
-    pub image: String,
-    pub argv: Vec<String>,
-    pub env: Vec<(String, String)>,
-    pub workdir: Option<String>,
-    /// `uid:gid`; never root.
-    pub user: String,
-    /// `host:container[:ro]`; the only writable places besides `/tmp`.
-    pub binds: Vec<String>,
-    pub labels: HashMap<String, String>,
-    pub limits: ContainerLimits,
-    /// `none` unless the job asks for a network.
-    pub network: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StepEnd {
-    Exited(i64),
-    TimedOut,
-    Cancelled,
-}
-
-#[derive(Debug, Clone)]
-pub struct StepOutcome {
-    pub end: StepEnd,
-    pub duration: Duration,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
     #[error(
         "image `{image}` is not available to the container engine (hint: build it first, or check the base-image map)"
     )]
     ImageMissing { image: String },
+    #[error(
+        "image `{image}` has no shell (`sh`): Slipway runs steps with `sh -c`, so the image needs one (hint: base it on an image with a shell)"
+    )]
+    NoShell { image: String },
     #[error("the container engine refused to {action}: {message}")]
     Engine {
         action: &'static str,
@@ -79,26 +55,67 @@ pub enum RunnerError {
     RootUser(String),
 }
 
-fn engine(action: &'static str) -> impl Fn(bollard::errors::Error) -> RunnerError {
+pub(crate) fn engine(action: &'static str) -> impl Fn(bollard::errors::Error) -> RunnerError {
     move |e| RunnerError::Engine {
         action,
         message: e.to_string(),
     }
 }
 
-impl StepContainer {
-    fn host_config(&self) -> HostConfig {
+pub(crate) fn is_root(user: &str) -> bool {
+    let uid = user.split(':').next().unwrap_or("");
+    uid.is_empty() || uid == "0" || uid == "root"
+}
+
+/// One container to create in a pod.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    /// The command; `None` keeps the image's own (services only).
+    pub cmd: Option<Vec<String>>,
+    /// Replaces the image's entrypoint; `Some(vec![])` removes it.
+    pub entrypoint: Option<Vec<String>>,
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<String>,
+    /// `uid:gid`, or the image's own user when `None`.
+    pub user: Option<String>,
+    /// `host:container[:ro]`.
+    pub binds: Vec<String>,
+    pub labels: HashMap<String, String>,
+    pub limits: ContainerLimits,
+    /// `none`, `bridge`, `host`, or `container:<holder>`.
+    pub network: String,
+    pub hardening: Hardening,
+}
+
+/// How far a container is locked down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hardening {
+    /// Workload and holder: no capabilities, read-only root, idles on stdin.
+    Full,
+    /// Service: only the capabilities a root entrypoint needs to drop to
+    /// its user; its root filesystem stays writable (databases write there).
+    Service,
+}
+
+impl ContainerSpec {
+    pub(crate) fn host_config(&self) -> HostConfig {
         let memory = self.limits.memory_mb.map(|mb| (mb * 1024 * 1024) as i64);
+        let full = self.hardening == Hardening::Full;
         HostConfig {
             binds: Some(self.binds.clone()),
             cap_drop: Some(vec!["ALL".into()]),
+            cap_add: (!full).then(|| SERVICE_CAPABILITIES.map(str::to_owned).to_vec()),
             security_opt: Some(vec!["no-new-privileges".into()]),
-            readonly_rootfs: Some(true),
+            readonly_rootfs: Some(full),
             init: Some(true),
-            tmpfs: Some(HashMap::from([(
-                "/tmp".to_owned(),
-                "rw,nosuid,nodev,size=256m,mode=1777".to_owned(),
-            )])),
+            tmpfs: full.then(|| {
+                HashMap::from([(
+                    "/tmp".to_owned(),
+                    "rw,nosuid,nodev,size=256m,mode=1777".to_owned(),
+                )])
+            }),
             network_mode: Some(self.network.clone()),
             memory,
             // No swap beyond the memory limit.
@@ -110,210 +127,89 @@ impl StepContainer {
     }
 
     fn body(&self) -> ContainerCreateBody {
+        let idles = self.hardening == Hardening::Full;
         ContainerCreateBody {
             image: Some(self.image.clone()),
-            cmd: Some(self.argv.clone()),
+            cmd: self.cmd.clone(),
+            entrypoint: self.entrypoint.clone(),
             env: Some(self.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             working_dir: self.workdir.clone(),
-            user: Some(self.user.clone()),
+            user: self.user.clone(),
             labels: Some(self.labels.clone()),
-            // The image's entrypoint never runs: the step is the command.
-            entrypoint: Some(vec![]),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
+            open_stdin: Some(idles),
+            attach_stdout: Some(false),
+            attach_stderr: Some(false),
             host_config: Some(self.host_config()),
             ..Default::default()
         }
     }
 }
 
-fn is_root(user: &str) -> bool {
-    let uid = user.split(':').next().unwrap_or("");
-    uid.is_empty() || uid == "0" || uid == "root"
-}
-
-/// Run one step to its end; the container is removed afterwards.
-pub async fn run_step(
+/// Create and start `spec`; returns the container id. A container that
+/// fails to start is removed again.
+pub async fn create_and_start(
     docker: &Docker,
-    spec: &StepContainer,
-    log: &JobLog,
-    timeout: Duration,
-    grace: Duration,
-    cancel: &CancellationToken,
-) -> Result<StepOutcome, RunnerError> {
-    if is_root(&spec.user) {
-        return Err(RunnerError::RootUser(spec.user.clone()));
-    }
+    spec: &ContainerSpec,
+) -> Result<String, RunnerError> {
+    let options = CreateContainerOptionsBuilder::new()
+        .name(&spec.name)
+        .build();
     let created = docker
-        .create_container(None::<CreateContainerOptions>, spec.body())
+        .create_container(Some(options), spec.body())
         .await
         .map_err(|e| match e {
             bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            } => RunnerError::ImageMissing {
+                status_code: 404,
+                ref message,
+            } if is_missing_image(message) => RunnerError::ImageMissing {
                 image: spec.image.clone(),
             },
             other => engine("create the container")(other),
         })?;
-    let id = created.id;
-    let result = drive(docker, &id, log, timeout, grace, cancel).await;
-    let remove = RemoveContainerOptionsBuilder::new()
+    if let Err(e) = docker.start_container(&created.id, None).await {
+        remove(docker, &created.id).await;
+        let text = e.to_string();
+        if text.contains("executable file not found") && text.contains("\"sh\"") {
+            return Err(RunnerError::NoShell {
+                image: spec.image.clone(),
+            });
+        }
+        return Err(engine("start the container")(e));
+    }
+    Ok(created.id)
+}
+
+/// Docker says "No such image: x"; Podman "x: image not known".
+fn is_missing_image(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("no such image") || m.contains("image not known")
+}
+
+/// Remove a container and its anonymous volumes, whatever its state.
+pub async fn remove(docker: &Docker, id: &str) {
+    let options = RemoveContainerOptionsBuilder::new()
         .force(true)
         .v(true)
         .build();
-    if let Err(e) = docker.remove_container(&id, Some(remove)).await {
-        tracing::warn!(container = %id, error = %e, "could not remove a step container; the reconcile pass will");
-    }
-    result
-}
-
-async fn drive(
-    docker: &Docker,
-    id: &str,
-    log: &JobLog,
-    timeout: Duration,
-    grace: Duration,
-    cancel: &CancellationToken,
-) -> Result<StepOutcome, RunnerError> {
-    let started = Instant::now();
-    docker
-        .start_container(id, None)
-        .await
-        .map_err(engine("start the container"))?;
-    // Stream output as it happens. Docker's follow stream can close before
-    // the last bytes of a container that just exited, so after the exit the
-    // whole log is read once more and only what was not seen is kept.
-    let streams = std::sync::Arc::new(std::sync::Mutex::new(Streams::default()));
-    let follow = LogsOptionsBuilder::new()
-        .follow(true)
-        .stdout(true)
-        .stderr(true)
-        .build();
-    let mut stream = docker.logs(id, Some(follow));
-    let (shared, writer) = (streams.clone(), log.clone());
-    let pump = tokio::spawn(async move {
-        while let Some(Ok(item)) = stream.next().await {
-            shared
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .feed(item, &writer, true);
+    match docker.remove_container(id, Some(options)).await {
+        Ok(()) => {}
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {}
+        Err(e) => {
+            tracing::warn!(container = %id, error = %e, "could not remove a container; the reconcile pass will")
         }
-    });
-
-    let wait = async {
-        let mut waiting = docker.wait_container(id, None);
-        match waiting.next().await {
-            Some(Ok(response)) => Ok(response.status_code),
-            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
-            Some(Err(e)) => Err(engine("wait for the container")(e)),
-            None => Err(RunnerError::Engine {
-                action: "wait for the container",
-                message: "the wait stream ended".into(),
-            }),
-        }
-    };
-    tokio::pin!(wait);
-    let end = tokio::select! {
-        code = &mut wait => StepEnd::Exited(code?),
-        _ = tokio::time::sleep(timeout) => StepEnd::TimedOut,
-        _ = cancel.cancelled() => StepEnd::Cancelled,
-    };
-    if end != StepEnd::Exited(0) && !matches!(end, StepEnd::Exited(_)) {
-        log.line(
-            "slipway",
-            &format!(
-                "stopping the step ({end:?}): SIGTERM, then SIGKILL after {} s",
-                grace.as_secs()
-            ),
-        );
-        let stop = StopContainerOptionsBuilder::new()
-            .t(grace.as_secs() as i32)
-            .build();
-        if let Err(e) = docker.stop_container(id, Some(stop)).await {
-            tracing::warn!(container = %id, error = %e, "stop failed; the container is removed by force");
-        }
-        let _ = tokio::time::timeout(grace + Duration::from_secs(5), &mut wait).await;
-    }
-    // Give the live stream a moment to end by itself, then read the rest.
-    let _ = tokio::time::timeout(Duration::from_millis(500), async {
-        while !pump.is_finished() {
-            tokio::time::sleep(Duration::from_millis(10)).await
-        }
-    })
-    .await;
-    pump.abort();
-    let all = LogsOptionsBuilder::new()
-        .follow(false)
-        .stdout(true)
-        .stderr(true)
-        .build();
-    let mut rest = docker.logs(id, Some(all));
-    let mut state = std::mem::take(&mut *streams.lock().unwrap_or_else(|p| p.into_inner()));
-    state.rewind();
-    while let Some(Ok(item)) = rest.next().await {
-        state.feed(item, log, false);
-    }
-    state.finish(log);
-    Ok(StepOutcome {
-        end,
-        duration: started.elapsed(),
-    })
-}
-
-/// Both output streams: lines emitted so far, and how many bytes of each
-/// were seen, so a second read of the whole log emits only the rest.
-#[derive(Default)]
-struct Streams {
-    out: LineBuffer,
-    err: LineBuffer,
-    seen: [u64; 2],
-    /// Bytes of each stream already consumed during a re-read.
-    replayed: [u64; 2],
-}
-
-impl Streams {
-    /// Start a re-read from the beginning of the log.
-    fn rewind(&mut self) {
-        self.replayed = [0, 0];
-    }
-
-    fn feed(&mut self, item: LogOutput, log: &JobLog, live: bool) {
-        let (index, message) = match item {
-            LogOutput::StdOut { message } | LogOutput::Console { message } => (0, message),
-            LogOutput::StdErr { message } => (1, message),
-            LogOutput::StdIn { .. } => return,
-        };
-        let mut bytes: &[u8] = &message;
-        if !live {
-            // Skip what the live stream already delivered.
-            let already = self.seen[index].saturating_sub(self.replayed[index]);
-            let skip = (already as usize).min(bytes.len());
-            self.replayed[index] += bytes.len() as u64;
-            bytes = &bytes[skip..];
-        }
-        self.seen[index] += bytes.len() as u64;
-        let (buffer, name) = if index == 0 {
-            (&mut self.out, "stdout")
-        } else {
-            (&mut self.err, "stderr")
-        };
-        buffer.push(bytes, |l| log.line(name, l));
-    }
-
-    fn finish(&mut self, log: &JobLog) {
-        self.out.flush(|l| log.line("stdout", l));
-        self.err.flush(|l| log.line("stderr", l));
     }
 }
 
 /// Splits a byte stream into lines; a partial line waits for its end.
 #[derive(Default)]
-struct LineBuffer {
+pub(crate) struct LineBuffer {
     pending: Vec<u8>,
 }
 
 impl LineBuffer {
-    fn push(&mut self, bytes: &[u8], mut emit: impl FnMut(&str)) {
+    pub(crate) fn push(&mut self, bytes: &[u8], mut emit: impl FnMut(&str)) {
         self.pending.extend_from_slice(bytes);
         while let Some(at) = self.pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=at).collect();
@@ -321,7 +217,7 @@ impl LineBuffer {
         }
     }
 
-    fn flush(&mut self, mut emit: impl FnMut(&str)) {
+    pub(crate) fn flush(&mut self, mut emit: impl FnMut(&str)) {
         if !self.pending.is_empty() {
             emit(&String::from_utf8_lossy(&self.pending));
             self.pending.clear();
@@ -345,15 +241,15 @@ mod tests {
         assert_eq!(lines, vec!["hello", "world", "tail"]);
     }
 
-    #[test]
-    fn root_is_refused_and_hardening_is_on() {
-        assert!(is_root("0:0") && is_root("root") && is_root("") && !is_root("1000:1000"));
-        let spec = StepContainer {
+    fn spec(hardening: Hardening) -> ContainerSpec {
+        ContainerSpec {
+            name: "n".into(),
             image: "i".into(),
-            argv: vec!["true".into()],
+            cmd: None,
+            entrypoint: None,
             env: vec![],
             workdir: None,
-            user: "1000:1000".into(),
+            user: Some("1000:1000".into()),
             binds: vec![],
             labels: HashMap::new(),
             limits: ContainerLimits {
@@ -361,14 +257,30 @@ mod tests {
                 ..Default::default()
             },
             network: "none".into(),
-        };
-        let hc = spec.host_config();
+            hardening,
+        }
+    }
+
+    #[test]
+    fn root_is_refused_and_hardening_is_on() {
+        assert!(is_root("0:0") && is_root("root") && is_root("") && !is_root("1000:1000"));
+        let hc = spec(Hardening::Full).host_config();
         assert_eq!(hc.cap_drop, Some(vec!["ALL".to_owned()]));
+        assert_eq!(hc.cap_add, None);
         assert_eq!(hc.readonly_rootfs, Some(true));
         assert_eq!(
             (hc.memory, hc.memory_swap),
             (Some(64 << 20), Some(64 << 20))
         );
         assert_eq!(hc.pids_limit, Some(DEFAULT_PIDS));
+    }
+
+    #[test]
+    fn services_keep_only_what_dropping_to_their_user_needs() {
+        let hc = spec(Hardening::Service).host_config();
+        assert_eq!(hc.cap_drop, Some(vec!["ALL".to_owned()]));
+        assert_eq!(hc.cap_add.as_ref().map(Vec::len), Some(5));
+        assert_eq!(hc.security_opt, Some(vec!["no-new-privileges".to_owned()]));
+        assert_eq!(hc.readonly_rootfs, Some(false));
     }
 }

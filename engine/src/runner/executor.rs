@@ -1,8 +1,9 @@
 //! The Docker runner as the scheduler's [`Executor`]: checkout at the exact
 //! SHA → plan through the plugins (or the repo profile) → image by content
-//! hash → setup and validation steps, each in a fresh hardened container
-//! with the checkout as the only writable mount → outcome. The checkout is
-//! removed at the end, whatever happened.
+//! hash → a pod (holder, services waited for until ready, the job
+//! container with the checkout as its only writable mount) → setup and
+//! validation steps as execs in the job container → outcome. The pod and
+//! the checkout are removed at the end, whatever happened.
 //!
 //! Failures of the repository (an unknown commit, a malformed hint file, a
 //! failing build or step) are `Failed` and not retried; failures of the
@@ -15,12 +16,15 @@ use std::time::Duration;
 
 use bollard::Docker;
 
-use super::container::{ContainerLimits, StepContainer, StepEnd, run_step};
+use super::container::{ContainerLimits, RunnerError};
+use super::exec::{StepEnd, StepExec, exec_step};
 use super::image::{self, DockerfileSource, ImageRequest};
-use super::{LABEL_ENGINE, LABEL_JOB, LABEL_MANAGED, LABEL_ROLE};
+use super::pod::{Pod, PodSpec, WorkloadSpec};
+use super::services;
+use super::{LABEL_ENGINE, LABEL_JOB, LABEL_MANAGED};
 use crate::checkout::{CheckoutError, Checkouts};
 use crate::executor::{Attempt, ExecFuture, Executor};
-use crate::job::{JobRecord, Network, Outcome, Tier};
+use crate::job::{JobRecord, Network, Outcome, ServiceSpec, Tier};
 use crate::plan::plan_repository;
 use crate::plugins::Registry;
 use crate::plugins::bindings::OptionPair;
@@ -38,6 +42,8 @@ pub struct RunnerSettings {
     pub job_user: (u32, u32),
     /// Network for image builds (`host` where there is no bridge).
     pub build_network: String,
+    /// Image of each pod's holder (a busybox with `sh` and `nc`).
+    pub holder_image: String,
     pub stop_grace: Duration,
 }
 
@@ -121,7 +127,7 @@ impl Inner {
             Err(reason) => return Outcome::Failed { reason },
         };
 
-        attempt.report(1, 4, "checkout").await;
+        attempt.report(1, 5, "checkout").await;
         let (checkouts, source, commit, dir) = (
             self.checkouts.clone(),
             job.spec.repository.clone(),
@@ -163,7 +169,7 @@ impl Inner {
             ),
         );
 
-        attempt.report(2, 4, "plan").await;
+        attempt.report(2, 5, "plan").await;
         let mut options = Vec::new();
         if let Some(path) = profile.as_ref().and_then(|p| p.dockerfile.clone()) {
             options.push(OptionPair {
@@ -203,7 +209,7 @@ impl Inner {
             &format!("plan: {} via {}", plan.ecosystem, plan.plugin),
         );
 
-        attempt.report(3, 4, "image").await;
+        attempt.report(3, 5, "image").await;
         let dockerfile = match (&plan.dockerfile, &plan.dockerfile_path) {
             (Some(text), _) => DockerfileSource::Generated(text.clone()),
             (None, Some(path)) => DockerfileSource::Repository(path.into()),
@@ -294,7 +300,6 @@ impl Inner {
             steps.extend(full);
         }
 
-        attempt.report(4, 4, format!("{} steps", steps.len())).await;
         let mut env: Vec<(String, String)> = plan
             .env
             .iter()
@@ -302,16 +307,101 @@ impl Inner {
             .collect();
         env.extend(profile.iter().flat_map(|p| p.env.clone()));
         env.extend(job.spec.env.clone());
+        let mut services = job.spec.services.clone();
+        if services.is_empty()
+            && let Some(p) = &profile
+        {
+            services = p.services.clone();
+        }
         let network = match job.spec.network {
             Network::None => "none",
             Network::Bridge => "bridge",
             Network::Host => "host",
         };
-        let limits = ContainerLimits {
-            memory_mb: job.spec.resources.memory_mb,
-            pids: job.spec.resources.pids,
-            cpus: job.spec.resources.cpus,
+        let pod_spec = PodSpec {
+            name: format!(
+                "slipway-{}-job{}-a{}",
+                self.settings.engine_id, job.id, attempt.fence
+            ),
+            labels: [
+                (LABEL_MANAGED.to_owned(), "true".to_owned()),
+                (LABEL_JOB.to_owned(), job.id.to_string()),
+                (LABEL_ENGINE.to_owned(), self.settings.engine_id.clone()),
+            ]
+            .into(),
+            holder_image: self.settings.holder_image.clone(),
+            network: network.into(),
         };
+        let workload = WorkloadSpec {
+            image: image.tag.clone(),
+            env,
+            workdir: Some("/workspace".into()),
+            user: format!("{uid}:{gid}"),
+            binds: vec![format!("{}:/workspace", checkout.path.display())],
+            limits: ContainerLimits {
+                memory_mb: job.spec.resources.memory_mb,
+                pids: job.spec.resources.pids,
+                cpus: job.spec.resources.cpus,
+            },
+            role: "job",
+        };
+        attempt
+            .report(4, 5, format!("{} service(s)", services.len()))
+            .await;
+        let pod = match Pod::create(&self.docker, pod_spec).await {
+            Ok(pod) => pod,
+            Err(e) => return runner_failure("the job's pod", e),
+        };
+        let outcome = self
+            .run_in_pod(attempt, &pod, &workload, &services, &steps)
+            .await;
+        pod.remove().await;
+        outcome
+    }
+
+    /// Start the workload and the services together, wait until every
+    /// service is ready, then run the steps in the workload, one by one,
+    /// stopping at the first that fails or at a service's exit.
+    async fn run_in_pod(
+        &self,
+        attempt: &Attempt,
+        pod: &Pod,
+        workload: &WorkloadSpec,
+        services: &[ServiceSpec],
+        steps: &[Command],
+    ) -> Outcome {
+        let log = &attempt.log;
+        let (container, services) = tokio::join!(
+            pod.start_workload(workload),
+            services::start_and_wait(
+                &self.docker,
+                pod,
+                services,
+                &self.registry,
+                log,
+                &attempt.cancel
+            )
+        );
+        let services = match services {
+            Ok(Some(services)) => services,
+            Ok(None) => return Outcome::Cancelled,
+            Err(e) if e.is_infrastructure() => {
+                return Outcome::InfrastructureError {
+                    reason: e.to_string(),
+                };
+            }
+            Err(e) => {
+                return Outcome::Failed {
+                    reason: e.to_string(),
+                };
+            }
+        };
+        let container = match container {
+            Ok(id) => id,
+            Err(e) => return runner_failure("the job container", e),
+        };
+
+        attempt.report(5, 5, format!("{} steps", steps.len())).await;
         for (i, step) in steps.iter().enumerate() {
             log.line(
                 "slipway",
@@ -323,35 +413,34 @@ impl Inner {
                     step.command
                 ),
             );
-            let spec = StepContainer {
-                image: image.tag.clone(),
-                argv: vec!["sh".into(), "-c".into(), step.command.clone()],
-                env: env.clone(),
-                workdir: Some("/workspace".into()),
-                user: format!("{uid}:{gid}"),
-                binds: vec![format!("{}:/workspace", checkout.path.display())],
-                labels: [
-                    (LABEL_MANAGED.to_owned(), "true".to_owned()),
-                    (LABEL_ROLE.to_owned(), "job".to_owned()),
-                    (LABEL_JOB.to_owned(), job.id.to_string()),
-                    (LABEL_ENGINE.to_owned(), self.settings.engine_id.clone()),
-                ]
-                .into(),
-                limits: limits.clone(),
-                network: network.into(),
+            let exec = StepExec {
+                command: step.command.clone(),
+                env: vec![],
+                workdir: workload.workdir.clone(),
+                user: workload.user.clone(),
             };
             // The job's own timeout arrives as a cancel from the scheduler;
             // this bound only guards against a lost cancel.
-            let bound = Duration::from_secs(job.spec.timeout_s.unwrap_or(6 * 3600) + 60);
-            let ended = run_step(
+            let bound = Duration::from_secs(attempt.job.spec.timeout_s.unwrap_or(6 * 3600) + 60);
+            let stop = attempt.cancel.child_token();
+            let run = exec_step(
                 &self.docker,
-                &spec,
+                &container,
+                &exec,
                 log,
                 bound,
                 self.settings.stop_grace,
-                &attempt.cancel,
-            )
-            .await;
+                &stop,
+            );
+            tokio::pin!(run);
+            let ended = tokio::select! {
+                ended = &mut run => ended,
+                died = services::first_exit(&services) => {
+                    stop.cancel();
+                    let _ = run.await;
+                    return Outcome::Failed { reason: died.to_string() };
+                }
+            };
             match ended {
                 Ok(o) if o.end == StepEnd::Exited(0) => {
                     log.line(
@@ -372,14 +461,23 @@ impl Inner {
                     StepEnd::TimedOut => return Outcome::TimedOut,
                     StepEnd::Cancelled => return Outcome::Cancelled,
                 },
-                Err(e) => {
-                    return Outcome::InfrastructureError {
-                        reason: format!("step `{}`: {e}", step.name),
-                    };
-                }
+                Err(e) => return runner_failure("a step", e),
             }
         }
         Outcome::Succeeded
+    }
+}
+
+/// A runner error as an outcome: the job's fault (an image that is missing
+/// or has no shell) fails it; the engine's is retried.
+fn runner_failure(what: &str, e: RunnerError) -> Outcome {
+    match e {
+        RunnerError::Engine { .. } => Outcome::InfrastructureError {
+            reason: format!("{what}: {e}"),
+        },
+        _ => Outcome::Failed {
+            reason: format!("{what}: {e}"),
+        },
     }
 }
 

@@ -3,29 +3,34 @@
 //!
 //! - [`docker`]: finding and connecting to Docker or Podman, with the API
 //!   version negotiated and an error that names everything tried.
-//! - [`container`]: one step in a fresh, hardened, labelled container, with
-//!   its output streamed into the job log, a timeout (SIGTERM, grace, kill),
-//!   cancel, and removal whatever happens.
-//!
 //! - [`image`]: the job's image, built once and reused by content hash.
-//!
+//! - [`container`]: the hardened, labelled containers of a pod.
+//! - [`pod`]: a job's containers in one private network namespace: a
+//!   holder, its services, and the workload container the steps run in.
+//! - [`exec`]: steps (streamed into the job log, with a timeout and cancel
+//!   that stop the step's process group) and probes, as execs.
+//! - [`services`]: a job's services, their readiness through plugins, and
+//!   their exits.
 //! - [`executor`]: all of it as the scheduler's `Executor`.
-//!
-//! Still to come (the Docker runner issue): pods with services, cache
-//! volumes, secret redaction, recovery of running jobs after a restart.
 
 pub mod container;
 pub mod docker;
+pub mod exec;
 pub mod executor;
 pub mod image;
+pub mod pod;
+pub mod services;
 
-pub use container::{ContainerLimits, RunnerError, StepContainer, StepEnd, StepOutcome, run_step};
+pub use container::{ContainerLimits, RunnerError};
 pub use docker::{DockerError, connect};
+pub use exec::{StepEnd, StepExec, StepOutcome, exec_step};
+pub use pod::{Pod, PodSpec, ServiceContainer, WorkloadSpec};
 
 /// Labels every Slipway container carries (DESIGN: "Containers").
 pub const LABEL_MANAGED: &str = "io.slipway.managed";
 pub const LABEL_ROLE: &str = "io.slipway.role";
 pub const LABEL_JOB: &str = "io.slipway.job";
+pub const LABEL_SERVICE: &str = "io.slipway.service";
 /// Which engine (state directory) owns the container, so engines sharing a
 /// daemon never adopt or remove each other's containers.
 pub const LABEL_ENGINE: &str = "io.slipway.engine";

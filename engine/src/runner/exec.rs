@@ -1,0 +1,268 @@
+//! Commands run in a container that is already up (`docker exec`): the
+//! steps of a job or workspace in its workload container, and the probes of
+//! its services.
+//!
+//! A step is wrapped so it records its pid first: an exec'd process leads
+//! its own process group, so a timeout or cancel signals that whole group
+//! (SIGTERM, a grace period, then SIGKILL) and leaves the container, and
+//! everything else running in it, untouched.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::container::{LineBuffer, RunnerError, engine, is_root};
+use crate::logs::JobLog;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepEnd {
+    Exited(i64),
+    TimedOut,
+    Cancelled,
+}
+
+#[derive(Debug, Clone)]
+pub struct StepOutcome {
+    pub end: StepEnd,
+    pub duration: Duration,
+}
+
+/// A step to run in a workload container.
+#[derive(Debug, Clone)]
+pub struct StepExec {
+    /// Shell command, run with `sh -c`.
+    pub command: String,
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<String>,
+    /// `uid:gid`; never root.
+    pub user: String,
+}
+
+/// Numbers the pid files of steps, so concurrent steps never share one.
+static STEP_SERIAL: AtomicU64 = AtomicU64::new(0);
+
+/// Run one step in `container` to its end, its output streamed line by line
+/// into `log` as it happens.
+pub async fn exec_step(
+    docker: &Docker,
+    container: &str,
+    step: &StepExec,
+    log: &JobLog,
+    timeout: Duration,
+    grace: Duration,
+    cancel: &CancellationToken,
+) -> Result<StepOutcome, RunnerError> {
+    if is_root(&step.user) {
+        return Err(RunnerError::RootUser(step.user.clone()));
+    }
+    let started = Instant::now();
+    let pidfile = format!(
+        "/tmp/.slipway-step-{}-{}",
+        std::process::id(),
+        STEP_SERIAL.fetch_add(1, Ordering::Relaxed)
+    );
+    // `$1` is the command, `$2` the pid file: no quoting of either needed.
+    let wrapper = "echo $$ > \"$2\" && exec sh -c \"$1\"";
+    let options = CreateExecOptions {
+        cmd: Some(vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            wrapper.to_owned(),
+            "slipway-step".to_owned(),
+            step.command.clone(),
+            pidfile.clone(),
+        ]),
+        env: Some(step.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        working_dir: step.workdir.clone(),
+        user: Some(step.user.clone()),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        ..Default::default()
+    };
+    let exec = docker
+        .create_exec(container, options)
+        .await
+        .map_err(engine("create an exec"))?;
+    let StartExecResults::Attached { mut output, .. } = docker
+        .start_exec(&exec.id, None)
+        .await
+        .map_err(engine("start an exec"))?
+    else {
+        return Err(RunnerError::Engine {
+            action: "start an exec",
+            message: "the exec was started detached".into(),
+        });
+    };
+
+    let (mut out, mut err) = (LineBuffer::default(), LineBuffer::default());
+    let mut feed = |item: LogOutput| match item {
+        LogOutput::StdOut { message } | LogOutput::Console { message } => {
+            out.push(&message, |l| log.line("stdout", l))
+        }
+        LogOutput::StdErr { message } => err.push(&message, |l| log.line("stderr", l)),
+        LogOutput::StdIn { .. } => {}
+    };
+    let pump = async {
+        while let Some(item) = output.next().await {
+            match item {
+                Ok(item) => feed(item),
+                Err(e) => return Err(engine("read a step's output")(e)),
+            }
+        }
+        Ok(())
+    };
+    tokio::pin!(pump);
+    let stopped = tokio::select! {
+        done = &mut pump => { done?; None }
+        _ = tokio::time::sleep(timeout) => Some(StepEnd::TimedOut),
+        _ = cancel.cancelled() => Some(StepEnd::Cancelled),
+    };
+    if let Some(end) = stopped {
+        log.line(
+            "slipway",
+            &format!(
+                "stopping the step ({end:?}): SIGTERM, then SIGKILL after {} s",
+                grace.as_secs()
+            ),
+        );
+        signal_group(docker, container, &pidfile, "TERM").await;
+        let ended = tokio::time::timeout(grace, &mut pump).await.is_ok();
+        // The output may end with the step's first process while others of
+        // its group ignore SIGTERM: whatever is left gets SIGKILL.
+        signal_group(docker, container, &pidfile, "KILL").await;
+        if !ended {
+            // Don't wait forever for a process that left the group (`setsid`).
+            let _ = tokio::time::timeout(Duration::from_secs(2), &mut pump).await;
+        }
+    }
+    out.flush(|l| log.line("stdout", l));
+    err.flush(|l| log.line("stderr", l));
+    let end = match stopped {
+        Some(end) => end,
+        None => {
+            let inspect = docker
+                .inspect_exec(&exec.id)
+                .await
+                .map_err(engine("inspect an exec"))?;
+            StepEnd::Exited(inspect.exit_code.unwrap_or(-1))
+        }
+    };
+    remove_pidfile(docker, container, &pidfile, &step.user).await;
+    Ok(StepOutcome {
+        end,
+        duration: started.elapsed(),
+    })
+}
+
+/// Send `signal` to the process group of the step whose pid is in `pidfile`.
+async fn signal_group(docker: &Docker, container: &str, pidfile: &str, signal: &str) {
+    let script = format!("kill -{signal} -\"$(cat '{pidfile}')\" 2>/dev/null");
+    if let Err(e) = capture(
+        docker,
+        container,
+        &["sh".into(), "-c".into(), script],
+        None,
+        Duration::from_secs(5),
+        1024,
+    )
+    .await
+    {
+        tracing::warn!(container, error = %e, "could not signal a step");
+    }
+}
+
+async fn remove_pidfile(docker: &Docker, container: &str, pidfile: &str, user: &str) {
+    let argv = ["rm".to_owned(), "-f".to_owned(), pidfile.to_owned()];
+    let _ = capture(
+        docker,
+        container,
+        &argv,
+        Some(user),
+        Duration::from_secs(5),
+        1024,
+    )
+    .await;
+}
+
+/// What a short command printed, and how it ended.
+#[derive(Debug, Clone, Default)]
+pub struct Captured {
+    /// `None` when it did not finish within its time.
+    pub exit_code: Option<i64>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+/// Run `argv` in `container` and collect its output (each stream capped at
+/// `cap` bytes). A command still running at `timeout` is left to finish on
+/// its own and reported with no exit code.
+pub async fn capture(
+    docker: &Docker,
+    container: &str,
+    argv: &[String],
+    user: Option<&str>,
+    timeout: Duration,
+    cap: usize,
+) -> Result<Captured, RunnerError> {
+    let started = Instant::now();
+    let options = CreateExecOptions {
+        cmd: Some(argv.to_vec()),
+        user: user.map(str::to_owned),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        ..Default::default()
+    };
+    let exec = docker
+        .create_exec(container, options)
+        .await
+        .map_err(engine("create an exec"))?;
+    let StartExecResults::Attached { mut output, .. } = docker
+        .start_exec(&exec.id, None)
+        .await
+        .map_err(engine("start an exec"))?
+    else {
+        return Err(RunnerError::Engine {
+            action: "start an exec",
+            message: "the exec was started detached".into(),
+        });
+    };
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let read = async {
+        while let Some(item) = output.next().await {
+            let (buffer, message) = match item.map_err(engine("read an exec's output"))? {
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    (&mut stdout, message)
+                }
+                LogOutput::StdErr { message } => (&mut stderr, message),
+                LogOutput::StdIn { .. } => continue,
+            };
+            let room = cap.saturating_sub(buffer.len());
+            buffer.extend_from_slice(&message[..message.len().min(room)]);
+        }
+        Ok::<_, RunnerError>(())
+    };
+    let finished = tokio::time::timeout(timeout, read).await;
+    let exit_code = match finished {
+        Ok(result) => {
+            result?;
+            docker
+                .inspect_exec(&exec.id)
+                .await
+                .map_err(engine("inspect an exec"))?
+                .exit_code
+        }
+        Err(_) => None,
+    };
+    Ok(Captured {
+        exit_code,
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        elapsed: started.elapsed(),
+    })
+}

@@ -1,0 +1,213 @@
+//! A pod: the containers of one job (or workspace) sharing one private
+//! network namespace (DESIGN: "Seams"). A holder container owns the
+//! namespace (`--network none` unless the job asks for a network); the
+//! services and the workload join it with `--network container:<holder>`,
+//! so services answer on `127.0.0.1:<port>` and nothing outside the pod
+//! reaches them. The holder also runs the TCP and HTTP probes, from inside
+//! the namespace. Removing the pod removes every container of it.
+
+use std::collections::HashMap;
+
+use bollard::Docker;
+
+use super::container::{
+    self, ContainerLimits, ContainerSpec, Hardening, IDLE, RunnerError, create_and_start,
+};
+use super::{LABEL_ROLE, LABEL_SERVICE};
+
+/// What every container of a pod shares.
+#[derive(Debug, Clone)]
+pub struct PodSpec {
+    /// Prefix of the container names, e.g. `slipway-serve-ab12-job7-a1`.
+    pub name: String,
+    /// Labels on every container (managed, engine, job or workspace).
+    pub labels: HashMap<String, String>,
+    /// The holder's image: a busybox (needs `sh`, `nc`).
+    pub holder_image: String,
+    /// The pod's network: `none`, `bridge` or `host`.
+    pub network: String,
+}
+
+/// The long-running container the steps run in.
+#[derive(Debug, Clone)]
+pub struct WorkloadSpec {
+    pub image: String,
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<String>,
+    /// `uid:gid`; never root.
+    pub user: String,
+    pub binds: Vec<String>,
+    pub limits: ContainerLimits,
+    /// `job` or `workspace`.
+    pub role: &'static str,
+}
+
+/// A service container to start in the pod.
+#[derive(Debug, Clone)]
+pub struct ServiceContainer {
+    pub name: String,
+    pub image: String,
+    pub env: Vec<(String, String)>,
+    /// Empty: the image's own command.
+    pub command: Vec<String>,
+    pub limits: ContainerLimits,
+}
+
+pub struct Pod {
+    docker: Docker,
+    spec: PodSpec,
+    holder: String,
+    /// Every container but the holder: (role, id). Behind a lock so the
+    /// workload and the services can start at the same time.
+    members: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+impl Pod {
+    /// Start the holder; the pod exists from here on, so whatever fails
+    /// later must end in [`Pod::remove`].
+    pub async fn create(docker: &Docker, spec: PodSpec) -> Result<Pod, RunnerError> {
+        let holder = ContainerSpec {
+            name: format!("{}-holder", spec.name),
+            image: spec.holder_image.clone(),
+            cmd: Some(IDLE.map(str::to_owned).to_vec()),
+            entrypoint: Some(vec![]),
+            env: vec![],
+            workdir: None,
+            user: Some("65534:65534".into()),
+            binds: vec![],
+            labels: labels(&spec.labels, "holder", None),
+            limits: ContainerLimits {
+                memory_mb: Some(32),
+                pids: Some(64),
+                cpus: None,
+            },
+            network: spec.network.clone(),
+            hardening: Hardening::Full,
+        };
+        let holder = create_and_start(docker, &holder).await?;
+        Ok(Pod {
+            docker: docker.clone(),
+            spec,
+            holder,
+            members: Default::default(),
+        })
+    }
+
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    fn network(&self) -> String {
+        format!("container:{}", self.holder)
+    }
+
+    /// Start the workload container, idle until steps are exec'd in it.
+    pub async fn start_workload(&self, w: &WorkloadSpec) -> Result<String, RunnerError> {
+        if container::is_root(&w.user) {
+            return Err(RunnerError::RootUser(w.user.clone()));
+        }
+        let spec = ContainerSpec {
+            name: format!("{}-{}", self.spec.name, w.role),
+            image: w.image.clone(),
+            cmd: Some(IDLE.map(str::to_owned).to_vec()),
+            // The image's entrypoint never runs: steps are the commands.
+            entrypoint: Some(vec![]),
+            env: w.env.clone(),
+            workdir: w.workdir.clone(),
+            user: Some(w.user.clone()),
+            binds: w.binds.clone(),
+            labels: labels(&self.spec.labels, w.role, None),
+            limits: w.limits.clone(),
+            network: self.network(),
+            hardening: Hardening::Full,
+        };
+        let id = create_and_start(&self.docker, &spec).await?;
+        self.add((w.role, &id));
+        self.check_shell(&id, &w.image).await?;
+        Ok(id)
+    }
+
+    /// Start a service container with its image's own entrypoint and user.
+    pub async fn start_service(&self, s: &ServiceContainer) -> Result<String, RunnerError> {
+        let spec = ContainerSpec {
+            name: format!("{}-svc-{}", self.spec.name, s.name),
+            image: s.image.clone(),
+            cmd: (!s.command.is_empty()).then(|| s.command.clone()),
+            entrypoint: None,
+            env: s.env.clone(),
+            workdir: None,
+            user: None,
+            binds: vec![],
+            labels: labels(&self.spec.labels, "service", Some(&s.name)),
+            limits: s.limits.clone(),
+            network: self.network(),
+            hardening: Hardening::Service,
+        };
+        let id = create_and_start(&self.docker, &spec).await?;
+        self.add(("service", &id));
+        Ok(id)
+    }
+
+    /// Steps need `sh`. Without it the idle command fails right after the
+    /// start (`--init` starts first), so ask the container to run `sh`.
+    async fn check_shell(&self, id: &str, image: &str) -> Result<(), RunnerError> {
+        let argv = ["sh".to_owned(), "-c".to_owned(), ":".to_owned()];
+        let timeout = std::time::Duration::from_secs(30);
+        let no_shell = || RunnerError::NoShell {
+            image: image.to_owned(),
+        };
+        match super::exec::capture(&self.docker, id, &argv, None, timeout, 4096).await {
+            Ok(c) if c.exit_code == Some(0) => Ok(()),
+            Ok(c) if c.exit_code == Some(126) || c.exit_code == Some(127) => Err(no_shell()),
+            Ok(c) => Err(RunnerError::Engine {
+                action: "run `sh` in the job container",
+                message: format!("exit code {:?}: {}", c.exit_code, c.stderr.trim()),
+            }),
+            Err(e) => {
+                let text = e.to_string();
+                let exited = self
+                    .docker
+                    .inspect_container(id, None)
+                    .await
+                    .ok()
+                    .and_then(|c| c.state)
+                    .and_then(|s| s.exit_code);
+                if text.contains("executable file not found") || exited == Some(127) {
+                    Err(no_shell())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    fn add(&self, (role, id): (&str, &str)) {
+        self.members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((role.to_owned(), id.to_owned()));
+    }
+
+    /// Remove every container of the pod, the holder last.
+    pub async fn remove(self) {
+        let members = self.members.into_inner().unwrap_or_else(|p| p.into_inner());
+        let removals = members
+            .iter()
+            .map(|(_, id)| container::remove(&self.docker, id));
+        futures_util::future::join_all(removals).await;
+        container::remove(&self.docker, &self.holder).await;
+    }
+}
+
+fn labels(
+    base: &HashMap<String, String>,
+    role: &str,
+    service: Option<&str>,
+) -> HashMap<String, String> {
+    let mut labels = base.clone();
+    labels.insert(LABEL_ROLE.to_owned(), role.to_owned());
+    if let Some(name) = service {
+        labels.insert(LABEL_SERVICE.to_owned(), name.to_owned());
+    }
+    labels
+}

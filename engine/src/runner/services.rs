@@ -1,0 +1,719 @@
+//! A job's services: started in its pod, their logs followed into the job
+//! log, and waited for until a readiness plugin says each is ready. Then
+//! watched: a service that exits while the job runs fails the job.
+//!
+//! The plugin decides *what* to probe and *whether* a result means ready;
+//! the engine runs the probe: an exec in the service container, a TCP
+//! connection or HTTP request from the pod's holder (inside the pod's
+//! network namespace), or a regex on the service's log as it arrives.
+//! Probes start right away and repeat on a short interval that grows to the
+//! plugin's period, so a job starts within moments of its services being
+//! ready.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::query_parameters::LogsOptionsBuilder;
+use futures_util::StreamExt;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::container::{ContainerLimits, LineBuffer, RunnerError};
+use super::exec::capture;
+use super::pod::{Pod, ServiceContainer};
+use crate::job::ServiceSpec;
+use crate::logs::JobLog;
+use crate::plugins::bindings::{
+    HttpCheck, OptionPair, Probe, ProbeAction, ProbeOutput, Service, Verdict,
+};
+use crate::plugins::{PreparedPlugin, Registry, World};
+
+/// Lines of a service's log kept for log-line probes and failure reports.
+const KEPT_LINES: usize = 500;
+/// Output of one probe kept (each stream).
+const PROBE_OUTPUT_CAP: usize = 64 * 1024;
+/// First pause between probes; doubles up to the plugin's period.
+const FIRST_INTERVAL: Duration = Duration::from_millis(10);
+/// The readiness plugin used when a service names none but declares ports.
+const DEFAULT_READINESS: &str = "tcp";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("service `{name}`: {source}")]
+    Start { name: String, source: RunnerError },
+    #[error(
+        "service `{name}`: no readiness plugin `{plugin}` (readiness plugins here: {known}; hint: check `readiness.plugin`, or run `slipway plugins list`)"
+    )]
+    UnknownPlugin {
+        name: String,
+        plugin: String,
+        known: String,
+    },
+    #[error("service `{name}`: readiness plugin {plugin}: {message}")]
+    Plugin {
+        name: String,
+        plugin: String,
+        message: String,
+    },
+    #[error(
+        "service `{name}` was not ready within its startup deadline of {deadline_s:.1} s; last probe: {last}"
+    )]
+    NotReady {
+        name: String,
+        deadline_s: f64,
+        last: String,
+    },
+    #[error("service `{name}` will not become ready: {reason}")]
+    Failed { name: String, reason: String },
+    #[error("service `{name}` exited with code {code}{when}; its last log lines:\n{tail}")]
+    Exited {
+        name: String,
+        code: i64,
+        when: &'static str,
+        tail: String,
+    },
+}
+
+impl ServiceError {
+    /// Whether the engine (not the job's spec or its services) failed.
+    pub fn is_infrastructure(&self) -> bool {
+        matches!(
+            self,
+            ServiceError::Start {
+                source: RunnerError::Engine { .. },
+                ..
+            }
+        )
+    }
+}
+
+/// A service's log as far as it is kept, with a signal for new lines.
+#[derive(Default)]
+pub struct ServiceLog {
+    lines: Mutex<(u64, VecDeque<String>)>,
+    grew: Notify,
+}
+
+impl ServiceLog {
+    fn push(&self, line: &str) {
+        let mut guard = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0 += 1;
+        guard.1.push_back(line.to_owned());
+        if guard.1.len() > KEPT_LINES {
+            guard.1.pop_front();
+        }
+        drop(guard);
+        self.grew.notify_waiters();
+    }
+
+    /// The first line at or after number `from` that matches, and the
+    /// number to continue from.
+    fn find(&self, from: u64, pattern: &regex::Regex) -> (Option<String>, u64) {
+        let guard = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, lines) = (&guard.0, &guard.1);
+        let first_kept = total - lines.len() as u64;
+        let skip = from.saturating_sub(first_kept) as usize;
+        for (i, line) in lines.iter().enumerate().skip(skip) {
+            if pattern.is_match(line) {
+                return (Some(line.clone()), first_kept + i as u64 + 1);
+            }
+        }
+        (None, *total)
+    }
+
+    /// The last `n` lines, joined.
+    pub fn tail(&self, n: usize) -> String {
+        let guard = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        let skip = guard.1.len().saturating_sub(n);
+        guard
+            .1
+            .iter()
+            .skip(skip)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// A readiness plugin, ready to call.
+#[derive(Clone)]
+pub struct ReadinessPlugin {
+    pub id: String,
+    prepared: Arc<PreparedPlugin>,
+    registry: Arc<Registry>,
+}
+
+impl ReadinessPlugin {
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&crate::plugins::PluginSandbox, &PreparedPlugin) -> T + Send + 'static,
+    ) -> Option<T> {
+        let (registry, prepared) = (self.registry.clone(), self.prepared.clone());
+        tokio::task::spawn_blocking(move || f(registry.sandbox(), &prepared))
+            .await
+            .ok()
+    }
+
+    /// The plugin's `snapshot` (or with `reset`, `reset`) argv.
+    pub async fn state_command(
+        &self,
+        service: &Service,
+        reset: bool,
+    ) -> Result<Option<Vec<String>>, String> {
+        let service = service.clone();
+        self.call(move |s, p| s.state_command(p, &service, reset))
+            .await
+            .ok_or_else(|| "the plugin call did not finish".to_owned())?
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// A started service.
+pub struct RunningService {
+    pub name: String,
+    pub container: String,
+    /// The service as plugins see it.
+    pub service: Service,
+    pub plugin: Option<ReadinessPlugin>,
+    pub log: Arc<ServiceLog>,
+    /// The exit code once the container has stopped.
+    exited: watch::Receiver<Option<i64>>,
+}
+
+impl RunningService {
+    /// Resolves when the container stops, with its exit code.
+    pub async fn exited(&self) -> i64 {
+        let mut rx = self.exited.clone();
+        loop {
+            if let Some(code) = *rx.borrow_and_update() {
+                return code;
+            }
+            if rx.changed().await.is_err() {
+                // The watcher is gone (the pod is being removed): never.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    fn exit_code(&self) -> Option<i64> {
+        *self.exited.borrow()
+    }
+}
+
+/// Resolves when any of `services` stops: its error.
+pub async fn first_exit(services: &[RunningService]) -> ServiceError {
+    if services.is_empty() {
+        std::future::pending::<()>().await;
+    }
+    let waits = services
+        .iter()
+        .map(|s| Box::pin(async move { (s, s.exited().await) }));
+    let ((service, code), _, _) = futures_util::future::select_all(waits).await;
+    ServiceError::Exited {
+        name: service.name.clone(),
+        code,
+        when: " while the job was running",
+        tail: service.log.tail(20),
+    }
+}
+
+/// Start every service of `specs` in `pod`, following their logs into
+/// `log`, and wait until all are ready (or one fails, or `cancel` fires:
+/// then `Ok(None)`).
+pub async fn start_and_wait(
+    docker: &Docker,
+    pod: &Pod,
+    specs: &[ServiceSpec],
+    registry: &Arc<Registry>,
+    log: &JobLog,
+    cancel: &CancellationToken,
+) -> Result<Option<Vec<RunningService>>, ServiceError> {
+    // Resolve every plugin and probe first: a bad option fails the job
+    // before any container starts.
+    let mut planned = Vec::new();
+    for spec in specs {
+        let service = wit_service(spec);
+        let plugin_name = match &spec.readiness {
+            Some(r) => Some(r.plugin.clone()),
+            None if !spec.ports.is_empty() => Some(DEFAULT_READINESS.to_owned()),
+            None => None,
+        };
+        let plugin = match plugin_name {
+            Some(name) => Some(readiness_plugin(registry, &spec.name, &name)?),
+            None => None,
+        };
+        let probe = match &plugin {
+            Some(p) => Some(probe_of(p, &service, &spec.name).await?),
+            None => None,
+        };
+        planned.push((spec, service, plugin, probe));
+    }
+
+    let mut running = Vec::new();
+    let mut probes = Vec::new();
+    for (spec, service, plugin, probe) in planned {
+        let container = ServiceContainer {
+            name: spec.name.clone(),
+            image: spec.image.clone(),
+            env: spec
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            command: spec.command.clone(),
+            limits: ContainerLimits {
+                memory_mb: spec.resources.memory_mb,
+                pids: spec.resources.pids,
+                cpus: spec.resources.cpus,
+            },
+        };
+        let id = pod
+            .start_service(&container)
+            .await
+            .map_err(|source| ServiceError::Start {
+                name: spec.name.clone(),
+                source,
+            })?;
+        let service_log = Arc::new(ServiceLog::default());
+        follow_log(docker, &id, &spec.name, log, &service_log);
+        let exited = watch_exit(docker, &id);
+        log.line(
+            "slipway",
+            &format!(
+                "service `{}` started from `{}`{}",
+                spec.name,
+                spec.image,
+                match &plugin {
+                    Some(p) => format!(", readiness by {}", p.id),
+                    None => ": no readiness check (no plugin, no ports): ready once started".into(),
+                }
+            ),
+        );
+        running.push(RunningService {
+            name: spec.name.clone(),
+            container: id,
+            service,
+            plugin,
+            log: service_log,
+            exited,
+        });
+        probes.push(probe);
+    }
+
+    let holder = pod.holder().to_owned();
+    let waits = running.iter().zip(probes).map(|(s, probe)| {
+        let holder = holder.clone();
+        async move {
+            match (probe, &s.plugin) {
+                (Some(probe), Some(plugin)) => {
+                    wait_ready(docker, &holder, s, plugin, &probe, log).await
+                }
+                _ => Ok(()),
+            }
+        }
+    });
+    let all = futures_util::future::try_join_all(waits);
+    tokio::select! {
+        result = all => result.map(|_| Some(running)),
+        _ = cancel.cancelled() => Ok(None),
+    }
+}
+
+fn wit_service(spec: &ServiceSpec) -> Service {
+    let pairs = |m: &std::collections::BTreeMap<String, String>| {
+        m.iter()
+            .map(|(k, v)| OptionPair {
+                name: k.clone(),
+                value: v.clone(),
+            })
+            .collect()
+    };
+    Service {
+        name: spec.name.clone(),
+        image: spec.image.clone(),
+        env: pairs(&spec.env),
+        ports: spec.ports.clone(),
+        options: spec
+            .readiness
+            .as_ref()
+            .map(|r| pairs(&r.options))
+            .unwrap_or_default(),
+    }
+}
+
+fn readiness_plugin(
+    registry: &Arc<Registry>,
+    service: &str,
+    name: &str,
+) -> Result<ReadinessPlugin, ServiceError> {
+    let unknown = || ServiceError::UnknownPlugin {
+        name: service.to_owned(),
+        plugin: name.to_owned(),
+        known: registry
+            .active(World::Readiness)
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let candidate = registry
+        .get(name)
+        .filter(|c| c.world() == Some(World::Readiness))
+        .ok_or_else(unknown)?;
+    let prepared = candidate
+        .prepare(registry.sandbox())
+        .map_err(|e| ServiceError::Plugin {
+            name: service.to_owned(),
+            plugin: candidate.full_id(),
+            message: e.to_string(),
+        })?;
+    Ok(ReadinessPlugin {
+        id: prepared.id.to_string(),
+        prepared,
+        registry: registry.clone(),
+    })
+}
+
+async fn probe_of(
+    plugin: &ReadinessPlugin,
+    service: &Service,
+    name: &str,
+) -> Result<Probe, ServiceError> {
+    let s = service.clone();
+    let result = plugin.call(move |sandbox, p| sandbox.probe(p, &s)).await;
+    let fail = |message: String| ServiceError::Plugin {
+        name: name.to_owned(),
+        plugin: plugin.id.clone(),
+        message,
+    };
+    let probe = result
+        .ok_or_else(|| fail("the plugin call did not finish".into()))?
+        .map_err(|e| fail(e.to_string()))?;
+    if let ProbeAction::LogLine(pattern) = &probe.action {
+        regex::Regex::new(pattern).map_err(|e| {
+            fail(format!(
+                "its log-line pattern `{pattern}` is not a regex: {e}"
+            ))
+        })?;
+    }
+    Ok(probe)
+}
+
+/// Follow the service's log into the job log (stream `service/<name>`) and
+/// into `kept` for log-line probes.
+fn follow_log(docker: &Docker, id: &str, name: &str, log: &JobLog, kept: &Arc<ServiceLog>) {
+    let options = LogsOptionsBuilder::new()
+        .follow(true)
+        .stdout(true)
+        .stderr(true)
+        .build();
+    let mut stream = docker.logs(id, Some(options));
+    let (log, kept, stream_name) = (log.clone(), kept.clone(), format!("service/{name}"));
+    tokio::spawn(async move {
+        let (mut out, mut err) = (LineBuffer::default(), LineBuffer::default());
+        let mut emit = |l: &str| {
+            log.line(&stream_name, l);
+            kept.push(l);
+        };
+        while let Some(Ok(item)) = stream.next().await {
+            match item {
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    out.push(&message, &mut emit)
+                }
+                LogOutput::StdErr { message } => err.push(&message, &mut emit),
+                LogOutput::StdIn { .. } => {}
+            }
+        }
+        out.flush(&mut emit);
+        err.flush(&mut emit);
+    });
+}
+
+/// A watch that turns `Some(exit code)` when the container stops.
+fn watch_exit(docker: &Docker, id: &str) -> watch::Receiver<Option<i64>> {
+    let (tx, rx) = watch::channel(None);
+    let (docker, id) = (docker.clone(), id.to_owned());
+    tokio::spawn(async move {
+        let mut wait = docker.wait_container(&id, None);
+        let code = match wait.next().await {
+            Some(Ok(r)) => r.status_code,
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+            // Removed or the daemon went away: nothing to report.
+            _ => return,
+        };
+        let _ = tx.send(Some(code));
+    });
+    rx
+}
+
+/// Probe until the plugin says ready, the startup deadline passes, the
+/// plugin says it never will be, or the container exits.
+async fn wait_ready(
+    docker: &Docker,
+    holder: &str,
+    s: &RunningService,
+    plugin: &ReadinessPlugin,
+    probe: &Probe,
+    log: &JobLog,
+) -> Result<(), ServiceError> {
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(probe.startup_deadline_ms.into());
+    let period = Duration::from_millis(probe.period_ms.into());
+    let timeout = Duration::from_millis(probe.timeout_ms.into());
+    let pattern = match &probe.action {
+        ProbeAction::LogLine(p) => regex::Regex::new(p).ok(),
+        _ => None,
+    };
+    let mut interval = FIRST_INTERVAL;
+    let mut cursor = 0u64;
+    let mut successes = 0u32;
+    let mut attempts = 0u32;
+    let mut last;
+    loop {
+        if let Some(code) = s.exit_code() {
+            return Err(ServiceError::Exited {
+                name: s.name.clone(),
+                code,
+                when: " before it was ready",
+                tail: s.log.tail(20),
+            });
+        }
+        let budget = timeout.min(deadline.saturating_duration_since(Instant::now()));
+        let output = run_probe(
+            docker,
+            holder,
+            s,
+            &probe.action,
+            pattern.as_ref(),
+            budget,
+            &mut cursor,
+        )
+        .await;
+        attempts += 1;
+        let (service, judged) = (s.service.clone(), output.clone());
+        let verdict = plugin
+            .call(move |sandbox, p| sandbox.judge(p, &service, &judged))
+            .await;
+        match verdict {
+            Some(Ok(Verdict::Ready)) => {
+                successes += 1;
+                if successes >= probe.success_threshold {
+                    log.line(
+                        "slipway",
+                        &format!(
+                            "service `{}` ready after {:.2} s ({attempts} probe(s))",
+                            s.name,
+                            started.elapsed().as_secs_f64()
+                        ),
+                    );
+                    return Ok(());
+                }
+                last = "ready, waiting for the success threshold".into();
+                // Confirm quickly: the threshold asks for consecutive passes.
+                interval = FIRST_INTERVAL;
+            }
+            Some(Ok(Verdict::NotReady(reason))) => {
+                successes = 0;
+                last = describe(&reason, &output);
+            }
+            Some(Ok(Verdict::Failed(reason))) => {
+                return Err(ServiceError::Failed {
+                    name: s.name.clone(),
+                    reason: describe(&reason, &output),
+                });
+            }
+            Some(Err(e)) => {
+                // A plugin that traps or loops is a failed probe, reported.
+                successes = 0;
+                last = format!("the readiness plugin failed: {e}");
+                log.line("slipway", &format!("service `{}`: {last}", s.name));
+            }
+            None => {
+                successes = 0;
+                last = "the readiness plugin call did not finish".into();
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(ServiceError::NotReady {
+                name: s.name.clone(),
+                deadline_s: probe.startup_deadline_ms as f64 / 1000.0,
+                last,
+            });
+        }
+        if pattern.is_none() {
+            tokio::time::sleep(interval.min(deadline - now)).await;
+            interval = (interval * 2).min(period);
+        }
+    }
+}
+
+fn describe(reason: &str, output: &ProbeOutput) -> String {
+    let mut text = reason.to_owned();
+    let said = [output.stdout.trim(), output.stderr.trim()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" | ");
+    if !said.is_empty() && !reason.contains(&said) {
+        let cut: String = said.chars().take(500).collect();
+        text.push_str(&format!(" (probe output: {cut})"));
+    }
+    text
+}
+
+/// Run one probe attempt and report its raw result.
+async fn run_probe(
+    docker: &Docker,
+    holder: &str,
+    s: &RunningService,
+    action: &ProbeAction,
+    pattern: Option<&regex::Regex>,
+    timeout: Duration,
+    cursor: &mut u64,
+) -> ProbeOutput {
+    let started = Instant::now();
+    let secs = timeout.as_secs_f64().ceil().max(1.0).to_string();
+    let mut out = ProbeOutput {
+        exit_code: None,
+        stdout: String::new(),
+        stderr: String::new(),
+        connected: false,
+        http_status: None,
+        elapsed_ms: 0,
+    };
+    let run = |container: String, argv: Vec<String>| async move {
+        capture(docker, &container, &argv, None, timeout, PROBE_OUTPUT_CAP).await
+    };
+    match action {
+        ProbeAction::Exec(argv) => match run(s.container.clone(), argv.clone()).await {
+            Ok(c) => {
+                out.exit_code = c.exit_code.map(|c| c as i32);
+                out.stdout = c.stdout;
+                out.stderr = c.stderr;
+            }
+            Err(e) => out.stderr = e.to_string(),
+        },
+        ProbeAction::Tcp(port) => {
+            let argv = sh(
+                "nc -w \"$1\" 127.0.0.1 \"$2\" </dev/null",
+                &[&secs, &port.to_string()],
+            );
+            match run(holder.to_owned(), argv).await {
+                Ok(c) => {
+                    out.connected = c.exit_code == Some(0);
+                    out.exit_code = c.exit_code.map(|c| c as i32);
+                    out.stderr = c.stderr;
+                }
+                Err(e) => out.stderr = e.to_string(),
+            }
+        }
+        ProbeAction::Http(HttpCheck { port, path }) => {
+            let argv = sh(
+                "printf 'GET %s HTTP/1.0\\r\\nHost: 127.0.0.1:%s\\r\\nConnection: close\\r\\n\\r\\n' \"$1\" \"$2\" | nc -w \"$3\" 127.0.0.1 \"$2\"",
+                &[path, &port.to_string(), &secs],
+            );
+            match run(holder.to_owned(), argv).await {
+                Ok(c) => {
+                    let (status, body) = parse_http(&c.stdout);
+                    out.connected = status.is_some();
+                    out.http_status = status;
+                    out.exit_code = c.exit_code.map(|c| c as i32);
+                    out.stdout = body;
+                    out.stderr = c.stderr;
+                }
+                Err(e) => out.stderr = e.to_string(),
+            }
+        }
+        ProbeAction::LogLine(_) => {
+            let Some(pattern) = pattern else {
+                return out;
+            };
+            let wait = async {
+                loop {
+                    let grew = s.log.grew.notified();
+                    tokio::pin!(grew);
+                    grew.as_mut().enable();
+                    let (found, next) = s.log.find(*cursor, pattern);
+                    *cursor = next;
+                    if let Some(line) = found {
+                        return line;
+                    }
+                    grew.await;
+                }
+            };
+            if let Ok(line) = tokio::time::timeout(timeout, wait).await {
+                out.stdout = line;
+                out.exit_code = Some(0);
+                out.connected = true;
+            }
+        }
+    }
+    out.elapsed_ms = started.elapsed().as_millis().min(u32::MAX as u128) as u32;
+    out
+}
+
+fn sh(script: &str, args: &[&str]) -> Vec<String> {
+    let mut argv = vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        script.to_owned(),
+        "probe".to_owned(),
+    ];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    argv
+}
+
+/// The status code and body of a raw HTTP/1.x response.
+fn parse_http(raw: &str) -> (Option<u16>, String) {
+    let status = raw
+        .lines()
+        .next()
+        .filter(|l| l.starts_with("HTTP/"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok());
+    let body = raw
+        .split_once("\r\n\r\n")
+        .or_else(|| raw.split_once("\n\n"))
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_responses_are_parsed() {
+        let (status, body) = parse_http("HTTP/1.1 503 Service Unavailable\r\nA: b\r\n\r\nnot yet");
+        assert_eq!((status, body.as_str()), (Some(503), "not yet"));
+        assert_eq!(parse_http("garbage").0, None);
+    }
+
+    #[test]
+    fn log_search_resumes_after_the_last_match_and_survives_eviction() {
+        let log = ServiceLog::default();
+        let ready = regex::Regex::new("ready to accept").unwrap();
+        log.push("starting");
+        log.push("database system is ready to accept connections");
+        let (found, next) = log.find(0, &ready);
+        assert!(found.is_some() && next == 2);
+        assert_eq!(log.find(next, &ready).0, None, "a match counts once");
+        for i in 0..(KEPT_LINES + 10) {
+            log.push(&format!("line {i}"));
+        }
+        log.push("ready to accept again");
+        assert_eq!(
+            log.find(next, &ready).0.as_deref(),
+            Some("ready to accept again")
+        );
+        assert_eq!(
+            log.tail(2),
+            format!("line {}\nready to accept again", KEPT_LINES + 9)
+        );
+    }
+}
