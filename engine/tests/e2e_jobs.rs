@@ -101,10 +101,25 @@ async fn engine() -> Engine {
 
 impl Engine {
     async fn submit(&self, repo: &Path, profile: &str, tier: &str) -> JobRecord {
-        let spec: JobSpec = serde_json::from_value(serde_json::json!({
+        self.submit_with(repo, profile, tier, serde_json::json!({}))
+            .await
+    }
+
+    /// Submit with more fields of the spec (e.g. `services`).
+    async fn submit_with(
+        &self,
+        repo: &Path,
+        profile: &str,
+        tier: &str,
+        extra: serde_json::Value,
+    ) -> JobRecord {
+        let mut json = serde_json::json!({
             "repository": repo.to_str().unwrap(), "commit": "HEAD", "tier": tier, "profile": profile,
-        }))
-        .unwrap();
+        });
+        json.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let spec: JobSpec = serde_json::from_value(json).unwrap();
         let record = self.store.submit(spec).await.unwrap().record;
         self.scheduler.wake();
         record
@@ -237,5 +252,62 @@ async fn cancel_stops_a_running_step() {
     e.store.cancel(job.id).await.unwrap();
     let done = e.finished(job.id).await;
     assert_eq!(done.state, JobState::Cancelled, "{}", e.log(job.id));
+    assert_eq!(e.containers_of(job.id).await, 0);
+}
+
+#[tokio::test]
+async fn a_job_waits_for_its_services_and_reaches_them_on_localhost() {
+    let e = engine().await;
+    let repo = repo_and_profile(
+        &e,
+        "with-web",
+        &["printf 'GET /data HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 8080"],
+        &[],
+    )
+    .await;
+    let services = serde_json::json!({"services": [{
+        "name": "web", "image": "slipway-test/busybox:1", "ports": [8080],
+        "command": ["sh", "-c", "mkdir -p /tmp/www && sleep 0.5 && echo from-the-service > /tmp/www/data && exec httpd -f -p 8080 -h /tmp/www"],
+        "readiness": {"plugin": "http", "options": {"path": "/data"}},
+    }]});
+    let job = e
+        .submit_with(repo.path(), "with-web", "fast", services)
+        .await;
+    let done = e.finished(job.id).await;
+    let log = e.log(job.id);
+    assert_eq!(done.state, JobState::Succeeded, "{:?}\n{log}", done.reason);
+    assert!(log.contains("service `web` ready after"), "{log}");
+    assert!(log.contains("stdout from-the-service"), "{log}");
+    assert_eq!(
+        e.containers_of(job.id).await,
+        0,
+        "services are removed with the job"
+    );
+}
+
+#[tokio::test]
+async fn a_service_that_dies_during_the_job_fails_it() {
+    let e = engine().await;
+    let repo = repo_and_profile(&e, "flaky", &["echo running; sleep 60"], &[]).await;
+    let services = serde_json::json!({"services": [{
+        "name": "flaky", "image": "slipway-test/busybox:1",
+        "command": ["sh", "-c", "sleep 1; echo 'out of memory, bye'; exit 7"],
+    }]});
+    let started = std::time::Instant::now();
+    let job = e.submit_with(repo.path(), "flaky", "fast", services).await;
+    let done = e.finished(job.id).await;
+    let log = e.log(job.id);
+    assert_eq!(done.state, JobState::Failed, "{log}");
+    let reason = done.reason.unwrap_or_default();
+    assert!(
+        reason.contains("service `flaky` exited with code 7 while the job was running")
+            && reason.contains("out of memory, bye"),
+        "{reason}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the step was stopped, not waited for"
+    );
+    assert_eq!(done.attempt, 1, "not retried: the service's own failure");
     assert_eq!(e.containers_of(job.id).await, 0);
 }

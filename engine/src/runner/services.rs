@@ -480,14 +480,15 @@ async fn wait_ready(
                 tail: s.log.tail(20),
             });
         }
-        let budget = timeout.min(deadline.saturating_duration_since(Instant::now()));
+        // A probe gets its whole timeout even near the deadline: a cut-short
+        // last probe would hide the real reason behind a timeout.
         let output = run_probe(
             docker,
             holder,
             s,
             &probe.action,
             pattern.as_ref(),
-            budget,
+            timeout,
             &mut cursor,
         )
         .await;
