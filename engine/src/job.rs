@@ -110,6 +110,54 @@ pub struct JobSpec {
     pub max_attempts: Option<u32>,
 }
 
+/// Problems of a list of services (a job's or a profile's).
+pub fn service_problems(services: &[ServiceSpec]) -> Vec<FieldProblem> {
+    let mut problems = Vec::new();
+    let mut problem = |field: String, message: String| {
+        problems.push(FieldProblem { field, message });
+    };
+    for (i, s) in services.iter().enumerate() {
+        if s.name.is_empty()
+            || s.name.len() > 63
+            || !s
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            problem(
+                format!("services[{i}].name"),
+                format!("`{}` must be 1 to 63 letters, digits and `-`", s.name),
+            );
+        } else if services[..i].iter().any(|o| o.name == s.name) {
+            problem(
+                format!("services[{i}].name"),
+                format!("`{}` names two services; names must be unique", s.name),
+            );
+        }
+        if s.image.trim().is_empty() {
+            problem(format!("services[{i}].image"), "is empty".into());
+        }
+        if s.ports.contains(&0) {
+            problem(format!("services[{i}].ports"), "0 is not a port".into());
+        }
+        if s.resources.memory_mb == Some(0) {
+            problem(
+                format!("services[{i}].resources.memory_mb"),
+                "must be greater than 0".into(),
+            );
+        }
+        if let Some(r) = &s.readiness
+            && r.plugin.trim().is_empty()
+        {
+            problem(
+                format!("services[{i}].readiness.plugin"),
+                "is empty (hint: e.g. `postgres`, `redis`, `http`, `tcp`)".into(),
+            );
+        }
+    }
+    problems
+}
+
 /// One problem with a submitted spec.
 #[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize)]
 pub struct FieldProblem {
@@ -221,21 +269,8 @@ impl JobSpec {
                 "`host` is not allowed by this server's configuration".into(),
             );
         }
-        for (i, s) in self.services.iter().enumerate() {
-            if s.name.is_empty()
-                || !s
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
-            {
-                problem(
-                    &format!("services[{i}].name"),
-                    format!("`{}` must be letters, digits and `-`", s.name),
-                );
-            }
-            if s.image.trim().is_empty() {
-                problem(&format!("services[{i}].image"), "is empty".into());
-            }
+        for p in service_problems(&self.services) {
+            problem(&p.field, p.message);
         }
         if self.max_attempts == Some(0) {
             problem("max_attempts", "must be at least 1".into());
@@ -609,6 +644,31 @@ impl JobRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_lists_are_checked_field_by_field() {
+        let services: Vec<ServiceSpec> = serde_json::from_str(
+            r#"[{"name": "db", "image": "postgres:15", "ports": [5432]},
+                {"name": "db", "image": " ", "ports": [0], "readiness": {"plugin": ""}},
+                {"name": "a_b", "image": "redis:7", "resources": {"memory_mb": 0}}]"#,
+        )
+        .unwrap();
+        let fields: Vec<String> = service_problems(&services)
+            .into_iter()
+            .map(|p| format!("{}: {}", p.field, p.message))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "services[1].name: `db` names two services; names must be unique",
+                "services[1].image: is empty",
+                "services[1].ports: 0 is not a port",
+                "services[1].readiness.plugin: is empty (hint: e.g. `postgres`, `redis`, `http`, `tcp`)",
+                "services[2].name: `a_b` must be 1 to 63 letters, digits and `-`",
+                "services[2].resources.memory_mb: must be greater than 0",
+            ]
+        );
+    }
 
     pub fn spec() -> JobSpec {
         serde_json::from_str(r#"{"repository": "https://example.com/r.git", "commit": "main"}"#)

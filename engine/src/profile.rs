@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::job::{FieldProblem, Network, Resources, ServiceSpec};
+use crate::job::{FieldProblem, Network, Resources, ServiceSpec, service_problems};
 
 /// Commands per validation tier.
 #[derive(Debug, Clone, Default, PartialEq, ToSchema, Serialize, Deserialize)]
@@ -127,21 +127,8 @@ impl Profile {
                 problem(&format!("setup[{i}]"), "is an empty command".into());
             }
         }
-        for (i, s) in self.services.iter().enumerate() {
-            if s.name.is_empty()
-                || !s
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
-            {
-                problem(
-                    &format!("services[{i}].name"),
-                    format!("`{}` must be letters, digits and `-`", s.name),
-                );
-            }
-            if s.image.trim().is_empty() {
-                problem(&format!("services[{i}].image"), "is empty".into());
-            }
+        for p in service_problems(&self.services) {
+            problem(&p.field, p.message);
         }
         if self.timeout_s == Some(0) {
             problem("timeout_s", "must be at least 1".into());

@@ -70,6 +70,53 @@ fn run_streams_the_job_and_exits_by_its_outcome() {
     );
 }
 
+/// The bundled example: its tests talk to PostgreSQL and Redis services
+/// (the `postgres:15` and `redis:7` stand-ins from `scripts/images.sh`).
+#[test]
+fn the_services_example_runs_its_tests_against_postgres_and_redis() {
+    let state = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/services-app");
+    let out = slipway(state.path())
+        .args([
+            "run",
+            example.to_str().unwrap(),
+            "--tier",
+            "full",
+            "--profile",
+        ])
+        .arg(example.join("slipway.toml"))
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    for expected in [
+        "readiness by postgres@1.0.0",
+        "readiness by redis@1.0.0",
+        "service `db` ready after",
+        "service `cache` ready after",
+        "test_postgres_answers_on_localhost (tests.test_services.ServicesTest.test_postgres_answers_on_localhost) ... ok",
+        "test_visits_are_counted_in_both (tests.test_services.ServicesTest.test_visits_are_counted_in_both) ... ok",
+        "Ran 3 tests",
+    ] {
+        assert!(t.contains(expected), "missing `{expected}` in:\n{t}");
+    }
+
+    // A profile file with a mistake is refused before anything runs.
+    let bad = state.path().join("bad.toml");
+    std::fs::write(&bad, "[validation]\nfast = [\"true\"]\nsurprise = 1\n").unwrap();
+    let out = slipway(state.path())
+        .args(["run", example.to_str().unwrap(), "--profile"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("unknown field `surprise`") && text(&out).contains("bad.toml"),
+        "{}",
+        text(&out)
+    );
+}
+
 #[test]
 fn serve_takes_jobs_from_the_client_commands_and_stops_on_sigterm() {
     let state = tempfile::tempdir().unwrap();

@@ -195,6 +195,32 @@ pub struct RunArgs {
     /// `fast` or `full`.
     #[arg(long, default_value = "fast")]
     pub tier: String,
+    /// A repo profile for this run (TOML or JSON, the fields of
+    /// `/api/v1/profiles`; `name` optional): steps, services, env, limits.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+}
+
+/// Read a profile file given to `run`; its name defaults to `run`.
+fn profile_file(path: &Path) -> anyhow::Result<slipway::profile::Profile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the profile {}", path.display()))?;
+    let mut value: serde_json::Value = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?
+    } else {
+        let table: toml::Table =
+            toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+        serde_json::to_value(table)?
+    };
+    if let Some(map) = value.as_object_mut() {
+        map.entry("name").or_insert_with(|| "run".into());
+    }
+    let profile: slipway::profile::Profile =
+        serde_json::from_value(value).with_context(|| format!("{}", path.display()))?;
+    if let Some(p) = profile.validate().first() {
+        bail!("{}: {}: {}", path.display(), p.field, p.message);
+    }
+    Ok(profile)
 }
 
 /// One job end to end without a server, through the same queue and runner.
@@ -203,6 +229,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
         p if p.exists() => p.canonicalize()?.display().to_string(),
         _ => args.repository.clone(),
     };
+    let profile = args.profile.as_deref().map(profile_file).transpose()?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         // A store, logs and checkouts of its own, so `run` works beside a running `serve`.
@@ -212,9 +239,13 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
             .join(std::process::id().to_string());
         std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
         let parts = engine(config, &work, true, format!("run-{}", std::process::id())).await?;
-        let spec: JobSpec = serde_json::from_value(
-            serde_json::json!({"repository": repository, "commit": args.commit, "tier": args.tier}),
-        )?;
+        let mut spec =
+            serde_json::json!({"repository": repository, "commit": args.commit, "tier": args.tier});
+        if let Some(profile) = profile {
+            spec["profile"] = profile.name.clone().into();
+            parts.store.put_profile(profile, false).await?;
+        }
+        let spec: JobSpec = serde_json::from_value(spec)?;
         let problems = spec.validate(&parts.policy);
         if let Some(p) = problems.first() {
             bail!("{}: {}", p.field, p.message);

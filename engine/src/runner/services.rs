@@ -7,8 +7,9 @@
 //! connection or HTTP request from the pod's holder (inside the pod's
 //! network namespace), or a regex on the service's log as it arrives.
 //! Probes start right away and repeat on a short interval that grows to the
-//! plugin's period, so a job starts within moments of its services being
-//! ready.
+//! plugin's period, and again at once whenever the service logs a line
+//! (services say when they are up), so a job starts within moments of its
+//! services being ready.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -545,8 +546,15 @@ async fn wait_ready(
             });
         }
         if pattern.is_none() {
-            tokio::time::sleep(interval.min(deadline - now)).await;
-            interval = (interval * 2).min(period);
+            // Services log when they become ready: a new log line probes
+            // again at once, so readiness is seen within one probe of it.
+            let grew = s.log.grew.notified();
+            tokio::select! {
+                _ = tokio::time::sleep(interval.min(deadline - now)) => {
+                    interval = (interval * 2).min(period);
+                }
+                _ = grew => interval = FIRST_INTERVAL,
+            }
         }
     }
 }
