@@ -14,3 +14,8 @@ echo "== slipway plugins list"
 echo
 echo "== slipway plan examples/node-app: detect the repo and plan its image, setup and validation"
 "$slipway" plan examples/node-app
+echo
+echo "== slipway run examples/services-app --tier full: a job whose tests use PostgreSQL and Redis"
+echo "   (exact-commit checkout, image built once by content hash, services in the job's private"
+echo "   network namespace, waited for by the postgres and redis readiness plugins)"
+"$slipway" run examples/services-app --profile examples/services-app/slipway.toml --tier full

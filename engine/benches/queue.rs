@@ -179,6 +179,7 @@ fn http_and_memory() {
         logs,
         token: "t".into(),
         policy: SpecPolicy::default(),
+        supervisor: None,
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();

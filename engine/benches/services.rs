@@ -176,7 +176,7 @@ fn main() {
         for n in 0..8 {
             // The last "ready" line is the real server (the first is the
             // entrypoint's init pass, on the Unix socket only).
-            let last_ready = |text: &str| text.lines().filter_map(postgres_ready).last();
+            let last_ready = |text: &str| text.lines().rev().find_map(postgres_ready);
             let (ready, step) = one(&docker, &registry, &db, last_ready, 100 + n).await;
             gaps.push((step as f64 - ready as f64) / 1000.0);
         }

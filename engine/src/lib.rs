@@ -15,11 +15,17 @@
 //!   that leases jobs to the [`executor`] seam; [`logs`] keeps job logs.
 //! - [`profile`]: repo profiles (what a repository's jobs share).
 //! - [`runner`]: the Docker runner (only module that imports bollard): engine
-//!   connection, hardened step containers.
+//!   connection, images, pods with services and readiness, steps as execs,
+//!   and the supervisor of managed services.
+//! - [`service`]: managed service declarations.
 //! - [`plan`]: detection and planning of a repository through the ecosystem
 //!   plugins; the report `slipway plan` prints.
 //!
 //! See `ARCHITECTURE.md` at the repository root for the map and invariants.
+
+// A plugin error carries the plugin's id and its own words (~150 bytes);
+// errors are rare and never on a hot path, so boxing them buys nothing.
+#![allow(clippy::result_large_err)]
 
 pub mod api;
 pub mod checkout;
@@ -33,3 +39,4 @@ pub mod plugins;
 pub mod profile;
 pub mod queue;
 pub mod runner;
+pub mod service;

@@ -66,6 +66,14 @@ fn read_from(path: &Path, offset: u64, max: usize) -> std::io::Result<(Vec<u8>, 
 }
 
 impl JobLog {
+    /// A log at `path` (e.g. a managed service's event log).
+    pub fn at(path: impl Into<PathBuf>) -> JobLog {
+        JobLog {
+            path: path.into(),
+            file: Arc::new(Mutex::new(None)),
+        }
+    }
+
     /// Append one line (`stream` is e.g. `stdout`, `stderr`, `slipway`).
     pub fn line(&self, stream: &str, text: &str) {
         let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());

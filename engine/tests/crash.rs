@@ -71,6 +71,7 @@ fn child_main(state_dir: &str, port: &str) {
             logs,
             token: TOKEN.into(),
             policy: SpecPolicy::default(),
+            supervisor: None,
         };
         api::serve(listener, state, shutdown).await.unwrap();
     });

@@ -271,6 +271,9 @@ async fn the_pod_shares_loopback_and_nothing_else() {
         env: vec![],
         command: vec!["sh".into(), "-c".into(), "echo pong | nc -l -p 7000".into()],
         limits: ContainerLimits::default(),
+        role: "service",
+        binds: vec![],
+        labels: HashMap::new(),
     })
     .await
     .unwrap();
@@ -512,15 +515,19 @@ async fn reconcile_removes_only_this_engines_leftovers() {
     let mine = format!("reconcile-{}", std::process::id());
     let theirs = format!("{mine}-other");
     let mut ids = Vec::new();
-    for engine in [&mine, &mine, &theirs] {
+    for (engine, service) in [(&mine, ""), (&mine, ""), (&theirs, ""), (&mine, "kept")] {
+        let mut labels = HashMap::from([
+            (runner::LABEL_MANAGED.to_owned(), "true".to_owned()),
+            (runner::LABEL_ENGINE.to_owned(), engine.to_string()),
+            ("io.slipway.test".to_owned(), run_label("reconcile")),
+        ]);
+        if !service.is_empty() {
+            labels.insert(runner::LABEL_SERVICE.to_owned(), service.to_owned());
+        }
         let body = ContainerCreateBody {
             image: Some(IMAGE.into()),
             cmd: Some(vec!["sleep".into(), "60".into()]),
-            labels: Some(HashMap::from([
-                (runner::LABEL_MANAGED.to_owned(), "true".to_owned()),
-                (runner::LABEL_ENGINE.to_owned(), engine.to_string()),
-                ("io.slipway.test".to_owned(), run_label("reconcile")),
-            ])),
+            labels: Some(labels),
             ..Default::default()
         };
         ids.push(
@@ -532,16 +539,22 @@ async fn reconcile_removes_only_this_engines_leftovers() {
         );
     }
     docker.start_container(&ids[0], None).await.unwrap();
+    let declared = |labels: &HashMap<String, String>| {
+        labels.get(runner::LABEL_SERVICE).map(String::as_str) == Some("kept")
+    };
     assert_eq!(
-        runner::reconcile(&docker, &mine).await.unwrap(),
+        runner::reconcile(&docker, &mine, declared).await.unwrap(),
         2,
         "running and stopped leftovers of this engine"
     );
     assert_eq!(
         leftovers(&docker, "reconcile").await,
-        1,
-        "another engine's container is left alone"
+        2,
+        "another engine's container and a kept one are left alone"
     );
-    runner::reconcile(&docker, &theirs).await.unwrap();
+    runner::reconcile(&docker, &theirs, |_| false)
+        .await
+        .unwrap();
+    runner::reconcile(&docker, &mine, |_| false).await.unwrap();
     assert_eq!(leftovers(&docker, "reconcile").await, 0);
 }

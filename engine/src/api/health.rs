@@ -56,6 +56,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let _ = writeln!(out, "# TYPE slipway_queue_depth gauge");
     let _ = writeln!(out, "slipway_queue_depth {depth}");
     state.scheduler.metrics().render(&mut out);
+    if let Some(supervisor) = &state.supervisor {
+        supervisor.render_metrics(&mut out);
+    }
     let _ = writeln!(out, "# HELP slipway_build_info Version of this engine.");
     let _ = writeln!(out, "# TYPE slipway_build_info gauge");
     let _ = writeln!(

@@ -2,7 +2,8 @@
 //! it calls the queue through the [`JobStore`] seam and never sees redb.
 //!
 //! Routes (DESIGN: "HTTP API"): `/api/v1/jobs` (POST, GET),
-//! `/api/v1/jobs/{id}`, `/api/v1/jobs/{id}/cancel`, `/api/v1/profiles[/{name}]`, `/api/v1/jobs/{id}/logs`
+//! `/api/v1/jobs/{id}`, `/api/v1/jobs/{id}/cancel`, `/api/v1/profiles[/{name}]`,
+//! `/api/v1/services[/{name}[/restart|/logs]]`, `/api/v1/services/health`, `/api/v1/jobs/{id}/logs`
 //! (`?offset=`, `?tail=`, `?follow=true` as server-sent events that resume
 //! from `Last-Event-ID`), all behind a bearer token; `/healthz`, `/readyz`,
 //! `/metrics` without one. `/api/v1/openapi.json` describes it all (generated from
@@ -14,6 +15,7 @@ mod health;
 pub mod jobs;
 pub mod openapi;
 mod profiles;
+pub mod services;
 
 use std::sync::Arc;
 
@@ -36,6 +38,9 @@ pub struct AppState {
     pub logs: JobLogs,
     pub token: Arc<str>,
     pub policy: SpecPolicy,
+    /// Managed services; `None` where there is no Docker runner (tests of
+    /// the queue alone), and the services routes answer 503.
+    pub supervisor: Option<Arc<crate::runner::supervisor::Supervisor>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -52,6 +57,16 @@ pub fn router(state: AppState) -> Router {
                 .put(profiles::replace)
                 .delete(profiles::delete),
         )
+        .route("/services", post(services::create).get(services::list))
+        .route("/services/health", get(services::health))
+        .route(
+            "/services/{name}",
+            get(services::show)
+                .put(services::replace)
+                .delete(services::delete),
+        )
+        .route("/services/{name}/restart", post(services::restart))
+        .route("/services/{name}/logs", get(services::logs))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

@@ -5,12 +5,14 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{health, jobs, profiles};
+use super::{health, jobs, profiles, services};
 use crate::job::{
     Event, FieldProblem, JobSpec, JobState, Network, Progress, ReadinessSpec, Resources,
     ServiceSpec, Tier,
 };
 use crate::profile::{CachePolicy, Profile, TierCommands};
+use crate::runner::supervisor::{ServiceState, ServiceStatus};
+use crate::service::{ManagedService, ManagedServiceSpec, RestartMode, RestartPolicy, VolumeMount};
 
 struct BearerAuth;
 
@@ -30,11 +32,15 @@ impl Modify for BearerAuth {
     paths(
         jobs::submit, jobs::list, jobs::show, jobs::cancel, jobs::logs,
         profiles::create, profiles::replace, profiles::list, profiles::show, profiles::delete,
+        services::create, services::replace, services::list, services::show, services::delete,
+        services::restart, services::logs, services::health,
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(
         JobSpec, Tier, Resources, ServiceSpec, ReadinessSpec, Network, JobState, Progress, Event, FieldProblem,
         jobs::JobView, jobs::JobList, Profile, TierCommands, CachePolicy, ErrorBody, ErrorDetail,
+        ManagedServiceSpec, ManagedService, RestartPolicy, RestartMode, VolumeMount,
+        services::ServiceView, services::ServicesHealth, ServiceStatus, ServiceState,
     )),
     modifiers(&BearerAuth)
 )]

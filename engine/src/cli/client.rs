@@ -101,19 +101,19 @@ pub struct CancelArgs {
 /// Exit code when the server cannot be reached.
 const UNREACHABLE: u8 = 4;
 
-struct Client {
+pub(super) struct Client {
     agent: ureq::Agent,
     base: String,
     token: String,
 }
 
-enum Reply {
+pub(super) enum Reply {
     Ok(u16, Value),
     Refused(u16, String),
 }
 
 impl Client {
-    fn new(server: &ServerArgs) -> anyhow::Result<Client> {
+    pub(super) fn new(server: &ServerArgs) -> anyhow::Result<Client> {
         let token = match (&server.token, &server.token_file) {
             (Some(t), _) => t.clone(),
             (None, Some(file)) => std::fs::read_to_string(file)
@@ -143,7 +143,12 @@ impl Client {
         )
     }
 
-    fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply, anyhow::Error> {
+    pub(super) fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, anyhow::Error> {
         let url = format!("{}{path}", self.base);
         let auth = format!("Bearer {}", self.token);
         let result = match (method, body) {
@@ -158,6 +163,17 @@ impl Client {
                 .post(&url)
                 .header("Authorization", &auth)
                 .send_empty(),
+            ("PUT", Some(b)) => self
+                .agent
+                .put(&url)
+                .header("Authorization", &auth)
+                .header("Content-Type", "application/json")
+                .send(b.to_string()),
+            ("DELETE", _) => self
+                .agent
+                .delete(&url)
+                .header("Authorization", &auth)
+                .call(),
             _ => self.agent.get(&url).header("Authorization", &auth).call(),
         };
         let mut response = result.map_err(|e| self.unreachable(e))?;
@@ -183,7 +199,7 @@ impl Client {
 }
 
 /// Run `f` unless the server is unreachable (exit 4) or refuses (exit 1).
-fn handle(
+pub(super) fn handle(
     result: anyhow::Result<Reply>,
     f: impl FnOnce(u16, Value) -> anyhow::Result<ExitCode>,
 ) -> anyhow::Result<ExitCode> {

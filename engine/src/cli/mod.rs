@@ -6,6 +6,7 @@ mod plan;
 mod plugins;
 mod scaffold;
 mod serve;
+mod services;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -80,6 +81,27 @@ pub enum Command {
         #[command(flatten)]
         server: client::ServerArgs,
     },
+    /// Long-running managed services: list, add, rm, restart, logs.
+    Services {
+        #[command(subcommand)]
+        command: services::ServicesCommand,
+        #[command(flatten)]
+        server: client::ServerArgs,
+    },
+}
+
+/// A TOML (or, by its `.json` extension, JSON) file as a JSON value, for
+/// files that hold API bodies (profiles, services).
+pub fn read_document(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "json") {
+        return serde_json::from_str(&text).with_context(|| format!("{}", path.display()));
+    }
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    Ok(serde_json::to_value(table)?)
 }
 
 pub fn init_tracing(json: bool) {
@@ -107,6 +129,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { job, server } => client::status(job, &server),
         Command::Logs { job, server } => client::logs(job, &server),
         Command::Cancel { job, server } => client::cancel(job, &server),
+        Command::Services { command, server } => services::run(command, &server),
     }
 }
 

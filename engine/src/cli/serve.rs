@@ -15,6 +15,7 @@ use slipway::job::{JobSpec, SpecPolicy};
 use slipway::logs::JobLogs;
 use slipway::queue::{JobStore, RedbStore, Scheduler, SchedulerConfig};
 use slipway::runner::executor::{DockerExecutor, RunnerSettings};
+use slipway::runner::supervisor::{Supervisor, SupervisorSettings};
 use tokio_util::sync::CancellationToken;
 
 /// The pieces `serve` and `run` share: store, scheduler with the Docker runner.
@@ -23,6 +24,7 @@ struct EngineParts {
     scheduler: Arc<Scheduler>,
     logs: JobLogs,
     policy: SpecPolicy,
+    supervisor: Arc<Supervisor>,
 }
 
 /// `work` holds the store, logs and checkouts: the state directory for
@@ -42,8 +44,21 @@ async fn engine(
         .with_context(|| format!("creating {}", work.join("logs").display()))?;
     let registry = Arc::new(super::registry(config)?);
     let docker = slipway::runner::connect().await?;
-    // Nothing of an earlier life of this engine runs any more: clean up.
-    let removed = slipway::runner::reconcile(&docker, &engine_id)
+    // No job attempt survives a restart: their containers go. Managed
+    // services still declared are kept for the supervisor to adopt.
+    let declared: Vec<String> = store
+        .list_services()?
+        .into_iter()
+        .map(|s| s.spec.name)
+        .collect();
+    let keep = |labels: &std::collections::HashMap<String, String>| {
+        let role = labels.get(slipway::runner::LABEL_ROLE).map(String::as_str);
+        matches!(role, Some("holder" | "managed-service"))
+            && labels
+                .get(slipway::runner::LABEL_SERVICE)
+                .is_some_and(|name| declared.contains(name))
+    };
+    let removed = slipway::runner::reconcile(&docker, &engine_id, keep)
         .await
         .context("removing leftover containers")?;
     if removed > 0 {
@@ -63,6 +78,18 @@ async fn engine(
         holder_image: config.holder_image.clone(),
         stop_grace: config.stop_grace,
     };
+    let supervisor = Supervisor::new(
+        docker.clone(),
+        store.clone(),
+        registry.clone(),
+        SupervisorSettings {
+            engine_id: settings.engine_id.clone(),
+            holder_image: config.holder_image.clone(),
+            logs_dir: work.join("service-logs"),
+            reconcile_every: Duration::from_secs(30),
+            stop_grace: config.stop_grace,
+        },
+    );
     let checkouts = Checkouts::new(work, Duration::from_secs(600));
     let executor = DockerExecutor::new(docker, checkouts, registry, store.clone(), settings);
     let scheduler_config = SchedulerConfig {
@@ -82,6 +109,7 @@ async fn engine(
         scheduler,
         logs,
         policy,
+        supervisor,
     })
 }
 
@@ -164,12 +192,14 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         );
         let shutdown = CancellationToken::new();
         let scheduler = tokio::spawn(parts.scheduler.clone().run(shutdown.clone()));
+        let supervisor = tokio::spawn(parts.supervisor.clone().run(shutdown.clone()));
         let state = AppState {
             store: parts.store.clone(),
             scheduler: parts.scheduler.clone(),
             logs: parts.logs.clone(),
             token: token.into(),
             policy: parts.policy.clone(),
+            supervisor: Some(parts.supervisor.clone()),
         };
         let stop = shutdown.clone();
         tokio::spawn(async move {
@@ -181,6 +211,7 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         });
         api::serve(listener, state, shutdown.clone()).await?;
         let _ = scheduler.await;
+        let _ = supervisor.await;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -203,15 +234,7 @@ pub struct RunArgs {
 
 /// Read a profile file given to `run`; its name defaults to `run`.
 fn profile_file(path: &Path) -> anyhow::Result<slipway::profile::Profile> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the profile {}", path.display()))?;
-    let mut value: serde_json::Value = if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?
-    } else {
-        let table: toml::Table =
-            toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
-        serde_json::to_value(table)?
-    };
+    let mut value = super::read_document(path)?;
     if let Some(map) = value.as_object_mut() {
         map.entry("name").or_insert_with(|| "run".into());
     }

@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 use super::store::{JobStore, LeaseRequest, ListFilter, StoreError, StoreFuture, Submitted};
 use crate::job::{JobId, JobRecord, JobSpec, JobState, Outcome, Progress, SpecPolicy, now_ms};
 use crate::profile::Profile;
+use crate::service::ManagedService;
 
 const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
 const READY: TableDefinition<(i64, u64), ()> = TableDefinition::new("ready");
@@ -30,6 +31,7 @@ const RUNNING: TableDefinition<u64, u64> = TableDefinition::new("running");
 const IDEMPOTENCY: TableDefinition<&str, u64> = TableDefinition::new("idempotency");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("profiles");
+const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("services");
 
 /// The schema this build writes. Bump it with a migration in [`migrate`].
 pub const SCHEMA_VERSION: u64 = 1;
@@ -41,6 +43,7 @@ struct Tables<'t> {
     running: Table<'t, u64, u64>,
     idempotency: Table<'t, &'static str, u64>,
     profiles: Table<'t, &'static str, &'static [u8]>,
+    services: Table<'t, &'static str, &'static [u8]>,
 }
 
 /// The writer's view of derived state, rebuilt from the tables at open.
@@ -162,6 +165,7 @@ impl RedbStore {
             txn.open_table(DELAYED).map_err(io)?;
             txn.open_table(IDEMPOTENCY).map_err(io)?;
             txn.open_table(PROFILES).map_err(io)?;
+            txn.open_table(SERVICES).map_err(io)?;
             let running = txn.open_table(RUNNING).map_err(io)?;
             let jobs = txn.open_table(JOBS).map_err(io)?;
             for entry in running.iter().map_err(io)? {
@@ -278,6 +282,7 @@ fn apply_batch(
                 running: txn.open_table(RUNNING)?,
                 idempotency: txn.open_table(IDEMPOTENCY)?,
                 profiles: txn.open_table(PROFILES)?,
+                services: txn.open_table(SERVICES)?,
             })
         })();
         let mut tables = match tables {
@@ -411,6 +416,69 @@ fn transition<T>(
         put(tables, mem, counts, Some(&old), &new)?;
     }
     Ok((out, new))
+}
+
+/// Picks one of the name-keyed tables (profiles, services).
+type NamedTable =
+    for<'a, 't> fn(&'a mut Tables<'t>) -> &'a mut Table<'t, &'static str, &'static [u8]>;
+
+/// Records kept by name: profiles and managed services.
+impl RedbStore {
+    fn put_named<T: serde::Serialize>(
+        &self,
+        table: NamedTable,
+        name: String,
+        value: &T,
+        create_only: bool,
+    ) -> StoreFuture<'_, bool> {
+        let bytes = rmp_serde::to_vec_named(value).map_err(io);
+        self.write(move |tables, _mem, _counts| {
+            let bytes = bytes?;
+            let table = table(tables);
+            let exists = table.get(name.as_str()).map_err(io)?.is_some();
+            if exists && create_only {
+                return Ok(true);
+            }
+            table.insert(name.as_str(), bytes.as_slice()).map_err(io)?;
+            Ok(exists)
+        })
+    }
+
+    fn get_named<T: serde::de::DeserializeOwned>(
+        &self,
+        definition: TableDefinition<&str, &[u8]>,
+        name: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let table = txn.open_table(definition).map_err(io)?;
+        let value = table.get(name).map_err(io)?;
+        value.map(|v| decode_named(v.value())).transpose()
+    }
+
+    fn list_named<T: serde::de::DeserializeOwned>(
+        &self,
+        definition: TableDefinition<&str, &[u8]>,
+    ) -> Result<Vec<T>, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let table = txn.open_table(definition).map_err(io)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(io)? {
+            let (_, v) = entry.map_err(io)?;
+            out.push(decode_named(v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn delete_named(&self, table: NamedTable, name: &str) -> StoreFuture<'_, bool> {
+        let name = name.to_owned();
+        self.write(move |tables, _mem, _counts| {
+            Ok(table(tables).remove(name.as_str()).map_err(io)?.is_some())
+        })
+    }
+}
+
+fn decode_named<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    rmp_serde::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 impl JobStore for RedbStore {
@@ -593,52 +661,36 @@ impl JobStore for RedbStore {
     }
 
     fn put_profile(&self, profile: Profile, create_only: bool) -> StoreFuture<'_, bool> {
-        self.write(move |tables, _mem, _counts| {
-            let exists = tables
-                .profiles
-                .get(profile.name.as_str())
-                .map_err(io)?
-                .is_some();
-            if exists && create_only {
-                return Ok(true);
-            }
-            let bytes = rmp_serde::to_vec_named(&profile).map_err(io)?;
-            tables
-                .profiles
-                .insert(profile.name.as_str(), bytes.as_slice())
-                .map_err(io)?;
-            Ok(exists)
-        })
+        let name = profile.name.clone();
+        self.put_named(|t| &mut t.profiles, name, &profile, create_only)
     }
 
     fn get_profile(&self, name: &str) -> Result<Option<Profile>, StoreError> {
-        let txn = self.db.begin_read().map_err(io)?;
-        let table = txn.open_table(PROFILES).map_err(io)?;
-        let value = table.get(name).map_err(io)?;
-        value
-            .map(|v| {
-                rmp_serde::from_slice(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))
-            })
-            .transpose()
+        self.get_named(PROFILES, name)
     }
 
     fn list_profiles(&self) -> Result<Vec<Profile>, StoreError> {
-        let txn = self.db.begin_read().map_err(io)?;
-        let table = txn.open_table(PROFILES).map_err(io)?;
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(io)? {
-            let (_, v) = entry.map_err(io)?;
-            out.push(
-                rmp_serde::from_slice(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            );
-        }
-        Ok(out)
+        self.list_named(PROFILES)
     }
 
     fn delete_profile(&self, name: &str) -> StoreFuture<'_, bool> {
-        let name = name.to_owned();
-        self.write(move |tables, _mem, _counts| {
-            Ok(tables.profiles.remove(name.as_str()).map_err(io)?.is_some())
-        })
+        self.delete_named(|t| &mut t.profiles, name)
+    }
+
+    fn put_service(&self, service: ManagedService, create_only: bool) -> StoreFuture<'_, bool> {
+        let name = service.spec.name.clone();
+        self.put_named(|t| &mut t.services, name, &service, create_only)
+    }
+
+    fn get_service(&self, name: &str) -> Result<Option<ManagedService>, StoreError> {
+        self.get_named(SERVICES, name)
+    }
+
+    fn list_services(&self) -> Result<Vec<ManagedService>, StoreError> {
+        self.list_named(SERVICES)
+    }
+
+    fn delete_service(&self, name: &str) -> StoreFuture<'_, bool> {
+        self.delete_named(|t| &mut t.services, name)
     }
 }

@@ -12,6 +12,7 @@ use std::pin::Pin;
 
 use crate::job::{JobId, JobRecord, JobSpec, JobState, Outcome, Progress, TransitionError};
 use crate::profile::Profile;
+use crate::service::ManagedService;
 
 /// A boxed future, so `JobStore` can be used as `dyn JobStore`.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -98,4 +99,11 @@ pub trait JobStore: Send + Sync + 'static {
     fn list_profiles(&self) -> Result<Vec<Profile>, StoreError>;
     /// `Ok(false)` when there was none.
     fn delete_profile(&self, name: &str) -> StoreFuture<'_, bool>;
+
+    /// Managed services, with the same semantics as profiles.
+    fn put_service(&self, service: ManagedService, create_only: bool) -> StoreFuture<'_, bool>;
+    fn get_service(&self, name: &str) -> Result<Option<ManagedService>, StoreError>;
+    /// By name.
+    fn list_services(&self) -> Result<Vec<ManagedService>, StoreError>;
+    fn delete_service(&self, name: &str) -> StoreFuture<'_, bool>;
 }

@@ -12,6 +12,8 @@
 //! - [`services`]: a job's services, their readiness through plugins, and
 //!   their exits.
 //! - [`executor`]: all of it as the scheduler's `Executor`.
+//! - [`supervisor`]: long-running managed services kept as declared and
+//!   healthy (readiness, liveness, Docker events, restarts with a budget).
 
 pub mod container;
 pub mod docker;
@@ -20,6 +22,7 @@ pub mod executor;
 pub mod image;
 pub mod pod;
 pub mod services;
+pub mod supervisor;
 
 pub use container::{ContainerLimits, RunnerError};
 pub use docker::{DockerError, connect};
@@ -35,15 +38,17 @@ pub const LABEL_SERVICE: &str = "io.slipway.service";
 /// daemon never adopt or remove each other's containers.
 pub const LABEL_ENGINE: &str = "io.slipway.engine";
 
-/// Remove every container this engine created that no attempt owns any
-/// more. Run at start: no attempt survives a restart (their leases expire
-/// and the jobs go back to the queue), so every container labelled with
-/// this engine's id is a leftover. Returns how many were removed.
+/// Remove every container this engine created that is not to be kept
+/// (`keep` sees its labels): run at start. No job attempt survives a
+/// restart (their leases expire and the jobs go back to the queue), so
+/// their containers are leftovers; declared managed services are kept for
+/// adoption. Returns how many were removed.
 pub async fn reconcile(
     docker: &bollard::Docker,
     engine_id: &str,
+    keep: impl Fn(&std::collections::HashMap<String, String>) -> bool,
 ) -> Result<usize, bollard::errors::Error> {
-    use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+    use bollard::query_parameters::ListContainersOptionsBuilder;
     let filters = std::collections::HashMap::from([(
         "label".to_owned(),
         vec![
@@ -61,17 +66,12 @@ pub async fn reconcile(
         .await?;
     let mut removed = 0;
     for container in leftovers {
-        let Some(id) = container.id else { continue };
-        let options = RemoveContainerOptionsBuilder::new()
-            .force(true)
-            .v(true)
-            .build();
-        match docker.remove_container(&id, Some(options)).await {
-            Ok(()) => removed += 1,
-            Err(e) => {
-                tracing::warn!(container = %id, error = %e, "could not remove a leftover container")
-            }
+        if container.labels.as_ref().is_some_and(&keep) {
+            continue;
         }
+        let Some(id) = container.id else { continue };
+        container::remove(docker, &id).await;
+        removed += 1;
     }
     Ok(removed)
 }

@@ -51,6 +51,12 @@ pub struct ServiceContainer {
     /// Empty: the image's own command.
     pub command: Vec<String>,
     pub limits: ContainerLimits,
+    /// `service` (a job's) or `managed-service`.
+    pub role: &'static str,
+    /// Named volumes, `name:/path`.
+    pub binds: Vec<String>,
+    /// Labels beyond the pod's.
+    pub labels: HashMap<String, String>,
 }
 
 pub struct Pod {
@@ -93,6 +99,29 @@ impl Pod {
         })
     }
 
+    /// A pod found running after an engine restart: its holder and members.
+    pub fn adopt(
+        docker: &Docker,
+        spec: PodSpec,
+        holder: String,
+        members: Vec<(String, String)>,
+    ) -> Pod {
+        Pod {
+            docker: docker.clone(),
+            spec,
+            holder,
+            members: std::sync::Mutex::new(members),
+        }
+    }
+
+    /// The containers of the pod but the holder: (role, id).
+    pub fn members(&self) -> Vec<(String, String)> {
+        self.members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub fn holder(&self) -> &str {
         &self.holder
     }
@@ -129,6 +158,8 @@ impl Pod {
 
     /// Start a service container with its image's own entrypoint and user.
     pub async fn start_service(&self, s: &ServiceContainer) -> Result<String, RunnerError> {
+        let mut labels = labels(&self.spec.labels, s.role, Some(&s.name));
+        labels.extend(s.labels.clone());
         let spec = ContainerSpec {
             name: format!("{}-svc-{}", self.spec.name, s.name),
             image: s.image.clone(),
@@ -137,14 +168,14 @@ impl Pod {
             env: s.env.clone(),
             workdir: None,
             user: None,
-            binds: vec![],
-            labels: labels(&self.spec.labels, "service", Some(&s.name)),
+            binds: s.binds.clone(),
+            labels,
             limits: s.limits.clone(),
             network: self.network(),
             hardening: Hardening::Service,
         };
         let id = create_and_start(&self.docker, &spec).await?;
-        self.add(("service", &id));
+        self.add((s.role, &id));
         Ok(id)
     }
 

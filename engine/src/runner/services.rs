@@ -185,6 +185,24 @@ pub struct RunningService {
 }
 
 impl RunningService {
+    pub fn new(
+        name: String,
+        container: String,
+        service: Service,
+        plugin: Option<ReadinessPlugin>,
+        log: Arc<ServiceLog>,
+        exited: watch::Receiver<Option<i64>>,
+    ) -> RunningService {
+        RunningService {
+            name,
+            container,
+            service,
+            plugin,
+            log,
+            exited,
+        }
+    }
+
     /// Resolves when the container stops, with its exit code.
     pub async fn exited(&self) -> i64 {
         let mut rx = self.exited.clone();
@@ -199,7 +217,7 @@ impl RunningService {
         }
     }
 
-    fn exit_code(&self) -> Option<i64> {
+    pub fn exit_code(&self) -> Option<i64> {
         *self.exited.borrow()
     }
 }
@@ -270,6 +288,9 @@ pub async fn start_and_wait(
                 pids: spec.resources.pids,
                 cpus: spec.resources.cpus,
             },
+            role: "service",
+            binds: vec![],
+            labels: Default::default(),
         };
         let id = pod
             .start_service(&container)
@@ -279,7 +300,7 @@ pub async fn start_and_wait(
                 source,
             })?;
         let service_log = Arc::new(ServiceLog::default());
-        follow_log(docker, &id, &spec.name, log, &service_log);
+        follow_log(docker, &id, &spec.name, log, &service_log, 0);
         let exited = watch_exit(docker, &id);
         log.line(
             "slipway",
@@ -310,7 +331,8 @@ pub async fn start_and_wait(
         async move {
             match (probe, &s.plugin) {
                 (Some(probe), Some(plugin)) => {
-                    wait_ready(docker, &holder, s, plugin, &probe, log).await
+                    let mut prober = Prober::new(plugin.clone(), probe);
+                    wait_ready(docker, &holder, s, &mut prober, log).await
                 }
                 _ => Ok(()),
             }
@@ -324,6 +346,23 @@ pub async fn start_and_wait(
 }
 
 fn wit_service(spec: &ServiceSpec) -> Service {
+    plugin_view(
+        &spec.name,
+        &spec.image,
+        &spec.env,
+        &spec.ports,
+        spec.readiness.as_ref().map(|r| &r.options),
+    )
+}
+
+/// A service as readiness plugins see it.
+pub fn plugin_view(
+    name: &str,
+    image: &str,
+    env: &std::collections::BTreeMap<String, String>,
+    ports: &[u16],
+    options: Option<&std::collections::BTreeMap<String, String>>,
+) -> Service {
     let pairs = |m: &std::collections::BTreeMap<String, String>| {
         m.iter()
             .map(|(k, v)| OptionPair {
@@ -333,19 +372,15 @@ fn wit_service(spec: &ServiceSpec) -> Service {
             .collect()
     };
     Service {
-        name: spec.name.clone(),
-        image: spec.image.clone(),
-        env: pairs(&spec.env),
-        ports: spec.ports.clone(),
-        options: spec
-            .readiness
-            .as_ref()
-            .map(|r| pairs(&r.options))
-            .unwrap_or_default(),
+        name: name.to_owned(),
+        image: image.to_owned(),
+        env: pairs(env),
+        ports: ports.to_vec(),
+        options: options.map(pairs).unwrap_or_default(),
     }
 }
 
-fn readiness_plugin(
+pub fn readiness_plugin(
     registry: &Arc<Registry>,
     service: &str,
     name: &str,
@@ -377,7 +412,7 @@ fn readiness_plugin(
     })
 }
 
-async fn probe_of(
+pub async fn probe_of(
     plugin: &ReadinessPlugin,
     service: &Service,
     name: &str,
@@ -404,11 +439,19 @@ async fn probe_of(
 
 /// Follow the service's log into the job log (stream `service/<name>`) and
 /// into `kept` for log-line probes.
-fn follow_log(docker: &Docker, id: &str, name: &str, log: &JobLog, kept: &Arc<ServiceLog>) {
+pub fn follow_log(
+    docker: &Docker,
+    id: &str,
+    name: &str,
+    log: &JobLog,
+    kept: &Arc<ServiceLog>,
+    since_s: i32,
+) {
     let options = LogsOptionsBuilder::new()
         .follow(true)
         .stdout(true)
         .stderr(true)
+        .since(since_s)
         .build();
     let mut stream = docker.logs(id, Some(options));
     let (log, kept, stream_name) = (log.clone(), kept.clone(), format!("service/{name}"));
@@ -433,7 +476,7 @@ fn follow_log(docker: &Docker, id: &str, name: &str, log: &JobLog, kept: &Arc<Se
 }
 
 /// A watch that turns `Some(exit code)` when the container stops.
-fn watch_exit(docker: &Docker, id: &str) -> watch::Receiver<Option<i64>> {
+pub fn watch_exit(docker: &Docker, id: &str) -> watch::Receiver<Option<i64>> {
     let (tx, rx) = watch::channel(None);
     let (docker, id) = (docker.clone(), id.to_owned());
     tokio::spawn(async move {
@@ -449,26 +492,89 @@ fn watch_exit(docker: &Docker, id: &str) -> watch::Receiver<Option<i64>> {
     rx
 }
 
+/// One plugin's probe for one service, run attempt by attempt.
+pub struct Prober {
+    pub plugin: ReadinessPlugin,
+    pub probe: Probe,
+    pattern: Option<regex::Regex>,
+    /// Log lines already searched by a log-line probe.
+    cursor: u64,
+}
+
+/// How one probe attempt was judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Judged {
+    Ready,
+    NotReady(String),
+    /// The plugin says it never will be.
+    Failed(String),
+    /// The plugin trapped, looped or was otherwise stopped: a failed probe.
+    PluginFailed(String),
+}
+
+impl Prober {
+    pub fn new(plugin: ReadinessPlugin, probe: Probe) -> Prober {
+        let pattern = match &probe.action {
+            ProbeAction::LogLine(p) => regex::Regex::new(p).ok(),
+            _ => None,
+        };
+        Prober {
+            plugin,
+            probe,
+            pattern,
+            cursor: 0,
+        }
+    }
+
+    /// Whether attempts wait for the log themselves (no pause needed).
+    fn waits_for_log(&self) -> bool {
+        self.pattern.is_some()
+    }
+
+    /// Run the probe once and have the plugin judge it. A probe gets its
+    /// whole timeout even near a deadline: a cut-short probe would hide the
+    /// real reason behind a timeout.
+    pub async fn attempt(&mut self, docker: &Docker, holder: &str, s: &RunningService) -> Judged {
+        let timeout = Duration::from_millis(self.probe.timeout_ms.into());
+        let output = run_probe(
+            docker,
+            holder,
+            s,
+            &self.probe.action,
+            self.pattern.as_ref(),
+            timeout,
+            &mut self.cursor,
+        )
+        .await;
+        let (service, judged) = (s.service.clone(), output.clone());
+        let verdict = self
+            .plugin
+            .call(move |sandbox, p| sandbox.judge(p, &service, &judged))
+            .await;
+        match verdict {
+            Some(Ok(Verdict::Ready)) => Judged::Ready,
+            Some(Ok(Verdict::NotReady(reason))) => Judged::NotReady(describe(&reason, &output)),
+            Some(Ok(Verdict::Failed(reason))) => Judged::Failed(describe(&reason, &output)),
+            Some(Err(e)) => Judged::PluginFailed(format!("the readiness plugin failed: {e}")),
+            None => Judged::PluginFailed("the readiness plugin call did not finish".into()),
+        }
+    }
+}
+
 /// Probe until the plugin says ready, the startup deadline passes, the
 /// plugin says it never will be, or the container exits.
-async fn wait_ready(
+pub async fn wait_ready(
     docker: &Docker,
     holder: &str,
     s: &RunningService,
-    plugin: &ReadinessPlugin,
-    probe: &Probe,
+    prober: &mut Prober,
     log: &JobLog,
 ) -> Result<(), ServiceError> {
     let started = Instant::now();
+    let probe = prober.probe.clone();
     let deadline = started + Duration::from_millis(probe.startup_deadline_ms.into());
     let period = Duration::from_millis(probe.period_ms.into());
-    let timeout = Duration::from_millis(probe.timeout_ms.into());
-    let pattern = match &probe.action {
-        ProbeAction::LogLine(p) => regex::Regex::new(p).ok(),
-        _ => None,
-    };
     let mut interval = FIRST_INTERVAL;
-    let mut cursor = 0u64;
     let mut successes = 0u32;
     let mut attempts = 0u32;
     let mut last;
@@ -481,25 +587,9 @@ async fn wait_ready(
                 tail: s.log.tail(20),
             });
         }
-        // A probe gets its whole timeout even near the deadline: a cut-short
-        // last probe would hide the real reason behind a timeout.
-        let output = run_probe(
-            docker,
-            holder,
-            s,
-            &probe.action,
-            pattern.as_ref(),
-            timeout,
-            &mut cursor,
-        )
-        .await;
         attempts += 1;
-        let (service, judged) = (s.service.clone(), output.clone());
-        let verdict = plugin
-            .call(move |sandbox, p| sandbox.judge(p, &service, &judged))
-            .await;
-        match verdict {
-            Some(Ok(Verdict::Ready)) => {
+        match prober.attempt(docker, holder, s).await {
+            Judged::Ready => {
                 successes += 1;
                 if successes >= probe.success_threshold {
                     log.line(
@@ -516,25 +606,20 @@ async fn wait_ready(
                 // Confirm quickly: the threshold asks for consecutive passes.
                 interval = FIRST_INTERVAL;
             }
-            Some(Ok(Verdict::NotReady(reason))) => {
+            Judged::NotReady(reason) => {
                 successes = 0;
-                last = describe(&reason, &output);
+                last = reason;
             }
-            Some(Ok(Verdict::Failed(reason))) => {
+            Judged::Failed(reason) => {
                 return Err(ServiceError::Failed {
                     name: s.name.clone(),
-                    reason: describe(&reason, &output),
+                    reason,
                 });
             }
-            Some(Err(e)) => {
-                // A plugin that traps or loops is a failed probe, reported.
+            Judged::PluginFailed(reason) => {
                 successes = 0;
-                last = format!("the readiness plugin failed: {e}");
-                log.line("slipway", &format!("service `{}`: {last}", s.name));
-            }
-            None => {
-                successes = 0;
-                last = "the readiness plugin call did not finish".into();
+                log.line("slipway", &format!("service `{}`: {reason}", s.name));
+                last = reason;
             }
         }
         let now = Instant::now();
@@ -545,7 +630,7 @@ async fn wait_ready(
                 last,
             });
         }
-        if pattern.is_none() {
+        if !prober.waits_for_log() {
             // Services log when they become ready: a new log line probes
             // again at once, so readiness is seen within one probe of it.
             let grew = s.log.grew.notified();

@@ -1,0 +1,238 @@
+//! Long-running managed services (workers, small deployments): what a user
+//! declares over `/api/v1/services`, stored durably; the runner's
+//! supervisor keeps the containers in line with it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::job::{FieldProblem, Network, ReadinessSpec, Resources, now_ms};
+
+/// What to do when the service's container exits or fails its liveness
+/// check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ToSchema, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartMode {
+    /// Restart after any exit or failed liveness check.
+    #[default]
+    Always,
+    /// Restart unless the process exited with 0 (then it is `stopped`).
+    OnFailure,
+    /// Never restart: the first failure is final.
+    Never,
+}
+
+/// Restarts back off exponentially (`backoff_ms` doubling up to
+/// `max_backoff_ms`); more than `max_restarts` within `window_s` marks the
+/// service `failed` instead of restarting it again.
+#[derive(Debug, Clone, PartialEq, ToSchema, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestartPolicy {
+    pub mode: RestartMode,
+    pub max_restarts: u32,
+    pub window_s: u64,
+    pub backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            mode: RestartMode::Always,
+            max_restarts: 5,
+            window_s: 300,
+            backoff_ms: 500,
+            max_backoff_ms: 30_000,
+        }
+    }
+}
+
+/// A named volume mounted into the service; it outlives the container.
+#[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeMount {
+    pub name: String,
+    /// Absolute path inside the container.
+    pub path: String,
+}
+
+/// A managed service as declared (wire and persisted type).
+#[derive(Debug, Clone, PartialEq, ToSchema, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagedServiceSpec {
+    pub name: String,
+    pub image: String,
+    /// Empty: the image's own command.
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    #[serde(default)]
+    pub resources: Resources,
+    /// Decides when the service counts as ready (and gates `healthy`).
+    pub readiness: Option<ReadinessSpec>,
+    /// Checked while it runs; failures past the plugin's threshold restart it.
+    pub liveness: Option<ReadinessSpec>,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    #[serde(default)]
+    pub volumes: Vec<VolumeMount>,
+    #[serde(default)]
+    pub network: Network,
+}
+
+/// A declared service with its bookkeeping.
+#[derive(Debug, Clone, PartialEq, ToSchema, Serialize, Deserialize)]
+pub struct ManagedService {
+    pub spec: ManagedServiceSpec,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+impl ManagedService {
+    pub fn new(spec: ManagedServiceSpec) -> ManagedService {
+        let now = now_ms();
+        ManagedService {
+            spec,
+            created_ms: now,
+            updated_ms: now,
+        }
+    }
+}
+
+/// Names under `/api/v1/services/` that are routes, not services.
+const RESERVED: &[&str] = &["health"];
+
+pub fn valid_service_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('a'..='z' | '0'..='9'))
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !RESERVED.contains(&name)
+}
+
+impl ManagedServiceSpec {
+    /// Every problem, by field.
+    pub fn validate(&self) -> Vec<FieldProblem> {
+        let mut problems = Vec::new();
+        let mut problem = |field: &str, message: String| {
+            problems.push(FieldProblem {
+                field: field.to_owned(),
+                message,
+            })
+        };
+        if !valid_service_name(&self.name) {
+            problem(
+                "name",
+                if RESERVED.contains(&self.name.as_str()) {
+                    format!(
+                        "`{}` is reserved (it is a route under /api/v1/services)",
+                        self.name
+                    )
+                } else {
+                    format!(
+                        "`{}` must be 1 to 63 lowercase letters, digits and `-`, starting with a letter or digit",
+                        self.name
+                    )
+                },
+            );
+        }
+        if self.image.trim().is_empty() {
+            problem("image", "is empty".into());
+        }
+        if self.ports.contains(&0) {
+            problem("ports", "0 is not a port".into());
+        }
+        for (field, check) in [("readiness", &self.readiness), ("liveness", &self.liveness)] {
+            if let Some(c) = check
+                && c.plugin.trim().is_empty()
+            {
+                problem(
+                    &format!("{field}.plugin"),
+                    "is empty (hint: e.g. `tcp`, `http`, `exec`, `postgres`)".into(),
+                );
+            }
+        }
+        let r = &self.restart;
+        if r.window_s == 0 {
+            problem("restart.window_s", "must be at least 1".into());
+        }
+        if r.backoff_ms == 0 || r.max_backoff_ms < r.backoff_ms {
+            problem(
+                "restart.backoff_ms",
+                "must be at least 1 and at most restart.max_backoff_ms".into(),
+            );
+        }
+        for (i, v) in self.volumes.iter().enumerate() {
+            if !valid_service_name(&v.name) {
+                problem(
+                    &format!("volumes[{i}].name"),
+                    format!("`{}` must be lowercase letters, digits and `-`", v.name),
+                );
+            }
+            if !v.path.starts_with('/') || v.path.split('/').any(|c| c == "..") {
+                problem(
+                    &format!("volumes[{i}].path"),
+                    format!("`{}` must be an absolute path without `..`", v.path),
+                );
+            }
+        }
+        for name in self.env.keys() {
+            if name.is_empty() || name.contains('=') {
+                problem(
+                    &format!("env.{name}"),
+                    "a variable name must be non-empty and have no `=`".into(),
+                );
+            }
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_are_checked_field_by_field() {
+        let spec: ManagedServiceSpec = serde_json::from_value(serde_json::json!({
+            "name": "health", "image": "", "ports": [0],
+            "liveness": {"plugin": " "},
+            "restart": {"backoff_ms": 10, "max_backoff_ms": 5, "window_s": 0},
+            "volumes": [{"name": "Data", "path": "data/../x"}],
+        }))
+        .unwrap();
+        let fields: Vec<String> = spec.validate().into_iter().map(|p| p.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "name",
+                "image",
+                "ports",
+                "liveness.plugin",
+                "restart.window_s",
+                "restart.backoff_ms",
+                "volumes[0].name",
+                "volumes[0].path"
+            ]
+        );
+        let ok: ManagedServiceSpec = serde_json::from_value(serde_json::json!({
+            "name": "worker-1", "image": "redis:7",
+        }))
+        .unwrap();
+        assert!(ok.validate().is_empty());
+        assert_eq!(ok.restart, RestartPolicy::default());
+        let unknown = serde_json::from_value::<ManagedServiceSpec>(serde_json::json!({
+            "name": "w", "image": "x", "restart": {"tries": 3},
+        }));
+        assert!(
+            unknown
+                .unwrap_err()
+                .to_string()
+                .contains("unknown field `tries`")
+        );
+    }
+}
