@@ -9,6 +9,10 @@
 //! PostgreSQL logs "ready to accept connections" with a millisecond stamp.
 //! The step prints the kernel clock as its first act. Same kernel, same
 //! clock.
+//!
+//! Managed services: time from a service turning unhealthy (its container
+//! killed from outside; its liveness check starting to fail) to the restart
+//! being issued, and the engine's CPU while watching 20 healthy services.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -130,6 +134,149 @@ fn postgres_ready(line: &str) -> Option<u64> {
     String::from_utf8(output.stdout).ok()?.trim().parse().ok()
 }
 
+/// CPU time of this process so far (user + system), from /proc.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+}
+
+/// Managed services: time from a service turning unhealthy (container
+/// killed; liveness probe failing) to the restart being issued, and the
+/// engine's CPU while it watches 20 healthy services.
+async fn supervisor_figures(docker: &bollard::Docker, registry: &Arc<Registry>) {
+    use slipway::job::SpecPolicy;
+    use slipway::queue::{JobStore, RedbStore};
+    use slipway::runner::supervisor::{ServiceState, Supervisor, SupervisorSettings};
+    use slipway::service::{ManagedService, ManagedServiceSpec};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Arc::new(RedbStore::open(&dir.path().join("store.redb"), SpecPolicy::default()).unwrap());
+    let engine_id = format!("bench-{}", std::process::id());
+    let supervisor = Supervisor::new(
+        docker.clone(),
+        store.clone(),
+        registry.clone(),
+        SupervisorSettings {
+            engine_id: engine_id.clone(),
+            holder_image: slipway::config::DEFAULT_HOLDER_IMAGE.into(),
+            logs_dir: dir.path().join("service-logs"),
+            reconcile_every: Duration::from_secs(30),
+            stop_grace: Duration::from_secs(1),
+        },
+    );
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(supervisor.clone().run(shutdown.clone()));
+    let count = 20;
+    for i in 0..count {
+        // A liveness check every second, as a watched worker would have.
+        let spec: ManagedServiceSpec = serde_json::from_value(serde_json::json!({
+            "name": format!("svc-{i}"), "image": "slipway-test/busybox:1",
+            "command": ["sh", "-c", "rm -f /tmp/sick; exec httpd -f -p 8080 -h /tmp"],
+            "ports": [8080],
+            "liveness": {"plugin": "exec", "options": {
+                "command": "test ! -e /tmp/sick", "period_ms": "1000", "failure_threshold": "1"}},
+            "restart": {"backoff_ms": 50},
+        }))
+        .unwrap();
+        store
+            .put_service(ManagedService::new(spec), true)
+            .await
+            .unwrap();
+    }
+    supervisor.sync().await;
+    let ready = |n: usize| {
+        let statuses = supervisor.statuses();
+        statuses.len() == count
+            && statuses
+                .iter()
+                .take(n)
+                .all(|s| s.state == ServiceState::Ready)
+    };
+    while !ready(count) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // At rest: 20 services, each probed once a second.
+    let (cpu0, wall0) = (cpu_time(), std::time::Instant::now());
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let busy = (cpu_time() - cpu0).as_secs_f64() / wall0.elapsed().as_secs_f64();
+    println!(
+        "supervisor: {count} healthy services, liveness every 1 s: engine CPU {:.1}% of one core (over 20 s)",
+        busy * 100.0
+    );
+
+    // Unhealthy → restart issued, read from the service's own event log.
+    let issued_after = |name: &str, since_ms: u64| {
+        let log = std::fs::read_to_string(dir.path().join(format!("service-logs/{name}.log")))
+            .unwrap_or_default();
+        log.lines().find_map(|l| {
+            let (stamp, rest) = l.split_once(' ')?;
+            let stamp: u64 = stamp.parse().ok()?;
+            (stamp >= since_ms && rest.contains("restarting in")).then(|| stamp - since_ms)
+        })
+    };
+    for (what, action) in [("container killed", "kill"), ("liveness failing", "sick")] {
+        let mut delays = Vec::new();
+        for i in 0..10 {
+            let name = format!("svc-{i}");
+            let status = supervisor.status(&name).unwrap();
+            let container = status.container.clone().unwrap();
+            let at = slipway::job::now_ms();
+            if action == "kill" {
+                docker
+                    .kill_container(
+                        &container,
+                        None::<bollard::query_parameters::KillContainerOptions>,
+                    )
+                    .await
+                    .unwrap();
+            } else {
+                let exec = runner::exec::capture(
+                    docker,
+                    &container,
+                    &["touch".into(), "/tmp/sick".into()],
+                    None,
+                    Duration::from_secs(5),
+                    100,
+                )
+                .await
+                .unwrap();
+                assert_eq!(exec.exit_code, Some(0));
+            }
+            let delay = loop {
+                if let Some(ms) = issued_after(&name, at) {
+                    break ms;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            };
+            delays.push(delay as f64);
+            while supervisor.status(&name).map(|s| s.state) != Some(ServiceState::Ready) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        delays.sort_by(f64::total_cmp);
+        println!(
+            "supervisor: {what} → restart issued, 10 runs: p50 {:.0} ms, max {:.0} ms (target < 2000 ms)",
+            percentile(&delays, 0.5),
+            delays[delays.len() - 1]
+        );
+    }
+    for i in 0..count {
+        store.delete_service(&format!("svc-{i}")).await.unwrap();
+    }
+    supervisor.sync().await;
+    shutdown.cancel();
+    let _ = running.await;
+}
+
 fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -181,5 +328,7 @@ fn main() {
             gaps.push((step as f64 - ready as f64) / 1000.0);
         }
         report("postgres:15, postgres readiness (pg_isready, 2 passes)", gaps);
+
+        supervisor_figures(&docker, &registry).await;
     });
 }

@@ -376,7 +376,10 @@ fn bad_declarations_are_refused_field_by_field() {
         &serde_json::json!({"name": "x", "image": BUSYBOX, "replicas": 3}),
     );
     assert_eq!(code, 422, "{body}");
-    assert!(body.to_string().contains("unknown field `replicas`"), "{body}");
+    assert!(
+        body.to_string().contains("unknown field `replicas`"),
+        "{body}"
+    );
     let (code, _) = get(&server, "/api/v1/services/nope");
     assert_eq!(code, 404);
     let (code, body) = get(&server, "/api/v1/services/health");

@@ -143,8 +143,10 @@ fn runaway_plugin_is_stopped_within_its_budget() {
         } => {
             assert_eq!(plugin.to_string(), "hostile@0.1.0");
             assert_eq!(*limit_ms, 300);
+            // The deadline counts 5 ms epoch ticks; the first tick after
+            // the start can come up to one tick early.
             assert!(
-                (300..2_000).contains(elapsed_ms),
+                (295..2_000).contains(elapsed_ms),
                 "stopped after {elapsed_ms} ms"
             );
         }
