@@ -11,7 +11,9 @@
 //!   that stop the step's process group) and probes, as execs.
 //! - [`services`]: a job's services, their readiness through plugins, and
 //!   their exits.
-//! - [`executor`]: all of it as the scheduler's `Executor`.
+//! - [`prepare`]: what a job and a workspace share: checkout, plan, image,
+//!   pod with services; then steps in it.
+//! - [`executor`]: a job, as the scheduler's `Executor`.
 //! - [`supervisor`]: long-running managed services kept as declared and
 //!   healthy (readiness, liveness, Docker events, restarts with a budget).
 
@@ -21,6 +23,7 @@ pub mod exec;
 pub mod executor;
 pub mod image;
 pub mod pod;
+pub mod prepare;
 pub mod services;
 pub mod supervisor;
 

@@ -1,0 +1,493 @@
+//! Preparing an environment, the part a job and a workspace share: checkout
+//! at the exact SHA → plan through the plugins (or the repo profile) →
+//! image by content hash → a pod (holder, services waited for until ready,
+//! the workload container with the checkout as its only writable mount).
+//! Then steps run in it as execs, one by one, stopping at the first that
+//! fails or at a service's exit.
+//!
+//! Failures of the repository (an unknown commit, a malformed hint file, a
+//! failing build or step, a service that never gets ready) are `Failed`;
+//! failures of the infrastructure (Docker unreachable, a clone that cannot
+//! reach its remote) are `InfrastructureError`, which the queue retries.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::Docker;
+use tokio_util::sync::CancellationToken;
+
+use super::container::{ContainerLimits, RunnerError};
+use super::exec::{StepEnd, StepExec, exec_step};
+use super::image::{self, DockerfileSource, ImageRequest};
+use super::pod::{Pod, PodSpec, WorkloadSpec};
+use super::services::{self, RunningService};
+use crate::checkout::{Checkout, CheckoutError, Checkouts};
+use crate::job::{JobSpec, Network, Outcome};
+use crate::logs::JobLog;
+use crate::plan::plan_repository;
+use crate::plugins::Registry;
+use crate::plugins::bindings::{OptionPair, Step};
+use crate::profile::Profile;
+use crate::queue::JobStore;
+
+/// Settings of the runner (from the configuration).
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    /// This engine's id, on every container it creates.
+    pub engine_id: String,
+    pub base_images: BTreeMap<String, String>,
+    pub ecosystem_order: Vec<String>,
+    /// The uid:gid steps run as; the checkout is handed to it.
+    pub job_user: (u32, u32),
+    /// Network for image builds (`host` where there is no bridge).
+    pub build_network: String,
+    /// Image of each pod's holder (a busybox with `sh` and `nc`).
+    pub holder_image: String,
+    pub stop_grace: Duration,
+}
+
+/// What jobs and workspaces share: the engine's handles and settings.
+pub struct Runner {
+    pub docker: Docker,
+    pub checkouts: Checkouts,
+    pub registry: Arc<Registry>,
+    pub store: Arc<dyn JobStore>,
+    pub settings: RunnerSettings,
+}
+
+/// The steps of each phase, as planned (or as the profile says).
+#[derive(Debug, Clone, Default)]
+pub struct Steps {
+    pub setup: Vec<Step>,
+    pub fast: Vec<Step>,
+    pub full: Vec<Step>,
+}
+
+/// A prepared environment: the checkout and the running pod.
+pub struct Environment {
+    pub checkout: Checkout,
+    pub pod: Pod,
+    /// The workload container the steps run in.
+    pub container: String,
+    pub services: Vec<RunningService>,
+    pub steps: Steps,
+    pub image: String,
+    /// `name@version` of the plugin that planned it.
+    pub planned_by: String,
+    pub workdir: String,
+    pub user: String,
+}
+
+/// What to prepare, and for whom.
+pub struct PrepareRequest<'a> {
+    pub spec: &'a JobSpec,
+    /// Folder name of the checkout under the checkouts directory.
+    pub checkout_name: &'a str,
+    /// Prefix of the pod's container names.
+    pub pod_name: String,
+    /// Labels on every container (managed, engine, job or workspace).
+    pub labels: HashMap<String, String>,
+    /// `job` or `workspace`.
+    pub role: &'static str,
+    pub log: &'a JobLog,
+    pub cancel: &'a CancellationToken,
+}
+
+/// Where the phases of a preparation are reported.
+pub trait Progress: Sync {
+    fn phase(
+        &self,
+        step: u32,
+        steps: u32,
+        message: String,
+    ) -> futures_util::future::BoxFuture<'_, ()>;
+}
+
+/// What a step did.
+#[derive(Debug, Clone)]
+pub struct StepRun {
+    pub name: String,
+    pub command: String,
+    pub end: StepEnd,
+    pub duration: Duration,
+}
+
+impl Runner {
+    /// The job's profile: the one it names, else the one for its repository.
+    pub fn profile_for(&self, spec: &JobSpec) -> Result<Option<Profile>, String> {
+        match &spec.profile {
+            Some(name) => self
+                .store
+                .get_profile(name)
+                .map_err(|e| e.to_string())?
+                .map(Some)
+                .ok_or_else(|| format!("profile `{name}` no longer exists")),
+            None => Ok(self
+                .store
+                .list_profiles()
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .find(|p| p.repository.as_deref() == Some(spec.repository.as_str()))),
+        }
+    }
+
+    /// Prepare everything up to a running pod. On failure nothing of the
+    /// pod is left; the checkout is the caller's to remove.
+    pub async fn prepare(
+        &self,
+        req: &PrepareRequest<'_>,
+        progress: &dyn Progress,
+    ) -> Result<Environment, Outcome> {
+        let spec = req.spec;
+        let log = req.log;
+        let profile = self
+            .profile_for(spec)
+            .map_err(|reason| Outcome::Failed { reason })?;
+
+        progress.phase(1, 5, "checkout".into()).await;
+        let (checkouts, source, commit, dir) = (
+            self.checkouts.clone(),
+            spec.repository.clone(),
+            spec.commit.clone(),
+            req.checkout_name.to_owned(),
+        );
+        let (uid, gid) = self.settings.job_user;
+        let checkout = match tokio::task::spawn_blocking(move || {
+            let c = checkouts.prepare(&source, &commit, &dir)?;
+            hand_over(&c.path, uid, gid)?;
+            Ok::<_, CheckoutError>(c)
+        })
+        .await
+        {
+            Ok(Ok(c)) => c,
+            Ok(Err(e @ CheckoutError::UnknownCommit { .. }))
+            | Ok(Err(e @ CheckoutError::HeadMismatch { .. })) => {
+                return Err(Outcome::Failed {
+                    reason: e.to_string(),
+                });
+            }
+            Ok(Err(e)) => {
+                return Err(Outcome::InfrastructureError {
+                    reason: format!("checkout: {e}"),
+                });
+            }
+            Err(e) => {
+                return Err(Outcome::InfrastructureError {
+                    reason: format!("checkout task: {e}"),
+                });
+            }
+        };
+        log.line(
+            "slipway",
+            &format!(
+                "checked out {} at {}",
+                spec.repository,
+                checkout.sha.as_deref().unwrap_or("(directory snapshot)")
+            ),
+        );
+
+        progress.phase(2, 5, "plan".into()).await;
+        let mut options = Vec::new();
+        if let Some(path) = profile.as_ref().and_then(|p| p.dockerfile.clone()) {
+            options.push(OptionPair {
+                name: "dockerfile".into(),
+                value: path,
+            });
+        }
+        let (registry, order, path) = (
+            self.registry.clone(),
+            self.settings.ecosystem_order.clone(),
+            checkout.path.clone(),
+        );
+        let plan = match tokio::task::spawn_blocking(move || {
+            plan_repository(&registry, &order, &path, &options)
+        })
+        .await
+        {
+            Ok(Ok(plan)) => plan,
+            Ok(Err(e)) if e.is_input_problem() => {
+                return Err(Outcome::Failed {
+                    reason: format!("plan: {e}"),
+                });
+            }
+            Ok(Err(e)) => {
+                return Err(Outcome::InfrastructureError {
+                    reason: format!("plan: {e}"),
+                });
+            }
+            Err(e) => {
+                return Err(Outcome::InfrastructureError {
+                    reason: format!("plan task: {e}"),
+                });
+            }
+        };
+        log.line(
+            "slipway",
+            &format!("plan: {} via {}", plan.ecosystem, plan.plugin),
+        );
+
+        progress.phase(3, 5, "image".into()).await;
+        let dockerfile = match (&plan.dockerfile, &plan.dockerfile_path) {
+            (Some(text), _) => DockerfileSource::Generated(text.clone()),
+            (None, Some(path)) => DockerfileSource::Repository(path.into()),
+            (None, None) => {
+                return Err(Outcome::Failed {
+                    reason: "the plan names no Dockerfile".into(),
+                });
+            }
+        };
+        let slug = slug_of(&spec.repository);
+        let request = ImageRequest {
+            repo_slug: &slug,
+            dockerfile,
+            checkout: &checkout.path,
+            base_images: &self.settings.base_images,
+            network: &self.settings.build_network,
+        };
+        let image = image::resolve(&self.docker, &request, log)
+            .await
+            .map_err(|e| Outcome::Failed {
+                reason: e.to_string(),
+            })?;
+
+        // Steps: the profile's commands replace the plan's where set.
+        let commands = |prefix: &str, list: Vec<String>| -> Vec<Step> {
+            list.into_iter()
+                .enumerate()
+                .map(|(i, command)| Step {
+                    name: format!("{prefix}-{}", i + 1),
+                    command,
+                    report: None,
+                })
+                .collect()
+        };
+        let setup = match profile.as_ref().and_then(|p| p.setup.clone()) {
+            Some(cmds) => commands("setup", cmds),
+            None => plan.setup.clone(),
+        };
+        let (fast, full) = match profile.as_ref().and_then(|p| p.validation.clone()) {
+            Some(v) => (commands("fast", v.fast), commands("full", v.full)),
+            None => (plan.validation.fast.clone(), plan.validation.full.clone()),
+        };
+        let steps = Steps { setup, fast, full };
+
+        let mut env: Vec<(String, String)> = plan
+            .env
+            .iter()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect();
+        env.extend(profile.iter().flat_map(|p| p.env.clone()));
+        env.extend(spec.env.clone());
+        let mut service_specs = spec.services.clone();
+        if service_specs.is_empty()
+            && let Some(p) = &profile
+        {
+            service_specs = p.services.clone();
+        }
+        let network = match spec.network {
+            Network::None => "none",
+            Network::Bridge => "bridge",
+            Network::Host => "host",
+        };
+        let pod_spec = PodSpec {
+            name: req.pod_name.clone(),
+            labels: req.labels.clone(),
+            holder_image: self.settings.holder_image.clone(),
+            network: network.into(),
+        };
+        let workload = WorkloadSpec {
+            image: image.tag.clone(),
+            env,
+            workdir: Some("/workspace".into()),
+            user: format!("{uid}:{gid}"),
+            binds: vec![format!("{}:/workspace", checkout.path.display())],
+            limits: ContainerLimits {
+                memory_mb: spec.resources.memory_mb,
+                pids: spec.resources.pids,
+                cpus: spec.resources.cpus,
+            },
+            role: req.role,
+        };
+        progress
+            .phase(4, 5, format!("{} service(s)", service_specs.len()))
+            .await;
+        let pod = Pod::create(&self.docker, pod_spec)
+            .await
+            .map_err(|e| runner_failure("the pod", e))?;
+
+        // The workload and the services start together.
+        let (container, started) = tokio::join!(
+            pod.start_workload(&workload),
+            services::start_and_wait(
+                &self.docker,
+                &pod,
+                &service_specs,
+                &self.registry,
+                log,
+                req.cancel
+            )
+        );
+        let failed = match (container, started) {
+            (Ok(container), Ok(Some(services))) => {
+                return Ok(Environment {
+                    checkout,
+                    pod,
+                    container,
+                    services,
+                    steps,
+                    image: image.tag,
+                    planned_by: plan.plugin.clone(),
+                    workdir: "/workspace".into(),
+                    user: workload.user,
+                });
+            }
+            (_, Ok(None)) => Outcome::Cancelled,
+            (_, Err(e)) if e.is_infrastructure() => Outcome::InfrastructureError {
+                reason: e.to_string(),
+            },
+            (_, Err(e)) => Outcome::Failed {
+                reason: e.to_string(),
+            },
+            (Err(e), _) => runner_failure(&format!("the {} container", req.role), e),
+        };
+        pod.remove().await;
+        Err(failed)
+    }
+
+    /// Run `steps` in the environment's workload one by one; stop at the
+    /// first that does not pass, or when a service exits (then the step is
+    /// stopped and the service's exit is the error). Each step's output
+    /// goes to `log`.
+    pub async fn run_steps(
+        &self,
+        env: &Environment,
+        steps: &[Step],
+        log: &JobLog,
+        cancel: &CancellationToken,
+        bound: Duration,
+        mut each: impl FnMut(&StepRun),
+    ) -> Result<(), Outcome> {
+        for (i, step) in steps.iter().enumerate() {
+            log.line(
+                "slipway",
+                &format!(
+                    "step {}/{} `{}`: {}",
+                    i + 1,
+                    steps.len(),
+                    step.name,
+                    step.command
+                ),
+            );
+            let exec = StepExec {
+                command: step.command.clone(),
+                env: vec![],
+                workdir: Some(env.workdir.clone()),
+                user: env.user.clone(),
+            };
+            let stop = cancel.child_token();
+            let run = exec_step(
+                &self.docker,
+                &env.container,
+                &exec,
+                log,
+                bound,
+                self.settings.stop_grace,
+                &stop,
+            );
+            tokio::pin!(run);
+            let ended = tokio::select! {
+                ended = &mut run => ended,
+                died = services::first_exit(&env.services) => {
+                    stop.cancel();
+                    let _ = run.await;
+                    return Err(Outcome::Failed { reason: died.to_string() });
+                }
+            };
+            let outcome = match ended {
+                Ok(o) => o,
+                Err(e) => return Err(runner_failure("a step", e)),
+            };
+            each(&StepRun {
+                name: step.name.clone(),
+                command: step.command.clone(),
+                end: outcome.end,
+                duration: outcome.duration,
+            });
+            match outcome.end {
+                StepEnd::Exited(0) => log.line(
+                    "slipway",
+                    &format!(
+                        "step `{}` passed in {:.2} s",
+                        step.name,
+                        outcome.duration.as_secs_f64()
+                    ),
+                ),
+                StepEnd::Exited(code) => {
+                    return Err(Outcome::Failed {
+                        reason: format!("step `{}` exited with {code}", step.name),
+                    });
+                }
+                StepEnd::TimedOut => return Err(Outcome::TimedOut),
+                StepEnd::Cancelled => return Err(Outcome::Cancelled),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A runner error as an outcome: the job's fault (an image that is missing
+/// or has no shell) fails it; the engine's is retried.
+pub fn runner_failure(what: &str, e: RunnerError) -> Outcome {
+    match e {
+        RunnerError::Engine { .. } => Outcome::InfrastructureError {
+            reason: format!("{what}: {e}"),
+        },
+        _ => Outcome::Failed {
+            reason: format!("{what}: {e}"),
+        },
+    }
+}
+
+/// `owner/name` of a repository URL or path, for image names.
+fn slug_of(repository: &str) -> String {
+    let parts: Vec<&str> = repository
+        .trim_end_matches('/')
+        .trim_end_matches(".git")
+        .rsplit(['/', ':'])
+        .filter(|s| !s.is_empty())
+        .take(2)
+        .collect();
+    parts.into_iter().rev().collect::<Vec<_>>().join("-")
+}
+
+/// Give the checkout to the uid:gid steps run as, so they can write in it
+/// and the engine can always clean it.
+pub fn hand_over(path: &std::path::Path, uid: u32, gid: u32) -> Result<(), CheckoutError> {
+    fn walk(p: &std::path::Path, uid: u32, gid: u32) -> std::io::Result<()> {
+        std::os::unix::fs::lchown(p, Some(uid), Some(gid))?;
+        if p.symlink_metadata()?.is_dir() {
+            for entry in std::fs::read_dir(p)? {
+                walk(&entry?.path(), uid, gid)?;
+            }
+        }
+        Ok(())
+    }
+    walk(path, uid, gid).map_err(|e| CheckoutError::Io {
+        path: path.display().to_string(),
+        message: format!("cannot hand the checkout to {uid}:{gid}: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn slugs() {
+        assert_eq!(
+            super::slug_of("https://github.com/acme/web-app.git"),
+            "acme-web-app"
+        );
+        assert_eq!(super::slug_of("git@github.com:acme/api"), "acme-api");
+        assert_eq!(super::slug_of("/srv/repos/tool/"), "repos-tool");
+    }
+}
