@@ -180,6 +180,7 @@ fn http_and_memory() {
         token: "t".into(),
         policy: SpecPolicy::default(),
         supervisor: None,
+        workspaces: None,
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();

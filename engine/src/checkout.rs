@@ -203,12 +203,14 @@ impl Checkouts {
     }
 
     /// Run git without prompts or user configuration; stdout, trimmed.
-    fn git(&self, cwd: Option<&Path>, args: &[&str]) -> Result<String, CheckoutError> {
+    /// Checkouts belong to the job user, so ownership checks are off here.
+    pub fn git(&self, cwd: Option<&Path>, args: &[&str]) -> Result<String, CheckoutError> {
         let mut cmd = Command::new("git");
         if let Some(dir) = cwd {
             cmd.current_dir(dir);
         }
-        cmd.args(args)
+        cmd.args(["-c", "safe.directory=*", "-c", "core.hooksPath=/dev/null"])
+            .args(args)
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")

@@ -40,6 +40,7 @@ const CONFIG_KEYS: &[&str] = &[
     "allow_local_paths",
     "base_images",
     "runner",
+    "workspaces",
 ];
 /// `SLIPWAY_*` variables that are not configuration keys (read elsewhere).
 const CLIENT_ONLY_VARIABLES: &[&str] = &["config", "log", "log_json", "url"];
@@ -62,6 +63,16 @@ struct RawConfig {
     base_images: BTreeMap<String, String>,
     #[serde(default)]
     runner: RawRunnerConfig,
+    #[serde(default)]
+    workspaces: RawWorkspaceConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkspaceConfig {
+    max_open: Option<usize>,
+    max_full_runs: Option<u32>,
+    step_timeout_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,6 +121,12 @@ pub struct Config {
     pub holder_image: String,
     /// Time a stopped step gets between SIGTERM and SIGKILL.
     pub stop_grace: std::time::Duration,
+    /// Open workspaces at most (more: 429).
+    pub workspaces_max_open: usize,
+    /// `full` validate calls per workspace.
+    pub workspaces_max_full_runs: u32,
+    /// A workspace step's timeout unless its spec sets `timeout_s`.
+    pub workspaces_step_timeout: std::time::Duration,
     /// Third-party plugin registry directories, searched after the bundled plugins.
     pub plugin_dirs: Vec<PathBuf>,
     pub plugin_limits: LimitsPolicy,
@@ -235,6 +252,11 @@ impl Config {
                 .holder_image
                 .unwrap_or_else(|| DEFAULT_HOLDER_IMAGE.into()),
             stop_grace: std::time::Duration::from_secs(raw.runner.stop_grace_s.unwrap_or(10)),
+            workspaces_max_open: raw.workspaces.max_open.unwrap_or(8),
+            workspaces_max_full_runs: raw.workspaces.max_full_runs.unwrap_or(3),
+            workspaces_step_timeout: std::time::Duration::from_secs(
+                raw.workspaces.step_timeout_s.unwrap_or(600).max(1),
+            ),
             state_dir,
             plugin_dirs,
             plugin_limits: policy,

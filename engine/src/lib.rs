@@ -18,6 +18,7 @@
 //!   connection, images, pods with services and readiness, steps as execs,
 //!   and the supervisor of managed services.
 //! - [`service`]: managed service declarations.
+//! - [`workspace`]: workspace records (environments kept open).
 //! - [`plan`]: detection and planning of a repository through the ecosystem
 //!   plugins; the report `slipway plan` prints.
 //!
@@ -40,3 +41,4 @@ pub mod profile;
 pub mod queue;
 pub mod runner;
 pub mod service;
+pub mod workspace;

@@ -66,6 +66,10 @@ fn read_from(path: &Path, offset: u64, max: usize) -> std::io::Result<(Vec<u8>, 
 }
 
 impl JobLog {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// A log at `path` (e.g. a managed service's event log).
     pub fn at(path: impl Into<PathBuf>) -> JobLog {
         JobLog {

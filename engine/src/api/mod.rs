@@ -3,7 +3,8 @@
 //!
 //! Routes (DESIGN: "HTTP API"): `/api/v1/jobs` (POST, GET),
 //! `/api/v1/jobs/{id}`, `/api/v1/jobs/{id}/cancel`, `/api/v1/profiles[/{name}]`,
-//! `/api/v1/services[/{name}[/restart|/logs]]`, `/api/v1/services/health`, `/api/v1/jobs/{id}/logs`
+//! `/api/v1/services[/{name}[/restart|/logs]]`, `/api/v1/services/health`,
+//! `/api/v1/workspaces[/{id}[/patch|/files/{path}|/diff|/validate|/reset|/history]]`, `/api/v1/jobs/{id}/logs`
 //! (`?offset=`, `?tail=`, `?follow=true` as server-sent events that resume
 //! from `Last-Event-ID`), all behind a bearer token; `/healthz`, `/readyz`,
 //! `/metrics` without one. `/api/v1/openapi.json` describes it all (generated from
@@ -16,6 +17,7 @@ pub mod jobs;
 pub mod openapi;
 mod profiles;
 pub mod services;
+pub mod workspaces;
 
 use std::sync::Arc;
 
@@ -41,6 +43,8 @@ pub struct AppState {
     /// Managed services; `None` where there is no Docker runner (tests of
     /// the queue alone), and the services routes answer 503.
     pub supervisor: Option<Arc<crate::runner::supervisor::Supervisor>>,
+    /// Workspaces; `None` without a Docker runner (the routes answer 503).
+    pub workspaces: Option<Arc<crate::runner::workspaces::Workspaces>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -67,6 +71,22 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/services/{name}/restart", post(services::restart))
         .route("/services/{name}/logs", get(services::logs))
+        .route("/workspaces", post(workspaces::create).get(workspaces::list))
+        .route(
+            "/workspaces/{id}",
+            get(workspaces::show).delete(workspaces::delete),
+        )
+        .route("/workspaces/{id}/patch", post(workspaces::patch))
+        .route(
+            "/workspaces/{id}/files/{*path}",
+            get(workspaces::read_file)
+                .put(workspaces::write_file)
+                .delete(workspaces::delete_file),
+        )
+        .route("/workspaces/{id}/diff", get(workspaces::diff))
+        .route("/workspaces/{id}/validate", post(workspaces::validate))
+        .route("/workspaces/{id}/reset", post(workspaces::reset))
+        .route("/workspaces/{id}/history", get(workspaces::history))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

@@ -5,13 +5,14 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{health, jobs, profiles, services};
+use super::{health, jobs, profiles, services, workspaces};
 use crate::job::{
     Event, FieldProblem, JobSpec, JobState, Network, Progress, ReadinessSpec, Resources,
     ServiceSpec, Tier,
 };
 use crate::profile::{CachePolicy, Profile, TierCommands};
 use crate::runner::supervisor::{ServiceState, ServiceStatus};
+use crate::workspace::{FindingView, StepResult, ValidateResult, WorkspaceRecord, WorkspaceState};
 use crate::service::{ManagedService, ManagedServiceSpec, RestartMode, RestartPolicy, VolumeMount};
 
 struct BearerAuth;
@@ -34,6 +35,9 @@ impl Modify for BearerAuth {
         profiles::create, profiles::replace, profiles::list, profiles::show, profiles::delete,
         services::create, services::replace, services::list, services::show, services::delete,
         services::restart, services::logs, services::health,
+        workspaces::create, workspaces::list, workspaces::show, workspaces::delete, workspaces::patch,
+        workspaces::read_file, workspaces::write_file, workspaces::delete_file, workspaces::diff,
+        workspaces::validate, workspaces::reset, workspaces::history,
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(
@@ -41,6 +45,7 @@ impl Modify for BearerAuth {
         jobs::JobView, jobs::JobList, Profile, TierCommands, CachePolicy, ErrorBody, ErrorDetail,
         ManagedServiceSpec, ManagedService, RestartPolicy, RestartMode, VolumeMount,
         services::ServiceView, services::ServicesHealth, ServiceStatus, ServiceState,
+        WorkspaceRecord, WorkspaceState, ValidateResult, StepResult, FindingView, workspaces::ValidateBody,
     )),
     modifiers(&BearerAuth)
 )]

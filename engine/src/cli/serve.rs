@@ -16,6 +16,7 @@ use slipway::logs::JobLogs;
 use slipway::queue::{JobStore, RedbStore, Scheduler, SchedulerConfig};
 use slipway::runner::executor::{DockerExecutor, RunnerSettings};
 use slipway::runner::supervisor::{Supervisor, SupervisorSettings};
+use slipway::runner::workspaces::{WorkspaceSettings, Workspaces};
 use tokio_util::sync::CancellationToken;
 
 /// The pieces `serve` and `run` share: store, scheduler with the Docker runner.
@@ -25,6 +26,7 @@ struct EngineParts {
     logs: JobLogs,
     policy: SpecPolicy,
     supervisor: Arc<Supervisor>,
+    workspaces: Arc<Workspaces>,
 }
 
 /// `work` holds the store, logs and checkouts: the state directory for
@@ -92,6 +94,18 @@ async fn engine(
     );
     let checkouts = Checkouts::new(work, Duration::from_secs(600));
     let executor = DockerExecutor::new(docker, checkouts, registry, store.clone(), settings);
+    let workspaces = Workspaces::new(
+        executor.runner(),
+        WorkspaceSettings {
+            max_open: config.workspaces_max_open,
+            max_full_runs: config.workspaces_max_full_runs,
+            step_timeout: config.workspaces_step_timeout,
+            output_cap: 64 * 1024,
+            logs_dir: work.join("workspace-logs"),
+            policy: policy.clone(),
+        },
+    )
+    .await;
     let scheduler_config = SchedulerConfig {
         concurrency: config.concurrency,
         per_repository: config.per_repository,
@@ -110,6 +124,7 @@ async fn engine(
         logs,
         policy,
         supervisor,
+        workspaces,
     })
 }
 
@@ -200,7 +215,9 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             token: token.into(),
             policy: parts.policy.clone(),
             supervisor: Some(parts.supervisor.clone()),
+            workspaces: Some(parts.workspaces.clone()),
         };
+        let reaper = tokio::spawn(parts.workspaces.clone().reap(shutdown.clone()));
         let stop = shutdown.clone();
         tokio::spawn(async move {
             stop_signal().await;
@@ -212,6 +229,7 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         api::serve(listener, state, shutdown.clone()).await?;
         let _ = scheduler.await;
         let _ = supervisor.await;
+        let _ = reaper.await;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -23,6 +23,7 @@ use super::store::{JobStore, LeaseRequest, ListFilter, StoreError, StoreFuture, 
 use crate::job::{JobId, JobRecord, JobSpec, JobState, Outcome, Progress, SpecPolicy, now_ms};
 use crate::profile::Profile;
 use crate::service::ManagedService;
+use crate::workspace::WorkspaceRecord;
 
 const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
 const READY: TableDefinition<(i64, u64), ()> = TableDefinition::new("ready");
@@ -32,6 +33,7 @@ const IDEMPOTENCY: TableDefinition<&str, u64> = TableDefinition::new("idempotenc
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("profiles");
 const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("services");
+const WORKSPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("workspaces");
 
 /// The schema this build writes. Bump it with a migration in [`migrate`].
 pub const SCHEMA_VERSION: u64 = 1;
@@ -44,6 +46,7 @@ struct Tables<'t> {
     idempotency: Table<'t, &'static str, u64>,
     profiles: Table<'t, &'static str, &'static [u8]>,
     services: Table<'t, &'static str, &'static [u8]>,
+    workspaces: Table<'t, &'static str, &'static [u8]>,
 }
 
 /// The writer's view of derived state, rebuilt from the tables at open.
@@ -166,6 +169,7 @@ impl RedbStore {
             txn.open_table(IDEMPOTENCY).map_err(io)?;
             txn.open_table(PROFILES).map_err(io)?;
             txn.open_table(SERVICES).map_err(io)?;
+            txn.open_table(WORKSPACES).map_err(io)?;
             let running = txn.open_table(RUNNING).map_err(io)?;
             let jobs = txn.open_table(JOBS).map_err(io)?;
             for entry in running.iter().map_err(io)? {
@@ -283,6 +287,7 @@ fn apply_batch(
                 idempotency: txn.open_table(IDEMPOTENCY)?,
                 profiles: txn.open_table(PROFILES)?,
                 services: txn.open_table(SERVICES)?,
+                workspaces: txn.open_table(WORKSPACES)?,
             })
         })();
         let mut tables = match tables {
@@ -692,5 +697,18 @@ impl JobStore for RedbStore {
 
     fn delete_service(&self, name: &str) -> StoreFuture<'_, bool> {
         self.delete_named(|t| &mut t.services, name)
+    }
+
+    fn put_workspace(&self, record: WorkspaceRecord) -> StoreFuture<'_, bool> {
+        let id = record.id.clone();
+        self.put_named(|t| &mut t.workspaces, id, &record, false)
+    }
+
+    fn get_workspace(&self, id: &str) -> Result<Option<WorkspaceRecord>, StoreError> {
+        self.get_named(WORKSPACES, id)
+    }
+
+    fn list_workspaces(&self) -> Result<Vec<WorkspaceRecord>, StoreError> {
+        self.list_named(WORKSPACES)
     }
 }

@@ -13,6 +13,7 @@ use std::pin::Pin;
 use crate::job::{JobId, JobRecord, JobSpec, JobState, Outcome, Progress, TransitionError};
 use crate::profile::Profile;
 use crate::service::ManagedService;
+use crate::workspace::WorkspaceRecord;
 
 /// A boxed future, so `JobStore` can be used as `dyn JobStore`.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -106,4 +107,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// By name.
     fn list_services(&self) -> Result<Vec<ManagedService>, StoreError>;
     fn delete_service(&self, name: &str) -> StoreFuture<'_, bool>;
+
+    /// Workspace records (create or replace), by id.
+    fn put_workspace(&self, record: WorkspaceRecord) -> StoreFuture<'_, bool>;
+    fn get_workspace(&self, id: &str) -> Result<Option<WorkspaceRecord>, StoreError>;
+    fn list_workspaces(&self) -> Result<Vec<WorkspaceRecord>, StoreError>;
 }

@@ -14,6 +14,7 @@
 //! - [`prepare`]: what a job and a workspace share: checkout, plan, image,
 //!   pod with services; then steps in it.
 //! - [`executor`]: a job, as the scheduler's `Executor`.
+//! - [`workspaces`]: environments kept open for edit-validate loops.
 //! - [`supervisor`]: long-running managed services kept as declared and
 //!   healthy (readiness, liveness, Docker events, restarts with a budget).
 
@@ -26,6 +27,7 @@ pub mod pod;
 pub mod prepare;
 pub mod services;
 pub mod supervisor;
+pub mod workspaces;
 
 pub use container::{ContainerLimits, RunnerError};
 pub use docker::{DockerError, connect};

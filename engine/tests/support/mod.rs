@@ -100,6 +100,7 @@ pub fn test_server(token: &str) -> TestServer {
         token: token.into(),
         policy: SpecPolicy::default(),
         supervisor: None,
+        workspaces: None,
     };
     let shutdown = CancellationToken::new();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

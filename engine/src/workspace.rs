@@ -1,0 +1,185 @@
+//! Workspaces: a job's prepared environment kept open for an edit-validate
+//! loop (DESIGN: "Workspaces"). These are the wire and persisted types;
+//! `runner::workspaces` keeps the live ones.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::job::{FieldProblem, JobSpec, SpecPolicy, Tier};
+
+/// Default idle timeout and maximum lifetime of a workspace.
+pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 30 * 60;
+pub const DEFAULT_MAX_LIFETIME_S: u64 = 8 * 3600;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkspaceState {
+    Preparing,
+    Ready,
+    Closed,
+    Failed,
+}
+
+impl WorkspaceState {
+    pub fn is_open(self) -> bool {
+        matches!(self, WorkspaceState::Preparing | WorkspaceState::Ready)
+    }
+}
+
+/// `POST /api/v1/workspaces`: the job spec's fields plus the two timeouts.
+#[derive(Debug, Clone, ToSchema)]
+pub struct WorkspaceRequest {
+    pub spec: JobSpec,
+    pub idle_timeout_s: u64,
+    pub max_lifetime_s: u64,
+}
+
+impl WorkspaceRequest {
+    /// Split the body into the job spec and the workspace's own fields
+    /// (the job spec refuses unknown fields, so they are taken out first).
+    pub fn from_json(mut body: serde_json::Value) -> Result<WorkspaceRequest, Vec<FieldProblem>> {
+        let mut problems = Vec::new();
+        let mut take = |name: &str, default: u64| -> u64 {
+            let Some(map) = body.as_object_mut() else {
+                return default;
+            };
+            match map.remove(name) {
+                None | Some(serde_json::Value::Null) => default,
+                Some(v) => match v.as_u64() {
+                    Some(n) if n > 0 => n,
+                    _ => {
+                        problems.push(FieldProblem {
+                            field: name.to_owned(),
+                            message: format!("must be a whole number of seconds above 0, not {v}"),
+                        });
+                        default
+                    }
+                },
+            }
+        };
+        let idle_timeout_s = take("idle_timeout_s", DEFAULT_IDLE_TIMEOUT_S);
+        let max_lifetime_s = take("max_lifetime_s", DEFAULT_MAX_LIFETIME_S);
+        let spec: JobSpec = match serde_json::from_value(body) {
+            Ok(spec) => spec,
+            Err(e) => {
+                problems.push(FieldProblem {
+                    field: String::new(),
+                    message: e.to_string(),
+                });
+                return Err(problems);
+            }
+        };
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(WorkspaceRequest {
+            spec,
+            idle_timeout_s,
+            max_lifetime_s,
+        })
+    }
+
+    pub fn validate(&self, policy: &SpecPolicy) -> Vec<FieldProblem> {
+        let mut problems = self.spec.validate(policy);
+        if self.idle_timeout_s > self.max_lifetime_s {
+            problems.push(FieldProblem {
+                field: "idle_timeout_s".into(),
+                message: "must not be longer than max_lifetime_s".into(),
+            });
+        }
+        problems
+    }
+}
+
+/// One finding of a validator plugin (file, line, column, severity, rule, message).
+#[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
+pub struct FindingView {
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    pub column: Option<u32>,
+    pub severity: String,
+    pub rule: Option<String>,
+    pub message: String,
+}
+
+/// One step of a validate call.
+#[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
+pub struct StepResult {
+    pub name: String,
+    pub command: String,
+    /// `None` when it was stopped (its timeout).
+    pub exit_code: Option<i64>,
+    pub duration_ms: u64,
+    /// stdout and stderr as they came, capped (the end is kept).
+    pub output: String,
+    pub findings: Vec<FindingView>,
+    /// Why `findings` is empty although the step has a report (the report
+    /// is missing, no validator reads its format, the validator failed).
+    pub findings_error: Option<String>,
+    /// The step ran past its timeout and was stopped.
+    pub timed_out: bool,
+}
+
+/// The result of `POST /api/v1/workspaces/{id}/validate`, also kept in the
+/// workspace's history.
+#[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
+pub struct ValidateResult {
+    pub tier: Tier,
+    pub ok: bool,
+    pub duration_ms: u64,
+    pub at_ms: u64,
+    /// sha256 of the diff against the base commit the steps ran on.
+    pub diff_sha256: String,
+    pub steps: Vec<StepResult>,
+}
+
+/// A workspace as stored and reported.
+#[derive(Debug, Clone, PartialEq, ToSchema, Serialize, Deserialize)]
+pub struct WorkspaceRecord {
+    pub id: String,
+    pub state: WorkspaceState,
+    /// Why it failed or was closed.
+    pub reason: Option<String>,
+    /// What it is doing while preparing.
+    pub progress: Option<String>,
+    pub repository: String,
+    pub tier: Tier,
+    /// The exact commit its files are compared with and reset to.
+    pub base_sha: Option<String>,
+    pub image: Option<String>,
+    /// `name@version` of the plugin that planned it.
+    pub planned_by: Option<String>,
+    pub created_ms: u64,
+    pub last_used_ms: u64,
+    pub idle_timeout_s: u64,
+    pub max_lifetime_s: u64,
+    /// `full` validate calls so far (capped per workspace).
+    pub full_runs: u32,
+    /// Validate calls, oldest first (the last 100).
+    #[serde(default)]
+    pub history: Vec<ValidateResult>,
+}
+
+/// How many validate results a workspace keeps.
+pub const HISTORY_KEPT: usize = 100;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_is_a_job_spec_plus_two_timeouts() {
+        let r = WorkspaceRequest::from_json(serde_json::json!({
+            "repository": "/srv/app", "commit": "HEAD", "idle_timeout_s": 60,
+        }))
+        .unwrap();
+        assert_eq!((r.idle_timeout_s, r.max_lifetime_s), (60, DEFAULT_MAX_LIFETIME_S));
+        let problems = WorkspaceRequest::from_json(serde_json::json!({
+            "repository": "/srv/app", "commit": "HEAD", "idle_timeout_s": -1, "surprise": 1,
+        }))
+        .unwrap_err();
+        let text: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.field, p.message)).collect();
+        assert!(text[0].starts_with("idle_timeout_s: must be a whole number"), "{text:?}");
+        assert!(text[1].contains("unknown field `surprise`"), "{text:?}");
+    }
+}
