@@ -159,8 +159,9 @@ impl Config {
             figment = figment.merge(Toml::file(path));
         }
         figment = figment.merge(Env::prefixed("SLIPWAY_").split("__").filter(|key| {
+            // The key arrives split already: `runner.concurrency`.
             let lower = key.as_str().to_ascii_lowercase();
-            let top = lower.split("__").next().unwrap_or_default();
+            let top = lower.split('.').next().unwrap_or_default();
             let known = CONFIG_KEYS.contains(&top);
             if !known && !CLIENT_ONLY_VARIABLES.contains(&top) {
                 tracing::warn!(

@@ -173,13 +173,22 @@ mod tests {
             "repository": "/srv/app", "commit": "HEAD", "idle_timeout_s": 60,
         }))
         .unwrap();
-        assert_eq!((r.idle_timeout_s, r.max_lifetime_s), (60, DEFAULT_MAX_LIFETIME_S));
+        assert_eq!(
+            (r.idle_timeout_s, r.max_lifetime_s),
+            (60, DEFAULT_MAX_LIFETIME_S)
+        );
         let problems = WorkspaceRequest::from_json(serde_json::json!({
             "repository": "/srv/app", "commit": "HEAD", "idle_timeout_s": -1, "surprise": 1,
         }))
         .unwrap_err();
-        let text: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.field, p.message)).collect();
-        assert!(text[0].starts_with("idle_timeout_s: must be a whole number"), "{text:?}");
+        let text: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.field, p.message))
+            .collect();
+        assert!(
+            text[0].starts_with("idle_timeout_s: must be a whole number"),
+            "{text:?}"
+        );
         assert!(text[1].contains("unknown field `surprise`"), "{text:?}");
     }
 }

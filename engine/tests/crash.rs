@@ -72,7 +72,7 @@ fn child_main(state_dir: &str, port: &str) {
             token: TOKEN.into(),
             policy: SpecPolicy::default(),
             supervisor: None,
-        workspaces: None,
+            workspaces: None,
         };
         api::serve(listener, state, shutdown).await.unwrap();
     });

@@ -2,136 +2,16 @@
 //! API and `slipway services` commands, the supervisor against the real
 //! Docker engine. Needs Docker; fails loudly without it.
 
+mod support;
+
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use serde_json::Value;
-
-const TOKEN: &str = "managed-services-test-token";
-const BUSYBOX: &str = "slipway-test/busybox:1";
-
-/// A `slipway serve` on a free loopback port with its own state directory.
-struct Server {
-    child: Child,
-    state: Option<tempfile::TempDir>,
-    url: String,
-}
-
-impl Server {
-    fn state(&self) -> &Path {
-        self.state.as_ref().unwrap().path()
-    }
-
-    /// `kill -9`: no shutdown code runs. The state directory survives.
-    fn crash(mut self) -> tempfile::TempDir {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        self.state.take().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn slipway(state: &Path, url: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
-    cmd.env("SLIPWAY_STATE_DIR", state)
-        .env("SLIPWAY_TOKEN", TOKEN)
-        .env("SLIPWAY_URL", url)
-        .env_remove("SLIPWAY_CONFIG")
-        .env_remove("SLIPWAY_PLUGINS_DIR");
-    cmd
-}
-
-fn start(state: tempfile::TempDir) -> Server {
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let child = slipway(state.path(), &url)
-        .arg("serve")
-        .env("SLIPWAY_LISTEN", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server {
-        child,
-        state: Some(state),
-        url,
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if get(&server, "/healthz").0 == 200 {
-            return server;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("slipway serve did not come up");
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-fn get(server: &Server, path: &str) -> (u16, String) {
-    match agent()
-        .get(format!("{}{path}", server.url))
-        .header("Authorization", format!("Bearer {TOKEN}"))
-        .call()
-    {
-        Ok(mut r) => (
-            r.status().as_u16(),
-            r.body_mut().read_to_string().unwrap_or_default(),
-        ),
-        Err(_) => (0, String::new()),
-    }
-}
-
-fn post_json(server: &Server, path: &str, body: &Value) -> (u16, Value) {
-    let mut r = agent()
-        .post(format!("{}{path}", server.url))
-        .header("Authorization", format!("Bearer {TOKEN}"))
-        .header("Content-Type", "application/json")
-        .send(body.to_string())
-        .unwrap();
-    let text = r.body_mut().read_to_string().unwrap_or_default();
-    (
-        r.status().as_u16(),
-        serde_json::from_str(&text).unwrap_or(Value::Null),
-    )
-}
-
-fn cli(server: &Server, args: &[&str]) -> Output {
-    slipway(server.state(), &server.url)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use support::serve::{BUSYBOX, Server, cli, get, post_json, start, text};
 
 fn status(server: &Server, name: &str) -> Value {
     let (code, body) = get(server, &format!("/api/v1/services/{name}"));

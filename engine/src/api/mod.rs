@@ -71,7 +71,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/services/{name}/restart", post(services::restart))
         .route("/services/{name}/logs", get(services::logs))
-        .route("/workspaces", post(workspaces::create).get(workspaces::list))
+        .route(
+            "/workspaces",
+            post(workspaces::create).get(workspaces::list),
+        )
         .route(
             "/workspaces/{id}",
             get(workspaces::show).delete(workspaces::delete),

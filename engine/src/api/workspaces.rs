@@ -45,21 +45,26 @@ impl From<WorkspaceError> for ApiError {
             }
             WorkspaceError::Gone { .. } => ApiError::new(StatusCode::GONE, "gone", message)
                 .hint("create a new workspace with POST /api/v1/workspaces"),
-            WorkspaceError::Preparing(_) => ApiError::new(StatusCode::CONFLICT, "preparing", message)
-                .hint("wait until GET /api/v1/workspaces/{id} says `ready`"),
+            WorkspaceError::Preparing(_) => {
+                ApiError::new(StatusCode::CONFLICT, "preparing", message)
+                    .hint("wait until GET /api/v1/workspaces/{id} says `ready`")
+            }
             WorkspaceError::Busy(_) => ApiError::new(StatusCode::CONFLICT, "busy", message)
                 .hint("retry when the running call has returned"),
-            WorkspaceError::TooMany { .. } => {
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_workspaces", message)
-                    .hint("DELETE a workspace you no longer need")
-            }
+            WorkspaceError::TooMany { .. } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_workspaces",
+                message,
+            )
+            .hint("DELETE a workspace you no longer need"),
             WorkspaceError::FullRunsUsed { .. } => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "full_runs_used", message)
                     .hint("the fast tier stays available; a new workspace gets new full runs")
             }
             WorkspaceError::PatchFailed(_) => {
-                ApiError::new(StatusCode::CONFLICT, "patch_does_not_apply", message)
-                    .hint("GET …/diff shows the workspace's current changes; make the patch against them")
+                ApiError::new(StatusCode::CONFLICT, "patch_does_not_apply", message).hint(
+                    "GET …/diff shows the workspace's current changes; make the patch against them",
+                )
             }
             WorkspaceError::BadPath { .. } => {
                 let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_path", message);
@@ -131,7 +136,11 @@ pub async fn patch(
     body: Bytes,
 ) -> Result<Json<WorkspaceRecord>, ApiError> {
     let text = std::str::from_utf8(&body).map_err(|_| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_patch", "the patch is not UTF-8 text")
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_patch",
+            "the patch is not UTF-8 text",
+        )
     })?;
     let mut record = workspaces(&state)?.patch(&id, text).await?;
     record.history.clear();

@@ -143,6 +143,24 @@ impl Client {
         )
     }
 
+    /// Send a text body (a patch).
+    pub(super) fn send_text(
+        &self,
+        method: &str,
+        path: &str,
+        text: &str,
+    ) -> Result<Reply, anyhow::Error> {
+        debug_assert_eq!(method, "POST");
+        let url = format!("{}{path}", self.base);
+        let result = self
+            .agent
+            .post(&url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Content-Type", "text/x-diff")
+            .send(text);
+        self.reply(result)
+    }
+
     pub(super) fn send(
         &self,
         method: &str,
@@ -176,6 +194,13 @@ impl Client {
                 .call(),
             _ => self.agent.get(&url).header("Authorization", &auth).call(),
         };
+        self.reply(result)
+    }
+
+    fn reply(
+        &self,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Reply, anyhow::Error> {
         let mut response = result.map_err(|e| self.unreachable(e))?;
         let status = response.status().as_u16();
         let text = response.body_mut().read_to_string().unwrap_or_default();

@@ -7,6 +7,7 @@ mod plugins;
 mod scaffold;
 mod serve;
 mod services;
+mod workspace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,6 +82,13 @@ pub enum Command {
         #[command(flatten)]
         server: client::ServerArgs,
     },
+    /// Workspaces for edit-validate loops: create, list, apply, validate, diff, reset, rm.
+    Workspace {
+        #[command(subcommand)]
+        command: workspace::WorkspaceCommand,
+        #[command(flatten)]
+        server: client::ServerArgs,
+    },
     /// Long-running managed services: list, add, rm, restart, logs.
     Services {
         #[command(subcommand)]
@@ -130,6 +138,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs { job, server } => client::logs(job, &server),
         Command::Cancel { job, server } => client::cancel(job, &server),
         Command::Services { command, server } => services::run(command, &server),
+        Command::Workspace { command, server } => workspace::run(command, &server),
     }
 }
 

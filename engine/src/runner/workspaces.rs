@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use super::exec::{StepEnd, capture};
@@ -35,6 +35,20 @@ use crate::workspace::{
 
 /// The label naming a workspace's containers.
 pub const LABEL_WORKSPACE: &str = "io.slipway.workspace";
+/// Tool outputs left out of a workspace's diff (`.git/info/exclude`).
+const TOOL_OUTPUTS: &[&str] = &[
+    ".slipway/",
+    "__pycache__/",
+    "*.pyc",
+    ".pytest_cache/",
+    ".ruff_cache/",
+    ".mypy_cache/",
+    "node_modules/",
+    ".eslintcache",
+    "target/",
+    ".bundle/",
+    "coverage/",
+];
 /// Largest report file read for findings.
 const REPORT_CAP: u64 = 8 << 20;
 
@@ -139,7 +153,8 @@ impl Workspaces {
         if let Ok(records) = runner.store.list_workspaces() {
             for mut r in records.into_iter().filter(|r| r.state.is_open()) {
                 r.state = WorkspaceState::Failed;
-                r.reason = Some("the engine restarted; the workspace's containers were removed".into());
+                r.reason =
+                    Some("the engine restarted; the workspace's containers were removed".into());
                 let _ = runner.store.put_workspace(r).await;
             }
         }
@@ -168,7 +183,10 @@ impl Workspaces {
                         return None;
                     }
                     if now.saturating_sub(r.created_ms) > r.max_lifetime_s * 1000 {
-                        Some((r.id, format!("reached its maximum lifetime of {} s", r.max_lifetime_s)))
+                        Some((
+                            r.id,
+                            format!("reached its maximum lifetime of {} s", r.max_lifetime_s),
+                        ))
                     } else if now.saturating_sub(r.last_used_ms) > r.idle_timeout_s * 1000 {
                         Some((r.id, format!("idle for more than {} s", r.idle_timeout_s)))
                     } else {
@@ -329,7 +347,14 @@ impl Workspaces {
     /// Setup steps, the base commit, and the services' snapshots.
     async fn finish_setup(&self, live: &Live, env: &Environment) -> Result<String, String> {
         self.runner
-            .run_steps(env, &env.steps.setup, &live.log, &live.cancel, live.step_timeout, |_| {})
+            .run_steps(
+                env,
+                &env.steps.setup,
+                &live.log,
+                &live.cancel,
+                live.step_timeout,
+                |_| {},
+            )
             .await
             .map_err(|o| format!("setup: {}", describe(&o)))?;
         let base = self.base_commit(env).await?;
@@ -351,11 +376,13 @@ impl Workspaces {
             .await;
             match ran {
                 Ok(c) if c.exit_code == Some(0) => {
-                    live.log.line("slipway", &format!("service `{}`: snapshot taken", s.name));
-                    live.resets
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push((s.name.clone(), s.container.clone(), reset));
+                    live.log
+                        .line("slipway", &format!("service `{}`: snapshot taken", s.name));
+                    live.resets.lock().unwrap_or_else(|p| p.into_inner()).push((
+                        s.name.clone(),
+                        s.container.clone(),
+                        reset,
+                    ));
                 }
                 Ok(c) => {
                     return Err(format!(
@@ -374,6 +401,19 @@ impl Workspaces {
     /// The commit files are compared with and reset to. A plain directory
     /// (no commit) becomes a git repository with one commit first.
     async fn base_commit(&self, env: &Environment) -> Result<String, String> {
+        let sha = self.base_commit_of(env).await?;
+        // What tools write (reports, caches) is not an edit: keep it out of
+        // the diff, its hash and `reset`'s clean-up (the repository's own
+        // `.gitignore` applies too).
+        let exclude = env.checkout.path.join(".git/info/exclude");
+        if let Some(dir) = exclude.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        }
+        std::fs::write(&exclude, TOOL_OUTPUTS.join("\n") + "\n").map_err(|e| e.to_string())?;
+        Ok(sha)
+    }
+
+    async fn base_commit_of(&self, env: &Environment) -> Result<String, String> {
         if let Some(sha) = &env.checkout.sha {
             return Ok(sha.clone());
         }
@@ -452,7 +492,10 @@ impl Workspaces {
             r.reason = Some(reason.clone());
             r.progress = None;
         });
-        live.log.line("slipway", &format!("workspace {}: {reason}", state_name(state)));
+        live.log.line(
+            "slipway",
+            &format!("workspace {}: {reason}", state_name(state)),
+        );
         self.live
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -467,7 +510,8 @@ impl Workspaces {
 
     /// `DELETE`: close it.
     pub async fn delete(&self, id: &str) -> Result<WorkspaceRecord, WorkspaceError> {
-        self.close(id, WorkspaceState::Closed, "deleted".into()).await
+        self.close(id, WorkspaceState::Closed, "deleted".into())
+            .await
     }
 
     fn missing(&self, id: &str) -> WorkspaceError {
@@ -613,7 +657,12 @@ impl Workspaces {
             None => (Vec::new(), None),
             Some(report) => {
                 match self
-                    .findings(&env.checkout.path, &report.format, report.path.as_deref(), &stdout)
+                    .findings(
+                        &env.checkout.path,
+                        &report.format,
+                        report.path.as_deref(),
+                        &stdout,
+                    )
                     .await
                 {
                     Ok(f) => (f, None),
@@ -649,7 +698,10 @@ impl Workspaces {
                 let meta = std::fs::metadata(&file)
                     .map_err(|_| format!("the step wrote no report at `{p}`"))?;
                 if meta.len() > REPORT_CAP {
-                    return Err(format!("the report `{p}` is larger than {} MiB", REPORT_CAP >> 20));
+                    return Err(format!(
+                        "the report `{p}` is larger than {} MiB",
+                        REPORT_CAP >> 20
+                    ));
                 }
                 std::fs::read_to_string(&file).map_err(|e| format!("reading `{p}`: {e}"))?
             }
@@ -691,7 +743,10 @@ impl Workspaces {
         let (checkouts, path) = (self.runner.checkouts.clone(), env.checkout.path.clone());
         let diff = tokio::task::spawn_blocking(move || {
             checkouts.git(Some(&path), &["add", "-A"])?;
-            checkouts.git(Some(&path), &["diff", "--cached", "--no-color", "--no-ext-diff", &base])
+            checkouts.git(
+                Some(&path),
+                &["diff", "--cached", "--no-color", "--no-ext-diff", &base],
+            )
         })
         .await
         .map_err(internal)?
@@ -706,10 +761,7 @@ impl Workspaces {
         for path in patch_paths(patch) {
             check_relative(&path)?;
         }
-        let file = self
-            .settings
-            .logs_dir
-            .join(format!("{id}.patch"));
+        let file = self.settings.logs_dir.join(format!("{id}.patch"));
         std::fs::write(&file, patch).map_err(internal)?;
         let (checkouts, dir, (uid, gid)) = (
             self.runner.checkouts.clone(),
@@ -722,6 +774,7 @@ impl Workspaces {
             // `--check` first: git applies all hunks or none, and says which failed.
             checkouts.git(Some(&dir), &["apply", "--check", "--whitespace=nowarn", &f])?;
             checkouts.git(Some(&dir), &["apply", "--whitespace=nowarn", &f])?;
+            drop_bytecode(&checkouts, &dir)?;
             hand_over(&dir, uid, gid)
         })
         .await
@@ -732,7 +785,9 @@ impl Workspaces {
                 crate::checkout::CheckoutError::Git { stderr, .. } => stderr,
                 other => other.to_string(),
             };
-            return Err(WorkspaceError::PatchFailed(text.replace(&*file.to_string_lossy(), "patch")));
+            return Err(WorkspaceError::PatchFailed(
+                text.replace(&*file.to_string_lossy(), "patch"),
+            ));
         }
         Ok(live.snapshot())
     }
@@ -743,14 +798,23 @@ impl Workspaces {
         let file = confine(&env.checkout.path, path, false)?;
         match std::fs::read(&file) {
             Ok(bytes) => Ok(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(WorkspaceError::NoFile(path.into())),
-            Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => Err(WorkspaceError::NoFile(path.into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(WorkspaceError::NoFile(path.into()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => {
+                Err(WorkspaceError::NoFile(path.into()))
+            }
             Err(e) => Err(internal(e)),
         }
     }
 
     /// Write a file (creating its folders); `Ok(true)` when it existed.
-    pub async fn write_file(&self, id: &str, path: &str, bytes: &[u8]) -> Result<bool, WorkspaceError> {
+    pub async fn write_file(
+        &self,
+        id: &str,
+        path: &str,
+        bytes: &[u8],
+    ) -> Result<bool, WorkspaceError> {
         let (_live, guard) = self.lock(id).await?;
         let env = guard.as_ref().expect("checked by lock");
         let file = confine(&env.checkout.path, path, true)?;
@@ -771,7 +835,9 @@ impl Workspaces {
         let file = confine(&env.checkout.path, path, false)?;
         match std::fs::remove_file(&file) {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(WorkspaceError::NoFile(path.into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(WorkspaceError::NoFile(path.into()))
+            }
             Err(e) => Err(internal(e)),
         }
     }
@@ -790,6 +856,7 @@ impl Workspaces {
             checkouts.git(Some(&dir), &["reset", "-q", "--hard", &base])?;
             // Untracked files go; ignored ones (what setup built) stay.
             checkouts.git(Some(&dir), &["clean", "-q", "-f", "-d"])?;
+            drop_bytecode(&checkouts, &dir)?;
             hand_over(&dir, uid, gid)
         })
         .await
@@ -801,9 +868,16 @@ impl Workspaces {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         for (name, container, argv) in resets {
-            let c = capture(&self.runner.docker, &container, &argv, None, Duration::from_secs(120), 64 * 1024)
-                .await
-                .map_err(internal)?;
+            let c = capture(
+                &self.runner.docker,
+                &container,
+                &argv,
+                None,
+                Duration::from_secs(120),
+                64 * 1024,
+            )
+            .await
+            .map_err(internal)?;
             if c.exit_code != Some(0) {
                 return Err(WorkspaceError::Internal(format!(
                     "service `{name}`: its reset command failed (exit {:?}): {}",
@@ -811,10 +885,24 @@ impl Workspaces {
                     c.stderr.trim()
                 )));
             }
-            live.log.line("slipway", &format!("service `{name}`: reset to its snapshot"));
+            live.log.line(
+                "slipway",
+                &format!("service `{name}`: reset to its snapshot"),
+            );
         }
         Ok(live.snapshot())
     }
+}
+
+/// Python's bytecode cache trusts a source file's size and mtime in whole
+/// seconds: a file edited back and forth within a second would run stale.
+fn drop_bytecode(
+    checkouts: &crate::checkout::Checkouts,
+    dir: &Path,
+) -> Result<(), crate::checkout::CheckoutError> {
+    checkouts
+        .git(Some(dir), &["clean", "-q", "-f", "-X", "--", "*.pyc"])
+        .map(|_| ())
 }
 
 fn describe(outcome: &Outcome) -> String {
@@ -910,12 +998,18 @@ fn check_relative(path: &str) -> Result<(), WorkspaceError> {
     }
     let p = Path::new(path);
     if p.is_absolute() {
-        return Err(bad("absolute paths are refused; paths are relative to the checkout"));
+        return Err(bad(
+            "absolute paths are refused; paths are relative to the checkout",
+        ));
     }
     for c in p.components() {
         match c {
-            Component::ParentDir => return Err(bad("`..` is refused: paths stay inside the checkout")),
-            Component::Normal(n) if n == ".git" => return Err(bad("`.git` is the workspace's own; it cannot be edited")),
+            Component::ParentDir => {
+                return Err(bad("`..` is refused: paths stay inside the checkout"));
+            }
+            Component::Normal(n) if n == ".git" => {
+                return Err(bad("`.git` is the workspace's own; it cannot be edited"));
+            }
             Component::Normal(_) | Component::CurDir => {}
             _ => return Err(bad("not a plain relative path")),
         }
@@ -937,10 +1031,12 @@ fn confine(root: &Path, path: &str, create: bool) -> Result<PathBuf, WorkspaceEr
             None => break,
         }
     }
-    let resolved = existing.canonicalize().map_err(|_| WorkspaceError::BadPath {
-        path: path.to_owned(),
-        why: "a symlink on the way points nowhere".into(),
-    })?;
+    let resolved = existing
+        .canonicalize()
+        .map_err(|_| WorkspaceError::BadPath {
+            path: path.to_owned(),
+            why: "a symlink on the way points nowhere".into(),
+        })?;
     if !resolved.starts_with(&root) {
         return Err(WorkspaceError::BadPath {
             path: path.to_owned(),
@@ -959,7 +1055,10 @@ fn patch_paths(patch: &str) -> Vec<String> {
     for line in patch.lines() {
         let names: Vec<&str> = if let Some(rest) = line.strip_prefix("diff --git ") {
             rest.split_whitespace().collect()
-        } else if let Some(rest) = line.strip_prefix("--- ").or_else(|| line.strip_prefix("+++ ")) {
+        } else if let Some(rest) = line
+            .strip_prefix("--- ")
+            .or_else(|| line.strip_prefix("+++ "))
+        {
             vec![rest.split('\t').next().unwrap_or(rest).trim()]
         } else {
             continue;
@@ -1001,20 +1100,29 @@ mod tests {
             let e = confine(root, path, true).unwrap_err().to_string();
             assert!(e.contains(why), "{path}: {e}");
         }
-        assert!(matches!(confine(root, "missing.py", false), Err(WorkspaceError::NoFile(_))));
+        assert!(matches!(
+            confine(root, "missing.py", false),
+            Err(WorkspaceError::NoFile(_))
+        ));
     }
 
     #[test]
     fn patch_paths_are_found_in_every_header() {
         let patch = "diff --git a/app.py b/app.py\n--- a/app.py\n+++ b/app.py\n@@ -1 +1 @@\n-a\n+b\n\
                      --- /dev/null\n+++ b/../evil\n";
-        assert_eq!(patch_paths(patch), ["app.py", "app.py", "app.py", "app.py", "../evil"]);
+        assert_eq!(
+            patch_paths(patch),
+            ["app.py", "app.py", "app.py", "app.py", "../evil"]
+        );
     }
 
     #[test]
     fn output_keeps_its_end() {
         assert_eq!(keep_end("short".into(), 10), "short");
         let cut = keep_end("0123456789abcdef".into(), 6);
-        assert!(cut.ends_with("\nabcdef") && cut.contains("10 bytes cut"), "{cut}");
+        assert!(
+            cut.ends_with("\nabcdef") && cut.contains("10 bytes cut"),
+            "{cut}"
+        );
     }
 }

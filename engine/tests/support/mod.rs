@@ -2,6 +2,8 @@
 //! commands and does what the job's `behaviour` label says.
 #![allow(dead_code)] // each test binary uses part of it
 
+pub mod serve;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

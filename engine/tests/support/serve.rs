@@ -1,0 +1,173 @@
+//! A real `slipway serve` for end-to-end tests: a free loopback port, its
+//! own state directory, a known token; HTTP and command-line helpers.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const TOKEN: &str = "end-to-end-test-token";
+pub const BUSYBOX: &str = "slipway-test/busybox:1";
+
+/// A `slipway serve` on a free loopback port with its own state directory.
+pub struct Server {
+    child: Child,
+    state: Option<tempfile::TempDir>,
+    pub url: String,
+}
+
+impl Server {
+    pub fn state(&self) -> &Path {
+        self.state.as_ref().unwrap().path()
+    }
+
+    /// `kill -9`: no shutdown code runs. The state directory survives.
+    pub fn crash(mut self) -> tempfile::TempDir {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.state.take().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn slipway(state: &Path, url: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
+    cmd.env("SLIPWAY_STATE_DIR", state)
+        .env("SLIPWAY_TOKEN", TOKEN)
+        .env("SLIPWAY_URL", url)
+        .env_remove("SLIPWAY_CONFIG")
+        .env_remove("SLIPWAY_PLUGINS_DIR");
+    cmd
+}
+
+pub fn start(state: tempfile::TempDir) -> Server {
+    start_with(state, &[])
+}
+
+/// `start` with more environment (configuration) for the server.
+pub fn start_with(state: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let child = slipway(state.path(), &url)
+        .arg("serve")
+        .env("SLIPWAY_ALLOW_LOCAL_PATHS", "true")
+        .envs(env.iter().copied())
+        .env("SLIPWAY_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(state.path().join("serve.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let server = Server {
+        child,
+        state: Some(state),
+        url,
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if get(&server, "/healthz").0 == 200 {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("slipway serve did not come up");
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+pub fn get(server: &Server, path: &str) -> (u16, String) {
+    match agent()
+        .get(format!("{}{path}", server.url))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .call()
+    {
+        Ok(mut r) => (
+            r.status().as_u16(),
+            r.body_mut().read_to_string().unwrap_or_default(),
+        ),
+        Err(_) => (0, String::new()),
+    }
+}
+
+pub fn post_json(server: &Server, path: &str, body: &Value) -> (u16, Value) {
+    let mut r = agent()
+        .post(format!("{}{path}", server.url))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .header("Content-Type", "application/json")
+        .send(body.to_string())
+        .unwrap();
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    (
+        r.status().as_u16(),
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
+}
+
+pub fn cli(server: &Server, args: &[&str]) -> Output {
+    slipway(server.state(), &server.url)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Any request with an optional body; status and body text.
+pub fn request(
+    server: &Server,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &[u8])>,
+) -> (u16, String) {
+    let url = format!("{}{path}", server.url);
+    let auth = format!("Bearer {TOKEN}");
+    let result = match (method, body) {
+        ("GET", _) => agent().get(&url).header("Authorization", &auth).call(),
+        ("DELETE", _) => agent().delete(&url).header("Authorization", &auth).call(),
+        ("POST", None) => agent()
+            .post(&url)
+            .header("Authorization", &auth)
+            .send_empty(),
+        ("POST", Some((kind, bytes))) => agent()
+            .post(&url)
+            .header("Authorization", &auth)
+            .header("Content-Type", kind)
+            .send(bytes),
+        ("PUT", Some((kind, bytes))) => agent()
+            .put(&url)
+            .header("Authorization", &auth)
+            .header("Content-Type", kind)
+            .send(bytes),
+        _ => panic!("unsupported request {method} {path}"),
+    };
+    let mut r = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    (
+        r.status().as_u16(),
+        r.body_mut().read_to_string().unwrap_or_default(),
+    )
+}

@@ -1,0 +1,430 @@
+//! Workspaces as users drive them: the real `slipway serve`, its HTTP API
+//! and `slipway workspace` commands, against the real Docker engine, with
+//! real pytest in a Python image and the bundled junit-xml validator.
+//! Needs Docker; fails loudly without it.
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::ListContainersOptionsBuilder;
+use serde_json::Value;
+use support::serve::{Server, cli, request, start_with, text};
+
+/// A git repository with `files` and `links` (path → target), committed.
+fn git_repo(files: &[(&str, &str)], links: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, content) in files {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    for (path, target) in links {
+        std::os::unix::fs::symlink(target, dir.path().join(path)).unwrap();
+    }
+    for args in [
+        vec!["init", "-q"],
+        vec!["add", "-A"],
+        vec![
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "-m",
+            "base",
+        ],
+    ] {
+        let out = Command::new("git")
+            .args(&args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    dir
+}
+
+/// A Python project with pytest (from Debian, so no registry is needed).
+fn python_repo() -> tempfile::TempDir {
+    git_repo(
+        &[
+            (
+                "Dockerfile",
+                "FROM python:3.11-slim\n\
+             RUN apt-get update && apt-get install -y --no-install-recommends python3-pytest \
+             && rm -rf /var/lib/apt/lists/*\n\
+             RUN useradd --uid 1000 --create-home app\n\
+             WORKDIR /workspace\n",
+            ),
+            (
+                "pyproject.toml",
+                "[project]\nname = \"calc\"\nversion = \"0.1.0\"\nrequires-python = \">=3.10\"\n\n[tool.pytest.ini_options]\ntestpaths = [\"tests\"]\n",
+            ),
+            ("requirements.txt", "pytest\n"),
+            ("calc.py", "def add(a, b):\n    return a + b\n"),
+            (
+                "tests/test_calc.py",
+                "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n\n\ndef test_zero():\n    assert add(0, 0) == 0\n",
+            ),
+        ],
+        &[("etc-link", "/etc")],
+    )
+}
+
+const BREAK_ADD: &str = "--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +1,2 @@\n def add(a, b):\n-    return a + b\n+    return a - b\n";
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
+    let bytes = body.to_string();
+    let (code, text) = request(
+        server,
+        "POST",
+        path,
+        Some(("application/json", bytes.as_bytes())),
+    );
+    (code, json(&text))
+}
+
+fn workspace(server: &Server, id: &str) -> Value {
+    json(&request(server, "GET", &format!("/api/v1/workspaces/{id}"), None).1)
+}
+
+/// Create over the API and wait until it is no longer preparing.
+fn create(server: &Server, body: Value) -> (String, Value) {
+    let (code, created) = post(server, "/api/v1/workspaces", &body);
+    assert_eq!(code, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let w = workspace(server, &id);
+        if w["state"] != "preparing" || Instant::now() > deadline {
+            return (id, w);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn containers_of(id: &str) -> usize {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let docker = slipway::runner::connect().await.expect("Docker");
+        let filters = HashMap::from([(
+            "label".to_owned(),
+            vec![format!("io.slipway.workspace={id}")],
+        )]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        docker.list_containers(Some(options)).await.unwrap().len()
+    })
+}
+
+fn server(env: &[(&str, &str)]) -> Server {
+    start_with(tempfile::tempdir().unwrap(), env)
+}
+
+#[test]
+fn edit_validate_reset_loop_with_findings_from_the_junit_report() {
+    let server = server(&[]);
+    let repo = python_repo();
+
+    // Create with the CLI: it waits for `ready` and prints the id.
+    let out = cli(
+        &server,
+        &["workspace", "create", repo.path().to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let w = workspace(&server, &id);
+    assert_eq!(w["state"], "ready", "{w}");
+    assert!(
+        w["planned_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("dockerfile@1.0.0@"),
+        "{w}"
+    );
+    assert_eq!(w["base_sha"].as_str().map(str::len), Some(40), "{w}");
+    let path = |rest: &str| format!("/api/v1/workspaces/{id}{rest}");
+
+    // Green at the base commit.
+    let (code, green) = post(
+        &server,
+        &path("/validate"),
+        &serde_json::json!({"tier": "full"}),
+    );
+    assert_eq!(code, 200, "{green}");
+    assert_eq!(green["ok"], true, "{green}");
+    assert_eq!(green["steps"][0]["name"], "pytest");
+    assert!(
+        green["steps"][0]["output"]
+            .as_str()
+            .unwrap()
+            .contains("2 passed"),
+        "{green}"
+    );
+
+    // A patch that breaks a test: red, and the findings name it.
+    let (code, body) = request(
+        &server,
+        "POST",
+        &path("/patch"),
+        Some(("text/x-diff", BREAK_ADD.as_bytes())),
+    );
+    assert_eq!(code, 200, "{body}");
+    let (_, diff) = request(&server, "GET", &path("/diff"), None);
+    assert!(
+        diff.contains("-    return a + b\n+    return a - b"),
+        "{diff}"
+    );
+    let out = cli(&server, &["workspace", "validate", &id, "--tier", "full"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("tests/test_calc.py:5"),
+        "compiler-style findings: {shown}"
+    );
+    let history = json(&request(&server, "GET", &path("/history"), None).1);
+    let red = &history["history"][1];
+    assert_eq!(red["ok"], false, "{red}");
+    let findings = red["steps"][0]["findings"].as_array().unwrap();
+    let failing: Vec<&Value> = findings
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .collect();
+    assert_eq!(failing.len(), 1, "one failing test: {findings:?}");
+    assert_eq!(failing[0]["file"], "tests/test_calc.py");
+    assert_eq!(failing[0]["line"], 5);
+    assert_ne!(red["diff_sha256"], history["history"][0]["diff_sha256"]);
+
+    // A patch that does not apply: 409 naming the hunk, nothing changed.
+    let stale = BREAK_ADD.replace("return a + b", "return a * b");
+    let (code, body) = request(
+        &server,
+        "POST",
+        &path("/patch"),
+        Some(("text/x-diff", stale.as_bytes())),
+    );
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("calc.py"), "{body}");
+    assert_eq!(
+        request(&server, "GET", &path("/diff"), None).1,
+        diff,
+        "unchanged"
+    );
+
+    // Files: write, read, delete; paths that leave the checkout are refused.
+    let put = |p: &str, bytes: &[u8]| {
+        request(
+            &server,
+            "PUT",
+            &path(&format!("/files/{p}")),
+            Some(("application/octet-stream", bytes)),
+        )
+    };
+    assert_eq!(put("notes/todo.txt", b"fix add\n").0, 201);
+    assert_eq!(put("notes/todo.txt", b"fix add!\n").0, 204);
+    assert_eq!(
+        request(&server, "GET", &path("/files/notes/todo.txt"), None),
+        (200, "fix add!\n".into())
+    );
+    assert_eq!(
+        request(&server, "DELETE", &path("/files/notes/todo.txt"), None).0,
+        204
+    );
+    assert_eq!(
+        request(&server, "GET", &path("/files/notes/todo.txt"), None).0,
+        404
+    );
+    for (bad, why) in [
+        ("%2E%2E/outside.txt", "`..`"),
+        ("%2Fetc%2Fpasswd", "absolute"),
+        ("etc-link/passwd", "symlink"),
+        (".git/config", "`.git`"),
+    ] {
+        let (code, body) = put(bad, b"x");
+        assert_eq!(code, 422, "{bad}: {body}");
+        assert!(body.contains(why), "{bad}: {body}");
+    }
+    let (code, _) = put("big.bin", &vec![b'x'; 2 << 20]);
+    assert_eq!(code, 413, "a body past 1 MiB");
+
+    // Reset: back to the base commit, green again.
+    let out = cli(&server, &["workspace", "reset", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(request(&server, "GET", &path("/diff"), None).1, "");
+    let (_, again) = post(
+        &server,
+        &path("/validate"),
+        &serde_json::json!({"tier": "full"}),
+    );
+    assert_eq!(again["ok"], true, "{again}");
+    assert_eq!(again["diff_sha256"], history["history"][0]["diff_sha256"]);
+
+    // Full runs are capped (3 by default); the fast tier is not.
+    let (code, body) = post(
+        &server,
+        &path("/validate"),
+        &serde_json::json!({"tier": "full"}),
+    );
+    assert_eq!(code, 429, "{body}");
+    let (code, fast) = post(
+        &server,
+        &path("/validate"),
+        &serde_json::json!({"tier": "fast"}),
+    );
+    assert_eq!((code, &fast["ok"]), (200, &Value::Bool(true)), "{fast}");
+
+    let list = text(&cli(&server, &["workspace", "list"]));
+    assert!(list.contains(&id) && list.contains("ready"), "{list}");
+    let out = cli(&server, &["workspace", "rm", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (code, body) = post(&server, &path("/validate"), &serde_json::json!({}));
+    assert_eq!(code, 410, "{body}");
+    assert_eq!(containers_of(&id), 0, "nothing of the workspace is left");
+    assert_eq!(
+        request(&server, "GET", "/api/v1/workspaces/ws-nope", None).0,
+        404
+    );
+}
+
+/// A busybox repo whose steps the profile names: quick to prepare.
+fn busybox_repo(server: &Server, profile: &str, fast: &[&str], full: &[&str]) -> tempfile::TempDir {
+    let repo = git_repo(
+        &[
+            (
+                "Dockerfile",
+                "FROM slipway-test/busybox:1\nWORKDIR /workspace\n",
+            ),
+            ("app.txt", "app\n"),
+        ],
+        &[],
+    );
+    let body = serde_json::json!({"name": profile, "validation": {"fast": fast, "full": full}})
+        .to_string();
+    let (code, text) = request(
+        server,
+        "POST",
+        "/api/v1/profiles",
+        Some(("application/json", body.as_bytes())),
+    );
+    assert_eq!(code, 201, "{text}");
+    repo
+}
+
+#[test]
+fn faults_busy_timeouts_caps_outside_kills_and_engine_restarts() {
+    let server = server(&[("SLIPWAY_WORKSPACES__MAX_OPEN", "2")]);
+    let repo = busybox_repo(
+        &server,
+        "slow",
+        &["sleep 1; echo fast-done"],
+        &["echo started; sleep 600"],
+    );
+    let spec = serde_json::json!({
+        "repository": repo.path().to_str().unwrap(), "commit": "HEAD", "profile": "slow", "timeout_s": 2,
+    });
+    let (id, w) = create(&server, spec.clone());
+    assert_eq!(w["state"], "ready", "{w}");
+    let path = |rest: &str| format!("/api/v1/workspaces/{id}{rest}");
+
+    // Two validate calls at once: one runs, the other is refused.
+    let (a, b) = std::thread::scope(|s| {
+        let first = s.spawn(|| {
+            post(
+                &server,
+                &path("/validate"),
+                &serde_json::json!({"tier": "fast"}),
+            )
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let second = post(
+            &server,
+            &path("/validate"),
+            &serde_json::json!({"tier": "fast"}),
+        );
+        (first.join().unwrap(), second)
+    });
+    assert_eq!(a.0, 200, "{}", a.1);
+    assert_eq!(b.0, 409, "{}", b.1);
+    assert!(b.1.to_string().contains("never interleave"), "{}", b.1);
+
+    // A step that never ends is stopped at its timeout; the workspace stays usable.
+    let (code, stuck) = post(
+        &server,
+        &path("/validate"),
+        &serde_json::json!({"tier": "full"}),
+    );
+    assert_eq!(code, 200, "{stuck}");
+    let step = &stuck["steps"][1];
+    assert_eq!(
+        (step["timed_out"].as_bool(), step["exit_code"].is_null()),
+        (Some(true), true),
+        "{stuck}"
+    );
+    assert!(
+        step["output"].as_str().unwrap().contains("started"),
+        "{stuck}"
+    );
+    let (code, fine) = post(
+        &server,
+        &path("/validate"),
+        &serde_json::json!({"tier": "fast"}),
+    );
+    assert_eq!((code, &fine["ok"]), (200, &Value::Bool(true)), "{fine}");
+
+    // The cap on open workspaces.
+    let (second, w) = create(&server, spec.clone());
+    assert_eq!(w["state"], "ready", "{w}");
+    let (code, body) = post(&server, "/api/v1/workspaces", &spec);
+    assert_eq!(code, 429, "{body}");
+
+    // Killed from outside: failed with the reason, nothing left.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "docker kill $(docker ps -q --filter label=io.slipway.workspace={second} --filter label=io.slipway.role=workspace)"
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut w = workspace(&server, &second);
+    while w["state"] != "failed" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        w = workspace(&server, &second);
+    }
+    assert_eq!(w["state"], "failed", "{w}");
+    assert!(
+        w["reason"]
+            .as_str()
+            .unwrap()
+            .contains("killed from outside"),
+        "{w}"
+    );
+    assert_eq!(containers_of(&second), 0);
+
+    // kill -9 of the engine with a workspace open: cleaned, never duplicated.
+    let state = server.crash();
+    let server = support::serve::start(state);
+    let w = workspace(&server, &id);
+    assert_eq!(w["state"], "failed", "{w}");
+    assert!(
+        w["reason"].as_str().unwrap().contains("engine restarted"),
+        "{w}"
+    );
+    assert_eq!(
+        containers_of(&id),
+        0,
+        "its containers were removed at start"
+    );
+    let (code, body) = post(&server, &path("/validate"), &serde_json::json!({}));
+    assert_eq!(code, 410, "{body}");
+}
