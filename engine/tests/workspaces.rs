@@ -6,6 +6,7 @@
 mod support;
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -427,4 +428,118 @@ fn faults_busy_timeouts_caps_outside_kills_and_engine_restarts() {
     );
     let (code, body) = post(&server, &path("/validate"), &serde_json::json!({}));
     assert_eq!(code, 410, "{body}");
+}
+
+/// The services example in a workspace: its tests count visits in
+/// PostgreSQL and Redis, so a second run without a reset fails; `reset`
+/// brings both back to their state right after setup.
+#[test]
+fn reset_brings_postgres_and_redis_back_to_their_state_after_setup() {
+    let server = server(&[]);
+    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/services-app")
+        .canonicalize()
+        .unwrap();
+    let profile = support_profile(&example.join("slipway.toml"), "services-app");
+    let (code, body) = request(
+        &server,
+        "POST",
+        "/api/v1/profiles",
+        Some(("application/json", profile.as_bytes())),
+    );
+    assert_eq!(code, 201, "{body}");
+    let (id, w) = create(
+        &server,
+        serde_json::json!({"repository": example.to_str().unwrap(), "commit": "HEAD", "profile": "services-app"}),
+    );
+    assert_eq!(w["state"], "ready", "{w}");
+    let validate = || {
+        post(
+            &server,
+            &format!("/api/v1/workspaces/{id}/validate"),
+            &serde_json::json!({"tier": "full"}),
+        )
+        .1
+    };
+    let first = validate();
+    assert_eq!(first["ok"], true, "{first}");
+    let second = validate();
+    assert_eq!(
+        second["ok"], false,
+        "the counters kept the first run's visits: {second}"
+    );
+    assert!(
+        second["steps"][1]["output"]
+            .as_str()
+            .unwrap()
+            .contains("test_visits_are_counted_in_both"),
+        "{second}"
+    );
+    let (code, body) = request(
+        &server,
+        "POST",
+        &format!("/api/v1/workspaces/{id}/reset"),
+        None,
+    );
+    assert_eq!(code, 200, "{body}\n{}", server.log());
+    let third = validate();
+    assert_eq!(
+        third["ok"], true,
+        "PostgreSQL and Redis are back to their post-setup state: {third}"
+    );
+    assert_eq!(
+        request(&server, "DELETE", &format!("/api/v1/workspaces/{id}"), None).0,
+        204
+    );
+    assert_eq!(containers_of(&id), 0);
+}
+
+/// A profile file (TOML) as the JSON body of `POST /api/v1/profiles`.
+fn support_profile(path: &Path, name: &str) -> String {
+    let table: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut value = serde_json::to_value(table).unwrap();
+    value["name"] = name.into();
+    value.to_string()
+}
+
+#[test]
+fn a_malformed_report_keeps_the_output_and_says_why_there_are_no_findings() {
+    let server = server(&[]);
+    let repo = python_repo();
+    let (id, w) = create(
+        &server,
+        serde_json::json!({"repository": repo.path().to_str().unwrap(), "commit": "HEAD"}),
+    );
+    assert_eq!(w["state"], "ready", "{w}");
+    // pytest writes its JUnit report, then this hook spoils it.
+    let conftest = "import pathlib\n\n\ndef pytest_unconfigure(config):\n    report = pathlib.Path('.slipway/junit.xml')\n    if report.exists():\n        report.write_text('<testsuite><testcase name=\"x\"><failure')\n";
+    let (code, _) = request(
+        &server,
+        "PUT",
+        &format!("/api/v1/workspaces/{id}/files/conftest.py"),
+        Some(("text/x-python", conftest.as_bytes())),
+    );
+    assert_eq!(code, 201);
+    let (code, result) = post(
+        &server,
+        &format!("/api/v1/workspaces/{id}/validate"),
+        &serde_json::json!({"tier": "full"}),
+    );
+    assert_eq!(code, 200, "{result}");
+    let step = &result["steps"][0];
+    assert_eq!(step["exit_code"], 0, "{result}");
+    assert!(
+        step["output"].as_str().unwrap().contains("2 passed"),
+        "{result}"
+    );
+    assert_eq!(step["findings"], serde_json::json!([]));
+    let why = step["findings_error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("`junit-xml` report could not be read") && why.contains("junit-xml@"),
+        "{result}"
+    );
+    assert_eq!(
+        request(&server, "DELETE", &format!("/api/v1/workspaces/{id}"), None).0,
+        204
+    );
 }

@@ -76,6 +76,12 @@ impl From<WorkspaceError> for ApiError {
                 e.code = "invalid_workspace";
                 e
             }
+            WorkspaceError::ServiceReset(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "service_reset_failed",
+                message,
+            )
+            .hint("the files are back at the base commit; the service's state is not"),
             WorkspaceError::Internal(m) => ApiError::internal("workspace", m),
         }
     }

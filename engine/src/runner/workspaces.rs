@@ -91,6 +91,8 @@ pub enum WorkspaceError {
     BadPath { path: String, why: String },
     #[error("no file `{0}` in the workspace")]
     NoFile(String),
+    #[error("{0}")]
+    ServiceReset(String),
     #[error("invalid workspace request")]
     Invalid(Vec<FieldProblem>),
     #[error("{0}")]
@@ -879,7 +881,7 @@ impl Workspaces {
             .await
             .map_err(internal)?;
             if c.exit_code != Some(0) {
-                return Err(WorkspaceError::Internal(format!(
+                return Err(WorkspaceError::ServiceReset(format!(
                     "service `{name}`: its reset command failed (exit {:?}): {}",
                     c.exit_code,
                     c.stderr.trim()

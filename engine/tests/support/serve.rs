@@ -22,6 +22,11 @@ impl Server {
         self.state.as_ref().unwrap().path()
     }
 
+    /// What the server wrote to stderr (its log).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.state().join("serve.log")).unwrap_or_default()
+    }
+
     /// `kill -9`: no shutdown code runs. The state directory survives.
     pub fn crash(mut self) -> tempfile::TempDir {
         self.child.kill().unwrap();
