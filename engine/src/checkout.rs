@@ -223,11 +223,14 @@ impl Checkouts {
             stderr: e.to_string(),
         })?;
         let deadline = Instant::now() + self.timeout;
+        // Most git calls here take a few milliseconds: poll often at first.
+        let mut pause = Duration::from_micros(200);
         loop {
             match child.try_wait() {
                 Ok(Some(_)) => break,
                 Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(10));
                 }
                 Ok(None) => {
                     let _ = child.kill();

@@ -67,7 +67,9 @@ pub async fn exec_step(
         STEP_SERIAL.fetch_add(1, Ordering::Relaxed)
     );
     // `$1` is the command, `$2` the pid file: no quoting of either needed.
-    let wrapper = "echo $$ > \"$2\" && exec sh -c \"$1\"";
+    // The wrapper leads the step's process group and removes its pid file
+    // itself, so a step costs one exec.
+    let wrapper = "echo $$ > \"$2\" || exit 125; sh -c \"$1\"; s=$?; rm -f \"$2\"; exit $s";
     let options = CreateExecOptions {
         cmd: Some(vec![
             "sh".to_owned(),
@@ -152,7 +154,9 @@ pub async fn exec_step(
             StepEnd::Exited(inspect.exit_code.unwrap_or(-1))
         }
     };
-    remove_pidfile(docker, container, &pidfile, &step.user).await;
+    if stopped.is_some() {
+        remove_pidfile(docker, container, &pidfile, &step.user).await;
+    }
     Ok(StepOutcome {
         end,
         duration: started.elapsed(),

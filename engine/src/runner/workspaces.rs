@@ -621,7 +621,13 @@ impl Workspaces {
             r.last_used_ms = now_ms();
         });
         drop(guard);
-        let _ = self.runner.store.put_workspace(record).await;
+        // Kept durably, but the caller does not wait for the commit.
+        let store = self.runner.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.put_workspace(record).await {
+                tracing::warn!(error = %e, "a validate result was not stored");
+            }
+        });
         Ok(result)
     }
 
