@@ -428,6 +428,16 @@ fn faults_busy_timeouts_caps_outside_kills_and_engine_restarts() {
     );
     let (code, body) = post(&server, &path("/validate"), &serde_json::json!({}));
     assert_eq!(code, 410, "{body}");
+
+    // SIGTERM: the engine closes its open workspaces before it exits.
+    let (last, w) = create(&server, spec);
+    assert_eq!(w["state"], "ready", "{w}");
+    drop(server);
+    assert_eq!(
+        containers_of(&last),
+        0,
+        "a stopping engine leaves nothing behind"
+    );
 }
 
 /// The services example in a workspace: its tests count visits in

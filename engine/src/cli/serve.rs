@@ -230,6 +230,7 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         let _ = scheduler.await;
         let _ = supervisor.await;
         let _ = reaper.await;
+        parts.workspaces.close_all("the engine stopped").await;
         Ok(ExitCode::SUCCESS)
     })
 }

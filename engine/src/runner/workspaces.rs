@@ -203,6 +203,17 @@ impl Workspaces {
         }
     }
 
+    /// Close every open workspace (the engine is stopping; a restarted
+    /// engine could not adopt them).
+    pub async fn close_all(&self, reason: &str) {
+        for live in self.live_list() {
+            let id = live.snapshot().id;
+            let _ = self
+                .close(&id, WorkspaceState::Closed, reason.to_owned())
+                .await;
+        }
+    }
+
     fn live_list(&self) -> Vec<Arc<Live>> {
         self.live
             .lock()
