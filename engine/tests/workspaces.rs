@@ -553,3 +553,43 @@ fn a_malformed_report_keeps_the_output_and_says_why_there_are_no_findings() {
         204
     );
 }
+
+#[test]
+fn idle_workspaces_are_reclaimed() {
+    let server = server(&[]);
+    let repo = busybox_repo(&server, "quick", &["true"], &[]);
+    let (id, w) = create(
+        &server,
+        serde_json::json!({
+            "repository": repo.path().to_str().unwrap(), "commit": "HEAD", "profile": "quick",
+            "idle_timeout_s": 1, "max_lifetime_s": 60,
+        }),
+    );
+    assert_eq!(w["state"], "ready", "{w}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut w = workspace(&server, &id);
+    while w["state"] == "ready" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        w = workspace(&server, &id);
+    }
+    assert_eq!(w["state"], "closed", "{w}");
+    assert!(
+        w["reason"]
+            .as_str()
+            .unwrap()
+            .contains("idle for more than 1 s"),
+        "{w}"
+    );
+    assert_eq!(containers_of(&id), 0);
+    let (code, _) = post(
+        &server,
+        "/api/v1/workspaces",
+        &serde_json::json!({
+            "repository": repo.path().to_str().unwrap(), "commit": "HEAD", "idle_timeout_s": 120, "max_lifetime_s": 60,
+        }),
+    );
+    assert_eq!(
+        code, 422,
+        "an idle timeout longer than the lifetime is refused"
+    );
+}
