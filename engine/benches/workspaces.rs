@@ -91,6 +91,7 @@ fn main() {
                 build_network: "host".into(),
                 holder_image: slipway::config::DEFAULT_HOLDER_IMAGE.into(),
                 stop_grace: Duration::from_secs(1),
+                ca_bundle: None,
             },
         );
         let ws = Workspaces::new(

@@ -39,6 +39,7 @@ const CONFIG_KEYS: &[&str] = &[
     "token_file",
     "allow_local_paths",
     "base_images",
+    "ca_bundle",
     "runner",
     "workspaces",
 ];
@@ -61,6 +62,7 @@ struct RawConfig {
     allow_local_paths: bool,
     #[serde(default)]
     base_images: BTreeMap<String, String>,
+    ca_bundle: Option<PathBuf>,
     #[serde(default)]
     runner: RawRunnerConfig,
     #[serde(default)]
@@ -111,6 +113,10 @@ pub struct Config {
     pub allow_local_paths: bool,
     /// Official base-image names mapped to a mirror or private registry.
     pub base_images: BTreeMap<String, String>,
+    /// A PEM bundle package managers trust in generated image builds and in
+    /// job containers (behind a TLS-inspecting proxy: the system bundle
+    /// plus the proxy's CA).
+    pub ca_bundle: Option<PathBuf>,
     /// Jobs running at once, in all and per repository.
     pub concurrency: usize,
     pub per_repository: usize,
@@ -239,8 +245,22 @@ impl Config {
             key: "listen",
             message: format!("`{listen}` is not host:port ({e})"),
         })?;
+        let ca_bundle = raw.ca_bundle.filter(|p| !p.as_os_str().is_empty());
+        if let Some(path) = &ca_bundle {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Value {
+                key: "ca_bundle",
+                message: format!("cannot read {}: {e}", path.display()),
+            })?;
+            if !text.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(ConfigError::Value {
+                    key: "ca_bundle",
+                    message: format!("{} holds no PEM certificate", path.display()),
+                });
+            }
+        }
         Ok(Config {
             listen,
+            ca_bundle,
             token: raw.token.filter(|t| !t.is_empty()),
             token_file: raw.token_file,
             allow_local_paths: raw.allow_local_paths,

@@ -395,6 +395,7 @@ mod images {
             checkout: repo.path(),
             base_images: &map,
             network: "none",
+            ca_bundle: None,
         };
         let first = image::resolve(&docker, &request, &logs.writer(1))
             .await
@@ -428,7 +429,27 @@ mod images {
             "a lockfile change is a new image"
         );
 
-        for tag in [&first.tag, &third.tag] {
+        // An extra CA bundle: in every stage of the image, pointed at by
+        // the package managers' variables; a new bundle is a new image.
+        let bundle = b"-----BEGIN CERTIFICATE-----\nslipway test\n-----END CERTIFICATE-----\n";
+        let with_ca = ImageRequest {
+            ca_bundle: Some(bundle),
+            ..request.clone()
+        };
+        let fourth = image::resolve(&docker, &with_ca, &logs.writer(4))
+            .await
+            .unwrap();
+        assert!(!fourth.hit && fourth.tag != third.tag, "{fourth:?}");
+        let inspect = docker.inspect_image(&fourth.tag).await.unwrap();
+        let env = inspect.config.and_then(|c| c.env).unwrap_or_default();
+        for variable in ["PIP_CERT", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE"] {
+            assert!(
+                env.contains(&format!("{variable}={}", image::CA_BUNDLE_PATH)),
+                "{variable} in {env:?}"
+            );
+        }
+
+        for tag in [&first.tag, &third.tag, &fourth.tag] {
             let _ = docker
                 .remove_image(
                     tag,
@@ -463,6 +484,7 @@ mod images {
             checkout: repo.path(),
             base_images: &map,
             network: "none",
+            ca_bundle: None,
         };
         let built = image::resolve(&docker, &own, &logs.writer(1))
             .await

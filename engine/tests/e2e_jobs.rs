@@ -72,6 +72,7 @@ async fn engine() -> Engine {
         build_network: "none".into(),
         holder_image: slipway::config::DEFAULT_HOLDER_IMAGE.into(),
         stop_grace: Duration::from_secs(1),
+        ca_bundle: None,
     };
     let checkouts = Checkouts::new(state.path(), Duration::from_secs(60));
     let executor =

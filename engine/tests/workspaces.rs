@@ -593,3 +593,50 @@ fn idle_workspaces_are_reclaimed() {
         "an idle timeout longer than the lifetime is refused"
     );
 }
+
+/// The loop on the bundled Python example (generated image: pytest
+/// comes from PyPI, trusted through the configured CA bundle).
+#[test]
+fn the_example_python_repo_loop() {
+    let bundle = "/etc/ssl/certs/ca-certificates.crt";
+    assert!(
+        Path::new(bundle).is_file(),
+        "{bundle} is missing (Debian's ca-certificates; scripts/setup.sh installs it)"
+    );
+    let server = server(&[("SLIPWAY_CA_BUNDLE", bundle)]);
+    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/python-app")
+        .canonicalize()
+        .unwrap();
+    let out = cli(&server, &["workspace", "create", example.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out),
+        server.log()
+    );
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let validate = |expect: i32| {
+        let out = cli(&server, &["workspace", "validate", &id, "--tier", "full"]);
+        assert_eq!(out.status.code(), Some(expect), "{}", text(&out));
+        text(&out)
+    };
+    validate(0);
+    let patch = "--- a/src/app/__init__.py\n+++ b/src/app/__init__.py\n@@ -1,2 +1,2 @@\n def add(a: int, b: int) -> int:\n-    return a + b\n+    return a * b\n";
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), patch).unwrap();
+    let out = cli(
+        &server,
+        &["workspace", "apply", &id, file.path().to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let red = validate(1);
+    assert!(red.contains("tests/test_add.py:9: error assert 6 == 5"), "{red}");
+    let out = cli(&server, &["workspace", "reset", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    validate(0);
+    let out = cli(&server, &["workspace", "rm", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(containers_of(&id), 0);
+}

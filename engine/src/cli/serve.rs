@@ -79,6 +79,7 @@ async fn engine(
         build_network: config.build_network.clone(),
         holder_image: config.holder_image.clone(),
         stop_grace: config.stop_grace,
+        ca_bundle: config.ca_bundle.clone(),
     };
     let supervisor = Supervisor::new(
         docker.clone(),

@@ -39,6 +39,46 @@ pub struct ImageRequest<'a> {
     pub base_images: &'a BTreeMap<String, String>,
     /// `none`, or `host` where builds need the network and there is no bridge.
     pub network: &'a str,
+    /// An extra CA bundle (PEM) for generated images' package managers.
+    pub ca_bundle: Option<&'a [u8]>,
+}
+
+/// Where an extra CA bundle lives in images and job containers, and the
+/// variables that point package managers and TLS libraries at it.
+pub const CA_BUNDLE_PATH: &str = "/etc/ssl/certs/slipway-ca-bundle.pem";
+pub const CA_BUNDLE_VARIABLES: &[&str] = &[
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "CURL_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "CARGO_HTTP_CAINFO",
+    "BUNDLE_SSL_CA_CERT",
+    "GIT_SSL_CAINFO",
+];
+/// Name of the bundle in a build context.
+const CA_BUNDLE_CONTEXT_NAME: &str = ".slipway-ca-bundle.pem";
+
+/// Add the CA bundle to every stage of a generated Dockerfile, right after
+/// its `FROM`, so every `RUN` that fetches dependencies trusts it.
+pub fn with_ca_bundle(dockerfile: &str) -> String {
+    let env: Vec<String> = CA_BUNDLE_VARIABLES
+        .iter()
+        .map(|v| format!("{v}={CA_BUNDLE_PATH}"))
+        .collect();
+    let mut out = String::new();
+    for line in dockerfile.lines() {
+        out.push_str(line);
+        out.push('\n');
+        let word = line.split_whitespace().next().unwrap_or("");
+        if word.eq_ignore_ascii_case("FROM") {
+            out.push_str(&format!(
+                "COPY {CA_BUNDLE_CONTEXT_NAME} {CA_BUNDLE_PATH}\nENV {}\n",
+                env.join(" ")
+            ));
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,8 +138,14 @@ pub fn copied_paths(dockerfile: &str) -> Vec<String> {
             .copied()
             .filter(|w| !w.starts_with("--"))
             .collect();
+        // The JSON form, `COPY ["a", "b", "./"]`, allows spaces in names.
+        let joined = args.join(" ");
+        let args: Vec<String> = match serde_json::from_str::<Vec<String>>(&joined) {
+            Ok(list) if joined.starts_with('[') => list,
+            _ => args.iter().map(|s| s.to_string()).collect(),
+        };
         if args.len() >= 2 {
-            paths.extend(args[..args.len() - 1].iter().map(|s| s.to_string()));
+            paths.extend(args[..args.len() - 1].iter().cloned());
         }
     }
     paths.sort();
@@ -164,8 +210,13 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<(),
     Ok(())
 }
 
-/// The tar build context and the content hash of everything in it.
-fn context(dockerfile: &str, files: &[(String, PathBuf)]) -> Result<(Vec<u8>, String), ImageError> {
+/// The tar build context and the content hash of everything in it
+/// (`extra`: files that are not in the checkout, such as the CA bundle).
+fn context(
+    dockerfile: &str,
+    files: &[(String, PathBuf)],
+    extra: &[(&str, &[u8])],
+) -> Result<(Vec<u8>, String), ImageError> {
     let mut hasher = Sha256::new();
     hasher.update(b"dockerfile\0");
     hasher.update(dockerfile.as_bytes());
@@ -189,6 +240,17 @@ fn context(dockerfile: &str, files: &[(String, PathBuf)]) -> Result<(Vec<u8>, St
         }
         tar.append_path_with_name(path, rel)
             .map_err(|e| input_error(path, e))?;
+    }
+    for (name, bytes) in extra {
+        hasher.update(name.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(bytes);
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, name, *bytes)
+            .map_err(|e| input_error(Path::new(name), e))?;
     }
     let bytes = tar
         .into_inner()
@@ -217,10 +279,15 @@ pub async fn resolve(
     request: &ImageRequest<'_>,
     log: &JobLog,
 ) -> Result<ResolvedImage, ImageError> {
+    let mut extra: Vec<(&str, &[u8])> = Vec::new();
     let (text, files) = match &request.dockerfile {
         DockerfileSource::Generated(text) => {
-            let text = map_base_images(text, request.base_images);
+            let mut text = map_base_images(text, request.base_images);
             let files = context_files(request.checkout, Some(&copied_paths(&text)))?;
+            if let Some(bundle) = request.ca_bundle {
+                text = with_ca_bundle(&text);
+                extra.push((CA_BUNDLE_CONTEXT_NAME, bundle));
+            }
             (text, files)
         }
         DockerfileSource::Repository(rel) => {
@@ -232,7 +299,7 @@ pub async fn resolve(
             )
         }
     };
-    let (tar, hash) = context(&text, &files)?;
+    let (tar, hash) = context(&text, &files, &extra)?;
     let tag = format!(
         "slipway-runner/{}:{hash}",
         name_component(request.repo_slug)
@@ -317,5 +384,25 @@ mod tests {
             copied_paths(text),
             vec!["a", "b", "package-lock.json", "package.json"]
         );
+        let json_form = "COPY --chown=app:app [\"requirements.txt\", \"my file.txt\", \"./\"]\n";
+        assert_eq!(
+            copied_paths(json_form),
+            vec!["my file.txt", "requirements.txt"]
+        );
+    }
+
+    #[test]
+    fn the_ca_bundle_goes_into_every_stage() {
+        let text = with_ca_bundle("FROM a AS build\nRUN x\nfrom b\nRUN y\n");
+        assert_eq!(
+            text.matches(&format!("COPY .slipway-ca-bundle.pem {CA_BUNDLE_PATH}"))
+                .count(),
+            2
+        );
+        assert!(
+            text.contains(&format!("ENV SSL_CERT_FILE={CA_BUNDLE_PATH} ")),
+            "{text}"
+        );
+        assert!(text.starts_with("FROM a AS build\nCOPY "), "{text}");
     }
 }

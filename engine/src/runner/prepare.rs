@@ -45,6 +45,8 @@ pub struct RunnerSettings {
     /// Image of each pod's holder (a busybox with `sh` and `nc`).
     pub holder_image: String,
     pub stop_grace: Duration,
+    /// Extra CA bundle for generated image builds and job containers.
+    pub ca_bundle: Option<std::path::PathBuf>,
 }
 
 /// What jobs and workspaces share: the engine's handles and settings.
@@ -228,6 +230,14 @@ impl Runner {
         );
 
         progress.phase(3, 5, "image".into()).await;
+        let bundle = match &self.settings.ca_bundle {
+            Some(path) => Some(
+                std::fs::read(path).map_err(|e| Outcome::InfrastructureError {
+                    reason: format!("the configured ca_bundle {}: {e}", path.display()),
+                })?,
+            ),
+            None => None,
+        };
         let dockerfile = match (&plan.dockerfile, &plan.dockerfile_path) {
             (Some(text), _) => DockerfileSource::Generated(text.clone()),
             (None, Some(path)) => DockerfileSource::Repository(path.into()),
@@ -244,6 +254,7 @@ impl Runner {
             checkout: &checkout.path,
             base_images: &self.settings.base_images,
             network: &self.settings.build_network,
+            ca_bundle: bundle.as_deref(),
         };
         let image = image::resolve(&self.docker, &request, log)
             .await
@@ -296,12 +307,21 @@ impl Runner {
             holder_image: self.settings.holder_image.clone(),
             network: network.into(),
         };
+        let mut binds = vec![format!("{}:/workspace", checkout.path.display())];
+        if let Some(path) = &self.settings.ca_bundle {
+            binds.push(format!("{}:{}:ro", path.display(), image::CA_BUNDLE_PATH));
+            env.extend(
+                image::CA_BUNDLE_VARIABLES
+                    .iter()
+                    .map(|v| (v.to_string(), image::CA_BUNDLE_PATH.to_owned())),
+            );
+        }
         let workload = WorkloadSpec {
             image: image.tag.clone(),
             env,
             workdir: Some("/workspace".into()),
             user: format!("{uid}:{gid}"),
-            binds: vec![format!("{}:/workspace", checkout.path.display())],
+            binds,
             limits: ContainerLimits {
                 memory_mb: spec.resources.memory_mb,
                 pids: spec.resources.pids,

@@ -558,7 +558,7 @@ impl Workspaces {
             }
             r.history.clear();
         }
-        stored.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+        stored.sort_by_key(|r| std::cmp::Reverse(r.created_ms));
         Ok(stored)
     }
 
