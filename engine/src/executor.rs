@@ -50,6 +50,18 @@ impl Attempt {
         }
     }
 
+    /// Record what the attempt ran (image, plugins, steps, timings).
+    pub async fn record(&self, run: crate::job::RunRecord) {
+        if let Err(e) = self
+            .progress
+            .store
+            .record_run(self.progress.id, self.progress.fence, run)
+            .await
+        {
+            tracing::debug!(job = self.progress.id, error = %e, "run record not stored");
+        }
+    }
+
     /// Report what the attempt is doing (shown by `status`).
     pub async fn report(&self, step: u32, steps: u32, message: impl Into<String>) {
         let progress = Progress {

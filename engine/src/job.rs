@@ -392,6 +392,57 @@ pub struct Event {
     pub reason: String,
 }
 
+/// One finding of a validator plugin (file, line, column, severity, rule, message).
+#[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
+pub struct FindingView {
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    pub column: Option<u32>,
+    pub severity: String,
+    pub rule: Option<String>,
+    pub message: String,
+}
+
+/// What one step of a job did.
+#[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub name: String,
+    pub command: String,
+    /// `None` when it was stopped (timeout, cancel).
+    pub exit_code: Option<i64>,
+    pub duration_ms: u64,
+    /// Byte range of its output in the job's log.
+    pub log_start: u64,
+    pub log_end: u64,
+    pub findings: Vec<FindingView>,
+    /// Why there are no findings although the step has a report.
+    pub findings_error: Option<String>,
+}
+
+/// The image a job ran in.
+#[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub tag: String,
+    pub id: String,
+    pub cache_hit: bool,
+    pub build_ms: u64,
+}
+
+/// What the last attempt of a job ran (DESIGN: "Job record").
+#[derive(Debug, Clone, PartialEq, Eq, Default, ToSchema, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub attempt: u32,
+    pub fence: u64,
+    /// The exact commit (`None` for a directory snapshot).
+    pub sha: Option<String>,
+    pub image: Option<ImageRecord>,
+    /// Every plugin used, `name@version@sha256` where known.
+    pub plugins: Vec<String>,
+    pub steps: Vec<StepRecord>,
+    /// Milliseconds per phase: checkout, plan, image, services, steps, cleanup.
+    pub phases_ms: BTreeMap<String, u64>,
+}
+
 /// The persisted record of a job (rmp-serde; schema version in the store).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
@@ -409,6 +460,9 @@ pub struct JobRecord {
     pub progress: Option<Progress>,
     pub reason: Option<String>,
     pub events: Vec<Event>,
+    /// What the last attempt ran (image, plugins, steps, timings).
+    #[serde(default)]
+    pub run: Option<RunRecord>,
 }
 
 /// A transition that the current state does not allow.
@@ -458,6 +512,7 @@ impl JobRecord {
                 attempt: 0,
                 reason: "submitted".into(),
             }],
+            run: None,
         }
     }
 
@@ -555,6 +610,19 @@ impl JobRecord {
     ) -> Result<(), TransitionError> {
         self.check_fence(fence)?;
         self.progress = Some(progress);
+        self.updated_ms = now;
+        Ok(())
+    }
+
+    /// Record what the attempt holding `fence` ran so far.
+    pub fn record_run(
+        &mut self,
+        fence: u64,
+        run: RunRecord,
+        now: Millis,
+    ) -> Result<(), TransitionError> {
+        self.check_fence(fence)?;
+        self.run = Some(run);
         self.updated_ms = now;
         Ok(())
     }

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub use crate::job::FindingView;
 use crate::job::{FieldProblem, JobSpec, SpecPolicy, Tier};
 
 /// Default idle timeout and maximum lifetime of a workspace.
@@ -91,17 +92,6 @@ impl WorkspaceRequest {
     }
 }
 
-/// One finding of a validator plugin (file, line, column, severity, rule, message).
-#[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
-pub struct FindingView {
-    pub file: Option<String>,
-    pub line: Option<u32>,
-    pub column: Option<u32>,
-    pub severity: String,
-    pub rule: Option<String>,
-    pub message: String,
-}
-
 /// One step of a validate call.
 #[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
 pub struct StepResult {
@@ -147,8 +137,11 @@ pub struct WorkspaceRecord {
     /// The exact commit its files are compared with and reset to.
     pub base_sha: Option<String>,
     pub image: Option<String>,
-    /// `name@version` of the plugin that planned it.
+    /// `name@version@sha256` of the plugin that planned it.
     pub planned_by: Option<String>,
+    /// Every plugin used to prepare it (plan, steps, readiness).
+    #[serde(default)]
+    pub plugins: Vec<String>,
     pub created_ms: u64,
     pub last_used_ms: u64,
     pub idle_timeout_s: u64,

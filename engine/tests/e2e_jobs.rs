@@ -221,6 +221,50 @@ async fn a_full_job_runs_every_step_in_hardened_containers_and_cleans_up() {
         !e.checkouts_dir.join(format!("job-{}", job.id)).exists(),
         "the checkout is removed"
     );
+
+    // The job record: image, plugins, each step with its log range, timings.
+    let run = done.run.expect("the attempt recorded what it ran");
+    let image = run.image.expect("image");
+    assert!(
+        image.tag.starts_with("slipway-runner/") && image.id.starts_with("sha256:"),
+        "{image:?}"
+    );
+    assert!(
+        run.plugins
+            .iter()
+            .any(|p| p.starts_with("dockerfile@1.0.0@")),
+        "{:?}",
+        run.plugins
+    );
+    assert_eq!(
+        run.steps
+            .iter()
+            .map(|s| (s.name.as_str(), s.exit_code))
+            .collect::<Vec<_>>(),
+        [
+            ("fast-1", Some(0)),
+            ("full-1", Some(0)),
+            ("full-2", Some(0)),
+            ("full-3", Some(0))
+        ]
+    );
+    let log_bytes = e.log(job.id).into_bytes();
+    let third = &run.steps[2];
+    let range =
+        String::from_utf8_lossy(&log_bytes[third.log_start as usize..third.log_end as usize])
+            .into_owned();
+    assert!(
+        range.contains("stdout written"),
+        "the step's log range holds its output: {range}"
+    );
+    for phase in ["checkout", "plan", "image", "services", "steps", "cleanup"] {
+        assert!(
+            run.phases_ms.contains_key(phase),
+            "{phase} in {:?}",
+            run.phases_ms
+        );
+    }
+    assert_eq!((run.attempt, run.fence > 0), (1, true));
 }
 
 #[tokio::test]

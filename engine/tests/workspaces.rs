@@ -632,7 +632,10 @@ fn the_example_python_repo_loop() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let red = validate(1);
-    assert!(red.contains("tests/test_add.py:9: error assert 6 == 5"), "{red}");
+    assert!(
+        red.contains("tests/test_add.py:9: error assert 6 == 5"),
+        "{red}"
+    );
     let out = cli(&server, &["workspace", "reset", &id]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     validate(0);

@@ -36,6 +36,8 @@ pub struct JobView {
     pub progress: Option<crate::job::Progress>,
     pub reason: Option<String>,
     pub events: Vec<crate::job::Event>,
+    /// What the last attempt ran: commit, image, plugins, steps, timings.
+    pub run: Option<crate::job::RunRecord>,
 }
 
 impl From<JobRecord> for JobView {
@@ -60,6 +62,7 @@ impl From<JobRecord> for JobView {
             progress: r.progress,
             reason: r.reason,
             events: r.events,
+            run: r.run,
         }
     }
 }

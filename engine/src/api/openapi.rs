@@ -10,6 +10,7 @@ use crate::job::{
     Event, FieldProblem, JobSpec, JobState, Network, Progress, ReadinessSpec, Resources,
     ServiceSpec, Tier,
 };
+use crate::job::{ImageRecord, RunRecord, StepRecord};
 use crate::profile::{CachePolicy, Profile, TierCommands};
 use crate::runner::supervisor::{ServiceState, ServiceStatus};
 use crate::service::{ManagedService, ManagedServiceSpec, RestartMode, RestartPolicy, VolumeMount};
@@ -45,6 +46,7 @@ impl Modify for BearerAuth {
         jobs::JobView, jobs::JobList, Profile, TierCommands, CachePolicy, ErrorBody, ErrorDetail,
         ManagedServiceSpec, ManagedService, RestartPolicy, RestartMode, VolumeMount,
         services::ServiceView, services::ServicesHealth, ServiceStatus, ServiceState,
+        RunRecord, StepRecord, ImageRecord,
         WorkspaceRecord, WorkspaceState, ValidateResult, StepResult, FindingView, workspaces::ValidateBody,
     )),
     modifiers(&BearerAuth)

@@ -36,7 +36,7 @@ pub mod readiness {
 
 pub use ecosystem::slipway::plugin::ecosystem_types::{
     CacheMount, ConstraintKind, Detection, ImageSource, OverruledHint, PackageManager, Plan,
-    RepoRequest, Step, Toolchain, VersionHint,
+    RepoRequest, Report, Step, Toolchain, VersionHint,
 };
 pub use ecosystem::slipway::plugin::host::Level;
 pub use ecosystem::slipway::plugin::types::{Evidence, OptionPair, PluginError, Problem};

@@ -20,7 +20,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::store::{JobStore, LeaseRequest, ListFilter, StoreError, StoreFuture, Submitted};
-use crate::job::{JobId, JobRecord, JobSpec, JobState, Outcome, Progress, SpecPolicy, now_ms};
+use crate::job::{
+    JobId, JobRecord, JobSpec, JobState, Outcome, Progress, RunRecord, SpecPolicy, now_ms,
+};
 use crate::profile::Profile;
 use crate::service::ManagedService;
 use crate::workspace::WorkspaceRecord;
@@ -614,6 +616,15 @@ impl JobStore for RedbStore {
         self.write(move |tables, mem, counts| {
             transition(tables, mem, counts, id, |r| {
                 r.report_progress(fence, progress, now_ms())
+            })?;
+            Ok(())
+        })
+    }
+
+    fn record_run(&self, id: JobId, fence: u64, run: RunRecord) -> StoreFuture<'_, ()> {
+        self.write(move |tables, mem, counts| {
+            transition(tables, mem, counts, id, |r| {
+                r.record_run(fence, run, now_ms())
             })?;
             Ok(())
         })

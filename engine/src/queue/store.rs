@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::job::{JobId, JobRecord, JobSpec, JobState, Outcome, Progress, TransitionError};
+use crate::job::{
+    JobId, JobRecord, JobSpec, JobState, Outcome, Progress, RunRecord, TransitionError,
+};
 use crate::profile::Profile;
 use crate::service::ManagedService;
 use crate::workspace::WorkspaceRecord;
@@ -84,6 +86,8 @@ pub trait JobStore: Send + Sync + 'static {
     /// Extend a lease; `Ok(true)` means cancel was requested.
     fn heartbeat(&self, id: JobId, fence: u64, lease_ms: u64) -> StoreFuture<'_, bool>;
     fn progress(&self, id: JobId, fence: u64, progress: Progress) -> StoreFuture<'_, ()>;
+    /// What the attempt holding `fence` ran (refused under a stale fence).
+    fn record_run(&self, id: JobId, fence: u64, run: RunRecord) -> StoreFuture<'_, ()>;
     fn complete(&self, id: JobId, fence: u64, outcome: Outcome) -> StoreFuture<'_, JobRecord>;
     fn cancel(&self, id: JobId) -> StoreFuture<'_, JobRecord>;
     /// Put jobs whose lease has expired back (retrying) or to `dead`.

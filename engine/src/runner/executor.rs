@@ -3,18 +3,19 @@
 //! steps of its tier, and remove the pod and the checkout whatever happened.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
+use super::exec::StepEnd;
 pub use super::prepare::RunnerSettings;
-use super::prepare::{PrepareRequest, Progress, Runner};
+use super::prepare::{PrepareRequest, Progress, Runner, step_output};
 use super::{LABEL_ENGINE, LABEL_JOB, LABEL_MANAGED};
 use crate::checkout::Checkouts;
 use crate::executor::{Attempt, ExecFuture, Executor};
-use crate::job::{Outcome, Tier};
+use crate::job::{Outcome, StepRecord, Tier};
 use crate::plugins::Registry;
 use crate::queue::JobStore;
 
@@ -99,10 +100,50 @@ async fn run_in_checkout(runner: &Runner, attempt: &Attempt, name: &str) -> Outc
     // The job's own timeout arrives as a cancel from the scheduler; this
     // bound only guards against a lost cancel.
     let bound = Duration::from_secs(job.spec.timeout_s.unwrap_or(6 * 3600) + 60);
+    let started = Instant::now();
+    let mut ran = Vec::new();
     let result = runner
-        .run_steps(&env, &steps, &attempt.log, &attempt.cancel, bound, |_| {})
+        .run_steps(&env, &steps, &attempt.log, &attempt.cancel, bound, |r| {
+            ran.push(r.clone())
+        })
         .await;
+    let mut record = env.record.clone();
+    record.attempt = job.attempt;
+    record.fence = attempt.fence;
+    record
+        .phases_ms
+        .insert("steps".into(), started.elapsed().as_millis() as u64);
+    for (run, step) in ran.iter().zip(&steps) {
+        let (findings, findings_error) = match &step.report {
+            None => (Vec::new(), None),
+            Some(report) => {
+                let (stdout, _) = step_output(attempt.log.path(), run.log_start, run.log_end);
+                match runner.findings(&env.checkout.path, report, &stdout).await {
+                    Ok(f) => (f, None),
+                    Err(e) => (Vec::new(), Some(e)),
+                }
+            }
+        };
+        record.steps.push(StepRecord {
+            name: run.name.clone(),
+            command: run.command.clone(),
+            exit_code: match run.end {
+                StepEnd::Exited(code) => Some(code),
+                _ => None,
+            },
+            duration_ms: run.duration.as_millis() as u64,
+            log_start: run.log_start,
+            log_end: run.log_end,
+            findings,
+            findings_error,
+        });
+    }
+    let cleanup = Instant::now();
     env.pod.remove().await;
+    record
+        .phases_ms
+        .insert("cleanup".into(), cleanup.elapsed().as_millis() as u64);
+    attempt.record(record).await;
     match result {
         Ok(()) => Outcome::Succeeded,
         Err(outcome) => outcome,

@@ -84,6 +84,8 @@ pub fn with_ca_bundle(dockerfile: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedImage {
     pub tag: String,
+    /// The image's id (`sha256:…`).
+    pub id: String,
     pub hit: bool,
     pub build_time: Duration,
 }
@@ -304,9 +306,10 @@ pub async fn resolve(
         "slipway-runner/{}:{hash}",
         name_component(request.repo_slug)
     );
-    if docker.inspect_image(&tag).await.is_ok() {
+    if let Ok(found) = docker.inspect_image(&tag).await {
         log.line("slipway", &format!("image {tag}: cache hit"));
         return Ok(ResolvedImage {
+            id: found.id.unwrap_or_default(),
             tag,
             hit: true,
             build_time: Duration::ZERO,
@@ -357,8 +360,15 @@ pub async fn resolve(
         "slipway",
         &format!("image {tag}: built in {:.1} s", build_time.as_secs_f64()),
     );
+    let id = docker
+        .inspect_image(&tag)
+        .await
+        .ok()
+        .and_then(|i| i.id)
+        .unwrap_or_default();
     Ok(ResolvedImage {
         tag,
+        id,
         hit: false,
         build_time,
     })

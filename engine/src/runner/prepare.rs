@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use tokio_util::sync::CancellationToken;
@@ -23,11 +23,11 @@ use super::image::{self, DockerfileSource, ImageRequest};
 use super::pod::{Pod, PodSpec, WorkloadSpec};
 use super::services::{self, RunningService};
 use crate::checkout::{Checkout, CheckoutError, Checkouts};
-use crate::job::{JobSpec, Network, Outcome};
+use crate::job::{FindingView, ImageRecord, JobSpec, Network, Outcome, RunRecord};
 use crate::logs::JobLog;
 use crate::plan::plan_repository;
-use crate::plugins::Registry;
 use crate::plugins::bindings::{OptionPair, Step};
+use crate::plugins::{Registry, World};
 use crate::profile::Profile;
 use crate::queue::JobStore;
 
@@ -75,10 +75,12 @@ pub struct Environment {
     pub services: Vec<RunningService>,
     pub steps: Steps,
     pub image: String,
-    /// `name@version` of the plugin that planned it.
+    /// `name@version@sha256` of the plugin that planned it.
     pub planned_by: String,
     pub workdir: String,
     pub user: String,
+    /// What a job record keeps of the preparation.
+    pub record: RunRecord,
 }
 
 /// What to prepare, and for whom.
@@ -113,6 +115,9 @@ pub struct StepRun {
     pub command: String,
     pub end: StepEnd,
     pub duration: Duration,
+    /// Byte range of its output in the log.
+    pub log_start: u64,
+    pub log_end: u64,
 }
 
 impl Runner {
@@ -143,6 +148,14 @@ impl Runner {
     ) -> Result<Environment, Outcome> {
         let spec = req.spec;
         let log = req.log;
+        let mut record = RunRecord::default();
+        let mut clock = Instant::now();
+        let mut lap = |record: &mut RunRecord, phase: &str| {
+            record
+                .phases_ms
+                .insert(phase.to_owned(), clock.elapsed().as_millis() as u64);
+            clock = Instant::now();
+        };
         let profile = self
             .profile_for(spec)
             .map_err(|reason| Outcome::Failed { reason })?;
@@ -188,6 +201,8 @@ impl Runner {
                 checkout.sha.as_deref().unwrap_or("(directory snapshot)")
             ),
         );
+        record.sha = checkout.sha.clone();
+        lap(&mut record, "checkout");
 
         progress.phase(2, 5, "plan".into()).await;
         let mut options = Vec::new();
@@ -228,6 +243,9 @@ impl Runner {
             "slipway",
             &format!("plan: {} via {}", plan.ecosystem, plan.plugin),
         );
+        record.plugins.push(plan.plugin.clone());
+        record.plugins.extend(plan.steps_from.clone());
+        lap(&mut record, "plan");
 
         progress.phase(3, 5, "image".into()).await;
         let bundle = match &self.settings.ca_bundle {
@@ -261,6 +279,13 @@ impl Runner {
             .map_err(|e| Outcome::Failed {
                 reason: e.to_string(),
             })?;
+        record.image = Some(ImageRecord {
+            tag: image.tag.clone(),
+            id: image.id.clone(),
+            cache_hit: image.hit,
+            build_ms: image.build_time.as_millis() as u64,
+        });
+        lap(&mut record, "image");
 
         // Steps: the profile's commands replace the plan's where set.
         let commands = |prefix: &str, list: Vec<String>| -> Vec<Step> {
@@ -350,6 +375,12 @@ impl Runner {
         );
         let failed = match (container, started) {
             (Ok(container), Ok(Some(services))) => {
+                lap(&mut record, "services");
+                record.plugins.extend(
+                    services
+                        .iter()
+                        .filter_map(|s| s.plugin.as_ref().map(|p| p.id.clone())),
+                );
                 return Ok(Environment {
                     checkout,
                     pod,
@@ -360,6 +391,7 @@ impl Runner {
                     planned_by: plan.plugin.clone(),
                     workdir: "/workspace".into(),
                     user: workload.user,
+                    record,
                 });
             }
             (_, Ok(None)) => Outcome::Cancelled,
@@ -406,6 +438,7 @@ impl Runner {
                 user: env.user.clone(),
             };
             let stop = cancel.child_token();
+            let log_start = log_len(log);
             let run = exec_step(
                 &self.docker,
                 &env.container,
@@ -433,6 +466,8 @@ impl Runner {
                 command: step.command.clone(),
                 end: outcome.end,
                 duration: outcome.duration,
+                log_start,
+                log_end: log_len(log),
             });
             match outcome.end {
                 StepEnd::Exited(0) => log.line(
@@ -453,6 +488,122 @@ impl Runner {
             }
         }
         Ok(())
+    }
+}
+
+fn log_len(log: &JobLog) -> u64 {
+    std::fs::metadata(log.path()).map(|m| m.len()).unwrap_or(0)
+}
+
+/// The step's stdout alone, and stdout and stderr as they came, from the
+/// log lines in bytes `from..to` (`<ms> <stream> <text>`).
+pub fn step_output(log: &std::path::Path, from: u64, to: u64) -> (String, String) {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut bytes = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(log)
+        && f.seek(SeekFrom::Start(from)).is_ok()
+    {
+        let _ = f.take(to.saturating_sub(from)).read_to_end(&mut bytes);
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let (mut stdout, mut all) = (String::new(), String::new());
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ' ');
+        let (_, stream, rest) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
+        match stream {
+            Some("stdout") => {
+                stdout.push_str(rest);
+                stdout.push('\n');
+                all.push_str(rest);
+                all.push('\n');
+            }
+            Some("stderr") => {
+                all.push_str(rest);
+                all.push('\n');
+            }
+            _ => {}
+        }
+    }
+    (stdout, all)
+}
+
+/// Largest report file read for findings.
+const REPORT_CAP: u64 = 8 << 20;
+
+impl Runner {
+    /// Findings of a step's report (a file in the checkout, or its stdout)
+    /// through the validator plugin that reads its format.
+    pub async fn findings(
+        &self,
+        checkout: &std::path::Path,
+        report: &crate::plugins::bindings::Report,
+        stdout: &str,
+    ) -> Result<Vec<FindingView>, String> {
+        let text = match &report.path {
+            None => stdout.to_owned(),
+            Some(p) => {
+                if p.starts_with('/') || p.split('/').any(|c| c == "..") {
+                    return Err(format!("the report path `{p}` leaves the checkout"));
+                }
+                let file = checkout.join(p);
+                let resolved = file
+                    .canonicalize()
+                    .map_err(|_| format!("the step wrote no report at `{p}`"))?;
+                if !resolved.starts_with(checkout.canonicalize().map_err(|e| e.to_string())?) {
+                    return Err(format!(
+                        "the report `{p}` leaves the checkout through a symlink"
+                    ));
+                }
+                let meta = std::fs::metadata(&resolved).map_err(|e| e.to_string())?;
+                if meta.len() > REPORT_CAP {
+                    return Err(format!(
+                        "the report `{p}` is larger than {} MiB",
+                        REPORT_CAP >> 20
+                    ));
+                }
+                std::fs::read_to_string(&resolved).map_err(|e| format!("reading `{p}`: {e}"))?
+            }
+        };
+        let registry = self.registry.clone();
+        let format = report.format.clone();
+        tokio::task::spawn_blocking(move || {
+            let sandbox = registry.sandbox();
+            for candidate in registry.active(World::Validator) {
+                let Ok(plugin) = candidate.prepare(sandbox) else {
+                    continue;
+                };
+                let Ok(formats) = sandbox.formats(&plugin) else {
+                    continue;
+                };
+                if !formats.iter().any(|f| f == &format) {
+                    continue;
+                }
+                return sandbox
+                    .parse_report(&plugin, &format, &text)
+                    .map(|list| list.into_iter().map(finding_view).collect())
+                    .map_err(|e| format!("the `{format}` report could not be read: {e}"));
+            }
+            Err(format!("no validator plugin reads `{format}` reports"))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
+fn finding_view(f: crate::plugins::bindings::Finding) -> FindingView {
+    use crate::plugins::bindings::Severity;
+    FindingView {
+        file: f.file,
+        line: f.line,
+        column: f.column,
+        severity: match f.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+        .into(),
+        rule: f.rule,
+        message: f.message,
     }
 }
 

@@ -22,15 +22,13 @@ use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use super::exec::{StepEnd, capture};
-use super::prepare::{Environment, PrepareRequest, Progress, Runner, hand_over};
+use super::prepare::{Environment, PrepareRequest, Progress, Runner, hand_over, step_output};
 use super::{LABEL_ENGINE, LABEL_MANAGED};
 use crate::job::{FieldProblem, Outcome, SpecPolicy, Tier, now_ms};
 use crate::logs::JobLog;
-use crate::plugins::World;
-use crate::plugins::bindings::{Severity, Step};
+use crate::plugins::bindings::Step;
 use crate::workspace::{
-    FindingView, HISTORY_KEPT, StepResult, ValidateResult, WorkspaceRecord, WorkspaceRequest,
-    WorkspaceState,
+    HISTORY_KEPT, StepResult, ValidateResult, WorkspaceRecord, WorkspaceRequest, WorkspaceState,
 };
 
 /// The label naming a workspace's containers.
@@ -49,8 +47,6 @@ const TOOL_OUTPUTS: &[&str] = &[
     ".bundle/",
     "coverage/",
 ];
-/// Largest report file read for findings.
-const REPORT_CAP: u64 = 8 << 20;
 
 #[derive(Debug, Clone)]
 pub struct WorkspaceSettings {
@@ -263,6 +259,7 @@ impl Workspaces {
             base_sha: None,
             image: None,
             planned_by: None,
+            plugins: Vec::new(),
             created_ms: now,
             last_used_ms: now,
             idle_timeout_s: request.idle_timeout_s,
@@ -343,6 +340,7 @@ impl Workspaces {
                     r.base_sha = Some(base);
                     r.image = Some(env.image.clone());
                     r.planned_by = Some(env.planned_by.clone());
+                    r.plugins = env.record.plugins.clone();
                     r.last_used_ms = now_ms();
                 });
                 let _ = self.runner.store.put_workspace(record).await;
@@ -643,8 +641,6 @@ impl Workspaces {
     }
 
     async fn run_step(&self, live: &Live, env: &Environment, step: &Step) -> StepResult {
-        let log_path = live.log.path().to_path_buf();
-        let before = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
         let mut ran = None;
         let outcome = self
             .runner
@@ -657,7 +653,10 @@ impl Workspaces {
                 |r| ran = Some(r.clone()),
             )
             .await;
-        let (stdout, mut output) = step_output(&log_path, before);
+        let (stdout, mut output) = match &ran {
+            Some(r) => step_output(live.log.path(), r.log_start, r.log_end),
+            None => Default::default(),
+        };
         if let Err(Outcome::Failed { reason }) = &outcome
             && ran.is_none()
         {
@@ -674,20 +673,14 @@ impl Workspaces {
         };
         let (findings, findings_error) = match &step.report {
             None => (Vec::new(), None),
-            Some(report) => {
-                match self
-                    .findings(
-                        &env.checkout.path,
-                        &report.format,
-                        report.path.as_deref(),
-                        &stdout,
-                    )
-                    .await
-                {
-                    Ok(f) => (f, None),
-                    Err(e) => (Vec::new(), Some(e)),
-                }
-            }
+            Some(report) => match self
+                .runner
+                .findings(&env.checkout.path, report, &stdout)
+                .await
+            {
+                Ok(f) => (f, None),
+                Err(e) => (Vec::new(), Some(e)),
+            },
         };
         StepResult {
             name: step.name.clone(),
@@ -699,55 +692,6 @@ impl Workspaces {
             findings_error,
             timed_out,
         }
-    }
-
-    /// Findings of a step's report, through the validator plugin that reads
-    /// its format.
-    async fn findings(
-        &self,
-        checkout: &Path,
-        format: &str,
-        path: Option<&str>,
-        stdout: &str,
-    ) -> Result<Vec<FindingView>, String> {
-        let report = match path {
-            None => stdout.to_owned(),
-            Some(p) => {
-                let file = confine(checkout, p, false).map_err(|e| e.to_string())?;
-                let meta = std::fs::metadata(&file)
-                    .map_err(|_| format!("the step wrote no report at `{p}`"))?;
-                if meta.len() > REPORT_CAP {
-                    return Err(format!(
-                        "the report `{p}` is larger than {} MiB",
-                        REPORT_CAP >> 20
-                    ));
-                }
-                std::fs::read_to_string(&file).map_err(|e| format!("reading `{p}`: {e}"))?
-            }
-        };
-        let registry = self.runner.registry.clone();
-        let format = format.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let sandbox = registry.sandbox();
-            for candidate in registry.active(World::Validator) {
-                let Ok(plugin) = candidate.prepare(sandbox) else {
-                    continue;
-                };
-                let Ok(formats) = sandbox.formats(&plugin) else {
-                    continue;
-                };
-                if !formats.iter().any(|f| f == &format) {
-                    continue;
-                }
-                return sandbox
-                    .parse_report(&plugin, &format, &report)
-                    .map(|list| list.into_iter().map(view).collect())
-                    .map_err(|e| format!("the `{format}` report could not be read: {e}"));
-            }
-            Err(format!("no validator plugin reads `{format}` reports"))
-        })
-        .await
-        .map_err(|e| e.to_string())?
     }
 
     /// The workspace's changes against its base commit, as a unified diff.
@@ -942,56 +886,9 @@ pub fn state_name(state: WorkspaceState) -> &'static str {
     }
 }
 
-fn view(f: crate::plugins::bindings::Finding) -> FindingView {
-    FindingView {
-        file: f.file,
-        line: f.line,
-        column: f.column,
-        severity: match f.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-            Severity::Info => "info",
-        }
-        .into(),
-        rule: f.rule,
-        message: f.message,
-    }
-}
-
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
-}
-
-/// The step's stdout alone, and stdout and stderr as they came, from the
-/// log lines written after byte `from` (`<ms> <stream> <text>`).
-fn step_output(log: &Path, from: u64) -> (String, String) {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut text = String::new();
-    if let Ok(mut f) = std::fs::File::open(log)
-        && f.seek(SeekFrom::Start(from)).is_ok()
-    {
-        let _ = f.read_to_string(&mut text);
-    }
-    let (mut stdout, mut all) = (String::new(), String::new());
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ' ');
-        let (_, stream, rest) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
-        match stream {
-            Some("stdout") => {
-                stdout.push_str(rest);
-                stdout.push('\n');
-                all.push_str(rest);
-                all.push('\n');
-            }
-            Some("stderr") => {
-                all.push_str(rest);
-                all.push('\n');
-            }
-            _ => {}
-        }
-    }
-    (stdout, all)
 }
 
 /// The last `cap` bytes of `text` (on a character boundary), marked.
