@@ -285,6 +285,11 @@ impl JobSpec {
                 problem("env", format!("`{name}` is not a valid variable name"));
             }
         }
+        for (name, reference) in &self.secrets {
+            if let Err(e) = crate::secrets::check_reference(name, reference) {
+                problem(&format!("secrets.{name}"), e.to_string());
+            }
+        }
         problems
     }
 }

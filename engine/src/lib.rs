@@ -40,5 +40,6 @@ pub mod plugins;
 pub mod profile;
 pub mod queue;
 pub mod runner;
+pub mod secrets;
 pub mod service;
 pub mod workspace;

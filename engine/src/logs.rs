@@ -1,10 +1,18 @@
 //! Job logs: one append-only file per job under `<state>/logs/`, lines
 //! prefixed with a timestamp and the stream. Readers read by byte offset, so
-//! a client that reconnects resumes where it stopped.
+//! a client that reconnects resumes where it stopped. Secret values are
+//! redacted before a line is written, and a log stops growing at its cap
+//! (a marker says so; Slipway's own lines are still kept).
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::secrets::Redactor;
+
+/// Default cap of one job's log.
+pub const DEFAULT_LOG_CAP: u64 = 64 << 20;
 
 use crate::job::JobId;
 
@@ -12,20 +20,35 @@ use crate::job::JobId;
 #[derive(Debug, Clone)]
 pub struct JobLogs {
     dir: PathBuf,
+    cap: u64,
 }
 
-/// One job's log, for writing.
+/// One job's log, for writing. Clones share the file, the redactor and
+/// the byte count.
 #[derive(Debug, Clone)]
 pub struct JobLog {
     path: PathBuf,
     file: Arc<Mutex<Option<std::fs::File>>>,
+    redactor: Arc<RwLock<Redactor>>,
+    written: Arc<AtomicU64>,
+    truncated: Arc<AtomicBool>,
+    cap: u64,
 }
 
 impl JobLogs {
     pub fn new(dir: impl Into<PathBuf>) -> std::io::Result<JobLogs> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
-        Ok(JobLogs { dir })
+        Ok(JobLogs {
+            dir,
+            cap: DEFAULT_LOG_CAP,
+        })
+    }
+
+    /// Logs that stop growing at `cap` bytes each.
+    pub fn with_cap(mut self, cap: u64) -> JobLogs {
+        self.cap = cap;
+        self
     }
 
     pub fn path(&self, id: JobId) -> PathBuf {
@@ -33,10 +56,7 @@ impl JobLogs {
     }
 
     pub fn writer(&self, id: JobId) -> JobLog {
-        JobLog {
-            path: self.path(id),
-            file: Arc::new(Mutex::new(None)),
-        }
+        JobLog::with_cap(self.path(id), self.cap)
     }
 
     /// Bytes from `offset` (at most `max`), and the offset after them.
@@ -72,10 +92,26 @@ impl JobLog {
 
     /// A log at `path` (e.g. a managed service's event log).
     pub fn at(path: impl Into<PathBuf>) -> JobLog {
+        JobLog::with_cap(path, DEFAULT_LOG_CAP)
+    }
+
+    pub fn with_cap(path: impl Into<PathBuf>, cap: u64) -> JobLog {
+        let path = path.into();
+        // An earlier attempt's lines count against the cap too.
+        let written = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         JobLog {
-            path: path.into(),
+            path,
             file: Arc::new(Mutex::new(None)),
+            redactor: Arc::new(RwLock::new(Redactor::default())),
+            written: Arc::new(AtomicU64::new(written)),
+            truncated: Arc::new(AtomicBool::new(false)),
+            cap,
         }
+    }
+
+    /// Redact these values (and their encodings) from every line from now on.
+    pub fn redact<'a>(&self, values: impl IntoIterator<Item = &'a str>) {
+        *self.redactor.write().unwrap_or_else(|p| p.into_inner()) = Redactor::new(values);
     }
 
     /// Append one line (`stream` is e.g. `stdout`, `stderr`, `slipway`).
@@ -95,12 +131,35 @@ impl JobLog {
             }
         }
         let stamp = crate::job::now_ms();
+        let redactor = self.redactor.read().unwrap_or_else(|p| p.into_inner());
+        let text = if redactor.is_empty() {
+            text.to_owned()
+        } else {
+            redactor.redact(text)
+        };
+        drop(redactor);
         if let Some(file) = guard.as_mut() {
             for line in text.lines() {
-                if let Err(e) = writeln!(file, "{stamp} {stream} {line}") {
+                let entry = format!("{stamp} {stream} {line}\n");
+                let so_far = self.written.load(Ordering::Relaxed);
+                if so_far + entry.len() as u64 > self.cap && stream != "slipway" {
+                    if !self.truncated.swap(true, Ordering::Relaxed) {
+                        let marker = format!(
+                            "{stamp} slipway [log truncated: it reached its cap of {} bytes; further output is not kept]\n",
+                            self.cap
+                        );
+                        let _ = file.write_all(marker.as_bytes());
+                        self.written
+                            .fetch_add(marker.len() as u64, Ordering::Relaxed);
+                    }
+                    continue;
+                }
+                if let Err(e) = file.write_all(entry.as_bytes()) {
                     tracing::warn!(path = %self.path.display(), error = %e, "cannot write job log");
                     return;
                 }
+                self.written
+                    .fetch_add(entry.len() as u64, Ordering::Relaxed);
             }
         }
     }
@@ -109,6 +168,30 @@ impl JobLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_redacted_and_the_cap_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = JobLogs::new(dir.path()).unwrap().with_cap(200);
+        let log = logs.writer(1);
+        log.redact(["hunter22"]);
+        log.line("stdout", "password=hunter22");
+        for i in 0..20 {
+            log.line("stdout", &format!("noise line {i}"));
+        }
+        log.line("slipway", "attempt ended: succeeded");
+        let text = String::from_utf8(logs.read(1, 0, 1 << 20).unwrap().0).unwrap();
+        assert!(
+            text.contains("password=[redacted]") && !text.contains("hunter22"),
+            "{text}"
+        );
+        assert_eq!(text.matches("log truncated").count(), 1, "{text}");
+        assert!(!text.contains("noise line 19"), "{text}");
+        assert!(
+            text.ends_with("slipway attempt ended: succeeded\n"),
+            "Slipway's own lines are kept: {text}"
+        );
+    }
 
     #[test]
     fn reads_whole_lines_from_an_offset() {

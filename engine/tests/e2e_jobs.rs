@@ -356,3 +356,44 @@ async fn a_service_that_dies_during_the_job_fails_it() {
     assert_eq!(done.attempt, 1, "not retried: the service's own failure");
     assert_eq!(e.containers_of(job.id).await, 0);
 }
+
+#[tokio::test]
+async fn secrets_reach_the_step_and_never_the_log() {
+    let e = engine().await;
+    let repo = repo_and_profile(
+        &e,
+        "secret",
+        &["echo \"key is $API_KEY\"; printf %s \"$API_KEY\" | base64; test \"$API_KEY\" = 'tr0ub4dor&3-horse'"],
+        &[],
+    )
+    .await;
+    let secret_file = repo.path().join("secret.txt");
+    std::fs::write(&secret_file, "tr0ub4dor&3-horse\n").unwrap();
+    let secrets =
+        serde_json::json!({"secrets": {"API_KEY": format!("file:{}", secret_file.display())}});
+    let job = e.submit_with(repo.path(), "secret", "fast", secrets).await;
+    let done = e.finished(job.id).await;
+    let log = e.log(job.id);
+    assert_eq!(
+        done.state,
+        JobState::Succeeded,
+        "the step saw the value: {log}"
+    );
+    assert!(log.contains("stdout key is [redacted]"), "{log}");
+    assert!(!log.contains("tr0ub4dor"), "{log}");
+    assert!(
+        !log.contains("dHIwdWI0ZG9yJjMtaG9yc2U"),
+        "nor its base64 form: {log}"
+    );
+
+    let missing = serde_json::json!({"secrets": {"API_KEY": "env:SLIPWAY_TEST_SURELY_UNSET"}});
+    let job = e.submit_with(repo.path(), "secret", "fast", missing).await;
+    let done = e.finished(job.id).await;
+    assert_eq!(done.state, JobState::Failed);
+    assert!(
+        done.reason
+            .unwrap_or_default()
+            .contains("has no `SLIPWAY_TEST_SURELY_UNSET`"),
+        "a missing secret fails the job with its name"
+    );
+}

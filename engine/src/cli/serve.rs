@@ -43,7 +43,8 @@ async fn engine(
     };
     let store = Arc::new(RedbStore::open(&work.join("store.redb"), policy.clone())?);
     let logs = JobLogs::new(work.join("logs"))
-        .with_context(|| format!("creating {}", work.join("logs").display()))?;
+        .with_context(|| format!("creating {}", work.join("logs").display()))?
+        .with_cap(config.log_cap);
     let registry = Arc::new(super::registry(config)?);
     let docker = slipway::runner::connect().await?;
     // No job attempt survives a restart: their containers go. Managed

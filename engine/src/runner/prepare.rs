@@ -159,6 +159,11 @@ impl Runner {
         let profile = self
             .profile_for(spec)
             .map_err(|reason| Outcome::Failed { reason })?;
+        // Secrets first: nothing is logged before their values are known.
+        let secrets = crate::secrets::resolve(&spec.secrets).map_err(|e| Outcome::Failed {
+            reason: e.to_string(),
+        })?;
+        log.redact(secrets.iter().map(|(_, v)| v.as_str()));
 
         progress.phase(1, 5, "checkout".into()).await;
         let (checkouts, source, commit, dir) = (
@@ -315,6 +320,7 @@ impl Runner {
             .collect();
         env.extend(profile.iter().flat_map(|p| p.env.clone()));
         env.extend(spec.env.clone());
+        env.extend(secrets);
         let mut service_specs = spec.services.clone();
         if service_specs.is_empty()
             && let Some(p) = &profile

@@ -1,0 +1,168 @@
+//! Secrets: a job names them by reference (`env:NAME` in the engine's
+//! environment, `file:/path` such as a Docker or Kubernetes secret); they
+//! are resolved only when the job runs, passed to its container as
+//! environment variables, and redacted from everything its log keeps, also
+//! in their base64 and URL-encoded forms.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+
+/// Shorter values are not redacted: they would match everywhere.
+pub const MIN_REDACTED_LEN: usize = 4;
+const MARK: &str = "[redacted]";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SecretError {
+    #[error(
+        "secret `{name}`: `{reference}` is not a reference (hint: `env:VARIABLE` or `file:/absolute/path`)"
+    )]
+    BadReference { name: String, reference: String },
+    #[error("secret `{name}`: the engine's environment has no `{variable}`")]
+    MissingVariable { name: String, variable: String },
+    #[error("secret `{name}`: cannot read {path}: {message}")]
+    File {
+        name: String,
+        path: String,
+        message: String,
+    },
+}
+
+/// Check a reference's form (at submit); resolving happens at run time.
+pub fn check_reference(name: &str, reference: &str) -> Result<(), SecretError> {
+    match reference.split_once(':') {
+        Some(("env", v)) if !v.is_empty() && !v.contains('=') => Ok(()),
+        Some(("file", p)) if p.starts_with('/') => Ok(()),
+        _ => Err(SecretError::BadReference {
+            name: name.into(),
+            reference: reference.into(),
+        }),
+    }
+}
+
+/// Resolve every secret to its value: `(name, value)`.
+pub fn resolve(secrets: &BTreeMap<String, String>) -> Result<Vec<(String, String)>, SecretError> {
+    secrets
+        .iter()
+        .map(|(name, reference)| {
+            check_reference(name, reference)?;
+            let value = match reference.split_once(':') {
+                Some(("env", variable)) => {
+                    std::env::var(variable).map_err(|_| SecretError::MissingVariable {
+                        name: name.clone(),
+                        variable: variable.into(),
+                    })?
+                }
+                Some((_, path)) => std::fs::read_to_string(path)
+                    .map_err(|e| SecretError::File {
+                        name: name.clone(),
+                        path: path.into(),
+                        message: e.to_string(),
+                    })?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_owned(),
+                None => unreachable!("checked above"),
+            };
+            Ok((name.clone(), value))
+        })
+        .collect()
+}
+
+/// Replaces secret values (and their encoded forms) in log text.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    /// Longest first, so a value that contains another is replaced whole.
+    patterns: Vec<String>,
+}
+
+impl Redactor {
+    pub fn new<'a>(values: impl IntoIterator<Item = &'a str>) -> Redactor {
+        let mut patterns = Vec::new();
+        for value in values {
+            // Logs are kept line by line: a multi-line secret is redacted
+            // line by line too.
+            let mut forms: Vec<String> = value.lines().map(str::to_owned).collect();
+            forms.push(value.to_owned());
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            forms.push(b64.encode(value));
+            forms.push(b64.encode(value).trim_end_matches('=').to_owned());
+            forms.push(b64url.encode(value));
+            forms.push(
+                percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string(),
+            );
+            forms.push(percent_encoding::utf8_percent_encode(value, FORM_SAFE).to_string());
+            patterns.extend(forms.into_iter().filter(|f| f.len() >= MIN_REDACTED_LEN));
+        }
+        patterns.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        patterns.dedup();
+        Redactor { patterns }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for p in &self.patterns {
+            if out.contains(p.as_str()) {
+                out = out.replace(p.as_str(), MARK);
+            }
+        }
+        out
+    }
+}
+
+/// What URL encoders usually leave alone (`-`, `.`, `_`, `~`).
+const FORM_SAFE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_and_their_encodings_are_redacted() {
+        let r = Redactor::new(["s3cr3t/p@ss word", "ab"]);
+        let b64 = base64::engine::general_purpose::STANDARD.encode("s3cr3t/p@ss word");
+        let text = format!(
+            "plain s3cr3t/p@ss word, b64 {b64}, url s3cr3t%2Fp%40ss%20word, short ab stays"
+        );
+        let out = r.redact(&text);
+        assert!(!out.contains("s3cr3t"), "{out}");
+        assert!(!out.contains(&b64), "{out}");
+        assert_eq!(out.matches("[redacted]").count(), 3, "{out}");
+        assert!(out.contains("short ab stays"), "too short to redact: {out}");
+        let multi = Redactor::new(["line-one-secret\nline-two-secret"]);
+        assert_eq!(multi.redact("x line-two-secret y"), "x [redacted] y");
+    }
+
+    #[test]
+    fn references_are_checked_and_resolved() {
+        assert!(check_reference("a", "env:TOKEN").is_ok());
+        assert!(check_reference("a", "file:/run/secrets/a").is_ok());
+        for bad in ["TOKEN", "env:", "file:relative", "vault:x"] {
+            assert!(check_reference("a", bad).is_err(), "{bad}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s");
+        std::fs::write(&file, "from-a-file\n").unwrap();
+        let secrets = BTreeMap::from([("F".to_owned(), format!("file:{}", file.display()))]);
+        assert_eq!(
+            resolve(&secrets).unwrap(),
+            [("F".to_owned(), "from-a-file".to_owned())]
+        );
+        let missing = BTreeMap::from([("M".to_owned(), "env:SLIPWAY_SURELY_UNSET_VAR".to_owned())]);
+        assert!(
+            resolve(&missing)
+                .unwrap_err()
+                .to_string()
+                .contains("has no `SLIPWAY_SURELY_UNSET_VAR`")
+        );
+    }
+}
