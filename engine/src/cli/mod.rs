@@ -2,6 +2,7 @@
 //! (clap derive; the doc comments are the help) and prints results.
 
 mod client;
+mod doctor;
 mod plan;
 mod plugins;
 mod scaffold;
@@ -45,6 +46,8 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Run the engine: HTTP API, durable queue, Docker runner.
     Serve,
+    /// Preflight checks of this host (container engine, limits, state directory, disk, SELinux, plugins), each with its fix.
+    Doctor(doctor::DoctorArgs),
     /// Run one job end to end without a server; exit code 0 only when it succeeded.
     Run(serve::RunArgs),
     /// Submit a job to a Slipway server.
@@ -132,6 +135,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => plan::run(args, &config),
         Command::Serve => serve::serve(&config),
         Command::Run(args) => serve::run(args, &config),
+        Command::Doctor(args) => doctor::run(args, &config),
         Command::Submit { job, server } => client::submit(job, &server),
         Command::Jobs { filter, server } => client::jobs(filter, &server),
         Command::Status { job, server } => client::status(job, &server),

@@ -85,3 +85,50 @@ pub async fn connect_any(endpoints: Vec<String>) -> Result<Docker, DockerError> 
         hint: hint.into(),
     })
 }
+
+/// What the container engine says about itself, for `slipway doctor`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct HostFacts {
+    /// `Docker` or `Podman`.
+    pub engine: String,
+    pub version: String,
+    pub api_version: String,
+    pub rootless: bool,
+    pub cgroup_version: String,
+    pub memory_limit: bool,
+    pub pids_limit: bool,
+    pub cpu_limit: bool,
+    pub root_dir: String,
+    pub os: String,
+}
+
+pub async fn host_facts(docker: &Docker) -> Result<HostFacts, bollard::errors::Error> {
+    let info = docker.info().await?;
+    let version = docker.version().await?;
+    let podman = version
+        .components
+        .iter()
+        .flatten()
+        .any(|c| c.name.to_ascii_lowercase().contains("podman"));
+    let security = info.security_options.clone().unwrap_or_default();
+    Ok(HostFacts {
+        engine: if podman { "Podman" } else { "Docker" }.into(),
+        version: version.version.unwrap_or_default(),
+        api_version: docker.client_version().to_string(),
+        rootless: security.iter().any(|s| s.contains("rootless")),
+        cgroup_version: info
+            .cgroup_version
+            .map(|v| v.to_string())
+            .unwrap_or_default(),
+        memory_limit: info.memory_limit.unwrap_or(false),
+        pids_limit: info.pids_limit.unwrap_or(false),
+        cpu_limit: info.cpu_cfs_quota.unwrap_or(false),
+        root_dir: info.docker_root_dir.unwrap_or_default(),
+        os: info.operating_system.unwrap_or_default(),
+    })
+}
+
+/// Whether `image` is present on the engine.
+pub async fn has_image(docker: &Docker, image: &str) -> bool {
+    docker.inspect_image(image).await.is_ok()
+}

@@ -1,0 +1,279 @@
+//! `slipway doctor`: preflight checks of the host, each failure with the
+//! command that fixes it. Exit code 1 when a check fails (warnings do not).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Args;
+use serde::Serialize;
+use slipway::config::Config;
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// One JSON array of `{check, status, detail, fix}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Status {
+    Ok,
+    Warn,
+    Fail,
+    Info,
+}
+
+#[derive(Debug, Serialize)]
+struct Check {
+    check: &'static str,
+    status: Status,
+    detail: String,
+    fix: Option<String>,
+}
+
+fn check(
+    check: &'static str,
+    status: Status,
+    detail: impl Into<String>,
+    fix: Option<String>,
+) -> Check {
+    Check {
+        check,
+        status,
+        detail: detail.into(),
+        fix,
+    }
+}
+
+pub fn run(args: DoctorArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Runtime::new()?;
+    let mut checks = Vec::new();
+    rt.block_on(async {
+        docker_checks(config, &mut checks).await;
+    });
+    checks.push(state_dir(&config.state_dir));
+    checks.push(disk("free disk (state directory)", &config.state_dir));
+    checks.push(selinux());
+    checks.push(plugins(config));
+    if Path::new("/dev/nvidia0").exists() || Path::new("/dev/dri").exists() {
+        checks.push(check(
+            "gpu",
+            Status::Info,
+            "a GPU device is present (not used by Slipway yet)",
+            None,
+        ));
+    }
+    let failed = checks.iter().any(|c| matches!(c.status, Status::Fail));
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&checks)?);
+    } else {
+        for c in &checks {
+            let mark = match c.status {
+                Status::Ok => "ok  ",
+                Status::Warn => "warn",
+                Status::Fail => "FAIL",
+                Status::Info => "info",
+            };
+            println!("{mark} {:<28} {}", c.check, c.detail);
+            if let Some(fix) = &c.fix {
+                println!("     {:<28} fix: {fix}", "");
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn docker_checks(config: &Config, checks: &mut Vec<Check>) {
+    let docker = match slipway::runner::connect().await {
+        Ok(d) => d,
+        Err(e) => {
+            let permission = e.to_string().contains("ermission denied");
+            let fix = if permission {
+                "add this user to the socket's group (`sudo usermod -aG docker $USER`, then log in again), or run Slipway as a user that may use the socket".to_owned()
+            } else {
+                "start the daemon (`sudo systemctl start docker`, or `dockerd &`), or point DOCKER_HOST at it (Podman: `podman system service --time=0 unix:///run/podman/podman.sock &`)".to_owned()
+            };
+            checks.push(check(
+                "container engine",
+                Status::Fail,
+                e.to_string(),
+                Some(fix),
+            ));
+            return;
+        }
+    };
+    let facts = match slipway::runner::docker::host_facts(&docker).await {
+        Ok(f) => f,
+        Err(e) => {
+            checks.push(check(
+                "container engine",
+                Status::Fail,
+                format!("it answered a ping but not `info`: {e}"),
+                None,
+            ));
+            return;
+        }
+    };
+    checks.push(check(
+        "container engine",
+        Status::Ok,
+        format!(
+            "{} {} (API {}), {}{}",
+            facts.engine,
+            facts.version,
+            facts.api_version,
+            facts.os,
+            if facts.rootless {
+                ", rootless"
+            } else {
+                ", rootful"
+            }
+        ),
+        None,
+    ));
+    let limits: Vec<&str> = [
+        ("memory", facts.memory_limit),
+        ("pids", facts.pids_limit),
+        ("cpu", facts.cpu_limit),
+    ]
+    .iter()
+    .filter(|(_, ok)| !ok)
+    .map(|(n, _)| *n)
+    .collect();
+    checks.push(if limits.is_empty() {
+        check(
+            "resource limits",
+            Status::Ok,
+            format!("cgroup v{}: memory, pids and CPU limits work", facts.cgroup_version),
+            None,
+        )
+    } else {
+        check(
+            "resource limits",
+            Status::Warn,
+            format!("cgroup v{}: no {} limits; jobs run without them", facts.cgroup_version, limits.join(", ")),
+            Some("enable the cgroup controllers (e.g. `systemd.unified_cgroup_hierarchy=1` and delegation for rootless)".into()),
+        )
+    });
+    let holder = &config.holder_image;
+    checks.push(
+        if slipway::runner::docker::has_image(&docker, holder).await {
+            check(
+                "holder image",
+                Status::Ok,
+                format!("`{holder}` is present"),
+                None,
+            )
+        } else {
+            check(
+                "holder image",
+                Status::Fail,
+                format!(
+                    "`{holder}` (runner.holder_image) is missing: every job's pod starts from it"
+                ),
+                Some(format!(
+                    "`docker pull {holder}`, or without a registry `bash scripts/images.sh`"
+                )),
+            )
+        },
+    );
+    if !facts.root_dir.is_empty() {
+        checks.push(disk("free disk (images)", Path::new(&facts.root_dir)));
+    }
+}
+
+fn state_dir(dir: &Path) -> Check {
+    let probe = dir.join(format!(".doctor-{}", std::process::id()));
+    let result = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&probe, b"x"));
+    let _ = std::fs::remove_file(&probe);
+    match result {
+        Ok(()) => check("state directory", Status::Ok, format!("{} is writable", dir.display()), None),
+        Err(e) => check(
+            "state directory",
+            Status::Fail,
+            format!("{} is not writable: {e}", dir.display()),
+            Some("set SLIPWAY_STATE_DIR to a writable directory, or fix its owner and mode (and a read-only volume)".into()),
+        ),
+    }
+}
+
+/// Free space from `df` (POSIX output), warn below 5 GiB.
+fn disk(name: &'static str, path: &Path) -> Check {
+    let existing = path
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    let out = std::process::Command::new("df")
+        .args(["-Pk"])
+        .arg(existing)
+        .output();
+    let free_kib = out.ok().and_then(|o| {
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        text.lines()
+            .nth(1)?
+            .split_whitespace()
+            .nth(3)?
+            .parse::<u64>()
+            .ok()
+    });
+    match free_kib {
+        Some(kib) if kib >= 5 << 20 => check(name, Status::Ok, format!("{:.1} GiB free at {}", kib as f64 / 1048576.0, existing.display()), None),
+        Some(kib) => check(
+            name,
+            Status::Warn,
+            format!("only {:.1} GiB free at {}", kib as f64 / 1048576.0, existing.display()),
+            Some("free space (`docker image prune`, old checkouts and logs under the state directory)".into()),
+        ),
+        None => check(name, Status::Warn, format!("could not read free space at {}", existing.display()), None),
+    }
+}
+
+fn selinux() -> Check {
+    match std::fs::read_to_string("/sys/fs/selinux/enforce") {
+        Ok(v) if v.trim() == "1" => check(
+            "selinux",
+            Status::Warn,
+            "SELinux is enforcing: containers may be denied the checkout mounts",
+            Some("relabel the state directory for containers (`chcon -Rt container_file_t $SLIPWAY_STATE_DIR`)".into()),
+        ),
+        Ok(_) => check("selinux", Status::Ok, "SELinux is permissive", None),
+        Err(_) => check("selinux", Status::Ok, "SELinux is not enabled", None),
+    }
+}
+
+fn plugins(config: &Config) -> Check {
+    match super::registry(config) {
+        Ok(registry) => {
+            let rejected: Vec<String> = registry
+                .candidates()
+                .iter()
+                .filter_map(|c| match &c.status {
+                    slipway::plugins::Status::Rejected(e) => Some(format!("{}: {e}", c.name)),
+                    _ => None,
+                })
+                .collect();
+            let active = registry.names().len();
+            if rejected.is_empty() {
+                check(
+                    "plugins",
+                    Status::Ok,
+                    format!("{active} plugins usable"),
+                    None,
+                )
+            } else {
+                check(
+                    "plugins",
+                    Status::Warn,
+                    format!("{active} usable; rejected: {}", rejected.join("; ")),
+                    Some("`slipway plugins verify <dir>` shows why; reinstall with `slipway plugins install`".into()),
+                )
+            }
+        }
+        Err(e) => check("plugins", Status::Fail, format!("{e:#}"), None),
+    }
+}
