@@ -580,3 +580,63 @@ async fn reconcile_removes_only_this_engines_leftovers() {
     runner::reconcile(&docker, &mine, |_| false).await.unwrap();
     assert_eq!(leftovers(&docker, "reconcile").await, 0);
 }
+
+/// The check `serve` runs when it finds itself in a container, against
+/// stand-in "engine" containers with the state directory mounted right and
+/// wrong.
+#[tokio::test]
+async fn a_state_directory_the_daemon_cannot_see_is_refused_with_the_fix() {
+    use bollard::models::{ContainerCreateBody, HostConfig};
+    use bollard::query_parameters::CreateContainerOptions;
+    let docker = docker().await;
+    let host = tempfile::tempdir().unwrap();
+    let same = host.path().to_str().unwrap().to_owned();
+    let cases = [
+        (format!("{same}:{same}"), same.clone(), None),
+        (
+            format!("{same}:/var/lib/slipway"),
+            "/var/lib/slipway".to_owned(),
+            Some("mounted from"),
+        ),
+        (
+            format!("{same}:/data"),
+            "/var/lib/slipway".to_owned(),
+            Some("is inside the engine's container"),
+        ),
+    ];
+    for (bind, state_dir, problem) in cases {
+        let body = ContainerCreateBody {
+            image: Some(IMAGE.into()),
+            cmd: Some(vec!["true".into()]),
+            labels: Some(HashMap::from([
+                (runner::LABEL_MANAGED.to_owned(), "true".to_owned()),
+                ("io.slipway.test".to_owned(), run_label("sibling")),
+            ])),
+            host_config: Some(HostConfig {
+                binds: Some(vec![bind.clone()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let id = docker
+            .create_container(None::<CreateContainerOptions>, body)
+            .await
+            .unwrap()
+            .id;
+        let result = runner::docker::check_state_dir_is_shared(
+            &docker,
+            &id,
+            std::path::Path::new(&state_dir),
+        )
+        .await;
+        runner::container::remove(&docker, &id).await;
+        match problem {
+            None => assert!(result.is_ok(), "{bind}: {result:?}"),
+            Some(words) => {
+                let e = result.unwrap_err();
+                assert!(e.contains(words) && e.contains("fix:"), "{bind}: {e}");
+            }
+        }
+    }
+    assert_eq!(leftovers(&docker, "sibling").await, 0);
+}

@@ -46,6 +46,11 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Run the engine: HTTP API, durable queue, Docker runner.
     Serve,
+    /// Exit 0 when the server at SLIPWAY_URL answers `/healthz` (a container HEALTHCHECK).
+    Healthcheck {
+        #[arg(long, env = "SLIPWAY_URL", default_value = "http://127.0.0.1:7878")]
+        url: String,
+    },
     /// Preflight checks of this host (container engine, limits, state directory, disk, SELinux, plugins), each with its fix.
     Doctor(doctor::DoctorArgs),
     /// Run one job end to end without a server; exit code 0 only when it succeeded.
@@ -115,6 +120,27 @@ pub fn read_document(path: &std::path::Path) -> anyhow::Result<serde_json::Value
     Ok(serde_json::to_value(table)?)
 }
 
+fn healthcheck(url: &str) -> ExitCode {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(3)))
+        .build()
+        .into();
+    match agent
+        .get(format!("{}/healthz", url.trim_end_matches('/')))
+        .call()
+    {
+        Ok(r) if r.status() == 200 => ExitCode::SUCCESS,
+        Ok(r) => {
+            eprintln!("unhealthy: {} answered {}", url, r.status());
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {url}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 pub fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -136,6 +162,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => serve::serve(&config),
         Command::Run(args) => serve::run(args, &config),
         Command::Doctor(args) => doctor::run(args, &config),
+        Command::Healthcheck { url } => Ok(healthcheck(&url)),
         Command::Submit { job, server } => client::submit(job, &server),
         Command::Jobs { filter, server } => client::jobs(filter, &server),
         Command::Status { job, server } => client::status(job, &server),

@@ -47,6 +47,12 @@ async fn engine(
         .with_cap(config.log_cap);
     let registry = Arc::new(super::registry(config)?);
     let docker = slipway::runner::connect().await?;
+    // In a container, the daemon must see checkouts at the same path.
+    if let Some(own) = slipway::runner::docker::own_container() {
+        slipway::runner::docker::check_state_dir_is_shared(&docker, &own, work)
+            .await
+            .map_err(|why| anyhow::anyhow!(why))?;
+    }
     // No job attempt survives a restart: their containers go. Managed
     // services still declared are kept for the supervisor to adopt.
     let declared: Vec<String> = store

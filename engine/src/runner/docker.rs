@@ -132,3 +132,56 @@ pub async fn host_facts(docker: &Docker) -> Result<HostFacts, bollard::errors::E
 pub async fn has_image(docker: &Docker, image: &str) -> bool {
     docker.inspect_image(image).await.is_ok()
 }
+
+/// When the engine runs in a container, the id of that container (its
+/// hostname, as Docker and Podman set it), else `None`.
+pub fn own_container() -> Option<String> {
+    let inside = std::path::Path::new("/.dockerenv").exists()
+        || std::path::Path::new("/run/.containerenv").exists();
+    if !inside {
+        return None;
+    }
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+}
+
+/// The daemon mounts checkouts from `state_dir` into job containers by
+/// path, so when the engine runs in container `own`, `state_dir` must be a
+/// bind mount with the same path on the host. `Err` says what is wrong and
+/// the exact fix.
+pub async fn check_state_dir_is_shared(
+    docker: &Docker,
+    own: &str,
+    state_dir: &std::path::Path,
+) -> Result<(), String> {
+    let me = docker
+        .inspect_container(own, None)
+        .await
+        .map_err(|e| format!("cannot inspect the engine's own container `{own}`: {e}"))?;
+    let mounts = me.mounts.unwrap_or_default();
+    let covering = mounts
+        .iter()
+        .filter(|m| {
+            m.destination
+                .as_deref()
+                .is_some_and(|d| state_dir.starts_with(d))
+        })
+        .max_by_key(|m| m.destination.as_deref().map(str::len).unwrap_or(0));
+    let dir = state_dir.display();
+    let Some(mount) = covering else {
+        return Err(format!(
+            "the state directory {dir} is inside the engine's container, so the daemon cannot mount job checkouts from it (fix: run the engine with `-v {dir}:{dir}`, the same path on both sides)"
+        ));
+    };
+    let source = mount.source.clone().unwrap_or_default();
+    let destination = mount.destination.clone().unwrap_or_default();
+    if source != destination {
+        return Err(format!(
+            "the state directory {dir} is mounted from {source} on the host (a {}), but the daemon resolves checkout paths on the host side (fix: mount it at the same path, `-v {destination}:{destination}`, or set SLIPWAY_STATE_DIR to a directory mounted that way)",
+            mount.typ.as_deref().unwrap_or("mount")
+        ));
+    }
+    Ok(())
+}
