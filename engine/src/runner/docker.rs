@@ -156,10 +156,16 @@ pub async fn check_state_dir_is_shared(
     own: &str,
     state_dir: &std::path::Path,
 ) -> Result<(), String> {
-    let me = docker
-        .inspect_container(own, None)
-        .await
-        .map_err(|e| format!("cannot inspect the engine's own container `{own}`: {e}"))?;
+    let me = match docker.inspect_container(own, None).await {
+        Ok(me) => me,
+        // A container, but not one of this daemon's (e.g. a VM or sandbox
+        // that looks like one, talking to another daemon): paths are the
+        // daemon's own, nothing to check.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => return Ok(()),
+        Err(e) => return Err(format!("cannot inspect the engine's own container `{own}`: {e}")),
+    };
     let mounts = me.mounts.unwrap_or_default();
     let covering = mounts
         .iter()
