@@ -42,4 +42,5 @@ pub mod queue;
 pub mod runner;
 pub mod secrets;
 pub mod service;
+pub mod token;
 pub mod workspace;

@@ -212,3 +212,59 @@ fn token_and_connection_errors_say_what_to_do() {
         text(&invalid)
     );
 }
+
+#[test]
+fn tokens_are_created_once_listed_without_values_and_revoked() {
+    let server = support::test_server(TOKEN);
+    let base = &server.base;
+    let out = slipway(
+        base,
+        Some(TOKEN),
+        &["tokens", "create", "--name", "ci-runner"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let issued = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(issued.starts_with("slw_") && issued.len() == 68, "{issued}");
+
+    // The new token works; the list never shows it.
+    let out = slipway(base, Some(&issued), &["jobs"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = slipway(base, Some(&issued), &["tokens", "list"]);
+    let listed = text(&out);
+    assert!(
+        listed.contains("ci-runner") && listed.contains("active"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(&issued[4..]),
+        "the value is shown only once: {listed}"
+    );
+    let id = listed
+        .lines()
+        .find(|l| l.contains("ci-runner"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let stored = std::fs::read(server.dir.path().join("store.redb")).unwrap();
+    assert!(
+        !stored.windows(issued.len()).any(|w| w == issued.as_bytes()),
+        "the store keeps only the hash"
+    );
+
+    // Revoked: refused at once.
+    let out = slipway(base, Some(TOKEN), &["tokens", "revoke", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = slipway(base, Some(&issued), &["jobs"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("the bearer token is not valid"),
+        "{}",
+        text(&out)
+    );
+    let out = slipway(
+        base,
+        Some(TOKEN),
+        &["tokens", "create", "--name", "bad name"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+}

@@ -4,7 +4,7 @@
 //! Routes (DESIGN: "HTTP API"): `/api/v1/jobs` (POST, GET),
 //! `/api/v1/jobs/{id}`, `/api/v1/jobs/{id}/cancel`, `/api/v1/profiles[/{name}]`,
 //! `/api/v1/services[/{name}[/restart|/logs]]`, `/api/v1/services/health`,
-//! `/api/v1/workspaces[/{id}[/patch|/files/{path}|/diff|/validate|/reset|/history]]`, `/api/v1/jobs/{id}/logs`
+//! `/api/v1/tokens[/{id}]`, `/api/v1/workspaces[/{id}[/patch|/files/{path}|/diff|/validate|/reset|/history]]`, `/api/v1/jobs/{id}/logs`
 //! (`?offset=`, `?tail=`, `?follow=true` as server-sent events that resume
 //! from `Last-Event-ID`), all behind a bearer token; `/healthz`, `/readyz`,
 //! `/metrics` without one. `/api/v1/openapi.json` describes it all (generated from
@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod openapi;
 mod profiles;
 pub mod services;
+pub mod tokens;
 pub mod workspaces;
 
 use std::sync::Arc;
@@ -71,6 +72,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/services/{name}/restart", post(services::restart))
         .route("/services/{name}/logs", get(services::logs))
+        .route("/tokens", post(tokens::create).get(tokens::list))
+        .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route(
             "/workspaces",
             post(workspaces::create).get(workspaces::list),

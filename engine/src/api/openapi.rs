@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{health, jobs, profiles, services, workspaces};
+use super::{health, jobs, profiles, services, tokens, workspaces};
 use crate::job::{
     Event, FieldProblem, JobSpec, JobState, Network, Progress, ReadinessSpec, Resources,
     ServiceSpec, Tier,
@@ -36,6 +36,7 @@ impl Modify for BearerAuth {
         profiles::create, profiles::replace, profiles::list, profiles::show, profiles::delete,
         services::create, services::replace, services::list, services::show, services::delete,
         services::restart, services::logs, services::health,
+        tokens::create, tokens::list, tokens::revoke,
         workspaces::create, workspaces::list, workspaces::show, workspaces::delete, workspaces::patch,
         workspaces::read_file, workspaces::write_file, workspaces::delete_file, workspaces::diff,
         workspaces::validate, workspaces::reset, workspaces::history,
@@ -46,7 +47,7 @@ impl Modify for BearerAuth {
         jobs::JobView, jobs::JobList, Profile, TierCommands, CachePolicy, ErrorBody, ErrorDetail,
         ManagedServiceSpec, ManagedService, RestartPolicy, RestartMode, VolumeMount,
         services::ServiceView, services::ServicesHealth, ServiceStatus, ServiceState,
-        RunRecord, StepRecord, ImageRecord,
+        RunRecord, StepRecord, ImageRecord, tokens::NewToken, tokens::CreatedToken, crate::token::TokenView,
         WorkspaceRecord, WorkspaceState, ValidateResult, StepResult, FindingView, workspaces::ValidateBody,
     )),
     modifiers(&BearerAuth)

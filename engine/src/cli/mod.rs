@@ -8,6 +8,7 @@ mod plugins;
 mod scaffold;
 mod serve;
 mod services;
+mod tokens;
 mod workspace;
 
 use std::path::PathBuf;
@@ -87,6 +88,13 @@ pub enum Command {
     Cancel {
         #[command(flatten)]
         job: client::CancelArgs,
+        #[command(flatten)]
+        server: client::ServerArgs,
+    },
+    /// API tokens: create (shown once), list, revoke.
+    Tokens {
+        #[command(subcommand)]
+        command: tokens::TokensCommand,
         #[command(flatten)]
         server: client::ServerArgs,
     },
@@ -170,6 +178,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cancel { job, server } => client::cancel(job, &server),
         Command::Services { command, server } => services::run(command, &server),
         Command::Workspace { command, server } => workspace::run(command, &server),
+        Command::Tokens { command, server } => tokens::run(command, &server),
     }
 }
 

@@ -25,6 +25,7 @@ use crate::job::{
 };
 use crate::profile::Profile;
 use crate::service::ManagedService;
+use crate::token::ApiToken;
 use crate::workspace::WorkspaceRecord;
 
 const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
@@ -36,6 +37,7 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("profiles");
 const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("services");
 const WORKSPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("workspaces");
+const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 
 /// The schema this build writes. Bump it with a migration in [`migrate`].
 pub const SCHEMA_VERSION: u64 = 1;
@@ -49,6 +51,7 @@ struct Tables<'t> {
     profiles: Table<'t, &'static str, &'static [u8]>,
     services: Table<'t, &'static str, &'static [u8]>,
     workspaces: Table<'t, &'static str, &'static [u8]>,
+    tokens: Table<'t, &'static str, &'static [u8]>,
 }
 
 /// The writer's view of derived state, rebuilt from the tables at open.
@@ -172,6 +175,7 @@ impl RedbStore {
             txn.open_table(PROFILES).map_err(io)?;
             txn.open_table(SERVICES).map_err(io)?;
             txn.open_table(WORKSPACES).map_err(io)?;
+            txn.open_table(TOKENS).map_err(io)?;
             let running = txn.open_table(RUNNING).map_err(io)?;
             let jobs = txn.open_table(JOBS).map_err(io)?;
             for entry in running.iter().map_err(io)? {
@@ -290,6 +294,7 @@ fn apply_batch(
                 profiles: txn.open_table(PROFILES)?,
                 services: txn.open_table(SERVICES)?,
                 workspaces: txn.open_table(WORKSPACES)?,
+                tokens: txn.open_table(TOKENS)?,
             })
         })();
         let mut tables = match tables {
@@ -708,6 +713,19 @@ impl JobStore for RedbStore {
 
     fn delete_service(&self, name: &str) -> StoreFuture<'_, bool> {
         self.delete_named(|t| &mut t.services, name)
+    }
+
+    fn put_token(&self, token: ApiToken) -> StoreFuture<'_, bool> {
+        let key = token.hash.clone();
+        self.put_named(|t| &mut t.tokens, key, &token, false)
+    }
+
+    fn get_token(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {
+        self.get_named(TOKENS, hash)
+    }
+
+    fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        self.list_named(TOKENS)
     }
 
     fn put_workspace(&self, record: WorkspaceRecord) -> StoreFuture<'_, bool> {

@@ -15,6 +15,7 @@ use crate::job::{
 };
 use crate::profile::Profile;
 use crate::service::ManagedService;
+use crate::token::ApiToken;
 use crate::workspace::WorkspaceRecord;
 
 /// A boxed future, so `JobStore` can be used as `dyn JobStore`.
@@ -111,6 +112,11 @@ pub trait JobStore: Send + Sync + 'static {
     /// By name.
     fn list_services(&self) -> Result<Vec<ManagedService>, StoreError>;
     fn delete_service(&self, name: &str) -> StoreFuture<'_, bool>;
+
+    /// API tokens, keyed by the hash of the token.
+    fn put_token(&self, token: ApiToken) -> StoreFuture<'_, bool>;
+    fn get_token(&self, hash: &str) -> Result<Option<ApiToken>, StoreError>;
+    fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
 
     /// Workspace records (create or replace), by id.
     fn put_workspace(&self, record: WorkspaceRecord) -> StoreFuture<'_, bool>;

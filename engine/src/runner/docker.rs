@@ -164,7 +164,11 @@ pub async fn check_state_dir_is_shared(
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => return Ok(()),
-        Err(e) => return Err(format!("cannot inspect the engine's own container `{own}`: {e}")),
+        Err(e) => {
+            return Err(format!(
+                "cannot inspect the engine's own container `{own}`: {e}"
+            ));
+        }
     };
     let mounts = me.mounts.unwrap_or_default();
     let covering = mounts
