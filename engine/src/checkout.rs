@@ -205,7 +205,18 @@ impl Checkouts {
     /// Run git without prompts or user configuration; stdout, trimmed.
     /// Checkouts belong to the job user, so ownership checks are off here.
     pub fn git(&self, cwd: Option<&Path>, args: &[&str]) -> Result<String, CheckoutError> {
+        self.git_env(cwd, &[], args)
+    }
+
+    /// `git` with extra environment (e.g. `GIT_INDEX_FILE`).
+    pub fn git_env(
+        &self,
+        cwd: Option<&Path>,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Result<String, CheckoutError> {
         let mut cmd = Command::new("git");
+        cmd.envs(env.iter().copied());
         if let Some(dir) = cwd {
             cmd.current_dir(dir);
         }

@@ -33,6 +33,8 @@ use crate::workspace::{
 
 /// The label naming a workspace's containers.
 pub const LABEL_WORKSPACE: &str = "io.slipway.workspace";
+/// The workspace's own git index (inside `.git`), for diffs.
+const PRIVATE_INDEX: &str = ".git/slipway-index";
 /// Tool outputs left out of a workspace's diff (`.git/info/exclude`).
 const TOOL_OUTPUTS: &[&str] = &[
     ".slipway/",
@@ -599,22 +601,30 @@ impl Workspaces {
             live.update(|r| r.full_runs += 1);
         }
         let started = Instant::now();
-        let diff = self.diff_of(env, &live).await?;
+        // What the steps run on: staged now, diffed while they run (the
+        // diff reads only the private index, which steps do not touch).
+        self.stage(env).await?;
+        let diff = self.staged_diff(env, &live);
         let mut steps: Vec<Step> = env.steps.fast.clone();
         if tier == Tier::Full {
             steps.extend(env.steps.full.clone());
         }
-        let mut results = Vec::new();
-        let mut ok = true;
-        for step in &steps {
-            let result = self.run_step(&live, env, step).await;
-            let passed = result.exit_code == Some(0);
-            results.push(result);
-            if !passed {
-                ok = false;
-                break;
+        let run = async {
+            let mut results = Vec::new();
+            let mut ok = true;
+            for step in &steps {
+                let result = self.run_step(&live, env, step).await;
+                let passed = result.exit_code == Some(0);
+                results.push(result);
+                if !passed {
+                    ok = false;
+                    break;
+                }
             }
-        }
+            (results, ok)
+        };
+        let (diff, (results, ok)) = tokio::join!(diff, run);
+        let diff = diff?;
         let result = ValidateResult {
             tier,
             ok,
@@ -702,12 +712,35 @@ impl Workspaces {
     }
 
     async fn diff_of(&self, env: &Environment, live: &Live) -> Result<String, WorkspaceError> {
+        self.stage(env).await?;
+        self.staged_diff(env, live).await
+    }
+
+    /// Record the files as they are now in the workspace's private index
+    /// (the repository's own index is left alone).
+    async fn stage(&self, env: &Environment) -> Result<(), WorkspaceError> {
+        let (checkouts, path) = (self.runner.checkouts.clone(), env.checkout.path.clone());
+        tokio::task::spawn_blocking(move || {
+            checkouts.git_env(
+                Some(&path),
+                &[("GIT_INDEX_FILE", PRIVATE_INDEX)],
+                &["add", "-A"],
+            )
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+        Ok(())
+    }
+
+    /// The staged files against the base commit, as a unified diff.
+    async fn staged_diff(&self, env: &Environment, live: &Live) -> Result<String, WorkspaceError> {
         let base = live.snapshot().base_sha.unwrap_or_default();
         let (checkouts, path) = (self.runner.checkouts.clone(), env.checkout.path.clone());
         let diff = tokio::task::spawn_blocking(move || {
-            checkouts.git(Some(&path), &["add", "-A"])?;
-            checkouts.git(
+            checkouts.git_env(
                 Some(&path),
+                &[("GIT_INDEX_FILE", PRIVATE_INDEX)],
                 &["diff", "--cached", "--no-color", "--no-ext-diff", &base],
             )
         })
