@@ -57,6 +57,22 @@ pub async fn exec_step(
     grace: Duration,
     cancel: &CancellationToken,
 ) -> Result<StepOutcome, RunnerError> {
+    exec_step_after(docker, container, step, log, timeout, grace, cancel, None).await
+}
+
+/// [`exec_step`], with work that must be done before the step starts run
+/// while its exec is being created (it ends before the command begins).
+#[allow(clippy::too_many_arguments)]
+pub async fn exec_step_after(
+    docker: &Docker,
+    container: &str,
+    step: &StepExec,
+    log: &JobLog,
+    timeout: Duration,
+    grace: Duration,
+    cancel: &CancellationToken,
+    before_start: Option<futures_util::future::BoxFuture<'_, ()>>,
+) -> Result<StepOutcome, RunnerError> {
     if is_root(&step.user) {
         return Err(RunnerError::RootUser(step.user.clone()));
     }
@@ -67,9 +83,11 @@ pub async fn exec_step(
         STEP_SERIAL.fetch_add(1, Ordering::Relaxed)
     );
     // `$1` is the command, `$2` the pid file: no quoting of either needed.
-    // The wrapper leads the step's process group and removes its pid file
-    // itself, so a step costs one exec.
-    let wrapper = "echo $$ > \"$2\" || exit 125; sh -c \"$1\"; s=$?; rm -f \"$2\"; exit $s";
+    // The wrapper leads the step's process group, runs the command in the
+    // same shell (no extra fork) and removes its pid file itself, so a step
+    // costs one exec.
+    let wrapper =
+        "c=$1 f=$2; set --; echo $$ > \"$f\" || exit 125; trap 'rm -f \"$f\"' EXIT; eval \"$c\"";
     let options = CreateExecOptions {
         cmd: Some(vec![
             "sh".to_owned(),
@@ -86,10 +104,12 @@ pub async fn exec_step(
         attach_stderr: Some(true),
         ..Default::default()
     };
-    let exec = docker
-        .create_exec(container, options)
-        .await
-        .map_err(engine("create an exec"))?;
+    let create = docker.create_exec(container, options);
+    let exec = match before_start {
+        Some(work) => tokio::join!(create, work).0,
+        None => create.await,
+    }
+    .map_err(engine("create an exec"))?;
     let StartExecResults::Attached { mut output, .. } = docker
         .start_exec(&exec.id, None)
         .await

@@ -601,10 +601,21 @@ impl Workspaces {
             live.update(|r| r.full_runs += 1);
         }
         let started = Instant::now();
-        // What the steps run on: staged now, diffed while they run (the
+        // What the steps run on: staged while the first step's exec is
+        // created (before it starts), then diffed while the steps run (the
         // diff reads only the private index, which steps do not touch).
-        self.stage(env).await?;
-        let diff = self.staged_diff(env, &live);
+        let (staged_tx, staged_rx) = tokio::sync::oneshot::channel();
+        let stage = async move {
+            let _ = staged_tx.send(self.stage(env).await);
+        }
+        .boxed();
+        let diff = async {
+            match staged_rx.await {
+                Ok(Ok(())) => self.staged_diff(env, &live).await,
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(internal("the files were not staged")),
+            }
+        };
         let mut steps: Vec<Step> = env.steps.fast.clone();
         if tier == Tier::Full {
             steps.extend(env.steps.full.clone());
@@ -612,8 +623,14 @@ impl Workspaces {
         let run = async {
             let mut results = Vec::new();
             let mut ok = true;
+            let mut stage = Some(stage);
+            if steps.is_empty()
+                && let Some(stage) = stage.take()
+            {
+                stage.await;
+            }
             for step in &steps {
-                let result = self.run_step(&live, env, step).await;
+                let result = self.run_step(&live, env, step, stage.take()).await;
                 let passed = result.exit_code == Some(0);
                 results.push(result);
                 if !passed {
@@ -650,17 +667,24 @@ impl Workspaces {
         Ok(result)
     }
 
-    async fn run_step(&self, live: &Live, env: &Environment, step: &Step) -> StepResult {
+    async fn run_step(
+        &self,
+        live: &Live,
+        env: &Environment,
+        step: &Step,
+        before_start: Option<BoxFuture<'_, ()>>,
+    ) -> StepResult {
         let mut ran = None;
         let outcome = self
             .runner
-            .run_steps(
+            .run_steps_after(
                 env,
                 std::slice::from_ref(step),
                 &live.log,
                 &live.cancel,
                 live.step_timeout,
                 |r| ran = Some(r.clone()),
+                before_start,
             )
             .await;
         let (stdout, mut output) = match &ran {
