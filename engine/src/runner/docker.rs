@@ -38,6 +38,28 @@ fn candidates() -> Vec<String> {
 
 async fn try_endpoint(endpoint: &str) -> Result<Docker, String> {
     let client = if let Some(path) = endpoint.strip_prefix("unix://") {
+        // Say plainly why a socket cannot be used (the HTTP client's error
+        // only says "Connect").
+        if let Err(e) = std::os::unix::net::UnixStream::connect(path) {
+            return Err(match e.kind() {
+                std::io::ErrorKind::PermissionDenied => {
+                    use std::os::unix::fs::MetadataExt;
+                    let owner = std::fs::metadata(path)
+                        .map(|m| {
+                            format!(
+                                "owned by uid {} gid {}, mode {:o}",
+                                m.uid(),
+                                m.gid(),
+                                m.mode() & 0o777
+                            )
+                        })
+                        .unwrap_or_default();
+                    format!("permission denied: the socket is {owner}; this process may not use it")
+                }
+                std::io::ErrorKind::NotFound => "no socket there".to_owned(),
+                _ => e.to_string(),
+            });
+        }
         Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION)
             .map_err(|e| e.to_string())?
     } else if endpoint.starts_with("tcp://") || endpoint.starts_with("http://") {
