@@ -92,6 +92,7 @@ fn main() {
                 holder_image: slipway::config::DEFAULT_HOLDER_IMAGE.into(),
                 stop_grace: Duration::from_secs(1),
                 ca_bundle: None,
+                cache_budget_mb: 2048,
             },
         );
         let ws = Workspaces::new(

@@ -73,6 +73,7 @@ async fn engine() -> Engine {
         holder_image: slipway::config::DEFAULT_HOLDER_IMAGE.into(),
         stop_grace: Duration::from_secs(1),
         ca_bundle: None,
+        cache_budget_mb: 2048,
     };
     let checkouts = Checkouts::new(state.path(), Duration::from_secs(60));
     let executor =
@@ -396,4 +397,117 @@ async fn secrets_reach_the_step_and_never_the_log() {
             .contains("has no `SLIPWAY_TEST_SURELY_UNSET`"),
         "a missing secret fails the job with its name"
     );
+}
+
+/// A Python repository with its own Dockerfile: the python plan's `pip`
+/// cache entry applies.
+fn python_repo() -> tempfile::TempDir {
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(
+        repo.path().join("Dockerfile"),
+        "FROM python:3.11-slim\nRUN useradd --uid 1000 --create-home --home-dir /home/app app\nWORKDIR /workspace\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.path().join("pyproject.toml"),
+        "[project]\nname = \"cached\"\nversion = \"0.1.0\"\n",
+    )
+    .unwrap();
+    repo
+}
+
+async fn profile(e: &Engine, name: &str, fast: &[&str], size_mb: Option<u64>) {
+    let mut json = serde_json::json!({"name": name, "validation": {"fast": fast}});
+    if let Some(mb) = size_mb {
+        json["cache"] = serde_json::json!({"size_mb": mb});
+    }
+    let profile: Profile = serde_json::from_value(json).unwrap();
+    e.store.put_profile(profile, false).await.unwrap();
+}
+
+async fn volumes_named(e: &Engine, part: &str) -> Vec<String> {
+    e.docker
+        .list_volumes(None::<bollard::query_parameters::ListVolumesOptions>)
+        .await
+        .unwrap()
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.name)
+        .filter(|n| n.contains(part))
+        .collect()
+}
+
+#[tokio::test]
+async fn package_caches_persist_between_jobs_and_are_pruned_past_their_budget() {
+    let e = engine().await;
+    let repo = python_repo();
+    profile(
+        &e,
+        "warm",
+        &["echo warm > /home/app/.cache/pip/marker"],
+        None,
+    )
+    .await;
+    profile(&e, "read", &["cat /home/app/.cache/pip/marker"], None).await;
+    let first = e.submit(repo.path(), "warm", "fast").await;
+    let done = e.finished(first.id).await;
+    assert_eq!(done.state, JobState::Succeeded, "{}", e.log(first.id));
+    assert!(e.log(first.id).contains("-pip-"), "{}", e.log(first.id));
+    let second = e.submit(repo.path(), "read", "fast").await;
+    let done = e.finished(second.id).await;
+    assert_eq!(done.state, JobState::Succeeded, "{}", e.log(second.id));
+    assert!(
+        e.log(second.id).contains("stdout warm"),
+        "the cache survived: {}",
+        e.log(second.id)
+    );
+
+    // Another repository, a 1 MiB budget, 2 MiB written: the volume goes.
+    let big = python_repo();
+    profile(
+        &e,
+        "big",
+        &["dd if=/dev/zero of=/home/app/.cache/pip/blob bs=1M count=2"],
+        Some(1),
+    )
+    .await;
+    let job = e.submit(big.path(), "big", "fast").await;
+    let done = e.finished(job.id).await;
+    let log = e.log(job.id);
+    assert_eq!(done.state, JobState::Succeeded, "{log}");
+    assert!(log.contains("grew past its budget: removed"), "{log}");
+    let slug = big
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_ascii_lowercase();
+    let slug = slug.trim_start_matches('.').to_owned();
+    assert!(volumes_named(&e, &slug).await.is_empty(), "pruned");
+
+    // Clean up this test's volumes.
+    let filters = std::collections::HashMap::from([(
+        "label".to_owned(),
+        vec![format!("io.slipway.engine={}", e.engine_id)],
+    )]);
+    let options = bollard::query_parameters::ListVolumesOptionsBuilder::new()
+        .filters(&filters)
+        .build();
+    let mine = e
+        .docker
+        .list_volumes(Some(options))
+        .await
+        .unwrap()
+        .volumes
+        .unwrap_or_default();
+    for v in mine {
+        let _ = e
+            .docker
+            .remove_volume(
+                &v.name,
+                None::<bollard::query_parameters::RemoveVolumeOptions>,
+            )
+            .await;
+    }
 }

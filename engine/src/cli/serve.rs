@@ -87,6 +87,7 @@ async fn engine(
         holder_image: config.holder_image.clone(),
         stop_grace: config.stop_grace,
         ca_bundle: config.ca_bundle.clone(),
+        cache_budget_mb: config.cache_budget_mb,
     };
     let supervisor = Supervisor::new(
         docker.clone(),

@@ -140,6 +140,22 @@ async fn run_in_checkout(runner: &Runner, attempt: &Attempt, name: &str) -> Outc
     }
     let cleanup = Instant::now();
     env.pod.remove().await;
+    let pruned = super::cache::prune(
+        &runner.docker,
+        &env.caches,
+        env.cache_budget_bytes,
+        &runner.settings.holder_image,
+        &runner.settings.engine_id,
+    )
+    .await;
+    for name in pruned {
+        attempt.log.line(
+            "slipway",
+            &format!(
+                "cache volume {name} grew past its budget: removed (the next job fills it again)"
+            ),
+        );
+    }
     record
         .phases_ms
         .insert("cleanup".into(), cleanup.elapsed().as_millis() as u64);

@@ -4,6 +4,8 @@
 //! - [`docker`]: finding and connecting to Docker or Podman, with the API
 //!   version negotiated and an error that names everything tried.
 //! - [`image`]: the job's image, built once and reused by content hash.
+//! - [`cache`]: package-manager cache volumes, one per manager and
+//!   repository, pruned past their budget.
 //! - [`container`]: the hardened, labelled containers of a pod.
 //! - [`pod`]: a job's containers in one private network namespace: a
 //!   holder, its services, and the workload container the steps run in.
@@ -18,6 +20,7 @@
 //! - [`supervisor`]: long-running managed services kept as declared and
 //!   healthy (readiness, liveness, Docker events, restarts with a budget).
 
+pub mod cache;
 pub mod container;
 pub mod docker;
 pub mod exec;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use tokio_util::sync::CancellationToken;
 
+use super::cache::{self, CacheVolume};
 use super::container::{ContainerLimits, RunnerError};
 use super::exec::{StepEnd, StepExec, exec_step_after};
 use super::image::{self, DockerfileSource, ImageRequest};
@@ -47,6 +48,9 @@ pub struct RunnerSettings {
     pub stop_grace: Duration,
     /// Extra CA bundle for generated image builds and job containers.
     pub ca_bundle: Option<std::path::PathBuf>,
+    /// Size past which a package-manager cache volume is removed after a
+    /// job (a profile's `cache.size_mb` overrides it).
+    pub cache_budget_mb: u64,
 }
 
 /// What jobs and workspaces share: the engine's handles and settings.
@@ -81,6 +85,9 @@ pub struct Environment {
     pub user: String,
     /// What a job record keeps of the preparation.
     pub record: RunRecord,
+    /// The package-manager cache volumes mounted, and their budget.
+    pub caches: Vec<CacheVolume>,
+    pub cache_budget_bytes: u64,
 }
 
 /// What to prepare, and for whom.
@@ -339,6 +346,29 @@ impl Runner {
             network: network.into(),
         };
         let mut binds = vec![format!("{}:/workspace", checkout.path.display())];
+        let policy = profile
+            .as_ref()
+            .map(|p| p.cache.clone())
+            .unwrap_or_default();
+        let caches = if policy.enabled {
+            cache::prepare(
+                &self.docker,
+                &self.settings.engine_id,
+                &slug,
+                &plan.cache,
+                (uid, gid),
+                &self.settings.holder_image,
+            )
+            .await
+            .map_err(|reason| Outcome::InfrastructureError { reason })?
+        } else {
+            Vec::new()
+        };
+        for c in &caches {
+            log.line("slipway", &format!("cache {} at {}", c.name, c.path));
+            binds.push(format!("{}:{}", c.name, c.path));
+        }
+        let cache_budget_bytes = policy.size_mb.unwrap_or(self.settings.cache_budget_mb) << 20;
         if let Some(path) = &self.settings.ca_bundle {
             binds.push(format!("{}:{}:ro", path.display(), image::CA_BUNDLE_PATH));
             env.extend(
@@ -398,6 +428,8 @@ impl Runner {
                     workdir: "/workspace".into(),
                     user: workload.user,
                     record,
+                    caches,
+                    cache_budget_bytes,
                 });
             }
             (_, Ok(None)) => Outcome::Cancelled,

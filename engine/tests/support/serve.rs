@@ -44,15 +44,37 @@ impl Drop for Server {
                 .args(["-TERM", &self.child.id().to_string()])
                 .status();
             let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.remove_cache_volumes();
+    }
+}
+
+impl Server {
+    /// Package caches outlive an engine on purpose; a test engine's go with it.
+    fn remove_cache_volumes(&self) {
+        use sha2::Digest;
+        let Some(state) = self.state.as_ref() else {
+            return;
+        };
+        let path = state
+            .path()
+            .canonicalize()
+            .unwrap_or_else(|_| state.path().to_path_buf());
+        let engine = format!(
+            "serve-{}",
+            hex::encode(&sha2::Sha256::digest(path.to_string_lossy().as_bytes())[..8])
+        );
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "docker volume ls -q --filter label=io.slipway.engine={engine} | xargs -r docker volume rm -f"
+            ))
+            .status();
     }
 }
 

@@ -1,0 +1,227 @@
+//! Package-manager cache volumes: the plan's `cache` entries (`pip` at
+//! `/home/app/.cache/pip`, `npm` at `~/.npm`, ...) become named volumes,
+//! one per manager and repository (shared by the engines of a daemon), mounted into job and workspace
+//! containers so the next job of the repository starts warm. A volume that
+//! grows past its budget is removed after the job (the next one starts
+//! cold and fills it again).
+
+use std::collections::HashMap;
+
+use bollard::Docker;
+use bollard::models::VolumeCreateRequest;
+use bollard::query_parameters::RemoveVolumeOptionsBuilder;
+
+use super::container::{self, ContainerLimits, ContainerSpec, Hardening};
+use super::{LABEL_ENGINE, LABEL_MANAGED, LABEL_ROLE};
+use crate::plugins::bindings::CacheMount;
+
+/// Which cache a volume holds.
+pub const LABEL_CACHE: &str = "io.slipway.cache";
+
+/// When each volume was last found within its budget.
+static MEASURED: std::sync::Mutex<Option<HashMap<String, std::time::Instant>>> =
+    std::sync::Mutex::new(None);
+const REMEASURE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// A cache volume to mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheVolume {
+    pub name: String,
+    pub path: String,
+}
+
+/// The volume name: engine, manager and repository, as Docker allows.
+pub fn volume_name(engine: &str, id: &str, scope: &str) -> String {
+    let clean = |s: &str| super::image::name_component(s);
+    format!(
+        "slipway-cache-{}-{}-{}",
+        clean(engine),
+        clean(id),
+        clean(scope)
+    )
+}
+
+/// Create (once) the volumes for `mounts`, owned by `uid:gid` so the job's
+/// user can write them. Returns what to mount.
+pub async fn prepare(
+    docker: &Docker,
+    engine: &str,
+    scope: &str,
+    mounts: &[CacheMount],
+    (uid, gid): (u32, u32),
+    helper_image: &str,
+) -> Result<Vec<CacheVolume>, String> {
+    let mut out = Vec::new();
+    for m in mounts {
+        if !m.path.starts_with('/') {
+            return Err(format!(
+                "cache `{}`: `{}` is not an absolute path",
+                m.id, m.path
+            ));
+        }
+        let name = volume_name(&m.id, scope);
+        let exists = docker.inspect_volume(&name).await.is_ok();
+        if !exists {
+            let request = VolumeCreateRequest {
+                name: Some(name.clone()),
+                labels: Some(HashMap::from([
+                    (LABEL_MANAGED.to_owned(), "true".to_owned()),
+                    (LABEL_ENGINE.to_owned(), engine.to_owned()),
+                    (LABEL_ROLE.to_owned(), "cache".to_owned()),
+                    (LABEL_CACHE.to_owned(), m.id.clone()),
+                ])),
+                ..Default::default()
+            };
+            docker
+                .create_volume(request)
+                .await
+                .map_err(|e| format!("cache `{}`: cannot create volume {name}: {e}", m.id))?;
+            hand_to(docker, &name, uid, gid, helper_image, engine).await?;
+        }
+        out.push(CacheVolume {
+            name,
+            path: m.path.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// A new volume belongs to root; give it to the job user.
+async fn hand_to(
+    docker: &Docker,
+    volume: &str,
+    uid: u32,
+    gid: u32,
+    image: &str,
+    engine: &str,
+) -> Result<(), String> {
+    let argv = [
+        "chown".to_owned(),
+        format!("{uid}:{gid}"),
+        "/cache".to_owned(),
+    ];
+    match helper(docker, volume, &argv, image, engine).await {
+        Ok((0, _)) => Ok(()),
+        Ok((code, out)) => Err(format!(
+            "cannot hand cache volume {volume} to {uid}:{gid} (exit {code}): {}",
+            out.trim()
+        )),
+        Err(e) => Err(format!("cannot prepare cache volume {volume}: {e}")),
+    }
+}
+
+/// Run `argv` in a one-off container with `volume` at `/cache`, as root
+/// with only the capabilities a `chown` needs; its exit code and output.
+async fn helper(
+    docker: &Docker,
+    volume: &str,
+    argv: &[String],
+    image: &str,
+    engine: &str,
+) -> Result<(i64, String), super::RunnerError> {
+    use futures_util::StreamExt;
+    let spec = ContainerSpec {
+        name: format!("{volume}-helper-{}", fastrand::u32(..)),
+        image: image.to_owned(),
+        cmd: Some(argv.to_vec()),
+        entrypoint: Some(vec![]),
+        env: vec![],
+        workdir: None,
+        user: Some("0:0".into()),
+        binds: vec![format!("{volume}:/cache")],
+        labels: HashMap::from([
+            (LABEL_MANAGED.to_owned(), "true".to_owned()),
+            (LABEL_ENGINE.to_owned(), engine.to_owned()),
+            (LABEL_ROLE.to_owned(), "cache".to_owned()),
+        ]),
+        limits: ContainerLimits {
+            memory_mb: Some(32),
+            pids: Some(16),
+            cpus: None,
+        },
+        network: "none".into(),
+        // Keeps CHOWN and DAC_OVERRIDE, drops everything else.
+        hardening: Hardening::Service,
+    };
+    let id = container::create_and_start(docker, &spec).await?;
+    let code = match docker.wait_container(&id, None).next().await {
+        Some(Ok(r)) => r.status_code,
+        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+        _ => -1,
+    };
+    let options = bollard::query_parameters::LogsOptionsBuilder::new()
+        .stdout(true)
+        .stderr(true)
+        .build();
+    let mut output = String::new();
+    let mut logs = docker.logs(&id, Some(options));
+    while let Some(Ok(chunk)) = logs.next().await {
+        output.push_str(&chunk.to_string());
+    }
+    container::remove(docker, &id).await;
+    Ok((code, output))
+}
+
+/// Remove the volumes among `used` that are larger than `budget_bytes`
+/// (measured with `du` in a one-off container); returns their names. A
+/// volume another job is using stays, for a later pass.
+pub async fn prune(
+    docker: &Docker,
+    used: &[CacheVolume],
+    budget_bytes: u64,
+    image: &str,
+    engine: &str,
+) -> Vec<String> {
+    let mut removed = Vec::new();
+    for v in used {
+        // Measuring costs a container: a volume found within its budget is
+        // measured again only after a while.
+        {
+            let mut measured = MEASURED.lock().unwrap_or_else(|p| p.into_inner());
+            let measured = measured.get_or_insert_with(HashMap::new);
+            if measured
+                .get(&v.name)
+                .is_some_and(|at| at.elapsed() < REMEASURE_AFTER)
+            {
+                continue;
+            }
+            measured.insert(v.name.clone(), std::time::Instant::now());
+        }
+        let argv = ["du".to_owned(), "-sk".to_owned(), "/cache".to_owned()];
+        let Ok((0, out)) = helper(docker, &v.name, &argv, image, engine).await else {
+            continue;
+        };
+        let Some(kib) = out
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if kib * 1024 <= budget_bytes {
+            continue;
+        }
+        let options = RemoveVolumeOptionsBuilder::new().force(false).build();
+        if docker.remove_volume(&v.name, Some(options)).await.is_ok() {
+            MEASURED
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(HashMap::new)
+                .remove(&v.name);
+            tracing::info!(volume = %v.name, kib, budget_bytes, "cache volume past its budget: removed");
+            removed.push(v.name.clone());
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_are_valid_volume_names() {
+        assert_eq!(
+            super::volume_name("pip", "acme/Web App"),
+            "slipway-cache-pip-acme-web-app"
+        );
+    }
+}
