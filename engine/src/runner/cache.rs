@@ -30,15 +30,12 @@ pub struct CacheVolume {
     pub path: String,
 }
 
-/// The volume name: engine, manager and repository, as Docker allows.
-pub fn volume_name(engine: &str, id: &str, scope: &str) -> String {
+/// The volume name: manager and repository, as Docker allows. Shared by
+/// every engine on the daemon (`serve` and each `slipway run`), so a warm
+/// cache serves them all; the label names the engine that made it.
+pub fn volume_name(id: &str, scope: &str) -> String {
     let clean = |s: &str| super::image::name_component(s);
-    format!(
-        "slipway-cache-{}-{}-{}",
-        clean(engine),
-        clean(id),
-        clean(scope)
-    )
+    format!("slipway-cache-{}-{}", clean(id), clean(scope))
 }
 
 /// Create (once) the volumes for `mounts`, owned by `uid:gid` so the job's
