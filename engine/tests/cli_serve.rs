@@ -22,8 +22,35 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// Remove the package caches jobs of `repo` left (caches outlive jobs on
+/// purpose; a test's throwaway repository's should not).
+fn remove_caches_of(repo: &Path) {
+    let slug = slipway::runner::image::name_component(&repo.file_name().unwrap().to_string_lossy());
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "docker volume ls -q --filter label=io.slipway.role=cache | grep -- '-{slug}$' | xargs -r docker volume rm -f"
+        ))
+        .status();
+}
+
+/// A throwaway repository; its package caches go with it.
+struct Repo(tempfile::TempDir);
+
+impl Repo {
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Repo {
+    fn drop(&mut self) {
+        remove_caches_of(self.0.path());
+    }
+}
+
 /// A repo with its own Dockerfile on the test image, and a package.json.
-fn repo(scripts: &str) -> tempfile::TempDir {
+fn repo(scripts: &str) -> Repo {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("Dockerfile"),
@@ -35,7 +62,7 @@ fn repo(scripts: &str) -> tempfile::TempDir {
         format!("{{\"name\": \"x\", \"scripts\": {{{scripts}}}}}"),
     )
     .unwrap();
-    dir
+    Repo(dir)
 }
 
 #[test]
