@@ -57,22 +57,6 @@ pub async fn exec_step(
     grace: Duration,
     cancel: &CancellationToken,
 ) -> Result<StepOutcome, RunnerError> {
-    exec_step_after(docker, container, step, log, timeout, grace, cancel, None).await
-}
-
-/// [`exec_step`], with work that must be done before the step starts run
-/// while its exec is being created (it ends before the command begins).
-#[allow(clippy::too_many_arguments)]
-pub async fn exec_step_after(
-    docker: &Docker,
-    container: &str,
-    step: &StepExec,
-    log: &JobLog,
-    timeout: Duration,
-    grace: Duration,
-    cancel: &CancellationToken,
-    before_start: Option<futures_util::future::BoxFuture<'_, ()>>,
-) -> Result<StepOutcome, RunnerError> {
     if is_root(&step.user) {
         return Err(RunnerError::RootUser(step.user.clone()));
     }
@@ -104,12 +88,10 @@ pub async fn exec_step_after(
         attach_stderr: Some(true),
         ..Default::default()
     };
-    let create = docker.create_exec(container, options);
-    let exec = match before_start {
-        Some(work) => tokio::join!(create, work).0,
-        None => create.await,
-    }
-    .map_err(engine("create an exec"))?;
+    let exec = docker
+        .create_exec(container, options)
+        .await
+        .map_err(engine("create an exec"))?;
     let StartExecResults::Attached { mut output, .. } = docker
         .start_exec(&exec.id, None)
         .await

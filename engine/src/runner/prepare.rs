@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cache::{self, CacheVolume};
 use super::container::{ContainerLimits, RunnerError};
-use super::exec::{StepEnd, StepExec, exec_step_after};
+use super::exec::{StepEnd, StepExec, exec_step};
 use super::image::{self, DockerfileSource, ImageRequest};
 use super::pod::{Pod, PodSpec, WorkloadSpec};
 use super::services::{self, RunningService};
@@ -456,30 +456,8 @@ impl Runner {
         log: &JobLog,
         cancel: &CancellationToken,
         bound: Duration,
-        each: impl FnMut(&StepRun),
-    ) -> Result<(), Outcome> {
-        self.run_steps_after(env, steps, log, cancel, bound, each, None)
-            .await
-    }
-
-    /// [`Runner::run_steps`], with work done before the first step starts,
-    /// while its exec is created.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn run_steps_after(
-        &self,
-        env: &Environment,
-        steps: &[Step],
-        log: &JobLog,
-        cancel: &CancellationToken,
-        bound: Duration,
         mut each: impl FnMut(&StepRun),
-        mut before_first: Option<futures_util::future::BoxFuture<'_, ()>>,
     ) -> Result<(), Outcome> {
-        if steps.is_empty()
-            && let Some(work) = before_first.take()
-        {
-            work.await;
-        }
         for (i, step) in steps.iter().enumerate() {
             log.line(
                 "slipway",
@@ -499,7 +477,7 @@ impl Runner {
             };
             let stop = cancel.child_token();
             let log_start = log_len(log);
-            let run = exec_step_after(
+            let run = exec_step(
                 &self.docker,
                 &env.container,
                 &exec,
@@ -507,7 +485,6 @@ impl Runner {
                 bound,
                 self.settings.stop_grace,
                 &stop,
-                before_first.take(),
             );
             tokio::pin!(run);
             let ended = tokio::select! {

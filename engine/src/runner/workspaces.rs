@@ -33,8 +33,6 @@ use crate::workspace::{
 
 /// The label naming a workspace's containers.
 pub const LABEL_WORKSPACE: &str = "io.slipway.workspace";
-/// The workspace's own git index (inside `.git`), for diffs.
-const PRIVATE_INDEX: &str = ".git/slipway-index";
 /// Tool outputs left out of a workspace's diff (`.git/info/exclude`).
 const TOOL_OUTPUTS: &[&str] = &[
     ".slipway/",
@@ -112,6 +110,11 @@ struct Live {
     resets: Mutex<Vec<(String, String, Vec<String>)>>,
     cancel: CancellationToken,
     step_timeout: Duration,
+    /// Bumped whenever the files may have changed (an edit, a reset, steps).
+    generation: std::sync::atomic::AtomicU64,
+    /// The diff against the base commit as of a generation, kept current
+    /// in the background so a validate rarely waits for git.
+    tree: Mutex<Option<(u64, String)>>,
 }
 
 impl Live {
@@ -280,6 +283,8 @@ impl Workspaces {
             log: JobLog::at(self.settings.logs_dir.join(format!("{id}.log"))),
             resets: Mutex::new(Vec::new()),
             cancel: CancellationToken::new(),
+            generation: Default::default(),
+            tree: Mutex::new(None),
             step_timeout: request
                 .spec
                 .timeout_s
@@ -468,7 +473,8 @@ impl Workspaces {
                 Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
                 _ => return,
             };
-            if live.snapshot().state == WorkspaceState::Ready {
+            // A closing workspace's container stops too: not a failure.
+            if live.snapshot().state == WorkspaceState::Ready && !live.cancel.is_cancelled() {
                 let id = live.snapshot().id;
                 let reason = format!(
                     "the workspace container stopped (exit code {code}); was it stopped or killed from outside?"
@@ -601,47 +607,25 @@ impl Workspaces {
             live.update(|r| r.full_runs += 1);
         }
         let started = Instant::now();
-        // What the steps run on: staged while the first step's exec is
-        // created (before it starts), then diffed while the steps run (the
-        // diff reads only the private index, which steps do not touch).
-        let (staged_tx, staged_rx) = tokio::sync::oneshot::channel();
-        let stage = async move {
-            let _ = staged_tx.send(self.stage(env).await);
-        }
-        .boxed();
-        let diff = async {
-            match staged_rx.await {
-                Ok(Ok(())) => self.staged_diff(env, &live).await,
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err(internal("the files were not staged")),
-            }
-        };
+        // What the steps run on (usually known already: edits refresh it).
+        let diff = self.current_diff(env, &live).await?;
         let mut steps: Vec<Step> = env.steps.fast.clone();
         if tier == Tier::Full {
             steps.extend(env.steps.full.clone());
         }
-        let run = async {
-            let mut results = Vec::new();
-            let mut ok = true;
-            let mut stage = Some(stage);
-            if steps.is_empty()
-                && let Some(stage) = stage.take()
-            {
-                stage.await;
+        let mut results = Vec::new();
+        let mut ok = true;
+        for step in &steps {
+            let result = self.run_step(&live, env, step).await;
+            let passed = result.exit_code == Some(0);
+            results.push(result);
+            if !passed {
+                ok = false;
+                break;
             }
-            for step in &steps {
-                let result = self.run_step(&live, env, step, stage.take()).await;
-                let passed = result.exit_code == Some(0);
-                results.push(result);
-                if !passed {
-                    ok = false;
-                    break;
-                }
-            }
-            (results, ok)
-        };
-        let (diff, (results, ok)) = tokio::join!(diff, run);
-        let diff = diff?;
+        }
+        // Steps may have written files: refresh behind the response.
+        self.refresh_diff(env, &live);
         let result = ValidateResult {
             tier,
             ok,
@@ -667,24 +651,17 @@ impl Workspaces {
         Ok(result)
     }
 
-    async fn run_step(
-        &self,
-        live: &Live,
-        env: &Environment,
-        step: &Step,
-        before_start: Option<BoxFuture<'_, ()>>,
-    ) -> StepResult {
+    async fn run_step(&self, live: &Live, env: &Environment, step: &Step) -> StepResult {
         let mut ran = None;
         let outcome = self
             .runner
-            .run_steps_after(
+            .run_steps(
                 env,
                 std::slice::from_ref(step),
                 &live.log,
                 &live.cancel,
                 live.step_timeout,
                 |r| ran = Some(r.clone()),
-                before_start,
             )
             .await;
         let (stdout, mut output) = match &ran {
@@ -732,46 +709,40 @@ impl Workspaces {
     pub async fn diff(&self, id: &str) -> Result<String, WorkspaceError> {
         let (live, guard) = self.lock(id).await?;
         let env = guard.as_ref().expect("checked by lock");
-        self.diff_of(env, &live).await
+        self.current_diff(env, &live).await
     }
 
-    async fn diff_of(&self, env: &Environment, live: &Live) -> Result<String, WorkspaceError> {
-        self.stage(env).await?;
-        self.staged_diff(env, live).await
+    /// The diff against the base commit as the files are now: the kept one
+    /// when nothing changed since it was made, else made now.
+    async fn current_diff(&self, env: &Environment, live: &Live) -> Result<String, WorkspaceError> {
+        use std::sync::atomic::Ordering;
+        let generation = live.generation.load(Ordering::SeqCst);
+        if let Some((g, diff)) = live.tree.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+            && *g == generation
+        {
+            return Ok(diff.clone());
+        }
+        let job = diff_job(&self.runner, env, live);
+        let diff = tokio::task::spawn_blocking(job)
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
+        keep_diff(live, generation, &diff);
+        Ok(diff)
     }
 
-    /// Record the files as they are now in the workspace's private index
-    /// (the repository's own index is left alone).
-    async fn stage(&self, env: &Environment) -> Result<(), WorkspaceError> {
-        let (checkouts, path) = (self.runner.checkouts.clone(), env.checkout.path.clone());
+    /// The files may have changed: a new generation, whose diff is made in
+    /// the background (the caller holds the workspace; nothing else writes).
+    fn refresh_diff(&self, env: &Environment, live: &Arc<Live>) {
+        use std::sync::atomic::Ordering;
+        let generation = live.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let job = diff_job(&self.runner, env, live);
+        let live = live.clone();
         tokio::task::spawn_blocking(move || {
-            checkouts.git_env(
-                Some(&path),
-                &[("GIT_INDEX_FILE", PRIVATE_INDEX)],
-                &["add", "-A"],
-            )
-        })
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
-        Ok(())
-    }
-
-    /// The staged files against the base commit, as a unified diff.
-    async fn staged_diff(&self, env: &Environment, live: &Live) -> Result<String, WorkspaceError> {
-        let base = live.snapshot().base_sha.unwrap_or_default();
-        let (checkouts, path) = (self.runner.checkouts.clone(), env.checkout.path.clone());
-        let diff = tokio::task::spawn_blocking(move || {
-            checkouts.git_env(
-                Some(&path),
-                &[("GIT_INDEX_FILE", PRIVATE_INDEX)],
-                &["diff", "--cached", "--no-color", "--no-ext-diff", &base],
-            )
-        })
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
-        Ok(if diff.is_empty() { diff } else { diff + "\n" })
+            if let Ok(diff) = job() {
+                keep_diff(&live, generation, &diff);
+            }
+        });
     }
 
     /// Apply a unified diff: all of it or nothing.
@@ -809,6 +780,7 @@ impl Workspaces {
                 text.replace(&*file.to_string_lossy(), "patch"),
             ));
         }
+        self.refresh_diff(env, &live);
         Ok(live.snapshot())
     }
 
@@ -835,7 +807,7 @@ impl Workspaces {
         path: &str,
         bytes: &[u8],
     ) -> Result<bool, WorkspaceError> {
-        let (_live, guard) = self.lock(id).await?;
+        let (live, guard) = self.lock(id).await?;
         let env = guard.as_ref().expect("checked by lock");
         let file = confine(&env.checkout.path, path, true)?;
         let existed = file.exists();
@@ -846,15 +818,19 @@ impl Workspaces {
         }
         std::fs::write(&file, bytes).map_err(internal)?;
         std::os::unix::fs::lchown(&file, Some(uid), Some(gid)).map_err(internal)?;
+        self.refresh_diff(env, &live);
         Ok(existed)
     }
 
     pub async fn delete_file(&self, id: &str, path: &str) -> Result<(), WorkspaceError> {
-        let (_live, guard) = self.lock(id).await?;
+        let (live, guard) = self.lock(id).await?;
         let env = guard.as_ref().expect("checked by lock");
         let file = confine(&env.checkout.path, path, false)?;
         match std::fs::remove_file(&file) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.refresh_diff(env, &live);
+                Ok(())
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(WorkspaceError::NoFile(path.into()))
             }
@@ -882,6 +858,7 @@ impl Workspaces {
         .await
         .map_err(internal)?
         .map_err(internal)?;
+        self.refresh_diff(env, &live);
         let resets = live
             .resets
             .lock()
@@ -911,6 +888,43 @@ impl Workspaces {
             );
         }
         Ok(live.snapshot())
+    }
+}
+
+/// Numbers the private git indexes, so diffs never share one.
+static INDEX_SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A blocking job that stages the files in a private git index (the
+/// repository's own index is left alone) and diffs them against the base.
+fn diff_job(
+    runner: &Runner,
+    env: &Environment,
+    live: &Live,
+) -> impl FnOnce() -> Result<String, crate::checkout::CheckoutError> + Send + 'static {
+    let base = live.snapshot().base_sha.unwrap_or_default();
+    let (checkouts, path) = (runner.checkouts.clone(), env.checkout.path.clone());
+    move || {
+        let n = INDEX_SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let index = format!(".git/slipway-index-{}-{n}", std::process::id());
+        let with_index = [("GIT_INDEX_FILE", index.as_str())];
+        let result = checkouts
+            .git_env(Some(&path), &with_index, &["add", "-A"])
+            .and_then(|_| {
+                checkouts.git_env(
+                    Some(&path),
+                    &with_index,
+                    &["diff", "--cached", "--no-color", "--no-ext-diff", &base],
+                )
+            });
+        let _ = std::fs::remove_file(path.join(&index));
+        result.map(|d| if d.is_empty() { d } else { d + "\n" })
+    }
+}
+
+/// Keep `diff` as the one of `generation`, unless a newer one began.
+fn keep_diff(live: &Live, generation: u64, diff: &str) {
+    if live.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
+        *live.tree.lock().unwrap_or_else(|p| p.into_inner()) = Some((generation, diff.to_owned()));
     }
 }
 
