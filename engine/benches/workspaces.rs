@@ -93,6 +93,7 @@ fn main() {
                 stop_grace: Duration::from_secs(1),
                 ca_bundle: None,
                 cache_budget_mb: 2048,
+                image_budget_mb: None,
             },
         );
         let ws = Workspaces::new(

@@ -87,6 +87,7 @@ struct RawRunnerConfig {
     stop_grace_s: Option<u64>,
     log_cap_mb: Option<u64>,
     cache_budget_mb: Option<u64>,
+    image_budget_mb: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,6 +134,8 @@ pub struct Config {
     pub log_cap: u64,
     /// Budget of each package-manager cache volume (MiB).
     pub cache_budget_mb: u64,
+    /// Total of runner images kept (MiB), least recently used removed first.
+    pub image_budget_mb: u64,
     /// Open workspaces at most (more: 429).
     pub workspaces_max_open: usize,
     /// `full` validate calls per workspace.
@@ -281,6 +284,7 @@ impl Config {
             stop_grace: std::time::Duration::from_secs(raw.runner.stop_grace_s.unwrap_or(10)),
             log_cap: raw.runner.log_cap_mb.unwrap_or(64).max(1) << 20,
             cache_budget_mb: raw.runner.cache_budget_mb.unwrap_or(2048).max(1),
+            image_budget_mb: raw.runner.image_budget_mb.unwrap_or(20 * 1024).max(1),
             workspaces_max_open: raw.workspaces.max_open.unwrap_or(8),
             workspaces_max_full_runs: raw.workspaces.max_full_runs.unwrap_or(3),
             workspaces_step_timeout: std::time::Duration::from_secs(

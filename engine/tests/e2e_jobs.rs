@@ -74,6 +74,7 @@ async fn engine() -> Engine {
         stop_grace: Duration::from_secs(1),
         ca_bundle: None,
         cache_budget_mb: 2048,
+        image_budget_mb: None,
     };
     let checkouts = Checkouts::new(state.path(), Duration::from_secs(60));
     let executor =
@@ -510,4 +511,59 @@ async fn package_caches_persist_between_jobs_and_are_pruned_past_their_budget() 
             )
             .await;
     }
+}
+
+#[tokio::test]
+async fn image_gc_removes_the_least_recently_used_image_it_knows_past_the_budget() {
+    let e = engine().await;
+    let older = repo_and_profile(&e, "gc-a", &["echo a"], &[]).await;
+    std::fs::write(
+        older.path().join("Dockerfile"),
+        "FROM slipway-test/busybox:1\nLABEL gc=a\n",
+    )
+    .unwrap();
+    let job = e.submit(older.path(), "gc-a", "fast").await;
+    let first = e.finished(job.id).await.run.unwrap().image.unwrap().tag;
+    let newer = repo_and_profile(&e, "gc-b", &["echo b"], &[]).await;
+    std::fs::write(
+        newer.path().join("Dockerfile"),
+        "FROM slipway-test/busybox:1\nLABEL gc=b\n",
+    )
+    .unwrap();
+    let job = e.submit(newer.path(), "gc-b", "fast").await;
+    let second = e.finished(job.id).await.run.unwrap().image.unwrap().tag;
+    assert_ne!(first, second);
+
+    let size = |tag: String| {
+        let docker = e.docker.clone();
+        async move { docker.inspect_image(&tag).await.unwrap().size.unwrap_or(0) as u64 }
+    };
+    // Room for the newer image only: the older one goes, nothing else does.
+    let budget = size(second.clone()).await + 1;
+    let store: std::sync::Arc<dyn JobStore> = e.store.clone();
+    let removed = slipway::runner::image_gc::collect(&e.docker, &store, budget)
+        .await
+        .unwrap();
+    assert_eq!(
+        removed,
+        vec![first.clone()],
+        "only the least recently used one"
+    );
+    assert!(e.docker.inspect_image(&first).await.is_err());
+    assert!(e.docker.inspect_image(&second).await.is_ok());
+    assert!(
+        e.docker
+            .inspect_image(slipway::config::DEFAULT_HOLDER_IMAGE)
+            .await
+            .is_ok(),
+        "images it has no record of are never touched"
+    );
+    let _ = e
+        .docker
+        .remove_image(
+            &second,
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await;
 }

@@ -78,6 +78,8 @@ async fn engine(
         std::fs::remove_dir_all(&checkouts_dir)
             .with_context(|| format!("removing stale checkouts in {}", checkouts_dir.display()))?;
     }
+    // `run`'s store is private and short-lived: only `serve` collects images.
+    let collects_images = engine_id.starts_with("serve-");
     let settings = RunnerSettings {
         engine_id,
         base_images: config.base_images.clone(),
@@ -88,6 +90,7 @@ async fn engine(
         stop_grace: config.stop_grace,
         ca_bundle: config.ca_bundle.clone(),
         cache_budget_mb: config.cache_budget_mb,
+        image_budget_mb: collects_images.then_some(config.image_budget_mb),
     };
     let supervisor = Supervisor::new(
         docker.clone(),

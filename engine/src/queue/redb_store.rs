@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex, mpsc};
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
 use tokio::sync::oneshot;
 
-use super::store::{JobStore, LeaseRequest, ListFilter, StoreError, StoreFuture, Submitted};
+use super::store::{
+    ImageUse, JobStore, LeaseRequest, ListFilter, StoreError, StoreFuture, Submitted,
+};
 use crate::job::{
     JobId, JobRecord, JobSpec, JobState, Outcome, Progress, RunRecord, SpecPolicy, now_ms,
 };
@@ -38,6 +40,7 @@ const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("profiles");
 const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("services");
 const WORKSPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("workspaces");
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 
 /// The schema this build writes. Bump it with a migration in [`migrate`].
 pub const SCHEMA_VERSION: u64 = 1;
@@ -52,6 +55,7 @@ struct Tables<'t> {
     services: Table<'t, &'static str, &'static [u8]>,
     workspaces: Table<'t, &'static str, &'static [u8]>,
     tokens: Table<'t, &'static str, &'static [u8]>,
+    images: Table<'t, &'static str, &'static [u8]>,
 }
 
 /// The writer's view of derived state, rebuilt from the tables at open.
@@ -176,6 +180,7 @@ impl RedbStore {
             txn.open_table(SERVICES).map_err(io)?;
             txn.open_table(WORKSPACES).map_err(io)?;
             txn.open_table(TOKENS).map_err(io)?;
+            txn.open_table(IMAGES).map_err(io)?;
             let running = txn.open_table(RUNNING).map_err(io)?;
             let jobs = txn.open_table(JOBS).map_err(io)?;
             for entry in running.iter().map_err(io)? {
@@ -295,6 +300,7 @@ fn apply_batch(
                 services: txn.open_table(SERVICES)?,
                 workspaces: txn.open_table(WORKSPACES)?,
                 tokens: txn.open_table(TOKENS)?,
+                images: txn.open_table(IMAGES)?,
             })
         })();
         let mut tables = match tables {
@@ -713,6 +719,22 @@ impl JobStore for RedbStore {
 
     fn delete_service(&self, name: &str) -> StoreFuture<'_, bool> {
         self.delete_named(|t| &mut t.services, name)
+    }
+
+    fn touch_image(&self, tag: &str) -> StoreFuture<'_, bool> {
+        let record = ImageUse {
+            tag: tag.to_owned(),
+            last_used_ms: now_ms(),
+        };
+        self.put_named(|t| &mut t.images, tag.to_owned(), &record, false)
+    }
+
+    fn image_uses(&self) -> Result<Vec<ImageUse>, StoreError> {
+        self.list_named(IMAGES)
+    }
+
+    fn forget_image(&self, tag: &str) -> StoreFuture<'_, bool> {
+        self.delete_named(|t| &mut t.images, tag)
     }
 
     fn put_token(&self, token: ApiToken) -> StoreFuture<'_, bool> {

@@ -49,6 +49,13 @@ pub enum StoreError {
     Closed,
 }
 
+/// A runner image and when a job or workspace last used it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImageUse {
+    pub tag: String,
+    pub last_used_ms: u64,
+}
+
 /// The result of a submit: the job, and whether it was created now (false:
 /// an earlier submit with the same idempotency key).
 #[derive(Debug, Clone)]
@@ -112,6 +119,11 @@ pub trait JobStore: Send + Sync + 'static {
     /// By name.
     fn list_services(&self) -> Result<Vec<ManagedService>, StoreError>;
     fn delete_service(&self, name: &str) -> StoreFuture<'_, bool>;
+
+    /// When each runner image was last used (for image GC).
+    fn touch_image(&self, tag: &str) -> StoreFuture<'_, bool>;
+    fn image_uses(&self) -> Result<Vec<ImageUse>, StoreError>;
+    fn forget_image(&self, tag: &str) -> StoreFuture<'_, bool>;
 
     /// API tokens, keyed by the hash of the token.
     fn put_token(&self, token: ApiToken) -> StoreFuture<'_, bool>;

@@ -160,6 +160,19 @@ async fn run_in_checkout(runner: &Runner, attempt: &Attempt, name: &str) -> Outc
         .phases_ms
         .insert("cleanup".into(), cleanup.elapsed().as_millis() as u64);
     attempt.record(record).await;
+    if let Some(budget) = runner.settings.image_budget_mb {
+        match super::image_gc::collect(&runner.docker, &runner.store, budget << 20).await {
+            Ok(removed) => {
+                for tag in removed {
+                    attempt.log.line(
+                        "slipway",
+                        &format!("image {tag}: removed by image GC (least recently used, past the {budget} MiB budget)"),
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "image GC failed"),
+        }
+    }
     match result {
         Ok(()) => Outcome::Succeeded,
         Err(outcome) => outcome,

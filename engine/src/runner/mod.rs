@@ -4,6 +4,7 @@
 //! - [`docker`]: finding and connecting to Docker or Podman, with the API
 //!   version negotiated and an error that names everything tried.
 //! - [`image`]: the job's image, built once and reused by content hash.
+//! - [`image_gc`]: least-recently-used runner images removed past a budget.
 //! - [`cache`]: package-manager cache volumes, one per manager and
 //!   repository, pruned past their budget.
 //! - [`container`]: the hardened, labelled containers of a pod.
@@ -26,6 +27,7 @@ pub mod docker;
 pub mod exec;
 pub mod executor;
 pub mod image;
+pub mod image_gc;
 pub mod pod;
 pub mod prepare;
 pub mod services;

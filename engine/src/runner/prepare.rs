@@ -51,6 +51,9 @@ pub struct RunnerSettings {
     /// Size past which a package-manager cache volume is removed after a
     /// job (a profile's `cache.size_mb` overrides it).
     pub cache_budget_mb: u64,
+    /// Runner images this engine used are removed, least recently used
+    /// first, past this total (`None`: never).
+    pub image_budget_mb: Option<u64>,
 }
 
 /// What jobs and workspaces share: the engine's handles and settings.
@@ -291,6 +294,9 @@ impl Runner {
             .map_err(|e| Outcome::Failed {
                 reason: e.to_string(),
             })?;
+        if let Err(e) = self.store.touch_image(&image.tag).await {
+            tracing::warn!(image = %image.tag, error = %e, "image use not recorded");
+        }
         record.image = Some(ImageRecord {
             tag: image.tag.clone(),
             id: image.id.clone(),
