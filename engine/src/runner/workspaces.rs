@@ -341,18 +341,25 @@ impl Workspaces {
         let ready = self.finish_setup(&live, &env).await;
         match ready {
             Ok(base) => {
+                let (image, planned_by, plugins) = (
+                    env.image.clone(),
+                    env.planned_by.clone(),
+                    env.record.plugins.clone(),
+                );
+                self.watch(&live, &env.container);
+                // The environment is in place before anyone is told `ready`.
+                *guard = Some(env);
+                drop(guard);
                 let record = live.update(|r| {
                     r.state = WorkspaceState::Ready;
                     r.progress = None;
                     r.base_sha = Some(base);
-                    r.image = Some(env.image.clone());
-                    r.planned_by = Some(env.planned_by.clone());
-                    r.plugins = env.record.plugins.clone();
+                    r.image = Some(image);
+                    r.planned_by = Some(planned_by);
+                    r.plugins = plugins;
                     r.last_used_ms = now_ms();
                 });
                 let _ = self.runner.store.put_workspace(record).await;
-                self.watch(&live, &env.container);
-                *guard = Some(env);
             }
             Err(reason) => {
                 *guard = Some(env);
