@@ -680,9 +680,22 @@ fn slug_of(repository: &str) -> String {
 /// and the engine can always clean it.
 pub fn hand_over(path: &std::path::Path, uid: u32, gid: u32) -> Result<(), CheckoutError> {
     fn walk(p: &std::path::Path, uid: u32, gid: u32) -> std::io::Result<()> {
-        std::os::unix::fs::lchown(p, Some(uid), Some(gid))?;
-        if p.symlink_metadata()?.is_dir() {
-            for entry in std::fs::read_dir(p)? {
+        // A file that vanishes meanwhile (git's temporary files) is fine.
+        let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+        match std::os::unix::fs::lchown(p, Some(uid), Some(gid)) {
+            Err(e) if gone(&e) => return Ok(()),
+            other => other?,
+        }
+        let is_dir = match p.symlink_metadata() {
+            Err(e) if gone(&e) => return Ok(()),
+            other => other?.is_dir(),
+        };
+        if is_dir {
+            let entries = match std::fs::read_dir(p) {
+                Err(e) if gone(&e) => return Ok(()),
+                other => other?,
+            };
+            for entry in entries {
                 walk(&entry?.path(), uid, gid)?;
             }
         }
