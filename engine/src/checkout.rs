@@ -282,21 +282,49 @@ fn is_bare_repo(dir: &Path) -> bool {
     dir.join("HEAD").is_file() && dir.join("objects").is_dir() && dir.join("refs").is_dir()
 }
 
+/// A copy of a repository's working tree as it is, uncommitted changes
+/// included and `.git` left out (`slipway run --dirty`): it then runs as a
+/// plain directory.
+pub fn copy_working_tree(from: &Path, to: &Path) -> Result<(), CheckoutError> {
+    std::fs::create_dir_all(to).map_err(|e| io_error(to, e))?;
+    for entry in std::fs::read_dir(from).map_err(|e| io_error(from, e))? {
+        let entry = entry.map_err(|e| io_error(from, e))?;
+        if entry.file_name() == ".git" {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type().map_err(|e| io_error(&src, e))?.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else {
+            copy_tree_entry(&entry, &src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
 /// Copy a directory tree; symlinks are recreated as links, never followed.
 fn copy_tree(from: &Path, to: &Path) -> Result<(), CheckoutError> {
     std::fs::create_dir_all(to).map_err(|e| io_error(to, e))?;
     for entry in std::fs::read_dir(from).map_err(|e| io_error(from, e))? {
         let entry = entry.map_err(|e| io_error(from, e))?;
         let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        let kind = entry.file_type().map_err(|e| io_error(&src, e))?;
-        if kind.is_symlink() {
-            let target = std::fs::read_link(&src).map_err(|e| io_error(&src, e))?;
-            std::os::unix::fs::symlink(target, &dst).map_err(|e| io_error(&dst, e))?;
-        } else if kind.is_dir() {
+        if entry.file_type().map_err(|e| io_error(&src, e))?.is_dir() {
             copy_tree(&src, &dst)?;
-        } else if kind.is_file() {
-            std::fs::copy(&src, &dst).map_err(|e| io_error(&src, e))?;
+        } else {
+            copy_tree_entry(&entry, &src, &dst)?;
         }
+    }
+    Ok(())
+}
+
+/// Copy one file or symlink (a link stays a link).
+fn copy_tree_entry(entry: &std::fs::DirEntry, src: &Path, dst: &Path) -> Result<(), CheckoutError> {
+    let kind = entry.file_type().map_err(|e| io_error(src, e))?;
+    if kind.is_symlink() {
+        let target = std::fs::read_link(src).map_err(|e| io_error(src, e))?;
+        std::os::unix::fs::symlink(target, dst).map_err(|e| io_error(dst, e))?;
+    } else if kind.is_file() {
+        std::fs::copy(src, dst).map_err(|e| io_error(src, e))?;
     }
     Ok(())
 }

@@ -220,3 +220,59 @@ fn serve_takes_jobs_from_the_client_commands_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn run_takes_the_commit_or_with_dirty_the_working_tree() {
+    let state = tempfile::tempdir().unwrap();
+    let repo = Repo(tempfile::tempdir().unwrap());
+    std::fs::write(
+        repo.path().join("Dockerfile"),
+        "FROM slipway-test/busybox:1\n",
+    )
+    .unwrap();
+    std::fs::write(repo.path().join("app.txt"), "committed\n").unwrap();
+    for args in [
+        vec!["init", "-q"],
+        vec!["add", "-A"],
+        vec![
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "c",
+        ],
+    ] {
+        assert!(
+            Command::new("git")
+                .args(&args)
+                .current_dir(repo.path())
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    std::fs::write(repo.path().join("app.txt"), "uncommitted\n").unwrap();
+    let profile = state.path().join("p.toml");
+    std::fs::write(&profile, "[validation]\nfast = [\"cat app.txt\"]\n").unwrap();
+    let run = |dirty: bool| {
+        let mut cmd = slipway(state.path());
+        cmd.args(["run", repo.path().to_str().unwrap(), "--profile"])
+            .arg(&profile);
+        if dirty {
+            cmd.arg("--dirty");
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        text(&out)
+    };
+    let clean = run(false);
+    assert!(
+        clean.contains("stdout committed") && !clean.contains("uncommitted"),
+        "{clean}"
+    );
+    let dirty = run(true);
+    assert!(dirty.contains("stdout uncommitted"), "{dirty}");
+    assert!(dirty.contains("uncommitted changes included"), "{dirty}");
+}

@@ -261,6 +261,10 @@ pub struct RunArgs {
     /// `/api/v1/profiles`; `name` optional): steps, services, env, limits.
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
+    /// Run a local repository's working tree as it is, uncommitted changes
+    /// included (it runs as a directory snapshot, not a commit).
+    #[arg(long, conflicts_with = "commit")]
+    pub dirty: bool,
 }
 
 /// Read a profile file given to `run`; its name defaults to `run`.
@@ -292,6 +296,20 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
             .join("runs")
             .join(std::process::id().to_string());
         std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+        let repository = if args.dirty {
+            let source = Path::new(&repository);
+            if !source.is_dir() {
+                bail!("--dirty needs a local directory, not {repository}");
+            }
+            let copy = work.join("working-tree");
+            slipway::checkout::copy_working_tree(source, &copy)?;
+            eprintln!(
+                "slipway: running the working tree of {repository}, uncommitted changes included"
+            );
+            copy.display().to_string()
+        } else {
+            repository
+        };
         let parts = engine(config, &work, true, format!("run-{}", std::process::id())).await?;
         let mut spec =
             serde_json::json!({"repository": repository, "commit": args.commit, "tier": args.tier});
