@@ -461,6 +461,60 @@ mod images {
     }
 
     #[tokio::test]
+    async fn dockerignore_keeps_files_out_of_the_context_and_the_hash() {
+        let docker = super::docker().await;
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::write(
+            repo.path().join("Dockerfile"),
+            format!(
+                "FROM {}\nCOPY . /src\nRUN test -f /src/keep.txt && test ! -e /src/secret.txt && test ! -e /src/node_modules\n",
+                super::IMAGE
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            repo.path().join(".dockerignore"),
+            "secret.txt\nnode_modules\n",
+        )
+        .unwrap();
+        std::fs::write(repo.path().join("keep.txt"), "kept").unwrap();
+        std::fs::write(repo.path().join("secret.txt"), "token=1").unwrap();
+        std::fs::create_dir(repo.path().join("node_modules")).unwrap();
+        std::fs::write(repo.path().join("node_modules/big.js"), "x").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let logs = JobLogs::new(dir.path()).unwrap();
+        let map = BTreeMap::new();
+        let slug = format!("ignore-{}", std::process::id());
+        let request = ImageRequest {
+            repo_slug: &slug,
+            dockerfile: DockerfileSource::Repository(PathBuf::from("Dockerfile")),
+            checkout: repo.path(),
+            base_images: &map,
+            network: "none",
+            ca_bundle: None,
+        };
+        let built = image::resolve(&docker, &request, &logs.writer(1)).await;
+        let log = String::from_utf8(logs.read(1, 0, 1 << 20).unwrap().0).unwrap();
+        let built = built.unwrap_or_else(|e| panic!("{e}\n{log}"));
+        std::fs::write(repo.path().join("secret.txt"), "token=2").unwrap();
+        let again = image::resolve(&docker, &request, &logs.writer(2))
+            .await
+            .unwrap();
+        assert_eq!(
+            (again.hit, &again.tag),
+            (true, &built.tag),
+            "an ignored file does not change the image"
+        );
+        let _ = docker
+            .remove_image(
+                &built.tag,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await;
+    }
+
+    #[tokio::test]
     async fn repository_dockerfile_and_build_failures() {
         let docker = super::docker().await;
         let repo = tempfile::tempdir().unwrap();

@@ -4,7 +4,8 @@
 //! Dockerfile text (after the base-image map is applied) and every file the
 //! build reads: for a generated Dockerfile, the files its `COPY`/`ADD` lines
 //! name (manifests, lockfiles, version hints); for a repository's own
-//! Dockerfile, the whole build context (less `.git`). An existing tag is a
+//! Dockerfile, the whole build context (less `.git` and what `.dockerignore`
+//! leaves out). An existing tag is a
 //! cache hit and nothing is built. Builds use the classic builder.
 
 use std::collections::{BTreeMap, HashMap};
@@ -162,6 +163,65 @@ fn input_error(path: &Path, e: impl std::fmt::Display) -> ImageError {
     }
 }
 
+/// The patterns of a build context's `.dockerignore`, in order: a path is
+/// left out when the last pattern matching it (or one of its folders) is
+/// not an exception (`!`).
+#[derive(Debug)]
+pub struct DockerIgnore {
+    patterns: Vec<(globset::GlobMatcher, bool)>,
+}
+
+impl DockerIgnore {
+    pub fn parse(text: &str) -> Result<DockerIgnore, String> {
+        let mut patterns = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (negate, pattern) = match line.strip_prefix('!') {
+                Some(rest) => (true, rest.trim()),
+                None => (false, line),
+            };
+            let pattern = pattern.trim_start_matches('/').trim_end_matches('/');
+            let pattern = pattern.strip_prefix("./").unwrap_or(pattern);
+            if pattern.is_empty() {
+                continue;
+            }
+            let glob = globset::GlobBuilder::new(pattern)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| format!(".dockerignore line {}: `{line}`: {e}", i + 1))?;
+            patterns.push((glob.compile_matcher(), negate));
+        }
+        Ok(DockerIgnore { patterns })
+    }
+
+    /// Whether `rel` (a path inside the context) is left out.
+    pub fn excludes(&self, rel: &str) -> bool {
+        let mut excluded = false;
+        for (glob, negate) in &self.patterns {
+            // A pattern that matches a folder covers what is inside it.
+            let mut prefix = String::new();
+            let mut matched = false;
+            for part in rel.split('/') {
+                if !prefix.is_empty() {
+                    prefix.push('/');
+                }
+                prefix.push_str(part);
+                if glob.is_match(&prefix) {
+                    matched = true;
+                    break;
+                }
+            }
+            if matched {
+                excluded = !negate;
+            }
+        }
+        excluded
+    }
+}
+
 /// Files of the build context, relative, sorted; `.git` left out; symlinks
 /// that leave the checkout refused.
 fn context_files(
@@ -184,7 +244,21 @@ fn context_files(
                 }
             }
         }
-        None => walk(root, root, &mut out)?,
+        None => {
+            walk(root, root, &mut out)?;
+            // As the Docker CLI does: `.dockerignore` leaves paths out of
+            // the context (and so out of the image's hash).
+            let ignore_file = root.join(".dockerignore");
+            if ignore_file.is_file() {
+                let text = std::fs::read_to_string(&ignore_file)
+                    .map_err(|e| input_error(&ignore_file, e))?;
+                let ignore = DockerIgnore::parse(&text).map_err(|message| ImageError::Input {
+                    path: ignore_file.display().to_string(),
+                    message,
+                })?;
+                out.retain(|(rel, _)| !ignore.excludes(rel));
+            }
+        }
     }
     out.sort();
     Ok(out)
@@ -398,6 +472,31 @@ mod tests {
         assert_eq!(
             copied_paths(json_form),
             vec!["my file.txt", "requirements.txt"]
+        );
+    }
+
+    #[test]
+    fn dockerignore_patterns_follow_docker() {
+        let ignore = DockerIgnore::parse(
+            "# comment\nnode_modules\n*.log\n**/secret*\n/build/\n!build/keep.txt\n",
+        )
+        .unwrap();
+        for (path, excluded) in [
+            ("node_modules/x/index.js", true),
+            ("app.log", true),
+            ("logs/app.log", false),
+            ("deep/dir/secret.txt", true),
+            ("secret.env", true),
+            ("build/out.bin", true),
+            ("build/keep.txt", false),
+            ("src/main.rs", false),
+        ] {
+            assert_eq!(ignore.excludes(path), excluded, "{path}");
+        }
+        assert!(
+            DockerIgnore::parse("[unclosed")
+                .unwrap_err()
+                .contains("line 1")
         );
     }
 
