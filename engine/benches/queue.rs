@@ -181,6 +181,7 @@ fn http_and_memory() {
         policy: SpecPolicy::default(),
         supervisor: None,
         workspaces: None,
+        plugins: None,
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();

@@ -26,6 +26,7 @@ pub struct Attempt {
     /// The job's log.
     pub log: JobLog,
     progress: ProgressReporter,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Attempt {
@@ -35,6 +36,7 @@ impl Attempt {
         cancel: CancellationToken,
         log: JobLog,
         store: Arc<dyn JobStore>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Attempt {
         let progress = ProgressReporter {
             store,
@@ -47,7 +49,13 @@ impl Attempt {
             cancel,
             log,
             progress,
+            metrics,
         }
+    }
+
+    /// Count a step's duration in `/metrics`.
+    pub fn observe_step(&self, duration: std::time::Duration) {
+        self.metrics.step_duration.observe(duration.as_secs_f64());
     }
 
     /// Record what the attempt ran (image, plugins, steps, timings).

@@ -33,7 +33,7 @@ impl Histogram {
             .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
     }
 
-    fn render(&self, out: &mut String, name: &str, help: &str) {
+    pub fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} histogram");
         for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
@@ -66,6 +66,8 @@ pub struct Metrics {
     /// Reports refused because their fence was stale.
     pub stale_reports: AtomicU64,
     pub attempt_duration: Histogram,
+    /// Steps of jobs, as the runner reports them.
+    pub step_duration: Histogram,
 }
 
 impl Default for Metrics {
@@ -77,6 +79,7 @@ impl Default for Metrics {
             lease_expiries: AtomicU64::new(0),
             stale_reports: AtomicU64::new(0),
             attempt_duration: Histogram::new(ATTEMPT_BOUNDS),
+            step_duration: Histogram::new(ATTEMPT_BOUNDS),
         }
     }
 }
@@ -123,6 +126,11 @@ impl Metrics {
             out,
             "slipway_attempt_duration_seconds",
             "Duration of job attempts, from lease to recorded outcome.",
+        );
+        self.step_duration.render(
+            out,
+            "slipway_step_duration_seconds",
+            "Duration of job steps (setup and validation), each in the job container.",
         );
     }
 }

@@ -196,6 +196,33 @@ fn serve_takes_jobs_from_the_client_commands_and_stops_on_sigterm() {
     let logs = client(&["logs", "1"]);
     assert!(text(&logs).contains("npm: not found"), "{}", text(&logs));
 
+    // /metrics counts the job's step and the plugin calls that planned it.
+    let metrics = ureq::get(format!("{url}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in:\n{metrics}"))
+    };
+    assert!(
+        value("slipway_step_duration_seconds_count") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        value("slipway_plugin_calls_total") >= 2.0,
+        "detect and plan: {metrics}"
+    );
+    assert!(
+        value("slipway_plugin_call_duration_seconds_count") >= 2.0,
+        "{metrics}"
+    );
+
     let pid = server.id().to_string();
     assert!(
         Command::new("kill")

@@ -73,6 +73,7 @@ fn child_main(state_dir: &str, port: &str) {
             policy: SpecPolicy::default(),
             supervisor: None,
             workspaces: None,
+            plugins: None,
         };
         api::serve(listener, state, shutdown).await.unwrap();
     });

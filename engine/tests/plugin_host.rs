@@ -157,6 +157,12 @@ fn runaway_plugin_is_stopped_within_its_budget() {
             .contains("hostile@0.1.0 ran past its time budget of 300 ms"),
         "{err}"
     );
+    let mut metrics = String::new();
+    registry.sandbox().render_metrics(&mut metrics);
+    assert!(
+        metrics.contains("slipway_plugin_failures_total{kind=\"cpu_limit\"}"),
+        "the stop is counted by kind: {metrics}"
+    );
     assert_good_plugins_still_work(&registry);
 }
 

@@ -56,6 +56,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let _ = writeln!(out, "# TYPE slipway_queue_depth gauge");
     let _ = writeln!(out, "slipway_queue_depth {depth}");
     state.scheduler.metrics().render(&mut out);
+    if let Some(plugins) = &state.plugins {
+        plugins.render_metrics(&mut out);
+    }
     if let Some(supervisor) = &state.supervisor {
         supervisor.render_metrics(&mut out);
     }

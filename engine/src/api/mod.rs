@@ -44,6 +44,8 @@ pub struct AppState {
     /// Managed services; `None` where there is no Docker runner (tests of
     /// the queue alone), and the services routes answer 503.
     pub supervisor: Option<Arc<crate::runner::supervisor::Supervisor>>,
+    /// The plugin host, for its call counts in `/metrics`.
+    pub plugins: Option<Arc<crate::plugins::PluginSandbox>>,
     /// Workspaces; `None` without a Docker runner (the routes answer 503).
     pub workspaces: Option<Arc<crate::runner::workspaces::Workspaces>>,
 }

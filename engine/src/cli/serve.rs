@@ -27,6 +27,7 @@ struct EngineParts {
     policy: SpecPolicy,
     supervisor: Arc<Supervisor>,
     workspaces: Arc<Workspaces>,
+    plugins: Arc<slipway::plugins::PluginSandbox>,
 }
 
 /// `work` holds the store, logs and checkouts: the state directory for
@@ -46,6 +47,7 @@ async fn engine(
         .with_context(|| format!("creating {}", work.join("logs").display()))?
         .with_cap(config.log_cap);
     let registry = Arc::new(super::registry(config)?);
+    let plugins = registry.sandbox().clone();
     let docker = slipway::runner::connect().await?;
     // In a container, the daemon must see checkouts at the same path.
     if let Some(own) = slipway::runner::docker::own_container() {
@@ -137,6 +139,7 @@ async fn engine(
         policy,
         supervisor,
         workspaces,
+        plugins,
     })
 }
 
@@ -228,6 +231,7 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             policy: parts.policy.clone(),
             supervisor: Some(parts.supervisor.clone()),
             workspaces: Some(parts.workspaces.clone()),
+            plugins: Some(parts.plugins.clone()),
         };
         let reaper = tokio::spawn(parts.workspaces.clone().reap(shutdown.clone()));
         let stop = shutdown.clone();

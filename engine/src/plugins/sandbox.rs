@@ -403,6 +403,45 @@ pub struct PluginSandbox {
     linker: Linker<CallState>,
     cache: CompileCache,
     policy: LimitsPolicy,
+    stats: PluginStats,
+}
+
+/// Plugin calls for `/metrics`: how many, how long, and how many a trap or
+/// a limit stopped (by kind).
+pub struct PluginStats {
+    calls: std::sync::atomic::AtomicU64,
+    failures: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    duration: crate::metrics::Histogram,
+}
+
+const CALL_BOUNDS: &[f64] = &[0.001, 0.005, 0.02, 0.1, 0.5, 2.0, 10.0];
+
+impl Default for PluginStats {
+    fn default() -> Self {
+        PluginStats {
+            calls: Default::default(),
+            failures: Default::default(),
+            duration: crate::metrics::Histogram::new(CALL_BOUNDS),
+        }
+    }
+}
+
+impl CallError {
+    /// A short name for metrics.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            CallError::CpuLimit { .. } => "cpu_limit",
+            CallError::MemoryLimit { .. } => "memory_limit",
+            CallError::ResourceLimit { .. } => "resource_limit",
+            CallError::OutputTooLarge { .. } => "output_too_large",
+            CallError::InvalidOutput { .. } => "invalid_output",
+            CallError::Trapped { .. } => "trap",
+            CallError::Reported { .. } => "reported",
+            CallError::Repository { .. } => "repository",
+            CallError::Instantiate { .. } => "instantiate",
+            CallError::WrongWorld { .. } => "wrong_world",
+        }
+    }
 }
 
 impl PluginSandbox {
@@ -434,6 +473,7 @@ impl PluginSandbox {
             linker,
             cache,
             policy: options.policy,
+            stats: PluginStats::default(),
         })
     }
 
@@ -663,7 +703,68 @@ impl PluginSandbox {
 
     /// One call in a fresh store: set up the sandbox, `instantiate`, `invoke`,
     /// turn traps and limits into [`CallError`]s, check the output's size.
+    /// Plugin calls so far, in the Prometheus text format.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        use std::sync::atomic::Ordering;
+        let _ = writeln!(
+            out,
+            "# HELP slipway_plugin_calls_total Plugin calls (each in a fresh instance)."
+        );
+        let _ = writeln!(out, "# TYPE slipway_plugin_calls_total counter");
+        let _ = writeln!(
+            out,
+            "slipway_plugin_calls_total {}",
+            self.stats.calls.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP slipway_plugin_failures_total Plugin calls stopped by a trap or a limit, by kind."
+        );
+        let _ = writeln!(out, "# TYPE slipway_plugin_failures_total counter");
+        let failures = self
+            .stats
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for (kind, n) in failures {
+            let _ = writeln!(out, "slipway_plugin_failures_total{{kind=\"{kind}\"}} {n}");
+        }
+        self.stats.duration.render(
+            out,
+            "slipway_plugin_call_duration_seconds",
+            "Duration of plugin calls, instantiation included.",
+        );
+    }
+
+    /// [`Self::call_inner`], counted for `/metrics`.
     fn call<I, R: Serialize>(
+        &self,
+        plugin: &PreparedPlugin,
+        repo: Option<&Path>,
+        function: &'static str,
+        instantiate: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<I>,
+        invoke: impl FnOnce(&mut Store<CallState>, &I) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        use std::sync::atomic::Ordering;
+        let started = std::time::Instant::now();
+        let result = self.call_inner(plugin, repo, function, instantiate, invoke);
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        self.stats.duration.observe(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            *self
+                .stats
+                .failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(e.kind_name())
+                .or_default() += 1;
+        }
+        result
+    }
+
+    fn call_inner<I, R: Serialize>(
         &self,
         plugin: &PreparedPlugin,
         repo: Option<&Path>,

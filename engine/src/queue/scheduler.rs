@@ -160,7 +160,14 @@ impl Scheduler {
         );
         Metrics::add(&self.metrics.attempts_started, 1);
         let started = std::time::Instant::now();
-        let attempt = Attempt::new(job, fence, cancel.clone(), log.clone(), self.store.clone());
+        let attempt = Attempt::new(
+            job,
+            fence,
+            cancel.clone(),
+            log.clone(),
+            self.store.clone(),
+            self.metrics.clone(),
+        );
         let mut execution = tokio::spawn(self.executor.execute(attempt));
 
         let mut beat = tokio::time::interval(self.config.heartbeat);

@@ -104,6 +104,7 @@ async fn run_in_checkout(runner: &Runner, attempt: &Attempt, name: &str) -> Outc
     let mut ran = Vec::new();
     let result = runner
         .run_steps(&env, &steps, &attempt.log, &attempt.cancel, bound, |r| {
+            attempt.observe_step(r.duration);
             ran.push(r.clone())
         })
         .await;

@@ -103,6 +103,7 @@ pub fn test_server(token: &str) -> TestServer {
         policy: SpecPolicy::default(),
         supervisor: None,
         workspaces: None,
+        plugins: None,
     };
     let shutdown = CancellationToken::new();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
