@@ -34,8 +34,8 @@ EXPOSE 7878
 # Runs as a non-root user; give it the Docker socket's group at run time
 # (`--group-add $(stat -c %g /var/run/docker.sock)`).
 USER slipway
-# SIGTERM: stop leasing, cancel running attempts (they go back to the
-# queue), close workspaces, exit.
+# SIGTERM: stop leasing, let running jobs finish for runner.drain_s (20 s),
+# requeue the rest, close workspaces, exit. Stop with `docker stop -t 60`.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 CMD ["slipway", "healthcheck"]
 ENTRYPOINT ["slipway"]

@@ -88,6 +88,7 @@ struct RawRunnerConfig {
     log_cap_mb: Option<u64>,
     cache_budget_mb: Option<u64>,
     image_budget_mb: Option<u64>,
+    drain_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,6 +137,8 @@ pub struct Config {
     pub cache_budget_mb: u64,
     /// Total of runner images kept (MiB), least recently used removed first.
     pub image_budget_mb: u64,
+    /// On SIGTERM, how long running jobs may go on before they are requeued.
+    pub drain: std::time::Duration,
     /// Open workspaces at most (more: 429).
     pub workspaces_max_open: usize,
     /// `full` validate calls per workspace.
@@ -285,6 +288,7 @@ impl Config {
             log_cap: raw.runner.log_cap_mb.unwrap_or(64).max(1) << 20,
             cache_budget_mb: raw.runner.cache_budget_mb.unwrap_or(2048).max(1),
             image_budget_mb: raw.runner.image_budget_mb.unwrap_or(20 * 1024).max(1),
+            drain: std::time::Duration::from_secs(raw.runner.drain_s.unwrap_or(20)),
             workspaces_max_open: raw.workspaces.max_open.unwrap_or(8),
             workspaces_max_full_runs: raw.workspaces.max_full_runs.unwrap_or(3),
             workspaces_step_timeout: std::time::Duration::from_secs(

@@ -426,3 +426,34 @@ fn read_only_state_directory_is_a_clear_error() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn shutdown_lets_running_jobs_finish_within_the_drain_then_requeues() {
+    for (drain, expected) in [
+        (Duration::from_secs(5), JobState::Succeeded),
+        (Duration::ZERO, JobState::Retrying),
+    ] {
+        let h = Harness::new(SchedulerConfig {
+            drain,
+            heartbeat: Duration::from_millis(50),
+            poll: Duration::from_millis(50),
+            ..SchedulerConfig::default()
+        });
+        let running = tokio::spawn(h.scheduler.clone().run(h.shutdown.clone()));
+        let job = h.submit(spec("slow")).await;
+        for _ in 0..200 {
+            if h.store.get(job.id).unwrap().unwrap().state == JobState::Running {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        h.shutdown.cancel();
+        running.await.unwrap();
+        let record = h.store.get(job.id).unwrap().unwrap();
+        assert_eq!(
+            record.state, expected,
+            "drain {drain:?}: {:?}",
+            record.events
+        );
+    }
+}

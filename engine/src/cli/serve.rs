@@ -121,6 +121,7 @@ async fn engine(
     )
     .await;
     let scheduler_config = SchedulerConfig {
+        drain: config.drain,
         concurrency: config.concurrency,
         per_repository: config.per_repository,
         policy: policy.clone(),
@@ -238,7 +239,7 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         tokio::spawn(async move {
             stop_signal().await;
             eprintln!(
-                "slipway: stopping (running attempts are cancelled and go back to the queue)"
+                "slipway: stopping: no new jobs; running ones get runner.drain_s to finish, then go back to the queue"
             );
             stop.cancel();
         });

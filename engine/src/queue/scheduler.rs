@@ -33,6 +33,9 @@ pub struct SchedulerConfig {
     pub poll: Duration,
     /// After a cancel or timeout, how long the executor gets to stop.
     pub stop_grace: Duration,
+    /// On shutdown, how long running attempts may go on to finish before
+    /// they are stopped and requeued.
+    pub drain: Duration,
     pub policy: SpecPolicy,
 }
 
@@ -46,6 +49,7 @@ impl Default for SchedulerConfig {
             heartbeat: Duration::from_secs(5),
             poll: Duration::from_millis(500),
             stop_grace: Duration::from_secs(10),
+            drain: Duration::ZERO,
             policy: SpecPolicy::default(),
         }
     }
@@ -87,9 +91,11 @@ impl Scheduler {
         self.wake.notify_one();
     }
 
-    /// Lease and run jobs until `shutdown`; then stop leasing and wait for
-    /// running attempts (which see their cancel token fire).
+    /// Lease and run jobs until `shutdown`; then stop leasing, give running
+    /// attempts `drain` to finish, and stop the rest (they are requeued).
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        // What attempts watch: fired `drain` after `shutdown`.
+        let stop_attempts = CancellationToken::new();
         let slots = Arc::new(Semaphore::new(self.config.concurrency));
         let attempts = tokio_util::task::TaskTracker::new();
         let mut sweep = tokio::time::interval(self.config.poll);
@@ -111,7 +117,7 @@ impl Scheduler {
                                 break;
                             };
                             let me = self.clone();
-                            let token = shutdown.child_token();
+                            let token = stop_attempts.child_token();
                             attempts.spawn(async move {
                                 me.attempt(job, token).await;
                                 drop(permit);
@@ -140,6 +146,15 @@ impl Scheduler {
             }
         }
         attempts.close();
+        if !attempts.is_empty() && !self.config.drain.is_zero() {
+            tracing::info!(
+                running = attempts.len(),
+                drain_s = self.config.drain.as_secs(),
+                "shutting down: running jobs may finish first"
+            );
+            let _ = tokio::time::timeout(self.config.drain, attempts.wait()).await;
+        }
+        stop_attempts.cancel();
         attempts.wait().await;
     }
 

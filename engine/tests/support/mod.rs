@@ -41,6 +41,12 @@ impl Executor for ScriptedExecutor {
                     reason: "infrastructure unavailable".into(),
                 },
                 "crash" => panic!("executor crashed on purpose"),
+                "slow" => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(800)) => Outcome::Succeeded,
+                        _ = attempt.cancel.cancelled() => Outcome::Cancelled,
+                    }
+                }
                 "hang" => {
                     attempt.cancel.cancelled().await;
                     Outcome::Cancelled
