@@ -79,7 +79,7 @@ impl Checkouts {
         std::fs::create_dir_all(&self.jobs).map_err(|e| io_error(&self.jobs, e))?;
         let local = Path::new(source);
         if local.is_dir() && !local.join(".git").exists() && !is_bare_repo(local) {
-            copy_tree(local, &dest)?;
+            copy_tree(local, &dest, None)?;
             return Ok(Checkout {
                 path: dest,
                 sha: None,
@@ -286,45 +286,28 @@ fn is_bare_repo(dir: &Path) -> bool {
 /// included and `.git` left out (`slipway run --dirty`): it then runs as a
 /// plain directory.
 pub fn copy_working_tree(from: &Path, to: &Path) -> Result<(), CheckoutError> {
+    copy_tree(from, to, Some(".git"))
+}
+
+/// Copy a directory tree (less a top-level `leave_out`); symlinks are
+/// recreated as links, never followed.
+fn copy_tree(from: &Path, to: &Path, leave_out: Option<&str>) -> Result<(), CheckoutError> {
     std::fs::create_dir_all(to).map_err(|e| io_error(to, e))?;
     for entry in std::fs::read_dir(from).map_err(|e| io_error(from, e))? {
         let entry = entry.map_err(|e| io_error(from, e))?;
-        if entry.file_name() == ".git" {
+        if leave_out.is_some_and(|name| entry.file_name() == name) {
             continue;
         }
         let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        if entry.file_type().map_err(|e| io_error(&src, e))?.is_dir() {
-            copy_tree(&src, &dst)?;
-        } else {
-            copy_tree_entry(&entry, &src, &dst)?;
+        let kind = entry.file_type().map_err(|e| io_error(&src, e))?;
+        if kind.is_symlink() {
+            let target = std::fs::read_link(&src).map_err(|e| io_error(&src, e))?;
+            std::os::unix::fs::symlink(target, &dst).map_err(|e| io_error(&dst, e))?;
+        } else if kind.is_dir() {
+            copy_tree(&src, &dst, None)?;
+        } else if kind.is_file() {
+            std::fs::copy(&src, &dst).map_err(|e| io_error(&src, e))?;
         }
-    }
-    Ok(())
-}
-
-/// Copy a directory tree; symlinks are recreated as links, never followed.
-fn copy_tree(from: &Path, to: &Path) -> Result<(), CheckoutError> {
-    std::fs::create_dir_all(to).map_err(|e| io_error(to, e))?;
-    for entry in std::fs::read_dir(from).map_err(|e| io_error(from, e))? {
-        let entry = entry.map_err(|e| io_error(from, e))?;
-        let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        if entry.file_type().map_err(|e| io_error(&src, e))?.is_dir() {
-            copy_tree(&src, &dst)?;
-        } else {
-            copy_tree_entry(&entry, &src, &dst)?;
-        }
-    }
-    Ok(())
-}
-
-/// Copy one file or symlink (a link stays a link).
-fn copy_tree_entry(entry: &std::fs::DirEntry, src: &Path, dst: &Path) -> Result<(), CheckoutError> {
-    let kind = entry.file_type().map_err(|e| io_error(src, e))?;
-    if kind.is_symlink() {
-        let target = std::fs::read_link(src).map_err(|e| io_error(src, e))?;
-        std::os::unix::fs::symlink(target, dst).map_err(|e| io_error(dst, e))?;
-    } else if kind.is_file() {
-        std::fs::copy(src, dst).map_err(|e| io_error(src, e))?;
     }
     Ok(())
 }

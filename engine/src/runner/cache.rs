@@ -141,11 +141,7 @@ async fn helper(
         hardening: Hardening::Service,
     };
     let id = container::create_and_start(docker, &spec).await?;
-    let code = match docker.wait_container(&id, None).next().await {
-        Some(Ok(r)) => r.status_code,
-        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
-        _ => -1,
-    };
+    let code = container::wait_exit(docker, &id).await.unwrap_or(-1);
     let options = bollard::query_parameters::LogsOptionsBuilder::new()
         .stdout(true)
         .stderr(true)

@@ -36,6 +36,16 @@ pub struct ContainerLimits {
     pub cpus: Option<f64>,
 }
 
+impl From<&crate::job::Resources> for ContainerLimits {
+    fn from(r: &crate::job::Resources) -> ContainerLimits {
+        ContainerLimits {
+            memory_mb: r.memory_mb,
+            pids: r.pids,
+            cpus: r.cpus,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
     #[error(
@@ -177,6 +187,17 @@ pub async fn create_and_start(
         return Err(engine("start the container")(e));
     }
     Ok(created.id)
+}
+
+/// Wait until the container stops: its exit code, or `None` when it was
+/// removed or the daemon went away first.
+pub async fn wait_exit(docker: &Docker, id: &str) -> Option<i64> {
+    use futures_util::StreamExt;
+    match docker.wait_container(id, None).next().await {
+        Some(Ok(r)) => Some(r.status_code),
+        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Some(code),
+        _ => None,
+    }
 }
 
 /// Docker says "No such image: x"; Podman "x: image not known".

@@ -88,20 +88,7 @@ pub async fn exec_step(
         attach_stderr: Some(true),
         ..Default::default()
     };
-    let exec = docker
-        .create_exec(container, options)
-        .await
-        .map_err(engine("create an exec"))?;
-    let StartExecResults::Attached { mut output, .. } = docker
-        .start_exec(&exec.id, None)
-        .await
-        .map_err(engine("start an exec"))?
-    else {
-        return Err(RunnerError::Engine {
-            action: "start an exec",
-            message: "the exec was started detached".into(),
-        });
-    };
+    let (exec, mut output) = attach(docker, container, options).await?;
 
     let (mut out, mut err) = (LineBuffer::default(), LineBuffer::default());
     let mut feed = |item: LogOutput| match item {
@@ -150,7 +137,7 @@ pub async fn exec_step(
         Some(end) => end,
         None => {
             let inspect = docker
-                .inspect_exec(&exec.id)
+                .inspect_exec(&exec)
                 .await
                 .map_err(engine("inspect an exec"))?;
             StepEnd::Exited(inspect.exit_code.unwrap_or(-1))
@@ -163,6 +150,34 @@ pub async fn exec_step(
         end,
         duration: started.elapsed(),
     })
+}
+
+/// An exec's output as it comes.
+type ExecOutput = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
+>;
+
+/// Create and start an exec with its output attached; its id and output.
+async fn attach(
+    docker: &Docker,
+    container: &str,
+    options: CreateExecOptions<String>,
+) -> Result<(String, ExecOutput), RunnerError> {
+    let exec = docker
+        .create_exec(container, options)
+        .await
+        .map_err(engine("create an exec"))?;
+    match docker
+        .start_exec(&exec.id, None)
+        .await
+        .map_err(engine("start an exec"))?
+    {
+        StartExecResults::Attached { output, .. } => Ok((exec.id, output)),
+        StartExecResults::Detached => Err(RunnerError::Engine {
+            action: "start an exec",
+            message: "the exec was started detached".into(),
+        }),
+    }
 }
 
 /// Send `signal` to the process group of the step whose pid is in `pidfile`.
@@ -224,20 +239,7 @@ pub async fn capture(
         attach_stderr: Some(true),
         ..Default::default()
     };
-    let exec = docker
-        .create_exec(container, options)
-        .await
-        .map_err(engine("create an exec"))?;
-    let StartExecResults::Attached { mut output, .. } = docker
-        .start_exec(&exec.id, None)
-        .await
-        .map_err(engine("start an exec"))?
-    else {
-        return Err(RunnerError::Engine {
-            action: "start an exec",
-            message: "the exec was started detached".into(),
-        });
-    };
+    let (exec, mut output) = attach(docker, container, options).await?;
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let read = async {
         while let Some(item) = output.next().await {
@@ -258,7 +260,7 @@ pub async fn capture(
         Ok(result) => {
             result?;
             docker
-                .inspect_exec(&exec.id)
+                .inspect_exec(&exec)
                 .await
                 .map_err(engine("inspect an exec"))?
                 .exit_code

@@ -18,7 +18,7 @@ use bollard::Docker;
 use tokio_util::sync::CancellationToken;
 
 use super::cache::{self, CacheVolume};
-use super::container::{ContainerLimits, RunnerError};
+use super::container::RunnerError;
 use super::exec::{StepEnd, StepExec, exec_step};
 use super::image::{self, DockerfileSource, ImageRequest};
 use super::pod::{Pod, PodSpec, WorkloadSpec};
@@ -389,11 +389,7 @@ impl Runner {
             workdir: Some("/workspace".into()),
             user: format!("{uid}:{gid}"),
             binds,
-            limits: ContainerLimits {
-                memory_mb: spec.resources.memory_mb,
-                pids: spec.resources.pids,
-                cpus: spec.resources.cpus,
-            },
+            limits: (&spec.resources).into(),
             role: req.role,
         };
         progress

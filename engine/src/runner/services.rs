@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::container::{ContainerLimits, LineBuffer, RunnerError};
+use super::container::{LineBuffer, RunnerError};
 use super::exec::capture;
 use super::pod::{Pod, ServiceContainer};
 use crate::job::ServiceSpec;
@@ -283,11 +283,7 @@ pub async fn start_and_wait(
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             command: spec.command.clone(),
-            limits: ContainerLimits {
-                memory_mb: spec.resources.memory_mb,
-                pids: spec.resources.pids,
-                cpus: spec.resources.cpus,
-            },
+            limits: (&spec.resources).into(),
             role: "service",
             binds: vec![],
             labels: Default::default(),
@@ -480,14 +476,10 @@ pub fn watch_exit(docker: &Docker, id: &str) -> watch::Receiver<Option<i64>> {
     let (tx, rx) = watch::channel(None);
     let (docker, id) = (docker.clone(), id.to_owned());
     tokio::spawn(async move {
-        let mut wait = docker.wait_container(&id, None);
-        let code = match wait.next().await {
-            Some(Ok(r)) => r.status_code,
-            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
-            // Removed or the daemon went away: nothing to report.
-            _ => return,
-        };
-        let _ = tx.send(Some(code));
+        // Removed or the daemon went away: nothing to report.
+        if let Some(code) = super::container::wait_exit(&docker, &id).await {
+            let _ = tx.send(Some(code));
+        }
     });
     rx
 }

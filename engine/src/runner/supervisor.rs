@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
-use super::container::{self, ContainerLimits};
+use super::container;
 use super::pod::{Pod, PodSpec, ServiceContainer};
 use super::services::{
     self, Judged, Prober, ReadinessPlugin, RunningService, ServiceLog, follow_log, watch_exit,
@@ -680,11 +680,7 @@ impl Life {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             command: spec.command.clone(),
-            limits: ContainerLimits {
-                memory_mb: spec.resources.memory_mb,
-                pids: spec.resources.pids,
-                cpus: spec.resources.cpus,
-            },
+            limits: (&spec.resources).into(),
             role: ROLE,
             binds: spec
                 .volumes

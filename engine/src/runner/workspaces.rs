@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
@@ -474,11 +473,9 @@ impl Workspaces {
     fn watch(self: &Arc<Self>, live: &Arc<Live>, container: &str) {
         let (this, live, container) = (self.clone(), live.clone(), container.to_owned());
         tokio::spawn(async move {
-            let mut wait = this.runner.docker.wait_container(&container, None);
-            let code = match wait.next().await {
-                Some(Ok(r)) => r.status_code,
-                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
-                _ => return,
+            let Some(code) = super::container::wait_exit(&this.runner.docker, &container).await
+            else {
+                return;
             };
             // A closing workspace's container stops too: not a failure.
             if live.snapshot().state == WorkspaceState::Ready && !live.cancel.is_cancelled() {
