@@ -9,6 +9,10 @@
 #                            stand-ins for the official images, built from the
 #                            Dockerfiles in scripts/images/<name>/ on that base
 # With --all, also node:18-slim, ruby:3.1-slim, golang:1.19 and rust:1.63-slim.
+# With --engine, also rust:1.95-slim, the build stage of the repository's own
+# Dockerfile (the engine's image): this machine's rustup and Rust 1.95
+# toolchain (with the wasm32-wasip2 target) copied onto the base, see
+# scripts/images/rust-1.95/Dockerfile.
 #
 # Idempotent: every image carries io.slipway.content=<hash of its recipe> (the
 # base's covers the debootstrap recipe, each stand-in's covers its folder and
@@ -21,15 +25,17 @@ set -Eeuo pipefail
 
 usage() {
 	sed -n '2,/^set -E/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-	echo "usage: $0 [--all]"
+	echo "usage: $0 [--all] [--engine]"
 }
 
 all=false
+engine=false
 for arg in "$@"; do
 	case "$arg" in
 		--all) all=true ;;
+		--engine) engine=true ;;
 		-h | --help) usage; exit 0 ;;
-		*) echo "error: unknown argument: $arg (usage: $0 [--all])" >&2; exit 2 ;;
+		*) echo "error: unknown argument: $arg (usage: $0 [--all] [--engine])" >&2; exit 2 ;;
 	esac
 done
 
@@ -225,6 +231,80 @@ if $all; then
 	build_standin ruby ruby:3.1-slim
 	build_standin golang golang:1.19
 	build_standin rust rust:1.63-slim
+fi
+
+# ---- rust:1.95-slim from this machine's toolchain ------------------------
+
+# The Rust 1.95 toolchain under RUSTUP_HOME (any name: 1.95.0, stable, ...).
+find_toolchain() {
+	local home=${RUSTUP_HOME:-$HOME/.rustup} tc
+	for tc in "$home"/toolchains/*; do
+		[ -x "$tc/bin/rustc" ] || continue
+		case "$("$tc/bin/rustc" --version 2>/dev/null)" in
+			"rustc 1.95."*) readlink -f "$tc"; return ;;
+		esac
+	done
+	die "no Rust 1.95 toolchain under $home/toolchains: rustup toolchain install 1.95 --profile minimal --target wasm32-wasip2"
+}
+
+# build_engine_standin TAG: scripts/images/rust-1.95/ with the toolchain
+# trimmed to the official image's (profile minimal) plus wasm32-wasip2.
+build_engine_standin() {
+	local tag=$1 dir="$recipes/rust-1.95" tc rustup_bin version host name want have id ctx log t0
+	tc="$(find_toolchain)"
+	rustup_bin="$(command -v rustup || echo "$HOME/.cargo/bin/rustup")"
+	rustup_bin="$(readlink -f "$rustup_bin")"
+	[ -x "$rustup_bin" ] || die "rustup not found (https://rustup.rs); $tag is built from this machine's toolchain"
+	grep -qx 'rust-std-wasm32-wasip2' "$tc/lib/rustlib/components" \
+		|| die "the toolchain $tc lacks wasm32-wasip2: rustup target add --toolchain $(basename "$tc") wasm32-wasip2"
+	[ -r /etc/ssl/certs/ca-certificates.crt ] || die "$tag needs the CA bundle /etc/ssl/certs/ca-certificates.crt (apt-get install ca-certificates)"
+	version="$("$tc/bin/rustc" --version | awk '{ print $2 }')"
+	host="$("$tc/bin/rustc" -vV | awk '/^host:/ { print $2 }')"
+	name="$version-$host"
+	want="$(hash_of "$dir" "base=$base_key" "$("$tc/bin/rustc" -vV)" "$(cat "$tc/lib/rustlib/components")" \
+		"$(sha256sum <"$rustup_bin")" "$(sha256sum </etc/ssl/certs/ca-certificates.crt)" "$(declare -f build_engine_standin)" v1)"
+	have="$(label_of "$tag")"
+	id="$(id_of "$tag")"
+	if [ -n "$id" ] && [ -z "$have" ]; then
+		ready "$tag" "kept: not built here"
+		return
+	fi
+	if [ "$have" = "$want" ]; then
+		ready "$tag" kept
+		return
+	fi
+	t0=$SECONDS
+	ctx="$work/context-rust-1.95"
+	log="$work/build-rust-1.95.log"
+	cp -a "$dir/." "$ctx"
+	cp /etc/ssl/certs/ca-certificates.crt "$ctx/host-ca.crt"
+	mkdir -p "$ctx/cargo/bin"
+	cp "$rustup_bin" "$ctx/cargo/bin/rustup"
+	local proxy
+	for proxy in cargo cargo-clippy cargo-fmt cargo-miri clippy-driver rls rust-analyzer rust-gdb rust-gdbgui rust-lldb rustc rustdoc rustfmt; do
+		ln -s rustup "$ctx/cargo/bin/$proxy"
+	done
+	mkdir -p "$ctx/rustup/toolchains"
+	cp -a "$tc" "$ctx/rustup/toolchains/$name"
+	printf 'version = "12"\ndefault_toolchain = "%s"\nprofile = "minimal"\n' "$name" >"$ctx/rustup/settings.toml"
+	# What profile minimal leaves out (rustup works offline on its own files).
+	local extra
+	for extra in rust-docs clippy rustfmt rust-src rust-analyzer llvm-tools miri; do
+		if grep -q "^$extra\(-preview\)\{0,1\}\(-$host\)\{0,1\}\$" "$ctx/rustup/toolchains/$name/lib/rustlib/components"; then
+			RUSTUP_HOME="$ctx/rustup" "$rustup_bin" component remove --toolchain "$name" "$extra" >>"$log" 2>&1 \
+				|| fail_with_log "$log" "could not leave $extra out of the toolchain for $tag"
+		fi
+	done
+	chmod -R a+w "$ctx/rustup" "$ctx/cargo"   # as in the official image: writable by all
+	docker build --network host --force-rm --label "io.slipway.content=$want" -t "$tag" "$ctx" >>"$log" 2>&1 \
+		|| fail_with_log "$log" "docker build of $tag (scripts/images/rust-1.95/Dockerfile) failed"
+	rm -rf "$ctx"
+	[ -z "$id" ] || replaced+=("$id")
+	ready "$tag" "built in $((SECONDS - t0)) s"
+}
+
+if $engine; then
+	build_engine_standin rust:1.95-slim
 fi
 
 # Old versions of rebuilt images: removed when untagged and unused (children first).

@@ -22,6 +22,8 @@ command -v git >/dev/null 2>&1 || need_apt+=(git)
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
+# tests/container-service.sh talks to the engine's API with curl.
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 # The CA bundle the tests hand to image builds that fetch from package registries.
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -1,0 +1,339 @@
+#!/usr/bin/env bash
+# The engine as a container service, as examples/deploy/compose.yaml runs it:
+# the repository's Dockerfile is built (slipway:test), then the image is
+# started next to this machine's Docker daemon and checked, each check by name:
+# the image's user, healthcheck and stop signal; health, /readyz; a job
+# submitted over HTTP that runs in a sibling container; `slipway doctor`
+# inside; a clean `docker stop`; and the faults an operator can make (no
+# socket, state directory at another path inside, a wrong token file, a
+# read-only state directory), each refused with one clear message.
+#
+# Ends with `container service: N passed, M failed` (counted by
+# scripts/test.sh) and exits non-zero on any failure. Needs Docker: without
+# it this fails, it does not skip. Talks to 127.0.0.1 only. Everything it
+# creates (containers, volumes, runner images, temporary folders) is removed
+# on exit; slipway:test and its build cache are kept so rebuilds are fast.
+#
+#   bash tests/container-service.sh            # SLIPWAY_TEST_IMAGE=slipway:test
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+image=${SLIPWAY_TEST_IMAGE:-slipway:test}
+run_id="cs-$$"
+passed=0
+failed=0
+figures=()
+
+summary() { echo "container service: $passed passed, $failed failed"; }
+pass() { passed=$((passed + 1)); echo "ok   - $1"; }
+fail() {
+	failed=$((failed + 1))
+	echo "FAIL - $1"
+	shift
+	local line
+	for line in "$@"; do printf '       %s\n' "$line"; done
+}
+figure() { figures+=("$1"); echo "       $1"; }
+# fatal: a failure the rest cannot go on after.
+fatal() { fail "$@"; summary; exit 1; }
+now_ms() { date +%s%3N; }
+
+if ! command -v docker >/dev/null 2>&1 || ! docker version >/dev/null 2>&1; then
+	fatal "docker answers" "the Docker CLI or daemon is missing (scripts/setup.sh installs and starts it); this test does not skip"
+fi
+command -v curl >/dev/null 2>&1 || fatal "curl is installed" "apt-get install curl (scripts/setup.sh does)"
+
+tmp="$(mktemp -d /var/tmp/slipway-cs.XXXXXX)"
+chmod 755 "$tmp"
+engine_name="slipway-$run_id"
+app=container-service-app   # the job repository's folder: its runner image and caches are named after it
+
+cleanup() {
+	local ids
+	ids=$(docker ps -aq --filter "label=io.slipway.test=$run_id")
+	[ -z "$ids" ] || docker rm -f -v $ids >/dev/null 2>&1
+	# What the engine under test may have left (it should not: checked below).
+	for engine in "${engine_ids[@]:-}"; do
+		[ -n "$engine" ] || continue
+		ids=$(docker ps -aq --filter "label=io.slipway.engine=$engine")
+		[ -z "$ids" ] || docker rm -f -v $ids >/dev/null 2>&1
+	done
+	docker images --format '{{.Repository}}:{{.Tag}}' | grep "^slipway-runner/$app:" | xargs -r docker rmi -f >/dev/null 2>&1
+	docker volume ls -q --filter label=io.slipway.role=cache | grep -- "-$app\$" | xargs -r docker volume rm -f >/dev/null 2>&1
+	# A read-only bind mount of the fault check, if it is still there.
+	mountpoint -q "$tmp/ro-state" 2>/dev/null && umount "$tmp/ro-state"
+	rm -rf --one-file-system "$tmp"
+}
+engine_ids=()
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- the image ---------------------------------------------------------
+
+echo "== stand-in base images (scripts/images.sh --engine)"
+bash scripts/images.sh --engine >"$tmp/images.log" 2>&1 \
+	|| fatal "stand-in images" "$(tail -n 20 "$tmp/images.log")"
+grep -E 'rust:1.95-slim|debian:bookworm-slim' "$tmp/images.log"
+
+echo "== docker build -t $image ."
+old_ids=()
+for tag in "$image" "$image-build" "$image-skeleton"; do
+	old_ids+=("$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null)")
+done
+t0=$SECONDS
+if ! docker build --network host -t "$image" . >"$tmp/build.log" 2>&1; then
+	fatal "the Dockerfile builds" "$(tail -n 30 "$tmp/build.log")"
+fi
+build_s=$((SECONDS - t0))
+cached_deps=no
+grep -A1 'cargo build --release --locked -p slipway  *&& cargo build' "$tmp/build.log" | grep -q 'Using cache' && cached_deps=yes
+# The build and skeleton stages, tagged so that the next build's cache is
+# known, and the previous versions (a target/ directory each) removed.
+docker build --network host --target build -t "$image-build" . >>"$tmp/build.log" 2>&1
+docker build --network host --target skeleton -t "$image-skeleton" . >>"$tmp/build.log" 2>&1
+for old in "${old_ids[@]}"; do
+	[ -n "$old" ] || continue
+	if [ "$(docker image inspect -f '{{len .RepoTags}}' "$old" 2>/dev/null)" = 0 ]; then
+		docker rmi "$old" >/dev/null 2>&1 || true
+	fi
+done
+pass "the Dockerfile builds ($build_s s, dependency layer cached: $cached_deps)"
+figure "image build: $build_s s (dependency layer cached: $cached_deps)"
+size_mb=$(($(docker image inspect -f '{{.Size}}' "$image") / 1000000))
+figure "image size: $size_mb MB"
+
+user=$(docker image inspect -f '{{.Config.User}}' "$image")
+uid=$(docker run --rm --network none --entrypoint id "$image" -u 2>&1)
+health=$(docker image inspect -f '{{if .Config.Healthcheck}}{{json .Config.Healthcheck.Test}}{{end}}' "$image")
+stopsignal=$(docker image inspect -f '{{.Config.StopSignal}}' "$image")
+if [ -n "$user" ] && [ "$uid" != 0 ] && [[ "$uid" =~ ^[0-9]+$ ]] && [[ "$health" == *healthcheck* ]] && [ "$stopsignal" = SIGTERM ]; then
+	pass "the image runs as a non-root user ($user, uid $uid), has a HEALTHCHECK and STOPSIGNAL SIGTERM"
+else
+	fail "the image runs as a non-root user, has a HEALTHCHECK and STOPSIGNAL SIGTERM" \
+		"user=$user uid=$uid healthcheck=$health stopsignal=$stopsignal"
+fi
+
+# ---- the service, as compose.yaml runs it ------------------------------
+
+sock=/var/run/docker.sock
+sock_gid=$(stat -c %g "$sock")
+# The engine's user (see the Dockerfile) owns its state directory.
+engine_uid=$(docker run --rm --network none --entrypoint id "$image" -u)
+engine_gid=$(docker run --rm --network none --entrypoint id "$image" -g)
+
+# new_state NAME: a state directory the engine may write, under $tmp.
+new_state() {
+	install -d -o "$engine_uid" -g "$engine_gid" -m 750 "$tmp/$1"
+	echo "$tmp/$1"
+}
+# The token, as a Docker secret is: a file mounted read-only.
+token=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+mkdir -p "$tmp/secrets"
+printf '%s\n' "$token" >"$tmp/secrets/slipway_token"
+chown "$engine_uid:$engine_gid" "$tmp/secrets/slipway_token"
+chmod 400 "$tmp/secrets/slipway_token"
+# The job's repository: a plain folder (local paths allowed), mounted
+# read-only at its own path; its image is the stand-in busybox.
+repo="$tmp/$app"
+mkdir -p "$repo"
+printf 'FROM slipway-test/busybox:1\nWORKDIR /workspace\n' >"$repo/Dockerfile"
+printf 'the app\n' >"$repo/app.txt"
+chmod -R a+rX "$repo"
+
+free_port() {
+	local port
+	for _ in $(seq 1 50); do
+		port=$((20000 + RANDOM % 20000))
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
+	done
+	echo 0
+}
+
+# engine_id STATE_DIR: the io.slipway.engine label of the engine of STATE_DIR.
+engine_id() { echo "serve-$(printf '%s' "$1" | sha256sum | cut -c1-16)"; }
+
+state=$(new_state state)
+port=$(free_port)
+url="http://127.0.0.1:$port"
+engine_ids+=("$(engine_id "$state")")
+started_ms=$(now_ms)
+if ! docker run -d --name "$engine_name" --label "io.slipway.test=$run_id" \
+	--network host \
+	--group-add "$sock_gid" \
+	-v "$sock:$sock" \
+	-v "$state:$state" \
+	-e "SLIPWAY_STATE_DIR=$state" \
+	-e "SLIPWAY_LISTEN=127.0.0.1:$port" \
+	-e "SLIPWAY_URL=$url" \
+	-v "$tmp/secrets/slipway_token:/run/secrets/slipway_token:ro" \
+	-e SLIPWAY_TOKEN_FILE=/run/secrets/slipway_token \
+	-e SLIPWAY_LOG_JSON=true \
+	-e SLIPWAY_ALLOW_LOCAL_PATHS=true \
+	-v "$repo:$repo:ro" \
+	"$image" >"$tmp/run.log" 2>&1; then
+	fatal "the engine container starts" "$(cat "$tmp/run.log")"
+fi
+
+ready_ms=
+deadline=$((SECONDS + 60))
+while [ $SECONDS -lt $deadline ]; do
+	if [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/readyz")" = 200 ]; then
+		ready_ms=$(($(now_ms) - started_ms))
+		break
+	fi
+	[ "$(docker inspect -f '{{.State.Running}}' "$engine_name")" = true ] || break
+	sleep 0.1
+done
+if [ -n "$ready_ms" ]; then
+	pass "/readyz answers 200 ($ready_ms ms after docker run)"
+	figure "time to /readyz: $ready_ms ms"
+else
+	fatal "/readyz answers 200" "not within 60 s; the engine's log:" "$(docker logs --tail 30 "$engine_name" 2>&1)"
+fi
+
+status=
+deadline=$((SECONDS + 60))
+while [ $SECONDS -lt $deadline ]; do
+	status=$(docker inspect -f '{{.State.Health.Status}}' "$engine_name")
+	[ "$status" = healthy ] && break
+	sleep 0.5
+done
+if [ "$status" = healthy ]; then
+	pass "docker reports the container healthy"
+else
+	fail "docker reports the container healthy" "status: $status" \
+		"$(docker inspect -f '{{range .State.Health.Log}}{{.ExitCode}} {{.Output}}{{end}}' "$engine_name")"
+fi
+
+# rss_of CONTAINER: VmRSS of its main process, and the cgroup's memory use.
+rss_of() {
+	local pid
+	pid=$(docker inspect -f '{{.State.Pid}}' "$1")
+	echo "$(awk '/^VmRSS:/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$pid/status") RSS, $(docker stats --no-stream --format '{{.MemUsage}}' "$1" | cut -d/ -f1 | tr -d ' ') in the container's cgroup"
+}
+figure "idle memory after start: $(rss_of "$engine_name")"
+
+if out=$(docker exec "$engine_name" slipway doctor 2>&1); then
+	pass "slipway doctor passes inside the engine container"
+else
+	fail "slipway doctor passes inside the engine container" "$out"
+fi
+
+# ---- a job over HTTP, in a sibling container ---------------------------
+
+api() { curl -sS -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$@"; }
+job_state=
+job_json=
+log=
+left_checkouts=
+created=$(api -o /dev/null -w '%{http_code}' -d '{"name":"container-service","validation":{"fast":["cat app.txt","id -u"]}}' "$url/api/v1/profiles")
+submitted=$(api -d "{\"repository\":\"$repo\",\"commit\":\"HEAD\",\"tier\":\"fast\",\"profile\":\"container-service\"}" "$url/api/v1/jobs")
+job=$(printf '%s' "$submitted" | grep -o '"id": *[0-9]*' | head -1 | grep -o '[0-9]*$')
+if [ "$created" = 201 ] && [ -n "$job" ]; then
+	deadline=$((SECONDS + 180))
+	while [ $SECONDS -lt $deadline ]; do
+		job_json=$(api "$url/api/v1/jobs/$job")
+		job_state=$(printf '%s' "$job_json" | grep -o '"state": *"[a-z_]*"' | head -1 | cut -d'"' -f4)
+		case "$job_state" in queued | running | retrying | "") sleep 0.5 ;; *) break ;; esac
+	done
+	log=$(api "$url/api/v1/jobs/$job/logs")
+	# The engine removes the job's checkout (files the steps wrote included).
+	for _ in $(seq 1 50); do
+		left_checkouts=$(find "$state/checkouts" -mindepth 1 -maxdepth 1 2>/dev/null)
+		[ -z "$left_checkouts" ] && break
+		sleep 0.1
+	done
+fi
+if [ "$job_state" = succeeded ] && [[ "$log" == *"the app"* ]] && [[ "$log" == *"1000"* ]] && [ -z "$left_checkouts" ]; then
+	pass "a job submitted over HTTP runs to succeeded in a sibling container (checkout mounted from the shared state directory, removed after)"
+else
+	fail "a job submitted over HTTP runs to succeeded in a sibling container" \
+		"profile: HTTP $created; submit: $(printf '%s' "$submitted" | head -c 300)" \
+		"state: ${job_state:-?}; $(printf '%s' "$job_json" | grep -o '"reason": *"[^"]*"' | tail -1)" \
+		"checkouts left: ${left_checkouts:-none}" "job log:" "$(printf '%s' "$log" | tail -n 20)" \
+		"engine log:" "$(docker logs --tail 20 "$engine_name" 2>&1)"
+fi
+sleep 2
+figure "idle memory after one job: $(rss_of "$engine_name")"
+
+# ---- docker stop -------------------------------------------------------
+
+stop_timeout=60
+t0=$(now_ms)
+docker stop -t "$stop_timeout" "$engine_name" >/dev/null
+stop_ms=$(($(now_ms) - t0))
+code=$(docker inspect -f '{{.State.ExitCode}}' "$engine_name")
+left=$(docker ps -aq --filter label=io.slipway.managed --filter "label=io.slipway.engine=$(engine_id "$state")")
+if [ "$code" = 0 ] && [ "$stop_ms" -lt $((stop_timeout * 1000)) ] && [ -z "$left" ]; then
+	pass "docker stop: exit code 0 in $stop_ms ms, nothing labelled io.slipway.managed left"
+else
+	fail "docker stop: exit code 0 within ${stop_timeout} s, nothing labelled io.slipway.managed left" \
+		"exit code $code after $stop_ms ms; left: ${left:-none}" "$(docker logs --tail 20 "$engine_name" 2>&1)"
+fi
+figure "docker stop: $stop_ms ms"
+
+# ---- faults: refused at start with one clear message -------------------
+
+# fault NAME EXPECTED DOCKER-RUN-ARGS...: the engine, started with the
+# arguments, exits non-zero within 60 s and its log holds EXPECTED.
+# `--network none`: these fail before listening, and an engine in its own
+# network namespace finds its own container by hostname.
+fault() {
+	local name=$1 expected=$2 cname="slipway-$run_id-fault-$((passed + failed))" code out
+	shift 2
+	if ! docker run -d --name "$cname" --label "io.slipway.test=$run_id" --network none \
+		-v "$tmp/secrets/slipway_token:/run/secrets/slipway_token:ro" \
+		-e SLIPWAY_TOKEN_FILE=/run/secrets/slipway_token \
+		"$@" "$image" >"$tmp/run.log" 2>&1; then
+		fail "$name" "docker run failed: $(cat "$tmp/run.log")"
+		return
+	fi
+	code=$(timeout 60 docker wait "$cname" 2>/dev/null || echo "still running after 60 s")
+	out=$(docker logs "$cname" 2>&1)
+	docker rm -f -v "$cname" >/dev/null 2>&1
+	if [ "$code" != 0 ] && [[ "$code" =~ ^[0-9]+$ ]] && [[ "$out" == *"$expected"* ]]; then
+		pass "$name (exit $code)"
+		printf '       %s\n' "$(printf '%s' "$out" | grep -F -- "$expected" | head -1)"
+	else
+		fail "$name" "exit code: $code; expected in the log: $expected" "log:" "$out"
+	fi
+}
+
+shared=$(new_state fault-shared)
+engine_ids+=("$(engine_id "$shared")")
+fault "without the Docker socket: refused" \
+	"no Docker or Podman engine answered; tried: unix:///var/run/docker.sock" \
+	-v "$shared:$shared" -e "SLIPWAY_STATE_DIR=$shared"
+
+elsewhere=$(new_state fault-elsewhere)
+inside=/var/lib/slipway-state
+engine_ids+=("$(engine_id "$inside")")
+fault "state directory mounted at another path inside: refused with the -v fix" \
+	"but the daemon resolves checkout paths on the host side (fix: mount it at the same path, \`-v $inside:$inside\`" \
+	--group-add "$sock_gid" -v "$sock:$sock" -v "$elsewhere:$inside" -e "SLIPWAY_STATE_DIR=$inside"
+
+fault "a wrong token file path: refused" \
+	"reading the token file /run/secrets/slipway_tokn" \
+	--group-add "$sock_gid" -v "$sock:$sock" -v "$shared:$shared" -e "SLIPWAY_STATE_DIR=$shared" \
+	-e SLIPWAY_TOKEN_FILE=/run/secrets/slipway_tokn
+
+readonly_state=$(new_state fault-readonly)
+engine_ids+=("$(engine_id "$readonly_state")")
+fault "a read-only state directory: refused" \
+	"Read-only file system" \
+	--group-add "$sock_gid" -v "$sock:$sock" -v "$readonly_state:$readonly_state:ro" -e "SLIPWAY_STATE_DIR=$readonly_state"
+
+# ---- optional: the compose file, where docker-compose is installed ------
+
+if command -v docker-compose >/dev/null 2>&1; then
+	if out=$(cd examples/deploy && DOCKER_GID=$sock_gid docker-compose -f compose.yaml config -q 2>&1); then
+		pass "examples/deploy/compose.yaml is valid (docker-compose config)"
+	else
+		fail "examples/deploy/compose.yaml is valid (docker-compose config)" "$out"
+	fi
+fi
+
+echo "== figures"
+for f in "${figures[@]}"; do echo "   $f"; done
+summary
+[ "$failed" = 0 ]
