@@ -103,7 +103,11 @@ size_mb=$(($(docker image inspect -f '{{.Size}}' "$image") / 1000000))
 figure "image size: $size_mb MB"
 
 user=$(docker image inspect -f '{{.Config.User}}' "$image")
-uid=$(docker run --rm --network none --entrypoint id "$image" -u 2>&1)
+# probe CMD...: CMD in the image; a bind mount in place of its VOLUME, so no
+# anonymous volume is left behind.
+mkdir -p "$tmp/probe"
+probe() { docker run --rm --network none -v "$tmp/probe:/var/lib/slipway" --entrypoint "$1" "$image" "${@:2}"; }
+uid=$(probe id -u 2>&1)
 health=$(docker image inspect -f '{{if .Config.Healthcheck}}{{json .Config.Healthcheck.Test}}{{end}}' "$image")
 stopsignal=$(docker image inspect -f '{{.Config.StopSignal}}' "$image")
 if [ -n "$user" ] && [ "$uid" != 0 ] && [[ "$uid" =~ ^[0-9]+$ ]] && [[ "$health" == *healthcheck* ]] && [ "$stopsignal" = SIGTERM ]; then
@@ -118,8 +122,8 @@ fi
 sock=/var/run/docker.sock
 sock_gid=$(stat -c %g "$sock")
 # The engine's user (see the Dockerfile) owns its state directory.
-engine_uid=$(docker run --rm --network none --entrypoint id "$image" -u)
-engine_gid=$(docker run --rm --network none --entrypoint id "$image" -g)
+engine_uid=$uid
+engine_gid=$(probe id -g)
 
 # new_state NAME: a state directory the engine may write, under $tmp.
 new_state() {
