@@ -78,7 +78,7 @@ impl Checkouts {
         }
         std::fs::create_dir_all(&self.jobs).map_err(|e| io_error(&self.jobs, e))?;
         let local = Path::new(source);
-        if local.is_dir() && !local.join(".git").exists() && !is_bare_repo(local) {
+        if is_plain_directory(source) {
             copy_tree(local, &dest, None)?;
             return Ok(Checkout {
                 path: dest,
@@ -215,67 +215,158 @@ impl Checkouts {
         env: &[(&str, &str)],
         args: &[&str],
     ) -> Result<String, CheckoutError> {
-        let mut cmd = Command::new("git");
-        cmd.envs(env.iter().copied());
-        if let Some(dir) = cwd {
-            cmd.current_dir(dir);
+        run_git(cwd, env, args, self.timeout)
+    }
+}
+
+/// The commit a ref names in `source` (a git URL or a local repository),
+/// asked of the repository without fetching it: `git ls-remote` for a URL,
+/// `git rev-parse` in a local repository (which also takes abbreviated
+/// SHAs). A branch wins over a tag of the same name, as in git; an
+/// annotated tag resolves to its commit. A full SHA is returned as is.
+pub fn resolve_ref(
+    source: &str,
+    reference: &str,
+    timeout: Duration,
+) -> Result<String, CheckoutError> {
+    let unknown = || CheckoutError::UnknownCommit {
+        repository: source.into(),
+        commit: reference.into(),
+    };
+    if reference.len() == 40 && reference.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(reference.to_ascii_lowercase());
+    }
+    if reference.is_empty() || reference.starts_with('-') || reference.contains("..") {
+        return Err(unknown());
+    }
+    let local = Path::new(source);
+    if local.is_dir() {
+        // A plain directory inside some other repository must not resolve
+        // against that one.
+        if is_plain_directory(source) {
+            return Err(unknown());
         }
-        cmd.args(["-c", "safe.directory=*", "-c", "core.hooksPath=/dev/null"])
-            .args(args)
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let shown = args.join(" ");
-        let mut child = cmd.spawn().map_err(|e| CheckoutError::Git {
-            args: shown.clone(),
-            stderr: e.to_string(),
-        })?;
-        let deadline = Instant::now() + self.timeout;
-        // Most git calls here take a few milliseconds: poll often at first.
-        let mut pause = Duration::from_micros(200);
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => break,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(10));
-                }
-                Ok(None) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(CheckoutError::Timeout {
-                        args: shown,
-                        seconds: self.timeout.as_secs(),
-                    });
-                }
-                Err(e) => {
-                    return Err(CheckoutError::Git {
-                        args: shown,
-                        stderr: e.to_string(),
-                    });
-                }
+        let spec = format!("{reference}^{{commit}}");
+        return match run_git(
+            Some(local),
+            &[],
+            &["rev-parse", "--verify", "--quiet", &spec],
+            timeout,
+        ) {
+            Ok(sha) if !sha.is_empty() => Ok(sha),
+            Ok(_) | Err(CheckoutError::Git { .. }) => Err(unknown()),
+            Err(e) => Err(e),
+        };
+    }
+    // The second pattern brings the peeled line of an annotated tag.
+    let peeled = format!("{reference}^{{}}");
+    let listing = run_git(
+        None,
+        &[],
+        &["ls-remote", "--", source, reference, &peeled],
+        timeout,
+    )?;
+    pick_ref(&listing, reference).ok_or_else(unknown)
+}
+
+/// From `git ls-remote` output, the commit `reference` names: the exact ref
+/// (`HEAD`, `refs/...`), else the branch, else the tag (peeled).
+fn pick_ref(listing: &str, reference: &str) -> Option<String> {
+    let refs: Vec<(&str, &str)> = listing
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .collect();
+    let find = |name: &str| {
+        refs.iter()
+            .find(|(_, r)| *r == name)
+            .map(|(sha, _)| (*sha).to_owned())
+    };
+    let (exact, branch, tag) = (
+        reference.to_owned(),
+        format!("refs/heads/{reference}"),
+        format!("refs/tags/{reference}"),
+    );
+    find(&format!("{exact}^{{}}"))
+        .or_else(|| find(&exact))
+        .or_else(|| find(&branch))
+        .or_else(|| find(&format!("{tag}^{{}}")))
+        .or_else(|| find(&tag))
+}
+
+/// Run git without prompts or user configuration; stdout, trimmed.
+fn run_git(
+    cwd: Option<&Path>,
+    env: &[(&str, &str)],
+    args: &[&str],
+    timeout: Duration,
+) -> Result<String, CheckoutError> {
+    let mut cmd = Command::new("git");
+    cmd.envs(env.iter().copied());
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    cmd.args(["-c", "safe.directory=*", "-c", "core.hooksPath=/dev/null"])
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let shown = args.join(" ");
+    let mut child = cmd.spawn().map_err(|e| CheckoutError::Git {
+        args: shown.clone(),
+        stderr: e.to_string(),
+    })?;
+    let deadline = Instant::now() + timeout;
+    // Most git calls here take a few milliseconds: poll often at first.
+    let mut pause = Duration::from_micros(200);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(10));
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(CheckoutError::Timeout {
+                    args: shown,
+                    seconds: timeout.as_secs(),
+                });
+            }
+            Err(e) => {
+                return Err(CheckoutError::Git {
+                    args: shown,
+                    stderr: e.to_string(),
+                });
             }
         }
-        let out = child.wait_with_output().map_err(|e| CheckoutError::Git {
-            args: shown.clone(),
-            stderr: e.to_string(),
-        })?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-            return Err(CheckoutError::Git {
-                args: shown,
-                stderr,
-            });
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
+    let out = child.wait_with_output().map_err(|e| CheckoutError::Git {
+        args: shown.clone(),
+        stderr: e.to_string(),
+    })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        return Err(CheckoutError::Git {
+            args: shown,
+            stderr,
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 fn path_str(p: &Path) -> &str {
     p.to_str().unwrap_or_default()
+}
+
+/// A local directory that is not a git repository: it runs as a snapshot,
+/// and a job's `commit` means nothing for it.
+pub fn is_plain_directory(source: &str) -> bool {
+    let dir = Path::new(source);
+    dir.is_dir() && !dir.join(".git").exists() && !is_bare_repo(dir)
 }
 
 fn is_bare_repo(dir: &Path) -> bool {
@@ -310,4 +401,30 @@ fn copy_tree(from: &Path, to: &Path, leave_out: Option<&str>) -> Result<(), Chec
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pick_ref;
+
+    const LISTING: &str = "\
+1111111111111111111111111111111111111111\tHEAD
+2222222222222222222222222222222222222222\trefs/heads/same
+3333333333333333333333333333333333333333\trefs/tags/same
+4444444444444444444444444444444444444444\trefs/tags/v1
+5555555555555555555555555555555555555555\trefs/tags/v1^{}
+6666666666666666666666666666666666666666\trefs/heads/feature/v1";
+
+    #[test]
+    fn branch_beats_tag_and_annotated_tags_are_peeled() {
+        let pick = |r: &str| pick_ref(LISTING, r).map(|s| s[..1].to_owned());
+        assert_eq!(pick("HEAD").as_deref(), Some("1"));
+        assert_eq!(pick("same").as_deref(), Some("2"));
+        assert_eq!(pick("refs/tags/same").as_deref(), Some("3"));
+        assert_eq!(pick("v1").as_deref(), Some("5"));
+        assert_eq!(pick("refs/tags/v1").as_deref(), Some("5"));
+        // A pattern's tail match (`feature/v1` for `v1`) is not a match.
+        assert_eq!(pick("feature/v1").as_deref(), Some("6"));
+        assert_eq!(pick("nothing"), None);
+    }
 }

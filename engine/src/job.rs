@@ -108,6 +108,10 @@ pub struct JobSpec {
     pub priority: i32,
     /// Attempts before the job is `dead` (infrastructure failures only).
     pub max_attempts: Option<u32>,
+    /// Set by the engine, never by a client: the ref (branch, tag, `HEAD`)
+    /// that `commit` was resolved from at submit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_from: Option<String>,
 }
 
 /// Problems of a list of services (a job's or a profile's).
@@ -187,7 +191,8 @@ impl Default for SpecPolicy {
     }
 }
 
-fn is_full_sha(s: &str) -> bool {
+/// A full commit SHA: 40 hex digits (SHA-1), or 64 (SHA-256 repositories).
+pub fn is_full_sha(s: &str) -> bool {
     (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
@@ -202,9 +207,11 @@ impl JobSpec {
             })
         };
         let repo = self.repository.trim();
-        let is_url = ["https://", "http://", "ssh://", "git://", "git@", "file://"]
+        let is_url = ["https://", "http://", "ssh://", "git://", "git@"]
             .iter()
             .any(|p| repo.starts_with(p));
+        // `file://` is a local path in disguise: the local-path rule holds.
+        let repo = repo.strip_prefix("file://").unwrap_or(repo);
         if repo.is_empty() {
             problem("repository", "is empty; give a git URL".into());
         } else if !is_url {
@@ -239,6 +246,12 @@ impl JobSpec {
             problem(
                 "commit",
                 format!("`{commit}` is neither a commit SHA nor a valid ref"),
+            );
+        }
+        if self.resolved_from.is_some() {
+            problem(
+                "resolved_from",
+                "is set by the engine; give the branch or tag in `commit` and it is resolved at submit".into(),
             );
         }
         if let Some(t) = self.timeout_s

@@ -482,3 +482,173 @@ fn openapi_document_describes_the_api() {
     let (status, _) = s.call("GET", "/api/v1/openapi.json", None, None);
     assert_eq!(status, 401, "under /api/, so behind the token");
 }
+
+/// `git daemon` serving `base` on a free loopback port; killed on drop.
+struct GitDaemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn git_daemon(base: &std::path::Path) -> GitDaemon {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new("git")
+        .args([
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            "--listen=127.0.0.1",
+        ])
+        .arg(format!("--port={port}"))
+        .arg(format!("--base-path={}", base.display()))
+        .arg(base)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("git daemon (part of Debian's git) starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "git daemon never listened on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    GitDaemon { child, port }
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .current_dir(dir)
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn refs_are_resolved_and_recorded_at_submit() {
+    let s = server();
+    // A repository served by a real git daemon on loopback: `main` moves
+    // on after a tag, and a branch and a tag share the name `same`.
+    let base = tempfile::tempdir().unwrap();
+    let repo = base.path().join("app.git");
+    std::fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["commit", "-q", "--allow-empty", "-m", "one"]);
+    let first = git(&repo, &["rev-parse", "HEAD"]);
+    git(&repo, &["tag", "-a", "v1", "-m", "release one"]);
+    git(&repo, &["branch", "same"]);
+    git(&repo, &["commit", "-q", "--allow-empty", "-m", "two"]);
+    let second = git(&repo, &["rev-parse", "HEAD"]);
+    git(&repo, &["tag", "same"]);
+    let daemon = git_daemon(base.path());
+    let url = format!("git://127.0.0.1:{}/app.git", daemon.port);
+
+    let submit = |commit: &str| {
+        let (status, body) = s.json(
+            "POST",
+            "/api/v1/jobs",
+            Some(json!({"repository": url, "commit": commit})),
+        );
+        (status, body)
+    };
+    for (reference, want) in [
+        ("main", &second),
+        ("v1", &first),
+        ("same", &first),
+        ("HEAD", &second),
+    ] {
+        let (status, body) = submit(reference);
+        assert_eq!(status, 201, "{reference}: {body}");
+        assert_eq!(
+            body["spec"]["commit"],
+            json!(want),
+            "{reference} resolved wrongly: {body}"
+        );
+        assert_eq!(body["spec"]["resolved_from"], json!(reference));
+        // What was recorded is what `show` returns later.
+        let (_, shown) = s.json("GET", &format!("/api/v1/jobs/{}", body["id"]), None);
+        assert_eq!(shown["spec"]["commit"], json!(want));
+    }
+    // A full SHA is taken as given, without asking the repository.
+    let (status, body) = submit(&first);
+    assert_eq!(status, 201, "{body}");
+    assert!(body["spec"].get("resolved_from").is_none(), "{body}");
+
+    let (status, body) = submit("no-such-branch");
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "commit");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`no-such-branch` names no branch, tag or commit"),
+        "{message}"
+    );
+
+    // Nothing listens on loopback port 1: the repository does not answer.
+    let (status, body) = s.json(
+        "POST",
+        "/api/v1/jobs",
+        Some(json!({"repository": "git://127.0.0.1:1/app.git", "commit": "main"})),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "repository");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not ask git://127.0.0.1"),
+        "{body}"
+    );
+
+    // Clients do not get to claim a resolution, nor to reach local paths
+    // through `file://` when local paths are not allowed.
+    let (status, body) = s.json(
+        "POST",
+        "/api/v1/jobs",
+        Some(json!({"repository": url, "commit": first, "resolved_from": "main"})),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "resolved_from");
+    let (status, body) = s.json(
+        "POST",
+        "/api/v1/jobs",
+        Some(json!({"repository": format!("file://{}", repo.display()), "commit": "main"})),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("local paths are not allowed"),
+        "{body}"
+    );
+    let (_, list) = s.json("GET", "/api/v1/jobs", None);
+    assert_eq!(
+        list["jobs"].as_array().unwrap().len(),
+        5,
+        "only the accepted jobs are stored"
+    );
+}

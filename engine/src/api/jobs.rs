@@ -13,8 +13,12 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use crate::job::{JobId, JobRecord, JobSpec, JobState};
+use crate::checkout::{self, CheckoutError};
+use crate::job::{FieldProblem, JobId, JobRecord, JobSpec, JobState};
 use crate::queue::ListFilter;
+
+/// How long a submit waits for the repository to name a ref's commit.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A job as the API shows it: the record, with secret references replaced
 /// by their names.
@@ -100,6 +104,8 @@ pub async fn submit(
     if !problems.is_empty() {
         return Err(ApiError::invalid_spec(problems));
     }
+    let mut spec = spec;
+    resolve_commit(&mut spec).await?;
     let submitted = state.store.submit(spec).await?;
     if submitted.created {
         crate::metrics::Metrics::add(&state.scheduler.metrics().jobs_submitted, 1);
@@ -111,6 +117,42 @@ pub async fn submit(
         StatusCode::OK
     };
     Ok((status, Json(JobView::from(submitted.record))).into_response())
+}
+
+/// A ref in `commit` (branch, tag, `HEAD`) becomes the SHA it names now, so
+/// every attempt of the job runs the same code; the ref is kept in
+/// `resolved_from`. A plain directory has no commits and is left alone.
+async fn resolve_commit(spec: &mut JobSpec) -> Result<(), ApiError> {
+    let reference = spec.commit.trim().to_owned();
+    if crate::job::is_full_sha(&reference) || checkout::is_plain_directory(&spec.repository) {
+        return Ok(());
+    }
+    let repository = spec.repository.clone();
+    let (repo, r) = (repository.clone(), reference.clone());
+    let resolved =
+        tokio::task::spawn_blocking(move || checkout::resolve_ref(&repo, &r, RESOLVE_TIMEOUT))
+            .await
+            .map_err(|e| ApiError::internal("resolving the commit", e.to_string()))?;
+    let problem = match resolved {
+        Ok(sha) => {
+            spec.commit = sha;
+            spec.resolved_from = Some(reference);
+            return Ok(());
+        }
+        Err(CheckoutError::UnknownCommit { .. }) => FieldProblem {
+            field: "commit".into(),
+            message: format!(
+                "`{reference}` names no branch, tag or commit in {repository}; give a full 40-digit SHA, or a branch or tag that exists there"
+            ),
+        },
+        Err(e) => FieldProblem {
+            field: "repository".into(),
+            message: format!(
+                "could not ask {repository} which commit `{reference}` is: {e}; check the URL and that this server can reach it, or give a full 40-digit SHA"
+            ),
+        },
+    };
+    Err(ApiError::invalid_spec(vec![problem]))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
