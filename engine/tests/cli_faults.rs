@@ -122,3 +122,66 @@ fn a_socket_this_user_may_not_use_is_named_with_the_fix() {
         "{engine}"
     );
 }
+
+/// `slipway` run as `uid`, with a state directory anyone may write.
+fn slipway_as(uid: u32, state: &std::path::Path, args: &[&str]) -> Output {
+    let mut perms = std::fs::metadata(state).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o777);
+    std::fs::set_permissions(state, perms).unwrap();
+    Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .arg("--clear-groups")
+        .arg(env!("CARGO_BIN_EXE_slipway"))
+        .args(args)
+        .env("SLIPWAY_STATE_DIR", state)
+        .env("SLIPWAY_LISTEN", "127.0.0.1:0")
+        .env("SLIPWAY_TOKEN", "t")
+        .env_remove("SLIPWAY_CONFIG")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn an_engine_that_cannot_hand_checkouts_to_the_job_user_is_refused_at_start() {
+    // uid 4242 may not chown to the job user 1000: every job would fail.
+    let state = tempfile::tempdir().unwrap();
+    let out = slipway_as(4242, state.path(), &["serve"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "the engine runs as uid 4242 and cannot hand checkouts to the job user 1000:1000"
+        ) && text(&out).contains("run it as root or as uid 1000"),
+        "{}",
+        text(&out)
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(state.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".hand-over-check")
+        })
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "the probe is cleaned up: {leftovers:?}"
+    );
+
+    let out = slipway_as(4242, state.path(), &["doctor", "--json"]);
+    let checks: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let job_user = checks.iter().find(|c| c["check"] == "job user").unwrap();
+    assert_eq!(job_user["status"], "fail", "{job_user}");
+    assert!(
+        job_user["fix"].as_str().unwrap().contains("uid 1000"),
+        "{job_user}"
+    );
+
+    // Running as the job user itself is fine.
+    let state = tempfile::tempdir().unwrap();
+    let out = slipway_as(1000, state.path(), &["doctor", "--json"]);
+    let checks: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let job_user = checks.iter().find(|c| c["check"] == "job user").unwrap();
+    assert_eq!(job_user["status"], "ok", "{job_user}");
+}

@@ -52,7 +52,28 @@ pub fn run(args: DoctorArgs, config: &Config) -> anyhow::Result<ExitCode> {
     rt.block_on(async {
         docker_checks(config, &mut checks).await;
     });
-    checks.push(state_dir(&config.state_dir));
+    let state = state_dir(&config.state_dir);
+    let writable = matches!(state.status, Status::Ok);
+    checks.push(state);
+    checks.extend(writable.then(|| {
+        match slipway::runner::prepare::check_can_hand_over(&config.state_dir) {
+            Ok(()) => check(
+                "job user",
+                Status::Ok,
+                "checkouts can be handed to uid 1000 and removed",
+                None,
+            ),
+            Err(why) => {
+                let (detail, fix) = why.split_once("; fix: ").unwrap_or((&why, ""));
+                check(
+                    "job user",
+                    Status::Fail,
+                    detail,
+                    Some(fix.to_owned()).filter(|f| !f.is_empty()),
+                )
+            }
+        }
+    }));
     checks.push(disk("free disk (state directory)", &config.state_dir));
     checks.push(selinux());
     checks.push(plugins(config));

@@ -46,6 +46,7 @@ async fn engine(
     let logs = JobLogs::new(work.join("logs"))
         .with_context(|| format!("creating {}", work.join("logs").display()))?
         .with_cap(config.log_cap);
+    slipway::runner::prepare::check_can_hand_over(work).map_err(|why| anyhow::anyhow!(why))?;
     let registry = Arc::new(super::registry(config)?);
     let plugins = registry.sandbox().clone();
     let docker = slipway::runner::connect().await?;
@@ -86,7 +87,7 @@ async fn engine(
         engine_id,
         base_images: config.base_images.clone(),
         ecosystem_order: config.ecosystem_order.clone(),
-        job_user: (1000, 1000),
+        job_user: slipway::runner::prepare::JOB_USER,
         build_network: config.build_network.clone(),
         holder_image: config.holder_image.clone(),
         stop_grace: config.stop_grace,

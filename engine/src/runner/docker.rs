@@ -155,18 +155,42 @@ pub async fn has_image(docker: &Docker, image: &str) -> bool {
     docker.inspect_image(image).await.is_ok()
 }
 
-/// When the engine runs in a container, the id of that container (its
-/// hostname, as Docker and Podman set it), else `None`.
+/// When the engine runs in a container, the id of that container, else
+/// `None`. The id is read from the mount of `/etc/hostname`, which Docker
+/// and Podman bind from the container's own folder; the hostname is only a
+/// fallback, since with `--network host` it is the host's.
 pub fn own_container() -> Option<String> {
     let inside = std::path::Path::new("/.dockerenv").exists()
         || std::path::Path::new("/run/.containerenv").exists();
     if !inside {
         return None;
     }
-    std::fs::read_to_string("/etc/hostname")
+    std::fs::read_to_string("/proc/self/mountinfo")
         .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
+        .and_then(|m| container_id_from_mountinfo(&m))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        })
+}
+
+/// The 64-hex container id in the source of the `/etc/hostname` mount
+/// (`…/containers/<id>/hostname`, `…/overlay-containers/<id>/userdata/hostname`).
+fn container_id_from_mountinfo(mountinfo: &str) -> Option<String> {
+    mountinfo.lines().find_map(|line| {
+        // Fields: id parent major:minor root mount-point options ...
+        let mut fields = line.split(' ');
+        let root = fields.nth(3)?;
+        let mount_point = fields.next()?;
+        if mount_point != "/etc/hostname" {
+            return None;
+        }
+        root.split('/')
+            .find(|c| c.len() == 64 && c.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(str::to_owned)
+    })
 }
 
 /// The daemon mounts checkouts from `state_dir` into job containers by
@@ -216,4 +240,30 @@ pub async fn check_state_dir_is_shared(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::container_id_from_mountinfo;
+
+    #[test]
+    fn own_container_id_comes_from_the_hostname_mount() {
+        let id = "4f1c0a6b2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a";
+        // As Docker 20.10 writes it (the root is relative to /var/lib/docker's filesystem).
+        let docker = format!(
+            "612 590 0:61 / / rw,relatime master:301 - overlay overlay rw\n\
+             631 612 254:1 /var/lib/docker/containers/{id}/resolv.conf /etc/resolv.conf rw - ext4 /dev/vda rw\n\
+             632 612 254:1 /var/lib/docker/containers/{id}/hostname /etc/hostname rw - ext4 /dev/vda rw\n"
+        );
+        assert_eq!(container_id_from_mountinfo(&docker).as_deref(), Some(id));
+        let podman = format!(
+            "700 600 0:70 /containers/storage/overlay-containers/{id}/userdata/hostname /etc/hostname rw - tmpfs tmpfs rw\n"
+        );
+        assert_eq!(container_id_from_mountinfo(&podman).as_deref(), Some(id));
+        // Not in a container (or a runtime that mounts no hostname file).
+        assert_eq!(
+            container_id_from_mountinfo("22 1 254:1 / / rw - ext4 /dev/vda rw\n"),
+            None
+        );
+    }
 }

@@ -703,6 +703,39 @@ pub fn hand_over(path: &std::path::Path, uid: u32, gid: u32) -> Result<(), Check
     })
 }
 
+/// The job uid:gid (1000:1000, the user of every generated image).
+pub const JOB_USER: (u32, u32) = (1000, 1000);
+
+/// Whether this process can give a checkout to the job user and remove it
+/// afterwards, as every job needs: true for root, and for an engine that
+/// runs as the job user itself. Checked at start (and by `doctor`), so a
+/// wrong deployment fails there with the fix, never in its first job.
+pub fn check_can_hand_over(state_dir: &std::path::Path) -> Result<(), String> {
+    let (uid, gid) = JOB_USER;
+    let probe = state_dir.join(format!(".hand-over-check-{}", std::process::id()));
+    let result = (|| -> Result<(), String> {
+        std::fs::create_dir_all(probe.join("dir")).map_err(|e| e.to_string())?;
+        std::fs::write(probe.join("dir/file"), b"x").map_err(|e| e.to_string())?;
+        hand_over(&probe, uid, gid).map_err(|e| e.to_string())?;
+        std::fs::remove_dir_all(&probe).map_err(|e| e.to_string())
+    })();
+    if let Err(e) = result {
+        use std::os::unix::fs::MetadataExt as _;
+        // The probe's owner is this process's effective uid.
+        let me = std::fs::symlink_metadata(&probe)
+            .map(|m| m.uid().to_string())
+            .unwrap_or_else(|_| "?".into());
+        let _ = std::fs::remove_dir_all(&probe);
+        return Err(format!(
+            "the engine runs as uid {me} and cannot hand checkouts to the job user {uid}:{gid} in {} ({e}); \
+             fix: run it as root or as uid {uid} (the engine image's `slipway` user is uid {uid}; \
+             with systemd: `useradd --system --uid {uid} ...` or `User=root`)",
+            state_dir.display()
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
