@@ -182,6 +182,7 @@ fn http_and_memory() {
         supervisor: None,
         workspaces: None,
         plugins: None,
+        request_timeout: api::REQUEST_TIMEOUT,
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();

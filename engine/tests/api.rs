@@ -652,3 +652,40 @@ fn refs_are_resolved_and_recorded_at_submit() {
         "only the accepted jobs are stored"
     );
 }
+
+#[test]
+fn a_request_whose_body_never_arrives_is_answered_408_and_the_server_carries_on() {
+    use std::io::{Read, Write};
+    let s = server();
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // Half a body, then nothing: the test server's limit is 2 s.
+    write!(
+        stream,
+        "POST /api/v1/jobs HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"repository\": "
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut response = String::new();
+    let mut buf = [0u8; 4096];
+    while !response.contains("request_timeout") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => response.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("took longer than 2 s"), "{response}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // Nothing was stored, and other requests were served all along.
+    let (status, list) = s.json("GET", "/api/v1/jobs", None);
+    assert_eq!(status, 200);
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 0, "{list}");
+}

@@ -74,6 +74,7 @@ fn child_main(state_dir: &str, port: &str) {
             supervisor: None,
             workspaces: None,
             plugins: None,
+            request_timeout: slipway::api::REQUEST_TIMEOUT,
         };
         api::serve(listener, state, shutdown).await.unwrap();
     });

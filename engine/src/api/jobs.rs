@@ -17,8 +17,9 @@ use crate::checkout::{self, CheckoutError};
 use crate::job::{FieldProblem, JobId, JobRecord, JobSpec, JobState};
 use crate::queue::ListFilter;
 
-/// How long a submit waits for the repository to name a ref's commit.
-const RESOLVE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a submit waits for the repository to name a ref's commit
+/// (within the request's own time limit, `api::REQUEST_TIMEOUT`).
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A job as the API shows it: the record, with secret references replaced
 /// by their names.

@@ -8,7 +8,11 @@
 //! (`?offset=`, `?tail=`, `?follow=true` as server-sent events that resume
 //! from `Last-Event-ID`), all behind a bearer token; `/healthz`, `/readyz`,
 //! `/metrics` without one. `/api/v1/openapi.json` describes it all (generated from
-//! the handlers, see [`openapi`]). Bodies are capped at 1 MiB.
+//! the handlers, see [`openapi`]). Bodies are capped at 1 MiB. A request
+//! that takes longer than [`AppState::request_timeout`] (a slow upload, a
+//! slow repository answering a ref lookup) is answered 408; only the routes
+//! that are long by nature (log streams, a workspace's patch, validate and
+//! reset, which run steps with their own timeouts) are exempt.
 
 mod auth;
 pub mod error;
@@ -48,14 +52,18 @@ pub struct AppState {
     pub plugins: Option<Arc<crate::plugins::PluginSandbox>>,
     /// Workspaces; `None` without a Docker runner (the routes answer 503).
     pub workspaces: Option<Arc<crate::runner::workspaces::Workspaces>>,
+    /// The longest a request may take, body included (see the module doc).
+    pub request_timeout: std::time::Duration,
 }
 
+/// The default of [`AppState::request_timeout`].
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
+    let quick = Router::new()
         .route("/jobs", post(jobs::submit).get(jobs::list))
         .route("/jobs/{id}", get(jobs::show))
         .route("/jobs/{id}/cancel", post(jobs::cancel))
-        .route("/jobs/{id}/logs", get(jobs::logs))
         .route("/openapi.json", get(openapi::document))
         .route("/profiles", post(profiles::create).get(profiles::list))
         .route(
@@ -73,7 +81,6 @@ pub fn router(state: AppState) -> Router {
                 .delete(services::delete),
         )
         .route("/services/{name}/restart", post(services::restart))
-        .route("/services/{name}/logs", get(services::logs))
         .route("/tokens", post(tokens::create).get(tokens::list))
         .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route(
@@ -84,7 +91,6 @@ pub fn router(state: AppState) -> Router {
             "/workspaces/{id}",
             get(workspaces::show).delete(workspaces::delete),
         )
-        .route("/workspaces/{id}/patch", post(workspaces::patch))
         .route(
             "/workspaces/{id}/files/{*path}",
             get(workspaces::read_file)
@@ -92,9 +98,20 @@ pub fn router(state: AppState) -> Router {
                 .delete(workspaces::delete_file),
         )
         .route("/workspaces/{id}/diff", get(workspaces::diff))
-        .route("/workspaces/{id}/validate", post(workspaces::validate))
-        .route("/workspaces/{id}/reset", post(workspaces::reset))
         .route("/workspaces/{id}/history", get(workspaces::history))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.request_timeout,
+            time_limit,
+        ));
+    // Long by nature: streams, and steps that carry their own timeouts.
+    let long = Router::new()
+        .route("/jobs/{id}/logs", get(jobs::logs))
+        .route("/services/{name}/logs", get(services::logs))
+        .route("/workspaces/{id}/patch", post(workspaces::patch))
+        .route("/workspaces/{id}/validate", post(workspaces::validate))
+        .route("/workspaces/{id}/reset", post(workspaces::reset));
+    let api = quick
+        .merge(long)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
@@ -106,6 +123,28 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// Answer 408 when a request (its body included) outlasts `limit`.
+async fn time_limit(
+    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error::ApiError::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request took longer than {} s and was stopped",
+                limit.as_secs_f64()
+            ),
+        )
+        .hint("send the body at once and retry; a submit with an idempotency_key is safe to retry")
+        .into_response(),
+    }
 }
 
 /// Serve until `shutdown`, then finish in-flight requests.

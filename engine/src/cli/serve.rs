@@ -234,6 +234,7 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             supervisor: Some(parts.supervisor.clone()),
             workspaces: Some(parts.workspaces.clone()),
             plugins: Some(parts.plugins.clone()),
+            request_timeout: slipway::api::REQUEST_TIMEOUT,
         };
         let reaper = tokio::spawn(parts.workspaces.clone().reap(shutdown.clone()));
         let stop = shutdown.clone();

@@ -110,6 +110,7 @@ pub fn test_server(token: &str) -> TestServer {
         supervisor: None,
         workspaces: None,
         plugins: None,
+        request_timeout: Duration::from_secs(2),
     };
     let shutdown = CancellationToken::new();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
