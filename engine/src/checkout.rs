@@ -30,6 +30,10 @@ pub enum CheckoutError {
     HeadMismatch { expected: String, actual: String },
     #[error("{path}: {message}")]
     Io { path: String, message: String },
+    #[error(
+        "the checkout of {repository} is larger than the limit of {limit_mb} MiB (runner.checkout_max_mb); nothing was run (hint: raise runner.checkout_max_mb, or keep large files out of the repository)"
+    )]
+    TooLarge { repository: String, limit_mb: u64 },
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> CheckoutError {
@@ -45,7 +49,12 @@ pub struct Checkouts {
     mirrors: PathBuf,
     jobs: PathBuf,
     timeout: Duration,
+    /// The largest checkout (work tree and `.git`, or a copied directory).
+    max_bytes: u64,
 }
+
+/// The default of `runner.checkout_max_mb`.
+pub const DEFAULT_CHECKOUT_MAX_MB: u64 = 4096;
 
 /// A prepared checkout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +70,14 @@ impl Checkouts {
             mirrors: state_dir.join("mirrors"),
             jobs: state_dir.join("checkouts"),
             timeout,
+            max_bytes: DEFAULT_CHECKOUT_MAX_MB << 20,
         }
+    }
+
+    /// Refuse checkouts larger than `max_mb` MiB.
+    pub fn with_max_mb(mut self, max_mb: u64) -> Checkouts {
+        self.max_bytes = max_mb.saturating_mul(1 << 20);
+        self
     }
 
     /// Check out `source` (a git URL, a local git repository, or a plain
@@ -78,8 +94,20 @@ impl Checkouts {
         }
         std::fs::create_dir_all(&self.jobs).map_err(|e| io_error(&self.jobs, e))?;
         let local = Path::new(source);
+        let too_large = || CheckoutError::TooLarge {
+            repository: source.into(),
+            limit_mb: self.max_bytes >> 20,
+        };
         if is_plain_directory(source) {
-            copy_tree(local, &dest, None)?;
+            let mut budget = Budget::new(self.max_bytes);
+            let copied = copy_tree(local, &dest, None, &mut budget);
+            if copied.is_err() || budget.exceeded() {
+                let _ = std::fs::remove_dir_all(&dest);
+            }
+            copied?;
+            if budget.exceeded() {
+                return Err(too_large());
+            }
             return Ok(Checkout {
                 path: dest,
                 sha: None,
@@ -115,6 +143,10 @@ impl Checkouts {
                 expected: sha,
                 actual: head,
             });
+        }
+        if tree_bytes(&dest, self.max_bytes) > self.max_bytes {
+            let _ = std::fs::remove_dir_all(&dest);
+            return Err(too_large());
         }
         Ok(Checkout {
             path: dest,
@@ -377,12 +409,76 @@ fn is_bare_repo(dir: &Path) -> bool {
 /// included and `.git` left out (`slipway run --dirty`): it then runs as a
 /// plain directory.
 pub fn copy_working_tree(from: &Path, to: &Path) -> Result<(), CheckoutError> {
-    copy_tree(from, to, Some(".git"))
+    copy_tree(from, to, Some(".git"), &mut Budget::new(u64::MAX))
+}
+
+/// Bytes a copy may still write; copying stops once it is spent.
+struct Budget {
+    left: u64,
+    over: bool,
+}
+
+impl Budget {
+    fn new(max_bytes: u64) -> Budget {
+        Budget {
+            left: max_bytes,
+            over: false,
+        }
+    }
+
+    /// Take `bytes`; false (and spent for good) when they do not fit.
+    fn take(&mut self, bytes: u64) -> bool {
+        match self.left.checked_sub(bytes) {
+            Some(left) if !self.over => {
+                self.left = left;
+                true
+            }
+            _ => {
+                self.over = true;
+                false
+            }
+        }
+    }
+
+    fn exceeded(&self) -> bool {
+        self.over
+    }
+}
+
+/// The bytes of the files under `dir` (links not followed), counting no
+/// further than just past `stop_after`.
+fn tree_bytes(dir: &Path, stop_after: u64) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                total = total.saturating_add(meta.len());
+                if total > stop_after {
+                    return total;
+                }
+            }
+        }
+    }
+    total
 }
 
 /// Copy a directory tree (less a top-level `leave_out`); symlinks are
 /// recreated as links, never followed.
-fn copy_tree(from: &Path, to: &Path, leave_out: Option<&str>) -> Result<(), CheckoutError> {
+fn copy_tree(
+    from: &Path,
+    to: &Path,
+    leave_out: Option<&str>,
+    budget: &mut Budget,
+) -> Result<(), CheckoutError> {
     std::fs::create_dir_all(to).map_err(|e| io_error(to, e))?;
     for entry in std::fs::read_dir(from).map_err(|e| io_error(from, e))? {
         let entry = entry.map_err(|e| io_error(from, e))?;
@@ -395,9 +491,16 @@ fn copy_tree(from: &Path, to: &Path, leave_out: Option<&str>) -> Result<(), Chec
             let target = std::fs::read_link(&src).map_err(|e| io_error(&src, e))?;
             std::os::unix::fs::symlink(target, &dst).map_err(|e| io_error(&dst, e))?;
         } else if kind.is_dir() {
-            copy_tree(&src, &dst, None)?;
+            copy_tree(&src, &dst, None, budget)?;
         } else if kind.is_file() {
+            let size = entry.metadata().map_err(|e| io_error(&src, e))?.len();
+            if !budget.take(size) {
+                return Ok(());
+            }
             std::fs::copy(&src, &dst).map_err(|e| io_error(&src, e))?;
+        }
+        if budget.exceeded() {
+            return Ok(());
         }
     }
     Ok(())

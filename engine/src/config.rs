@@ -89,6 +89,8 @@ struct RawRunnerConfig {
     cache_budget_mb: Option<u64>,
     image_budget_mb: Option<u64>,
     drain_s: Option<u64>,
+    checkout_max_mb: Option<u64>,
+    checkout_timeout_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -139,6 +141,10 @@ pub struct Config {
     pub image_budget_mb: u64,
     /// On SIGTERM, how long running jobs may go on before they are requeued.
     pub drain: std::time::Duration,
+    /// The largest checkout, in MiB (more: the job fails, not retried).
+    pub checkout_max_mb: u64,
+    /// The longest a git command of a checkout may run.
+    pub checkout_timeout: std::time::Duration,
     /// Open workspaces at most (more: 429).
     pub workspaces_max_open: usize,
     /// `full` validate calls per workspace.
@@ -289,6 +295,14 @@ impl Config {
             cache_budget_mb: raw.runner.cache_budget_mb.unwrap_or(2048).max(1),
             image_budget_mb: raw.runner.image_budget_mb.unwrap_or(20 * 1024).max(1),
             drain: std::time::Duration::from_secs(raw.runner.drain_s.unwrap_or(20)),
+            checkout_max_mb: raw
+                .runner
+                .checkout_max_mb
+                .unwrap_or(crate::checkout::DEFAULT_CHECKOUT_MAX_MB)
+                .max(1),
+            checkout_timeout: std::time::Duration::from_secs(
+                raw.runner.checkout_timeout_s.unwrap_or(600).max(1),
+            ),
             workspaces_max_open: raw.workspaces.max_open.unwrap_or(8),
             workspaces_max_full_runs: raw.workspaces.max_full_runs.unwrap_or(3),
             workspaces_step_timeout: std::time::Duration::from_secs(

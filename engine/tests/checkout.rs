@@ -139,3 +139,40 @@ fn plain_directories_are_snapshotted_and_symlinks_not_followed() {
         "copied as a link, not the target's content"
     );
 }
+
+#[test]
+fn checkouts_past_the_size_limit_are_refused_and_removed() {
+    // 3 MiB of noise: git cannot compress it below the 1 MiB limit.
+    let noise: Vec<u8> = (0..3 << 20).map(|_| fastrand::u8(..)).collect();
+    let repo = tempfile::tempdir().unwrap();
+    git(repo.path(), &["init", "-q"]);
+    std::fs::write(repo.path().join("blob.bin"), &noise).unwrap();
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-q", "-m", "big"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("blob.bin"), &noise).unwrap();
+
+    let state = tempfile::tempdir().unwrap();
+    let small = Checkouts::new(state.path(), Duration::from_secs(60)).with_max_mb(1);
+    for source in [repo.path(), dir.path()] {
+        let err = small
+            .prepare(source.to_str().unwrap(), "HEAD", "job")
+            .unwrap_err();
+        assert!(
+            matches!(err, CheckoutError::TooLarge { limit_mb: 1, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("runner.checkout_max_mb"), "{err}");
+        assert!(
+            !state.path().join("checkouts/job").exists(),
+            "a refused checkout is removed"
+        );
+    }
+    let roomy = Checkouts::new(state.path(), Duration::from_secs(60)).with_max_mb(16);
+    for source in [repo.path(), dir.path()] {
+        let ok = roomy
+            .prepare(source.to_str().unwrap(), "HEAD", "job")
+            .unwrap();
+        assert_eq!(std::fs::read(ok.path.join("blob.bin")).unwrap(), noise);
+    }
+}

@@ -107,7 +107,8 @@ async fn engine(
             stop_grace: config.stop_grace,
         },
     );
-    let checkouts = Checkouts::new(work, Duration::from_secs(600));
+    let checkouts =
+        Checkouts::new(work, config.checkout_timeout).with_max_mb(config.checkout_max_mb);
     let executor = DockerExecutor::new(docker, checkouts, registry, store.clone(), settings);
     let workspaces = Workspaces::new(
         executor.runner(),

@@ -192,7 +192,8 @@ impl Runner {
         {
             Ok(Ok(c)) => c,
             Ok(Err(e @ CheckoutError::UnknownCommit { .. }))
-            | Ok(Err(e @ CheckoutError::HeadMismatch { .. })) => {
+            | Ok(Err(e @ CheckoutError::HeadMismatch { .. }))
+            | Ok(Err(e @ CheckoutError::TooLarge { .. })) => {
                 return Err(Outcome::Failed {
                     reason: e.to_string(),
                 });
