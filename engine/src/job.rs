@@ -701,6 +701,25 @@ impl JobRecord {
         }
     }
 
+    /// At engine start: an attempt that the previous process was running
+    /// cannot go on (its containers have been removed), so it ends now
+    /// rather than when its lease would run out: retried like an expired
+    /// lease (or `cancelled` when that was asked for, or `dead`).
+    pub fn release_orphaned(&mut self, jitter: f64, now: Millis) -> Result<(), TransitionError> {
+        match &self.lease {
+            Some(l) if self.state == JobState::Running => {
+                let reason = format!(
+                    "the engine restarted during attempt {} (fence {}); its containers were removed",
+                    self.attempt, l.fence
+                );
+                self.lease = None;
+                self.retry_or_die(reason, jitter, now);
+                Ok(())
+            }
+            _ => Err(self.wrong("released")),
+        }
+    }
+
     /// Cancel: at once when waiting; when running, the holder is told on
     /// its next heartbeat and ends the attempt as `cancelled`.
     pub fn cancel(&mut self, now: Millis) -> Result<(), TransitionError> {

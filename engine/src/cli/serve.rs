@@ -81,6 +81,15 @@ async fn engine(
         std::fs::remove_dir_all(&checkouts_dir)
             .with_context(|| format!("removing stale checkouts in {}", checkouts_dir.display()))?;
     }
+    // Their containers and checkouts are gone: end the attempts the earlier
+    // process was running now, instead of when their leases run out.
+    let orphaned = store.release_orphaned_leases().await?;
+    if !orphaned.is_empty() {
+        eprintln!(
+            "slipway: {} job attempt(s) of an earlier run ended with the restart and go back to the queue: {orphaned:?}",
+            orphaned.len()
+        );
+    }
     // `run`'s store is private and short-lived: only `serve` collects images.
     let collects_images = engine_id.starts_with("serve-");
     let settings = RunnerSettings {

@@ -679,6 +679,26 @@ impl JobStore for RedbStore {
         })
     }
 
+    fn release_orphaned_leases(&self) -> StoreFuture<'_, Vec<JobId>> {
+        self.write(move |tables, mem, counts| {
+            let now = now_ms();
+            let orphaned: Vec<u64> = tables
+                .running
+                .iter()
+                .map_err(io)?
+                .map(|e| e.map(|(id, _)| id.value()))
+                .collect::<Result<_, _>>()
+                .map_err(io)?;
+            for id in &orphaned {
+                let jitter = fastrand::f64();
+                transition(tables, mem, counts, *id, |r| {
+                    r.release_orphaned(jitter, now)
+                })?;
+            }
+            Ok(orphaned)
+        })
+    }
+
     fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError> {
         Ok(self
             .counts

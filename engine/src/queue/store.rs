@@ -100,6 +100,10 @@ pub trait JobStore: Send + Sync + 'static {
     fn cancel(&self, id: JobId) -> StoreFuture<'_, JobRecord>;
     /// Put jobs whose lease has expired back (retrying) or to `dead`.
     fn expire_leases(&self) -> StoreFuture<'_, Vec<JobId>>;
+    /// At start, before any lease: every running attempt belongs to a
+    /// process that is gone (the store is opened by one process at a
+    /// time); end them all now, as [`JobRecord::release_orphaned`] says.
+    fn release_orphaned_leases(&self) -> StoreFuture<'_, Vec<JobId>>;
     /// Jobs by state.
     fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError>;
 
