@@ -290,11 +290,17 @@ impl Runner {
             network: &self.settings.build_network,
             ca_bundle: bundle.as_deref(),
         };
-        let image = image::resolve(&self.docker, &request, log)
-            .await
-            .map_err(|e| Outcome::Failed {
-                reason: e.to_string(),
-            })?;
+        // A cancel (or timeout) stops a build: dropping its stream makes
+        // the daemon stop it and remove its intermediate containers.
+        let image = tokio::select! {
+            built = image::resolve(&self.docker, &request, log) => {
+                built.map_err(|e| Outcome::Failed { reason: e.to_string() })?
+            }
+            _ = req.cancel.cancelled() => {
+                log.line("slipway", "image build stopped: the attempt was asked to stop");
+                return Err(Outcome::Cancelled);
+            }
+        };
         if let Err(e) = self.store.touch_image(&image.tag).await {
             tracing::warn!(image = %image.tag, error = %e, "image use not recorded");
         }

@@ -1,0 +1,191 @@
+//! Jobs that misbehave, through a real `slipway serve` and real Docker: a
+//! step that prints 100 MB, one that forks without end, one that sleeps
+//! past its timeout, and a cancel in the middle of an image build. Each
+//! ends as it should, the engine carries on, and nothing is left behind.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::ListContainersOptionsBuilder;
+use serde_json::{Value, json};
+use support::serve::{BUSYBOX, Server, get, post_json, start_with};
+
+fn job(server: &Server, id: u64) -> Value {
+    serde_json::from_str(&get(server, &format!("/api/v1/jobs/{id}")).1).unwrap()
+}
+
+fn log_of(server: &Server, id: u64) -> String {
+    get(server, &format!("/api/v1/jobs/{id}/logs")).1
+}
+
+fn containers_of(id: u64) -> usize {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let docker = slipway::runner::connect().await.expect("Docker");
+        let filters = HashMap::from([("label".to_owned(), vec![format!("io.slipway.job={id}")])]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        docker.list_containers(Some(options)).await.unwrap().len()
+    })
+}
+
+fn wait_final(server: &Server, id: u64, seconds: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let j = job(server, id);
+        if ["succeeded", "failed", "cancelled", "timed_out", "dead"]
+            .contains(&j["state"].as_str().unwrap_or(""))
+        {
+            return j;
+        }
+        assert!(Instant::now() < deadline, "job {id} did not finish: {j}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// When the job entered `to` (from its events), in ms.
+fn entered(j: &Value, to: &str) -> u64 {
+    j["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|e| e["to"] == to)
+        .and_then(|e| e["at_ms"].as_u64())
+        .unwrap_or_else(|| panic!("never {to}: {j}"))
+}
+
+fn repo(dockerfile: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+    dir
+}
+
+/// Declare profile `name` with these fast steps, submit a job on `repo`.
+fn submit(server: &Server, repo: &Path, name: &str, fast: &[&str], extra: Value) -> u64 {
+    let (code, body) = post_json(
+        server,
+        "/api/v1/profiles",
+        &json!({"name": name, "validation": {"fast": fast}}),
+    );
+    assert_eq!(code, 201, "{body}");
+    let mut spec = json!({"repository": repo, "commit": "HEAD", "profile": name});
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let (code, body) = post_json(server, "/api/v1/jobs", &spec);
+    assert_eq!(code, 201, "{body}");
+    body["id"].as_u64().unwrap()
+}
+
+#[test]
+fn misbehaving_steps_end_as_they_should_and_leave_nothing() {
+    let server = start_with(
+        tempfile::tempdir().unwrap(),
+        &[
+            ("SLIPWAY_RUNNER__LOG_CAP_MB", "1"),
+            ("SLIPWAY_RUNNER__STOP_GRACE_S", "2"),
+        ],
+    );
+    let busybox = repo(&format!("FROM {BUSYBOX}\n"));
+
+    // 100 MB of output: the log stops at its cap with a marker; the step
+    // still runs to its end.
+    let noisy = submit(
+        &server,
+        busybox.path(),
+        "noisy",
+        &["yes 0123456789abcdef | head -c 100000000; echo exit-$((40+2)) >&2"],
+        json!({}),
+    );
+    let j = wait_final(&server, noisy, 180);
+    assert_eq!(j["state"], "succeeded", "{j}");
+    let tail = get(&server, &format!("/api/v1/jobs/{noisy}/logs?tail=20")).1;
+    assert!(
+        tail.contains("[log truncated: it reached its cap of 1048576 bytes"),
+        "{tail}"
+    );
+    let size = std::fs::metadata(server.state().join(format!("logs/{noisy}.log")))
+        .unwrap()
+        .len();
+    assert!(size < 1_200_000, "the log is {size} bytes");
+    assert_eq!(j["run"]["steps"][0]["exit_code"], 0, "{j}");
+
+    // A fork bomb meets the pids limit: a fork fails, the shell gives up
+    // and the step fails; its 30-odd sleepers go with the pod.
+    let bomb = submit(
+        &server,
+        busybox.path(),
+        "bomb",
+        &["i=0; while [ $i -lt 500 ]; do sleep 300 & i=$((i+1)); done; wait"],
+        json!({"resources": {"pids": 32}, "timeout_s": 8}),
+    );
+    let j = wait_final(&server, bomb, 120);
+    assert_eq!(j["state"], "failed", "{j}");
+    assert!(j["reason"].as_str().unwrap().contains("exited with"), "{j}");
+    let log = log_of(&server, bomb);
+    assert!(
+        log.contains("can't fork") || log.contains("Resource temporarily unavailable"),
+        "the pids limit stopped the forks: {}",
+        &log[log.len().saturating_sub(3000)..]
+    );
+
+    // `sleep 3600` with a 3 s timeout: ended within the grace period
+    // (2 s) plus 2 s of the timeout firing.
+    let sleeper = submit(
+        &server,
+        busybox.path(),
+        "sleeper",
+        &["sleep 3600"],
+        json!({"timeout_s": 3}),
+    );
+    let j = wait_final(&server, sleeper, 120);
+    assert_eq!(j["state"], "timed_out", "{j}");
+    let ran_for = entered(&j, "timed_out") - entered(&j, "running");
+    assert!(
+        ran_for <= (3 + 2 + 2) * 1000,
+        "the attempt lasted {ran_for} ms, for a 3 s timeout and a 2 s grace"
+    );
+
+    // Cancel during an image build: the build stops, the job is cancelled.
+    let slow_build = repo(&format!("FROM {BUSYBOX}\nRUN sleep 120\n"));
+    let building = submit(&server, slow_build.path(), "building", &["true"], json!({}));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !log_of(&server, building).contains("RUN sleep 120") {
+        assert!(
+            Instant::now() < deadline,
+            "the build never started: {}",
+            log_of(&server, building)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let asked = Instant::now();
+    let (code, body) = post_json(
+        &server,
+        &format!("/api/v1/jobs/{building}/cancel"),
+        &json!({}),
+    );
+    assert!(code == 200 || code == 202, "{code} {body}");
+    let j = wait_final(&server, building, 30);
+    assert_eq!(j["state"], "cancelled", "{j}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "cancel took {:?} during the build",
+        asked.elapsed()
+    );
+    assert!(
+        log_of(&server, building).contains("image build stopped"),
+        "{}",
+        log_of(&server, building)
+    );
+
+    // The engine carries on, and nothing of these jobs is left.
+    assert_eq!(get(&server, "/readyz").0, 200);
+    for id in [noisy, bomb, sleeper, building] {
+        assert_eq!(containers_of(id), 0, "job {id} left containers");
+    }
+}
