@@ -13,6 +13,7 @@
 //!   with no capabilities, and runs the TCP/HTTP probes.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
@@ -208,17 +209,45 @@ fn is_missing_image(message: &str) -> bool {
 
 /// Remove a container and its anonymous volumes, whatever its state.
 pub async fn remove(docker: &Docker, id: &str) {
+    if try_remove(docker, id).await.is_err() {
+        // The daemon may be restarting (its containers stop, and stay as
+        // stopped containers): keep trying for a while in the background.
+        let (docker, id) = (docker.clone(), id.to_owned());
+        tokio::spawn(async move {
+            let mut pause = Duration::from_secs(1);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+            loop {
+                tokio::time::sleep(pause).await;
+                match try_remove(&docker, &id).await {
+                    Ok(()) => {
+                        tracing::info!(container = %id, "removed after the daemon came back");
+                        return;
+                    }
+                    Err(e) if tokio::time::Instant::now() > deadline => {
+                        tracing::warn!(container = %id, error = %e, "could not remove a container for 10 minutes; the next start's reconcile pass will");
+                        return;
+                    }
+                    Err(_) => pause = (pause * 2).min(Duration::from_secs(30)),
+                }
+            }
+        });
+    }
+}
+
+/// Remove `id` (with its anonymous volumes); a container already gone is fine.
+async fn try_remove(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
     let options = RemoveContainerOptionsBuilder::new()
         .force(true)
         .v(true)
         .build();
     match docker.remove_container(id, Some(options)).await {
-        Ok(()) => {}
-        Err(bollard::errors::Error::DockerResponseServerError {
+        Ok(())
+        | Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
-        }) => {}
+        }) => Ok(()),
         Err(e) => {
-            tracing::warn!(container = %id, error = %e, "could not remove a container; the reconcile pass will")
+            tracing::debug!(container = %id, error = %e, "could not remove a container (yet)");
+            Err(e)
         }
     }
 }

@@ -501,6 +501,9 @@ impl Runner {
                 died = services::first_exit(&env.services) => {
                     stop.cancel();
                     let _ = run.await;
+                    if let Some(why) = self.stopped_from_outside(env).await {
+                        return Err(Outcome::InfrastructureError { reason: format!("during step `{}`: {why}", step.name) });
+                    }
                     return Err(Outcome::Failed { reason: died.to_string() });
                 }
             };
@@ -526,6 +529,13 @@ impl Runner {
                     ),
                 ),
                 StepEnd::Exited(code) => {
+                    // A step killed with its container (a daemon restart, a
+                    // `docker stop`) is not the job's failure.
+                    if let Some(why) = self.stopped_from_outside(env).await {
+                        return Err(Outcome::InfrastructureError {
+                            reason: format!("step `{}` ended with {code}: {why}", step.name),
+                        });
+                    }
                     return Err(Outcome::Failed {
                         reason: format!("step `{}` exited with {code}", step.name),
                     });
@@ -535,6 +545,22 @@ impl Runner {
             }
         }
         Ok(())
+    }
+}
+
+impl Runner {
+    /// Why the workload container is no longer running, if it is not: it
+    /// idles until the pod is removed, so only something outside the job
+    /// (the daemon restarting, `docker stop`) ends it.
+    async fn stopped_from_outside(&self, env: &Environment) -> Option<String> {
+        match self.docker.inspect_container(&env.container, None).await {
+            Ok(c) if c.state.as_ref().and_then(|s| s.running) == Some(true) => None,
+            Ok(c) => Some(format!(
+                "the job's container was stopped from outside (exit code {}; the Docker daemon restarted, or it was stopped or killed)",
+                c.state.and_then(|s| s.exit_code).unwrap_or(-1)
+            )),
+            Err(e) => Some(format!("the Docker daemon does not answer ({e})")),
+        }
     }
 }
 
