@@ -1,0 +1,297 @@
+//! Docker runner benchmarks against the real Docker engine; prints its
+//! figures. `cargo bench -p slipway --bench runner`.
+//!
+//! - job start overhead: from the lease to the first output line of a
+//!   trivial step (checkout, plan, image on a cache hit, pod, exec), against
+//!   bollard's raw create + start + wait of the same image running the same
+//!   command, interleaved in the same run;
+//! - image resolution on a cache hit (hashing the inputs + the lookup), from
+//!   the jobs' own phase timings;
+//! - 50 trivial jobs at concurrency 1 and 4: jobs per minute;
+//! - `slipway run` of `examples/python-app`, cold (no image, no package
+//!   cache: the image is built, packages come from PyPI) and warm.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use slipway::checkout::Checkouts;
+use slipway::job::{JobRecord, JobSpec, JobState, SpecPolicy};
+use slipway::logs::JobLogs;
+use slipway::plugins::sandbox::SandboxOptions;
+use slipway::plugins::{LimitsPolicy, PluginSandbox, Registry};
+use slipway::profile::Profile;
+use slipway::queue::{JobStore, RedbStore, Scheduler, SchedulerConfig};
+use slipway::runner::executor::{DockerExecutor, RunnerSettings};
+use tokio_util::sync::CancellationToken;
+
+const IMAGE: &str = "slipway-test/busybox:1";
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+struct Engine {
+    _state: tempfile::TempDir,
+    store: Arc<RedbStore>,
+    scheduler: Arc<Scheduler>,
+    logs: JobLogs,
+    shutdown: CancellationToken,
+}
+
+async fn engine(docker: &Docker, concurrency: usize) -> Engine {
+    let state = tempfile::tempdir().unwrap();
+    let policy = SpecPolicy {
+        allow_local_paths: true,
+        ..SpecPolicy::default()
+    };
+    let store = Arc::new(RedbStore::open(&state.path().join("store.redb"), policy).unwrap());
+    let logs = JobLogs::new(state.path().join("logs")).unwrap();
+    let sandbox = Arc::new(
+        PluginSandbox::new(SandboxOptions {
+            cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-cache")),
+            policy: LimitsPolicy::default(),
+            pooling: true,
+        })
+        .unwrap(),
+    );
+    let registry = Arc::new(Registry::load(sandbox, true, &[]));
+    let executor = DockerExecutor::new(
+        docker.clone(),
+        Checkouts::new(state.path(), Duration::from_secs(120)),
+        registry,
+        store.clone(),
+        RunnerSettings {
+            engine_id: format!("bench-runner-{}-{concurrency}", std::process::id()),
+            base_images: Default::default(),
+            ecosystem_order: slipway::config::DEFAULT_ECOSYSTEM_ORDER
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            job_user: (1000, 1000),
+            build_network: "host".into(),
+            holder_image: slipway::config::DEFAULT_HOLDER_IMAGE.into(),
+            stop_grace: Duration::from_secs(1),
+            ca_bundle: None,
+            cache_budget_mb: 2048,
+            image_budget_mb: None,
+        },
+    );
+    let scheduler = Scheduler::new(
+        store.clone(),
+        Arc::new(executor),
+        logs.clone(),
+        SchedulerConfig {
+            concurrency,
+            per_repository: concurrency,
+            poll: Duration::from_millis(20),
+            ..SchedulerConfig::default()
+        },
+    );
+    let shutdown = CancellationToken::new();
+    tokio::spawn(scheduler.clone().run(shutdown.clone()));
+    let profile: Profile = serde_json::from_value(serde_json::json!({
+        "name": "trivial", "validation": {"fast": ["echo hi"]},
+    }))
+    .unwrap();
+    store.put_profile(profile, false).await.unwrap();
+    Engine {
+        _state: state,
+        store,
+        scheduler,
+        logs,
+        shutdown,
+    }
+}
+
+impl Engine {
+    async fn submit(&self, repo: &Path) -> u64 {
+        let spec: JobSpec = serde_json::from_value(serde_json::json!({
+            "repository": repo, "commit": "HEAD", "profile": "trivial",
+        }))
+        .unwrap();
+        let id = self.store.submit(spec).await.unwrap().record.id;
+        self.scheduler.wake();
+        id
+    }
+
+    async fn finished(&self, id: u64) -> JobRecord {
+        loop {
+            let r = self.store.get(id).unwrap().unwrap();
+            if r.state.is_final() {
+                assert_eq!(r.state, JobState::Succeeded, "{:?}", r.reason);
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// ms from the lease to the step's first output line (log stamps).
+    fn lease_to_first_output(&self, r: &JobRecord) -> f64 {
+        let leased = r
+            .events
+            .iter()
+            .find(|e| e.to == JobState::Running)
+            .unwrap()
+            .at_ms;
+        let log =
+            String::from_utf8_lossy(&self.logs.read(r.id, 0, 1 << 20).unwrap().0).into_owned();
+        let first: u64 = log
+            .lines()
+            .find(|l| l.split(' ').nth(1) == Some("stdout"))
+            .and_then(|l| l.split(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no output line in:\n{log}"));
+        (first - leased) as f64
+    }
+}
+
+/// bollard's create + start + wait of `IMAGE` running `echo hi`, in ms.
+async fn raw_run(docker: &Docker, n: usize) -> f64 {
+    let t = Instant::now();
+    let name = format!("slipway-bench-raw-{}-{n}", std::process::id());
+    let body = ContainerCreateBody {
+        image: Some(IMAGE.into()),
+        cmd: Some(vec!["echo".into(), "hi".into()]),
+        network_disabled: Some(true),
+        ..Default::default()
+    };
+    let options = CreateContainerOptionsBuilder::new().name(&name).build();
+    let id = docker
+        .create_container(Some(options), body)
+        .await
+        .unwrap()
+        .id;
+    docker.start_container(&id, None).await.unwrap();
+    let mut wait = docker.wait_container(&id, Some(WaitContainerOptionsBuilder::new().build()));
+    while wait.next().await.is_some() {}
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    let rm = RemoveContainerOptionsBuilder::new().force(true).build();
+    docker.remove_container(&id, Some(rm)).await.unwrap();
+    ms
+}
+
+fn busybox_repo() -> tempfile::TempDir {
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(
+        repo.path().join("Dockerfile"),
+        format!("FROM {IMAGE}\nWORKDIR /workspace\n"),
+    )
+    .unwrap();
+    std::fs::write(repo.path().join("app.txt"), "app\n").unwrap();
+    repo
+}
+
+/// `slipway run examples/python-app`: wall time in s, and whether it passed.
+fn slipway_run(state: &Path) -> (f64, bool) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let t = Instant::now();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"));
+    cmd.args([
+        "run",
+        root.join("examples/python-app").to_str().unwrap(),
+        "--tier",
+        "full",
+    ])
+    .env("SLIPWAY_STATE_DIR", state)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    if Path::new("/etc/ssl/certs/ca-certificates.crt").exists() {
+        cmd.env("SLIPWAY_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt");
+    }
+    let ok = cmd.status().unwrap().success();
+    (t.elapsed().as_secs_f64(), ok)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let docker = slipway::runner::connect().await.expect("Docker (bash scripts/setup.sh)");
+        let repo = busybox_repo();
+
+        // Job start overhead, interleaved with raw runs.
+        let e = engine(&docker, 1).await;
+        e.finished(e.submit(repo.path()).await).await; // builds the image once
+        let (mut engine_ms, mut raw_ms, mut image_ms) = (Vec::new(), Vec::new(), Vec::new());
+        let mut phases: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for n in 0..20 {
+            let r = e.finished(e.submit(repo.path()).await).await;
+            engine_ms.push(e.lease_to_first_output(&r));
+            let run = r.run.as_ref().unwrap();
+            assert!(run.image.as_ref().unwrap().cache_hit);
+            image_ms.push(run.phases_ms["image"] as f64);
+            for (phase, ms) in &run.phases_ms {
+                phases.entry(phase.clone()).or_default().push(*ms as f64);
+            }
+            raw_ms.push(raw_run(&docker, n).await);
+        }
+        let (engine_ms, raw_ms, image_ms) = (sorted(engine_ms), sorted(raw_ms), sorted(image_ms));
+        println!(
+            "job start, lease -> first output line of `echo hi` (20 runs): p50 {:.0} ms, p90 {:.0} ms; raw create+start+wait of the same image: p50 {:.0} ms, p90 {:.0} ms; ratio of p50s {:.2}x",
+            pct(&engine_ms, 0.5),
+            pct(&engine_ms, 0.9),
+            pct(&raw_ms, 0.5),
+            pct(&raw_ms, 0.9),
+            pct(&engine_ms, 0.5) / pct(&raw_ms, 0.5)
+        );
+        let phase_text: Vec<String> = phases
+            .into_iter()
+            .map(|(p, v)| format!("{p} {:.0}", pct(&sorted(v), 0.5)))
+            .collect();
+        println!("  phases, p50 ms: {}", phase_text.join(", "));
+        println!(
+            "image resolution on a cache hit (hash inputs + lookup + record use): p50 {:.0} ms, max {:.0} ms",
+            pct(&image_ms, 0.5),
+            image_ms[image_ms.len() - 1]
+        );
+        e.shutdown.cancel();
+
+        for concurrency in [1, 4] {
+            let e = engine(&docker, concurrency).await;
+            e.finished(e.submit(repo.path()).await).await;
+            let t = Instant::now();
+            let mut ids = Vec::new();
+            for _ in 0..50 {
+                ids.push(e.submit(repo.path()).await);
+            }
+            for id in ids {
+                e.finished(id).await;
+            }
+            let s = t.elapsed().as_secs_f64();
+            println!(
+                "50 trivial jobs at concurrency {concurrency}: {s:.1} s, {:.0} jobs per minute",
+                50.0 / s * 60.0
+            );
+            e.shutdown.cancel();
+        }
+    });
+
+    // Cold and warm `slipway run` of the Python example.
+    let _ = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "docker images --format '{{.Repository}}:{{.Tag}}' | grep '^slipway-runner/examples-python-app:' | xargs -r docker rmi -f; \
+             docker volume ls -q --filter label=io.slipway.role=cache | grep -- '-examples-python-app$' | xargs -r docker volume rm -f",
+        ])
+        .output();
+    let state = tempfile::tempdir().unwrap();
+    let (cold, cold_ok) = slipway_run(state.path());
+    let (warm, warm_ok) = slipway_run(state.path());
+    println!(
+        "slipway run examples/python-app --tier full: cold {cold:.1} s (image built, packages from PyPI; passed: {cold_ok}), warm {warm:.1} s (passed: {warm_ok})"
+    );
+}
