@@ -5,6 +5,10 @@
 //! so services answer on `127.0.0.1:<port>` and nothing outside the pod
 //! reaches them. The holder also runs the TCP and HTTP probes, from inside
 //! the namespace. Removing the pod removes every container of it.
+//!
+//! A pod without services needs no holder (nothing joins it, nothing is
+//! probed): [`Pod::solo`] lets the workload own the namespace itself, which
+//! saves a container start on every such job.
 
 use std::collections::HashMap;
 
@@ -62,7 +66,9 @@ pub struct ServiceContainer {
 pub struct Pod {
     docker: Docker,
     spec: PodSpec,
-    holder: String,
+    /// The namespace's owner: the holder, or in a solo pod the workload
+    /// once started.
+    holder: std::sync::OnceLock<String>,
     /// Every container but the holder: (role, id). Behind a lock so the
     /// workload and the services can start at the same time.
     members: std::sync::Mutex<Vec<(String, String)>>,
@@ -94,9 +100,20 @@ impl Pod {
         Ok(Pod {
             docker: docker.clone(),
             spec,
-            holder,
+            holder: holder.into(),
             members: Default::default(),
         })
+    }
+
+    /// A pod for a workload alone (no services): no holder; the workload
+    /// gets the pod's network itself. Nothing may join it but the workload.
+    pub fn solo(docker: &Docker, spec: PodSpec) -> Pod {
+        Pod {
+            docker: docker.clone(),
+            spec,
+            holder: std::sync::OnceLock::new(),
+            members: Default::default(),
+        }
     }
 
     /// A pod found running after an engine restart: its holder and members.
@@ -109,7 +126,7 @@ impl Pod {
         Pod {
             docker: docker.clone(),
             spec,
-            holder,
+            holder: holder.into(),
             members: std::sync::Mutex::new(members),
         }
     }
@@ -122,12 +139,17 @@ impl Pod {
             .clone()
     }
 
+    /// The container that owns the namespace (empty in a solo pod before
+    /// its workload starts).
     pub fn holder(&self) -> &str {
-        &self.holder
+        self.holder.get().map(String::as_str).unwrap_or_default()
     }
 
     fn network(&self) -> String {
-        format!("container:{}", self.holder)
+        match self.holder.get() {
+            Some(holder) => format!("container:{holder}"),
+            None => self.spec.network.clone(),
+        }
     }
 
     /// Start the workload container, idle until steps are exec'd in it.
@@ -152,6 +174,8 @@ impl Pod {
         };
         let id = create_and_start(&self.docker, &spec).await?;
         self.add((w.role, &id));
+        // In a solo pod the workload owns the namespace.
+        let _ = self.holder.set(id.clone());
         self.check_shell(&id, &w.image).await?;
         Ok(id)
     }
@@ -226,7 +250,11 @@ impl Pod {
             .iter()
             .map(|(_, id)| container::remove(&self.docker, id));
         futures_util::future::join_all(removals).await;
-        container::remove(&self.docker, &self.holder).await;
+        if let Some(holder) = self.holder.get()
+            && !members.iter().any(|(_, id)| id == holder)
+        {
+            container::remove(&self.docker, holder).await;
+        }
     }
 }
 

@@ -402,9 +402,13 @@ impl Runner {
         progress
             .phase(4, 5, format!("{} service(s)", service_specs.len()))
             .await;
-        let pod = Pod::create(&self.docker, pod_spec)
-            .await
-            .map_err(|e| runner_failure("the pod", e))?;
+        let pod = if service_specs.is_empty() {
+            Pod::solo(&self.docker, pod_spec)
+        } else {
+            Pod::create(&self.docker, pod_spec)
+                .await
+                .map_err(|e| runner_failure("the pod", e))?
+        };
 
         // The workload and the services start together.
         let (container, started) = tokio::join!(
