@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 const TOKEN: &str = "cli-token";
+/// A full SHA: the server takes it as given and never asks the (fake) repository.
+const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 
 fn slipway(base: &str, token: Option<&str>, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
@@ -63,7 +65,7 @@ fn submit_status_jobs_and_logs() {
             "submit",
             "https://example.com/repo.git",
             "--commit",
-            "main",
+            SHA,
             "--label",
             "behaviour=succeed",
         ],
@@ -118,6 +120,8 @@ fn exit_codes_for_failed_pending_and_cancelled_jobs() {
         &[
             "submit",
             "https://example.com/r.git",
+            "--commit",
+            SHA,
             "--label",
             "behaviour=fail",
         ],
@@ -134,6 +138,8 @@ fn exit_codes_for_failed_pending_and_cancelled_jobs() {
         &[
             "submit",
             "https://example.com/r.git",
+            "--commit",
+            SHA,
             "--label",
             "behaviour=hang",
         ],
@@ -192,7 +198,14 @@ fn token_and_connection_errors_say_what_to_do() {
     let bad = slipway(
         base,
         Some(TOKEN),
-        &["submit", "https://example.com/r.git", "--env", "NOEQUALS"],
+        &[
+            "submit",
+            "https://example.com/r.git",
+            "--commit",
+            SHA,
+            "--env",
+            "NOEQUALS",
+        ],
     );
     assert!(!bad.status.success());
     assert!(
