@@ -26,6 +26,9 @@ command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 # The CA bundle the tests hand to image builds that fetch from package registries.
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
+# tests/container-service.sh runs examples/deploy/compose.yaml with it
+# (Debian's Compose v1; this Docker CLI has no `docker compose` plugin).
+command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -6,13 +6,19 @@
 # submitted over HTTP that runs in a sibling container; `slipway doctor`
 # inside; a clean `docker stop`; and the faults an operator can make (no
 # socket, state directory at another path inside, a wrong token file, a
-# read-only state directory), each refused with one clear message.
+# read-only state directory), each refused with one clear message. Then
+# examples/deploy/compose.yaml itself, run in place with docker-compose
+# (its deployment-specific values overridden by environment variables):
+# healthy, a job over HTTP from the host to succeeded in a sibling
+# container, `docker-compose down` with a clean exit and nothing left.
 #
 # Ends with `container service: N passed, M failed` (counted by
 # scripts/test.sh) and exits non-zero on any failure. Needs Docker: without
-# it this fails, it does not skip. Talks to 127.0.0.1 only. Everything it
-# creates (containers, volumes, runner images, temporary folders) is removed
-# on exit; slipway:test and its build cache are kept so rebuilds are fast.
+# it (or without docker-compose, which scripts/setup.sh installs) this fails,
+# it does not skip. Talks to 127.0.0.1 only. Everything it creates
+# (containers, the Compose project, volumes, runner images, temporary
+# folders) is removed on exit; slipway:test and its build cache are kept so
+# rebuilds are fast.
 #
 #   bash tests/container-service.sh            # SLIPWAY_TEST_IMAGE=slipway:test
 set -uo pipefail
@@ -46,10 +52,16 @@ command -v curl >/dev/null 2>&1 || fatal "curl is installed" "apt-get install cu
 tmp="$(mktemp -d /var/tmp/slipway-cs.XXXXXX)"
 chmod 755 "$tmp"
 engine_name="slipway-$run_id"
-app=container-service-app   # the job repository's folder: its runner image and caches are named after it
+app=container-service-app   # the job repository's folder, $tmp/$app
+# Its runner image and caches are named after the last two components of its
+# path (slipway-runner/<slug>:<hash>): this run's only.
+slug="$(basename "$tmp" | tr 'A-Z.' 'a-z-')-$app"
 
 cleanup() {
 	local ids
+	# The Compose project, if it is still up (its container is also labelled
+	# io.slipway.test, see compose.test.yaml below).
+	[ -z "$compose_up" ] || compose down -v -t 10 >/dev/null 2>&1
 	ids=$(docker ps -aq --filter "label=io.slipway.test=$run_id")
 	[ -z "$ids" ] || docker rm -f -v $ids >/dev/null 2>&1
 	# What the engine under test may have left (it should not: checked below).
@@ -58,13 +70,14 @@ cleanup() {
 		ids=$(docker ps -aq --filter "label=io.slipway.engine=$engine")
 		[ -z "$ids" ] || docker rm -f -v $ids >/dev/null 2>&1
 	done
-	docker images --format '{{.Repository}}:{{.Tag}}' | grep "^slipway-runner/$app:" | xargs -r docker rmi -f >/dev/null 2>&1
-	docker volume ls -q --filter label=io.slipway.role=cache | grep -- "-$app\$" | xargs -r docker volume rm -f >/dev/null 2>&1
+	docker images --format '{{.Repository}}:{{.Tag}}' | grep "^slipway-runner/$slug:" | xargs -r docker rmi -f >/dev/null 2>&1
+	docker volume ls -q --filter label=io.slipway.role=cache | grep -- "-$slug\$" | xargs -r docker volume rm -f >/dev/null 2>&1
 	# A read-only bind mount of the fault check, if it is still there.
 	mountpoint -q "$tmp/ro-state" 2>/dev/null && umount "$tmp/ro-state"
 	rm -rf --one-file-system "$tmp"
 }
 engine_ids=()
+compose_up=
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -226,37 +239,41 @@ fi
 # ---- a job over HTTP, in a sibling container ---------------------------
 
 api() { curl -sS -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$@"; }
-job_state=
-job_json=
-log=
-left_checkouts=
-created=$(api -o /dev/null -w '%{http_code}' -d '{"name":"container-service","validation":{"fast":["cat app.txt","id -u"]}}' "$url/api/v1/profiles")
-submitted=$(api -d "{\"repository\":\"$repo\",\"commit\":\"HEAD\",\"tier\":\"fast\",\"profile\":\"container-service\"}" "$url/api/v1/jobs")
-job=$(printf '%s' "$submitted" | grep -o '"id": *[0-9]*' | head -1 | grep -o '[0-9]*$')
-if [ "$created" = 201 ] && [ -n "$job" ]; then
-	deadline=$((SECONDS + 180))
-	while [ $SECONDS -lt $deadline ]; do
-		job_json=$(api "$url/api/v1/jobs/$job")
-		job_state=$(printf '%s' "$job_json" | grep -o '"state": *"[a-z_]*"' | head -1 | cut -d'"' -f4)
-		case "$job_state" in queued | running | retrying | "") sleep 0.5 ;; *) break ;; esac
-	done
-	log=$(api "$url/api/v1/jobs/$job/logs")
-	# The engine removes the job's checkout (files the steps wrote included).
-	for _ in $(seq 1 50); do
-		left_checkouts=$(find "$state/checkouts" -mindepth 1 -maxdepth 1 2>/dev/null)
-		[ -z "$left_checkouts" ] && break
-		sleep 0.1
-	done
-fi
-if [ "$job_state" = succeeded ] && [[ "$log" == *"the app"* ]] && [[ "$log" == *"1000"* ]] && [ -z "$left_checkouts" ]; then
-	pass "a job submitted over HTTP runs to succeeded in a sibling container (checkout mounted from the shared state directory, removed after)"
-else
-	fail "a job submitted over HTTP runs to succeeded in a sibling container" \
-		"profile: HTTP $created; submit: $(printf '%s' "$submitted" | head -c 300)" \
-		"state: ${job_state:-?}; $(printf '%s' "$job_json" | grep -o '"reason": *"[^"]*"' | tail -1)" \
-		"checkouts left: ${left_checkouts:-none}" "job log:" "$(printf '%s' "$log" | tail -n 20)" \
-		"engine log:" "$(docker logs --tail 20 "$engine_name" 2>&1)"
-fi
+# job_check NAME CONTAINER URL STATE_DIR: a job submitted over HTTP from the
+# host to the engine at URL (in CONTAINER, with STATE_DIR) runs to succeeded
+# in a sibling container, and its checkout is removed after.
+job_check() {
+	local name=$1 engine_name=$2 url=$3 state=$4
+	local job_state= job_json= log= left_checkouts= created submitted job deadline
+	created=$(api -o /dev/null -w '%{http_code}' -d '{"name":"container-service","validation":{"fast":["cat app.txt","id -u"]}}' "$url/api/v1/profiles")
+	submitted=$(api -d "{\"repository\":\"$repo\",\"commit\":\"HEAD\",\"tier\":\"fast\",\"profile\":\"container-service\"}" "$url/api/v1/jobs")
+	job=$(printf '%s' "$submitted" | grep -o '"id": *[0-9]*' | head -1 | grep -o '[0-9]*$')
+	if [ "$created" = 201 ] && [ -n "$job" ]; then
+		deadline=$((SECONDS + 180))
+		while [ $SECONDS -lt $deadline ]; do
+			job_json=$(api "$url/api/v1/jobs/$job")
+			job_state=$(printf '%s' "$job_json" | grep -o '"state": *"[a-z_]*"' | head -1 | cut -d'"' -f4)
+			case "$job_state" in queued | running | retrying | "") sleep 0.5 ;; *) break ;; esac
+		done
+		log=$(api "$url/api/v1/jobs/$job/logs")
+		# The engine removes the job's checkout (files the steps wrote included).
+		for _ in $(seq 1 50); do
+			left_checkouts=$(find "$state/checkouts" -mindepth 1 -maxdepth 1 2>/dev/null)
+			[ -z "$left_checkouts" ] && break
+			sleep 0.1
+		done
+	fi
+	if [ "$job_state" = succeeded ] && [[ "$log" == *"the app"* ]] && [[ "$log" == *"1000"* ]] && [ -z "$left_checkouts" ]; then
+		pass "$name (checkout mounted from the shared state directory, removed after)"
+	else
+		fail "$name" \
+			"profile: HTTP $created; submit: $(printf '%s' "$submitted" | head -c 300)" \
+			"state: ${job_state:-?}; $(printf '%s' "$job_json" | grep -o '"reason": *"[^"]*"' | tail -1)" \
+			"checkouts left: ${left_checkouts:-none}" "job log:" "$(printf '%s' "$log" | tail -n 20)" \
+			"engine log:" "$(docker logs --tail 20 "$engine_name" 2>&1)"
+	fi
+}
+job_check "a job submitted over HTTP runs to succeeded in a sibling container" "$engine_name" "$url" "$state"
 sleep 2
 figure "idle memory after one job: $(rss_of "$engine_name")"
 
@@ -279,13 +296,14 @@ figure "docker stop: $stop_ms ms"
 # ---- faults: refused at start with one clear message -------------------
 
 # fault NAME EXPECTED DOCKER-RUN-ARGS...: the engine, started with the
-# arguments, exits non-zero within 60 s and its log holds EXPECTED.
-# `--network none`: these fail before listening, and an engine in its own
-# network namespace finds its own container by hostname.
+# arguments, exits non-zero within 60 s and its log holds EXPECTED. Most use
+# `--network none` (they fail before listening); the state-directory check
+# uses `--network host`, as compose.yaml does: the engine finds its own
+# container from /proc/self/mountinfo, not from the hostname (the host's).
 fault() {
 	local name=$1 expected=$2 cname="slipway-$run_id-fault-$((passed + failed))" code out
 	shift 2
-	if ! docker run -d --name "$cname" --label "io.slipway.test=$run_id" --network none \
+	if ! docker run -d --name "$cname" --label "io.slipway.test=$run_id" \
 		-v "$tmp/secrets/slipway_token:/run/secrets/slipway_token:ro" \
 		-e SLIPWAY_TOKEN_FILE=/run/secrets/slipway_token \
 		"$@" "$image" >"$tmp/run.log" 2>&1; then
@@ -307,34 +325,140 @@ shared=$(new_state fault-shared)
 engine_ids+=("$(engine_id "$shared")")
 fault "without the Docker socket: refused" \
 	"no Docker or Podman engine answered; tried: unix:///var/run/docker.sock" \
-	-v "$shared:$shared" -e "SLIPWAY_STATE_DIR=$shared"
+	--network none -v "$shared:$shared" -e "SLIPWAY_STATE_DIR=$shared"
 
 elsewhere=$(new_state fault-elsewhere)
 inside=/var/lib/slipway-state
 engine_ids+=("$(engine_id "$inside")")
-fault "state directory mounted at another path inside: refused with the -v fix" \
+fault "state directory mounted at another path inside, under host networking: refused with the -v fix" \
 	"but the daemon resolves checkout paths on the host side (fix: mount it at the same path, \`-v $inside:$inside\`" \
-	--group-add "$sock_gid" -v "$sock:$sock" -v "$elsewhere:$inside" -e "SLIPWAY_STATE_DIR=$inside"
+	--network host -e "SLIPWAY_LISTEN=127.0.0.1:$(free_port)" --group-add "$sock_gid" -v "$sock:$sock" -v "$elsewhere:$inside" -e "SLIPWAY_STATE_DIR=$inside"
 
 fault "a wrong token file path: refused" \
 	"reading the token file /run/secrets/slipway_tokn" \
-	--group-add "$sock_gid" -v "$sock:$sock" -v "$shared:$shared" -e "SLIPWAY_STATE_DIR=$shared" \
+	--network none --group-add "$sock_gid" -v "$sock:$sock" -v "$shared:$shared" -e "SLIPWAY_STATE_DIR=$shared" \
 	-e SLIPWAY_TOKEN_FILE=/run/secrets/slipway_tokn
 
 readonly_state=$(new_state fault-readonly)
 engine_ids+=("$(engine_id "$readonly_state")")
 fault "a read-only state directory: refused" \
 	"Read-only file system" \
-	--group-add "$sock_gid" -v "$sock:$sock" -v "$readonly_state:$readonly_state:ro" -e "SLIPWAY_STATE_DIR=$readonly_state"
+	--network none --group-add "$sock_gid" -v "$sock:$sock" -v "$readonly_state:$readonly_state:ro" -e "SLIPWAY_STATE_DIR=$readonly_state"
 
-# ---- optional: the compose file, where docker-compose is installed ------
+# ---- examples/deploy/compose.yaml, run in place with docker-compose -----
+
+# The real file, unchanged and in place; its deployment-specific values come
+# from the environment (see its header): this image, a state directory
+# under $tmp, a free loopback port, the socket's group, the token file and
+# an empty plugins folder under $tmp (so nothing is created next to it).
+compose_file=examples/deploy/compose.yaml
+compose_project="slipway-$run_id"
+compose_state=$(new_state compose-state)
+compose_port=$(free_port)
+compose_url="http://127.0.0.1:$compose_port"
+engine_ids+=("$(engine_id "$compose_state")")
+mkdir -p "$tmp/compose-plugins"
+# What the test adds on top (a second -f, as an operator's override file
+# would): the job's repository, a local folder mounted read-only at its own
+# path, and the label the cleanup finds.
+cat >"$tmp/compose.test.yaml" <<EOF
+services:
+  slipway:
+    environment:
+      SLIPWAY_ALLOW_LOCAL_PATHS: "true"
+    volumes:
+      - $repo:$repo:ro
+    labels:
+      io.slipway.test: $run_id
+EOF
+# compose ARGS...: docker-compose on the project of this run.
+compose() {
+	SLIPWAY_IMAGE=$image SLIPWAY_STATE_DIR=$compose_state SLIPWAY_PORT=$compose_port DOCKER_GID=$sock_gid \
+		SLIPWAY_TOKEN_HOST_FILE=$tmp/secrets/slipway_token SLIPWAY_PLUGINS_HOST_DIR=$tmp/compose-plugins \
+		docker-compose -p "$compose_project" -f "$compose_file" -f "$tmp/compose.test.yaml" "$@"
+}
+
+compose_phase() {
+	local out deploy_before cid status healthy_ms code stop_ms left volumes gone
+	echo "== docker-compose -f $compose_file ($(docker-compose version --short 2>/dev/null))"
+	# The defaults, as a production host gets them without any variable set.
+	if out=$(env -u SLIPWAY_IMAGE -u SLIPWAY_STATE_DIR -u SLIPWAY_PORT -u DOCKER_GID -u SLIPWAY_TOKEN_HOST_FILE \
+		-u SLIPWAY_PLUGINS_HOST_DIR docker-compose -f "$compose_file" config 2>&1) \
+		&& [[ "$out" == *"network_mode: host"* ]] && [[ "$out" != *"ports:"* ]] \
+		&& [[ "$out" == *"/var/lib/slipway:/var/lib/slipway:rw"* ]] \
+		&& [[ "$out" == *"SLIPWAY_LISTEN: 127.0.0.1:7878"* ]] && [[ "$out" == *"SLIPWAY_URL: http://127.0.0.1:7878"* ]] \
+		&& [[ "$out" == *"image: slipway:latest"* ]]; then
+		pass "compose.yaml is valid; its defaults: slipway:latest, host networking on 127.0.0.1:7878, /var/lib/slipway at the same path inside and out"
+	else
+		fail "compose.yaml is valid with the expected defaults (docker-compose config)" "$out"
+	fi
+
+	deploy_before=$(ls -A examples/deploy)
+	started_ms=$(now_ms)
+	if ! out=$(compose up -d --no-build 2>&1); then
+		fail "docker-compose up -d starts the engine" "$out"
+		return
+	fi
+	compose_up=yes
+	cid=$(compose ps -q slipway)
+	status=
+	deadline=$((SECONDS + 90))
+	while [ $SECONDS -lt $deadline ]; do
+		status=$(docker inspect -f '{{.State.Health.Status}}' "$cid" 2>&1)
+		[ "$status" = healthy ] && break
+		[ "$(docker inspect -f '{{.State.Running}}' "$cid")" = true ] || break
+		sleep 0.5
+	done
+	if [ "$status" = healthy ]; then
+		healthy_ms=$(($(now_ms) - started_ms))
+		pass "docker-compose up -d: the engine becomes healthy ($healthy_ms ms; the first healthcheck runs after its 10 s interval)"
+		figure "compose: up to healthy: $healthy_ms ms"
+	else
+		fail "docker-compose up -d: the engine becomes healthy" "status: $status" \
+			"$(docker inspect -f '{{range .State.Health.Log}}{{.ExitCode}} {{.Output}}{{end}}' "$cid" 2>&1)" \
+			"$(compose logs --tail 30 2>&1)"
+		return
+	fi
+
+	job_check "compose: a job submitted over HTTP from the host runs to succeeded in a sibling container" \
+		"$cid" "$compose_url" "$compose_state"
+
+	# docker-compose down: stops with the service's stop_grace_period (60 s)
+	# and removes the container; its exit code is caught by `docker wait`.
+	volumes=$(docker inspect -f '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}' "$cid")
+	docker wait "$cid" >"$tmp/compose-exit" 2>&1 &
+	local waiter=$!
+	sleep 0.2
+	t0=$(now_ms)
+	out=$(compose down -v 2>&1)
+	stop_ms=$(($(now_ms) - t0))
+	compose_up=
+	wait "$waiter"
+	code=$(cat "$tmp/compose-exit")
+	left=$(docker ps -aq --filter label=io.slipway.managed --filter "label=io.slipway.engine=$(engine_id "$compose_state")")
+	left+=$(docker ps -aq --filter "label=com.docker.compose.project=$compose_project")
+	for v in $volumes; do
+		docker volume inspect "$v" >/dev/null 2>&1 && left+=" volume $v"
+	done
+	if [ "$code" = 0 ] && [ "$stop_ms" -lt 60000 ] && [ -z "$left" ]; then
+		pass "docker-compose down: the engine exits 0 in $stop_ms ms, nothing labelled io.slipway.managed left, the project's container and volumes removed"
+	else
+		fail "docker-compose down: the engine exits 0 within 60 s, nothing labelled io.slipway.managed left" \
+			"exit code: $code after $stop_ms ms; left: ${left:-none}" "$out"
+	fi
+	figure "compose: docker-compose down: $stop_ms ms"
+
+	if [ "$(ls -A examples/deploy)" = "$deploy_before" ]; then
+		pass "compose: nothing written next to compose.yaml (token and plugins from \$tmp)"
+	else
+		fail "compose: nothing written next to compose.yaml" "before: $deploy_before" "after: $(ls -A examples/deploy)"
+	fi
+}
 
 if command -v docker-compose >/dev/null 2>&1; then
-	if out=$(cd examples/deploy && DOCKER_GID=$sock_gid docker-compose -f compose.yaml config -q 2>&1); then
-		pass "examples/deploy/compose.yaml is valid (docker-compose config)"
-	else
-		fail "examples/deploy/compose.yaml is valid (docker-compose config)" "$out"
-	fi
+	compose_phase
+else
+	fail "docker-compose is installed" "scripts/setup.sh installs Debian's docker-compose (apt-get install docker-compose); this test does not skip"
 fi
 
 echo "== figures"
