@@ -513,7 +513,14 @@ impl Runner {
             };
             let outcome = match ended {
                 Ok(o) => o,
-                Err(e) => return Err(runner_failure("a step", e)),
+                Err(e) => {
+                    if let Some(why) = self.stopped_from_outside(env).await {
+                        return Err(Outcome::InfrastructureError {
+                            reason: format!("step `{}`: {why}", step.name),
+                        });
+                    }
+                    return Err(runner_failure("a step", e));
+                }
             };
             each(&StepRun {
                 name: step.name.clone(),
