@@ -29,11 +29,28 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 # tests/container-service.sh runs examples/deploy/compose.yaml with it
 # (Debian's Compose v1; this Docker CLI has no `docker compose` plugin).
 command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
+# tests/podman.sh runs a job through Podman's Docker-compatible API;
+# catatonit is Podman's `--init`, which job containers use.
+command -v podman >/dev/null 2>&1 || need_apt+=(podman)
+command -v catatonit >/dev/null 2>&1 || need_apt+=(catatonit)
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}"
+fi
+
+# Podman's default open-files and process limits are too low for package
+# managers on these machines: raise them (once) in its configuration.
+conf=/etc/containers/containers.conf
+if ! grep -qs '^default_ulimits' "$conf"; then
+  step "raising Podman's default ulimits in $conf"
+  mkdir -p "$(dirname "$conf")"
+  if grep -qs '^\[containers\]' "$conf"; then
+    sed -i '/^\[containers\]/a default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]' "$conf"
+  else
+    printf '[containers]\ndefault_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]\n' >>"$conf"
+  fi
 fi
 
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then

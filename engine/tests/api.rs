@@ -491,12 +491,17 @@ struct GitDaemon {
 
 impl Drop for GitDaemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // `git daemon` runs `git-daemon` as its child: stop the whole group,
+        // or the child lives on (holding the test's output pipe).
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.wait();
     }
 }
 
 fn git_daemon(base: &std::path::Path) -> GitDaemon {
+    use std::os::unix::process::CommandExt as _;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -512,7 +517,10 @@ fn git_daemon(base: &std::path::Path) -> GitDaemon {
         .arg(format!("--port={port}"))
         .arg(format!("--base-path={}", base.display()))
         .arg(base)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
+        .process_group(0)
         .spawn()
         .expect("git daemon (part of Debian's git) starts");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

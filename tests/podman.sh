@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The Docker runner against Podman's Docker-compatible API: a private
+# `podman system service` on its own socket, the test image loaded into
+# Podman's store, and `slipway run` of a small repository with
+# DOCKER_HOST pointing at Podman. Checks, each by name: the job passes, its
+# image is built through Podman, the step runs as uid 1000 with no
+# capabilities, and nothing labelled io.slipway.managed is left in Podman.
+#
+# Ends with `podman: N passed, M failed` (counted by scripts/test.sh) and
+# exits non-zero on any failure. Needs podman and catatonit (scripts/setup.sh
+# installs them and raises Podman's default ulimits): without them this
+# fails, it does not skip. Removes what it creates (the service, the job's
+# image, temporary folders); the loaded test image is kept.
+#
+#   bash tests/podman.sh            # SLIPWAY_BIN=<path to slipway>
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+passed=0
+failed=0
+summary() { echo "podman: $passed passed, $failed failed"; }
+pass() { passed=$((passed + 1)); echo "ok   - $1"; }
+fail() {
+	failed=$((failed + 1))
+	echo "FAIL - $1"
+	shift
+	local line
+	for line in "$@"; do printf '       %s\n' "$line"; done
+}
+fatal() { fail "$@"; summary; exit 1; }
+
+bin=${SLIPWAY_BIN:-${CARGO_TARGET_DIR:-target}/debug/slipway}
+[ -x "$bin" ] || fatal "the slipway binary is built" "$bin is missing: run cargo build -p slipway (scripts/test.sh does) or set SLIPWAY_BIN"
+for tool in podman catatonit; do
+	command -v "$tool" >/dev/null 2>&1 || fatal "$tool is installed" "apt-get install podman catatonit (scripts/setup.sh does); this test does not skip"
+done
+docker version >/dev/null 2>&1 || fatal "docker answers" "the test image is copied from Docker into Podman; start dockerd with scripts/setup.sh"
+
+tmp="$(mktemp -d /var/tmp/slipway-podman.XXXXXX)"
+chmod 755 "$tmp"
+socket="$tmp/podman.sock"
+service_pid=
+cleanup() {
+	[ -z "$service_pid" ] || kill "$service_pid" 2>/dev/null
+	podman ps -aq --filter label=io.slipway.managed=true | xargs -r podman rm -f >/dev/null 2>&1
+	podman images --format '{{.Repository}}:{{.Tag}}' | grep "slipway-runner/.*podman-app" | xargs -r podman rmi -f >/dev/null 2>&1
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Podman keeps its own images: the job's base image must be there.
+if ! podman image exists slipway-test/busybox:1; then
+	docker save slipway-test/busybox:1 | podman load >/dev/null 2>&1 \
+		|| fatal "the test image loads into Podman" "docker save slipway-test/busybox:1 | podman load failed"
+fi
+pass "the test image is in Podman's store"
+
+podman system service --time=0 "unix://$socket" >"$tmp/service.log" 2>&1 &
+service_pid=$!
+for _ in $(seq 1 100); do
+	[ -S "$socket" ] && break
+	sleep 0.1
+done
+[ -S "$socket" ] || fatal "podman system service listens" "no socket at $socket; its log:" "$(tail -5 "$tmp/service.log")"
+pass "podman system service listens on its own socket"
+
+repo="$tmp/podman-app"
+mkdir -p "$repo"
+printf 'FROM slipway-test/busybox:1\nWORKDIR /workspace\n' >"$repo/Dockerfile"
+cat >"$tmp/profile.toml" <<'EOF'
+name = "podman"
+[validation]
+fast = ["echo uid=$(id -u); grep CapEff /proc/self/status"]
+EOF
+
+out="$(DOCKER_HOST="unix://$socket" SLIPWAY_STATE_DIR="$tmp/state" "$bin" run "$repo" --profile "$tmp/profile.toml" 2>&1)"
+code=$?
+if [ "$code" = 0 ] && grep -q ": succeeded" <<<"$out"; then
+	pass "slipway run through Podman succeeds"
+else
+	fail "slipway run through Podman succeeds" "exit $code; last lines:" "$(tail -15 <<<"$out")"
+fi
+if grep -q "uid=1000" <<<"$out" && grep -q "CapEff:.*0000000000000000" <<<"$out"; then
+	pass "the step ran as uid 1000 with no capabilities"
+else
+	fail "the step ran as uid 1000 with no capabilities" "$(grep -E 'uid=|CapEff' <<<"$out")"
+fi
+if podman images --format '{{.Repository}}' | grep -q "slipway-runner/.*podman-app"; then
+	pass "the job's image was built through Podman"
+else
+	fail "the job's image was built through Podman" "$(podman images --format '{{.Repository}}:{{.Tag}}')"
+fi
+left="$(podman ps -aq --filter label=io.slipway.managed=true)"
+if [ -z "$left" ]; then
+	pass "nothing labelled io.slipway.managed is left in Podman"
+else
+	fail "nothing labelled io.slipway.managed is left in Podman" "$left"
+fi
+
+summary
+[ "$failed" = 0 ]
