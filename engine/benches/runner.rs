@@ -11,8 +11,10 @@
 //! - `slipway run` of `examples/python-app`, cold (no image, no package
 //!   cache: the image is built, packages come from PyPI) and warm.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,14 +24,10 @@ use bollard::query_parameters::{
     CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
-use slipway::checkout::Checkouts;
 use slipway::job::{JobRecord, JobSpec, JobState, SpecPolicy};
 use slipway::logs::JobLogs;
-use slipway::plugins::sandbox::SandboxOptions;
-use slipway::plugins::{LimitsPolicy, PluginSandbox, Registry};
 use slipway::profile::Profile;
 use slipway::queue::{JobStore, RedbStore, Scheduler, SchedulerConfig};
-use slipway::runner::executor::{DockerExecutor, RunnerSettings};
 use tokio_util::sync::CancellationToken;
 
 const IMAGE: &str = "slipway-test/busybox:1";
@@ -59,35 +57,11 @@ async fn engine(docker: &Docker, concurrency: usize) -> Engine {
     };
     let store = Arc::new(RedbStore::open(&state.path().join("store.redb"), policy).unwrap());
     let logs = JobLogs::new(state.path().join("logs")).unwrap();
-    let sandbox = Arc::new(
-        PluginSandbox::new(SandboxOptions {
-            cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-cache")),
-            policy: LimitsPolicy::default(),
-            pooling: true,
-        })
-        .unwrap(),
-    );
-    let registry = Arc::new(Registry::load(sandbox, true, &[]));
-    let executor = DockerExecutor::new(
-        docker.clone(),
-        Checkouts::new(state.path(), Duration::from_secs(120)),
-        registry,
+    let executor = common::docker_executor(
+        docker,
+        state.path(),
         store.clone(),
-        RunnerSettings {
-            engine_id: format!("bench-runner-{}-{concurrency}", std::process::id()),
-            base_images: Default::default(),
-            ecosystem_order: slipway::config::DEFAULT_ECOSYSTEM_ORDER
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            job_user: (1000, 1000),
-            build_network: "host".into(),
-            holder_image: slipway::config::DEFAULT_HOLDER_IMAGE.into(),
-            stop_grace: Duration::from_secs(1),
-            ca_bundle: None,
-            cache_budget_mb: 2048,
-            image_budget_mb: None,
-        },
+        format!("bench-runner-{}-{concurrency}", std::process::id()),
     );
     let scheduler = Scheduler::new(
         store.clone(),

@@ -9,17 +9,15 @@
 //! - reset of a workspace with PostgreSQL and Redis (the services example);
 //! - the engine's memory with 20 workspaces open.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use slipway::checkout::Checkouts;
 use slipway::job::{SpecPolicy, Tier};
-use slipway::plugins::sandbox::SandboxOptions;
-use slipway::plugins::{LimitsPolicy, PluginSandbox, Registry};
 use slipway::profile::Profile;
 use slipway::queue::{JobStore, RedbStore};
-use slipway::runner::executor::{DockerExecutor, RunnerSettings};
 use slipway::runner::workspaces::{WorkspaceSettings, Workspaces};
 use slipway::workspace::{WorkspaceRequest, WorkspaceState};
 
@@ -65,36 +63,11 @@ fn main() {
             ..SpecPolicy::default()
         };
         let store = Arc::new(RedbStore::open(&state.path().join("store.redb"), policy.clone()).unwrap());
-        let sandbox = Arc::new(
-            PluginSandbox::new(SandboxOptions {
-                cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-cache")),
-                policy: LimitsPolicy::default(),
-                pooling: true,
-            })
-            .unwrap(),
-        );
-        let registry = Arc::new(Registry::load(sandbox, true, &[]));
-        let engine_id = format!("bench-ws-{}", std::process::id());
-        let executor = DockerExecutor::new(
-            docker.clone(),
-            Checkouts::new(state.path(), Duration::from_secs(120)),
-            registry,
+        let executor = common::docker_executor(
+            &docker,
+            state.path(),
             store.clone(),
-            RunnerSettings {
-                engine_id,
-                base_images: Default::default(),
-                ecosystem_order: slipway::config::DEFAULT_ECOSYSTEM_ORDER
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
-                job_user: (1000, 1000),
-                build_network: "host".into(),
-                holder_image: slipway::config::DEFAULT_HOLDER_IMAGE.into(),
-                stop_grace: Duration::from_secs(1),
-                ca_bundle: None,
-                cache_budget_mb: 2048,
-                image_budget_mb: None,
-            },
+            format!("bench-ws-{}", std::process::id()),
         );
         let ws = Workspaces::new(
             executor.runner(),

@@ -687,18 +687,10 @@ impl JobRecord {
     /// The holder stopped heartbeating: the attempt is treated as an
     /// infrastructure failure (retried or dead).
     pub fn expire_lease(&mut self, jitter: f64, now: Millis) -> Result<(), TransitionError> {
-        match &self.lease {
-            Some(l) if self.state == JobState::Running && l.expires_ms <= now => {
-                let reason = format!(
-                    "lease of attempt {} (fence {}) expired",
-                    self.attempt, l.fence
-                );
-                self.lease = None;
-                self.retry_or_die(reason, jitter, now);
-                Ok(())
-            }
-            _ => Err(self.wrong("expired")),
-        }
+        let due = self.lease.as_ref().is_some_and(|l| l.expires_ms <= now);
+        self.end_lease(due, "expired", jitter, now, |attempt, fence| {
+            format!("lease of attempt {attempt} (fence {fence}) expired")
+        })
     }
 
     /// At engine start: an attempt that the previous process was running
@@ -706,17 +698,31 @@ impl JobRecord {
     /// rather than when its lease would run out: retried like an expired
     /// lease (or `cancelled` when that was asked for, or `dead`).
     pub fn release_orphaned(&mut self, jitter: f64, now: Millis) -> Result<(), TransitionError> {
+        self.end_lease(true, "released", jitter, now, |attempt, fence| {
+            format!(
+                "the engine restarted during attempt {attempt} (fence {fence}); its containers were removed"
+            )
+        })
+    }
+
+    /// End the running attempt, when `due`, as an infrastructure failure
+    /// whose reason `why(attempt, fence)` gives: retried or dead.
+    fn end_lease(
+        &mut self,
+        due: bool,
+        action: &'static str,
+        jitter: f64,
+        now: Millis,
+        why: impl FnOnce(u32, u64) -> String,
+    ) -> Result<(), TransitionError> {
         match &self.lease {
-            Some(l) if self.state == JobState::Running => {
-                let reason = format!(
-                    "the engine restarted during attempt {} (fence {}); its containers were removed",
-                    self.attempt, l.fence
-                );
+            Some(l) if self.state == JobState::Running && due => {
+                let reason = why(self.attempt, l.fence);
                 self.lease = None;
                 self.retry_or_die(reason, jitter, now);
                 Ok(())
             }
-            _ => Err(self.wrong("released")),
+            _ => Err(self.wrong(action)),
         }
     }
 

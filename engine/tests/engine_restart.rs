@@ -5,48 +5,13 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::ListContainersOptionsBuilder;
-use serde_json::{Value, json};
-use support::serve::{BUSYBOX, Server, get, post_json, start};
+use serde_json::json;
+use support::serve::{BUSYBOX, containers_labelled, job, job_log, post_json, start, wait_until};
 
-fn job(server: &Server, id: u64) -> Value {
-    serde_json::from_str(&get(server, &format!("/api/v1/jobs/{id}")).1).unwrap()
-}
-
-fn log_of(server: &Server, id: u64) -> String {
-    get(server, &format!("/api/v1/jobs/{id}/logs")).1
-}
-
-/// Ids of the containers labelled for job `id`.
 fn containers_of(id: u64) -> Vec<String> {
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let docker = slipway::runner::connect().await.expect("Docker");
-        let filters = HashMap::from([("label".to_owned(), vec![format!("io.slipway.job={id}")])]);
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let mut ids: Vec<String> = docker
-            .list_containers(Some(options))
-            .await
-            .unwrap()
-            .into_iter()
-            .filter_map(|c| c.id)
-            .collect();
-        ids.sort();
-        ids
-    })
-}
-
-fn wait_until(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    containers_labelled(&format!("io.slipway.job={id}"))
 }
 
 #[test]
@@ -69,7 +34,7 @@ fn a_job_running_when_the_engine_is_killed_is_cleaned_and_runs_again() {
     assert_eq!(code, 201, "{submitted}");
     let id = submitted["id"].as_u64().unwrap();
     wait_until("the step runs", 120, || {
-        log_of(&server, id).contains("long-step-42")
+        job_log(&server, id).contains("long-step-42")
     });
     let before = containers_of(id);
     assert!(!before.is_empty(), "the attempt has its pod");
@@ -101,7 +66,7 @@ fn a_job_running_when_the_engine_is_killed_is_cleaned_and_runs_again() {
 
     // It runs again, as attempt 2 in a new pod.
     wait_until("attempt 2 runs its step", 60, || {
-        log_of(&server, id).matches("long-step-42").count() >= 2
+        job_log(&server, id).matches("long-step-42").count() >= 2
     });
     assert!(
         restarted.elapsed() < Duration::from_secs(25),

@@ -5,32 +5,16 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::ListContainersOptionsBuilder;
 use serde_json::{Value, json};
-use support::serve::{BUSYBOX, Server, get, post_json, start_with};
-
-fn job(server: &Server, id: u64) -> Value {
-    serde_json::from_str(&get(server, &format!("/api/v1/jobs/{id}")).1).unwrap()
-}
-
-fn log_of(server: &Server, id: u64) -> String {
-    get(server, &format!("/api/v1/jobs/{id}/logs")).1
-}
+use support::serve::{
+    BUSYBOX, Server, containers_labelled, get, job, job_log, post_json, start_with,
+};
 
 fn containers_of(id: u64) -> usize {
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let docker = slipway::runner::connect().await.expect("Docker");
-        let filters = HashMap::from([("label".to_owned(), vec![format!("io.slipway.job={id}")])]);
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        docker.list_containers(Some(options)).await.unwrap().len()
-    })
+    containers_labelled(&format!("io.slipway.job={id}")).len()
 }
 
 fn wait_final(server: &Server, id: u64, seconds: u64) -> Value {
@@ -127,7 +111,7 @@ fn misbehaving_steps_end_as_they_should_and_leave_nothing() {
     let j = wait_final(&server, bomb, 120);
     assert_eq!(j["state"], "failed", "{j}");
     assert!(j["reason"].as_str().unwrap().contains("exited with"), "{j}");
-    let log = log_of(&server, bomb);
+    let log = job_log(&server, bomb);
     assert!(
         log.contains("can't fork") || log.contains("Resource temporarily unavailable"),
         "the pids limit stopped the forks: {}",
@@ -155,11 +139,11 @@ fn misbehaving_steps_end_as_they_should_and_leave_nothing() {
     let slow_build = repo(&format!("FROM {BUSYBOX}\nRUN sleep 120\n"));
     let building = submit(&server, slow_build.path(), "building", &["true"], json!({}));
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !log_of(&server, building).contains("RUN sleep 120") {
+    while !job_log(&server, building).contains("RUN sleep 120") {
         assert!(
             Instant::now() < deadline,
             "the build never started: {}",
-            log_of(&server, building)
+            job_log(&server, building)
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -178,9 +162,9 @@ fn misbehaving_steps_end_as_they_should_and_leave_nothing() {
         asked.elapsed()
     );
     assert!(
-        log_of(&server, building).contains("image build stopped"),
+        job_log(&server, building).contains("image build stopped"),
         "{}",
-        log_of(&server, building)
+        job_log(&server, building)
     );
 
     // The engine carries on, and nothing of these jobs is left.

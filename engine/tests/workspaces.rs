@@ -5,12 +5,10 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::ListContainersOptionsBuilder;
 use serde_json::Value;
 use support::serve::{Server, cli, request, start_with, text};
 
@@ -113,18 +111,7 @@ fn create(server: &Server, body: Value) -> (String, Value) {
 }
 
 fn containers_of(id: &str) -> usize {
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let docker = slipway::runner::connect().await.expect("Docker");
-        let filters = HashMap::from([(
-            "label".to_owned(),
-            vec![format!("io.slipway.workspace={id}")],
-        )]);
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        docker.list_containers(Some(options)).await.unwrap().len()
-    })
+    support::serve::containers_labelled(&format!("io.slipway.workspace={id}")).len()
 }
 
 fn server(env: &[(&str, &str)]) -> Server {

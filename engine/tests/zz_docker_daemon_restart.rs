@@ -9,36 +9,13 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use bollard::query_parameters::ListContainersOptionsBuilder;
-use serde_json::{Value, json};
-use support::serve::{BUSYBOX, Server, get, post_json, start};
-
-fn job(server: &Server, id: u64) -> Value {
-    serde_json::from_str(&get(server, &format!("/api/v1/jobs/{id}")).1).unwrap_or(Value::Null)
-}
+use serde_json::json;
+use support::serve::{BUSYBOX, containers_labelled, get, job, post_json, start, wait_until};
 
 fn containers_of(id: u64) -> usize {
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let docker = slipway::runner::connect().await.expect("Docker");
-        let filters = HashMap::from([("label".to_owned(), vec![format!("io.slipway.job={id}")])]);
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        docker.list_containers(Some(options)).await.unwrap().len()
-    })
-}
-
-fn wait_until(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    containers_labelled(&format!("io.slipway.job={id}")).len()
 }
 
 fn docker_answers() -> bool {

@@ -557,9 +557,7 @@ impl Runner {
         }
         Ok(())
     }
-}
 
-impl Runner {
     /// Why the workload container is no longer running, if it is not: it
     /// idles until the pod is removed, so only something outside the job
     /// (the daemon restarting, `docker stop`) ends it.

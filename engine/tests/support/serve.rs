@@ -212,3 +212,44 @@ pub fn request(
         r.body_mut().read_to_string().unwrap_or_default(),
     )
 }
+
+/// A job as `GET /api/v1/jobs/{id}` shows it (`Null` when it cannot be read).
+pub fn job(server: &Server, id: u64) -> Value {
+    serde_json::from_str(&get(server, &format!("/api/v1/jobs/{id}")).1).unwrap_or(Value::Null)
+}
+
+/// The first chunk of a job's log (`?tail=N` for its end).
+pub fn job_log(server: &Server, id: u64) -> String {
+    get(server, &format!("/api/v1/jobs/{id}/logs")).1
+}
+
+/// Ids of the containers (running or not) carrying `label` (`key=value`), sorted.
+pub fn containers_labelled(label: &str) -> Vec<String> {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let docker = slipway::runner::connect().await.expect("Docker");
+        let filters =
+            std::collections::HashMap::from([("label".to_owned(), vec![label.to_owned()])]);
+        let options = bollard::query_parameters::ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let mut ids: Vec<String> = docker
+            .list_containers(Some(options))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|c| c.id)
+            .collect();
+        ids.sort();
+        ids
+    })
+}
+
+/// Poll `done` every 100 ms; panic naming `what` after `seconds`.
+pub fn wait_until(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
