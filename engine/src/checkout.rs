@@ -155,6 +155,13 @@ impl Checkouts {
     }
 
     /// Remove a job's checkout.
+    /// The checkout `name` if it is still on disk (a job adopted after an
+    /// engine restart goes on in it).
+    pub fn existing(&self, name: &str) -> Option<PathBuf> {
+        let dest = self.jobs.join(name);
+        dest.is_dir().then_some(dest)
+    }
+
     pub fn remove(&self, name: &str) -> Result<(), CheckoutError> {
         let dest = self.jobs.join(name);
         match std::fs::remove_dir_all(&dest) {

@@ -100,4 +100,15 @@ pub trait Executor: Send + Sync + 'static {
     /// Run one attempt to its end. Return `Outcome::Cancelled` (or
     /// `TimedOut`) promptly once `attempt.cancel` fires.
     fn execute(&self, attempt: Attempt) -> ExecFuture;
+
+    /// Go on with an attempt an earlier process of this engine was running
+    /// when it stopped (its lease taken over, same fence). An executor that
+    /// cannot ends it as an infrastructure failure: it is retried.
+    fn resume(&self, attempt: Attempt) -> ExecFuture {
+        let reason = format!(
+            "the engine restarted during attempt {} (fence {})",
+            attempt.job.attempt, attempt.fence
+        );
+        Box::pin(async move { Outcome::InfrastructureError { reason } })
+    }
 }

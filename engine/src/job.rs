@@ -459,6 +459,9 @@ pub struct RunRecord {
     pub steps: Vec<StepRecord>,
     /// Milliseconds per phase: checkout, plan, image, services, steps, cleanup.
     pub phases_ms: BTreeMap<String, u64>,
+    /// Byte offset in the job's log where the first step's output begins.
+    #[serde(default)]
+    pub steps_log_start: u64,
 }
 
 /// The persisted record of a job (rmp-serde; schema version in the store).
@@ -693,16 +696,33 @@ impl JobRecord {
         })
     }
 
-    /// At engine start: an attempt that the previous process was running
-    /// cannot go on (its containers have been removed), so it ends now
-    /// rather than when its lease would run out: retried like an expired
-    /// lease (or `cancelled` when that was asked for, or `dead`).
-    pub fn release_orphaned(&mut self, jitter: f64, now: Millis) -> Result<(), TransitionError> {
-        self.end_lease(true, "released", jitter, now, |attempt, fence| {
-            format!(
-                "the engine restarted during attempt {attempt} (fence {fence}); its containers were removed"
-            )
-        })
+    /// At engine start: this process takes over an attempt that an earlier
+    /// one was running. The fence stays (it is the same attempt, going on:
+    /// the executor follows its container again, or ends it).
+    pub fn take_over(
+        &mut self,
+        worker: &str,
+        lease_ms: u64,
+        now: Millis,
+    ) -> Result<(), TransitionError> {
+        match &mut self.lease {
+            Some(l) if self.state == JobState::Running => {
+                l.worker = worker.to_owned();
+                l.expires_ms = now + lease_ms;
+                self.updated_ms = now;
+                Ok(())
+            }
+            _ => Err(self.wrong("taken over")),
+        }
+    }
+
+    /// When the attempt holding the lease began (its move to `running`).
+    pub fn running_since(&self) -> Option<Millis> {
+        self.events
+            .iter()
+            .rev()
+            .find(|e| e.to == JobState::Running && e.attempt == self.attempt)
+            .map(|e| e.at_ms)
     }
 
     /// End the running attempt, when `due`, as an infrastructure failure

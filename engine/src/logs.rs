@@ -116,6 +116,13 @@ impl JobLog {
 
     /// Append one line (`stream` is e.g. `stdout`, `stderr`, `slipway`).
     pub fn line(&self, stream: &str, text: &str) {
+        self.line_at(crate::job::now_ms(), stream, text);
+    }
+
+    /// Append one line stamped `stamp` (ms since the epoch): a container's
+    /// output keeps the time Docker gave it, so a restarted engine can tell
+    /// which of it is already here.
+    pub fn line_at(&self, stamp: u64, stream: &str, text: &str) {
         let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
             match std::fs::OpenOptions::new()
@@ -130,7 +137,6 @@ impl JobLog {
                 }
             }
         }
-        let stamp = crate::job::now_ms();
         let redactor = self.redactor.read().unwrap_or_else(|p| p.into_inner());
         let text = if redactor.is_empty() {
             text.to_owned()

@@ -1,68 +1,147 @@
 //! The engine killed (`kill -9`) in the middle of a job's step, then
-//! started again on the same state directory: the attempt's containers are
-//! removed, the attempt ends at once (not when its 30 s lease would run out)
-//! and the job runs again as a new attempt; nothing is left behind.
+//! started again on the same state directory.
+//!
+//! - The job's container kept running meanwhile: the new engine takes the
+//!   attempt over and follows the same container from where the log
+//!   stopped. Output written while no engine was there reaches the log
+//!   once, and the job ends as attempt 1.
+//! - The job's container was removed meanwhile: the attempt ends at once
+//!   (not when its 30 s lease would run out), with the reason, and the job
+//!   runs again as attempt 2 in a new pod.
+//!
+//! Nothing is left behind in either case.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::serve::{BUSYBOX, containers_labelled, job, job_log, post_json, start, wait_until};
+use support::serve::{BUSYBOX, Server, job, job_containers, job_log, post_json, start, wait_until};
 
-fn containers_of(id: u64) -> Vec<String> {
-    containers_labelled(&format!("io.slipway.job={id}"))
-}
-
-#[test]
-fn a_job_running_when_the_engine_is_killed_is_cleaned_and_runs_again() {
-    // The log shows the step's command too: the marker is only in its output.
-    let server = start(tempfile::tempdir().unwrap());
-    let repo = tempfile::tempdir().unwrap();
-    std::fs::write(repo.path().join("Dockerfile"), format!("FROM {BUSYBOX}\n")).unwrap();
+/// A job of a Dockerfile repository whose fast steps are `steps`.
+fn submit(server: &Server, repo: &std::path::Path, name: &str, steps: &[&str]) -> u64 {
     let (code, body) = post_json(
-        &server,
+        server,
         "/api/v1/profiles",
-        &json!({"name": "long", "validation": {"fast": ["echo long-step-$((6*7)); sleep 300"]}}),
+        &json!({"name": name, "validation": {"fast": steps}}),
     );
     assert_eq!(code, 201, "{body}");
     let (code, submitted) = post_json(
-        &server,
+        server,
         "/api/v1/jobs",
-        &json!({"repository": repo.path(), "commit": "HEAD", "profile": "long"}),
+        &json!({"repository": repo, "commit": "HEAD", "profile": name}),
     );
     assert_eq!(code, 201, "{submitted}");
-    let id = submitted["id"].as_u64().unwrap();
-    wait_until("the step runs", 120, || {
-        job_log(&server, id).contains("long-step-42")
+    submitted["id"].as_u64().unwrap()
+}
+
+fn repo() -> tempfile::TempDir {
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(repo.path().join("Dockerfile"), format!("FROM {BUSYBOX}\n")).unwrap();
+    repo
+}
+
+#[test]
+fn a_job_whose_container_survived_is_followed_again_to_its_end() {
+    let server = start(tempfile::tempdir().unwrap());
+    let repo = repo();
+    // The log shows each step's command too: the markers are computed, so
+    // only the output contains them.
+    let id = submit(
+        &server,
+        repo.path(),
+        "adopted",
+        &[
+            "echo before-$((6*7)); sleep 2; echo during-$((6*7)); echo err-$((6*7)) >&2",
+            "sleep 3; echo after-$((6*7))",
+        ],
+    );
+    wait_until("the first step runs", 120, || {
+        job_log(&server, id).contains("before-42")
     });
-    let before = containers_of(id);
+    let before = job_containers(server.state(), id);
     assert!(!before.is_empty(), "the attempt has its pod");
 
-    let server = start(server.crash());
-    let restarted = Instant::now();
-    // The attempt ended with the restart, with the reason, well before its
-    // lease would have run out.
-    let j = job(&server, id);
-    let events = j["events"].to_string();
+    let state = server.crash();
+    // Step 1 ends and step 2 begins while no engine is there.
+    std::thread::sleep(Duration::from_secs(3));
+    let server = start(state);
     assert!(
-        events.contains("the engine restarted during attempt 1"),
-        "{j}"
-    );
-    assert!(
-        ["retrying", "running"].contains(&j["state"].as_str().unwrap()),
-        "{j}"
-    );
-    let after = containers_of(id);
-    assert!(
-        before.iter().all(|c| !after.contains(c)),
-        "attempt 1's containers were removed at start: before {before:?}, after {after:?}"
-    );
-    assert!(
-        server.log().contains("go back to the queue"),
+        server.log().contains("taking them over"),
         "{}",
         server.log()
     );
+    wait_until("the adopted job ends", 60, || {
+        job(&server, id)["state"] != "running"
+    });
+    let j = job(&server, id);
+    let log = job_log(&server, id);
+    assert_eq!(j["state"], "succeeded", "{j}\n{log}");
+    assert_eq!(j["attempt"], 1, "the same attempt went on: {j}");
+    for marker in [
+        "stdout before-42",
+        "stdout during-42",
+        "stderr err-42",
+        "stdout after-42",
+    ] {
+        assert_eq!(
+            log.matches(marker).count(),
+            1,
+            "`{marker}` is in the log exactly once:\n{log}"
+        );
+    }
+    assert!(log.contains("following the job container again"), "{log}");
+    let steps = j["run"]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{j}");
+    assert!(steps.iter().all(|s| s["exit_code"] == 0), "{j}");
+    let second = steps[1]["duration_ms"].as_u64().unwrap();
+    assert!(
+        (2500..10_000).contains(&second),
+        "step 2's duration comes from the container's own clock: {second} ms"
+    );
+    let output = &log[steps[1]["log_start"].as_u64().unwrap() as usize
+        ..steps[1]["log_end"].as_u64().unwrap() as usize];
+    assert!(
+        output.contains("after-42") && !output.contains("during-42"),
+        "step 2's log range holds its own output: {output}"
+    );
+    wait_until("its containers are gone", 30, || {
+        job_containers(server.state(), id).is_empty()
+    });
+}
+
+#[test]
+fn a_job_whose_container_is_gone_ends_at_once_and_runs_again() {
+    let server = start(tempfile::tempdir().unwrap());
+    let repo = repo();
+    let id = submit(
+        &server,
+        repo.path(),
+        "long",
+        &["echo long-step-$((6*7)); sleep 300"],
+    );
+    wait_until("the step runs", 120, || {
+        job_log(&server, id).contains("long-step-42")
+    });
+    let before = job_containers(server.state(), id);
+    let state = server.crash();
+    assert!(!before.is_empty(), "the attempt has its pod");
+    let removed = std::process::Command::new("docker")
+        .args(["rm", "-f"])
+        .args(&before)
+        .output()
+        .unwrap();
+    assert!(removed.status.success(), "{removed:?}");
+
+    let server = start(state);
+    let restarted = Instant::now();
+    wait_until("attempt 1 ends with the reason", 20, || {
+        job(&server, id)["events"]
+            .to_string()
+            .contains("the engine restarted during attempt 1")
+    });
+    let events = job(&server, id)["events"].to_string();
+    assert!(events.contains("its job container is gone"), "{events}");
 
     // It runs again, as attempt 2 in a new pod.
     wait_until("attempt 2 runs its step", 60, || {
@@ -74,6 +153,11 @@ fn a_job_running_when_the_engine_is_killed_is_cleaned_and_runs_again() {
         restarted.elapsed()
     );
     assert_eq!(job(&server, id)["attempt"], 2);
+    let after = job_containers(server.state(), id);
+    assert!(
+        !after.is_empty() && before.iter().all(|c| !after.contains(c)),
+        "attempt 2 runs in a new pod: before {before:?}, after {after:?}"
+    );
 
     let (code, body) = post_json(&server, &format!("/api/v1/jobs/{id}/cancel"), &json!({}));
     assert!(code == 200 || code == 202, "{code} {body}");
@@ -81,6 +165,6 @@ fn a_job_running_when_the_engine_is_killed_is_cleaned_and_runs_again() {
         job(&server, id)["state"] == "cancelled"
     });
     wait_until("its containers are gone", 30, || {
-        containers_of(id).is_empty()
+        job_containers(server.state(), id).is_empty()
     });
 }

@@ -118,6 +118,24 @@ fn misbehaving_steps_end_as_they_should_and_leave_nothing() {
         &log[log.len().saturating_sub(3000)..]
     );
 
+    // Past its memory limit: the kernel's OOM killer ends the step (sort
+    // holds its one 100 MB line in memory), and the job says so.
+    let hog = submit(
+        &server,
+        busybox.path(),
+        "hog",
+        &["head -c 100000000 /dev/zero | tr '\\0' a | sort >/dev/null && echo sorted"],
+        json!({"resources": {"memory_mb": 64}}),
+    );
+    let j = wait_final(&server, hog, 120);
+    assert_eq!(j["state"], "failed", "{j}");
+    let reason = j["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("out of memory") && reason.contains("64 MiB"),
+        "the reason names the memory limit: {reason}"
+    );
+    assert!(!job_log(&server, hog).contains("stdout sorted"));
+
     // `sleep 3600` with a 3 s timeout: ended within the grace period
     // (2 s) plus 2 s of the timeout firing.
     let sleeper = submit(
@@ -169,7 +187,7 @@ fn misbehaving_steps_end_as_they_should_and_leave_nothing() {
 
     // The engine carries on, and nothing of these jobs is left.
     assert_eq!(get(&server, "/readyz").0, 200);
-    for id in [noisy, bomb, sleeper, building] {
+    for id in [noisy, bomb, hog, sleeper, building] {
         assert_eq!(containers_of(id), 0, "job {id} left containers");
     }
 }

@@ -56,8 +56,19 @@ async fn engine(
             .await
             .map_err(|why| anyhow::anyhow!(why))?;
     }
-    // No job attempt survives a restart: their containers go. Managed
-    // services still declared are kept for the supervisor to adopt.
+    // Jobs the previous process was running keep their containers and
+    // checkouts: the scheduler takes their attempts over and the runner
+    // follows them again (or removes them). Managed services still declared
+    // are kept for the supervisor to adopt. Everything else is a leftover.
+    let running: Vec<String> = store
+        .list(&slipway::queue::ListFilter {
+            state: Some(slipway::job::JobState::Running),
+            before: None,
+            limit: usize::MAX,
+        })?
+        .into_iter()
+        .map(|j| j.id.to_string())
+        .collect();
     let declared: Vec<String> = store
         .list_services()?
         .into_iter()
@@ -65,10 +76,14 @@ async fn engine(
         .collect();
     let keep = |labels: &std::collections::HashMap<String, String>| {
         let role = labels.get(slipway::runner::LABEL_ROLE).map(String::as_str);
-        matches!(role, Some("holder" | "managed-service"))
+        let of_running_job = labels
+            .get(slipway::runner::LABEL_JOB)
+            .is_some_and(|id| running.contains(id));
+        let declared_service = matches!(role, Some("holder" | "managed-service"))
             && labels
                 .get(slipway::runner::LABEL_SERVICE)
-                .is_some_and(|name| declared.contains(name))
+                .is_some_and(|name| declared.contains(name));
+        of_running_job || declared_service
     };
     let removed = slipway::runner::reconcile(&docker, &engine_id, keep)
         .await
@@ -76,18 +91,11 @@ async fn engine(
     if removed > 0 {
         eprintln!("slipway: removed {removed} leftover container(s) of an earlier run");
     }
-    let checkouts_dir = work.join("checkouts");
-    if checkouts_dir.is_dir() {
-        std::fs::remove_dir_all(&checkouts_dir)
-            .with_context(|| format!("removing stale checkouts in {}", checkouts_dir.display()))?;
-    }
-    // Their containers and checkouts are gone: end the attempts the earlier
-    // process was running now, instead of when their leases run out.
-    let orphaned = store.release_orphaned_leases().await?;
-    if !orphaned.is_empty() {
+    remove_stale_checkouts(&work.join("checkouts"), &running)?;
+    if !running.is_empty() {
         eprintln!(
-            "slipway: {} job attempt(s) of an earlier run ended with the restart and go back to the queue: {orphaned:?}",
-            orphaned.len()
+            "slipway: job(s) {} were running when the engine stopped: taking them over",
+            running.join(", ")
         );
     }
     // `run`'s store is private and short-lived: only `serve` collects images.
@@ -153,6 +161,28 @@ async fn engine(
         workspaces,
         plugins,
     })
+}
+
+/// Remove the checkouts in `dir` but those of the jobs `running` (named
+/// `job-<id>`), which their adopted attempts go on using.
+fn remove_stale_checkouts(dir: &Path, running: &[String]) -> anyhow::Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if running.iter().any(|id| name == format!("job-{id}")) {
+            continue;
+        }
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.with_context(|| format!("removing the stale checkout {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// A stable id for the engine of a state directory (a container label value).

@@ -692,8 +692,25 @@ impl JobStore for RedbStore {
         self.end_running(|expires, now| expires <= now, JobRecord::expire_lease)
     }
 
-    fn release_orphaned_leases(&self) -> StoreFuture<'_, Vec<JobId>> {
-        self.end_running(|_, _| true, JobRecord::release_orphaned)
+    fn take_over_running(&self, worker: String, lease_ms: u64) -> StoreFuture<'_, Vec<JobRecord>> {
+        self.write(move |tables, mem, counts| {
+            let now = now_ms();
+            let ids: Vec<u64> = tables
+                .running
+                .iter()
+                .map_err(io)?
+                .map(|e| e.map(|(id, _)| id.value()))
+                .collect::<Result<_, _>>()
+                .map_err(io)?;
+            let mut taken = Vec::new();
+            for id in ids {
+                let (_, record) = transition(tables, mem, counts, id, |r| {
+                    r.take_over(&worker, lease_ms, now)
+                })?;
+                taken.push(record);
+            }
+            Ok(taken)
+        })
     }
 
     fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError> {

@@ -98,6 +98,28 @@ impl Scheduler {
         let stop_attempts = CancellationToken::new();
         let slots = Arc::new(Semaphore::new(self.config.concurrency));
         let attempts = tokio_util::task::TaskTracker::new();
+        // Attempts the previous process of this engine was running when it
+        // stopped: taken over, the executor follows them again or ends them.
+        let lease_ms = self.config.lease.as_millis() as u64;
+        match self
+            .store
+            .take_over_running(self.config.worker.clone(), lease_ms)
+            .await
+        {
+            Ok(jobs) => {
+                for job in jobs {
+                    // Past the concurrency only if it was lowered meanwhile.
+                    let permit = slots.clone().try_acquire_owned().ok();
+                    let me = self.clone();
+                    let token = stop_attempts.child_token();
+                    attempts.spawn(async move {
+                        me.attempt(job, token, true).await;
+                        drop(permit);
+                    });
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "taking over earlier attempts failed"),
+        }
         let mut sweep = tokio::time::interval(self.config.poll);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -119,7 +141,7 @@ impl Scheduler {
                             let me = self.clone();
                             let token = stop_attempts.child_token();
                             attempts.spawn(async move {
-                                me.attempt(job, token).await;
+                                me.attempt(job, token, false).await;
                                 drop(permit);
                             });
                         }
@@ -158,21 +180,37 @@ impl Scheduler {
         attempts.wait().await;
     }
 
-    /// One attempt: execute with heartbeats and a timeout, record the outcome.
+    /// One attempt: execute (or, `resumed`, go on with one an earlier
+    /// process began) with heartbeats and a timeout, record the outcome.
     #[tracing::instrument(skip_all, fields(job = job.id, attempt = job.attempt))]
-    async fn attempt(self: Arc<Self>, job: JobRecord, shutdown: CancellationToken) {
+    async fn attempt(self: Arc<Self>, job: JobRecord, shutdown: CancellationToken, resumed: bool) {
         let Some(fence) = job.lease.as_ref().map(|l| l.fence) else {
             tracing::error!("leased job has no lease");
             return;
         };
         let id = job.id;
-        let timeout = Duration::from_secs(job.timeout_s(&self.config.policy));
+        let mut timeout = Duration::from_secs(job.timeout_s(&self.config.policy));
         let cancel = shutdown.child_token();
         let log = self.logs.writer(id);
-        log.line(
-            "slipway",
-            &format!("attempt {} started (fence {fence})", job.attempt),
-        );
+        if resumed {
+            // The job's time counts from the attempt's start, not from now.
+            let since = job.running_since().unwrap_or_else(crate::job::now_ms);
+            let spent = crate::job::now_ms().saturating_sub(since);
+            timeout = timeout.saturating_sub(Duration::from_millis(spent));
+            log.line(
+                "slipway",
+                &format!(
+                    "the engine restarted: attempt {} (fence {fence}) taken over, {} s of its time left",
+                    job.attempt,
+                    timeout.as_secs()
+                ),
+            );
+        } else {
+            log.line(
+                "slipway",
+                &format!("attempt {} started (fence {fence})", job.attempt),
+            );
+        }
         Metrics::add(&self.metrics.attempts_started, 1);
         let started = std::time::Instant::now();
         let attempt = Attempt::new(
@@ -183,7 +221,12 @@ impl Scheduler {
             self.store.clone(),
             self.metrics.clone(),
         );
-        let mut execution = tokio::spawn(self.executor.execute(attempt));
+        let run = if resumed {
+            self.executor.resume(attempt)
+        } else {
+            self.executor.execute(attempt)
+        };
+        let mut execution = tokio::spawn(run);
 
         let mut beat = tokio::time::interval(self.config.heartbeat);
         beat.tick().await; // the first tick is immediate

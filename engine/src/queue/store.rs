@@ -102,8 +102,9 @@ pub trait JobStore: Send + Sync + 'static {
     fn expire_leases(&self) -> StoreFuture<'_, Vec<JobId>>;
     /// At start, before any lease: every running attempt belongs to a
     /// process that is gone (the store is opened by one process at a
-    /// time); end them all now, as [`JobRecord::release_orphaned`] says.
-    fn release_orphaned_leases(&self) -> StoreFuture<'_, Vec<JobId>>;
+    /// time); `worker` takes their leases over, fences unchanged, as
+    /// [`JobRecord::take_over`] says.
+    fn take_over_running(&self, worker: String, lease_ms: u64) -> StoreFuture<'_, Vec<JobRecord>>;
     /// Jobs by state.
     fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError>;
 

@@ -4,8 +4,9 @@
 //!   dropped, `no-new-privileges`, read-only root with a tmpfs `/tmp`, a
 //!   non-root user, `--init` (signals reach the steps, zombies are reaped),
 //!   pids/memory/CPU limits with no extra swap; the only writable mounts are
-//!   the ones the caller binds (the checkout). It idles on an open stdin
-//!   until removed; steps run in it as execs.
+//!   the ones the caller binds (the checkout). A job's runs its steps as
+//!   its command (`batch`); a workspace's idles on an open stdin until
+//!   removed, and steps run in it as execs.
 //! - A **service** (postgres, redis, ...): hardened as far as an official
 //!   image allows. Their entrypoints start as root and drop to their own
 //!   user, so the only capabilities kept are the five that needs.
@@ -138,7 +139,11 @@ impl ContainerSpec {
     }
 
     fn body(&self) -> ContainerCreateBody {
-        let idles = self.hardening == Hardening::Full;
+        // Only the idle loop reads stdin: everything else gets EOF there.
+        let idles = self
+            .cmd
+            .as_ref()
+            .is_some_and(|c| c.iter().map(String::as_str).eq(IDLE));
         ContainerCreateBody {
             image: Some(self.image.clone()),
             cmd: self.cmd.clone(),

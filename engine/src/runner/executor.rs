@@ -1,7 +1,11 @@
 //! The Docker runner as the scheduler's [`Executor`]: prepare the job's
-//! environment (see [`super::prepare`]), run setup, then the validation
-//! steps of its tier, and remove the pod and the checkout whatever happened.
+//! environment (see [`super::prepare`]), start its container with setup and
+//! the tier's validation steps as its command (see [`super::batch`]),
+//! follow it to its end, and remove the pod and the checkout whatever
+//! happened. After an engine restart, [`Executor::resume`] finds the
+//! container of an attempt that was running and follows it again.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,14 +13,16 @@ use bollard::Docker;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
+use super::batch::{self, Followed, Resume, Script};
 use super::exec::StepEnd;
 pub use super::prepare::RunnerSettings;
-use super::prepare::{PrepareRequest, Progress, Runner, step_output};
-use super::{LABEL_ENGINE, LABEL_JOB, LABEL_MANAGED};
+use super::prepare::{PrepareRequest, Progress, Runner, StepRun, runner_failure, step_output};
+use super::{LABEL_ENGINE, LABEL_JOB, LABEL_MANAGED, LABEL_ROLE, LABEL_SERVICE};
 use crate::checkout::Checkouts;
 use crate::executor::{Attempt, ExecFuture, Executor};
-use crate::job::{Outcome, StepRecord, Tier};
+use crate::job::{Outcome, RunRecord, StepRecord, Tier};
 use crate::plugins::Registry;
+use crate::plugins::bindings::Step;
 use crate::queue::JobStore;
 
 /// Cheap to clone: the state is shared.
@@ -57,10 +63,27 @@ impl Progress for Attempt {
     }
 }
 
-async fn run(runner: Arc<Runner>, attempt: Attempt) -> Outcome {
-    let name = format!("job-{}", attempt.job.id);
-    let outcome = run_in_checkout(&runner, &attempt, &name).await;
-    let checkouts = runner.checkouts.clone();
+/// The checkout folder of a job.
+fn checkout_name(attempt: &Attempt) -> String {
+    format!("job-{}", attempt.job.id)
+}
+
+/// The prefix of the names of an attempt's containers.
+fn pod_name(engine_id: &str, attempt: &Attempt) -> String {
+    format!(
+        "slipway-{engine_id}-job{}-a{}",
+        attempt.job.id, attempt.fence
+    )
+}
+
+/// Run `body`, then remove the job's checkout.
+async fn in_checkout(
+    runner: Arc<Runner>,
+    attempt: Attempt,
+    body: impl AsyncFnOnce(&Runner, &Attempt) -> Outcome,
+) -> Outcome {
+    let outcome = body(&runner, &attempt).await;
+    let (checkouts, name) = (runner.checkouts.clone(), checkout_name(&attempt));
     let cleanup = tokio::task::spawn_blocking(move || checkouts.remove(&name)).await;
     if let Ok(Err(e)) = cleanup {
         attempt
@@ -70,13 +93,14 @@ async fn run(runner: Arc<Runner>, attempt: Attempt) -> Outcome {
     outcome
 }
 
-async fn run_in_checkout(runner: &Runner, attempt: &Attempt, name: &str) -> Outcome {
+async fn run(runner: &Runner, attempt: &Attempt) -> Outcome {
     let job = &attempt.job;
     let engine_id = &runner.settings.engine_id;
+    let name = checkout_name(attempt);
     let request = PrepareRequest {
         spec: &job.spec,
-        checkout_name: name,
-        pod_name: format!("slipway-{engine_id}-job{}-a{}", job.id, attempt.fence),
+        checkout_name: &name,
+        pod_name: pod_name(engine_id, attempt),
         labels: [
             (LABEL_MANAGED.to_owned(), "true".to_owned()),
             (LABEL_JOB.to_owned(), job.id.to_string()),
@@ -84,10 +108,11 @@ async fn run_in_checkout(runner: &Runner, attempt: &Attempt, name: &str) -> Outc
         ]
         .into(),
         role: "job",
+        idle_workload: false,
         log: &attempt.log,
         cancel: &attempt.cancel,
     };
-    let env = match runner.prepare(&request, attempt).await {
+    let mut env = match runner.prepare(&request, attempt).await {
         Ok(env) => env,
         Err(outcome) => return outcome,
     };
@@ -97,54 +122,445 @@ async fn run_in_checkout(runner: &Runner, attempt: &Attempt, name: &str) -> Outc
         steps.extend(env.steps.full.clone());
     }
     attempt.report(5, 5, format!("{} steps", steps.len())).await;
-    // The job's own timeout arrives as a cancel from the scheduler; this
-    // bound only guards against a lost cancel.
-    let bound = Duration::from_secs(job.spec.timeout_s.unwrap_or(6 * 3600) + 60);
-    let started = Instant::now();
-    let mut ran = Vec::new();
-    let result = runner
-        .run_steps(&env, &steps, &attempt.log, &attempt.cancel, bound, |r| {
-            attempt.observe_step(r.duration);
-            ran.push(r.clone())
-        })
-        .await;
     let mut record = env.record.clone();
     record.attempt = job.attempt;
     record.fence = attempt.fence;
+    let started = Instant::now();
+    let result = if steps.is_empty() {
+        Ok(())
+    } else {
+        let script = Script::new(steps.clone());
+        batch::header(&attempt.log, 0, &steps);
+        record.steps_log_start = batch::log_len(&attempt.log);
+        let started_ms = crate::job::now_ms();
+        let oom = batch::OomWatch::start(&runner.docker, &env.pod.workload_name("job"), started_ms);
+        match env
+            .pod
+            .start_workload_with(&env.workload, script.command(), script.labels())
+            .await
+        {
+            Err(e) => Err(runner_failure("the job container", e)),
+            Ok(id) => {
+                env.container = id;
+                // What an engine adopting this attempt after a restart
+                // starts from; each step's end is added as it comes.
+                attempt.record(record.clone()).await;
+                let services = &env.services;
+                let service_exit = async move {
+                    let e = super::services::first_exit(services).await;
+                    e.to_string()
+                };
+                let following = Following {
+                    runner,
+                    attempt,
+                    container: &env.container,
+                    image: &env.image,
+                    user: &env.user,
+                    script: &script,
+                    memory_mb: job.spec.resources.memory_mb,
+                    oom: &oom,
+                };
+                following
+                    .run(started_ms, None, &mut record, service_exit)
+                    .await
+            }
+        }
+    };
     record
         .phases_ms
         .insert("steps".into(), started.elapsed().as_millis() as u64);
-    for (run, step) in ran.iter().zip(&steps) {
-        let (findings, findings_error) = match &step.report {
-            None => (Vec::new(), None),
-            Some(report) => {
-                let (stdout, _) = step_output(attempt.log.path(), run.log_start, run.log_end);
-                match runner.findings(&env.checkout.path, report, &stdout).await {
-                    Ok(f) => (f, None),
-                    Err(e) => (Vec::new(), Some(e)),
-                }
+    let caches = (env.caches, env.cache_budget_bytes);
+    finish(
+        runner,
+        attempt,
+        env.pod,
+        &env.checkout.path,
+        caches,
+        record,
+        &steps,
+        result,
+    )
+    .await
+}
+
+/// Go on with an attempt whose engine stopped: its containers and checkout
+/// were kept; follow its job container from where the log stops.
+async fn resume(runner: &Runner, attempt: &Attempt) -> Outcome {
+    let job = &attempt.job;
+    let engine_id = &runner.settings.engine_id;
+    let docker = &runner.docker;
+    let log = &attempt.log;
+    let pod_name = pod_name(engine_id, attempt);
+    let (pod, services) = match adopt_pod(docker, engine_id, job.id, &pod_name).await {
+        Ok(found) => found,
+        Err(e) => {
+            return Outcome::InfrastructureError {
+                reason: format!(
+                    "the engine restarted during attempt {} and the Docker daemon does not answer ({e})",
+                    job.attempt
+                ),
+            };
+        }
+    };
+    let give_up = async |pod: super::Pod, why: &str| {
+        pod.remove().await;
+        Outcome::InfrastructureError {
+            reason: format!(
+                "the engine restarted during attempt {} (fence {}) and {why}",
+                job.attempt, attempt.fence
+            ),
+        }
+    };
+    let Some(checkout) = runner.checkouts.existing(&checkout_name(attempt)) else {
+        return give_up(pod, "its checkout is gone").await;
+    };
+    let Some(mut record) = job.run.clone().filter(|r| r.fence == attempt.fence) else {
+        return give_up(pod, "its steps had not started").await;
+    };
+    let container = format!("{pod_name}-job");
+    let Ok(inspect) = docker.inspect_container(&container, None).await else {
+        return give_up(pod, "its job container is gone").await;
+    };
+    let config = inspect.config.unwrap_or_default();
+    let labels = config.labels.unwrap_or_default();
+    let Some(script) = Script::of_container(&config.cmd.unwrap_or_default(), &labels) else {
+        return give_up(pod, "its job container is not one this engine can follow").await;
+    };
+    // Nothing is written before the secrets' values are known again.
+    match crate::secrets::resolve(&job.spec.secrets) {
+        Ok(secrets) => log.redact(secrets.iter().map(|(_, v)| v.as_str())),
+        Err(e) => return give_up(pod, &format!("its secrets: {e}")).await,
+    }
+    let steps = &script.steps;
+    let done = record.steps.len().min(steps.len());
+    let from = record
+        .steps
+        .last()
+        .map(|s| s.log_end)
+        .unwrap_or(record.steps_log_start);
+    let resume = Resume::from_log(log.path(), from, done);
+    log.line(
+        "slipway",
+        &format!(
+            "following the job container again from step {}/{} (`{}`)",
+            (done + 1).min(steps.len()),
+            steps.len(),
+            steps.get(done).map(|s| s.name.as_str()).unwrap_or("-")
+        ),
+    );
+    let started_ms = inspect
+        .state
+        .as_ref()
+        .and_then(|s| s.started_at.as_deref())
+        .and_then(batch::rfc3339_ms)
+        .unwrap_or_else(crate::job::now_ms);
+    let image = config.image.unwrap_or_default();
+    let user = config.user.unwrap_or_else(|| {
+        let (uid, gid) = runner.settings.job_user;
+        format!("{uid}:{gid}")
+    });
+    let service_exit = async {
+        let waits = services.iter().map(|(name, id)| {
+            Box::pin(async move { (name, super::container::wait_exit(docker, id).await) })
+        });
+        if services.is_empty() {
+            std::future::pending::<()>().await;
+        }
+        let ((name, code), _, _) = futures_util::future::select_all(waits).await;
+        format!(
+            "service `{name}` exited with code {} while the job was running",
+            code.map(|c| c.to_string()).unwrap_or_else(|| "?".into())
+        )
+    };
+    let oom = batch::OomWatch::start(docker, &container, started_ms);
+    let following = Following {
+        runner,
+        attempt,
+        container: &container,
+        image: &image,
+        user: &user,
+        script: &script,
+        memory_mb: job.spec.resources.memory_mb,
+        oom: &oom,
+    };
+    let started = Instant::now();
+    let result = following
+        .run(started_ms, Some(resume), &mut record, service_exit)
+        .await;
+    record
+        .phases_ms
+        .insert("steps".into(), started.elapsed().as_millis() as u64);
+    finish(
+        runner,
+        attempt,
+        pod,
+        &checkout,
+        (Vec::new(), 0),
+        record,
+        &script.steps,
+        result,
+    )
+    .await
+}
+
+/// The pod of job `id` as the daemon has it: every container labelled
+/// with the job, and the names and ids of its services.
+async fn adopt_pod(
+    docker: &Docker,
+    engine_id: &str,
+    id: u64,
+    pod_name: &str,
+) -> Result<(super::Pod, Vec<(String, String)>), bollard::errors::Error> {
+    use bollard::query_parameters::ListContainersOptionsBuilder;
+    let filters = HashMap::from([(
+        "label".to_owned(),
+        vec![
+            format!("{LABEL_MANAGED}=true"),
+            format!("{LABEL_ENGINE}={engine_id}"),
+            format!("{LABEL_JOB}={id}"),
+        ],
+    )]);
+    let found = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await?;
+    let (mut holder, mut members, mut services) = (None, Vec::new(), Vec::new());
+    for c in found {
+        let (Some(cid), Some(labels)) = (c.id, c.labels) else {
+            continue;
+        };
+        let role = labels.get(LABEL_ROLE).cloned().unwrap_or_default();
+        if role == "holder" {
+            holder = Some(cid);
+            continue;
+        }
+        if role == "service"
+            && let Some(name) = labels.get(LABEL_SERVICE)
+        {
+            services.push((name.clone(), cid.clone()));
+        }
+        if role == "job" && holder.is_none() {
+            // A solo pod: the job container owns the namespace.
+            holder = Some(cid.clone());
+        }
+        members.push((role, cid));
+    }
+    let spec = super::PodSpec {
+        name: pod_name.to_owned(),
+        labels: HashMap::new(),
+        holder_image: String::new(),
+        network: String::new(),
+    };
+    let holder = holder.unwrap_or_default();
+    Ok((super::Pod::adopt(docker, spec, holder, members), services))
+}
+
+/// Following a started (or adopted) job container to its end.
+struct Following<'a> {
+    runner: &'a Runner,
+    attempt: &'a Attempt,
+    container: &'a str,
+    image: &'a str,
+    user: &'a str,
+    script: &'a Script,
+    memory_mb: Option<u64>,
+    oom: &'a batch::OomWatch,
+}
+
+impl Following<'_> {
+    /// Follow the steps; each one's end is stored in `record` as it comes
+    /// (an adopting engine starts from there). A cancel, the job's bound
+    /// or a service's exit stops them.
+    async fn run(
+        &self,
+        started_ms: u64,
+        resume: Option<Resume>,
+        record: &mut RunRecord,
+        service_exit: impl Future<Output = String>,
+    ) -> Result<(), Outcome> {
+        let runner = self.runner;
+        let attempt = self.attempt;
+        let log = &attempt.log;
+        // The job's own timeout arrives as a cancel from the scheduler;
+        // this bound only guards against a lost cancel.
+        let bound = Duration::from_secs(attempt.job.spec.timeout_s.unwrap_or(6 * 3600) + 60);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<StepRun>();
+        let persist = async {
+            while let Some(run) = rx.recv().await {
+                attempt.observe_step(run.duration);
+                record.steps.push(step_record(&run));
+                attempt.record(record.clone()).await;
             }
         };
-        record.steps.push(StepRecord {
-            name: run.name.clone(),
-            command: run.command.clone(),
-            exit_code: match run.end {
-                StepEnd::Exited(code) => Some(code),
-                _ => None,
-            },
-            duration_ms: run.duration.as_millis() as u64,
-            log_start: run.log_start,
-            log_end: run.log_end,
-            findings,
-            findings_error,
-        });
+        let follow = async move {
+            let mut each = |r: &StepRun| {
+                let _ = tx.send(r.clone());
+            };
+            let follow = batch::follow(
+                &runner.docker,
+                self.container,
+                self.script,
+                log,
+                (started_ms, resume),
+                &mut each,
+            );
+            tokio::pin!(follow);
+            let stop = tokio::select! {
+                followed = &mut follow => return Ok(followed),
+                _ = attempt.cancel.cancelled() => Err(Outcome::Cancelled),
+                _ = tokio::time::sleep(bound) => Err(Outcome::TimedOut),
+                why = service_exit => Err(Outcome::Failed { reason: why }),
+            };
+            let grace = runner.settings.stop_grace;
+            log.line(
+                "slipway",
+                &format!(
+                    "stopping the steps: SIGTERM, then SIGKILL after {} s",
+                    grace.as_secs()
+                ),
+            );
+            let stopping = batch::stop(&runner.docker, self.container, self.user, grace);
+            let drained = tokio::time::timeout(grace + Duration::from_secs(5), &mut follow);
+            let (_, followed) = tokio::join!(stopping, drained);
+            if let Ok(Followed::Ended {
+                step,
+                since_ms,
+                log_start,
+                ..
+            }) = followed
+            {
+                // The step that was stopped, with no exit code.
+                let _ = tx.send(StepRun {
+                    name: self.script.steps[step].name.clone(),
+                    command: self.script.steps[step].command.clone(),
+                    end: StepEnd::Cancelled,
+                    duration: Duration::from_millis(crate::job::now_ms().saturating_sub(since_ms)),
+                    log_start,
+                    log_end: batch::log_len(log),
+                });
+            }
+            stop
+        };
+        let (followed, ()) = tokio::join!(follow, persist);
+        match followed? {
+            Followed::Passed => Ok(()),
+            Followed::Failed { step, code } => {
+                let name = &self.script.steps[step].name;
+                // 137: SIGKILL, which is what the OOM killer sends.
+                if code == 137 && self.oom.killed().await {
+                    return Err(Outcome::Failed {
+                        reason: self.out_of_memory(name, Some(code)),
+                    });
+                }
+                Err(Outcome::Failed {
+                    reason: format!("step `{name}` exited with {code}"),
+                })
+            }
+            Followed::Ended { step, error, .. } => Err(self.ended_early(step, error).await),
+        }
+    }
+
+    fn out_of_memory(&self, step: &str, code: Option<i64>) -> String {
+        let limit = match self.memory_mb {
+            Some(mb) => format!("{mb} MiB"),
+            None => "no job limit; the host's".into(),
+        };
+        let code = code.map(|c| format!(" ({c})")).unwrap_or_default();
+        format!(
+            "step `{step}` was killed{code}: out of memory (memory limit: {limit}; hint: raise `resources.memory_mb`)"
+        )
+    }
+
+    /// The output stopped during step `step` without its end: why.
+    async fn ended_early(&self, step: usize, error: Option<String>) -> Outcome {
+        let name = &self.script.steps[step].name;
+        let state = match self
+            .runner
+            .docker
+            .inspect_container(self.container, None)
+            .await
+        {
+            Ok(c) => c.state.unwrap_or_default(),
+            Err(e) => {
+                return Outcome::InfrastructureError {
+                    reason: format!("step `{name}`: the Docker daemon does not answer ({e})"),
+                };
+            }
+        };
+        if state.oom_killed == Some(true) || self.oom.killed().await {
+            return Outcome::Failed {
+                reason: self.out_of_memory(name, state.exit_code),
+            };
+        }
+        let code = state.exit_code.unwrap_or(-1);
+        if step == 0 && code == 127 {
+            // `--init` started, and could not start `sh`.
+            return Outcome::Failed {
+                reason: super::RunnerError::NoShell {
+                    image: self.image.to_owned(),
+                }
+                .to_string(),
+            };
+        }
+        let detail = error
+            .map(|e| format!("; reading its output: {e}"))
+            .unwrap_or_default();
+        Outcome::InfrastructureError {
+            reason: format!(
+                "step `{name}`: the job's container stopped before the step ended (exit code {code}; stopped or killed from outside, or the Docker daemon restarted){detail}"
+            ),
+        }
+    }
+}
+
+fn step_record(run: &StepRun) -> StepRecord {
+    StepRecord {
+        name: run.name.clone(),
+        command: run.command.clone(),
+        exit_code: match run.end {
+            StepEnd::Exited(code) => Some(code),
+            _ => None,
+        },
+        duration_ms: run.duration.as_millis() as u64,
+        log_start: run.log_start,
+        log_end: run.log_end,
+        findings: Vec::new(),
+        findings_error: None,
+    }
+}
+
+/// After the steps: findings from their reports, the pod removed, caches
+/// pruned, the record stored, images collected.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    runner: &Runner,
+    attempt: &Attempt,
+    pod: super::Pod,
+    checkout: &std::path::Path,
+    (caches, cache_budget_bytes): (Vec<super::cache::CacheVolume>, u64),
+    mut record: RunRecord,
+    steps: &[Step],
+    result: Result<(), Outcome>,
+) -> Outcome {
+    for (run, step) in record.steps.iter_mut().zip(steps) {
+        if let Some(report) = &step.report {
+            let (stdout, _) = step_output(attempt.log.path(), run.log_start, run.log_end);
+            match runner.findings(checkout, report, &stdout).await {
+                Ok(f) => run.findings = f,
+                Err(e) => run.findings_error = Some(e),
+            }
+        }
     }
     let cleanup = Instant::now();
-    env.pod.remove().await;
+    pod.remove().await;
     let pruned = super::cache::prune(
         &runner.docker,
-        &env.caches,
-        env.cache_budget_bytes,
+        &caches,
+        cache_budget_bytes,
         &runner.settings.holder_image,
         &runner.settings.engine_id,
     )
@@ -182,6 +598,10 @@ async fn run_in_checkout(runner: &Runner, attempt: &Attempt, name: &str) -> Outc
 
 impl Executor for DockerExecutor {
     fn execute(&self, attempt: Attempt) -> ExecFuture {
-        Box::pin(run(self.runner.clone(), attempt))
+        Box::pin(in_checkout(self.runner.clone(), attempt, run))
+    }
+
+    fn resume(&self, attempt: Attempt) -> ExecFuture {
+        Box::pin(in_checkout(self.runner.clone(), attempt, resume))
     }
 }

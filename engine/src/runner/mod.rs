@@ -10,6 +10,8 @@
 //! - [`container`]: the hardened, labelled containers of a pod.
 //! - [`pod`]: a job's containers in one private network namespace: a
 //!   holder, its services, and the workload container the steps run in.
+//! - [`batch`]: a job's steps as its container's own command, followed
+//!   through the container's output (and again after an engine restart).
 //! - [`exec`]: steps (streamed into the job log, with a timeout and cancel
 //!   that stop the step's process group) and probes, as execs.
 //! - [`services`]: a job's services, their readiness through plugins, and
@@ -21,6 +23,7 @@
 //! - [`supervisor`]: long-running managed services kept as declared and
 //!   healthy (readiness, liveness, Docker events, restarts with a budget).
 
+pub mod batch;
 pub mod cache;
 pub mod container;
 pub mod docker;

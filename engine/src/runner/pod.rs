@@ -154,20 +154,38 @@ impl Pod {
 
     /// Start the workload container, idle until steps are exec'd in it.
     pub async fn start_workload(&self, w: &WorkloadSpec) -> Result<String, RunnerError> {
+        let id = self
+            .start_workload_with(w, IDLE.map(str::to_owned).to_vec(), HashMap::new())
+            .await?;
+        self.check_shell(&id, &w.image).await?;
+        Ok(id)
+    }
+
+    /// Start the workload container running `command` (a job's steps, see
+    /// `batch`); `extra` labels beside the pod's. An image without `sh`
+    /// shows in how the command ends.
+    pub async fn start_workload_with(
+        &self,
+        w: &WorkloadSpec,
+        command: Vec<String>,
+        extra: HashMap<String, String>,
+    ) -> Result<String, RunnerError> {
         if container::is_root(&w.user) {
             return Err(RunnerError::RootUser(w.user.clone()));
         }
+        let mut labels = labels(&self.spec.labels, w.role, None);
+        labels.extend(extra);
         let spec = ContainerSpec {
-            name: format!("{}-{}", self.spec.name, w.role),
+            name: self.workload_name(w.role),
             image: w.image.clone(),
-            cmd: Some(IDLE.map(str::to_owned).to_vec()),
+            cmd: Some(command),
             // The image's entrypoint never runs: steps are the commands.
             entrypoint: Some(vec![]),
             env: w.env.clone(),
             workdir: w.workdir.clone(),
             user: Some(w.user.clone()),
             binds: w.binds.clone(),
-            labels: labels(&self.spec.labels, w.role, None),
+            labels,
             limits: w.limits.clone(),
             network: self.network(),
             hardening: Hardening::Full,
@@ -176,8 +194,12 @@ impl Pod {
         self.add((w.role, &id));
         // In a solo pod the workload owns the namespace.
         let _ = self.holder.set(id.clone());
-        self.check_shell(&id, &w.image).await?;
         Ok(id)
+    }
+
+    /// The workload container's name (`<pod>-job`, `<pod>-workspace`).
+    pub fn workload_name(&self, role: &str) -> String {
+        format!("{}-{role}", self.spec.name)
     }
 
     /// Start a service container with its image's own entrypoint and user.

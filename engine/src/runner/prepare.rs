@@ -77,8 +77,11 @@ pub struct Steps {
 pub struct Environment {
     pub checkout: Checkout,
     pub pod: Pod,
-    /// The workload container the steps run in.
+    /// The workload container the steps run in (empty until started when
+    /// the request did not ask for an idle one).
     pub container: String,
+    /// How the workload container is (or is to be) made.
+    pub workload: WorkloadSpec,
     pub services: Vec<RunningService>,
     pub steps: Steps,
     pub image: String,
@@ -104,6 +107,10 @@ pub struct PrepareRequest<'a> {
     pub labels: HashMap<String, String>,
     /// `job` or `workspace`.
     pub role: &'static str,
+    /// Start the workload idle, for steps as execs (a workspace); else it
+    /// is left to the caller, who starts it with its steps as its command
+    /// once the services are ready (a job, see `batch`).
+    pub idle_workload: bool,
     pub log: &'a JobLog,
     pub cancel: &'a CancellationToken,
 }
@@ -410,9 +417,16 @@ impl Runner {
                 .map_err(|e| runner_failure("the pod", e))?
         };
 
-        // The workload and the services start together.
+        // An idle workload and the services start together.
+        let start_idle = async {
+            if req.idle_workload {
+                pod.start_workload(&workload).await
+            } else {
+                Ok(String::new())
+            }
+        };
         let (container, started) = tokio::join!(
-            pod.start_workload(&workload),
+            start_idle,
             services::start_and_wait(
                 &self.docker,
                 &pod,
@@ -439,7 +453,8 @@ impl Runner {
                     image: image.tag,
                     planned_by: plan.plugin.clone(),
                     workdir: "/workspace".into(),
-                    user: workload.user,
+                    user: workload.user.clone(),
+                    workload,
                     record,
                     caches,
                     cache_budget_bytes,

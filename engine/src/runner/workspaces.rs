@@ -325,6 +325,7 @@ impl Workspaces {
             ]
             .into(),
             role: "workspace",
+            idle_workload: true,
             log: &live.log,
             cancel: &live.cancel,
         };

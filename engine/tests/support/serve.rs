@@ -55,20 +55,18 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// The engine id `serve` derives from its state directory (the
+    /// `io.slipway.engine` label of what it creates).
+    pub fn engine_id(&self) -> String {
+        engine_id_of(self.state())
+    }
+
     /// Package caches outlive an engine on purpose; a test engine's go with it.
     fn remove_cache_volumes(&self) {
-        use sha2::Digest;
         let Some(state) = self.state.as_ref() else {
             return;
         };
-        let path = state
-            .path()
-            .canonicalize()
-            .unwrap_or_else(|_| state.path().to_path_buf());
-        let engine = format!(
-            "serve-{}",
-            hex::encode(&sha2::Sha256::digest(path.to_string_lossy().as_bytes())[..8])
-        );
+        let engine = engine_id_of(state.path());
         let _ = Command::new("sh")
             .arg("-c")
             .arg(format!(
@@ -221,6 +219,26 @@ pub fn job(server: &Server, id: u64) -> Value {
 /// The first chunk of a job's log (`?tail=N` for its end).
 pub fn job_log(server: &Server, id: u64) -> String {
     get(server, &format!("/api/v1/jobs/{id}/logs")).1
+}
+
+pub fn engine_id_of(state: &Path) -> String {
+    use sha2::Digest;
+    let path = state.canonicalize().unwrap_or_else(|_| state.to_path_buf());
+    format!(
+        "serve-{}",
+        hex::encode(&sha2::Sha256::digest(path.to_string_lossy().as_bytes())[..8])
+    )
+}
+
+/// The containers of job `id` of the engine of `state` (job ids start at 1
+/// in every test's store, so the engine label tells them apart).
+pub fn job_containers(state: &Path, id: u64) -> Vec<String> {
+    containers_labelled(&format!("io.slipway.job={id}"))
+        .into_iter()
+        .filter(|c| {
+            containers_labelled(&format!("io.slipway.engine={}", engine_id_of(state))).contains(c)
+        })
+        .collect()
 }
 
 /// Ids of the containers (running or not) carrying `label` (`key=value`), sorted.
