@@ -302,6 +302,101 @@ async fn cancel_stops_a_running_step() {
     assert_eq!(e.containers_of(job.id).await, 0);
 }
 
+/// `docker inspect` of a running job container: every hardening setting
+/// (DESIGN: "Containers"), the labels, and the steps as its command.
+#[tokio::test]
+async fn docker_inspect_of_a_job_container_shows_every_hardening_setting() {
+    let e = engine().await;
+    let repo = repo_and_profile(&e, "inspected", &["echo started; sleep 120"], &[]).await;
+    let job = e
+        .submit_with(
+            repo.path(),
+            "inspected",
+            "fast",
+            serde_json::json!({"resources": {"memory_mb": 96, "pids": 48, "cpus": 0.5}}),
+        )
+        .await;
+    for _ in 0..200 {
+        if e.log(job.id).contains("stdout started") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let filters = std::collections::HashMap::from([(
+        "label".to_owned(),
+        vec![
+            format!("io.slipway.job={}", job.id),
+            format!("io.slipway.engine={}", e.engine_id),
+            "io.slipway.role=job".to_owned(),
+        ],
+    )]);
+    let found = e
+        .docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1, "one running job container: {found:?}");
+    let c = e
+        .docker
+        .inspect_container(found[0].id.as_deref().unwrap(), None)
+        .await
+        .unwrap();
+    let host = c.host_config.clone().unwrap();
+    let config = c.config.clone().unwrap();
+    assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]), "{host:?}");
+    assert!(host.cap_add.unwrap_or_default().is_empty(), "no capability kept");
+    assert_eq!(host.privileged, Some(false));
+    assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_owned()]));
+    assert_eq!(host.readonly_rootfs, Some(true), "read-only root");
+    let tmpfs = host.tmpfs.clone().unwrap_or_default();
+    assert!(
+        tmpfs.get("/tmp").is_some_and(|o| o.contains("nosuid")),
+        "tmpfs scratch: {tmpfs:?}"
+    );
+    assert_eq!(config.user.as_deref(), Some("1000:1000"), "non-root");
+    assert_eq!(host.init, Some(true), "--init");
+    assert_eq!(host.pids_limit, Some(48));
+    assert_eq!(host.memory, Some(96 << 20));
+    assert_eq!(host.memory_swap, Some(96 << 20), "no swap past the limit");
+    assert_eq!(host.nano_cpus, Some(500_000_000));
+    assert_eq!(host.network_mode.as_deref(), Some("none"), "network off");
+    assert_eq!(config.network_disabled, Some(true), "network off");
+    assert!(host.port_bindings.unwrap_or_default().is_empty(), "no published port");
+    // The checkout is the only writable mount; no Docker socket.
+    let mounts = c.mounts.clone().unwrap_or_default();
+    let writable: Vec<_> = mounts
+        .iter()
+        .filter(|m| m.rw == Some(true))
+        .map(|m| m.destination.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(writable, ["/workspace"], "{mounts:?}");
+    assert!(
+        !format!("{mounts:?}").contains("docker.sock"),
+        "no Docker socket: {mounts:?}"
+    );
+    let log = host.log_config.unwrap();
+    assert_eq!(log.typ.as_deref(), Some("json-file"));
+    assert_eq!(
+        log.config.unwrap_or_default().get("max-size").map(String::as_str),
+        Some("64m"),
+        "Docker keeps a bounded part of the output"
+    );
+    // The steps are its command, under the driver, and named in a label.
+    let cmd = config.cmd.unwrap_or_default();
+    assert_eq!(cmd.last().map(String::as_str), Some("echo started; sleep 120"));
+    assert_eq!(config.open_stdin, Some(false), "steps get EOF on stdin");
+    let labels = config.labels.unwrap_or_default();
+    assert_eq!(labels.get("io.slipway.managed").map(String::as_str), Some("true"));
+    assert!(labels["io.slipway.steps"].contains("fast-1"), "{labels:?}");
+
+    e.store.cancel(job.id).await.unwrap();
+    let done = e.finished(job.id).await;
+    assert_eq!(done.state, JobState::Cancelled, "{}", e.log(job.id));
+    assert_eq!(e.containers_of(job.id).await, 0);
+}
+
 #[tokio::test]
 async fn a_job_waits_for_its_services_and_reaches_them_on_localhost() {
     let e = engine().await;

@@ -139,6 +139,7 @@ async fn helper(
         network: "none".into(),
         // Keeps CHOWN and DAC_OVERRIDE, drops everything else.
         hardening: Hardening::Service,
+        output_kept_mb: None,
     };
     let id = container::create_and_start(docker, &spec).await?;
     let code = container::wait_exit(docker, &id).await.unwrap_or(-1);

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 
 /// Default cap on processes in a workload or service container.
@@ -99,6 +99,9 @@ pub struct ContainerSpec {
     /// `none`, `bridge`, `host`, or `container:<holder>`.
     pub network: String,
     pub hardening: Hardening,
+    /// Docker keeps at most this much of the container's output (MiB, in
+    /// two rotated json-file files); `None`: the daemon's default logging.
+    pub output_kept_mb: Option<u64>,
 }
 
 /// How far a container is locked down.
@@ -134,6 +137,13 @@ impl ContainerSpec {
             memory_swap: memory,
             pids_limit: Some(self.limits.pids.map(|p| p as i64).unwrap_or(DEFAULT_PIDS)),
             nano_cpus: self.limits.cpus.map(|c| (c * 1e9) as i64),
+            log_config: self.output_kept_mb.map(|mb| HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(HashMap::from([
+                    ("max-size".to_owned(), format!("{}m", mb.div_ceil(2).max(1))),
+                    ("max-file".to_owned(), "2".to_owned()),
+                ])),
+            }),
             ..Default::default()
         }
     }
@@ -153,6 +163,9 @@ impl ContainerSpec {
             user: self.user.clone(),
             labels: Some(self.labels.clone()),
             open_stdin: Some(idles),
+            // No network: runc's own fresh namespace (loopback only, up)
+            // instead of an empty libnetwork sandbox; ~70 ms less per start.
+            network_disabled: Some(self.network == "none"),
             attach_stdout: Some(false),
             attach_stderr: Some(false),
             host_config: Some(self.host_config()),
@@ -313,6 +326,7 @@ mod tests {
             },
             network: "none".into(),
             hardening,
+            output_kept_mb: None,
         }
     }
 

@@ -142,9 +142,6 @@ async fn run(runner: &Runner, attempt: &Attempt) -> Outcome {
             Err(e) => Err(runner_failure("the job container", e)),
             Ok(id) => {
                 env.container = id;
-                // What an engine adopting this attempt after a restart
-                // starts from; each step's end is added as it comes.
-                attempt.record(record.clone()).await;
                 let services = &env.services;
                 let service_exit = async move {
                     let e = super::services::first_exit(services).await;
@@ -389,7 +386,11 @@ impl Following<'_> {
         // this bound only guards against a lost cancel.
         let bound = Duration::from_secs(attempt.job.spec.timeout_s.unwrap_or(6 * 3600) + 60);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<StepRun>();
+        // What an engine adopting this attempt after a restart starts
+        // from (stored while the output is already being read); each
+        // step's end is added as it comes.
         let persist = async {
+            attempt.record(record.clone()).await;
             while let Some(run) = rx.recv().await {
                 attempt.observe_step(run.duration);
                 record.steps.push(step_record(&run));

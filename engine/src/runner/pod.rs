@@ -19,6 +19,11 @@ use super::container::{
 };
 use super::{LABEL_ROLE, LABEL_SERVICE};
 
+/// What Docker keeps of a job container's output (MiB). The engine reads
+/// it as it comes, and again after a restart; this bounds the daemon's disk
+/// when a step prints without end.
+pub const JOB_OUTPUT_KEPT_MB: u64 = 128;
+
 /// What every container of a pod shares.
 #[derive(Debug, Clone)]
 pub struct PodSpec {
@@ -95,6 +100,7 @@ impl Pod {
             },
             network: spec.network.clone(),
             hardening: Hardening::Full,
+            output_kept_mb: None,
         };
         let holder = create_and_start(docker, &holder).await?;
         Ok(Pod {
@@ -175,6 +181,7 @@ impl Pod {
         }
         let mut labels = labels(&self.spec.labels, w.role, None);
         labels.extend(extra);
+        let idles = command.iter().map(String::as_str).eq(IDLE);
         let spec = ContainerSpec {
             name: self.workload_name(w.role),
             image: w.image.clone(),
@@ -189,6 +196,7 @@ impl Pod {
             limits: w.limits.clone(),
             network: self.network(),
             hardening: Hardening::Full,
+            output_kept_mb: (!idles).then_some(JOB_OUTPUT_KEPT_MB),
         };
         let id = create_and_start(&self.docker, &spec).await?;
         self.add((w.role, &id));
@@ -219,6 +227,7 @@ impl Pod {
             limits: s.limits.clone(),
             network: self.network(),
             hardening: Hardening::Service,
+            output_kept_mb: None,
         };
         let id = create_and_start(&self.docker, &spec).await?;
         self.add((s.role, &id));
