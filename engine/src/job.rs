@@ -916,6 +916,24 @@ mod tests {
     }
 
     #[test]
+    fn a_restarted_engine_takes_a_running_attempt_over_under_its_fence() {
+        let mut r = record();
+        r.lease("old", 4, 1000, 100).unwrap();
+        r.take_over("new", 30_000, 5000).unwrap();
+        let lease = r.lease.clone().unwrap();
+        assert_eq!((lease.worker.as_str(), lease.fence), ("new", 4));
+        assert_eq!(lease.expires_ms, 35_000, "a fresh lease");
+        assert_eq!(r.running_since(), Some(100), "the attempt's time runs on");
+        assert_eq!(r.state, JobState::Running);
+        r.heartbeat(4, 1000, 6000).unwrap();
+        r.complete(4, Outcome::Succeeded, 0.0, 7000).unwrap();
+        assert!(
+            r.take_over("new", 1000, 8000).is_err(),
+            "only a running attempt is taken over"
+        );
+    }
+
+    #[test]
     fn backoff_grows_and_is_capped() {
         assert_eq!(backoff_ms(1, 0.0), 500);
         assert_eq!(backoff_ms(1, 1.0), 1000);

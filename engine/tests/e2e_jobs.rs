@@ -333,7 +333,9 @@ async fn docker_inspect_of_a_job_container_shows_every_hardening_setting() {
     let found = e
         .docker
         .list_containers(Some(
-            ListContainersOptionsBuilder::new().filters(&filters).build(),
+            ListContainersOptionsBuilder::new()
+                .filters(&filters)
+                .build(),
         ))
         .await
         .unwrap();
@@ -346,9 +348,15 @@ async fn docker_inspect_of_a_job_container_shows_every_hardening_setting() {
     let host = c.host_config.clone().unwrap();
     let config = c.config.clone().unwrap();
     assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]), "{host:?}");
-    assert!(host.cap_add.unwrap_or_default().is_empty(), "no capability kept");
+    assert!(
+        host.cap_add.unwrap_or_default().is_empty(),
+        "no capability kept"
+    );
     assert_eq!(host.privileged, Some(false));
-    assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_owned()]));
+    assert_eq!(
+        host.security_opt,
+        Some(vec!["no-new-privileges".to_owned()])
+    );
     assert_eq!(host.readonly_rootfs, Some(true), "read-only root");
     let tmpfs = host.tmpfs.clone().unwrap_or_default();
     assert!(
@@ -363,7 +371,10 @@ async fn docker_inspect_of_a_job_container_shows_every_hardening_setting() {
     assert_eq!(host.nano_cpus, Some(500_000_000));
     assert_eq!(host.network_mode.as_deref(), Some("none"), "network off");
     assert_eq!(config.network_disabled, Some(true), "network off");
-    assert!(host.port_bindings.unwrap_or_default().is_empty(), "no published port");
+    assert!(
+        host.port_bindings.unwrap_or_default().is_empty(),
+        "no published port"
+    );
     // The checkout is the only writable mount; no Docker socket.
     let mounts = c.mounts.clone().unwrap_or_default();
     let writable: Vec<_> = mounts
@@ -379,16 +390,25 @@ async fn docker_inspect_of_a_job_container_shows_every_hardening_setting() {
     let log = host.log_config.unwrap();
     assert_eq!(log.typ.as_deref(), Some("json-file"));
     assert_eq!(
-        log.config.unwrap_or_default().get("max-size").map(String::as_str),
+        log.config
+            .unwrap_or_default()
+            .get("max-size")
+            .map(String::as_str),
         Some("64m"),
         "Docker keeps a bounded part of the output"
     );
     // The steps are its command, under the driver, and named in a label.
     let cmd = config.cmd.unwrap_or_default();
-    assert_eq!(cmd.last().map(String::as_str), Some("echo started; sleep 120"));
+    assert_eq!(
+        cmd.last().map(String::as_str),
+        Some("echo started; sleep 120")
+    );
     assert_eq!(config.open_stdin, Some(false), "steps get EOF on stdin");
     let labels = config.labels.unwrap_or_default();
-    assert_eq!(labels.get("io.slipway.managed").map(String::as_str), Some("true"));
+    assert_eq!(
+        labels.get("io.slipway.managed").map(String::as_str),
+        Some("true")
+    );
     assert!(labels["io.slipway.steps"].contains("fast-1"), "{labels:?}");
 
     e.store.cancel(job.id).await.unwrap();
