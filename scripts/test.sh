@@ -30,6 +30,23 @@ echo "== tests/podman.sh (a job through Podman's Docker-compatible API)"
 bash tests/podman.sh 2>&1 | tee -a "$results"
 echo "podman tests: $((SECONDS - t)) s"
 
+# Nothing Slipway labelled outlives the suite (a removal retried in the
+# background after the daemon restart test may still be on its way: 30 s).
+echo "== leftovers (docker ps -a --filter label=io.slipway.managed)"
+left=""
+for _ in $(seq 30); do
+	left=$(docker ps -aq --filter label=io.slipway.managed)
+	[ -z "$left" ] && break
+	sleep 1
+done
+if [ -z "$left" ]; then
+	echo "leftovers: 1 passed, 0 failed" | tee -a "$results"
+else
+	docker ps -a --filter label=io.slipway.managed --format '{{.Names}} {{.Status}} {{.Labels}}'
+	echo "leftovers: 0 passed, 1 failed" | tee -a "$results"
+fi
+
 # One closing line for the whole suite.
 awk '/^test result:/ || /^[a-z][a-z ]*: [0-9]+ passed, [0-9]+ failed$/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "all tests: %d passed, %d failed\n", p, f }' "$results"
+[ -z "$left" ] || { echo "the suite left containers labelled io.slipway.managed (above)"; exit 1; }

@@ -66,6 +66,7 @@ async fn one(
         binds: vec![],
         limits: ContainerLimits::default(),
         role: "job",
+        output_kept_mb: None,
     };
     let cancel = CancellationToken::new();
     let (container, ready) = tokio::join!(

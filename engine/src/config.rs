@@ -91,6 +91,7 @@ struct RawRunnerConfig {
     drain_s: Option<u64>,
     checkout_max_mb: Option<u64>,
     checkout_timeout_s: Option<u64>,
+    output_kept_mb: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -145,6 +146,9 @@ pub struct Config {
     pub checkout_max_mb: u64,
     /// The longest a git command of a checkout may run.
     pub checkout_timeout: std::time::Duration,
+    /// What Docker keeps of a job container's output (MiB; the engine reads
+    /// it as it comes, and again after a restart).
+    pub output_kept_mb: u64,
     /// Open workspaces at most (more: 429).
     pub workspaces_max_open: usize,
     /// `full` validate calls per workspace.
@@ -303,6 +307,7 @@ impl Config {
             checkout_timeout: std::time::Duration::from_secs(
                 raw.runner.checkout_timeout_s.unwrap_or(600).max(1),
             ),
+            output_kept_mb: raw.runner.output_kept_mb.unwrap_or(1024).max(2),
             workspaces_max_open: raw.workspaces.max_open.unwrap_or(8),
             workspaces_max_full_runs: raw.workspaces.max_full_runs.unwrap_or(3),
             workspaces_step_timeout: std::time::Duration::from_secs(

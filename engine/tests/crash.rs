@@ -89,7 +89,7 @@ fn agent() -> ureq::Agent {
 }
 
 fn start(state_dir: &str, port: u16) -> Child {
-    let child = Command::new(std::env::current_exe().unwrap())
+    let mut child = Command::new(std::env::current_exe().unwrap())
         .env("SLIPWAY_CRASH_CHILD", state_dir)
         .env("SLIPWAY_CRASH_PORT", port.to_string())
         .spawn()
@@ -105,6 +105,8 @@ fn start(state_dir: &str, port: u16) -> Child {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the engine did not come up on port {port}");
 }
 

@@ -46,6 +46,7 @@ fn workload() -> WorkloadSpec {
             cpus: Some(1.0),
         },
         role: "job",
+        output_kept_mb: None,
     }
 }
 

@@ -75,6 +75,7 @@ async fn engine() -> Engine {
         ca_bundle: None,
         cache_budget_mb: 2048,
         image_budget_mb: None,
+        output_kept_mb: 1024,
     };
     let checkouts = Checkouts::new(state.path(), Duration::from_secs(60));
     let executor =
@@ -394,7 +395,7 @@ async fn docker_inspect_of_a_job_container_shows_every_hardening_setting() {
             .unwrap_or_default()
             .get("max-size")
             .map(String::as_str),
-        Some("64m"),
+        Some("512m"),
         "Docker keeps a bounded part of the output"
     );
     // The steps are its command, under the driver, and named in a label.

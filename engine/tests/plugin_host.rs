@@ -86,6 +86,8 @@ fn repo_with(mode: &str) -> tempfile::TempDir {
     repo
 }
 
+// The sandbox's own error type, as the engine receives it.
+#[allow(clippy::result_large_err)]
 fn detect(registry: &Registry, repo: &Path) -> Result<Option<String>, CallError> {
     let sandbox = registry.sandbox();
     let plugin = registry

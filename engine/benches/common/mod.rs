@@ -47,6 +47,7 @@ pub fn docker_executor(
             ca_bundle: None,
             cache_budget_mb: 2048,
             image_budget_mb: None,
+            output_kept_mb: 1024,
         },
     )
 }

@@ -111,6 +111,7 @@ async fn engine(
         ca_bundle: config.ca_bundle.clone(),
         cache_budget_mb: config.cache_budget_mb,
         image_budget_mb: collects_images.then_some(config.image_budget_mb),
+        output_kept_mb: config.output_kept_mb,
     };
     let supervisor = Supervisor::new(
         docker.clone(),

@@ -461,7 +461,49 @@ impl Following<'_> {
                     reason: format!("step `{name}` exited with {code}"),
                 })
             }
-            Followed::Ended { step, error, .. } => Err(self.ended_early(step, error).await),
+            Followed::Ended {
+                step,
+                error,
+                since_ms,
+                log_start,
+            } => {
+                // Docker can cut a fast-growing output short (its log file
+                // rotated under the reader); the driver exits 0 only when
+                // every step passed.
+                let exit = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    super::container::wait_exit(&self.runner.docker, self.container),
+                )
+                .await;
+                if error.is_none() && matches!(exit, Ok(Some(0))) {
+                    // This step and those after it passed; only this one's
+                    // time and output range are known.
+                    for (i, s) in self.script.steps.iter().enumerate().skip(step) {
+                        let now = crate::job::now_ms();
+                        let (since, start) = match i == step {
+                            true => (since_ms, log_start),
+                            false => (now, batch::log_len(log)),
+                        };
+                        record.steps.push(step_record(&StepRun {
+                            name: s.name.clone(),
+                            command: s.command.clone(),
+                            end: StepEnd::Exited(0),
+                            duration: Duration::from_millis(now.saturating_sub(since)),
+                            log_start: start,
+                            log_end: batch::log_len(log),
+                        }));
+                    }
+                    self.attempt.log.line(
+                        "slipway",
+                        &format!(
+                            "the container's output was cut short during step `{}` (Docker rotated its log faster than it was read); the container exited 0: every step passed",
+                            self.script.steps[step].name
+                        ),
+                    );
+                    return Ok(());
+                }
+                Err(self.ended_early(step, error).await)
+            }
         }
     }
 

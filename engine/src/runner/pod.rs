@@ -19,11 +19,6 @@ use super::container::{
 };
 use super::{LABEL_ROLE, LABEL_SERVICE};
 
-/// What Docker keeps of a job container's output (MiB). The engine reads
-/// it as it comes, and again after a restart; this bounds the daemon's disk
-/// when a step prints without end.
-pub const JOB_OUTPUT_KEPT_MB: u64 = 128;
-
 /// What every container of a pod shares.
 #[derive(Debug, Clone)]
 pub struct PodSpec {
@@ -49,6 +44,9 @@ pub struct WorkloadSpec {
     pub limits: ContainerLimits,
     /// `job` or `workspace`.
     pub role: &'static str,
+    /// What Docker keeps of its output when it runs steps as its command
+    /// (MiB; the engine reads it as it comes, and again after a restart).
+    pub output_kept_mb: Option<u64>,
 }
 
 /// A service container to start in the pod.
@@ -196,7 +194,7 @@ impl Pod {
             limits: w.limits.clone(),
             network: self.network(),
             hardening: Hardening::Full,
-            output_kept_mb: (!idles).then_some(JOB_OUTPUT_KEPT_MB),
+            output_kept_mb: w.output_kept_mb.filter(|_| !idles),
         };
         let id = create_and_start(&self.docker, &spec).await?;
         self.add((w.role, &id));

@@ -54,6 +54,8 @@ pub struct RunnerSettings {
     /// Runner images this engine used are removed, least recently used
     /// first, past this total (`None`: never).
     pub image_budget_mb: Option<u64>,
+    /// What Docker keeps of a job container's output (MiB).
+    pub output_kept_mb: u64,
 }
 
 /// What jobs and workspaces share: the engine's handles and settings.
@@ -405,6 +407,7 @@ impl Runner {
             binds,
             limits: (&spec.resources).into(),
             role: req.role,
+            output_kept_mb: Some(self.settings.output_kept_mb),
         };
         progress
             .phase(4, 5, format!("{} service(s)", service_specs.len()))
