@@ -357,6 +357,19 @@ fn run_git(
         args: shown.clone(),
         stderr: e.to_string(),
     })?;
+    // Drained as git writes: a listing past the pipe's 64 KiB (`ls-remote`
+    // of a repository with many refs) must not stall git until the timeout.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = std::io::Read::read_to_end(&mut pipe, &mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let deadline = Instant::now() + timeout;
     // Most git calls here take a few milliseconds: poll often at first.
     let mut pause = Duration::from_micros(200);
@@ -383,18 +396,21 @@ fn run_git(
             }
         }
     }
-    let out = child.wait_with_output().map_err(|e| CheckoutError::Git {
+    let status = child.wait().map_err(|e| CheckoutError::Git {
         args: shown.clone(),
         stderr: e.to_string(),
     })?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    let (stdout, stderr) = (
+        stdout.join().unwrap_or_default(),
+        stderr.join().unwrap_or_default(),
+    );
+    if !status.success() {
         return Err(CheckoutError::Git {
             args: shown,
-            stderr,
+            stderr: String::from_utf8_lossy(&stderr).trim().to_owned(),
         });
     }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    Ok(String::from_utf8_lossy(&stdout).trim().to_owned())
 }
 
 fn path_str(p: &Path) -> &str {
@@ -515,7 +531,9 @@ fn copy_tree(
 
 #[cfg(test)]
 mod tests {
-    use super::pick_ref;
+    use super::{pick_ref, resolve_ref, run_git};
+    use std::process::Command;
+    use std::time::{Duration, Instant};
 
     const LISTING: &str = "\
 1111111111111111111111111111111111111111\tHEAD
@@ -536,5 +554,47 @@ mod tests {
         // A pattern's tail match (`feature/v1` for `v1`) is not a match.
         assert_eq!(pick("feature/v1").as_deref(), Some("6"));
         assert_eq!(pick("nothing"), None);
+    }
+
+    #[test]
+    fn a_listing_larger_than_a_pipe_does_not_stall_git() {
+        let repo = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| run_git(Some(repo.path()), &[], args, Duration::from_secs(30));
+        git(&["init", "--quiet"]).unwrap();
+        git(&[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "--quiet",
+            "--allow-empty",
+            "-m",
+            "c",
+        ])
+        .unwrap();
+        // 3,000 tags: `ls-remote` prints about 200 KiB.
+        let lines: String = (0..3000)
+            .map(|i| format!("create refs/tags/release-{i:04} HEAD\n"))
+            .collect();
+        let list = repo.path().join("refs.txt");
+        std::fs::write(&list, lines).unwrap();
+        let script = format!("git update-ref --stdin < {}", list.display());
+        let made = Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(repo.path())
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let url = format!("file://{}", repo.path().display());
+        let started = Instant::now();
+        let sha = resolve_ref(&url, "release-2999", Duration::from_secs(20)).unwrap();
+        assert_eq!(sha, git(&["rev-parse", "HEAD"]).unwrap());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }
