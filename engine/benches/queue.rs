@@ -183,6 +183,7 @@ fn http_and_memory() {
         workspaces: None,
         plugins: None,
         request_timeout: api::REQUEST_TIMEOUT,
+        git_credentials: Default::default(),
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use crate::git_auth::{GitAuth, GitCredentials};
+
 #[derive(Debug, thiserror::Error)]
 pub enum CheckoutError {
     #[error("`git {args}` failed: {stderr}")]
@@ -34,6 +36,11 @@ pub enum CheckoutError {
         "the checkout of {repository} is larger than the limit of {limit_mb} MiB (runner.checkout_max_mb); nothing was run (hint: raise runner.checkout_max_mb, or keep large files out of the repository)"
     )]
     TooLarge { repository: String, limit_mb: u64 },
+    #[error("the credential for {repository}: {source}")]
+    Credentials {
+        repository: String,
+        source: crate::git_auth::GitAuthError,
+    },
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> CheckoutError {
@@ -51,6 +58,7 @@ pub struct Checkouts {
     timeout: Duration,
     /// The largest checkout (work tree and `.git`, or a copied directory).
     max_bytes: u64,
+    credentials: GitCredentials,
 }
 
 /// The default of `runner.checkout_max_mb`.
@@ -71,7 +79,24 @@ impl Checkouts {
             jobs: state_dir.join("checkouts"),
             timeout,
             max_bytes: DEFAULT_CHECKOUT_MAX_MB << 20,
+            credentials: GitCredentials::default(),
         }
+    }
+
+    /// Talk to private repositories with these credentials.
+    pub fn with_credentials(mut self, credentials: GitCredentials) -> Checkouts {
+        self.credentials = credentials;
+        self
+    }
+
+    /// What git is given for `source`: its credential, if one is configured.
+    pub fn auth_for(&self, source: &str) -> Result<GitAuth, CheckoutError> {
+        self.credentials
+            .for_url(source)
+            .map_err(|source_error| CheckoutError::Credentials {
+                repository: source.to_owned(),
+                source: source_error,
+            })
     }
 
     /// Refuse checkouts larger than `max_mb` MiB.
@@ -190,9 +215,16 @@ impl Checkouts {
             .collect();
         let mirror = self.mirrors.join(format!("{slug}-{key}.git"));
         std::fs::create_dir_all(&self.mirrors).map_err(|e| io_error(&self.mirrors, e))?;
+        let auth = self.auth_for(source)?;
+        let env: Vec<(&str, &str)> = auth
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         if mirror.join("HEAD").exists() {
-            self.git(
+            self.git_env(
                 Some(&mirror),
+                &env,
                 &[
                     "fetch",
                     "--quiet",
@@ -207,8 +239,9 @@ impl Checkouts {
             // a half mirror that looks complete.
             let partial = self.mirrors.join(format!(".{slug}-{key}.partial"));
             let _ = std::fs::remove_dir_all(&partial);
-            self.git(
+            self.git_env(
                 None,
+                &env,
                 &["clone", "--quiet", "--mirror", source, path_str(&partial)],
             )?;
             std::fs::rename(&partial, &mirror).map_err(|e| io_error(&mirror, e))?;
@@ -267,6 +300,7 @@ pub fn resolve_ref(
     source: &str,
     reference: &str,
     timeout: Duration,
+    credentials: &GitCredentials,
 ) -> Result<String, CheckoutError> {
     let unknown = || CheckoutError::UnknownCommit {
         repository: source.into(),
@@ -299,9 +333,20 @@ pub fn resolve_ref(
     }
     // The second pattern brings the peeled line of an annotated tag.
     let peeled = format!("{reference}^{{}}");
+    let auth = credentials
+        .for_url(source)
+        .map_err(|e| CheckoutError::Credentials {
+            repository: source.to_owned(),
+            source: e,
+        })?;
+    let env: Vec<(&str, &str)> = auth
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let listing = run_git(
         None,
-        &[],
+        &env,
         &["ls-remote", "--", source, reference, &peeled],
         timeout,
     )?;
@@ -405,9 +450,15 @@ fn run_git(
         stderr.join().unwrap_or_default(),
     );
     if !status.success() {
+        let mut stderr = String::from_utf8_lossy(&stderr).trim().to_owned();
+        if stderr.contains("could not read Username") || stderr.contains("Authentication failed") {
+            stderr.push_str(
+                " (hint: the repository needs a credential: map its host to a secret reference under `git_credentials` in slipway.toml)",
+            );
+        }
         return Err(CheckoutError::Git {
             args: shown,
-            stderr: String::from_utf8_lossy(&stderr).trim().to_owned(),
+            stderr,
         });
     }
     Ok(String::from_utf8_lossy(&stdout).trim().to_owned())
@@ -589,7 +640,13 @@ mod tests {
         assert!(made.success());
         let url = format!("file://{}", repo.path().display());
         let started = Instant::now();
-        let sha = resolve_ref(&url, "release-2999", Duration::from_secs(20)).unwrap();
+        let sha = resolve_ref(
+            &url,
+            "release-2999",
+            Duration::from_secs(20),
+            &Default::default(),
+        )
+        .unwrap();
         assert_eq!(sha, git(&["rev-parse", "HEAD"]).unwrap());
         assert!(
             started.elapsed() < Duration::from_secs(10),

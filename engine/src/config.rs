@@ -40,6 +40,7 @@ const CONFIG_KEYS: &[&str] = &[
     "allow_local_paths",
     "base_images",
     "ca_bundle",
+    "git_credentials",
     "runner",
     "workspaces",
 ];
@@ -63,6 +64,9 @@ struct RawConfig {
     #[serde(default)]
     base_images: BTreeMap<String, String>,
     ca_bundle: Option<PathBuf>,
+    /// Host → secret reference of its git credential.
+    #[serde(default)]
+    git_credentials: BTreeMap<String, String>,
     #[serde(default)]
     runner: RawRunnerConfig,
     #[serde(default)]
@@ -149,6 +153,8 @@ pub struct Config {
     /// What Docker keeps of a job container's output (MiB; the engine reads
     /// it as it comes, and again after a restart).
     pub output_kept_mb: u64,
+    /// Credentials of private repositories, by host (secret references).
+    pub git_credentials: crate::git_auth::GitCredentials,
     /// Open workspaces at most (more: 429).
     pub workspaces_max_open: usize,
     /// `full` validate calls per workspace.
@@ -280,9 +286,17 @@ impl Config {
                 });
             }
         }
+        let git_credentials =
+            crate::git_auth::GitCredentials::new(raw.git_credentials).map_err(|e| {
+                ConfigError::Value {
+                    key: "git_credentials",
+                    message: e.to_string(),
+                }
+            })?;
         Ok(Config {
             listen,
             ca_bundle,
+            git_credentials,
             token: raw.token.filter(|t| !t.is_empty()),
             token_file: raw.token_file,
             allow_local_paths: raw.allow_local_paths,

@@ -32,6 +32,7 @@ pub mod api;
 pub mod checkout;
 pub mod config;
 pub mod executor;
+pub mod git_auth;
 pub mod job;
 pub mod logs;
 pub mod metrics;

@@ -176,3 +176,126 @@ fn checkouts_past_the_size_limit_are_refused_and_removed() {
         assert_eq!(std::fs::read(ok.path.join("blob.bin")).unwrap(), noise);
     }
 }
+
+/// A git repository served over HTTP on loopback (git's "dumb" protocol:
+/// plain files) behind Basic authentication; counts the requests that
+/// carried the expected `Authorization` header.
+struct PrivateRepoServer {
+    url: String,
+    authorized: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+fn serve_private_repo(bare: &Path, expected: String) -> PrivateRepoServer {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/app.git", listener.local_addr().unwrap());
+    let authorized = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (root, seen) = (bare.to_path_buf(), authorized.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            let _ = reader.read_line(&mut request);
+            let mut auth_ok = false;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
+                    break;
+                }
+                if header.trim() == format!("Authorization: {expected}") {
+                    auth_ok = true;
+                }
+            }
+            let path = request.split(' ').nth(1).unwrap_or("/").to_owned();
+            let path = path.split('?').next().unwrap();
+            let reply = if !auth_ok {
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".as_bytes().to_vec()
+            } else {
+                seen.fetch_add(1, Ordering::Relaxed);
+                match path
+                    .strip_prefix("/app.git/")
+                    .filter(|p| !p.contains(".."))
+                    .and_then(|p| std::fs::read(root.join(p)).ok())
+                {
+                    Some(body) => {
+                        let mut r = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .into_bytes();
+                        r.extend(body);
+                        r
+                    }
+                    None => {
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .as_bytes()
+                            .to_vec()
+                    }
+                }
+            };
+            let _ = stream.write_all(&reply);
+        }
+    });
+    PrivateRepoServer { url, authorized }
+}
+
+#[test]
+fn private_repositories_are_reached_with_the_configured_credential_only() {
+    use base64::Engine as _;
+    use slipway::git_auth::GitCredentials;
+    let work = tempfile::tempdir().unwrap();
+    git(work.path(), &["init", "-q"]);
+    let sha = commit(work.path(), "app.txt", "private");
+    let bare = tempfile::tempdir().unwrap();
+    git(bare.path(), &["init", "-q", "--bare"]);
+    git(
+        work.path(),
+        &["push", "-q", bare.path().to_str().unwrap(), "main"],
+    );
+    git(bare.path(), &["update-server-info"]);
+    let basic = base64::engine::general_purpose::STANDARD.encode("ci-bot:s3cret-token");
+    let server = serve_private_repo(bare.path(), format!("Basic {basic}"));
+    let host = server.url.split('/').nth(2).unwrap().to_owned();
+
+    // The credential file holds `user:token`; the configuration names it.
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "ci-bot:s3cret-token\n").unwrap();
+    let credentials =
+        GitCredentials::new([(host.clone(), format!("file:{}", secret.path().display()))].into())
+            .unwrap();
+
+    // Without it: refused at once (no prompt), and nothing is left.
+    let state = tempfile::tempdir().unwrap();
+    let without = Checkouts::new(state.path(), Duration::from_secs(30));
+    let err = without.prepare(&server.url, &sha, "job-1").unwrap_err();
+    assert!(
+        matches!(err, CheckoutError::Git { .. }) && err.to_string().contains("git_credentials"),
+        "the error says what to configure: {err}"
+    );
+    assert!(!state.path().join("checkouts/job-1").exists());
+
+    // With it: the ref resolves at submit and the commit checks out.
+    let resolved =
+        slipway::checkout::resolve_ref(&server.url, "main", Duration::from_secs(30), &credentials)
+            .unwrap();
+    assert_eq!(resolved, sha);
+    let with = Checkouts::new(state.path(), Duration::from_secs(30)).with_credentials(credentials);
+    let checkout = with.prepare(&server.url, &sha, "job-2").unwrap();
+    assert_eq!(git(&checkout.path, &["rev-parse", "HEAD"]), sha);
+    assert_eq!(
+        std::fs::read_to_string(checkout.path.join("app.txt")).unwrap(),
+        "private"
+    );
+    assert!(server.authorized.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    // The credential is not written into the mirror's configuration.
+    let mirrors = state.path().join("mirrors");
+    for entry in std::fs::read_dir(&mirrors).unwrap() {
+        let config = std::fs::read_to_string(entry.unwrap().path().join("config")).unwrap();
+        assert!(
+            !config.contains("s3cret") && !config.contains(&basic),
+            "{config}"
+        );
+    }
+}

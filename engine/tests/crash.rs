@@ -75,6 +75,7 @@ fn child_main(state_dir: &str, port: &str) {
             workspaces: None,
             plugins: None,
             request_timeout: slipway::api::REQUEST_TIMEOUT,
+            git_credentials: Default::default(),
         };
         api::serve(listener, state, shutdown).await.unwrap();
     });

@@ -106,7 +106,7 @@ pub async fn submit(
         return Err(ApiError::invalid_spec(problems));
     }
     let mut spec = spec;
-    resolve_commit(&mut spec).await?;
+    resolve_commit(&mut spec, &state.git_credentials).await?;
     let submitted = state.store.submit(spec).await?;
     if submitted.created {
         crate::metrics::Metrics::add(&state.scheduler.metrics().jobs_submitted, 1);
@@ -123,17 +123,21 @@ pub async fn submit(
 /// A ref in `commit` (branch, tag, `HEAD`) becomes the SHA it names now, so
 /// every attempt of the job runs the same code; the ref is kept in
 /// `resolved_from`. A plain directory has no commits and is left alone.
-async fn resolve_commit(spec: &mut JobSpec) -> Result<(), ApiError> {
+async fn resolve_commit(
+    spec: &mut JobSpec,
+    credentials: &crate::git_auth::GitCredentials,
+) -> Result<(), ApiError> {
     let reference = spec.commit.trim().to_owned();
     if crate::job::is_full_sha(&reference) || checkout::is_plain_directory(&spec.repository) {
         return Ok(());
     }
     let repository = spec.repository.clone();
-    let (repo, r) = (repository.clone(), reference.clone());
-    let resolved =
-        tokio::task::spawn_blocking(move || checkout::resolve_ref(&repo, &r, RESOLVE_TIMEOUT))
-            .await
-            .map_err(|e| ApiError::internal("resolving the commit", e.to_string()))?;
+    let (repo, r, credentials) = (repository.clone(), reference.clone(), credentials.clone());
+    let resolved = tokio::task::spawn_blocking(move || {
+        checkout::resolve_ref(&repo, &r, RESOLVE_TIMEOUT, &credentials)
+    })
+    .await
+    .map_err(|e| ApiError::internal("resolving the commit", e.to_string()))?;
     let problem = match resolved {
         Ok(sha) => {
             spec.commit = sha;

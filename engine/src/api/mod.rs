@@ -54,6 +54,8 @@ pub struct AppState {
     pub workspaces: Option<Arc<crate::runner::workspaces::Workspaces>>,
     /// The longest a request may take, body included (see the module doc).
     pub request_timeout: std::time::Duration,
+    /// For resolving refs of private repositories at submit.
+    pub git_credentials: crate::git_auth::GitCredentials,
 }
 
 /// The default of [`AppState::request_timeout`].

@@ -125,8 +125,9 @@ async fn engine(
             stop_grace: config.stop_grace,
         },
     );
-    let checkouts =
-        Checkouts::new(work, config.checkout_timeout).with_max_mb(config.checkout_max_mb);
+    let checkouts = Checkouts::new(work, config.checkout_timeout)
+        .with_max_mb(config.checkout_max_mb)
+        .with_credentials(config.git_credentials.clone());
     let executor = DockerExecutor::new(docker, checkouts, registry, store.clone(), settings);
     let workspaces = Workspaces::new(
         executor.runner(),
@@ -276,6 +277,7 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             workspaces: Some(parts.workspaces.clone()),
             plugins: Some(parts.plugins.clone()),
             request_timeout: slipway::api::REQUEST_TIMEOUT,
+            git_credentials: config.git_credentials.clone(),
         };
         let reaper = tokio::spawn(parts.workspaces.clone().reap(shutdown.clone()));
         let stop = shutdown.clone();

@@ -178,11 +178,23 @@ impl Runner {
         let profile = self
             .profile_for(spec)
             .map_err(|reason| Outcome::Failed { reason })?;
-        // Secrets first: nothing is logged before their values are known.
+        // Secrets first: nothing is logged before their values are known
+        // (the repository's git credential is one too).
         let secrets = crate::secrets::resolve(&spec.secrets).map_err(|e| Outcome::Failed {
             reason: e.to_string(),
         })?;
-        log.redact(secrets.iter().map(|(_, v)| v.as_str()));
+        let git_auth = self
+            .checkouts
+            .auth_for(&spec.repository)
+            .map_err(|e| Outcome::Failed {
+                reason: format!("checkout: {e}"),
+            })?;
+        log.redact(
+            secrets
+                .iter()
+                .map(|(_, v)| v.as_str())
+                .chain(git_auth.secrets.iter().map(String::as_str)),
+        );
 
         progress.phase(1, 5, "checkout".into()).await;
         let (checkouts, source, commit, dir) = (
@@ -202,7 +214,8 @@ impl Runner {
             Ok(Ok(c)) => c,
             Ok(Err(e @ CheckoutError::UnknownCommit { .. }))
             | Ok(Err(e @ CheckoutError::HeadMismatch { .. }))
-            | Ok(Err(e @ CheckoutError::TooLarge { .. })) => {
+            | Ok(Err(e @ CheckoutError::TooLarge { .. }))
+            | Ok(Err(e @ CheckoutError::Credentials { .. })) => {
                 return Err(Outcome::Failed {
                     reason: e.to_string(),
                 });

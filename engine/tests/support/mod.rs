@@ -111,6 +111,7 @@ pub fn test_server(token: &str) -> TestServer {
         workspaces: None,
         plugins: None,
         request_timeout: Duration::from_secs(2),
+        git_credentials: Default::default(),
     };
     let shutdown = CancellationToken::new();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
