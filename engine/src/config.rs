@@ -96,6 +96,7 @@ struct RawRunnerConfig {
     checkout_max_mb: Option<u64>,
     checkout_timeout_s: Option<u64>,
     output_kept_mb: Option<u64>,
+    selinux_relabel: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +154,8 @@ pub struct Config {
     /// What Docker keeps of a job container's output (MiB; the engine reads
     /// it as it comes, and again after a restart).
     pub output_kept_mb: u64,
+    /// Relabel bind mounts for SELinux; `None`: when the daemon runs it.
+    pub selinux_relabel: Option<bool>,
     /// Credentials of private repositories, by host (secret references).
     pub git_credentials: crate::git_auth::GitCredentials,
     /// Open workspaces at most (more: 429).
@@ -322,6 +325,7 @@ impl Config {
                 raw.runner.checkout_timeout_s.unwrap_or(600).max(1),
             ),
             output_kept_mb: raw.runner.output_kept_mb.unwrap_or(1024).max(2),
+            selinux_relabel: raw.runner.selinux_relabel,
             workspaces_max_open: raw.workspaces.max_open.unwrap_or(8),
             workspaces_max_full_runs: raw.workspaces.max_full_runs.unwrap_or(3),
             workspaces_step_timeout: std::time::Duration::from_secs(

@@ -76,6 +76,9 @@ async fn engine() -> Engine {
         cache_budget_mb: 2048,
         image_budget_mb: None,
         output_kept_mb: 1024,
+        // Mounts carry SELinux relabel options here (a daemon without
+        // SELinux ignores them); `serve` sets this from `docker info`.
+        selinux_relabel: true,
     };
     let checkouts = Checkouts::new(state.path(), Duration::from_secs(60));
     let executor =
@@ -387,6 +390,11 @@ async fn docker_inspect_of_a_job_container_shows_every_hardening_setting() {
     assert!(
         !format!("{mounts:?}").contains("docker.sock"),
         "no Docker socket: {mounts:?}"
+    );
+    let binds = host.binds.clone().unwrap_or_default();
+    assert!(
+        binds.iter().any(|b| b.ends_with(":/workspace:Z")),
+        "the checkout is relabelled private for SELinux: {binds:?}"
     );
     let log = host.log_config.unwrap();
     assert_eq!(log.typ.as_deref(), Some("json-file"));

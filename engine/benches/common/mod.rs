@@ -48,6 +48,7 @@ pub fn docker_executor(
             cache_budget_mb: 2048,
             image_budget_mb: None,
             output_kept_mb: 1024,
+            selinux_relabel: false,
         },
     )
 }

@@ -259,8 +259,8 @@ fn selinux() -> Check {
         Ok(v) if v.trim() == "1" => check(
             "selinux",
             Status::Warn,
-            "SELinux is enforcing: containers may be denied the checkout mounts",
-            Some("relabel the state directory for containers (`chcon -Rt container_file_t $SLIPWAY_STATE_DIR`)".into()),
+            "SELinux is enforcing: job mounts are relabelled (checkout `Z`, caches `z`) when the daemon runs with SELinux, or with runner.selinux_relabel = true",
+            Some("if the daemon does not report SELinux (`docker info`), set runner.selinux_relabel = true; keep ca_bundle readable by containers (`chcon -t container_file_t <file>`)".into()),
         ),
         Ok(_) => check("selinux", Status::Ok, "SELinux is permissive", None),
         Err(_) => check("selinux", Status::Ok, "SELinux is not enabled", None),

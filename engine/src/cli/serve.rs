@@ -98,6 +98,15 @@ async fn engine(
             running.join(", ")
         );
     }
+    // Mounts are relabelled where the daemon enforces SELinux labels.
+    let selinux_relabel = match config.selinux_relabel {
+        Some(set) => set,
+        None => docker.info().await.is_ok_and(|info| {
+            slipway::runner::container::daemon_uses_selinux(
+                &info.security_options.unwrap_or_default(),
+            )
+        }),
+    };
     // `run`'s store is private and short-lived: only `serve` collects images.
     let collects_images = engine_id.starts_with("serve-");
     let settings = RunnerSettings {
@@ -112,6 +121,7 @@ async fn engine(
         cache_budget_mb: config.cache_budget_mb,
         image_budget_mb: collects_images.then_some(config.image_budget_mb),
         output_kept_mb: config.output_kept_mb,
+        selinux_relabel,
     };
     let supervisor = Supervisor::new(
         docker.clone(),

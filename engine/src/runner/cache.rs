@@ -11,7 +11,7 @@ use bollard::Docker;
 use bollard::models::VolumeCreateRequest;
 use bollard::query_parameters::RemoveVolumeOptionsBuilder;
 
-use super::container::{self, ContainerLimits, ContainerSpec, Hardening};
+use super::container::{self, ContainerLimits, ContainerSpec, Hardening, SelinuxLabel, bind};
 use super::{LABEL_ENGINE, LABEL_MANAGED, LABEL_ROLE};
 use crate::plugins::bindings::CacheMount;
 
@@ -47,6 +47,7 @@ pub async fn prepare(
     mounts: &[CacheMount],
     (uid, gid): (u32, u32),
     helper_image: &str,
+    label: Option<SelinuxLabel>,
 ) -> Result<Vec<CacheVolume>, String> {
     let mut out = Vec::new();
     for m in mounts {
@@ -73,7 +74,13 @@ pub async fn prepare(
                 .create_volume(request)
                 .await
                 .map_err(|e| format!("cache `{}`: cannot create volume {name}: {e}", m.id))?;
-            hand_to(docker, &name, uid, gid, helper_image, engine).await?;
+            let helper = Helper {
+                docker,
+                image: helper_image,
+                engine,
+                label,
+            };
+            hand_to(&helper, &name, uid, gid).await?;
         }
         out.push(CacheVolume {
             name,
@@ -84,20 +91,13 @@ pub async fn prepare(
 }
 
 /// A new volume belongs to root; give it to the job user.
-async fn hand_to(
-    docker: &Docker,
-    volume: &str,
-    uid: u32,
-    gid: u32,
-    image: &str,
-    engine: &str,
-) -> Result<(), String> {
+async fn hand_to(helper: &Helper<'_>, volume: &str, uid: u32, gid: u32) -> Result<(), String> {
     let argv = [
         "chown".to_owned(),
         format!("{uid}:{gid}"),
         "/cache".to_owned(),
     ];
-    match helper(docker, volume, &argv, image, engine).await {
+    match helper.run(volume, &argv).await {
         Ok((0, _)) => Ok(()),
         Ok((code, out)) => Err(format!(
             "cannot hand cache volume {volume} to {uid}:{gid} (exit {code}): {}",
@@ -107,53 +107,63 @@ async fn hand_to(
     }
 }
 
-/// Run `argv` in a one-off container with `volume` at `/cache`, as root
-/// with only the capabilities a `chown` needs; its exit code and output.
-async fn helper(
-    docker: &Docker,
-    volume: &str,
-    argv: &[String],
-    image: &str,
-    engine: &str,
-) -> Result<(i64, String), super::RunnerError> {
-    use futures_util::StreamExt;
-    let spec = ContainerSpec {
-        name: format!("{volume}-helper-{}", fastrand::u32(..)),
-        image: image.to_owned(),
-        cmd: Some(argv.to_vec()),
-        entrypoint: Some(vec![]),
-        env: vec![],
-        workdir: None,
-        user: Some("0:0".into()),
-        binds: vec![format!("{volume}:/cache")],
-        labels: HashMap::from([
-            (LABEL_MANAGED.to_owned(), "true".to_owned()),
-            (LABEL_ENGINE.to_owned(), engine.to_owned()),
-            (LABEL_ROLE.to_owned(), "cache".to_owned()),
-        ]),
-        limits: ContainerLimits {
-            memory_mb: Some(32),
-            pids: Some(16),
-            cpus: None,
-        },
-        network: "none".into(),
-        // Keeps CHOWN and DAC_OVERRIDE, drops everything else.
-        hardening: Hardening::Service,
-        output_kept_mb: None,
-    };
-    let id = container::create_and_start(docker, &spec).await?;
-    let code = container::wait_exit(docker, &id).await.unwrap_or(-1);
-    let options = bollard::query_parameters::LogsOptionsBuilder::new()
-        .stdout(true)
-        .stderr(true)
-        .build();
-    let mut output = String::new();
-    let mut logs = docker.logs(&id, Some(options));
-    while let Some(Ok(chunk)) = logs.next().await {
-        output.push_str(&chunk.to_string());
+/// One-off containers that work on a cache volume (hand it over, measure it).
+struct Helper<'a> {
+    docker: &'a Docker,
+    /// A busybox (the holder image).
+    image: &'a str,
+    engine: &'a str,
+    label: Option<SelinuxLabel>,
+}
+
+impl Helper<'_> {
+    /// Run `argv` in a one-off container with `volume` at `/cache`, as root
+    /// with only the capabilities a `chown` needs; its exit code and output.
+    async fn run(
+        &self,
+        volume: &str,
+        argv: &[String],
+    ) -> Result<(i64, String), super::RunnerError> {
+        let (docker, image, engine, label) = (self.docker, self.image, self.engine, self.label);
+        use futures_util::StreamExt;
+        let spec = ContainerSpec {
+            name: format!("{volume}-helper-{}", fastrand::u32(..)),
+            image: image.to_owned(),
+            cmd: Some(argv.to_vec()),
+            entrypoint: Some(vec![]),
+            env: vec![],
+            workdir: None,
+            user: Some("0:0".into()),
+            binds: vec![bind(volume, "/cache", false, label)],
+            labels: HashMap::from([
+                (LABEL_MANAGED.to_owned(), "true".to_owned()),
+                (LABEL_ENGINE.to_owned(), engine.to_owned()),
+                (LABEL_ROLE.to_owned(), "cache".to_owned()),
+            ]),
+            limits: ContainerLimits {
+                memory_mb: Some(32),
+                pids: Some(16),
+                cpus: None,
+            },
+            network: "none".into(),
+            // Keeps CHOWN and DAC_OVERRIDE, drops everything else.
+            hardening: Hardening::Service,
+            output_kept_mb: None,
+        };
+        let id = container::create_and_start(docker, &spec).await?;
+        let code = container::wait_exit(docker, &id).await.unwrap_or(-1);
+        let options = bollard::query_parameters::LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let mut output = String::new();
+        let mut logs = docker.logs(&id, Some(options));
+        while let Some(Ok(chunk)) = logs.next().await {
+            output.push_str(&chunk.to_string());
+        }
+        container::remove(docker, &id).await;
+        Ok((code, output))
     }
-    container::remove(docker, &id).await;
-    Ok((code, output))
 }
 
 /// Remove the volumes among `used` that are larger than `budget_bytes`
@@ -165,6 +175,7 @@ pub async fn prune(
     budget_bytes: u64,
     image: &str,
     engine: &str,
+    label: Option<SelinuxLabel>,
 ) -> Vec<String> {
     let mut removed = Vec::new();
     for v in used {
@@ -182,7 +193,13 @@ pub async fn prune(
             measured.insert(v.name.clone(), std::time::Instant::now());
         }
         let argv = ["du".to_owned(), "-sk".to_owned(), "/cache".to_owned()];
-        let Ok((0, out)) = helper(docker, &v.name, &argv, image, engine).await else {
+        let helper = Helper {
+            docker,
+            image,
+            engine,
+            label,
+        };
+        let Ok((0, out)) = helper.run(&v.name, &argv).await else {
             continue;
         };
         let Some(kib) = out

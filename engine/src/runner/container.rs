@@ -79,6 +79,43 @@ pub(crate) fn is_root(user: &str) -> bool {
     uid.is_empty() || uid == "0" || uid == "root"
 }
 
+/// How a bind mount is relabelled where the daemon runs SELinux (Docker's
+/// `z`/`Z`), so the container may use it at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelinuxLabel {
+    /// `Z`: only this container (a job's checkout).
+    Private,
+    /// `z`: shared by the containers that mount it (a cache volume).
+    Shared,
+}
+
+/// `source:target[:options]` for `HostConfig.binds`: `ro` when read-only,
+/// and the SELinux relabel option when one is given.
+pub fn bind(source: &str, target: &str, read_only: bool, label: Option<SelinuxLabel>) -> String {
+    let mut options = Vec::new();
+    if read_only {
+        options.push("ro");
+    }
+    match label {
+        Some(SelinuxLabel::Private) => options.push("Z"),
+        Some(SelinuxLabel::Shared) => options.push("z"),
+        None => {}
+    }
+    if options.is_empty() {
+        format!("{source}:{target}")
+    } else {
+        format!("{source}:{target}:{}", options.join(","))
+    }
+}
+
+/// Whether the daemon runs with SELinux (`docker info`'s security options
+/// list `name=selinux`): then its mounts need relabelling.
+pub fn daemon_uses_selinux(security_options: &[String]) -> bool {
+    security_options
+        .iter()
+        .any(|o| o.split(',').any(|part| part == "name=selinux"))
+}
+
 /// One container to create in a pod.
 #[derive(Debug, Clone)]
 pub struct ContainerSpec {
@@ -328,6 +365,39 @@ mod tests {
             hardening,
             output_kept_mb: None,
         }
+    }
+
+    #[test]
+    fn binds_carry_read_only_and_selinux_labels() {
+        assert_eq!(
+            bind("/c/job-1", "/workspace", false, None),
+            "/c/job-1:/workspace"
+        );
+        assert_eq!(
+            bind("/c/job-1", "/workspace", false, Some(SelinuxLabel::Private)),
+            "/c/job-1:/workspace:Z"
+        );
+        assert_eq!(
+            bind(
+                "slipway-cache-pip-x",
+                "/home/app/.cache/pip",
+                false,
+                Some(SelinuxLabel::Shared)
+            ),
+            "slipway-cache-pip-x:/home/app/.cache/pip:z"
+        );
+        assert_eq!(
+            bind("/etc/ca.pem", "/ca.pem", true, None),
+            "/etc/ca.pem:/ca.pem:ro"
+        );
+        assert!(daemon_uses_selinux(&[
+            "name=seccomp,profile=default".into(),
+            "name=selinux".into()
+        ]));
+        assert!(!daemon_uses_selinux(&[
+            "name=seccomp,profile=default".into(),
+            "name=apparmor".into()
+        ]));
     }
 
     #[test]

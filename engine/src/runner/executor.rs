@@ -606,6 +606,10 @@ async fn finish(
         cache_budget_bytes,
         &runner.settings.holder_image,
         &runner.settings.engine_id,
+        runner
+            .settings
+            .selinux_relabel
+            .then_some(super::container::SelinuxLabel::Shared),
     )
     .await;
     for name in pruned {

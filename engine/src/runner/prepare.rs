@@ -18,7 +18,7 @@ use bollard::Docker;
 use tokio_util::sync::CancellationToken;
 
 use super::cache::{self, CacheVolume};
-use super::container::RunnerError;
+use super::container::{RunnerError, SelinuxLabel, bind};
 use super::exec::{StepEnd, StepExec, exec_step};
 use super::image::{self, DockerfileSource, ImageRequest};
 use super::pod::{Pod, PodSpec, WorkloadSpec};
@@ -56,6 +56,8 @@ pub struct RunnerSettings {
     pub image_budget_mb: Option<u64>,
     /// What Docker keeps of a job container's output (MiB).
     pub output_kept_mb: u64,
+    /// Relabel bind mounts for SELinux (the daemon runs with it).
+    pub selinux_relabel: bool,
 }
 
 /// What jobs and workspaces share: the engine's handles and settings.
@@ -380,7 +382,16 @@ impl Runner {
             holder_image: self.settings.holder_image.clone(),
             network: network.into(),
         };
-        let mut binds = vec![format!("{}:/workspace", checkout.path.display())];
+        let (private, shared) = match self.settings.selinux_relabel {
+            true => (Some(SelinuxLabel::Private), Some(SelinuxLabel::Shared)),
+            false => (None, None),
+        };
+        let mut binds = vec![bind(
+            &checkout.path.display().to_string(),
+            "/workspace",
+            false,
+            private,
+        )];
         let policy = profile
             .as_ref()
             .map(|p| p.cache.clone())
@@ -393,6 +404,7 @@ impl Runner {
                 &plan.cache,
                 (uid, gid),
                 &self.settings.holder_image,
+                shared,
             )
             .await
             .map_err(|reason| Outcome::InfrastructureError { reason })?
@@ -401,11 +413,17 @@ impl Runner {
         };
         for c in &caches {
             log.line("slipway", &format!("cache {} at {}", c.name, c.path));
-            binds.push(format!("{}:{}", c.name, c.path));
+            binds.push(bind(&c.name, &c.path, false, shared));
         }
         let cache_budget_bytes = policy.size_mb.unwrap_or(self.settings.cache_budget_mb) << 20;
         if let Some(path) = &self.settings.ca_bundle {
-            binds.push(format!("{}:{}:ro", path.display(), image::CA_BUNDLE_PATH));
+            // A host file: not relabelled (see `ca_bundle` in the docs).
+            binds.push(bind(
+                &path.display().to_string(),
+                image::CA_BUNDLE_PATH,
+                true,
+                None,
+            ));
             env.extend(
                 image::CA_BUNDLE_VARIABLES
                     .iter()
