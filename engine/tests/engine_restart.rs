@@ -4,7 +4,8 @@
 //! - The job's container kept running meanwhile: the new engine takes the
 //!   attempt over and follows the same container from where the log
 //!   stopped. Output written while no engine was there reaches the log
-//!   once, and the job ends as attempt 1.
+//!   once, and the job ends as attempt 1. A job with services keeps its
+//!   whole pod: the service still answers on the pod's loopback.
 //! - The job's container was removed meanwhile: the attempt ends at once
 //!   (not when its 30 s lease would run out), with the reason, and the job
 //!   runs again as attempt 2 in a new pod.
@@ -20,17 +21,28 @@ use support::serve::{BUSYBOX, Server, job, job_containers, job_log, post_json, s
 
 /// A job of a Dockerfile repository whose fast steps are `steps`.
 fn submit(server: &Server, repo: &std::path::Path, name: &str, steps: &[&str]) -> u64 {
+    submit_with(server, repo, name, steps, json!({}))
+}
+
+/// The same, with more fields of the job spec.
+fn submit_with(
+    server: &Server,
+    repo: &std::path::Path,
+    name: &str,
+    steps: &[&str],
+    extra: serde_json::Value,
+) -> u64 {
     let (code, body) = post_json(
         server,
         "/api/v1/profiles",
         &json!({"name": name, "validation": {"fast": steps}}),
     );
     assert_eq!(code, 201, "{body}");
-    let (code, submitted) = post_json(
-        server,
-        "/api/v1/jobs",
-        &json!({"repository": repo, "commit": "HEAD", "profile": name}),
-    );
+    let mut spec = json!({"repository": repo, "commit": "HEAD", "profile": name});
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let (code, submitted) = post_json(server, "/api/v1/jobs", &spec);
     assert_eq!(code, 201, "{submitted}");
     submitted["id"].as_u64().unwrap()
 }
@@ -164,6 +176,50 @@ fn a_job_whose_container_is_gone_ends_at_once_and_runs_again() {
     wait_until("the job is cancelled", 60, || {
         job(&server, id)["state"] == "cancelled"
     });
+    wait_until("its containers are gone", 30, || {
+        job_containers(server.state(), id).is_empty()
+    });
+}
+
+#[test]
+fn an_adopted_job_keeps_its_services_and_reaches_them() {
+    let server = start(tempfile::tempdir().unwrap());
+    let repo = repo();
+    let services = json!({"services": [{
+        "name": "web", "image": BUSYBOX, "ports": [8080],
+        "command": ["sh", "-c", "mkdir -p /tmp/www && echo from-the-service > /tmp/www/data && exec httpd -f -p 8080 -h /tmp/www"],
+        "readiness": {"plugin": "http", "options": {"path": "/data"}},
+    }]});
+    let id = submit_with(
+        &server,
+        repo.path(),
+        "with-web",
+        &[
+            "echo before-$((6*7)); sleep 3; printf 'GET /data HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 8080",
+        ],
+        services,
+    );
+    wait_until("the step runs", 120, || {
+        job_log(&server, id).contains("before-42")
+    });
+    let before = job_containers(server.state(), id);
+    assert_eq!(
+        before.len(),
+        3,
+        "holder, service and job container: {before:?}"
+    );
+    let server = start(server.crash());
+    wait_until("the adopted job ends", 60, || {
+        job(&server, id)["state"] != "running"
+    });
+    let j = job(&server, id);
+    let log = job_log(&server, id);
+    assert_eq!(j["state"], "succeeded", "{j}\n{log}");
+    assert_eq!(j["attempt"], 1, "{j}");
+    assert!(
+        log.contains("stdout from-the-service"),
+        "the service kept answering on the pod's loopback: {log}"
+    );
     wait_until("its containers are gone", 30, || {
         job_containers(server.state(), id).is_empty()
     });
