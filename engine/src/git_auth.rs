@@ -26,6 +26,10 @@ pub enum GitAuthError {
     BadHost { host: String },
     #[error("git_credentials.\"{host}\": the credential is empty")]
     Empty { host: String },
+    #[error(
+        "git_credentials.\"{host}\" holds an HTTPS token, and {url} is an SSH URL (hint: give the repository as https://{host}/...)"
+    )]
+    SshUrl { host: String, url: String },
 }
 
 /// Host (`name` or `name:port`) → secret reference.
@@ -68,6 +72,14 @@ impl GitCredentials {
     /// The credential for `url` (`http(s)://[user@]host[:port]/...`),
     /// resolved now; nothing for other hosts, other schemes, local paths.
     pub fn for_url(&self, url: &str) -> Result<GitAuth, GitAuthError> {
+        if let Some(host) = ssh_host(url)
+            && self.by_host.contains_key(host)
+        {
+            return Err(GitAuthError::SshUrl {
+                host: host.to_owned(),
+                url: url.to_owned(),
+            });
+        }
         let Some((scheme, rest)) = url.split_once("://") else {
             return Ok(GitAuth::default());
         };
@@ -123,6 +135,24 @@ impl GitCredentials {
     }
 }
 
+/// The host of an SSH URL: `ssh://[user@]host[:port]/path` or scp-like
+/// `[user@]host:path`.
+fn ssh_host(url: &str) -> Option<&str> {
+    let authority = match url.split_once("://") {
+        Some(("ssh" | "git+ssh", rest)) => rest.split('/').next()?,
+        Some(_) => return None,
+        None => {
+            let (authority, _) = url.split_once(':')?;
+            if authority.contains('/') || url.starts_with('/') {
+                return None;
+            }
+            authority
+        }
+    };
+    let host = authority.rsplit('@').next()?;
+    Some(host.split(':').next().unwrap_or(host))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,7 +178,7 @@ mod tests {
         assert_eq!(auth.secrets, vec!["tok3n".to_owned(), basic]);
         for other in [
             "https://github.com/acme/app.git",
-            "git@git.example.com:acme/app.git",
+            "git@github.com:acme/app.git",
             "/srv/repos/app",
             "file:///srv/repos/app",
         ] {
@@ -172,6 +202,19 @@ mod tests {
         };
         assert!(bad("github.com", "GITHUB_TOKEN").contains("is not a reference"));
         assert!(bad("https://github.com", "env:X").contains("is not a host name"));
+        let ssh = credentials("github.com", "env:SLIPWAY_TEST_UNSET_VARIABLE");
+        for url in [
+            "git@github.com:acme/app.git",
+            "ssh://git@github.com/acme/app.git",
+        ] {
+            assert!(
+                ssh.for_url(url)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("give the repository as https://github.com/"),
+                "{url}"
+            );
+        }
         let missing = credentials("github.com", "env:SLIPWAY_TEST_UNSET_VARIABLE");
         assert!(
             missing
