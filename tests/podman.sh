@@ -4,7 +4,9 @@
 # Podman's store, and `slipway run` of a small repository with
 # DOCKER_HOST pointing at Podman. Checks, each by name: the job passes, its
 # image is built through Podman, the step runs as uid 1000 with no
-# capabilities, and nothing labelled io.slipway.managed is left in Podman.
+# capabilities, its output and end marker come through Podman's logs API
+# (timestamps read, marker found), and nothing labelled io.slipway.managed
+# is left in Podman.
 #
 # Ends with `podman: N passed, M failed` (counted by scripts/test.sh) and
 # exits non-zero on any failure. Needs podman and catatonit (scripts/setup.sh
@@ -81,10 +83,17 @@ if [ "$code" = 0 ] && grep -q ": succeeded" <<<"$out"; then
 else
 	fail "slipway run through Podman succeeds" "exit $code; last lines:" "$(tail -15 <<<"$out")"
 fi
-if grep -q "uid=1000" <<<"$out" && grep -q "CapEff:.*0000000000000000" <<<"$out"; then
+if grep -qE '^[0-9]{13} stdout uid=1000$' <<<"$out" && grep -qE '^[0-9]{13} stdout CapEff:.*0000000000000000$' <<<"$out"; then
 	pass "the step ran as uid 1000 with no capabilities"
 else
 	fail "the step ran as uid 1000 with no capabilities" "$(grep -E 'uid=|CapEff' <<<"$out")"
+fi
+# The output came through Podman's logs API with its timestamps read and
+# the step's end marker found (not settled by the container's exit code).
+if grep -q 'step `fast-1` passed in' <<<"$out" && ! grep -q "cut short" <<<"$out" && ! grep -q '##slipway' <<<"$out"; then
+	pass "the step's output and its end came through Podman's logs API"
+else
+	fail "the step's output and its end came through Podman's logs API" "$(tail -15 <<<"$out")"
 fi
 if podman images --format '{{.Repository}}' | grep -q "slipway-runner/.*podman-app"; then
 	pass "the job's image was built through Podman"
