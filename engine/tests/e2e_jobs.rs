@@ -289,6 +289,31 @@ async fn a_failing_step_fails_the_job_and_stops_there() {
     );
 }
 
+/// Docker splits a line past 16 KiB into partial messages, each with its own
+/// timestamp: the job log gets the line whole, once.
+#[tokio::test]
+async fn a_long_line_arrives_whole() {
+    let e = engine().await;
+    let repo = repo_and_profile(
+        &e,
+        "long-line",
+        &["head -c 40000 /dev/zero | tr '\\0' a; echo; printf 'no newline at the end'"],
+        &[],
+    )
+    .await;
+    let job = e.submit(repo.path(), "long-line", "fast").await;
+    let done = e.finished(job.id).await;
+    let log = e.log(job.id);
+    assert_eq!(done.state, JobState::Succeeded, "{:?}", done.reason);
+    let line = format!(" stdout {}\n", "a".repeat(40000));
+    assert_eq!(log.matches(&line).count(), 1, "one whole line of 40,000 `a`");
+    assert!(
+        log.contains(" stdout no newline at the end\n"),
+        "a last line without a newline is kept: {}",
+        &log[log.len().saturating_sub(600)..]
+    );
+}
+
 #[tokio::test]
 async fn cancel_stops_a_running_step() {
     let e = engine().await;
