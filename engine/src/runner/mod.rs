@@ -52,10 +52,10 @@ pub const LABEL_SERVICE: &str = "io.slipway.service";
 pub const LABEL_ENGINE: &str = "io.slipway.engine";
 
 /// Remove every container this engine created that is not to be kept
-/// (`keep` sees its labels): run at start. No job attempt survives a
-/// restart (their leases expire and the jobs go back to the queue), so
-/// their containers are leftovers; declared managed services are kept for
-/// adoption. Returns how many were removed.
+/// (`keep` sees its labels): run at start. `serve` keeps the pods of the
+/// jobs still running in its store (their attempts are taken over and
+/// followed again) and declared managed services (adopted by the
+/// supervisor); the rest are leftovers. Returns how many were removed.
 pub async fn reconcile(
     docker: &bollard::Docker,
     engine_id: &str,
