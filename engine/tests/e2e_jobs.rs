@@ -306,7 +306,11 @@ async fn a_long_line_arrives_whole() {
     let log = e.log(job.id);
     assert_eq!(done.state, JobState::Succeeded, "{:?}", done.reason);
     let line = format!(" stdout {}\n", "a".repeat(40000));
-    assert_eq!(log.matches(&line).count(), 1, "one whole line of 40,000 `a`");
+    assert_eq!(
+        log.matches(&line).count(),
+        1,
+        "one whole line of 40,000 `a`"
+    );
     assert!(
         log.contains(" stdout no newline at the end\n"),
         "a last line without a newline is kept: {}",
