@@ -26,22 +26,11 @@ cd "$(dirname "$0")/.."
 
 image=${SLIPWAY_TEST_IMAGE:-slipway:test}
 run_id="cs-$$"
-passed=0
-failed=0
+suite="container service"
+# shellcheck source=tests/checks.sh
+. tests/checks.sh
 figures=()
-
-summary() { echo "container service: $passed passed, $failed failed"; }
-pass() { passed=$((passed + 1)); echo "ok   - $1"; }
-fail() {
-	failed=$((failed + 1))
-	echo "FAIL - $1"
-	shift
-	local line
-	for line in "$@"; do printf '       %s\n' "$line"; done
-}
 figure() { figures+=("$1"); echo "       $1"; }
-# fatal: a failure the rest cannot go on after.
-fatal() { fail "$@"; summary; exit 1; }
 now_ms() { date +%s%3N; }
 
 if ! command -v docker >/dev/null 2>&1 || ! docker version >/dev/null 2>&1; then

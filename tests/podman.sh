@@ -18,18 +18,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-passed=0
-failed=0
-summary() { echo "podman: $passed passed, $failed failed"; }
-pass() { passed=$((passed + 1)); echo "ok   - $1"; }
-fail() {
-	failed=$((failed + 1))
-	echo "FAIL - $1"
-	shift
-	local line
-	for line in "$@"; do printf '       %s\n' "$line"; done
-}
-fatal() { fail "$@"; summary; exit 1; }
+suite=podman
+# shellcheck source=tests/checks.sh
+. tests/checks.sh
 
 bin=${SLIPWAY_BIN:-${CARGO_TARGET_DIR:-target}/debug/slipway}
 [ -x "$bin" ] || fatal "the slipway binary is built" "$bin is missing: run cargo build -p slipway (scripts/test.sh does) or set SLIPWAY_BIN"

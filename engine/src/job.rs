@@ -690,10 +690,18 @@ impl JobRecord {
     /// The holder stopped heartbeating: the attempt is treated as an
     /// infrastructure failure (retried or dead).
     pub fn expire_lease(&mut self, jitter: f64, now: Millis) -> Result<(), TransitionError> {
-        let due = self.lease.as_ref().is_some_and(|l| l.expires_ms <= now);
-        self.end_lease(due, "expired", jitter, now, |attempt, fence| {
-            format!("lease of attempt {attempt} (fence {fence}) expired")
-        })
+        match &self.lease {
+            Some(l) if self.state == JobState::Running && l.expires_ms <= now => {
+                let reason = format!(
+                    "lease of attempt {} (fence {}) expired",
+                    self.attempt, l.fence
+                );
+                self.lease = None;
+                self.retry_or_die(reason, jitter, now);
+                Ok(())
+            }
+            _ => Err(self.wrong("expired")),
+        }
     }
 
     /// At engine start: this process takes over an attempt that an earlier
@@ -723,27 +731,6 @@ impl JobRecord {
             .rev()
             .find(|e| e.to == JobState::Running && e.attempt == self.attempt)
             .map(|e| e.at_ms)
-    }
-
-    /// End the running attempt, when `due`, as an infrastructure failure
-    /// whose reason `why(attempt, fence)` gives: retried or dead.
-    fn end_lease(
-        &mut self,
-        due: bool,
-        action: &'static str,
-        jitter: f64,
-        now: Millis,
-        why: impl FnOnce(u32, u64) -> String,
-    ) -> Result<(), TransitionError> {
-        match &self.lease {
-            Some(l) if self.state == JobState::Running && due => {
-                let reason = why(self.attempt, l.fence);
-                self.lease = None;
-                self.retry_or_die(reason, jitter, now);
-                Ok(())
-            }
-            _ => Err(self.wrong(action)),
-        }
     }
 
     /// Cancel: at once when waiting; when running, the holder is told on

@@ -114,6 +114,12 @@ impl JobLog {
         *self.redactor.write().unwrap_or_else(|p| p.into_inner()) = Redactor::new(values);
     }
 
+    /// Bytes in the log file now: where the next line will start (steps'
+    /// log ranges are measured with it).
+    pub fn size(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+
     /// Append one line (`stream` is e.g. `stdout`, `stderr`, `slipway`).
     pub fn line(&self, stream: &str, text: &str) {
         self.line_at(crate::job::now_ms(), stream, text);

@@ -17,49 +17,18 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::serve::{BUSYBOX, Server, job, job_containers, job_log, post_json, start, wait_until};
-
-/// A job of a Dockerfile repository whose fast steps are `steps`.
-fn submit(server: &Server, repo: &std::path::Path, name: &str, steps: &[&str]) -> u64 {
-    submit_with(server, repo, name, steps, json!({}))
-}
-
-/// The same, with more fields of the job spec.
-fn submit_with(
-    server: &Server,
-    repo: &std::path::Path,
-    name: &str,
-    steps: &[&str],
-    extra: serde_json::Value,
-) -> u64 {
-    let (code, body) = post_json(
-        server,
-        "/api/v1/profiles",
-        &json!({"name": name, "validation": {"fast": steps}}),
-    );
-    assert_eq!(code, 201, "{body}");
-    let mut spec = json!({"repository": repo, "commit": "HEAD", "profile": name});
-    spec.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    let (code, submitted) = post_json(server, "/api/v1/jobs", &spec);
-    assert_eq!(code, 201, "{submitted}");
-    submitted["id"].as_u64().unwrap()
-}
-
-fn repo() -> tempfile::TempDir {
-    let repo = tempfile::tempdir().unwrap();
-    std::fs::write(repo.path().join("Dockerfile"), format!("FROM {BUSYBOX}\n")).unwrap();
-    repo
-}
+use support::serve::{
+    BUSYBOX, dockerfile_repo, job, job_containers, job_log, post_json, start, submit_profiled,
+    wait_until,
+};
 
 #[test]
 fn a_job_whose_container_survived_is_followed_again_to_its_end() {
     let server = start(tempfile::tempdir().unwrap());
-    let repo = repo();
+    let repo = dockerfile_repo(&format!("FROM {BUSYBOX}\n"));
     // The log shows each step's command too: the markers are computed, so
     // only the output contains them.
-    let id = submit(
+    let id = submit_profiled(
         &server,
         repo.path(),
         "adopted",
@@ -67,6 +36,7 @@ fn a_job_whose_container_survived_is_followed_again_to_its_end() {
             "echo before-$((6*7)); sleep 2; echo during-$((6*7)); echo err-$((6*7)) >&2",
             "sleep 3; echo after-$((6*7))",
         ],
+        json!({}),
     );
     wait_until("the first step runs", 120, || {
         job_log(&server, id).contains("before-42")
@@ -125,12 +95,13 @@ fn a_job_whose_container_survived_is_followed_again_to_its_end() {
 #[test]
 fn a_job_whose_container_is_gone_ends_at_once_and_runs_again() {
     let server = start(tempfile::tempdir().unwrap());
-    let repo = repo();
-    let id = submit(
+    let repo = dockerfile_repo(&format!("FROM {BUSYBOX}\n"));
+    let id = submit_profiled(
         &server,
         repo.path(),
         "long",
         &["echo long-step-$((6*7)); sleep 300"],
+        json!({}),
     );
     wait_until("the step runs", 120, || {
         job_log(&server, id).contains("long-step-42")
@@ -184,13 +155,13 @@ fn a_job_whose_container_is_gone_ends_at_once_and_runs_again() {
 #[test]
 fn an_adopted_job_keeps_its_services_and_reaches_them() {
     let server = start(tempfile::tempdir().unwrap());
-    let repo = repo();
+    let repo = dockerfile_repo(&format!("FROM {BUSYBOX}\n"));
     let services = json!({"services": [{
         "name": "web", "image": BUSYBOX, "ports": [8080],
         "command": ["sh", "-c", "mkdir -p /tmp/www && echo from-the-service > /tmp/www/data && exec httpd -f -p 8080 -h /tmp/www"],
         "readiness": {"plugin": "http", "options": {"path": "/data"}},
     }]});
-    let id = submit_with(
+    let id = submit_profiled(
         &server,
         repo.path(),
         "with-web",

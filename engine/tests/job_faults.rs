@@ -5,12 +5,12 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::serve::{
-    BUSYBOX, Server, containers_labelled, get, job, job_log, post_json, start_with,
+    BUSYBOX, Server, containers_labelled, dockerfile_repo, get, job, job_log, post_json,
+    start_with, submit_profiled,
 };
 
 fn containers_of(id: u64) -> usize {
@@ -43,29 +43,6 @@ fn entered(j: &Value, to: &str) -> u64 {
         .unwrap_or_else(|| panic!("never {to}: {j}"))
 }
 
-fn repo(dockerfile: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
-    dir
-}
-
-/// Declare profile `name` with these fast steps, submit a job on `repo`.
-fn submit(server: &Server, repo: &Path, name: &str, fast: &[&str], extra: Value) -> u64 {
-    let (code, body) = post_json(
-        server,
-        "/api/v1/profiles",
-        &json!({"name": name, "validation": {"fast": fast}}),
-    );
-    assert_eq!(code, 201, "{body}");
-    let mut spec = json!({"repository": repo, "commit": "HEAD", "profile": name});
-    spec.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    let (code, body) = post_json(server, "/api/v1/jobs", &spec);
-    assert_eq!(code, 201, "{body}");
-    body["id"].as_u64().unwrap()
-}
-
 #[test]
 fn misbehaving_steps_end_as_they_should_and_leave_nothing() {
     let server = start_with(
@@ -77,12 +54,12 @@ fn misbehaving_steps_end_as_they_should_and_leave_nothing() {
             ("SLIPWAY_RUNNER__OUTPUT_KEPT_MB", "8"),
         ],
     );
-    let busybox = repo(&format!("FROM {BUSYBOX}\n"));
+    let busybox = dockerfile_repo(&format!("FROM {BUSYBOX}\n"));
 
     // 100 MB of output: the log stops at its cap with a marker; the step
     // still runs to its end (Docker keeps 8 MB of it: rotated under the
     // reader, the end marker may be lost, and the exit code tells).
-    let noisy = submit(
+    let noisy = submit_profiled(
         &server,
         busybox.path(),
         "noisy",
@@ -104,7 +81,7 @@ fn misbehaving_steps_end_as_they_should_and_leave_nothing() {
 
     // A fork bomb meets the pids limit: a fork fails, the shell gives up
     // and the step fails; its 30-odd sleepers go with the pod.
-    let bomb = submit(
+    let bomb = submit_profiled(
         &server,
         busybox.path(),
         "bomb",
@@ -123,7 +100,7 @@ fn misbehaving_steps_end_as_they_should_and_leave_nothing() {
 
     // Past its memory limit: the kernel's OOM killer ends the step (sort
     // holds its one 100 MB line in memory), and the job says so.
-    let hog = submit(
+    let hog = submit_profiled(
         &server,
         busybox.path(),
         "hog",
@@ -141,7 +118,7 @@ fn misbehaving_steps_end_as_they_should_and_leave_nothing() {
 
     // `sleep 3600` with a 3 s timeout: ended within the grace period
     // (2 s) plus 2 s of the timeout firing.
-    let sleeper = submit(
+    let sleeper = submit_profiled(
         &server,
         busybox.path(),
         "sleeper",
@@ -157,8 +134,8 @@ fn misbehaving_steps_end_as_they_should_and_leave_nothing() {
     );
 
     // Cancel during an image build: the build stops, the job is cancelled.
-    let slow_build = repo(&format!("FROM {BUSYBOX}\nRUN sleep 120\n"));
-    let building = submit(&server, slow_build.path(), "building", &["true"], json!({}));
+    let slow_build = dockerfile_repo(&format!("FROM {BUSYBOX}\nRUN sleep 120\n"));
+    let building = submit_profiled(&server, slow_build.path(), "building", &["true"], json!({}));
     let deadline = Instant::now() + Duration::from_secs(60);
     while !job_log(&server, building).contains("RUN sleep 120") {
         assert!(

@@ -23,8 +23,7 @@ use super::store::{
     ImageUse, JobStore, LeaseRequest, ListFilter, StoreError, StoreFuture, Submitted,
 };
 use crate::job::{
-    JobId, JobRecord, JobSpec, JobState, Millis, Outcome, Progress, RunRecord, SpecPolicy,
-    TransitionError, now_ms,
+    JobId, JobRecord, JobSpec, JobState, Outcome, Progress, RunRecord, SpecPolicy, now_ms,
 };
 use crate::profile::Profile;
 use crate::service::ManagedService;
@@ -229,36 +228,6 @@ impl RedbStore {
         Box::pin(async move {
             sent?;
             rx.await.map_err(|_| StoreError::Closed)?
-        })
-    }
-}
-
-impl RedbStore {
-    /// End the running attempts whose lease expiry `due(expires, now)`
-    /// selects, each through `end` (a [`JobRecord`] transition).
-    fn end_running(
-        &self,
-        due: fn(Millis, Millis) -> bool,
-        end: fn(&mut JobRecord, f64, Millis) -> Result<(), TransitionError>,
-    ) -> StoreFuture<'_, Vec<JobId>> {
-        self.write(move |tables, mem, counts| {
-            let now = now_ms();
-            let ended: Vec<u64> = tables
-                .running
-                .iter()
-                .map_err(io)?
-                .filter_map(|e| match e {
-                    Ok((id, expires)) if due(expires.value(), now) => Some(Ok(id.value())),
-                    Ok(_) => None,
-                    Err(e) => Some(Err(e)),
-                })
-                .collect::<Result<_, _>>()
-                .map_err(io)?;
-            for id in &ended {
-                let jitter = fastrand::f64();
-                transition(tables, mem, counts, *id, |r| end(r, jitter, now))?;
-            }
-            Ok(ended)
         })
     }
 }
@@ -689,7 +658,25 @@ impl JobStore for RedbStore {
     }
 
     fn expire_leases(&self) -> StoreFuture<'_, Vec<JobId>> {
-        self.end_running(|expires, now| expires <= now, JobRecord::expire_lease)
+        self.write(move |tables, mem, counts| {
+            let now = now_ms();
+            let expired: Vec<u64> = tables
+                .running
+                .iter()
+                .map_err(io)?
+                .filter_map(|e| match e {
+                    Ok((id, expires)) if expires.value() <= now => Some(Ok(id.value())),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<Result<_, _>>()
+                .map_err(io)?;
+            for id in &expired {
+                let jitter = fastrand::f64();
+                transition(tables, mem, counts, *id, |r| r.expire_lease(jitter, now))?;
+            }
+            Ok(expired)
+        })
     }
 
     fn take_over_running(&self, worker: String, lease_ms: u64) -> StoreFuture<'_, Vec<JobRecord>> {

@@ -363,9 +363,8 @@ pub enum Followed {
     Ended {
         step: usize,
         error: Option<String>,
-        /// When that step began, and where its output begins in the log.
-        since_ms: u64,
-        log_start: u64,
+        /// That step so far (ended `Cancelled`: it has no exit code).
+        partial: StepRun,
     },
 }
 
@@ -397,7 +396,7 @@ impl<'a> Tracker<'a> {
     ) -> Tracker<'a> {
         let step_log_start = match &resume {
             Some(r) if r.steps_done == 0 => r.from,
-            _ => log_len(log),
+            _ => log.size(),
         };
         Tracker {
             steps,
@@ -442,6 +441,9 @@ impl<'a> Tracker<'a> {
                 step,
                 code,
             } => {
+                if step > self.steps.len() {
+                    return; // no such step: not the driver's marker
+                }
                 if step > self.current + 1 {
                     // A later step's marker, on a stream already past the
                     // current step: it waits until this one ends on both.
@@ -486,24 +488,15 @@ impl<'a> Tracker<'a> {
     fn step_ended(&mut self, ms: u64, each: &mut dyn FnMut(&StepRun)) {
         let index = self.current;
         let code = self.code.take().unwrap_or(-1);
-        let step = &self.steps[index.min(self.steps.len().saturating_sub(1))];
-        let duration = Duration::from_millis(ms.saturating_sub(self.step_started_ms));
         if !self.replaying_step() {
-            let run = StepRun {
-                name: step.name.clone(),
-                command: step.command.clone(),
-                end: StepEnd::Exited(code),
-                duration,
-                log_start: self.step_log_start,
-                log_end: log_len(self.log),
-            };
+            let run = self.run_so_far(StepEnd::Exited(code), ms);
             if code == 0 {
                 self.log.line(
                     "slipway",
                     &format!(
                         "step `{}` passed in {:.2} s",
-                        step.name,
-                        duration.as_secs_f64()
+                        run.name,
+                        run.duration.as_secs_f64()
                     ),
                 );
             }
@@ -520,20 +513,43 @@ impl<'a> Tracker<'a> {
         }
         self.step_log_start = match &self.resume {
             Some(r) if self.current == r.steps_done => r.from,
-            _ => log_len(self.log),
+            _ => self.log.size(),
         };
         for held in std::mem::take(&mut self.held) {
             self.handle(held, each);
         }
     }
 
-    /// The output stopped: how the steps ended.
-    fn finish(&mut self, error: Option<String>, each: &mut dyn FnMut(&StepRun)) -> Followed {
+    /// The current step from its start until `ms`, ended `end`.
+    fn run_so_far(&self, end: StepEnd, ms: u64) -> StepRun {
+        let step = &self.steps[self.current];
+        StepRun {
+            name: step.name.clone(),
+            command: step.command.clone(),
+            end,
+            duration: Duration::from_millis(ms.saturating_sub(self.step_started_ms)),
+            log_start: self.step_log_start,
+            log_end: self.log.size(),
+        }
+    }
+
+    /// Steps are left and no step failed.
+    fn unfinished(&self) -> bool {
+        self.failed.is_none() && self.current < self.steps.len()
+    }
+
+    /// The output stopped (the container's exit code, when it exited): how
+    /// the steps ended.
+    fn finish(
+        &mut self,
+        error: Option<String>,
+        exit_code: Option<i64>,
+        each: &mut dyn FnMut(&StepRun),
+    ) -> Followed {
         for held in std::mem::take(&mut self.held) {
             self.handle(held, each);
         }
-        if self.failed.is_none()
-            && self.current < self.steps.len()
+        if self.unfinished()
             && error.is_none()
             && let Some(code) = self.code
         {
@@ -542,14 +558,40 @@ impl<'a> Tracker<'a> {
             self.code = Some(code);
             self.step_ended(crate::job::now_ms(), each);
         }
+        if self.unfinished() && error.is_none() && exit_code == Some(0) {
+            // Docker can cut a fast-growing output short (its log file
+            // rotated under the reader), markers and all; the driver exits
+            // 0 only when every step passed. Only the current step's time
+            // and output range are known.
+            self.log.line(
+                "slipway",
+                &format!(
+                    "the container's output was cut short during step `{}` (Docker rotated its log faster than it was read); the container exited 0: every step passed",
+                    self.steps[self.current].name
+                ),
+            );
+            let now = crate::job::now_ms();
+            each(&self.run_so_far(StepEnd::Exited(0), now));
+            for step in &self.steps[self.current + 1..] {
+                let at = self.log.size();
+                each(&StepRun {
+                    name: step.name.clone(),
+                    command: step.command.clone(),
+                    end: StepEnd::Exited(0),
+                    duration: Duration::ZERO,
+                    log_start: at,
+                    log_end: at,
+                });
+            }
+            self.current = self.steps.len();
+        }
         match self.failed {
             Some((step, code)) => Followed::Failed { step, code },
             None if self.current >= self.steps.len() => Followed::Passed,
             None => Followed::Ended {
                 step: self.current,
                 error,
-                since_ms: self.step_started_ms,
-                log_start: self.step_log_start,
+                partial: self.run_so_far(StepEnd::Cancelled, crate::job::now_ms()),
             },
         }
     }
@@ -568,10 +610,6 @@ pub fn header(log: &JobLog, index: usize, steps: &[Step]) {
             step.command
         ),
     );
-}
-
-pub(crate) fn log_len(log: &JobLog) -> u64 {
-    std::fs::metadata(log.path()).map(|m| m.len()).unwrap_or(0)
 }
 
 /// Follow the container's output from its start until it stops: lines go
@@ -620,7 +658,16 @@ pub async fn follow(
     for event in events.drain(..) {
         tracker.handle(event, each);
     }
-    tracker.finish(error, each)
+    // Output that ended early is settled by how the container exited.
+    let mut exit_code = None;
+    if tracker.unfinished() && error.is_none() {
+        let exited = super::container::wait_exit(docker, container);
+        exit_code = tokio::time::timeout(Duration::from_secs(5), exited)
+            .await
+            .ok()
+            .flatten();
+    }
+    tracker.finish(error, exit_code, each)
 }
 
 /// Stop the steps: SIGTERM to every process of the job user (all of the
@@ -790,6 +837,7 @@ mod tests {
     fn track(
         frames: &[(Stream, &str)],
         resume: Option<Resume>,
+        exit_code: Option<i64>,
         log: &JobLog,
     ) -> (Followed, Vec<StepRun>) {
         let steps = vec![step("a"), step("b"), step("c")];
@@ -798,7 +846,7 @@ mod tests {
         for e in events(frames) {
             tracker.handle(e, &mut |r| runs.push(r.clone()));
         }
-        let end = tracker.finish(None, &mut |r| runs.push(r.clone()));
+        let end = tracker.finish(None, exit_code, &mut |r| runs.push(r.clone()));
         (end, runs)
     }
 
@@ -827,6 +875,7 @@ mod tests {
                 (Stream::Err, "1970-01-01T00:00:05Z ##slipway:n1:end 2 4\n"),
             ],
             None,
+            Some(4),
             &log,
         );
         assert_eq!(end, Followed::Failed { step: 1, code: 4 });
@@ -852,6 +901,7 @@ mod tests {
         let (end, runs) = track(
             &[(Stream::Out, "1970-01-01T00:00:01Z working\n")],
             None,
+            Some(137),
             &log,
         );
         assert!(
@@ -869,12 +919,45 @@ mod tests {
     }
 
     #[test]
+    fn output_cut_short_is_settled_by_an_exit_code_of_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = JobLog::at(dir.path().join("1.log"));
+        // Step a ended; b's and c's markers were lost with a rotated log.
+        let (end, runs) = track(
+            &[
+                (Stream::Out, "1970-01-01T00:00:01Z ##slipway:n1:end 1 0\n"),
+                (Stream::Err, "1970-01-01T00:00:01Z ##slipway:n1:end 1 0\n"),
+                (Stream::Out, "1970-01-01T00:00:02Z b out\n"),
+            ],
+            None,
+            Some(0),
+            &log,
+        );
+        assert_eq!(end, Followed::Passed);
+        assert_eq!(
+            runs.iter()
+                .map(|r| (r.name.as_str(), r.end))
+                .collect::<Vec<_>>(),
+            [
+                ("a", StepEnd::Exited(0)),
+                ("b", StepEnd::Exited(0)),
+                ("c", StepEnd::Exited(0))
+            ]
+        );
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        assert!(
+            text.contains("the container exited 0: every step passed"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn an_adoption_logs_only_what_the_log_does_not_have() {
         let dir = tempfile::tempdir().unwrap();
         let log = JobLog::at(dir.path().join("1.log"));
         // Before the restart: step a, and step b up to "b1" (two lines at 3 s).
         log.line_at(1000, "stdout", "a out");
-        let b_start = log_len(&log);
+        let b_start = log.size();
         log.line_at(3000, "stdout", "b0");
         log.line_at(3000, "stdout", "b1");
         let resume = Resume::from_log(log.path(), b_start, 1);
@@ -902,6 +985,7 @@ mod tests {
                 (Stream::Err, "1970-01-01T00:00:06Z ##slipway:n1:end 3 0\n"),
             ],
             Some(resume),
+            Some(0),
             &log,
         );
         assert_eq!(end, Followed::Passed);

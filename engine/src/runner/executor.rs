@@ -131,7 +131,7 @@ async fn run(runner: &Runner, attempt: &Attempt) -> Outcome {
     } else {
         let script = Script::new(steps.clone());
         batch::header(&attempt.log, 0, &steps);
-        record.steps_log_start = batch::log_len(&attempt.log);
+        record.steps_log_start = attempt.log.size();
         let started_ms = crate::job::now_ms();
         let oom = batch::OomWatch::start(&runner.docker, &env.pod.workload_name("job"), started_ms);
         match env
@@ -308,23 +308,7 @@ async fn adopt_pod(
     id: u64,
     pod_name: &str,
 ) -> Result<(super::Pod, Vec<(String, String)>), bollard::errors::Error> {
-    use bollard::query_parameters::ListContainersOptionsBuilder;
-    let filters = HashMap::from([(
-        "label".to_owned(),
-        vec![
-            format!("{LABEL_MANAGED}=true"),
-            format!("{LABEL_ENGINE}={engine_id}"),
-            format!("{LABEL_JOB}={id}"),
-        ],
-    )]);
-    let found = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await?;
+    let found = super::engine_containers(docker, engine_id, &[format!("{LABEL_JOB}={id}")]).await?;
     let (mut holder, mut members, mut services) = (None, Vec::new(), Vec::new());
     for c in found {
         let (Some(cid), Some(labels)) = (c.id, c.labels) else {
@@ -427,22 +411,9 @@ impl Following<'_> {
             let stopping = batch::stop(&runner.docker, self.container, self.user, grace);
             let drained = tokio::time::timeout(grace + Duration::from_secs(5), &mut follow);
             let (_, followed) = tokio::join!(stopping, drained);
-            if let Ok(Followed::Ended {
-                step,
-                since_ms,
-                log_start,
-                ..
-            }) = followed
-            {
+            if let Ok(Followed::Ended { partial, .. }) = followed {
                 // The step that was stopped, with no exit code.
-                let _ = tx.send(StepRun {
-                    name: self.script.steps[step].name.clone(),
-                    command: self.script.steps[step].command.clone(),
-                    end: StepEnd::Cancelled,
-                    duration: Duration::from_millis(crate::job::now_ms().saturating_sub(since_ms)),
-                    log_start,
-                    log_end: batch::log_len(log),
-                });
+                let _ = tx.send(partial);
             }
             stop
         };
@@ -461,49 +432,7 @@ impl Following<'_> {
                     reason: format!("step `{name}` exited with {code}"),
                 })
             }
-            Followed::Ended {
-                step,
-                error,
-                since_ms,
-                log_start,
-            } => {
-                // Docker can cut a fast-growing output short (its log file
-                // rotated under the reader); the driver exits 0 only when
-                // every step passed.
-                let exit = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    super::container::wait_exit(&self.runner.docker, self.container),
-                )
-                .await;
-                if error.is_none() && matches!(exit, Ok(Some(0))) {
-                    // This step and those after it passed; only this one's
-                    // time and output range are known.
-                    for (i, s) in self.script.steps.iter().enumerate().skip(step) {
-                        let now = crate::job::now_ms();
-                        let (since, start) = match i == step {
-                            true => (since_ms, log_start),
-                            false => (now, batch::log_len(log)),
-                        };
-                        record.steps.push(step_record(&StepRun {
-                            name: s.name.clone(),
-                            command: s.command.clone(),
-                            end: StepEnd::Exited(0),
-                            duration: Duration::from_millis(now.saturating_sub(since)),
-                            log_start: start,
-                            log_end: batch::log_len(log),
-                        }));
-                    }
-                    self.attempt.log.line(
-                        "slipway",
-                        &format!(
-                            "the container's output was cut short during step `{}` (Docker rotated its log faster than it was read); the container exited 0: every step passed",
-                            self.script.steps[step].name
-                        ),
-                    );
-                    return Ok(());
-                }
-                Err(self.ended_early(step, error).await)
-            }
+            Followed::Ended { step, error, .. } => Err(self.ended_early(step, error).await),
         }
     }
 

@@ -51,6 +51,27 @@ pub const LABEL_SERVICE: &str = "io.slipway.service";
 /// daemon never adopt or remove each other's containers.
 pub const LABEL_ENGINE: &str = "io.slipway.engine";
 
+/// The containers (running or not) this engine created that also carry
+/// every label of `labels` (`key=value`).
+pub(crate) async fn engine_containers(
+    docker: &bollard::Docker,
+    engine_id: &str,
+    labels: &[String],
+) -> Result<Vec<bollard::models::ContainerSummary>, bollard::errors::Error> {
+    use bollard::query_parameters::ListContainersOptionsBuilder;
+    let mut wanted = vec![
+        format!("{LABEL_MANAGED}=true"),
+        format!("{LABEL_ENGINE}={engine_id}"),
+    ];
+    wanted.extend_from_slice(labels);
+    let filters = std::collections::HashMap::from([("label".to_owned(), wanted)]);
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    docker.list_containers(Some(options)).await
+}
+
 /// Remove every container this engine created that is not to be kept
 /// (`keep` sees its labels): run at start. `serve` keeps the pods of the
 /// jobs still running in its store (their attempts are taken over and
@@ -61,22 +82,7 @@ pub async fn reconcile(
     engine_id: &str,
     keep: impl Fn(&std::collections::HashMap<String, String>) -> bool,
 ) -> Result<usize, bollard::errors::Error> {
-    use bollard::query_parameters::ListContainersOptionsBuilder;
-    let filters = std::collections::HashMap::from([(
-        "label".to_owned(),
-        vec![
-            format!("{LABEL_MANAGED}=true"),
-            format!("{LABEL_ENGINE}={engine_id}"),
-        ],
-    )]);
-    let leftovers = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await?;
+    let leftovers = engine_containers(docker, engine_id, &[]).await?;
     let mut removed = 0;
     for container in leftovers {
         if container.labels.as_ref().is_some_and(&keep) {

@@ -130,7 +130,7 @@ pub trait Progress: Sync {
 }
 
 /// What a step did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepRun {
     pub name: String,
     pub command: String,
@@ -538,7 +538,7 @@ impl Runner {
                 user: env.user.clone(),
             };
             let stop = cancel.child_token();
-            let log_start = log_len(log);
+            let log_start = log.size();
             let run = exec_step(
                 &self.docker,
                 &env.container,
@@ -577,7 +577,7 @@ impl Runner {
                 end: outcome.end,
                 duration: outcome.duration,
                 log_start,
-                log_end: log_len(log),
+                log_end: log.size(),
             });
             match outcome.end {
                 StepEnd::Exited(0) => log.line(
@@ -620,10 +620,6 @@ impl Runner {
             Err(e) => Some(format!("the Docker daemon does not answer ({e})")),
         }
     }
-}
-
-fn log_len(log: &JobLog) -> u64 {
-    std::fs::metadata(log.path()).map(|m| m.len()).unwrap_or(0)
 }
 
 /// The step's stdout alone, and stdout and stderr as they came, from the

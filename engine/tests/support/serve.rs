@@ -211,6 +211,37 @@ pub fn request(
     )
 }
 
+/// A directory whose only file is `Dockerfile` with `text`.
+pub fn dockerfile_repo(text: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), text).unwrap();
+    dir
+}
+
+/// Declare profile `name` with these fast steps, then submit a job of
+/// `repo` under it, with `extra` fields of the spec; the job's id.
+pub fn submit_profiled(
+    server: &Server,
+    repo: &Path,
+    name: &str,
+    fast: &[&str],
+    extra: Value,
+) -> u64 {
+    let (code, body) = post_json(
+        server,
+        "/api/v1/profiles",
+        &serde_json::json!({"name": name, "validation": {"fast": fast}}),
+    );
+    assert_eq!(code, 201, "{body}");
+    let mut spec = serde_json::json!({"repository": repo, "commit": "HEAD", "profile": name});
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let (code, body) = post_json(server, "/api/v1/jobs", &spec);
+    assert_eq!(code, 201, "{body}");
+    body["id"].as_u64().unwrap()
+}
+
 /// A job as `GET /api/v1/jobs/{id}` shows it (`Null` when it cannot be read).
 pub fn job(server: &Server, id: u64) -> Value {
     serde_json::from_str(&get(server, &format!("/api/v1/jobs/{id}")).1).unwrap_or(Value::Null)
