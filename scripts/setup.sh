@@ -53,7 +53,7 @@ if ! grep -qs '^default_ulimits' "$conf"; then
   fi
 fi
 
-if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+if ! grep -qx wasm32-wasip2 <<<"$(rustup target list --installed 2>/dev/null)"; then
   step "rustup target add wasm32-wasip2 (plugins are WebAssembly components)"
   rustup target add wasm32-wasip2
 fi

@@ -88,7 +88,7 @@ if ! docker build --network host -t "$image" . >"$tmp/build.log" 2>&1; then
 fi
 build_s=$((SECONDS - t0))
 cached_deps=no
-grep -A1 'cargo build --release --locked -p slipway  *&& cargo build' "$tmp/build.log" | grep -q 'Using cache' && cached_deps=yes
+grep -A1 'cargo build --release --locked -p slipway  *&& cargo build' "$tmp/build.log" | grep -c 'Using cache' >/dev/null && cached_deps=yes
 # The build and skeleton stages, tagged so that the next build's cache is
 # known, and the previous versions (a target/ directory each) removed.
 docker build --network host --target build -t "$image-build" . >>"$tmp/build.log" 2>&1

@@ -86,7 +86,10 @@ if grep -q 'step `fast-1` passed in' <<<"$out" && ! grep -q "cut short" <<<"$out
 else
 	fail "the step's output and its end came through Podman's logs API" "$(tail -15 <<<"$out")"
 fi
-if podman images --format '{{.Repository}}' | grep -q "slipway-runner/.*podman-app"; then
+# Read the list whole first: `podman images | grep -q` under pipefail fails
+# when grep exits at the first match and podman gets SIGPIPE.
+images=$(podman images --format '{{.Repository}}')
+if grep -q "slipway-runner/.*podman-app" <<<"$images"; then
 	pass "the job's image was built through Podman"
 else
 	fail "the job's image was built through Podman" "$(podman images --format '{{.Repository}}:{{.Tag}}')"
