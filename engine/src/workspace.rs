@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 pub use crate::job::FindingView;
 use crate::job::{FieldProblem, JobSpec, SpecPolicy, Tier};
+use crate::plugins::bindings::{Service, Step};
 
 /// Default idle timeout and maximum lifetime of a workspace.
 pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 30 * 60;
@@ -151,6 +152,33 @@ pub struct WorkspaceRecord {
     /// Validate calls, oldest first (the last 100).
     #[serde(default)]
     pub history: Vec<ValidateResult>,
+}
+
+/// What an engine needs to take a `ready` workspace over after a restart
+/// (DESIGN: on start the engine adopts an open workspace). Kept in the
+/// store beside the record while the workspace is ready; never served.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkspaceRuntime {
+    /// The workload container, where steps run as execs.
+    pub container: String,
+    pub workdir: String,
+    /// `uid:gid` the steps run as.
+    pub user: String,
+    pub step_timeout_ms: u64,
+    pub fast: Vec<Step>,
+    pub full: Vec<Step>,
+    pub services: Vec<RuntimeService>,
+}
+
+/// A workspace's service as its runtime keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RuntimeService {
+    pub name: String,
+    pub container: String,
+    /// The service as plugins see it.
+    pub service: Service,
+    /// The command that brings it back to its state right after setup.
+    pub reset: Option<Vec<String>>,
 }
 
 /// How many validate results a workspace keeps.

@@ -457,3 +457,67 @@ async fn shutdown_lets_running_jobs_finish_within_the_drain_then_requeues() {
         );
     }
 }
+
+/// A ready workspace's runtime is kept apart from its record, survives a
+/// reopen (what a restarted engine reads), and is gone once deleted.
+#[tokio::test]
+async fn a_workspace_runtime_is_kept_until_deleted() {
+    use slipway::plugins::bindings::{Report, Service, Step};
+    use slipway::workspace::{RuntimeService, WorkspaceRuntime};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let runtime = WorkspaceRuntime {
+        container: "c0ffee".into(),
+        workdir: "/workspace".into(),
+        user: "1000:1000".into(),
+        step_timeout_ms: 2000,
+        fast: vec![Step {
+            name: "lint".into(),
+            command: "ruff check .".into(),
+            report: Some(Report {
+                format: "ruff-json".into(),
+                path: None,
+            }),
+        }],
+        full: Vec::new(),
+        services: vec![RuntimeService {
+            name: "db".into(),
+            container: "beef".into(),
+            service: Service {
+                name: "db".into(),
+                image: "postgres:15".into(),
+                env: Vec::new(),
+                ports: vec![5432],
+                options: Vec::new(),
+            },
+            reset: Some(vec!["psql".into(), "-c".into(), "select 1".into()]),
+        }],
+    };
+    {
+        let store = RedbStore::open(&path, SpecPolicy::default()).unwrap();
+        assert!(store.get_workspace_runtime("ws-1").unwrap().is_none());
+        store
+            .put_workspace_runtime("ws-1", Some(runtime.clone()))
+            .await
+            .unwrap();
+        assert!(store.list_workspaces().unwrap().is_empty(), "not a record");
+    }
+    let mut tries = 0;
+    let store = loop {
+        match RedbStore::open(&path, SpecPolicy::default()) {
+            Ok(s) => break s,
+            Err(_) if tries < 100 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            Err(e) => panic!("reopening the store failed: {e}"),
+        }
+    };
+    let read = store.get_workspace_runtime("ws-1").unwrap().unwrap();
+    assert_eq!(
+        serde_json::to_value(&read).unwrap(),
+        serde_json::to_value(&runtime).unwrap()
+    );
+    assert!(store.put_workspace_runtime("ws-1", None).await.unwrap());
+    assert!(store.get_workspace_runtime("ws-1").unwrap().is_none());
+}

@@ -422,21 +422,84 @@ fn faults_busy_timeouts_caps_outside_kills_and_engine_restarts() {
     );
     assert_eq!(containers_of(&second), 0);
 
-    // kill -9 of the engine with a workspace open: cleaned, never duplicated.
-    let state = server.crash();
-    let server = support::serve::start(state);
-    let w = workspace(&server, &id);
-    assert_eq!(w["state"], "failed", "{w}");
+    // kill -9 of the engine with two workspaces open. One keeps its
+    // containers: the next engine takes it over with its files, history
+    // and containers as they were. The other's container is removed while
+    // no engine runs: it fails with the reason and nothing of it is left.
+    let (gone, w) = create(&server, spec.clone());
+    assert_eq!(w["state"], "ready", "{w}");
+    let (code, _) = request(
+        &server,
+        "PUT",
+        &path("/files/notes/kept.txt"),
+        Some(("application/octet-stream", b"written before the crash\n")),
+    );
+    assert_eq!(code, 201);
+    let containers = |id: &str| {
+        let mut ids = support::serve::containers_labelled(&format!("io.slipway.workspace={id}"));
+        ids.sort();
+        ids
+    };
+    let before = containers(&id);
+    let history_before = json(&request(&server, "GET", &path("/history"), None).1)["history"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or_default();
     assert!(
-        w["reason"].as_str().unwrap().contains("engine restarted"),
-        "{w}"
+        history_before >= 3,
+        "validate results so far: {history_before}"
     );
-    assert_eq!(
-        containers_of(&id),
-        0,
-        "its containers were removed at start"
+    let state = server.crash();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "docker rm -f $(docker ps -aq --filter label=io.slipway.workspace={gone} --filter label=io.slipway.role=workspace)"
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let server = support::serve::start_with(state, &[("SLIPWAY_WORKSPACES__MAX_OPEN", "2")]);
+    let w = workspace(&server, &id);
+    assert_eq!(w["state"], "ready", "{w}\n{}", server.log());
+    assert_eq!(containers(&id), before, "the same containers go on");
+    let diff = request(&server, "GET", &path("/diff"), None).1;
+    assert!(
+        diff.contains("+written before the crash"),
+        "the edit made before the crash is in the diff: {diff}"
     );
-    let (code, body) = post(&server, &path("/validate"), &serde_json::json!({}));
+    let (code, again) = post(
+        &server,
+        &path("/validate"),
+        &serde_json::json!({"tier": "fast"}),
+    );
+    assert_eq!((code, &again["ok"]), (200, &Value::Bool(true)), "{again}");
+    assert!(
+        again["steps"][0]["output"]
+            .as_str()
+            .unwrap()
+            .contains("fast-done"),
+        "{again}"
+    );
+    let history = json(&request(&server, "GET", &path("/history"), None).1)["history"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or_default();
+    assert_eq!(history, history_before + 1, "the history goes on");
+    let g = workspace(&server, &gone);
+    assert_eq!(g["state"], "failed", "{g}");
+    assert!(
+        g["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the engine restarted and its workspace container is gone"),
+        "{g}"
+    );
+    assert_eq!(containers_of(&gone), 0, "nothing of it is left");
+    let (code, body) = post(
+        &server,
+        &format!("/api/v1/workspaces/{gone}/validate"),
+        &serde_json::json!({}),
+    );
     assert_eq!(code, 410, "{body}");
 
     // SIGTERM: the engine closes its open workspaces before it exits.
@@ -444,9 +507,66 @@ fn faults_busy_timeouts_caps_outside_kills_and_engine_restarts() {
     assert_eq!(w["state"], "ready", "{w}");
     drop(server);
     assert_eq!(
-        containers_of(&last),
-        0,
+        (containers_of(&last), containers_of(&id)),
+        (0, 0),
         "a stopping engine leaves nothing behind"
+    );
+}
+
+/// A workspace still preparing when the engine is killed cannot be taken
+/// over half-made: the next engine fails it with the reason, and nothing of
+/// it (containers, checkout) is left.
+#[test]
+fn a_workspace_preparing_when_the_engine_dies_fails_with_the_reason() {
+    let server = server(&[]);
+    let repo = git_repo(
+        &[
+            (
+                "Dockerfile",
+                "FROM slipway-test/busybox:1\nWORKDIR /workspace\n",
+            ),
+            ("app.txt", "app\n"),
+        ],
+        &[],
+    );
+    let profile = serde_json::json!({
+        "name": "slow-setup", "setup": ["echo setting-up; sleep 300"], "validation": {"fast": ["true"]},
+    });
+    let (code, text) = post(&server, "/api/v1/profiles", &profile);
+    assert_eq!(code, 201, "{text}");
+    let (code, created) = post(
+        &server,
+        "/api/v1/workspaces",
+        &serde_json::json!({"repository": repo.path().to_str().unwrap(), "commit": "HEAD", "profile": "slow-setup"}),
+    );
+    assert_eq!(code, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while workspace(&server, &id)["progress"] != "setup" {
+        assert!(Instant::now() < deadline, "{}", workspace(&server, &id));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(containers_of(&id) > 0, "its setup runs in its container");
+    let state = server.crash();
+    assert!(state.path().join("checkouts").join(&id).is_dir());
+    let server = support::serve::start(state);
+    let w = workspace(&server, &id);
+    assert_eq!(w["state"], "failed", "{w}");
+    assert!(
+        w["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the engine restarted and it was still preparing"),
+        "{w}"
+    );
+    assert_eq!(
+        containers_of(&id),
+        0,
+        "its containers were removed at start"
+    );
+    assert!(
+        !server.state().join("checkouts").join(&id).exists(),
+        "its checkout was removed at start"
     );
 }
 
@@ -473,17 +593,17 @@ fn reset_brings_postgres_and_redis_back_to_their_state_after_setup() {
         serde_json::json!({"repository": example.to_str().unwrap(), "commit": "HEAD", "profile": "services-app"}),
     );
     assert_eq!(w["state"], "ready", "{w}");
-    let validate = || {
+    let validate = |server: &Server| {
         post(
-            &server,
+            server,
             &format!("/api/v1/workspaces/{id}/validate"),
             &serde_json::json!({"tier": "full"}),
         )
         .1
     };
-    let first = validate();
+    let first = validate(&server);
     assert_eq!(first["ok"], true, "{first}");
-    let second = validate();
+    let second = validate(&server);
     assert_eq!(
         second["ok"], false,
         "the counters kept the first run's visits: {second}"
@@ -495,6 +615,11 @@ fn reset_brings_postgres_and_redis_back_to_their_state_after_setup() {
             .contains("test_visits_are_counted_in_both"),
         "{second}"
     );
+    // The engine is killed and started again: the workspace is taken
+    // over with its services, their reset commands and their watchers.
+    let server = support::serve::start(server.crash());
+    let w = workspace(&server, &id);
+    assert_eq!(w["state"], "ready", "{w}\n{}", server.log());
     let (code, body) = request(
         &server,
         "POST",
@@ -502,7 +627,7 @@ fn reset_brings_postgres_and_redis_back_to_their_state_after_setup() {
         None,
     );
     assert_eq!(code, 200, "{body}\n{}", server.log());
-    let third = validate();
+    let third = validate(&server);
     assert_eq!(
         third["ok"], true,
         "PostgreSQL and Redis are back to their post-setup state: {third}"

@@ -58,8 +58,9 @@ async fn engine(
     }
     // Jobs the previous process was running keep their containers and
     // checkouts: the scheduler takes their attempts over and the runner
-    // follows them again (or removes them). Managed services still declared
-    // are kept for the supervisor to adopt. Everything else is a leftover.
+    // follows them again (or removes them). So do ready workspaces, which
+    // `Workspaces::new` takes over. Managed services still declared are
+    // kept for the supervisor to adopt. Everything else is a leftover.
     let running: Vec<String> = store
         .list(&slipway::queue::ListFilter {
             state: Some(slipway::job::JobState::Running),
@@ -68,6 +69,12 @@ async fn engine(
         })?
         .into_iter()
         .map(|j| j.id.to_string())
+        .collect();
+    let ready_workspaces: Vec<String> = store
+        .list_workspaces()?
+        .into_iter()
+        .filter(|w| w.state == slipway::workspace::WorkspaceState::Ready)
+        .map(|w| w.id)
         .collect();
     let declared: Vec<String> = store
         .list_services()?
@@ -79,11 +86,14 @@ async fn engine(
         let of_running_job = labels
             .get(slipway::runner::LABEL_JOB)
             .is_some_and(|id| running.contains(id));
+        let of_ready_workspace = labels
+            .get(slipway::runner::workspaces::LABEL_WORKSPACE)
+            .is_some_and(|id| ready_workspaces.contains(id));
         let declared_service = matches!(role, Some("holder" | "managed-service"))
             && labels
                 .get(slipway::runner::LABEL_SERVICE)
                 .is_some_and(|name| declared.contains(name));
-        of_running_job || declared_service
+        of_running_job || of_ready_workspace || declared_service
     };
     let removed = slipway::runner::reconcile(&docker, &engine_id, keep)
         .await
@@ -91,7 +101,12 @@ async fn engine(
     if removed > 0 {
         eprintln!("slipway: removed {removed} leftover container(s) of an earlier run");
     }
-    remove_stale_checkouts(&work.join("checkouts"), &running)?;
+    let kept_checkouts: Vec<String> = running
+        .iter()
+        .map(|id| format!("job-{id}"))
+        .chain(ready_workspaces.iter().cloned())
+        .collect();
+    remove_stale_checkouts(&work.join("checkouts"), &kept_checkouts)?;
     if !running.is_empty() {
         eprintln!(
             "slipway: job(s) {} were running when the engine stopped: taking them over",
@@ -175,16 +190,16 @@ async fn engine(
     })
 }
 
-/// Remove the checkouts in `dir` but those of the jobs `running` (named
-/// `job-<id>`), which their adopted attempts go on using.
-fn remove_stale_checkouts(dir: &Path, running: &[String]) -> anyhow::Result<()> {
+/// Remove the checkouts in `dir` but those named in `kept` (of running
+/// jobs, `job-<id>`, and of ready workspaces), which are taken over.
+fn remove_stale_checkouts(dir: &Path, kept: &[String]) -> anyhow::Result<()> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(());
     };
     for entry in entries {
         let path = entry?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if running.iter().any(|id| name == format!("job-{id}")) {
+        if kept.iter().any(|k| name == k) {
             continue;
         }
         let removed = if path.is_dir() {

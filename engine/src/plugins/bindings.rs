@@ -6,7 +6,7 @@ pub mod ecosystem {
     wasmtime::component::bindgen!({
         world: "ecosystem",
         path: "../wit",
-        additional_derives: [serde::Serialize],
+        additional_derives: [serde::Serialize, serde::Deserialize],
     });
 }
 
@@ -14,7 +14,7 @@ pub mod validator {
     wasmtime::component::bindgen!({
         world: "validator",
         path: "../wit",
-        additional_derives: [serde::Serialize],
+        additional_derives: [serde::Serialize, serde::Deserialize],
         with: {
             "slipway:plugin/types": super::ecosystem::slipway::plugin::types,
             "slipway:plugin/host": super::ecosystem::slipway::plugin::host,
@@ -26,7 +26,7 @@ pub mod readiness {
     wasmtime::component::bindgen!({
         world: "readiness",
         path: "../wit",
-        additional_derives: [serde::Serialize],
+        additional_derives: [serde::Serialize, serde::Deserialize],
         with: {
             "slipway:plugin/types": super::ecosystem::slipway::plugin::types,
             "slipway:plugin/host": super::ecosystem::slipway::plugin::host,

@@ -28,7 +28,7 @@ use crate::job::{
 use crate::profile::Profile;
 use crate::service::ManagedService;
 use crate::token::ApiToken;
-use crate::workspace::WorkspaceRecord;
+use crate::workspace::{WorkspaceRecord, WorkspaceRuntime};
 
 const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
 const READY: TableDefinition<(i64, u64), ()> = TableDefinition::new("ready");
@@ -39,6 +39,7 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("profiles");
 const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("services");
 const WORKSPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("workspaces");
+const WORKSPACE_RUNTIMES: TableDefinition<&str, &[u8]> = TableDefinition::new("workspace_runtimes");
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 
@@ -54,6 +55,7 @@ struct Tables<'t> {
     profiles: Table<'t, &'static str, &'static [u8]>,
     services: Table<'t, &'static str, &'static [u8]>,
     workspaces: Table<'t, &'static str, &'static [u8]>,
+    workspace_runtimes: Table<'t, &'static str, &'static [u8]>,
     tokens: Table<'t, &'static str, &'static [u8]>,
     images: Table<'t, &'static str, &'static [u8]>,
 }
@@ -179,6 +181,7 @@ impl RedbStore {
             txn.open_table(PROFILES).map_err(io)?;
             txn.open_table(SERVICES).map_err(io)?;
             txn.open_table(WORKSPACES).map_err(io)?;
+            txn.open_table(WORKSPACE_RUNTIMES).map_err(io)?;
             txn.open_table(TOKENS).map_err(io)?;
             txn.open_table(IMAGES).map_err(io)?;
             let running = txn.open_table(RUNNING).map_err(io)?;
@@ -299,6 +302,7 @@ fn apply_batch(
                 profiles: txn.open_table(PROFILES)?,
                 services: txn.open_table(SERVICES)?,
                 workspaces: txn.open_table(WORKSPACES)?,
+                workspace_runtimes: txn.open_table(WORKSPACE_RUNTIMES)?,
                 tokens: txn.open_table(TOKENS)?,
                 images: txn.open_table(IMAGES)?,
             })
@@ -782,5 +786,20 @@ impl JobStore for RedbStore {
 
     fn list_workspaces(&self) -> Result<Vec<WorkspaceRecord>, StoreError> {
         self.list_named(WORKSPACES)
+    }
+
+    fn put_workspace_runtime(
+        &self,
+        id: &str,
+        runtime: Option<WorkspaceRuntime>,
+    ) -> StoreFuture<'_, bool> {
+        match runtime {
+            Some(r) => self.put_named(|t| &mut t.workspace_runtimes, id.to_owned(), &r, false),
+            None => self.delete_named(|t| &mut t.workspace_runtimes, id),
+        }
+    }
+
+    fn get_workspace_runtime(&self, id: &str) -> Result<Option<WorkspaceRuntime>, StoreError> {
+        self.get_named(WORKSPACE_RUNTIMES, id)
     }
 }

@@ -16,7 +16,7 @@ use crate::job::{
 use crate::profile::Profile;
 use crate::service::ManagedService;
 use crate::token::ApiToken;
-use crate::workspace::WorkspaceRecord;
+use crate::workspace::{WorkspaceRecord, WorkspaceRuntime};
 
 /// A boxed future, so `JobStore` can be used as `dyn JobStore`.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -139,4 +139,12 @@ pub trait JobStore: Send + Sync + 'static {
     fn put_workspace(&self, record: WorkspaceRecord) -> StoreFuture<'_, bool>;
     fn get_workspace(&self, id: &str) -> Result<Option<WorkspaceRecord>, StoreError>;
     fn list_workspaces(&self) -> Result<Vec<WorkspaceRecord>, StoreError>;
+    /// How to reach a ready workspace's containers again after a restart
+    /// (`None` deletes it: the workspace closed).
+    fn put_workspace_runtime(
+        &self,
+        id: &str,
+        runtime: Option<WorkspaceRuntime>,
+    ) -> StoreFuture<'_, bool>;
+    fn get_workspace_runtime(&self, id: &str) -> Result<Option<WorkspaceRuntime>, StoreError>;
 }

@@ -5,7 +5,6 @@
 //! happened. After an engine restart, [`Executor::resume`] finds the
 //! container of an attempt that was running and follows it again.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,7 @@ use super::batch::{self, Followed, Resume, Script};
 use super::exec::StepEnd;
 pub use super::prepare::RunnerSettings;
 use super::prepare::{PrepareRequest, Progress, Runner, StepRun, runner_failure, step_output};
-use super::{LABEL_ENGINE, LABEL_JOB, LABEL_MANAGED, LABEL_ROLE, LABEL_SERVICE};
+use super::{LABEL_ENGINE, LABEL_JOB, LABEL_MANAGED};
 use crate::checkout::Checkouts;
 use crate::executor::{Attempt, ExecFuture, Executor};
 use crate::job::{Outcome, RunRecord, StepRecord, Tier};
@@ -188,7 +187,9 @@ async fn resume(runner: &Runner, attempt: &Attempt) -> Outcome {
     let docker = &runner.docker;
     let log = &attempt.log;
     let pod_name = pod_name(engine_id, attempt);
-    let (pod, services) = match adopt_pod(docker, engine_id, job.id, &pod_name).await {
+    let owner = format!("{LABEL_JOB}={}", job.id);
+    let (pod, services) = match super::Pod::find(docker, engine_id, &owner, &pod_name, "job").await
+    {
         Ok(found) => found,
         Err(e) => {
             return Outcome::InfrastructureError {
@@ -298,46 +299,6 @@ async fn resume(runner: &Runner, attempt: &Attempt) -> Outcome {
         result,
     )
     .await
-}
-
-/// The pod of job `id` as the daemon has it: every container labelled
-/// with the job, and the names and ids of its services.
-async fn adopt_pod(
-    docker: &Docker,
-    engine_id: &str,
-    id: u64,
-    pod_name: &str,
-) -> Result<(super::Pod, Vec<(String, String)>), bollard::errors::Error> {
-    let found = super::engine_containers(docker, engine_id, &[format!("{LABEL_JOB}={id}")]).await?;
-    let (mut holder, mut members, mut services) = (None, Vec::new(), Vec::new());
-    for c in found {
-        let (Some(cid), Some(labels)) = (c.id, c.labels) else {
-            continue;
-        };
-        let role = labels.get(LABEL_ROLE).cloned().unwrap_or_default();
-        if role == "holder" {
-            holder = Some(cid);
-            continue;
-        }
-        if role == "service"
-            && let Some(name) = labels.get(LABEL_SERVICE)
-        {
-            services.push((name.clone(), cid.clone()));
-        }
-        if role == "job" && holder.is_none() {
-            // A solo pod: the job container owns the namespace.
-            holder = Some(cid.clone());
-        }
-        members.push((role, cid));
-    }
-    let spec = super::PodSpec {
-        name: pod_name.to_owned(),
-        labels: HashMap::new(),
-        holder_image: String::new(),
-        network: String::new(),
-    };
-    let holder = holder.unwrap_or_default();
-    Ok((super::Pod::adopt(docker, spec, holder, members), services))
 }
 
 /// Following a started (or adopted) job container to its end.

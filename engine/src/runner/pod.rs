@@ -33,7 +33,7 @@ pub struct PodSpec {
 }
 
 /// The long-running container the steps run in.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct WorkloadSpec {
     pub image: String,
     pub env: Vec<(String, String)>,
@@ -133,6 +133,50 @@ impl Pod {
             holder: holder.into(),
             members: std::sync::Mutex::new(members),
         }
+    }
+
+    /// The pod labelled `owner` (`io.slipway.job=<id>`, ...) as the
+    /// daemon has it after an engine restart, and the names and ids of
+    /// its services. `workload` is the role of the container that owns
+    /// the namespace in a pod without a holder.
+    pub async fn find(
+        docker: &Docker,
+        engine_id: &str,
+        owner: &str,
+        pod_name: &str,
+        workload: &str,
+    ) -> Result<(Pod, Vec<(String, String)>), bollard::errors::Error> {
+        let found = super::engine_containers(docker, engine_id, &[owner.to_owned()]).await?;
+        let (mut holder, mut solo, mut members, mut services) =
+            (None, None, Vec::new(), Vec::new());
+        for c in found {
+            let (Some(cid), Some(labels)) = (c.id, c.labels) else {
+                continue;
+            };
+            let role = labels.get(LABEL_ROLE).cloned().unwrap_or_default();
+            if role == "holder" {
+                holder = Some(cid);
+                continue;
+            }
+            if role == "service"
+                && let Some(name) = labels.get(LABEL_SERVICE)
+            {
+                services.push((name.clone(), cid.clone()));
+            }
+            if role == workload {
+                solo = Some(cid.clone());
+            }
+            members.push((role, cid));
+        }
+        let spec = PodSpec {
+            name: pod_name.to_owned(),
+            labels: HashMap::new(),
+            holder_image: String::new(),
+            network: String::new(),
+        };
+        // A solo pod: its workload owns the namespace.
+        let holder = holder.or(solo).unwrap_or_default();
+        Ok((Pod::adopt(docker, spec, holder, members), services))
     }
 
     /// The containers of the pod but the holder: (role, id).

@@ -9,7 +9,9 @@
 //! lock, and a call that finds it taken is refused (`Busy`), never queued
 //! behind a long test run. A reaper closes workspaces past their idle
 //! timeout or maximum lifetime; a workspace whose container dies is
-//! `failed` and cleaned up.
+//! `failed` and cleaned up. A ready workspace outlives a crash of the
+//! engine: what it needs to go on is stored beside its record, and the
+//! next engine takes it over (a graceful stop closes it).
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
@@ -21,13 +23,17 @@ use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use super::exec::{StepEnd, capture};
-use super::prepare::{Environment, PrepareRequest, Progress, Runner, hand_over, step_output};
+use super::prepare::{
+    Environment, PrepareRequest, Progress, Runner, Steps, hand_over, step_output,
+};
+use super::services::{RunningService, ServiceLog, follow_log, watch_exit};
 use super::{LABEL_ENGINE, LABEL_MANAGED};
 use crate::job::{FieldProblem, Outcome, SpecPolicy, Tier, now_ms};
 use crate::logs::JobLog;
 use crate::plugins::bindings::Step;
 use crate::workspace::{
-    HISTORY_KEPT, StepResult, ValidateResult, WorkspaceRecord, WorkspaceRequest, WorkspaceState,
+    HISTORY_KEPT, RuntimeService, StepResult, ValidateResult, WorkspaceRecord, WorkspaceRequest,
+    WorkspaceRuntime, WorkspaceState,
 };
 
 /// The label naming a workspace's containers.
@@ -149,23 +155,182 @@ pub struct Workspaces {
 }
 
 impl Workspaces {
-    /// Workspaces of an earlier life of the engine cannot be adopted here
-    /// (their containers were removed at start): they are marked `failed`.
+    /// Open workspaces of an earlier life of the engine are taken over
+    /// (see [`Workspaces::adopt`]).
     pub async fn new(runner: Arc<Runner>, settings: WorkspaceSettings) -> Arc<Workspaces> {
-        if let Ok(records) = runner.store.list_workspaces() {
-            for mut r in records.into_iter().filter(|r| r.state.is_open()) {
-                r.state = WorkspaceState::Failed;
-                r.reason =
-                    Some("the engine restarted; the workspace's containers were removed".into());
-                let _ = runner.store.put_workspace(r).await;
-            }
-        }
         let _ = std::fs::create_dir_all(&settings.logs_dir);
-        Arc::new(Workspaces {
+        let this = Arc::new(Workspaces {
             runner,
             settings,
             live: Mutex::new(HashMap::new()),
-        })
+        });
+        if let Ok(records) = this.runner.store.list_workspaces() {
+            for r in records.into_iter().filter(|r| r.state.is_open()) {
+                this.adopt(r).await;
+            }
+        }
+        this
+    }
+
+    /// Take over a workspace the store says is open: a `ready` one whose
+    /// containers and checkout survived goes on where it was (its files,
+    /// history, services and their reset commands); any other fails with
+    /// the reason, and what is left of it is removed.
+    async fn adopt(self: &Arc<Self>, mut record: WorkspaceRecord) {
+        let id = record.id.clone();
+        let log = JobLog::at(self.settings.logs_dir.join(format!("{id}.log")));
+        match self.reattach(&record, &log).await {
+            Ok((env, runtime)) => {
+                let resets = runtime
+                    .services
+                    .iter()
+                    .filter_map(|s| {
+                        let reset = s.reset.clone()?;
+                        Some((s.name.clone(), s.container.clone(), reset))
+                    })
+                    .collect();
+                log.line(
+                    "slipway",
+                    "the engine restarted: workspace taken over, files and services as they were",
+                );
+                tracing::info!(workspace = %id, "taken over after an engine restart");
+                let container = env.container.clone();
+                let live = Arc::new(Live {
+                    record: Mutex::new(record),
+                    env: Arc::new(tokio::sync::Mutex::new(Some(env))),
+                    log,
+                    resets: Mutex::new(resets),
+                    cancel: CancellationToken::new(),
+                    step_timeout: Duration::from_millis(runtime.step_timeout_ms),
+                    generation: Default::default(),
+                    tree: Mutex::new(None),
+                });
+                self.live
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id, live.clone());
+                self.watch(&live, &container);
+            }
+            Err(why) => {
+                let engine_id = &self.runner.settings.engine_id;
+                let owner = format!("{LABEL_WORKSPACE}={id}");
+                let pod_name = pod_name(engine_id, &id);
+                if let Ok((pod, _)) = super::Pod::find(
+                    &self.runner.docker,
+                    engine_id,
+                    &owner,
+                    &pod_name,
+                    "workspace",
+                )
+                .await
+                {
+                    pod.remove().await;
+                }
+                let checkouts = self.runner.checkouts.clone();
+                let name = id.clone();
+                let _ = tokio::task::spawn_blocking(move || checkouts.remove(&name)).await;
+                let reason = format!("the engine restarted and {why}");
+                log.line("slipway", &format!("workspace failed: {reason}"));
+                tracing::warn!(workspace = %id, "{reason}");
+                record.state = WorkspaceState::Failed;
+                record.progress = None;
+                record.reason = Some(reason);
+                let _ = self.runner.store.put_workspace_runtime(&id, None).await;
+                let _ = self.runner.store.put_workspace(record).await;
+            }
+        }
+    }
+
+    /// The environment of a workspace found open at start, rebuilt from
+    /// its stored runtime and the containers the daemon still runs; `Err`
+    /// says why it cannot go on.
+    async fn reattach(
+        &self,
+        record: &WorkspaceRecord,
+        log: &JobLog,
+    ) -> Result<(Environment, WorkspaceRuntime), String> {
+        if record.state != WorkspaceState::Ready {
+            return Err("it was still preparing: create it again".into());
+        }
+        let id = &record.id;
+        let runtime = match self.runner.store.get_workspace_runtime(id) {
+            Ok(Some(r)) => r,
+            Ok(None) => return Err("what it needs to go on was not stored".into()),
+            Err(e) => return Err(format!("what it needs to go on cannot be read ({e})")),
+        };
+        let path = self
+            .runner
+            .checkouts
+            .existing(id)
+            .ok_or("its checkout is gone")?;
+        let docker = &self.runner.docker;
+        let engine_id = &self.runner.settings.engine_id;
+        let (pod, found) = super::Pod::find(
+            docker,
+            engine_id,
+            &format!("{LABEL_WORKSPACE}={id}"),
+            &pod_name(engine_id, id),
+            "workspace",
+        )
+        .await
+        .map_err(|e| format!("the Docker daemon does not answer ({e})"))?;
+        let running = async |container: &str| {
+            docker
+                .inspect_container(container, None)
+                .await
+                .ok()
+                .and_then(|c| c.state)
+                .and_then(|s| s.running)
+                == Some(true)
+        };
+        if !running(&runtime.container).await {
+            pod.remove().await;
+            return Err("its workspace container is gone or stopped".into());
+        }
+        let mut services = Vec::new();
+        for s in &runtime.services {
+            let alive = found.iter().any(|(name, cid)| {
+                name == &s.name && (cid == &s.container || cid.starts_with(&s.container))
+            });
+            if !alive || !running(&s.container).await {
+                pod.remove().await;
+                return Err(format!("its service `{}` is gone or stopped", s.name));
+            }
+            let kept = Arc::new(ServiceLog::default());
+            let since = (now_ms() / 1000) as i32;
+            follow_log(docker, &s.container, &s.name, log, &kept, since);
+            services.push(RunningService::new(
+                s.name.clone(),
+                s.container.clone(),
+                s.service.clone(),
+                None,
+                kept,
+                watch_exit(docker, &s.container),
+            ));
+        }
+        let env = Environment {
+            checkout: crate::checkout::Checkout {
+                path,
+                sha: record.base_sha.clone(),
+            },
+            pod,
+            container: runtime.container.clone(),
+            workload: Default::default(),
+            services,
+            steps: Steps {
+                setup: Vec::new(),
+                fast: runtime.fast.clone(),
+                full: runtime.full.clone(),
+            },
+            image: record.image.clone().unwrap_or_default(),
+            planned_by: record.planned_by.clone().unwrap_or_default(),
+            workdir: runtime.workdir.clone(),
+            user: runtime.user.clone(),
+            record: Default::default(),
+            caches: Vec::new(),
+            cache_budget_bytes: 0,
+        };
+        Ok((env, runtime))
     }
 
     /// Close idle and expired workspaces until `shutdown`.
@@ -317,7 +482,7 @@ impl Workspaces {
         let prepare = PrepareRequest {
             spec: &request.spec,
             checkout_name: &id,
-            pod_name: format!("slipway-{engine_id}-{id}"),
+            pod_name: pod_name(&engine_id, &id),
             labels: [
                 (LABEL_MANAGED.to_owned(), "true".to_owned()),
                 (LABEL_ENGINE.to_owned(), engine_id.clone()),
@@ -347,6 +512,17 @@ impl Workspaces {
                     env.record.plugins.clone(),
                 );
                 self.watch(&live, &env.container);
+                // What a restarted engine needs to take it over, stored
+                // before it is `ready`.
+                let runtime = runtime_of(&env, &live);
+                if let Err(e) = self
+                    .runner
+                    .store
+                    .put_workspace_runtime(&id, Some(runtime))
+                    .await
+                {
+                    tracing::warn!(workspace = %id, error = %e, "its runtime was not stored: a restart will fail it");
+                }
                 // The environment is in place before anyone is told `ready`.
                 *guard = Some(env);
                 drop(guard);
@@ -524,6 +700,7 @@ impl Workspaces {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
+        let _ = self.runner.store.put_workspace_runtime(id, None).await;
         self.runner
             .store
             .put_workspace(record.clone())
@@ -893,6 +1070,37 @@ impl Workspaces {
             );
         }
         Ok(live.snapshot())
+    }
+}
+
+/// The prefix of the names of a workspace's containers.
+fn pod_name(engine_id: &str, id: &str) -> String {
+    format!("slipway-{engine_id}-{id}")
+}
+
+/// What a restarted engine needs to take a ready workspace over.
+fn runtime_of(env: &Environment, live: &Live) -> WorkspaceRuntime {
+    let resets = live.resets.lock().unwrap_or_else(|p| p.into_inner());
+    WorkspaceRuntime {
+        container: env.container.clone(),
+        workdir: env.workdir.clone(),
+        user: env.user.clone(),
+        step_timeout_ms: live.step_timeout.as_millis() as u64,
+        fast: env.steps.fast.clone(),
+        full: env.steps.full.clone(),
+        services: env
+            .services
+            .iter()
+            .map(|s| RuntimeService {
+                name: s.name.clone(),
+                container: s.container.clone(),
+                service: s.service.clone(),
+                reset: resets
+                    .iter()
+                    .find(|(name, _, _)| name == &s.name)
+                    .map(|(_, _, argv)| argv.clone()),
+            })
+            .collect(),
     }
 }
 
