@@ -5,8 +5,9 @@
 # DOCKER_HOST pointing at Podman. Checks, each by name: the job passes, its
 # image is built through Podman, the step runs as uid 1000 with no
 # capabilities, its output and end marker come through Podman's logs API
-# (timestamps read, marker found), and nothing labelled io.slipway.managed
-# is left in Podman.
+# (timestamps read, marker found), a job survives kill -9 of `slipway
+# serve` (adopted, each line once, attempt 1), and nothing labelled
+# io.slipway.managed is left in Podman.
 #
 # Ends with `podman: N passed, M failed` (counted by scripts/test.sh) and
 # exits non-zero on any failure. Needs podman and catatonit (scripts/setup.sh
@@ -33,7 +34,9 @@ tmp="$(mktemp -d /var/tmp/slipway-podman.XXXXXX)"
 chmod 755 "$tmp"
 socket="$tmp/podman.sock"
 service_pid=
+serve_pid=
 cleanup() {
+	[ -z "$serve_pid" ] || kill -9 "$serve_pid" 2>/dev/null
 	[ -z "$service_pid" ] || kill "$service_pid" 2>/dev/null
 	podman ps -aq --filter label=io.slipway.managed=true | xargs -r podman rm -f >/dev/null 2>&1
 	podman images --format '{{.Repository}}:{{.Tag}}' | grep "slipway-runner/.*podman-app" | xargs -r podman rmi -f >/dev/null 2>&1
@@ -94,6 +97,62 @@ if grep -q "slipway-runner/.*podman-app" <<<"$images"; then
 else
 	fail "the job's image was built through Podman" "$(podman images --format '{{.Repository}}:{{.Tag}}')"
 fi
+# ---- the engine killed (kill -9) mid-step and started again ----------
+# `slipway serve` through Podman: the new engine finds the job's container
+# by its labels and follows it from where the log stops (Podman's logs API
+# with timestamps), as it does with Docker (engine/tests/engine_restart.rs).
+git -C "$repo" init -q && git -C "$repo" add -A &&
+	git -C "$repo" -c user.name=slipway -c user.email=slipway@localhost commit -qm app
+state="$tmp/serve-state"
+port=$((20000 + RANDOM % 20000))
+url="http://127.0.0.1:$port"
+token=podman-test-token
+serve() {
+	DOCKER_HOST="unix://$socket" SLIPWAY_STATE_DIR="$state" SLIPWAY_LISTEN="127.0.0.1:$port" \
+		SLIPWAY_TOKEN="$token" SLIPWAY_ALLOW_LOCAL_PATHS=true "$bin" serve >>"$tmp/serve.log" 2>&1 &
+	serve_pid=$!
+	for _ in $(seq 1 100); do
+		curl -sf "$url/readyz" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	return 1
+}
+api() { curl -sS -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$@"; }
+job= job_state= log=
+if serve; then
+	api -o /dev/null -d '{"name":"adopt","validation":{"fast":["echo before-$((6*7)); sleep 4; echo after-$((6*7))"]}}' "$url/api/v1/profiles"
+	submitted=$(api -d "{\"repository\":\"$repo\",\"commit\":\"HEAD\",\"profile\":\"adopt\"}" "$url/api/v1/jobs")
+	job=$(grep -o '"id": *[0-9]*' <<<"$submitted" | head -1 | grep -o '[0-9]*$')
+	deadline=$((SECONDS + 120))
+	until [[ "$(api "$url/api/v1/jobs/$job/logs")" == *"stdout before-42"* ]] || [ $SECONDS -ge $deadline ]; do sleep 0.2; done
+	kill -9 "$serve_pid"
+	wait "$serve_pid" 2>/dev/null
+	serve_pid=
+	if serve; then
+		deadline=$((SECONDS + 60))
+		while [ $SECONDS -lt $deadline ]; do
+			job_json=$(api "$url/api/v1/jobs/$job")
+			job_state=$(grep -o '"state": *"[a-z_]*"' <<<"$job_json" | head -1 | cut -d'"' -f4)
+			case "$job_state" in queued | running | retrying | "") sleep 0.3 ;; *) break ;; esac
+		done
+		attempt=$(grep -o '"attempt": *[0-9]*' <<<"$job_json" | head -1 | grep -o '[0-9]*$')
+		log=$(api "$url/api/v1/jobs/$job/logs")
+	fi
+fi
+if [ "$job_state" = succeeded ] && [ "${attempt:-}" = 1 ] && [[ "$log" == *"following the job container again"* ]] &&
+	[ "$(grep -c 'stdout before-42' <<<"$log")" = 1 ] && [ "$(grep -c 'stdout after-42' <<<"$log")" = 1 ]; then
+	pass "a job survives kill -9 of the engine: adopted through Podman, each line once, attempt 1"
+else
+	fail "a job survives kill -9 of the engine: adopted through Podman, each line once, attempt 1" \
+		"job ${job:-?}: state ${job_state:-?}, attempt ${attempt:-?}" "job log:" "$(tail -n 15 <<<"$log")" \
+		"engine log:" "$(tail -n 15 "$tmp/serve.log")"
+fi
+if [ -n "$serve_pid" ]; then
+	kill "$serve_pid"
+	wait "$serve_pid" 2>/dev/null
+	serve_pid=
+fi
+
 left="$(podman ps -aq --filter label=io.slipway.managed=true)"
 if [ -z "$left" ]; then
 	pass "nothing labelled io.slipway.managed is left in Podman"

@@ -195,3 +195,64 @@ fn an_adopted_job_keeps_its_services_and_reaches_them() {
         job_containers(server.state(), id).is_empty()
     });
 }
+
+/// An adopted job's end prunes its package-cache volumes as any job's end
+/// does: the budget comes back from its container's label, the volumes
+/// from its mounts.
+#[test]
+fn an_adopted_job_prunes_its_caches_past_their_budget() {
+    let server = start(tempfile::tempdir().unwrap());
+    // A Python repository: the python plan mounts a `pip` cache volume.
+    let repo = dockerfile_repo(
+        "FROM python:3.11-slim\nRUN useradd --uid 1000 --create-home --home-dir /home/app app\nWORKDIR /workspace\n",
+    );
+    std::fs::write(
+        repo.path().join("pyproject.toml"),
+        "[project]\nname = \"adopted-cache\"\nversion = \"0.1.0\"\n",
+    )
+    .unwrap();
+    let (code, body) = post_json(
+        &server,
+        "/api/v1/profiles",
+        &json!({"name": "fills-cache", "cache": {"size_mb": 1}, "validation": {"fast": [
+            "dd if=/dev/zero of=/home/app/.cache/pip/blob bs=1M count=2 && echo filled-$((6*7)); sleep 3"
+        ]}}),
+    );
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = post_json(
+        &server,
+        "/api/v1/jobs",
+        &json!({"repository": repo.path(), "commit": "HEAD", "profile": "fills-cache"}),
+    );
+    assert_eq!(code, 201, "{body}");
+    let id = body["id"].as_u64().unwrap();
+    wait_until("the cache is filled", 120, || {
+        job_log(&server, id).contains("filled-42")
+    });
+    let log = job_log(&server, id);
+    let volume = log
+        .split_whitespace()
+        .find(|w| w.starts_with("slipway-cache-pip-"))
+        .unwrap_or_else(|| panic!("the job mounts a pip cache: {log}"))
+        .to_owned();
+    let server = start(server.crash());
+    wait_until("the adopted job ends", 60, || {
+        job(&server, id)["state"] != "running"
+    });
+    let log = job_log(&server, id);
+    assert_eq!(job(&server, id)["state"], "succeeded", "{log}");
+    assert!(
+        log.contains(&format!(
+            "cache volume {volume} grew past its budget: removed"
+        )),
+        "{log}"
+    );
+    let listed = std::process::Command::new("docker")
+        .args(["volume", "ls", "-q", "--filter", &format!("name={volume}")])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&listed.stdout).contains(&volume),
+        "{volume} was removed"
+    );
+}

@@ -35,8 +35,11 @@ pub struct CacheVolume {
 /// cache serves them all; the label names the engine that made it.
 pub fn volume_name(id: &str, scope: &str) -> String {
     let clean = |s: &str| super::image::name_component(s);
-    format!("slipway-cache-{}-{}", clean(id), clean(scope))
+    format!("{VOLUME_PREFIX}{}-{}", clean(id), clean(scope))
 }
+
+/// How every cache volume's name begins.
+pub const VOLUME_PREFIX: &str = "slipway-cache-";
 
 /// Create (once) the volumes for `mounts`, owned by `uid:gid` so the job's
 /// user can write them. Returns what to mount.

@@ -133,9 +133,15 @@ async fn run(runner: &Runner, attempt: &Attempt) -> Outcome {
         record.steps_log_start = attempt.log.size();
         let started_ms = crate::job::now_ms();
         let oom = batch::OomWatch::start(&runner.docker, &env.pod.workload_name("job"), started_ms);
+        // An adopting engine reads the cache budget back from the label.
+        let mut labels = script.labels();
+        labels.insert(
+            LABEL_CACHE_BUDGET.to_owned(),
+            env.cache_budget_bytes.to_string(),
+        );
         match env
             .pod
-            .start_workload_with(&env.workload, script.command(), script.labels())
+            .start_workload_with(&env.workload, script.command(), labels)
             .await
         {
             Err(e) => Err(runner_failure("the job container", e)),
@@ -221,6 +227,7 @@ async fn resume(runner: &Runner, attempt: &Attempt) -> Outcome {
     };
     let config = inspect.config.unwrap_or_default();
     let labels = config.labels.unwrap_or_default();
+    let caches = adopted_caches(&inspect.mounts.unwrap_or_default(), &labels, runner);
     let Some(script) = Script::of_container(&config.cmd.unwrap_or_default(), &labels) else {
         return give_up(pod, "its job container is not one this engine can follow").await;
     };
@@ -293,12 +300,40 @@ async fn resume(runner: &Runner, attempt: &Attempt) -> Outcome {
         attempt,
         pod,
         &checkout,
-        (Vec::new(), 0),
+        caches,
         record,
         &script.steps,
         result,
     )
     .await
+}
+
+/// The label that keeps a job container's cache budget (bytes).
+const LABEL_CACHE_BUDGET: &str = "io.slipway.cache-budget";
+
+/// The cache volumes an adopted job container mounts, and their budget,
+/// so its end prunes them as a job this engine started would.
+fn adopted_caches(
+    mounts: &[bollard::models::MountPoint],
+    labels: &std::collections::HashMap<String, String>,
+    runner: &Runner,
+) -> (Vec<super::cache::CacheVolume>, u64) {
+    let caches = mounts
+        .iter()
+        .filter_map(|m| {
+            let name = m.name.as_deref()?;
+            name.starts_with(super::cache::VOLUME_PREFIX)
+                .then(|| super::cache::CacheVolume {
+                    name: name.to_owned(),
+                    path: m.destination.clone().unwrap_or_default(),
+                })
+        })
+        .collect();
+    let budget = labels
+        .get(LABEL_CACHE_BUDGET)
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(runner.settings.cache_budget_mb << 20);
+    (caches, budget)
 }
 
 /// Following a started (or adopted) job container to its end.
