@@ -63,13 +63,15 @@ RUN find engine plugin-sdk plugins wit -path plugins/target -prune -o -type f -e
 # a panic still prints its message and location, not a symbolized backtrace.
 
 FROM debian:bookworm-slim
-# git: checkouts; ca-certificates: fetching repositories over TLS.
+# git: checkouts; ca-certificates: fetching repositories over TLS;
+# openssh-client: repositories reached over SSH with a deploy key
+# (`git_ssh_keys`).
 # The engine's user is uid:gid 1000:1000, the user job steps run as: the
 # engine hands each checkout to that user and removes what the steps wrote,
 # which any other non-root user could not do (lchown needs CAP_CHOWN; with
 # uid 10001 every job failed with "cannot hand the checkout to 1000:1000").
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git ca-certificates \
+ && apt-get install -y --no-install-recommends git ca-certificates openssh-client \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 1000 slipway \
  && useradd --uid 1000 --gid slipway --home-dir /var/lib/slipway --no-create-home --shell /usr/sbin/nologin slipway \

@@ -33,11 +33,23 @@ command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
 # catatonit is Podman's `--init`, which job containers use.
 command -v podman >/dev/null 2>&1 || need_apt+=(podman)
 command -v catatonit >/dev/null 2>&1 || need_apt+=(catatonit)
+# The SSH checkout test runs its own sshd on loopback (never the system
+# service: see below) and its client.
+command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # Packages must not start their services (the system sshd) here.
+  no_start=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    no_start=1
+  fi
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}"
+  [ -z "$no_start" ] || rm -f /usr/sbin/policy-rc.d
 fi
 
 # Podman's default open-files and process limits are too low for package

@@ -41,6 +41,8 @@ const CONFIG_KEYS: &[&str] = &[
     "base_images",
     "ca_bundle",
     "git_credentials",
+    "git_ssh_keys",
+    "git_known_hosts",
     "runner",
     "workspaces",
 ];
@@ -67,6 +69,11 @@ struct RawConfig {
     /// Host → secret reference of its git credential.
     #[serde(default)]
     git_credentials: BTreeMap<String, String>,
+    /// Host → secret reference of an SSH private key (a deploy key).
+    #[serde(default)]
+    git_ssh_keys: BTreeMap<String, String>,
+    /// The host keys SSH checks git servers against.
+    git_known_hosts: Option<PathBuf>,
     #[serde(default)]
     runner: RawRunnerConfig,
     #[serde(default)]
@@ -156,7 +163,8 @@ pub struct Config {
     pub output_kept_mb: u64,
     /// Relabel bind mounts for SELinux; `None`: when the daemon runs it.
     pub selinux_relabel: Option<bool>,
-    /// Credentials of private repositories, by host (secret references).
+    /// Credentials of private repositories, by host (secret references):
+    /// HTTPS tokens and SSH keys.
     pub git_credentials: crate::git_auth::GitCredentials,
     /// Open workspaces at most (more: 429).
     pub workspaces_max_open: usize,
@@ -295,6 +303,15 @@ impl Config {
                     key: "git_credentials",
                     message: e.to_string(),
                 }
+            })?;
+        let git_credentials = git_credentials
+            .with_ssh_keys(raw.git_ssh_keys, raw.git_known_hosts)
+            .map_err(|e| ConfigError::Value {
+                key: match e {
+                    crate::git_auth::GitAuthError::KnownHosts { .. } => "git_known_hosts",
+                    _ => "git_ssh_keys",
+                },
+                message: e.to_string(),
             })?;
         Ok(Config {
             listen,

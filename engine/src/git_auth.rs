@@ -1,12 +1,19 @@
 //! Credentials for private repositories, by reference: the configuration
-//! maps a host to a secret reference (`git_credentials`, e.g.
-//! `"github.com" = "env:GITHUB_TOKEN"`), resolved each time git talks to
-//! that host and handed to git through its environment (`GIT_CONFIG_*`: an
-//! `Authorization` header scoped to the host's URL), so the value is never
-//! stored, never on a command line, never sent to another host, and never
-//! in a job's log.
+//! maps a host to a secret reference, resolved each time git talks to that
+//! host, so a value is never stored by the engine, never on a command line,
+//! never sent to another host, and never in a job's log.
+//!
+//! - HTTPS (`git_credentials`, e.g. `"github.com" = "env:GITHUB_TOKEN"`):
+//!   a token handed to git through its environment (`GIT_CONFIG_*`: an
+//!   `Authorization` header scoped to the host's URL).
+//! - SSH (`git_ssh_keys`, e.g. `"github.com" = "file:/run/secrets/deploy_key"`):
+//!   a private key written for the one git call to a private temporary file
+//!   (removed after it) and given to `ssh` through `GIT_SSH_COMMAND`, with
+//!   the host keys of `git_known_hosts` checked strictly.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use base64::Engine as _;
 
@@ -18,67 +25,162 @@ pub const TOKEN_USER: &str = "x-access-token";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum GitAuthError {
-    #[error("git_credentials.\"{host}\": {source}")]
-    Reference { host: String, source: SecretError },
+    #[error("{key}.\"{host}\": {source}")]
+    Reference {
+        key: &'static str,
+        host: String,
+        source: SecretError,
+    },
     #[error(
-        "git_credentials.\"{host}\": `{host}` is not a host name (hint: `github.com`, `git.example.com:8443`)"
+        "{key}.\"{host}\": `{host}` is not a host name (hint: `github.com`, `git.example.com:8443`)"
     )]
-    BadHost { host: String },
-    #[error("git_credentials.\"{host}\": the credential is empty")]
-    Empty { host: String },
+    BadHost { key: &'static str, host: String },
+    #[error("{key}.\"{host}\": the credential is empty")]
+    Empty { key: &'static str, host: String },
     #[error(
-        "git_credentials.\"{host}\" holds an HTTPS token, and {url} is an SSH URL (hint: give the repository as https://{host}/...)"
+        "git_credentials.\"{host}\" holds an HTTPS token, and {url} is an SSH URL (hint: give the repository as https://{host}/..., or map the host to a deploy key under `git_ssh_keys`)"
     )]
     SshUrl { host: String, url: String },
+    #[error(
+        "git_ssh_keys.\"{host}\": the secret is not an SSH private key (it should begin with `-----BEGIN OPENSSH PRIVATE KEY-----`)"
+    )]
+    NotAKey { host: String },
+    #[error(
+        "git_ssh_keys needs git_known_hosts: the file of host keys SSH checks the server against (hint: `ssh-keyscan github.com > /etc/slipway/known_hosts`)"
+    )]
+    NoKnownHosts,
+    #[error("cannot read {path}: {message}")]
+    KnownHosts { path: String, message: String },
+    #[error("git_ssh_keys.\"{host}\": cannot write the key for git: {message}")]
+    KeyFile { host: String, message: String },
 }
 
-/// Host (`name` or `name:port`) → secret reference.
+/// Host (`name` or `name:port`) → secret reference, for HTTPS tokens and
+/// SSH keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GitCredentials {
     by_host: BTreeMap<String, String>,
+    ssh_keys: BTreeMap<String, String>,
+    known_hosts: Option<PathBuf>,
 }
 
 /// What git needs for one URL: environment variables, and the values a
-/// log must never show.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// log must never show. Holds the SSH key's temporary file, if any: keep
+/// it until git has finished (dropping it removes the file).
+#[derive(Debug, Clone, Default)]
 pub struct GitAuth {
     pub env: Vec<(String, String)>,
     pub secrets: Vec<String>,
+    key_file: Option<Arc<tempfile::TempPath>>,
+}
+
+impl GitAuth {
+    /// No credential: git runs as is.
+    pub fn is_none(&self) -> bool {
+        self.env.is_empty() && self.key_file.is_none()
+    }
+}
+
+/// Hosts are names, optionally with a port.
+fn check_hosts(key: &'static str, map: &BTreeMap<String, String>) -> Result<(), GitAuthError> {
+    for (host, reference) in map {
+        let valid_host = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+        if !valid_host {
+            return Err(GitAuthError::BadHost {
+                key,
+                host: host.clone(),
+            });
+        }
+        check_reference(host, reference).map_err(|source| GitAuthError::Reference {
+            key,
+            host: host.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// The secret `reference` of `host` under `key`, resolved now and trimmed.
+fn resolve(key: &'static str, host: &str, reference: &str) -> Result<String, GitAuthError> {
+    let secret =
+        crate::secrets::resolve(&BTreeMap::from([(host.to_owned(), reference.to_owned())]))
+            .map_err(|source| GitAuthError::Reference {
+                key,
+                host: host.to_owned(),
+                source,
+            })?
+            .pop()
+            .map(|(_, value)| value.trim().to_owned())
+            .unwrap_or_default();
+    if secret.is_empty() {
+        return Err(GitAuthError::Empty {
+            key,
+            host: host.to_owned(),
+        });
+    }
+    Ok(secret)
+}
+
+/// `text` as one single-quoted shell word.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 impl GitCredentials {
-    /// Checked when the configuration is loaded: hosts and reference forms.
+    /// Checked when the configuration is loaded: hosts, reference forms,
+    /// and the known hosts file SSH keys need.
     pub fn new(by_host: BTreeMap<String, String>) -> Result<GitCredentials, GitAuthError> {
-        for (host, reference) in &by_host {
-            let valid_host = !host.is_empty()
-                && host
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
-            if !valid_host {
-                return Err(GitAuthError::BadHost { host: host.clone() });
-            }
-            check_reference(host, reference).map_err(|source| GitAuthError::Reference {
-                host: host.clone(),
-                source,
-            })?;
+        check_hosts("git_credentials", &by_host)?;
+        Ok(GitCredentials {
+            by_host,
+            ..GitCredentials::default()
+        })
+    }
+
+    /// SSH deploy keys by host, checked against `known_hosts`.
+    pub fn with_ssh_keys(
+        mut self,
+        ssh_keys: BTreeMap<String, String>,
+        known_hosts: Option<PathBuf>,
+    ) -> Result<GitCredentials, GitAuthError> {
+        check_hosts("git_ssh_keys", &ssh_keys)?;
+        if let Some(path) = &known_hosts
+            && let Err(e) = std::fs::read_to_string(path)
+        {
+            return Err(GitAuthError::KnownHosts {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            });
         }
-        Ok(GitCredentials { by_host })
+        if !ssh_keys.is_empty() && known_hosts.is_none() {
+            return Err(GitAuthError::NoKnownHosts);
+        }
+        self.ssh_keys = ssh_keys;
+        self.known_hosts = known_hosts;
+        Ok(self)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_host.is_empty()
+        self.by_host.is_empty() && self.ssh_keys.is_empty()
     }
 
     /// The credential for `url` (`http(s)://[user@]host[:port]/...`),
     /// resolved now; nothing for other hosts, other schemes, local paths.
     pub fn for_url(&self, url: &str) -> Result<GitAuth, GitAuthError> {
-        if let Some(host) = ssh_host(url)
-            && self.by_host.contains_key(host)
-        {
-            return Err(GitAuthError::SshUrl {
-                host: host.to_owned(),
-                url: url.to_owned(),
-            });
+        if let Some(host) = ssh_host(url) {
+            if let Some((matched, reference)) = self.ssh_keys.get_key_value(host) {
+                return self.ssh_auth(matched, reference);
+            }
+            if self.by_host.contains_key(host) {
+                return Err(GitAuthError::SshUrl {
+                    host: host.to_owned(),
+                    url: url.to_owned(),
+                });
+            }
+            return Ok(GitAuth::default());
         }
         let Some((scheme, rest)) = url.split_once("://") else {
             return Ok(GitAuth::default());
@@ -96,20 +198,7 @@ impl GitCredentials {
         else {
             return Ok(GitAuth::default());
         };
-        let secret =
-            crate::secrets::resolve(&BTreeMap::from([(matched.clone(), reference.clone())]))
-                .map_err(|source| GitAuthError::Reference {
-                    host: matched.clone(),
-                    source,
-                })?
-                .pop()
-                .map(|(_, value)| value.trim().to_owned())
-                .unwrap_or_default();
-        if secret.is_empty() {
-            return Err(GitAuthError::Empty {
-                host: matched.clone(),
-            });
-        }
+        let secret = resolve("git_credentials", matched, reference)?;
         let (user, token) = match secret.split_once(':') {
             Some((user, token)) => (user.to_owned(), token.to_owned()),
             None => (TOKEN_USER.to_owned(), secret.clone()),
@@ -131,6 +220,55 @@ impl GitCredentials {
         Ok(GitAuth {
             env,
             secrets: vec![token, basic],
+            key_file: None,
+        })
+    }
+
+    /// The key of `host` in a private temporary file, and the `ssh`
+    /// command git runs with it: that key only (no agent, no user
+    /// configuration), no prompt, the server's host key checked strictly.
+    fn ssh_auth(&self, host: &str, reference: &str) -> Result<GitAuth, GitAuthError> {
+        let key = resolve("git_ssh_keys", host, reference)?;
+        if !(key.starts_with("-----BEGIN ") && key.contains("PRIVATE KEY-----")) {
+            return Err(GitAuthError::NotAKey {
+                host: host.to_owned(),
+            });
+        }
+        let known_hosts = self
+            .known_hosts
+            .as_ref()
+            .ok_or(GitAuthError::NoKnownHosts)?;
+        let file_error = |e: std::io::Error| GitAuthError::KeyFile {
+            host: host.to_owned(),
+            message: e.to_string(),
+        };
+        // Created with mode 0600, as ssh demands of a key; ssh needs the
+        // final newline.
+        let mut file = tempfile::Builder::new()
+            .prefix("slipway-git-key-")
+            .tempfile()
+            .map_err(file_error)?;
+        std::io::Write::write_all(&mut file, format!("{key}\n").as_bytes()).map_err(file_error)?;
+        let path = file.into_temp_path();
+        let command = format!(
+            "ssh -F /dev/null -i {} -o IdentitiesOnly=yes -o IdentityAgent=none -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile={}",
+            shell_quote(&path.to_string_lossy()),
+            shell_quote(&known_hosts.to_string_lossy()),
+        );
+        // Each line of the key's body is long enough to redact on its own.
+        let mut secrets = vec![key.clone()];
+        secrets.extend(
+            key.lines()
+                .filter(|l| l.len() >= 16 && !l.starts_with("-----"))
+                .map(str::to_owned),
+        );
+        Ok(GitAuth {
+            env: vec![
+                ("GIT_SSH_COMMAND".to_owned(), command),
+                ("GIT_SSH_VARIANT".to_owned(), "ssh".to_owned()),
+            ],
+            secrets,
+            key_file: Some(Arc::new(path)),
         })
     }
 }
@@ -155,6 +293,8 @@ fn ssh_host(url: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn credentials(host: &str, reference: &str) -> GitCredentials {
@@ -182,7 +322,7 @@ mod tests {
             "/srv/repos/app",
             "file:///srv/repos/app",
         ] {
-            assert_eq!(c.for_url(other).unwrap(), GitAuth::default(), "{other}");
+            assert!(c.for_url(other).unwrap().is_none(), "{other}");
         }
     }
 
@@ -222,6 +362,69 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("has no `SLIPWAY_TEST_UNSET_VARIABLE`")
+        );
+    }
+
+    #[test]
+    fn ssh_keys_need_known_hosts_and_a_real_key_and_live_as_long_as_the_auth() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, known) = (dir.path().join("key"), dir.path().join("known_hosts"));
+        std::fs::write(
+            &key,
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        std::fs::write(&known, "github.com ssh-ed25519 AAAA\n").unwrap();
+        let keys = |reference: String| BTreeMap::from([("github.com".to_owned(), reference)]);
+        let reference = format!("file:{}", key.display());
+        let no_known = GitCredentials::default()
+            .with_ssh_keys(keys(reference.clone()), None)
+            .unwrap_err();
+        assert_eq!(no_known, GitAuthError::NoKnownHosts);
+        let unreadable = GitCredentials::default()
+            .with_ssh_keys(keys(reference.clone()), Some(dir.path().join("nope")))
+            .unwrap_err();
+        assert!(
+            matches!(unreadable, GitAuthError::KnownHosts { .. }),
+            "{unreadable}"
+        );
+
+        let c = GitCredentials::default()
+            .with_ssh_keys(keys(reference), Some(known.clone()))
+            .unwrap();
+        let auth = c.for_url("git@github.com:acme/app.git").unwrap();
+        let command = &auth.env[0].1;
+        assert!(
+            command.contains("StrictHostKeyChecking=yes")
+                && command.contains(&format!("UserKnownHostsFile='{}'", known.display())),
+            "{command}"
+        );
+        let path = command.split('\'').nth(1).unwrap().to_owned();
+        assert!(std::fs::read_to_string(&path).unwrap().ends_with("-----\n"));
+        assert!(
+            auth.secrets
+                .iter()
+                .any(|s| s.starts_with("b3BlbnNzaC1rZXkt"))
+        );
+        let copy = auth.clone();
+        drop(auth);
+        assert!(Path::new(&path).exists(), "a clone keeps the file");
+        drop(copy);
+        assert!(!Path::new(&path).exists(), "removed with the last auth");
+        // HTTPS URLs of the host get nothing from an SSH key.
+        assert!(
+            c.for_url("https://github.com/acme/app.git")
+                .unwrap()
+                .is_none()
+        );
+
+        std::fs::write(&key, "ghp_not_a_key").unwrap();
+        let err = c.for_url("ssh://git@github.com/acme/app.git").unwrap_err();
+        assert_eq!(
+            err,
+            GitAuthError::NotAKey {
+                host: "github.com".into()
+            }
         );
     }
 }

@@ -299,3 +299,201 @@ fn private_repositories_are_reached_with_the_configured_credential_only() {
         );
     }
 }
+
+/// A git server over SSH on loopback: the system's `sshd` with a private
+/// configuration, host key and authorized key, run by this test (never as
+/// a system service). Needs openssh-server (scripts/setup.sh installs it);
+/// without it the test fails, it does not skip.
+struct SshServer {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for SshServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keygen(path: &Path) -> String {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "slipway-test", "-f"])
+        .arg(path)
+        .output()
+        .expect("ssh-keygen (openssh-client) is installed");
+    assert!(out.status.success(), "{out:?}");
+    std::fs::read_to_string(path.with_extension("pub")).unwrap()
+}
+
+fn serve_ssh(authorized: &str) -> SshServer {
+    let sshd = Path::new("/usr/sbin/sshd");
+    assert!(
+        sshd.exists(),
+        "/usr/sbin/sshd is missing: apt-get install openssh-server (scripts/setup.sh does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let host_key = dir.path().join("host_key");
+    keygen(&host_key);
+    std::fs::write(dir.path().join("authorized_keys"), authorized).unwrap();
+    // sshd's privilege separation directory.
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\n\
+             PidFile {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n",
+            host_key.display(),
+            dir.path().join("authorized_keys").display(),
+            dir.path().join("sshd.pid").display(),
+        ),
+    )
+    .unwrap();
+    let child = Command::new(sshd)
+        .args(["-D", "-e", "-f"])
+        .arg(&config)
+        .stderr(std::fs::File::create(dir.path().join("sshd.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let server = SshServer { child, port, dir };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sshd does not listen: {}",
+            std::fs::read_to_string(server.dir.path().join("sshd.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+/// Deploy keys: an SSH URL of a host mapped under `git_ssh_keys` is
+/// reached with that key only, the server's host key checked against
+/// `git_known_hosts`; the key's temporary file is gone after each call.
+#[test]
+fn ssh_repositories_are_reached_with_the_configured_deploy_key() {
+    use slipway::git_auth::GitCredentials;
+    let work = tempfile::tempdir().unwrap();
+    git(work.path(), &["init", "-q"]);
+    let sha = commit(work.path(), "app.txt", "over ssh");
+    let bare = tempfile::tempdir().unwrap();
+    git(bare.path(), &["init", "-q", "--bare"]);
+    git(
+        work.path(),
+        &["push", "-q", bare.path().to_str().unwrap(), "main"],
+    );
+    let keys = tempfile::tempdir().unwrap();
+    let deploy = keys.path().join("deploy");
+    let server = serve_ssh(&keygen(&deploy));
+    let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+    let url = format!(
+        "ssh://{}@127.0.0.1:{}{}",
+        user.trim(),
+        server.port,
+        bare.path().display()
+    );
+    let host_public = std::fs::read_to_string(server.dir.path().join("host_key.pub")).unwrap();
+    let key_type_and_body: Vec<&str> = host_public.split_whitespace().take(2).collect();
+    let known_hosts = keys.path().join("known_hosts");
+    std::fs::write(
+        &known_hosts,
+        format!(
+            "[127.0.0.1]:{} {}\n",
+            server.port,
+            key_type_and_body.join(" ")
+        ),
+    )
+    .unwrap();
+    let with_key = |key: &Path, known: &Path| {
+        GitCredentials::new(Default::default())
+            .unwrap()
+            .with_ssh_keys(
+                [("127.0.0.1".to_owned(), format!("file:{}", key.display()))].into(),
+                Some(known.to_path_buf()),
+            )
+            .unwrap()
+    };
+    let leftover_keys = || {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("slipway-git-key-")
+            })
+            .count()
+    };
+
+    // With the deploy key: the ref resolves and the exact commit checks out.
+    let credentials = with_key(&deploy, &known_hosts);
+    let resolved =
+        slipway::checkout::resolve_ref(&url, "main", Duration::from_secs(30), &credentials)
+            .unwrap();
+    assert_eq!(resolved, sha);
+    let state = tempfile::tempdir().unwrap();
+    let checkouts =
+        Checkouts::new(state.path(), Duration::from_secs(30)).with_credentials(credentials);
+    let checkout = checkouts.prepare(&url, &sha, "job-1").unwrap();
+    assert_eq!(git(&checkout.path, &["rev-parse", "HEAD"]), sha);
+    assert_eq!(
+        std::fs::read_to_string(checkout.path.join("app.txt")).unwrap(),
+        "over ssh"
+    );
+    assert_eq!(leftover_keys(), 0, "the key's temporary file is removed");
+    let mirrors = state.path().join("mirrors");
+    for entry in std::fs::read_dir(&mirrors).unwrap() {
+        let config = std::fs::read_to_string(entry.unwrap().path().join("config")).unwrap();
+        assert!(
+            !config.contains("sshCommand") && !config.contains("slipway-git-key"),
+            "{config}"
+        );
+    }
+
+    // Another key: refused by the server.
+    let stranger = keys.path().join("stranger");
+    keygen(&stranger);
+    let err = slipway::checkout::resolve_ref(
+        &url,
+        "main",
+        Duration::from_secs(30),
+        &with_key(&stranger, &known_hosts),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("Permission denied"), "{err}");
+
+    // A server whose host key is not the known one: refused by ssh.
+    let other_host = keys.path().join("other_host");
+    let other = keygen(&other_host);
+    let wrong_known = keys.path().join("wrong_known_hosts");
+    let other: Vec<&str> = other.split_whitespace().take(2).collect();
+    std::fs::write(
+        &wrong_known,
+        format!("[127.0.0.1]:{} {}\n", server.port, other.join(" ")),
+    )
+    .unwrap();
+    let err = slipway::checkout::resolve_ref(
+        &url,
+        "main",
+        Duration::from_secs(30),
+        &with_key(&deploy, &wrong_known),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("Host key verification failed")
+            || err
+                .to_string()
+                .contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+        "{err}"
+    );
+    assert_eq!(leftover_keys(), 0);
+}
