@@ -138,7 +138,9 @@ impl Checkouts {
                 sha: None,
             });
         }
-        let mirror = self.mirror(source)?;
+        // The mirror stays locked until the job's clone has what it needs
+        // (a concurrent fetch with `--prune` could drop the commit's ref).
+        let (mirror, lock) = self.mirror(source)?;
         let sha = self.resolve(&mirror, source, commit)?;
         self.git(
             None,
@@ -151,6 +153,7 @@ impl Checkouts {
                 path_str(&dest),
             ],
         )?;
+        drop(lock);
         self.git(
             Some(&dest),
             &[
@@ -196,8 +199,12 @@ impl Checkouts {
         }
     }
 
-    /// The bare mirror of `source`, created or fetched.
-    fn mirror(&self, source: &str) -> Result<PathBuf, CheckoutError> {
+    /// The bare mirror of `source`, created or fetched, and the lock that
+    /// keeps it: one caller at a time per mirror, across the jobs of an
+    /// engine and the engines sharing a state directory (concurrent first
+    /// clones would share the partial folder, concurrent fetches fight
+    /// over ref locks). The lock is released when the file is dropped.
+    fn mirror(&self, source: &str) -> Result<(PathBuf, std::fs::File), CheckoutError> {
         let key = hex::encode(&Sha256::digest(source.as_bytes())[..8]);
         let slug: String = source
             .rsplit(['/', ':'])
@@ -215,6 +222,17 @@ impl Checkouts {
             .collect();
         let mirror = self.mirrors.join(format!("{slug}-{key}.git"));
         std::fs::create_dir_all(&self.mirrors).map_err(|e| io_error(&self.mirrors, e))?;
+        // Beside the mirrors, not among them: that folder holds mirrors only.
+        let locks = self.mirrors.with_file_name("locks");
+        std::fs::create_dir_all(&locks).map_err(|e| io_error(&locks, e))?;
+        let lock_path = locks.join(format!("mirror-{slug}-{key}.lock"));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io_error(&lock_path, e))?;
+        lock.lock().map_err(|e| io_error(&lock_path, e))?;
         let auth = self.auth_for(source)?;
         let env: Vec<(&str, &str)> = auth
             .env
@@ -246,7 +264,7 @@ impl Checkouts {
             )?;
             std::fs::rename(&partial, &mirror).map_err(|e| io_error(&mirror, e))?;
         }
-        Ok(mirror)
+        Ok((mirror, lock))
     }
 
     /// `commit` as a full SHA that exists in the mirror.

@@ -497,3 +497,43 @@ fn ssh_repositories_are_reached_with_the_configured_deploy_key() {
     );
     assert_eq!(leftover_keys(), 0);
 }
+
+/// Jobs of one repository checked out at the same time share its mirror:
+/// the first clone and the fetches take turns, and every checkout gets the
+/// exact commit.
+#[test]
+fn concurrent_checkouts_of_a_new_repository_share_its_mirror() {
+    let repo = tempfile::tempdir().unwrap();
+    git(repo.path(), &["init", "-q"]);
+    let sha = commit(repo.path(), "app.txt", "shared");
+    let state = tempfile::tempdir().unwrap();
+    let checkouts = Checkouts::new(state.path(), Duration::from_secs(60));
+    let source = repo.path().to_str().unwrap();
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let checkouts = &checkouts;
+                s.spawn(move || {
+                    checkouts
+                        .prepare(source, "HEAD", &format!("job-{i}"))
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, r) in results.into_iter().enumerate() {
+        let checkout = r.unwrap_or_else(|e| panic!("checkout {i}: {e}"));
+        assert_eq!(checkout.sha.as_deref(), Some(sha.as_str()), "checkout {i}");
+        assert_eq!(git(&checkout.path, &["rev-parse", "HEAD"]), sha);
+    }
+    let mirrors: Vec<_> = std::fs::read_dir(state.path().join("mirrors"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        mirrors.len(),
+        1,
+        "one mirror, nothing partial left: {mirrors:?}"
+    );
+}
