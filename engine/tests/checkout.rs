@@ -36,6 +36,28 @@ fn commit(dir: &Path, file: &str, text: &str) -> String {
     git(dir, &["rev-parse", "HEAD"])
 }
 
+/// A bare repository holding one commit of `app.txt` (`text`) on `main`.
+fn bare_repo(text: &str) -> (tempfile::TempDir, String) {
+    let work = tempfile::tempdir().unwrap();
+    git(work.path(), &["init", "-q"]);
+    let sha = commit(work.path(), "app.txt", text);
+    let bare = tempfile::tempdir().unwrap();
+    git(bare.path(), &["init", "-q", "--bare"]);
+    git(
+        work.path(),
+        &["push", "-q", bare.path().to_str().unwrap(), "main"],
+    );
+    (bare, sha)
+}
+
+/// The git configuration of every mirror under the state directory.
+fn mirror_configs(state: &Path) -> Vec<String> {
+    std::fs::read_dir(state.join("mirrors"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path().join("config")).unwrap())
+        .collect()
+}
+
 #[test]
 fn exact_commits_refs_and_new_commits_through_the_mirror() {
     let repo = tempfile::tempdir().unwrap();
@@ -245,15 +267,7 @@ fn serve_private_repo(bare: &Path, expected: String) -> PrivateRepoServer {
 fn private_repositories_are_reached_with_the_configured_credential_only() {
     use base64::Engine as _;
     use slipway::git_auth::GitCredentials;
-    let work = tempfile::tempdir().unwrap();
-    git(work.path(), &["init", "-q"]);
-    let sha = commit(work.path(), "app.txt", "private");
-    let bare = tempfile::tempdir().unwrap();
-    git(bare.path(), &["init", "-q", "--bare"]);
-    git(
-        work.path(),
-        &["push", "-q", bare.path().to_str().unwrap(), "main"],
-    );
+    let (bare, sha) = bare_repo("private");
     git(bare.path(), &["update-server-info"]);
     let basic = base64::engine::general_purpose::STANDARD.encode("ci-bot:s3cret-token");
     let server = serve_private_repo(bare.path(), format!("Basic {basic}"));
@@ -290,9 +304,7 @@ fn private_repositories_are_reached_with_the_configured_credential_only() {
     );
     assert!(server.authorized.load(std::sync::atomic::Ordering::Relaxed) > 0);
     // The credential is not written into the mirror's configuration.
-    let mirrors = state.path().join("mirrors");
-    for entry in std::fs::read_dir(&mirrors).unwrap() {
-        let config = std::fs::read_to_string(entry.unwrap().path().join("config")).unwrap();
+    for config in mirror_configs(state.path()) {
         assert!(
             !config.contains("s3cret") && !config.contains(&basic),
             "{config}"
@@ -382,15 +394,7 @@ fn serve_ssh(authorized: &str) -> SshServer {
 #[test]
 fn ssh_repositories_are_reached_with_the_configured_deploy_key() {
     use slipway::git_auth::GitCredentials;
-    let work = tempfile::tempdir().unwrap();
-    git(work.path(), &["init", "-q"]);
-    let sha = commit(work.path(), "app.txt", "over ssh");
-    let bare = tempfile::tempdir().unwrap();
-    git(bare.path(), &["init", "-q", "--bare"]);
-    git(
-        work.path(),
-        &["push", "-q", bare.path().to_str().unwrap(), "main"],
-    );
+    let (bare, sha) = bare_repo("over ssh");
     let keys = tempfile::tempdir().unwrap();
     let deploy = keys.path().join("deploy");
     let server = serve_ssh(&keygen(&deploy));
@@ -450,9 +454,7 @@ fn ssh_repositories_are_reached_with_the_configured_deploy_key() {
         "over ssh"
     );
     assert_eq!(leftover_keys(), 0, "the key's temporary file is removed");
-    let mirrors = state.path().join("mirrors");
-    for entry in std::fs::read_dir(&mirrors).unwrap() {
-        let config = std::fs::read_to_string(entry.unwrap().path().join("config")).unwrap();
+    for config in mirror_configs(state.path()) {
         assert!(
             !config.contains("sshCommand") && !config.contains("slipway-git-key"),
             "{config}"

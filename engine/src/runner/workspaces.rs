@@ -123,6 +123,25 @@ struct Live {
 }
 
 impl Live {
+    fn new(
+        record: WorkspaceRecord,
+        log: JobLog,
+        step_timeout: Duration,
+        env: Option<Environment>,
+        resets: Vec<(String, String, Vec<String>)>,
+    ) -> Arc<Live> {
+        Arc::new(Live {
+            record: Mutex::new(record),
+            env: Arc::new(tokio::sync::Mutex::new(env)),
+            log,
+            resets: Mutex::new(resets),
+            cancel: CancellationToken::new(),
+            step_timeout,
+            generation: Default::default(),
+            tree: Mutex::new(None),
+        })
+    }
+
     fn snapshot(&self) -> WorkspaceRecord {
         self.record
             .lock()
@@ -178,7 +197,7 @@ impl Workspaces {
     /// the reason, and what is left of it is removed.
     async fn adopt(self: &Arc<Self>, mut record: WorkspaceRecord) {
         let id = record.id.clone();
-        let log = JobLog::at(self.settings.logs_dir.join(format!("{id}.log")));
+        let log = self.log(&id);
         match self.reattach(&record, &log).await {
             Ok((env, runtime)) => {
                 let resets = runtime
@@ -195,16 +214,8 @@ impl Workspaces {
                 );
                 tracing::info!(workspace = %id, "taken over after an engine restart");
                 let container = env.container.clone();
-                let live = Arc::new(Live {
-                    record: Mutex::new(record),
-                    env: Arc::new(tokio::sync::Mutex::new(Some(env))),
-                    log,
-                    resets: Mutex::new(resets),
-                    cancel: CancellationToken::new(),
-                    step_timeout: Duration::from_millis(runtime.step_timeout_ms),
-                    generation: Default::default(),
-                    tree: Mutex::new(None),
-                });
+                let step_timeout = Duration::from_millis(runtime.step_timeout_ms);
+                let live = Live::new(record, log, step_timeout, Some(env), resets);
                 self.live
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -241,9 +252,14 @@ impl Workspaces {
         }
     }
 
+    /// Each workspace's log is `<logs_dir>/<id>.log`.
+    fn log(&self, id: &str) -> JobLog {
+        JobLog::at(self.settings.logs_dir.join(format!("{id}.log")))
+    }
+
     /// The environment of a workspace found open at start, rebuilt from
     /// its stored runtime and the containers the daemon still runs; `Err`
-    /// says why it cannot go on.
+    /// says why it cannot go on (the caller removes what is left).
     async fn reattach(
         &self,
         record: &WorkspaceRecord,
@@ -265,7 +281,7 @@ impl Workspaces {
             .ok_or("its checkout is gone")?;
         let docker = &self.runner.docker;
         let engine_id = &self.runner.settings.engine_id;
-        let (pod, found) = super::Pod::find(
+        let (pod, _) = super::Pod::find(
             docker,
             engine_id,
             &format!("{LABEL_WORKSPACE}={id}"),
@@ -284,16 +300,11 @@ impl Workspaces {
                 == Some(true)
         };
         if !running(&runtime.container).await {
-            pod.remove().await;
             return Err("its workspace container is gone or stopped".into());
         }
         let mut services = Vec::new();
         for s in &runtime.services {
-            let alive = found.iter().any(|(name, cid)| {
-                name == &s.name && (cid == &s.container || cid.starts_with(&s.container))
-            });
-            if !alive || !running(&s.container).await {
-                pod.remove().await;
+            if !running(&s.container).await {
                 return Err(format!("its service `{}` is gone or stopped", s.name));
             }
             let kept = Arc::new(ServiceLog::default());
@@ -441,20 +452,18 @@ impl Workspaces {
             .put_workspace(record.clone())
             .await
             .map_err(internal)?;
-        let live = Arc::new(Live {
-            record: Mutex::new(record.clone()),
-            env: Arc::new(tokio::sync::Mutex::new(None)),
-            log: JobLog::at(self.settings.logs_dir.join(format!("{id}.log"))),
-            resets: Mutex::new(Vec::new()),
-            cancel: CancellationToken::new(),
-            generation: Default::default(),
-            tree: Mutex::new(None),
-            step_timeout: request
-                .spec
-                .timeout_s
-                .map(Duration::from_secs)
-                .unwrap_or(self.settings.step_timeout),
-        });
+        let step_timeout = request
+            .spec
+            .timeout_s
+            .map(Duration::from_secs)
+            .unwrap_or(self.settings.step_timeout);
+        let live = Live::new(
+            record.clone(),
+            self.log(&id),
+            step_timeout,
+            None,
+            Vec::new(),
+        );
         self.live
             .lock()
             .unwrap_or_else(|p| p.into_inner())
