@@ -6,6 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Every bundled example runs its full tier (engine/tests/examples.rs): their
+# base images too (node, ruby, golang, rust stand-ins).
+t=$SECONDS
+bash scripts/images.sh --all
+echo "example images: $((SECONDS - t)) s"
 
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT

@@ -32,6 +32,15 @@ pub enum Tier {
     Full,
 }
 
+impl Tier {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Fast => "fast",
+            Tier::Full => "full",
+        }
+    }
+}
+
 /// Resource limits of a job's container.
 #[derive(Debug, Clone, Default, PartialEq, ToSchema, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -462,6 +471,10 @@ pub struct RunRecord {
     /// Byte offset in the job's log where the first step's output begins.
     #[serde(default)]
     pub steps_log_start: u64,
+    /// What a reader of the outcome should know (e.g. a tier that had no
+    /// steps, so its success checked nothing).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// The persisted record of a job (rmp-serde; schema version in the store).

@@ -19,6 +19,8 @@
 //!   and the supervisor of managed services.
 //! - [`service`]: managed service declarations.
 //! - [`workspace`]: workspace records (environments kept open).
+//! - [`tls_probe`]: whether outbound TLS to package registries is
+//!   intercepted (for `slipway doctor`).
 //! - [`plan`]: detection and planning of a repository through the ecosystem
 //!   plugins; the report `slipway plan` prints.
 //!
@@ -43,5 +45,6 @@ pub mod queue;
 pub mod runner;
 pub mod secrets;
 pub mod service;
+pub mod tls_probe;
 pub mod token;
 pub mod workspace;

@@ -78,6 +78,10 @@ pub struct PlanReport {
     /// The plugin whose steps are used when the image comes from the
     /// repository's Dockerfile.
     pub steps_from: Option<String>,
+    /// With a repository's Dockerfile: the dependency installation of the
+    /// plugin the steps come from, built on top of the repository's image
+    /// so those steps find their tools (see [`DEPS_MARKER`]).
+    pub deps_layer: Option<String>,
     /// The other ecosystems that matched, best first.
     pub alternatives: Vec<Match>,
 }
@@ -146,6 +150,17 @@ impl From<&Toolchain> for ToolchainReport {
                 .collect(),
         }
     }
+}
+
+/// The line of a generated Dockerfile after which its dependency
+/// installation begins. What follows it runs as root on any image of the
+/// same ecosystem, so it can be layered on a repository's own image.
+pub const DEPS_MARKER: &str = "# slipway:deps";
+
+/// The lines after [`DEPS_MARKER`], if the Dockerfile has it.
+pub fn deps_layer_of(dockerfile: &str) -> Option<String> {
+    let (_, after) = dockerfile.split_once(&format!("{DEPS_MARKER}\n"))?;
+    Some(after.to_owned()).filter(|a| !a.trim().is_empty())
 }
 
 /// Plan the repository at `repo` with the registry's ecosystem plugins.
@@ -248,6 +263,7 @@ pub fn plan_repository(
         env: plan.env.clone(),
         notes: plan.notes.clone(),
         steps_from: None,
+        deps_layer: None,
         alternatives: matches[1..]
             .iter()
             .map(|(c, d)| Match {
@@ -266,15 +282,23 @@ pub fn plan_repository(
             // from the best generated plan for the same repository.
             if let Some((steps_plugin, _)) = matches[1..].first() {
                 let steps = plan_of(steps_plugin)?;
-                if matches!(steps.image, ImageSource::Generated(_)) {
+                if let ImageSource::Generated(generated) = &steps.image {
                     report.steps_from = Some(steps_plugin.full_id());
+                    report.deps_layer = deps_layer_of(generated);
                     report.validation = Validation {
                         fast: steps.fast,
                         full: steps.full,
                     };
                     report.cache = steps.cache;
                     report.env = steps.env;
-                    if !steps.setup.is_empty() {
+                    if report.deps_layer.is_some() {
+                        // Its setup steps prepare what the layer installs.
+                        report.setup = steps.setup;
+                        report.notes.push(format!(
+                            "dependencies of {} layered on the repository's image: the steps' tools are installed on top of it, as its generated image would have them",
+                            steps_plugin.name
+                        ));
+                    } else if !steps.setup.is_empty() {
                         // Setup steps prepare the plugin's own generated image
                         // (e.g. link preinstalled dependencies); the
                         // repository's image has its own layout.
@@ -287,5 +311,19 @@ pub fn plan_repository(
             }
         }
     }
+    for (tier, steps) in [
+        ("fast", &report.validation.fast),
+        ("full", &report.validation.full),
+    ] {
+        if steps.is_empty() {
+            report.notes.push(empty_tier_note(tier));
+        }
+    }
     Ok(report)
+}
+
+/// What a plan, a job record and a validate result say of a tier with no
+/// steps: running it checks nothing, which is not the same as passing.
+pub fn empty_tier_note(tier: &str) -> String {
+    format!("the {tier} tier has no steps: running it checks nothing")
 }

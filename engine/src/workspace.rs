@@ -122,6 +122,9 @@ pub struct ValidateResult {
     /// sha256 of the diff against the base commit the steps ran on.
     pub diff_sha256: String,
     pub steps: Vec<StepResult>,
+    /// Set when the tier had no steps: `ok` then means nothing was checked.
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// A workspace as stored and reported.

@@ -340,7 +340,14 @@ async fn cancel_stops_a_running_step() {
 #[tokio::test]
 async fn docker_inspect_of_a_job_container_shows_every_hardening_setting() {
     let e = engine().await;
-    let repo = repo_and_profile(&e, "inspected", &["echo started; sleep 120"], &[]).await;
+    // The step prints /tmp's mount as the kernel has it, then waits.
+    let repo = repo_and_profile(
+        &e,
+        "inspected",
+        &["grep ' /tmp ' /proc/mounts; echo started; sleep 120"],
+        &[],
+    )
+    .await;
     let job = e
         .submit_with(
             repo.path(),
@@ -392,9 +399,31 @@ async fn docker_inspect_of_a_job_container_shows_every_hardening_setting() {
     );
     assert_eq!(host.readonly_rootfs, Some(true), "read-only root");
     let tmpfs = host.tmpfs.clone().unwrap_or_default();
-    assert!(
-        tmpfs.get("/tmp").is_some_and(|o| o.contains("nosuid")),
+    assert_eq!(
+        tmpfs.get("/tmp").map(String::as_str),
+        Some("rw,exec,nosuid,nodev,size=256m,mode=1777"),
         "tmpfs scratch: {tmpfs:?}"
+    );
+    // As mounted: executable (tools run what they build there), never
+    // set-uid or device files.
+    let log = e.log(job.id);
+    let tmp_mount = log
+        .lines()
+        .find(|l| l.contains(" /tmp tmpfs "))
+        .unwrap_or_else(|| panic!("no /tmp mount line in the log:\n{log}"));
+    let options: Vec<&str> = tmp_mount
+        .split(" /tmp tmpfs ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_default()
+        .split(',')
+        .collect();
+    for wanted in ["rw", "nosuid", "nodev"] {
+        assert!(options.contains(&wanted), "{wanted} in {options:?}");
+    }
+    assert!(
+        !options.contains(&"noexec"),
+        "/tmp is executable: {options:?}"
     );
     assert_eq!(config.user.as_deref(), Some("1000:1000"), "non-root");
     assert_eq!(host.init, Some(true), "--init");
@@ -439,7 +468,7 @@ async fn docker_inspect_of_a_job_container_shows_every_hardening_setting() {
     let cmd = config.cmd.unwrap_or_default();
     assert_eq!(
         cmd.last().map(String::as_str),
-        Some("echo started; sleep 120")
+        Some("grep ' /tmp ' /proc/mounts; echo started; sleep 120")
     );
     assert_eq!(config.open_stdin, Some(false), "steps get EOF on stdin");
     let labels = config.labels.unwrap_or_default();
@@ -719,4 +748,81 @@ async fn image_gc_removes_the_least_recently_used_image_it_knows_past_the_budget
             None,
         )
         .await;
+}
+
+/// A build that needs a registry it cannot reach (builds here have network
+/// `none`, so nothing leaves the machine): the job's reason names the host
+/// and what would help.
+#[tokio::test]
+async fn an_unreachable_registry_is_named_in_the_reason() {
+    let e = engine().await;
+    let repo = tempfile::tempdir().unwrap();
+    // The node:18-slim stand-in (scripts/images.sh --all): no pull.
+    std::fs::write(
+        repo.path().join("Dockerfile"),
+        "FROM node:18-slim\nWORKDIR /app\nRUN npm install --no-audit --fetch-retries=0 left-pad\n",
+    )
+    .unwrap();
+    profile(&e, "unreachable", &["true"], None).await;
+    let job = e.submit(repo.path(), "unreachable", "fast").await;
+    let done = e.finished(job.id).await;
+    assert_eq!(done.state, JobState::Failed, "{}", e.log(job.id));
+    let reason = done.reason.unwrap_or_default();
+    assert!(
+        reason.contains("the build could not reach `registry.npmjs.org`"),
+        "{reason}"
+    );
+    assert!(reason.contains("`runner.build_network`"), "{reason}");
+    assert!(reason.contains("`ca_bundle`"), "{reason}");
+}
+
+/// A base image that is not on the host and cannot be pulled (its registry
+/// is a closed port on loopback, so the pull leaves nothing behind): the
+/// reason names it, `base_images` and `scripts/images.sh`.
+#[tokio::test]
+async fn a_missing_base_image_is_named_in_the_reason() {
+    let e = engine().await;
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(
+        repo.path().join("Dockerfile"),
+        "FROM 127.0.0.1:1/slipway-test/never-built:1\nWORKDIR /workspace\n",
+    )
+    .unwrap();
+    profile(&e, "no-base", &["true"], None).await;
+    let job = e.submit(repo.path(), "no-base", "fast").await;
+    let done = e.finished(job.id).await;
+    assert_eq!(done.state, JobState::Failed, "{}", e.log(job.id));
+    let reason = done.reason.unwrap_or_default();
+    assert!(
+        reason.contains(
+            "the base image `127.0.0.1:1/slipway-test/never-built:1` is not on this host"
+        ),
+        "{reason}"
+    );
+    assert!(reason.contains("scripts/images.sh"), "{reason}");
+    assert!(reason.contains("`base_images`"), "{reason}");
+}
+
+/// A tier without steps succeeds but says it checked nothing: in the job
+/// record's notes and in its log.
+#[tokio::test]
+async fn an_empty_tier_says_it_checked_nothing() {
+    let e = engine().await;
+    let repo = repo_and_profile(&e, "empty-fast", &[], &["echo full ran"]).await;
+    let job = e.submit(repo.path(), "empty-fast", "full").await;
+    let done = e.finished(job.id).await;
+    assert_eq!(done.state, JobState::Succeeded, "{}", e.log(job.id));
+    let notes = &done.run.as_ref().expect("a run record").notes;
+    assert_eq!(
+        notes,
+        &vec!["the fast tier has no steps: running it checks nothing".to_owned()],
+        "{done:?}"
+    );
+    assert!(
+        e.log(job.id)
+            .contains("slipway the fast tier has no steps: running it checks nothing"),
+        "{}",
+        e.log(job.id)
+    );
+    assert!(e.log(job.id).contains("full ran"), "{}", e.log(job.id));
 }

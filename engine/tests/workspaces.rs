@@ -778,3 +778,42 @@ fn the_example_python_repo_loop() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(containers_of(&id), 0);
 }
+
+/// A tier with no steps passes vacuously and says so: an agent's loop must
+/// not read `ok: true, steps: []` as a green check.
+#[test]
+fn an_empty_tier_says_it_checked_nothing() {
+    let server = server(&[]);
+    let repo = busybox_repo(&server, "no-fast", &[], &["echo full-ran"]);
+    let (id, w) = create(
+        &server,
+        serde_json::json!({
+            "repository": repo.path().to_str().unwrap(), "commit": "HEAD", "profile": "no-fast",
+        }),
+    );
+    assert_eq!(w["state"], "ready", "{w}");
+    let validate = format!("/api/v1/workspaces/{id}/validate");
+    let (code, fast) = post(&server, &validate, &serde_json::json!({"tier": "fast"}));
+    assert_eq!(code, 200, "{fast}");
+    assert_eq!(fast["steps"], serde_json::json!([]), "{fast}");
+    assert_eq!(
+        fast["note"], "the fast tier has no steps: running it checks nothing",
+        "{fast}"
+    );
+    let (code, full) = post(&server, &validate, &serde_json::json!({"tier": "full"}));
+    assert_eq!(code, 200, "{full}");
+    assert_eq!(full["ok"], true, "{full}");
+    assert_eq!(full["steps"].as_array().unwrap().len(), 1, "{full}");
+    assert_eq!(
+        full["note"], "the fast tier has no steps: running it checks nothing",
+        "the full tier has its step; the fast one it starts with has none: {full}"
+    );
+    let out = cli(&server, &["workspace", "validate", &id, "--tier", "fast"]);
+    assert!(
+        text(&out).contains("note: the fast tier has no steps"),
+        "{}",
+        text(&out)
+    );
+    let out = cli(&server, &["workspace", "rm", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}

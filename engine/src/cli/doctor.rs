@@ -13,6 +13,12 @@ pub struct DoctorArgs {
     /// One JSON array of `{check, status, detail, fix}`.
     #[arg(long)]
     pub json: bool,
+    /// A package registry (`host[:port]`) to check outbound TLS against,
+    /// repeatable (default: the registries the bundled plugins fetch from:
+    /// pypi.org, registry.npmjs.org, index.crates.io, rubygems.org,
+    /// proxy.golang.org).
+    #[arg(long = "registry", value_name = "HOST[:PORT]")]
+    pub registries: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -77,6 +83,15 @@ pub fn run(args: DoctorArgs, config: &Config) -> anyhow::Result<ExitCode> {
     checks.push(disk("free disk (state directory)", &config.state_dir));
     checks.push(selinux());
     checks.push(plugins(config));
+    let registries: Vec<String> = if args.registries.is_empty() {
+        slipway::tls_probe::DEFAULT_REGISTRIES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        args.registries.clone()
+    };
+    checks.push(outbound_tls(&registries, config.ca_bundle.as_deref()));
     if Path::new("/dev/nvidia0").exists() || Path::new("/dev/dri").exists() {
         checks.push(check(
             "gpu",
@@ -252,6 +267,97 @@ fn disk(name: &'static str, path: &Path) -> Check {
         ),
         None => check(name, Status::Warn, format!("could not read free space at {}", existing.display()), None),
     }
+}
+
+/// Outbound TLS to package registries: probed in parallel; any one that
+/// answers with a chain the public roots do not verify is interception.
+fn outbound_tls(registries: &[String], bundle: Option<&Path>) -> Check {
+    use slipway::tls_probe::{Verdict, probe};
+    let timeout = std::time::Duration::from_secs(3);
+    let verdicts: Vec<(String, Result<Verdict, String>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = registries
+            .iter()
+            .map(|r| {
+                s.spawn(move || {
+                    (
+                        r.clone(),
+                        probe(r, bundle, timeout).map_err(|e| e.to_string()),
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a probe thread panicked"))
+            .collect()
+    });
+    let name = "outbound tls";
+    if let Some((r, Err(e))) = verdicts.iter().find(|(_, v)| v.is_err()) {
+        return check(
+            name,
+            Status::Fail,
+            format!("{r}: {e}"),
+            Some("fix `ca_bundle` (SLIPWAY_CA_BUNDLE): a readable PEM bundle".into()),
+        );
+    }
+    let of = |want: fn(&Verdict) -> bool| -> Vec<String> {
+        verdicts
+            .iter()
+            .filter(|(_, v)| v.as_ref().is_ok_and(want))
+            .map(|(r, v)| match v {
+                Ok(
+                    Verdict::Intercepted { reason }
+                    | Verdict::CoveredByBundle { reason }
+                    | Verdict::Unreachable { reason },
+                ) => format!("{r} ({reason})"),
+                _ => r.clone(),
+            })
+            .collect()
+    };
+    let intercepted = of(|v| matches!(v, Verdict::Intercepted { .. }));
+    let covered = of(|v| matches!(v, Verdict::CoveredByBundle { .. }));
+    let unreachable = of(|v| matches!(v, Verdict::Unreachable { .. }));
+    let public = of(|v| matches!(v, Verdict::Public));
+    if !intercepted.is_empty() {
+        let fix = match bundle {
+            None => "set `ca_bundle` (SLIPWAY_CA_BUNDLE) to a PEM bundle holding the inspecting proxy's CA (often the host's own bundle, /etc/ssl/certs/ca-certificates.crt), so image builds and jobs trust it".to_owned(),
+            Some(p) => format!("add the inspecting proxy's CA to {}", p.display()),
+        };
+        return check(
+            name,
+            Status::Warn,
+            format!(
+                "TLS is intercepted (the chain is not from a public CA): {}; image builds that fetch from it fail",
+                intercepted.join(", ")
+            ),
+            Some(fix),
+        );
+    }
+    let mut parts = Vec::new();
+    if !public.is_empty() {
+        parts.push(format!(
+            "verified against public roots: {}",
+            public.join(", ")
+        ));
+    }
+    if !covered.is_empty() {
+        parts.push(format!(
+            "intercepted, trusted through ca_bundle: {}",
+            covered.join(", ")
+        ));
+    }
+    if !unreachable.is_empty() {
+        parts.push(format!(
+            "not reachable (builds that fetch from it fail; see `runner.build_network`): {}",
+            unreachable.join(", ")
+        ));
+    }
+    let status = if public.is_empty() && covered.is_empty() {
+        Status::Info
+    } else {
+        Status::Ok
+    };
+    check(name, status, parts.join("; "), None)
 }
 
 fn selinux() -> Check {

@@ -49,7 +49,12 @@ pub fn run(args: PlanArgs, config: &Config) -> anyhow::Result<ExitCode> {
 
 fn steps(out: &mut String, label: &str, steps: &[Step]) {
     if steps.is_empty() {
-        let _ = writeln!(out, "{label:<17}(none)");
+        let none = if label == "setup:" {
+            "(none)"
+        } else {
+            "(none: this tier checks nothing)"
+        };
+        let _ = writeln!(out, "{label:<17}{none}");
     }
     for (i, s) in steps.iter().enumerate() {
         let report = s
@@ -128,6 +133,14 @@ fn human(r: &PlanReport) -> String {
     let _ = writeln!(out, "{:<17}{}", "base image:", r.base_image);
     if let Some(path) = &r.dockerfile_path {
         let _ = writeln!(out, "{:<17}the repository's own {path}", "image:");
+    }
+    if let Some(layer) = &r.deps_layer {
+        let _ = writeln!(
+            out,
+            "{:<17}{} line(s) of dependency installation on top of it",
+            "layered:",
+            layer.lines().count()
+        );
     }
     steps(&mut out, "setup:", &r.setup);
     steps(&mut out, "fast:", &r.validation.fast);

@@ -271,6 +271,9 @@ fn print_validation(v: &Value) {
             }
         }
     }
+    if let Some(note) = v["note"].as_str() {
+        println!("note: {note}");
+    }
     println!(
         "{} in {} ms",
         if v["ok"] == true { "ok" } else { "failed" },

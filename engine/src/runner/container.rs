@@ -151,6 +151,12 @@ pub enum Hardening {
     Service,
 }
 
+/// The scratch `/tmp` of a hardened container. `exec` is explicit because
+/// Docker's tmpfs default is `noexec`, and tools build and run helpers there
+/// (`go test` runs its test binary from `/tmp/go-build…`); `nosuid` and
+/// `nodev` keep it from granting anything.
+pub const TMP_OPTIONS: &str = "rw,exec,nosuid,nodev,size=256m,mode=1777";
+
 impl ContainerSpec {
     pub(crate) fn host_config(&self) -> HostConfig {
         let memory = self.limits.memory_mb.map(|mb| (mb * 1024 * 1024) as i64);
@@ -162,12 +168,7 @@ impl ContainerSpec {
             security_opt: Some(vec!["no-new-privileges".into()]),
             readonly_rootfs: Some(full),
             init: Some(true),
-            tmpfs: full.then(|| {
-                HashMap::from([(
-                    "/tmp".to_owned(),
-                    "rw,nosuid,nodev,size=256m,mode=1777".to_owned(),
-                )])
-            }),
+            tmpfs: full.then(|| HashMap::from([("/tmp".to_owned(), TMP_OPTIONS.to_owned())])),
             network_mode: Some(self.network.clone()),
             memory,
             // No swap beyond the memory limit.

@@ -116,12 +116,21 @@ async fn run(runner: &Runner, attempt: &Attempt) -> Outcome {
         Err(outcome) => return outcome,
     };
     let mut steps = env.steps.setup.clone();
-    steps.extend(env.steps.fast.clone());
+    let mut record = env.record.clone();
+    let mut tiers = vec![("fast", &env.steps.fast)];
     if job.spec.tier == Tier::Full {
-        steps.extend(env.steps.full.clone());
+        tiers.push(("full", &env.steps.full));
+    }
+    for (tier, tier_steps) in tiers {
+        if tier_steps.is_empty() {
+            // Said in the record and the log: an empty tier is no pass.
+            let note = crate::plan::empty_tier_note(tier);
+            attempt.log.line("slipway", &note);
+            record.notes.push(note);
+        }
+        steps.extend(tier_steps.iter().cloned());
     }
     attempt.report(5, 5, format!("{} steps", steps.len())).await;
-    let mut record = env.record.clone();
     record.attempt = job.attempt;
     record.fence = attempt.fence;
     let started = Instant::now();

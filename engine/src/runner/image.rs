@@ -18,6 +18,7 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::LABEL_MANAGED;
+use super::build_hints::{self, BuildSigns};
 use crate::logs::JobLog;
 
 /// Where the Dockerfile comes from.
@@ -95,8 +96,13 @@ pub struct ResolvedImage {
 pub enum ImageError {
     #[error("{path}: {message}")]
     Input { path: String, message: String },
-    #[error("building {tag} failed: {message}")]
-    Build { tag: String, message: String },
+    #[error("building {tag} failed: {message}{}", hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default())]
+    Build {
+        tag: String,
+        message: String,
+        /// What would help, when the output says (see `build_hints`).
+        hint: Option<String>,
+    },
 }
 
 /// Apply the base-image map to every `FROM` line.
@@ -402,32 +408,39 @@ pub async fn resolve(
         .build();
     let mut stream = docker.build_image(options, None, Some(bollard::body_full(tar.into())));
     let mut tail: Vec<String> = Vec::new();
+    let mut signs = BuildSigns::default();
     while let Some(item) = stream.next().await {
-        match item {
+        let error = match item {
             Ok(info) => {
                 if let Some(text) = info.stream.as_deref() {
                     for line in text.lines().filter(|l| !l.trim().is_empty()) {
                         log.line("build", line);
+                        signs.read(line);
                         tail.push(line.to_owned());
                         if tail.len() > 20 {
                             tail.remove(0);
                         }
                     }
                 }
-                if let Some(error) = info.error_detail.and_then(|d| d.message) {
-                    return Err(ImageError::Build {
-                        tag,
-                        message: format!("{error} (last output: {})", tail.join(" | ")),
-                    });
+                match info.error_detail.and_then(|d| d.message) {
+                    Some(error) => error,
+                    None => continue,
                 }
             }
-            Err(e) => {
-                return Err(ImageError::Build {
-                    tag,
-                    message: format!("{e} (last output: {})", tail.join(" | ")),
-                });
+            Err(e) => e.to_string(),
+        };
+        signs.read(&error);
+        let mut missing = Vec::new();
+        for base in build_hints::base_images(&text) {
+            if docker.inspect_image(&base).await.is_err() {
+                missing.push(base);
             }
         }
+        return Err(ImageError::Build {
+            tag,
+            message: format!("{error} (last output: {})", tail.join(" | ")),
+            hint: signs.hint(&missing, request.ca_bundle.is_some(), request.network),
+        });
     }
     let build_time = started.elapsed();
     log.line(

@@ -4,6 +4,8 @@
 //! - [`docker`]: finding and connecting to Docker or Podman, with the API
 //!   version negotiated and an error that names everything tried.
 //! - [`image`]: the job's image, built once and reused by content hash.
+//! - [`build_hints`]: why a build failed (a missing base image, a registry
+//!   out of reach, TLS interception), said with what would help.
 //! - [`image_gc`]: least-recently-used runner images removed past a budget.
 //! - [`cache`]: package-manager cache volumes, one per manager and
 //!   repository, pruned past their budget.
@@ -24,6 +26,7 @@
 //!   healthy (readiness, liveness, Docker events, restarts with a budget).
 
 pub mod batch;
+pub mod build_hints;
 pub mod cache;
 pub mod container;
 pub mod docker;

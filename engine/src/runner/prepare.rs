@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::cache::{self, CacheVolume};
 use super::container::{RunnerError, SelinuxLabel, bind};
 use super::exec::{StepEnd, StepExec, exec_step};
-use super::image::{self, DockerfileSource, ImageRequest};
+use super::image::{self, DockerfileSource, ImageRequest, ResolvedImage};
 use super::pod::{Pod, PodSpec, WorkloadSpec};
 use super::services::{self, RunningService};
 use crate::checkout::{Checkout, CheckoutError, Checkouts};
@@ -157,6 +157,26 @@ impl Runner {
                 .map_err(|e| e.to_string())?
                 .into_iter()
                 .find(|p| p.repository.as_deref() == Some(spec.repository.as_str()))),
+        }
+    }
+
+    /// Resolve (build on a miss) one image. A cancel (or timeout) stops a
+    /// build: dropping its stream makes the daemon stop it and remove its
+    /// intermediate containers.
+    async fn build(
+        &self,
+        request: &ImageRequest<'_>,
+        log: &JobLog,
+        cancel: &CancellationToken,
+    ) -> Result<ResolvedImage, Outcome> {
+        tokio::select! {
+            built = image::resolve(&self.docker, request, log) => {
+                built.map_err(|e| Outcome::Failed { reason: e.to_string() })
+            }
+            _ = cancel.cancelled() => {
+                log.line("slipway", "image build stopped: the attempt was asked to stop");
+                Err(Outcome::Cancelled)
+            }
         }
     }
 
@@ -314,16 +334,36 @@ impl Runner {
             network: &self.settings.build_network,
             ca_bundle: bundle.as_deref(),
         };
-        // A cancel (or timeout) stops a build: dropping its stream makes
-        // the daemon stop it and remove its intermediate containers.
-        let image = tokio::select! {
-            built = image::resolve(&self.docker, &request, log) => {
-                built.map_err(|e| Outcome::Failed { reason: e.to_string() })?
+        let image = self.build(&request, log, req.cancel).await?;
+        // A repository's own image gets the steps' tools layered on top.
+        let image = match &plan.deps_layer {
+            Some(layer) => {
+                let request = ImageRequest {
+                    dockerfile: DockerfileSource::Generated(format!(
+                        "FROM {}\nUSER root\n{layer}",
+                        image.tag
+                    )),
+                    ..request.clone()
+                };
+                log.line(
+                    "slipway",
+                    &format!(
+                        "dependencies layered on {} (from {})",
+                        image.tag,
+                        plan.steps_from.as_deref().unwrap_or("the steps' plugin")
+                    ),
+                );
+                let layered = self.build(&request, log, req.cancel).await?;
+                if let Err(e) = self.store.touch_image(&image.tag).await {
+                    tracing::warn!(image = %image.tag, error = %e, "image use not recorded");
+                }
+                ResolvedImage {
+                    build_time: image.build_time + layered.build_time,
+                    hit: image.hit && layered.hit,
+                    ..layered
+                }
             }
-            _ = req.cancel.cancelled() => {
-                log.line("slipway", "image build stopped: the attempt was asked to stop");
-                return Err(Outcome::Cancelled);
-            }
+            None => image,
         };
         if let Err(e) = self.store.touch_image(&image.tag).await {
             tracing::warn!(image = %image.tag, error = %e, "image use not recorded");

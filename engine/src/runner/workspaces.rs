@@ -824,6 +824,7 @@ impl Workspaces {
             at_ms: now_ms(),
             diff_sha256: sha256_hex(diff.as_bytes()),
             steps: results,
+            note: empty_tiers(&env.steps, tier),
         };
         let record = live.update(|r| {
             r.history.push(result.clone());
@@ -1083,6 +1084,19 @@ impl Workspaces {
 }
 
 /// The prefix of the names of a workspace's containers.
+/// The note of a validate result whose tier (or the fast tier a full run
+/// starts with) has no steps.
+fn empty_tiers(steps: &Steps, tier: Tier) -> Option<String> {
+    let mut empty = Vec::new();
+    if steps.fast.is_empty() {
+        empty.push(crate::plan::empty_tier_note("fast"));
+    }
+    if tier == Tier::Full && steps.full.is_empty() {
+        empty.push(crate::plan::empty_tier_note("full"));
+    }
+    (!empty.is_empty()).then(|| empty.join("; "))
+}
+
 fn pod_name(engine_id: &str, id: &str) -> String {
     format!("slipway-{engine_id}-{id}")
 }

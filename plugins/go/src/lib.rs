@@ -33,6 +33,9 @@ const GOCACHE: &str = "/home/app/.cache/go-build";
 /// can never hide them.
 const IMAGE_MODULES: &str = "/opt/deps/gomod";
 
+/// The line that marks where the dependency installation starts.
+pub const DEPS_MARKER: &str = "# slipway:deps";
+
 const GOLANGCI_CONFIGS: &[&str] = &[
     ".golangci.yml",
     ".golangci.yaml",
@@ -409,6 +412,10 @@ impl Ecosystem for Go {
 
         // Dependencies: downloaded into the image when go.mod alone describes them.
         let has_sum = repo.exists("go.sum");
+        // vendor/modules.txt: the modules are in the checkout. Go builds from
+        // vendor/ by default when go.mod says go >= 1.14; GOFLAGS makes it
+        // explicit for older go directives too. Nothing is downloaded.
+        let vendored = gomod.is_some() && gowork.is_none() && repo.exists("vendor/modules.txt");
         let mut setup = Vec::new();
         let mut download_in_image = false;
         let mut lockfile = None;
@@ -423,7 +430,12 @@ impl Ecosystem for Go {
             } else if m.requires > 0 {
                 notes.push("go.sum is missing: module downloads are not checked against recorded checksums".into());
             }
-            if let Some((n, target)) = m.local_replaces.first() {
+            if vendored {
+                notes.push(
+                    "vendor/modules.txt: modules come from vendor/ in the checkout (-mod=vendor); nothing is downloaded, at image build or in setup"
+                        .into(),
+                );
+            } else if let Some((n, target)) = m.local_replaces.first() {
                 notes.push(format!(
                     "go.mod:{n}: replace => {target} points inside the checkout; modules are downloaded in setup (`go mod download`), which needs the network"
                 ));
@@ -450,8 +462,8 @@ impl Ecosystem for Go {
                     .into(),
             );
         }
-        let needs_setup_download =
-            gowork.is_some() || gomod.as_ref().is_some_and(|m| !m.local_replaces.is_empty());
+        let needs_setup_download = !vendored
+            && (gowork.is_some() || gomod.as_ref().is_some_and(|m| !m.local_replaces.is_empty()));
         if needs_setup_download {
             setup.push(Step::new("go-mod-download", "go mod download"));
         }
@@ -481,9 +493,14 @@ impl Ecosystem for Go {
             ));
         }
         if download_in_image {
+            // What follows the marker can also run as root on top of the
+            // repository's own Go image: it makes its own directory and names
+            // no user.
             let files = if has_sum { "go.mod go.sum" } else { "go.mod" };
+            df.push_str(DEPS_MARKER);
+            df.push('\n');
             df.push_str("WORKDIR /opt/deps\n");
-            df.push_str(&format!("COPY --chown=app:app {files} ./\n"));
+            df.push_str(&format!("COPY --chown=1000:1000 {files} ./\n"));
             df.push_str(&format!("RUN GOMODCACHE={IMAGE_MODULES} go mod download\n"));
             df.push_str(&format!(
                 "ENV GOPROXY=file://{IMAGE_MODULES}/cache/download,https://proxy.golang.org,direct \\\n    GOSUMDB=sum.golang.org\n"
@@ -503,7 +520,7 @@ impl Ecosystem for Go {
                     if *v2 { "v2 (latest)" } else { GOLANGCI_V1 }
                 ));
             }
-            None => notes.push("no .golangci.yml/.yaml/.toml/.json: golangci-lint not run".into()),
+            None => notes.push("no .golangci.yml/.yaml/.toml/.json: golangci-lint not run; the fast tier is `go vet ./...`, chosen because the project declares no linter".into()),
         }
         let full = vec![Step::new("test", "go test -json ./...").with_report("go-test-json", None)];
 
@@ -530,7 +547,11 @@ impl Ecosystem for Go {
                     path: GOCACHE.into(),
                 },
             ],
-            env: vec![opt("CI", "true")],
+            env: if vendored {
+                vec![opt("CI", "true"), opt("GOFLAGS", "-mod=vendor")]
+            } else {
+                vec![opt("CI", "true")]
+            },
             notes,
         })
     }
@@ -600,7 +621,7 @@ mod tests {
         let df = dockerfile(&p);
         assert!(df.starts_with("FROM golang:1.25\n"), "{df}");
         assert!(
-            df.contains("COPY --chown=app:app go.mod go.sum ./\n"),
+            df.contains("COPY --chown=1000:1000 go.mod go.sum ./\n"),
             "{df}"
         );
         assert!(df.contains("go mod download"), "{df}");
@@ -671,7 +692,7 @@ mod tests {
         assert_eq!(t.overruled[0].reason, "a pin (go.mod) beats a range");
         assert_eq!(p.base_image, "golang:1.22");
         // Without go.sum, only go.mod is copied.
-        assert!(dockerfile(&p).contains("COPY --chown=app:app go.mod ./\n"));
+        assert!(dockerfile(&p).contains("COPY --chown=1000:1000 go.mod ./\n"));
         assert!(
             p.notes.iter().any(|n| n.contains("go.sum is missing")),
             "{:?}",
@@ -798,6 +819,56 @@ mod tests {
         assert!(
             e.contains("go.mod: no go release line satisfies `1.99`"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn vendored_modules_need_no_download() {
+        let p = plan("vendored");
+        // Neither in the image nor in setup: the job has no network.
+        assert!(p.setup.is_empty(), "{:?}", p.setup);
+        let df = dockerfile(&p);
+        assert!(
+            !df.contains("go mod download") && !df.contains("COPY"),
+            "{df}"
+        );
+        assert!(!df.contains(DEPS_MARKER), "{df}");
+        assert!(
+            p.env
+                .iter()
+                .any(|e| e.name == "GOFLAGS" && e.value == "-mod=vendor"),
+            "{:?}",
+            p.env
+        );
+        assert!(
+            p.notes.iter().any(|n| n.starts_with("vendor/modules.txt")),
+            "{:?}",
+            p.notes
+        );
+        assert_eq!(p.fast[0].command, "go vet ./...");
+        assert_eq!(p.full[0].command, "go test -json ./...");
+        // GOCACHE is the go-build cache mount (handed to the job's uid).
+        let env_line = df.lines().find(|l| l.contains("GOCACHE=")).unwrap();
+        assert!(env_line.contains(GOCACHE), "{df}");
+        assert!(p.cache.iter().any(|c| c.path == GOCACHE));
+    }
+
+    #[test]
+    fn download_section_after_the_marker_is_self_contained() {
+        let p = plan("mod-sum");
+        let df = dockerfile(&p);
+        let (before, after) = df.split_once(&format!("\n{DEPS_MARKER}\n")).unwrap();
+        assert!(before.contains("\nUSER app"), "{df}");
+        assert!(
+            !after.contains("useradd") && !after.contains("USER "),
+            "{df}"
+        );
+        assert!(!after.contains("app:app"), "{df}");
+        assert!(after.contains("go mod download"), "{df}");
+        assert!(
+            p.notes.iter().any(|n| n.contains("declares no linter")),
+            "{:?}",
+            p.notes
         );
     }
 

@@ -63,8 +63,17 @@ const ESLINT_CONFIGS: &[&str] = &[
 ];
 /// Scripts that typecheck, first present wins.
 const TYPECHECK_SCRIPTS: &[&str] = &["typecheck", "type-check", "tsc"];
+/// The cheap check when the project declares no linter: `node --check` (a
+/// syntax check that runs nothing) on every .js/.mjs/.cjs file outside
+/// node_modules and .git, one file per call.
+const SYNTAX_CHECK: &str = "find . \\( -name node_modules -o -name .git \\) -prune -o -type f \\( -name '*.js' -o -name '*.mjs' -o -name '*.cjs' \\) -print0 | xargs -0 -r -n1 node --check";
+const SYNTAX_NOTE: &str = "no `lint` script or ESLint configuration: the fast tier runs `node --check` (syntax only) on the project's .js/.mjs/.cjs files, chosen because the project declares no linter";
+
 /// npm's placeholder `test` script written by `npm init`.
 const NPM_TEST_PLACEHOLDER: &str = "no test specified";
+
+/// The package.json fields whose packages an install puts in node_modules.
+const DEPENDENCY_FIELDS: &[&str] = &["dependencies", "devDependencies", "optionalDependencies"];
 
 /// Where dependencies are installed in the image (outside `/workspace`).
 const DEPS_DIR: &str = "/opt/deps";
@@ -417,10 +426,29 @@ fn node_hints(repo: &Repo, manifest: Option<&Manifest>) -> Result<Vec<VersionHin
     Ok(hints)
 }
 
+/// A package manager installed globally with npm, and how to tell that the
+/// wanted version is already there.
+struct Tool {
+    install: String,
+    present: String,
+}
+
+impl Tool {
+    fn new(bin: &str, version: &str, install: String) -> Tool {
+        Tool {
+            install,
+            present: format!(
+                "{bin} --version 2>/dev/null | grep -Eq '^{}([.]|$)'",
+                version.replace('.', "[.]")
+            ),
+        }
+    }
+}
+
 /// Everything the Dockerfile needs to install dependencies.
 struct Install {
-    /// Root-run commands that put the package manager in the image.
-    tool: Option<String>,
+    /// The package manager to put in the image (as root).
+    tool: Option<Tool>,
     /// Files copied into /opt/deps.
     files: Vec<String>,
     /// Extra environment for the install (and later runs).
@@ -445,7 +473,7 @@ fn install(repo: &Repo, choice: &PmChoice, notes: &mut Vec<String>) -> Install {
     let mut env = Vec::new();
     let (tool, command) = match choice.pm {
         Pm::Npm => (
-            v.map(|v| format!("npm install -g npm@{v}")),
+            v.map(|v| Tool::new("npm", v, format!("npm install -g npm@{v}"))),
             if frozen {
                 "npm ci --no-audit --no-fund"
             } else {
@@ -460,7 +488,11 @@ fn install(repo: &Repo, choice: &PmChoice, notes: &mut Vec<String>) -> Install {
                 None => pnpm_major(repo, choice.lockfile, notes).to_owned(),
             };
             (
-                Some(format!("npm install -g pnpm@{version}")),
+                Some(Tool::new(
+                    "pnpm",
+                    &version,
+                    format!("npm install -g pnpm@{version}"),
+                )),
                 if frozen {
                     "pnpm install --frozen-lockfile"
                 } else {
@@ -483,9 +515,13 @@ fn install(repo: &Repo, choice: &PmChoice, notes: &mut Vec<String>) -> Install {
             notes.push("yarn 2+ installs with nodeLinker node-modules (YARN_NODE_LINKER), so node_modules can be linked into the checkout".to_owned());
             (
                 // The image may ship yarn 1 as /usr/local/bin/yarn: --force replaces it.
-                Some(format!(
-                    "npm install -g --force @yarnpkg/cli-dist@{}",
-                    v.unwrap_or(YARN_BERRY_DEFAULT)
+                Some(Tool::new(
+                    "yarn",
+                    v.unwrap_or(YARN_BERRY_DEFAULT),
+                    format!(
+                        "npm install -g --force @yarnpkg/cli-dist@{}",
+                        v.unwrap_or(YARN_BERRY_DEFAULT)
+                    ),
                 )),
                 if frozen {
                     "yarn install --immutable"
@@ -498,9 +534,13 @@ fn install(repo: &Repo, choice: &PmChoice, notes: &mut Vec<String>) -> Install {
         Pm::Yarn => {
             extras.push(".yarnrc");
             (
-                Some(format!(
-                    "npm install -g --force yarn@{}",
-                    v.unwrap_or(YARN_CLASSIC_DEFAULT)
+                Some(Tool::new(
+                    "yarn",
+                    v.unwrap_or(YARN_CLASSIC_DEFAULT),
+                    format!(
+                        "npm install -g --force yarn@{}",
+                        v.unwrap_or(YARN_CLASSIC_DEFAULT)
+                    ),
                 )),
                 if frozen {
                     "yarn install --frozen-lockfile --non-interactive"
@@ -513,7 +553,11 @@ fn install(repo: &Repo, choice: &PmChoice, notes: &mut Vec<String>) -> Install {
         Pm::Bun => {
             extras.push("bunfig.toml");
             (
-                Some(format!("npm install -g bun@{}", v.unwrap_or(BUN_DEFAULT))),
+                Some(Tool::new(
+                    "bun",
+                    v.unwrap_or(BUN_DEFAULT),
+                    format!("npm install -g bun@{}", v.unwrap_or(BUN_DEFAULT)),
+                )),
                 if frozen {
                     "bun install --frozen-lockfile"
                 } else {
@@ -530,14 +574,21 @@ fn install(repo: &Repo, choice: &PmChoice, notes: &mut Vec<String>) -> Install {
             .map(str::to_owned),
     );
     Install {
-        tool: tool.map(|t| format!("RUN {t}")),
+        tool,
         files,
         env,
         command,
     }
 }
 
-fn dockerfile(base: &str, install: Option<&Install>) -> String {
+/// The line that marks where the dependency installation starts: what
+/// follows it can also run, as root, on top of another node image (a
+/// repository's own), so it creates what it needs and names no user.
+pub const DEPS_MARKER: &str = "# slipway:deps";
+
+/// `layerable`: mark the install for layering on a repository's own image
+/// (only when there is something to install).
+fn dockerfile(base: &str, install: Option<&Install>, layerable: bool) -> String {
     let mut d = format!("FROM {base}\n");
     let Some(i) = install else {
         d.push_str(&format!(
@@ -546,22 +597,35 @@ fn dockerfile(base: &str, install: Option<&Install>) -> String {
         return d;
     };
     if let Some(tool) = &i.tool {
-        d.push_str(tool);
-        d.push('\n');
+        d.push_str(&format!("RUN {}\n", tool.install));
     }
     d.push_str(&format!(
         "RUN mkdir -p {DEPS_DIR} /workspace && chown {USER}:{USER} {DEPS_DIR} /workspace\n"
     ));
     d.push_str(&format!("USER {USER}\nENV HOME={HOME}\n"));
+    // Layered on a repository's image (as root), the package manager may be
+    // missing: install it there only when it is (here it is already).
+    if layerable {
+        d.push_str(DEPS_MARKER);
+        d.push('\n');
+    }
+    if let Some(tool) = &i.tool {
+        d.push_str(&format!("RUN {} || {}\n", tool.present, tool.install));
+    }
     for (k, v) in &i.env {
         d.push_str(&format!("ENV {k}={v}\n"));
     }
     d.push_str(&format!("WORKDIR {DEPS_DIR}\n"));
     d.push_str(&format!(
-        "COPY --chown={USER}:{USER} {} ./\n",
+        "COPY --chown=1000:1000 {} ./\n",
         i.files.join(" ")
     ));
-    d.push_str(&format!("RUN {}\n", i.command));
+    // An install with nothing to install creates no node_modules: the
+    // setup step links it into the checkout, so it must exist.
+    d.push_str(&format!(
+        "RUN {} && mkdir -p {DEPS_DIR}/node_modules\n",
+        i.command
+    ));
     d.push_str(&format!("ENV PATH={DEPS_DIR}/node_modules/.bin:$PATH\n"));
     d.push_str("WORKDIR /workspace\n");
     d
@@ -615,6 +679,10 @@ fn steps(
     }
     if let Some(name) = TYPECHECK_SCRIPTS.iter().find(|n| script(n).is_some()) {
         fast.push(Step::new("typecheck", &pm.run(name)));
+    }
+    if fast.is_empty() {
+        fast.push(Step::new("syntax", SYNTAX_CHECK));
+        notes.push(SYNTAX_NOTE.to_owned());
     }
     match script("test") {
         Some(t) if t.contains(NPM_TEST_PLACEHOLDER) => notes.push(
@@ -696,13 +764,14 @@ impl Ecosystem for Node {
 
         let Some(manifest) = manifest else {
             notes.push("no package.json: nothing to install and no scripts to run".to_owned());
+            notes.push(SYNTAX_NOTE.to_owned());
             return Ok(Plan {
-                image: ImageSource::Generated(dockerfile(&base_image, None)),
+                image: ImageSource::Generated(dockerfile(&base_image, None, false)),
                 base_image,
                 toolchains: vec![toolchain],
                 package_manager: None,
                 setup: vec![],
-                fast: vec![],
+                fast: vec![Step::new("syntax", SYNTAX_CHECK)],
                 full: vec![],
                 cache: vec![],
                 env,
@@ -729,10 +798,21 @@ impl Ecosystem for Node {
                 ));
             }
         }
-        let inst = install(repo, &choice, &mut notes);
         let (fast, full) = steps(repo, &manifest, choice.pm, &mut notes)?;
+        // Nothing declared, nothing worth layering on a repository's own
+        // image (which may not even have the package manager).
+        let declares_deps = DEPENDENCY_FIELDS
+            .iter()
+            .any(|f| matches!(manifest.object_field(f), Ok(Some(m)) if !m.is_empty()))
+            || manifest.obj.contains_key("workspaces");
+        if !declares_deps {
+            notes.push(
+                "package.json declares no dependencies: the install creates an empty node_modules, and nothing is layered on a repository's own image".to_owned(),
+            );
+        }
+        let inst = install(repo, &choice, &mut notes);
         Ok(Plan {
-            image: ImageSource::Generated(dockerfile(&base_image, Some(&inst))),
+            image: ImageSource::Generated(dockerfile(&base_image, Some(&inst), declares_deps)),
             base_image,
             toolchains: vec![toolchain],
             package_manager: Some(PackageManager {

@@ -158,7 +158,8 @@ fn node_version_file_alone() {
     let p = plan("node-version-only");
     assert_eq!(p.base_image, "node:20-slim");
     assert!(p.package_manager.is_none());
-    assert!(p.setup.is_empty() && p.fast.is_empty() && p.full.is_empty());
+    assert!(p.setup.is_empty() && p.full.is_empty());
+    assert_eq!(p.fast[0].name, "syntax");
     assert!(has_note(&p, "no package.json"));
     let d = dockerfile_of(&p);
     assert!(
@@ -291,7 +292,7 @@ fn npm_with_lockfile_installs_frozen_outside_workspace() {
     assert!(d.starts_with("FROM node:22-slim\n"), "{d}");
     assert!(!d.contains("--mount"), "{d}");
     assert!(d.contains("USER node\n"), "{d}");
-    assert!(d.contains("WORKDIR /opt/deps\nCOPY --chown=node:node package.json package-lock.json .npmrc ./\nRUN npm ci"), "{d}");
+    assert!(d.contains("WORKDIR /opt/deps\nCOPY --chown=1000:1000 package.json package-lock.json .npmrc ./\nRUN npm ci"), "{d}");
     assert!(!d.contains("COPY . "), "{d}");
     assert!(d.ends_with("WORKDIR /workspace\n"), "{d}");
     assert!(!d.contains("npm install -g"), "{d}");
@@ -316,14 +317,16 @@ fn no_lockfile_is_npm_install_not_frozen() {
     assert_eq!((pm.name.as_str(), pm.lockfile.as_deref()), ("npm", None));
     let d = dockerfile_of(&p);
     assert!(
-        d.contains("COPY --chown=node:node package.json ./\nRUN npm install"),
+        d.contains("COPY --chown=1000:1000 package.json ./\nRUN npm install"),
         "{d}"
     );
     assert!(has_note(&p, "not frozen"), "{:?}", p.notes);
     // npm's placeholder test script is skipped, with a note.
     assert!(p.full.is_empty());
     assert!(has_note(&p, "placeholder"), "{:?}", p.notes);
-    assert!(p.fast.is_empty());
+    // No lint script, no ESLint: the syntax check stands in, with a note.
+    assert_eq!(p.fast.len(), 1);
+    assert_eq!(p.fast[0].name, "syntax");
 }
 
 #[test]
@@ -342,7 +345,7 @@ fn pnpm_from_package_manager() {
     assert_eq!((src.file.as_str(), src.line), ("package.json", Some(3)));
     let d = dockerfile_of(&p);
     assert!(d.contains("RUN npm install -g pnpm@9.1.0\n"), "{d}");
-    assert!(d.contains("COPY --chown=node:node package.json pnpm-lock.yaml ./\nRUN pnpm install --frozen-lockfile\n"), "{d}");
+    assert!(d.contains("COPY --chown=1000:1000 package.json pnpm-lock.yaml ./\nRUN pnpm install --frozen-lockfile && mkdir -p /opt/deps/node_modules\n"), "{d}");
     // Global installs happen as root, before USER.
     assert!(
         d.find("npm install -g").unwrap() < d.find("USER node").unwrap(),
@@ -392,7 +395,7 @@ fn yarn_berry() {
     assert!(d.contains("ENV YARN_NODE_LINKER=node-modules\n"), "{d}");
     assert!(
         d.contains(
-            "COPY --chown=node:node package.json yarn.lock ./\nRUN yarn install --immutable\n"
+            "COPY --chown=1000:1000 package.json yarn.lock ./\nRUN yarn install --immutable && mkdir -p /opt/deps/node_modules\n"
         ),
         "{d}"
     );
@@ -410,7 +413,7 @@ fn bun_with_binary_lockfile_is_never_read() {
     let d = dockerfile_of(&p);
     assert!(d.contains("RUN npm install -g bun@1\n"), "{d}");
     assert!(
-        d.contains("package.json bun.lockb ./\nRUN bun install --frozen-lockfile\n"),
+        d.contains("package.json bun.lockb ./\nRUN bun install --frozen-lockfile && mkdir -p /opt/deps/node_modules\n"),
         "{d}"
     );
     assert_eq!(commands(&p.full), ["bun run test"]);
@@ -441,7 +444,10 @@ fn package_manager_field_beats_a_foreign_lockfile() {
         ("pnpm", Some("8.15.4"), None)
     );
     let d = dockerfile_of(&p);
-    assert!(d.contains("RUN pnpm install --no-frozen-lockfile\n"), "{d}");
+    assert!(
+        d.contains("RUN pnpm install --no-frozen-lockfile && mkdir -p /opt/deps/node_modules\n"),
+        "{d}"
+    );
     assert!(!d.contains("package-lock.json"), "{d}");
     assert!(has_note(&p, "not frozen"), "{:?}", p.notes);
     assert!(
@@ -561,7 +567,7 @@ fn workspaces_are_noted() {
     assert!(has_note(&p, "workspaces declared"), "{:?}", p.notes);
     assert!(
         dockerfile_of(&p)
-            .contains("COPY --chown=node:node package.json pnpm-lock.yaml pnpm-workspace.yaml ./")
+            .contains("COPY --chown=1000:1000 package.json pnpm-lock.yaml pnpm-workspace.yaml ./")
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -580,4 +586,114 @@ fn example_node_app_plans() {
             p.notes
         );
     }
+}
+
+#[test]
+fn install_without_dependencies_still_has_node_modules() {
+    // `npm ci` with nothing to install creates no node_modules; the setup
+    // step links it into the checkout, so the image must make it.
+    let dir = scratch("no-deps");
+    std::fs::write(
+        dir.join("package.json"),
+        "{\"name\": \"x\", \"scripts\": {\"test\": \"node --test\"}}",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("package-lock.json"),
+        "{\"name\": \"x\", \"lockfileVersion\": 3, \"packages\": {}}",
+    )
+    .unwrap();
+    let p = testing::plan::<Node>(&dir).unwrap();
+    let d = dockerfile_of(&p);
+    assert!(
+        d.contains("RUN npm ci --no-audit --no-fund && mkdir -p /opt/deps/node_modules\n"),
+        "{d}"
+    );
+    // Made as the image's user, after USER node.
+    assert!(
+        d.find("USER node").unwrap() < d.find("mkdir -p /opt/deps/node_modules").unwrap(),
+        "{d}"
+    );
+    assert_eq!(
+        commands(&p.setup),
+        ["ln -sfn /opt/deps/node_modules node_modules"]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn no_linter_declared_runs_a_syntax_check() {
+    let p = plan("defaults");
+    assert_eq!(p.fast.len(), 1);
+    let s = &p.fast[0];
+    assert_eq!(s.name, "syntax");
+    assert!(
+        s.command.contains("xargs -0 -r -n1 node --check"),
+        "{}",
+        s.command
+    );
+    assert!(s.command.contains("-name node_modules"), "{}", s.command);
+    for ext in ["'*.js'", "'*.mjs'", "'*.cjs'"] {
+        assert!(s.command.contains(ext), "{}", s.command);
+    }
+    assert!(
+        has_note(&p, "chosen because the project declares no linter"),
+        "{:?}",
+        p.notes
+    );
+    // A declared linter wins: no syntax step.
+    let p = plan("npm-lockfile");
+    assert!(p.fast.iter().all(|s| s.name != "syntax"));
+    assert!(!has_note(&p, "declares no linter"), "{:?}", p.notes);
+}
+
+#[test]
+fn dependency_section_after_the_marker_is_self_contained() {
+    for name in [
+        "npm-lockfile",
+        "pnpm-package-manager",
+        "yarn-classic",
+        "yarn-berry",
+        "bun-text-lockfile",
+    ] {
+        let p = plan(name);
+        let d = dockerfile_of(&p);
+        let (before, after) = d
+            .split_once(&format!("\n{DEPS_MARKER}\n"))
+            .unwrap_or_else(|| panic!("{name}: no marker: {d}"));
+        assert!(before.contains("\nUSER node\n"), "{name}: {d}");
+        for bad in ["useradd", "USER ", "node:node", "--chown=node"] {
+            assert!(
+                !after.contains(bad),
+                "{name}: `{bad}` after the marker: {d}"
+            );
+        }
+        assert!(
+            after.contains("WORKDIR /opt/deps\nCOPY --chown=1000:1000 package.json"),
+            "{name}: {d}"
+        );
+        assert!(
+            after.contains("install") || after.contains("npm ci"),
+            "{name}: {d}"
+        );
+        assert!(after.ends_with("WORKDIR /workspace\n"), "{name}: {d}");
+    }
+    // A package manager installed before the marker is installed again after
+    // it only when the layered image lacks that version.
+    let d = dockerfile_of(&plan("pnpm-package-manager")).to_owned();
+    let after = d.split_once(DEPS_MARKER).unwrap().1;
+    assert!(
+        after.contains("RUN pnpm --version 2>/dev/null | grep -Eq '^9[.]1[.]0([.]|$)' || npm install -g pnpm@9.1.0\n"),
+        "{d}"
+    );
+    // No dependencies declared: nothing worth layering, no marker.
+    let p = plan("defaults");
+    assert!(
+        !dockerfile_of(&p).contains(DEPS_MARKER),
+        "{}",
+        dockerfile_of(&p)
+    );
+    assert!(has_note(&p, "declares no dependencies"), "{:?}", p.notes);
+    // No package.json: nothing to install, no marker.
+    assert!(!dockerfile_of(&plan("node-version-only")).contains(DEPS_MARKER));
 }

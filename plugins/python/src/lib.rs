@@ -33,6 +33,48 @@ const HOME: &str = "/home/app";
 /// Where manifests and lockfiles are copied in the image (never /workspace).
 const DEPS_DIR: &str = "/opt/deps";
 
+/// The line that marks where the dependency installation starts.
+pub const DEPS_MARKER: &str = "# slipway:deps";
+/// The cheap check when the project declares no linter: byte-compile every
+/// .py file (a syntax check that imports nothing), bytecode kept under /tmp.
+const COMPILE_CHECK: &str = "PYTHONPYCACHEPREFIX=/tmp/slipway-pycache python -m compileall -q -x '/(\\.git|\\.venv|venv|\\.tox|\\.nox|node_modules|\\.slipway)/' .";
+
+/// Does the mypy configuration that applies name `files`?
+fn mypy_files(repo: &Repo, py: Option<&Pyproject>, config: &str) -> bool {
+    if config.starts_with("pyproject.toml") {
+        return py
+            .and_then(|p| p.get(&["tool", "mypy", "files"]))
+            .is_some_and(|v| match v {
+                toml::Value::String(s) => !s.trim().is_empty(),
+                toml::Value::Array(a) => !a.is_empty(),
+                _ => false,
+            });
+    }
+    let (file, section) = match config {
+        "setup.cfg [mypy]" => ("setup.cfg", "mypy"),
+        other => (other, "mypy"),
+    };
+    let Ok(Some(text)) = repo.read_text(file) else {
+        return false;
+    };
+    let mut current = String::new();
+    for (_, line) in text.numbered_lines() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            current = name.trim().to_owned();
+            continue;
+        }
+        if current == section
+            && let Some((key, value)) = t.split_once(['=', ':'])
+            && key.trim() == "files"
+            && !value.trim().is_empty()
+        {
+            return true;
+        }
+    }
+    false
+}
+
 /// Optional-dependency extras / dependency groups that hold development tools.
 const DEV_GROUPS: &[&str] = &[
     "dev",
@@ -481,7 +523,7 @@ fn json_quote(s: &str) -> String {
 fn copy_line(files: &[String]) -> String {
     let mut parts: Vec<String> = files.iter().map(|f| json_quote(f)).collect();
     parts.push("\"./\"".into());
-    format!("COPY --chown=app:app [{}]\n", parts.join(", "))
+    format!("COPY --chown=1000:1000 [{}]\n", parts.join(", "))
 }
 
 fn plan(repo: &Repo) -> Result<Plan, PluginError> {
@@ -615,7 +657,9 @@ fn plan(repo: &Repo) -> Result<Plan, PluginError> {
             extra_env = format!(
                 " \\\n    UV_PROJECT_ENVIRONMENT={VENV} \\\n    UV_PYTHON_DOWNLOADS=never \\\n    UV_LINK_MODE=copy"
             );
-            install = "RUN uv sync --frozen --no-install-project --inexact\n".into();
+            // Into the environment of the `python` on PATH: /opt/venv here,
+            // the image's own environment when layered on a repository image.
+            install = "RUN UV_PROJECT_ENVIRONMENT=\"$(python -c 'import sys; print(sys.prefix)')\" uv sync --frozen --no-install-project --inexact\n".into();
             if p.is_some_and(|p| p.get(&["tool", "uv", "workspace"]).is_some()) {
                 notes.push("pyproject.toml declares a uv workspace: only the root pyproject.toml and uv.lock are copied into the image; member packages are not installed".into());
             }
@@ -858,10 +902,46 @@ fn plan(repo: &Repo) -> Result<Plan, PluginError> {
         fast.push(
             Step::new("ruff", "ruff check --output-format json .").with_report("ruff-json", None),
         );
+        let from = if has_tool("ruff") {
+            "pyproject.toml [tool.ruff]"
+        } else if repo.exists("ruff.toml") {
+            "ruff.toml"
+        } else if repo.exists(".ruff.toml") {
+            ".ruff.toml"
+        } else {
+            "the declared dependencies"
+        };
+        notes.push(format!(
+            "ruff: from {from}; ruff reads its own configuration"
+        ));
         needed.push("ruff");
     }
-    if has_tool("mypy") || repo.exists("mypy.ini") || repo.exists(".mypy.ini") || cfg_has("mypy") {
-        fast.push(Step::new("mypy", "mypy ."));
+    let mypy_config = if has_tool("mypy") {
+        Some("pyproject.toml [tool.mypy]")
+    } else if repo.exists("mypy.ini") {
+        Some("mypy.ini")
+    } else if repo.exists(".mypy.ini") {
+        Some(".mypy.ini")
+    } else if cfg_has("mypy") {
+        Some("setup.cfg [mypy]")
+    } else {
+        None
+    };
+    if let Some(config) = mypy_config {
+        // mypy reads only the first of these files; `files` there names what
+        // to check, and then bare `mypy` checks exactly that.
+        let files = mypy_files(repo, py.as_ref(), config);
+        if files {
+            fast.push(Step::new("mypy", "mypy"));
+            notes.push(format!(
+                "mypy: `mypy` with the `files` of {config} (the project's own selection)"
+            ));
+        } else {
+            fast.push(Step::new("mypy", "mypy ."));
+            notes.push(format!(
+                "mypy: configured in {config} without `files`: `mypy .`"
+            ));
+        }
         needed.push("mypy");
     }
     let tox_pytest = repo
@@ -879,6 +959,25 @@ fn plan(repo: &Repo) -> Result<Plan, PluginError> {
         || cfg_has("tool:pytest")
         || declared.contains("pytest");
     if pytest {
+        let from = if py
+            .as_ref()
+            .is_some_and(|p| p.get(&["tool", "pytest", "ini_options"]).is_some())
+        {
+            "pyproject.toml [tool.pytest.ini_options]"
+        } else if repo.exists("pytest.ini") {
+            "pytest.ini"
+        } else if tox_pytest {
+            "tox.ini [pytest]"
+        } else if cfg_has("tool:pytest") {
+            "setup.cfg [tool:pytest]"
+        } else if repo.exists("conftest.py") || repo.exists("tests/conftest.py") {
+            "conftest.py"
+        } else {
+            "the declared dependencies"
+        };
+        notes.push(format!(
+            "pytest: from {from}; pytest reads its own configuration"
+        ));
         full.push(
             Step::new("pytest", "python -m pytest --junitxml=.slipway/junit.xml")
                 .with_report("junit-xml", Some(".slipway/junit.xml")),
@@ -890,6 +989,10 @@ fn plan(repo: &Repo) -> Result<Plan, PluginError> {
             "python -m unittest discover -s tests",
         ));
         notes.push("tests/ has no pytest configuration and pytest is not a dependency: running it with unittest".into());
+    }
+    if fast.is_empty() {
+        fast.push(Step::new("compile", COMPILE_CHECK));
+        notes.push("no ruff or mypy configuration: the fast tier byte-compiles the project (`python -m compileall`, syntax only, into /tmp), chosen because the project declares no linter".into());
     }
     let missing: Vec<&str> = needed
         .iter()
@@ -906,6 +1009,12 @@ fn plan(repo: &Repo) -> Result<Plan, PluginError> {
     }
 
     // ---- Dockerfile
+    let tool_name = match manager {
+        Manager::Uv => Some("uv"),
+        Manager::Poetry => Some("poetry"),
+        Manager::Pipenv => Some("pipenv"),
+        _ => None,
+    };
     let mut d = String::new();
     d.push_str(&format!("FROM {base}\n"));
     d.push_str(&format!(
@@ -919,6 +1028,23 @@ fn plan(repo: &Repo) -> Result<Plan, PluginError> {
     d.push_str(&format!(
         "RUN python -m venv {VENV} && pip install --no-cache-dir --upgrade pip\n"
     ));
+    // Everything after the marker can also run, as root, on top of the
+    // repository's own Python image: no user named, directories made here,
+    // the manager's tool installed when missing, and `pip`/`python` taken from
+    // PATH (/opt/venv here; the image's own environment there).
+    d.push_str(DEPS_MARKER);
+    d.push('\n');
+    d.push_str(&format!(
+        "ENV PYTHONDONTWRITEBYTECODE=1 \\\n    PIP_DISABLE_PIP_VERSION_CHECK=1{}\n",
+        extra_env.replace(&format!(" \\\n    UV_PROJECT_ENVIRONMENT={VENV}"), "")
+    ));
+    if let Some(tool) = tool_name {
+        d.push_str(&format!(
+            "RUN command -v {tool} >/dev/null 2>&1 || {{ {}; }}\n",
+            root_tools.trim_end().trim_start_matches("RUN ")
+        ));
+    }
+    d.push_str(&format!("RUN mkdir -p {DEPS_DIR}\n"));
     d.push_str(&format!("WORKDIR {DEPS_DIR}\n"));
     let (root_copies, nested): (Vec<String>, Vec<String>) =
         copies.iter().cloned().partition(|c| !c.contains('/'));
@@ -927,7 +1053,7 @@ fn plan(repo: &Repo) -> Result<Plan, PluginError> {
     }
     for n in &nested {
         d.push_str(&format!(
-            "COPY --chown=app:app [{}, {}]\n",
+            "COPY --chown=1000:1000 [{}, {}]\n",
             json_quote(n),
             json_quote(n)
         ));

@@ -77,7 +77,7 @@ fn uv_project_with_lockfile() {
     assert!(d.contains("uv sync --frozen --no-install-project"), "{d}");
     assert!(d.contains("UV_PROJECT_ENVIRONMENT=/opt/venv"), "{d}");
     assert!(
-        d.contains("COPY --chown=app:app [\"pyproject.toml\", \"uv.lock\", \"./\"]"),
+        d.contains("COPY --chown=1000:1000 [\"pyproject.toml\", \"uv.lock\", \"./\"]"),
         "{d}"
     );
     assert!(
@@ -165,7 +165,8 @@ fn poetry_project_pins_poetry_from_the_lockfile() {
         commands(&plan.full),
         vec!["python -m pytest --junitxml=.slipway/junit.xml"]
     );
-    assert!(plan.fast.is_empty());
+    // No linter configured: the compile check stands in.
+    assert_eq!(commands(&plan.fast), vec![COMPILE_CHECK]);
 }
 
 #[test]
@@ -237,11 +238,13 @@ fn requirements_with_includes_local_lines_and_version_manager_pins() {
     );
     let d = dockerfile(&plan);
     assert!(
-        d.contains("COPY --chown=app:app [\"requirements.txt\", \"requirements-dev.txt\", \"./\"]"),
+        d.contains(
+            "COPY --chown=1000:1000 [\"requirements.txt\", \"requirements-dev.txt\", \"./\"]"
+        ),
         "{d}"
     );
     assert!(
-        d.contains("COPY --chown=app:app [\"requirements/base.txt\", \"requirements/base.txt\"]"),
+        d.contains("COPY --chown=1000:1000 [\"requirements/base.txt\", \"requirements/base.txt\"]"),
         "{d}"
     );
     assert!(d.contains("sed -i -e 2d 'requirements.txt' && pip install --no-cache-dir -r 'requirements.txt' -r 'requirements-dev.txt'"), "{d}");
@@ -336,7 +339,9 @@ fn version_file_alone_is_a_weak_detection_and_first_line_wins() {
         "{}",
         notes(&plan)
     );
-    assert!(plan.full.is_empty() && plan.fast.is_empty());
+    assert!(plan.full.is_empty());
+    assert_eq!(plan.fast.len(), 1);
+    assert_eq!(plan.fast[0].name, "compile");
 }
 
 #[test]
@@ -459,4 +464,177 @@ fn version_manager_pin_alone_is_a_weak_detection() {
             .unwrap()
             .is_none()
     );
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("slipway-python-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn no_linter_declared_byte_compiles_into_tmp() {
+    let plan = plan_of("project");
+    let compile: Vec<&Step> = plan.fast.iter().filter(|s| s.name == "compile").collect();
+    if plan.fast.len() == 1 {
+        assert_eq!(compile.len(), 1, "{:?}", plan.fast);
+        let c = &compile[0].command;
+        assert!(c.starts_with("PYTHONPYCACHEPREFIX=/tmp/"), "{c}");
+        assert!(c.contains("python -m compileall -q"), "{c}");
+        assert!(
+            notes(&plan).contains("chosen because the project declares no linter"),
+            "{}",
+            notes(&plan)
+        );
+    }
+    // ruff or mypy configured: no compile step.
+    let plan = plan_of("uv");
+    assert!(
+        plan.fast.iter().all(|s| s.name != "compile"),
+        "{:?}",
+        plan.fast
+    );
+}
+
+#[test]
+fn mypy_files_in_config_runs_bare_mypy_and_says_where_from() {
+    let dir = scratch("mypy-files");
+    std::fs::write(
+        dir.join("pyproject.toml"),
+        "[project]\nname = \"x\"\nversion = \"0\"\ndependencies = [\"mypy\"]\n\n[tool.mypy]\nfiles = [\"src\"]\n",
+    )
+    .unwrap();
+    let plan = testing::plan::<Python>(&dir).unwrap();
+    assert_eq!(commands(&plan.fast), vec!["mypy"]);
+    assert!(
+        notes(&plan).contains("mypy: `mypy` with the `files` of pyproject.toml [tool.mypy]"),
+        "{}",
+        notes(&plan)
+    );
+
+    // mypy.ini with files.
+    let _ = std::fs::remove_file(dir.join("pyproject.toml"));
+    std::fs::write(dir.join("requirements.txt"), "mypy\n").unwrap();
+    std::fs::write(
+        dir.join("mypy.ini"),
+        "[mypy]\nfiles = src, tests\nstrict = True\n",
+    )
+    .unwrap();
+    let plan = testing::plan::<Python>(&dir).unwrap();
+    assert_eq!(commands(&plan.fast), vec!["mypy"]);
+    assert!(notes(&plan).contains("of mypy.ini"), "{}", notes(&plan));
+
+    // setup.cfg [mypy] with files.
+    let _ = std::fs::remove_file(dir.join("mypy.ini"));
+    std::fs::write(
+        dir.join("setup.cfg"),
+        "[metadata]\nname = x\n\n[mypy]\nfiles = pkg\n",
+    )
+    .unwrap();
+    let plan = testing::plan::<Python>(&dir).unwrap();
+    assert_eq!(commands(&plan.fast), vec!["mypy"]);
+    assert!(
+        notes(&plan).contains("of setup.cfg [mypy]"),
+        "{}",
+        notes(&plan)
+    );
+
+    // Without files: `mypy .`, noted.
+    std::fs::write(dir.join("setup.cfg"), "[mypy]\nstrict = True\n").unwrap();
+    let plan = testing::plan::<Python>(&dir).unwrap();
+    assert_eq!(commands(&plan.fast), vec!["mypy ."]);
+    assert!(notes(&plan).contains("without `files`"), "{}", notes(&plan));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The text after the marker, checked for what layering on another image needs.
+fn layered_section(plan: &Plan) -> &str {
+    let d = dockerfile(plan);
+    let (before, after) = d
+        .split_once(&format!("\n{DEPS_MARKER}\n"))
+        .unwrap_or_else(|| panic!("no marker: {d}"));
+    assert!(
+        before.contains("useradd") && before.contains("\nUSER app"),
+        "{d}"
+    );
+    for bad in ["useradd", "USER ", "app:app", "python -m venv /opt/venv"] {
+        assert!(!after.contains(bad), "`{bad}` after the marker: {d}");
+    }
+    assert!(
+        after.contains("RUN mkdir -p /opt/deps\nWORKDIR /opt/deps\n"),
+        "{d}"
+    );
+    assert!(after.ends_with("WORKDIR /workspace\n"), "{d}");
+    after
+}
+
+#[test]
+fn dependency_section_after_the_marker_installs_deps_and_test_tools() {
+    // A [project] without a lockfile and pytest configured but not declared
+    // (as examples/dockerfile-app): the section installs it with the pip on PATH.
+    let dir = scratch("layered");
+    std::fs::write(
+        dir.join("pyproject.toml"),
+        "[project]\nname = \"x\"\nversion = \"0\"\ndependencies = [\"requests\"]\n\n[tool.pytest.ini_options]\ntestpaths = [\"tests\"]\n",
+    )
+    .unwrap();
+    let plan = testing::plan::<Python>(&dir).unwrap();
+    let after = layered_section(&plan);
+    assert!(
+        after.contains("RUN pip install --no-cache-dir 'requests'\n"),
+        "{after}"
+    );
+    assert!(after.contains("pytest"), "{after}");
+    assert_eq!(
+        commands(&plan.full),
+        vec!["python -m pytest --junitxml=.slipway/junit.xml"]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Every manager: self-contained; a manager's tool is installed when missing.
+    for name in ["uv", "poetry", "pipenv", "requirements", "project"] {
+        let plan = plan_of(name);
+        let after = layered_section(&plan);
+        assert!(
+            after.contains("pip install")
+                || after.contains("sync")
+                || after.contains("poetry install"),
+            "{name}: {after}"
+        );
+    }
+    let uv = plan_of("uv");
+    let after = layered_section(&uv);
+    assert!(
+        after.contains("RUN command -v uv >/dev/null 2>&1 || { python -m venv /opt/tools"),
+        "{after}"
+    );
+    assert!(after.contains("UV_PROJECT_ENVIRONMENT=\"$(python -c 'import sys; print(sys.prefix)')\" uv sync --frozen"), "{after}");
+}
+
+#[test]
+fn example_dockerfile_app_layer_has_pytest() {
+    let dir = format!(
+        "{}/../../examples/dockerfile-app",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    if std::path::Path::new(&dir).exists() {
+        let plan = testing::plan::<Python>(&dir).unwrap_or_else(|e| panic!("{}", e.describe()));
+        let after = layered_section(&plan);
+        assert!(
+            after.contains("RUN pip install --no-cache-dir ") && after.contains(" pytest\n"),
+            "{after}"
+        );
+        assert_eq!(
+            commands(&plan.full),
+            vec!["python -m pytest --junitxml=.slipway/junit.xml"]
+        );
+        println!(
+            "{}\n{:?}\n{:?}\n{:?}",
+            dockerfile(&plan),
+            plan.fast,
+            plan.full,
+            plan.notes
+        );
+    }
 }

@@ -27,6 +27,32 @@ pub const RUBY: ReleaseTable = ReleaseTable {
 const HOME: &str = "/home/app";
 const BUNDLE_PATH: &str = "/usr/local/bundle";
 const JUNIT: &str = ".slipway/junit.xml";
+/// The line that marks where the dependency installation starts.
+pub const DEPS_MARKER: &str = "# slipway:deps";
+/// The cheap check when the project declares no linter: `ruby -wc` (syntax
+/// and warnings, runs nothing) on every .rb file outside vendor/ and .git,
+/// one file per call (`ruby -c` checks only its first file).
+const SYNTAX_CHECK: &str = "find . \\( -name .git -o -name vendor -o -name node_modules \\) -prune -o -type f -name '*.rb' -print0 | xargs -0 -r -n1 ruby -wc >/dev/null";
+/// Without a Gemfile: run every `test/**/*_test.rb` and `test/**/test_*.rb`
+/// with the standard library's minitest/test-unit, `lib` and `test` on the load path.
+const PLAIN_TEST: &str = "ruby -w -Ilib -Itest -e 'Dir.glob(\"test/**/{*_test,test_*}.rb\").sort.each { |f| require File.expand_path(f) }'";
+
+/// Does the Rakefile define a `test` task (`Rake::TestTask`, `task :test`, ...)?
+fn rakefile_has_test_task(text: &str) -> bool {
+    text.lines().map(str::trim).any(|l| {
+        !l.starts_with('#')
+            && (l.contains("TestTask")
+                || [
+                    "task :test",
+                    "task(:test",
+                    "task test:",
+                    "task \"test\"",
+                    "task 'test'",
+                ]
+                .iter()
+                .any(|p| l.starts_with(p)))
+    })
+}
 
 fn opt(name: &str, value: &str) -> OptionPair {
     OptionPair {
@@ -343,6 +369,16 @@ impl Ecosystem for Ruby {
             df.push_str(&format!("RUN gem install bundler -v '{v}' --no-document\n"));
         }
         if install_in_image {
+            // What follows the marker can also run as root on top of the
+            // repository's own Ruby image: it names no user, and the bundler
+            // version is installed there only when missing.
+            df.push_str(DEPS_MARKER);
+            df.push('\n');
+            if let Some(v) = &bundler {
+                df.push_str(&format!(
+                    "RUN gem list -i bundler -v '{v}' >/dev/null || gem install bundler -v '{v}' --no-document\n"
+                ));
+            }
             let mut files = vec!["Gemfile"];
             if has_lock {
                 files.push("Gemfile.lock");
@@ -351,7 +387,7 @@ impl Ecosystem for Ruby {
                 files.push(".ruby-version");
             }
             df.push_str("WORKDIR /opt/deps\n");
-            df.push_str(&format!("COPY --chown=app:app {} ./\n", files.join(" ")));
+            df.push_str(&format!("COPY --chown=1000:1000 {} ./\n", files.join(" ")));
             let frozen = if has_lock { "BUNDLE_FROZEN=true " } else { "" };
             df.push_str(&format!("RUN {frozen}bundle install --jobs 4 --retry 3\n"));
         }
@@ -359,7 +395,16 @@ impl Ecosystem for Ruby {
 
         // Steps.
         let mut fast = Vec::new();
-        if repo.exists(".rubocop.yml") {
+        let rakefile = repo.read_text("Rakefile").ok().flatten();
+        let test_task = rakefile
+            .as_ref()
+            .is_some_and(|r| rakefile_has_test_task(&r.text));
+        if gemfile.is_none() {
+            notes.push("no Gemfile: nothing is installed; steps use only the Ruby of the image and its default gems (rake, minitest, test-unit), without Bundler".into());
+        }
+        if repo.exists(".rubocop.yml") && gemfile.is_none() {
+            notes.push(".rubocop.yml ignored: without a Gemfile rubocop is not installed".into());
+        } else if repo.exists(".rubocop.yml") {
             fast.push(
                 Step::new("rubocop", "bundle exec rubocop --format json")
                     .with_report("rubocop-json", None),
@@ -367,9 +412,14 @@ impl Ecosystem for Ruby {
         } else {
             notes.push("no .rubocop.yml: rubocop not run".into());
         }
-        let rspec = gemfile.as_ref().is_some_and(|g| g.has_rspec)
-            || lock.as_ref().is_some_and(|l| l.rspec)
-            || repo.exists("spec");
+        if fast.is_empty() {
+            fast.push(Step::new("syntax", SYNTAX_CHECK));
+            notes.push("the fast tier runs `ruby -wc` (syntax only) on the project's .rb files, chosen because the project declares no linter (.rubocop.yml)".into());
+        }
+        let rspec = gemfile.is_some()
+            && (gemfile.as_ref().is_some_and(|g| g.has_rspec)
+                || lock.as_ref().is_some_and(|l| l.rspec)
+                || repo.exists("spec"));
         let junit = lock.as_ref().is_some_and(|l| l.junit_formatter);
         let mut full = Vec::new();
         if rspec && junit {
@@ -386,9 +436,18 @@ impl Ecosystem for Ruby {
                 "rspec_junit_formatter is not in Gemfile.lock: rspec runs without a JUnit report"
                     .into(),
             );
-        } else if repo.exists("Rakefile") {
+        } else if gemfile.is_some() && repo.exists("Rakefile") {
             full.push(Step::new("test", "bundle exec rake test"));
+        } else if test_task {
+            full.push(Step::new("test", "rake test"));
+            notes.push("Rakefile defines a `test` task: the full tier runs `rake test` (rake ships with Ruby; no Gemfile, so no Bundler)".into());
+        } else if repo.exists("test") {
+            full.push(Step::new("test", PLAIN_TEST));
+            notes.push("no Gemfile and no Rakefile `test` task: the full tier loads test/**/*_test.rb and test/**/test_*.rb with plain ruby (-Ilib -Itest)".into());
         } else {
+            if gemfile.is_none() && repo.exists("spec") {
+                notes.push("spec/ ignored: without a Gemfile rspec is not installed".into());
+            }
             notes.push("no spec/, rspec gem or Rakefile: no test step".into());
         }
 
@@ -500,7 +559,7 @@ mod tests {
         let df = dockerfile(&p);
         assert!(df.starts_with("FROM ruby:3.3-slim\n"), "{df}");
         assert!(
-            df.contains("COPY --chown=app:app Gemfile Gemfile.lock ./\n"),
+            df.contains("COPY --chown=1000:1000 Gemfile Gemfile.lock ./\n"),
             "{df}"
         );
         assert!(df.contains("RUN BUNDLE_FROZEN=true bundle install"), "{df}");
@@ -562,7 +621,9 @@ mod tests {
             t.overruled
         );
         assert_eq!(p.full[0].command, "bundle exec rake test");
-        assert!(p.fast.is_empty());
+        // No .rubocop.yml: the syntax check stands in.
+        assert_eq!(p.fast.len(), 1);
+        assert_eq!(p.fast[0].name, "syntax");
     }
 
     #[test]
@@ -624,7 +685,8 @@ mod tests {
             p.notes
         );
         assert!(
-            dockerfile(&p).contains("COPY --chown=app:app Gemfile Gemfile.lock .ruby-version ./\n")
+            dockerfile(&p)
+                .contains("COPY --chown=1000:1000 Gemfile Gemfile.lock .ruby-version ./\n")
         );
     }
 
@@ -638,7 +700,7 @@ mod tests {
         );
         let df = dockerfile(&p);
         assert!(
-            df.contains("COPY --chown=app:app Gemfile ./\nRUN bundle install"),
+            df.contains("COPY --chown=1000:1000 Gemfile ./\nRUN bundle install"),
             "{df}"
         );
         assert!(
@@ -690,6 +752,116 @@ mod tests {
             "{:?}",
             p.notes
         );
+    }
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("slipway-ruby-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("lib")).unwrap();
+        std::fs::create_dir_all(dir.join("test")).unwrap();
+        std::fs::write(dir.join(".ruby-version"), "3.1.2\n").unwrap();
+        std::fs::write(dir.join("lib/a.rb"), "module A; end\n").unwrap();
+        std::fs::write(dir.join("test/a_test.rb"), "require \"minitest/autorun\"\n").unwrap();
+        dir
+    }
+
+    #[test]
+    fn without_gemfile_steps_need_no_bundler_and_no_network() {
+        let dir = scratch("rake");
+        std::fs::write(
+            dir.join("Rakefile"),
+            "require \"rake/testtask\"\n\nRake::TestTask.new(:test) do |t|\n  t.libs << \"lib\"\nend\n",
+        )
+        .unwrap();
+        let p = testing::plan::<Ruby>(&dir).unwrap();
+        assert_eq!(p.base_image, "ruby:3.1-slim");
+        assert!(p.setup.is_empty(), "{:?}", p.setup);
+        assert!(p.package_manager.is_none());
+        let all: Vec<&str> = p
+            .setup
+            .iter()
+            .chain(&p.fast)
+            .chain(&p.full)
+            .map(|s| s.command.as_str())
+            .collect();
+        assert!(all.iter().all(|c| !c.contains("bundle")), "{all:?}");
+        assert_eq!(p.full[0].command, "rake test");
+        let df = dockerfile(&p);
+        assert!(
+            !df.contains("bundle install") && !df.contains("COPY"),
+            "{df}"
+        );
+        assert!(!df.contains(DEPS_MARKER), "{df}");
+        assert!(
+            p.notes.iter().any(|n| n.starts_with("no Gemfile")),
+            "{:?}",
+            p.notes
+        );
+
+        // No Rakefile test task: plain ruby loads the tests.
+        std::fs::write(dir.join("Rakefile"), "task :default do\nend\n").unwrap();
+        let p = testing::plan::<Ruby>(&dir).unwrap();
+        assert_eq!(p.full[0].command, PLAIN_TEST);
+        assert!(p.full[0].command.starts_with("ruby -w -Ilib -Itest -e "));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn no_linter_declared_runs_ruby_wc() {
+        let dir = scratch("syntax");
+        let p = testing::plan::<Ruby>(&dir).unwrap();
+        assert_eq!(p.fast.len(), 1);
+        assert_eq!(p.fast[0].name, "syntax");
+        assert!(p.fast[0].command.contains("-name '*.rb'"));
+        assert!(p.fast[0].command.contains("xargs -0 -r -n1 ruby -wc"));
+        assert!(
+            p.notes
+                .iter()
+                .any(|n| n.contains("chosen because the project declares no linter")),
+            "{:?}",
+            p.notes
+        );
+        // rubocop configured (with a Gemfile): rubocop, no syntax step.
+        let p = plan("rspec-junit");
+        assert_eq!(p.fast.len(), 1);
+        assert_eq!(p.fast[0].name, "rubocop");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn install_section_after_the_marker_is_self_contained() {
+        let p = plan("rspec-junit");
+        let df = dockerfile(&p);
+        let (before, after) = df.split_once(&format!("\n{DEPS_MARKER}\n")).unwrap();
+        assert!(
+            before.contains("useradd") && before.contains("\nUSER app"),
+            "{df}"
+        );
+        for bad in ["useradd", "USER ", "app:app"] {
+            assert!(!after.contains(bad), "`{bad}` after the marker: {df}");
+        }
+        assert!(after.contains("RUN gem list -i bundler -v '2.5.6' >/dev/null || gem install bundler -v '2.5.6' --no-document\n"), "{df}");
+        assert!(after.contains("WORKDIR /opt/deps\nCOPY --chown=1000:1000 Gemfile Gemfile.lock ./\nRUN BUNDLE_FROZEN=true bundle install"), "{df}");
+        assert!(after.ends_with("WORKDIR /workspace\n"), "{df}");
+    }
+
+    #[test]
+    fn example_ruby_app_runs_offline() {
+        let dir = format!("{}/../../examples/ruby-app", env!("CARGO_MANIFEST_DIR"));
+        if std::path::Path::new(&dir).exists() {
+            let p = testing::plan::<Ruby>(&dir).unwrap_or_else(|e| panic!("{}", e.describe()));
+            assert_eq!(p.base_image, "ruby:3.1-slim");
+            assert!(p.setup.is_empty(), "{:?}", p.setup);
+            assert_eq!(p.full[0].command, "rake test");
+            assert!(!dockerfile(&p).contains("bundle install"));
+            println!(
+                "{}\n{:?}\n{:?}\n{:?}",
+                dockerfile(&p),
+                p.fast,
+                p.full,
+                p.notes
+            );
+        }
     }
 
     #[test]

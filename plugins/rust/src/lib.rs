@@ -27,7 +27,14 @@ pub const RUST: ReleaseTable = ReleaseTable {
 };
 
 const HOME: &str = "/home/app";
-const CARGO_HOME: &str = "/home/app/.cargo";
+/// Outside HOME and outside the cache mounts: what is fetched at image build
+/// must stay visible (and readable by any uid) at run time.
+const CARGO_HOME: &str = "/opt/cargo";
+const DEPS_DIR: &str = "/opt/deps";
+/// The line that marks where the dependency installation starts.
+pub const DEPS_MARKER: &str = "# slipway:deps";
+/// Shell test for rustup (Debian's rustc and cargo come without it).
+const HAS_RUSTUP: &str = "if command -v rustup >/dev/null 2>&1";
 
 /// A toolchain file's channel and what rustup must install for it.
 #[derive(Debug)]
@@ -484,13 +491,19 @@ impl Ecosystem for Rust {
         let line = toolchain.resolved.clone();
         let base = format!("rust:{line}-slim");
 
-        // Dependencies.
+        // Dependencies: resolved and fetched at image build (the job has no
+        // network), then used offline.
         let has_lock = repo.exists("Cargo.lock");
         let fetch = if has_lock {
             "cargo fetch --locked"
         } else {
             "cargo fetch"
         };
+        let minor: u32 = line
+            .split('.')
+            .nth(1)
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(u32::MAX);
         let mut setup = Vec::new();
         let mut fetch_in_image = false;
         let mut workspace = false;
@@ -500,32 +513,54 @@ impl Ecosystem for Rust {
                 Some("Cargo.toml is a workspace: member manifests live in subdirectories the image build does not see".to_owned())
             } else if let Some(dep) = m.path_deps.first() {
                 Some(format!("dependency {dep} lives inside the checkout"))
-            } else if let Some(reason) = &m.no_stub_reason {
-                Some(format!("Cargo.toml cannot be loaded on its own ({reason})"))
-            } else if !has_lock && m.has_deps {
-                Some(
-                    "there is no Cargo.lock, so crates are resolved when the checkout is there"
-                        .to_owned(),
-                )
             } else {
-                None
+                m.no_stub_reason
+                    .as_ref()
+                    .map(|reason| format!("Cargo.toml cannot be loaded on its own ({reason})"))
             };
             match setup_reason {
                 Some(reason) => {
                     notes.push(format!("{reason}; dependencies are fetched in setup (`{fetch}`), which needs the network"));
                     setup.push(Step::new("cargo-fetch", fetch));
                 }
-                None if m.has_deps => fetch_in_image = true,
+                None if m.has_deps => {
+                    fetch_in_image = true;
+                    if has_lock {
+                        notes.push(format!(
+                            "dependencies fetched at image build (`cargo fetch --locked`, Cargo.lock) into {CARGO_HOME}; jobs run offline (CARGO_NET_OFFLINE=true)"
+                        ));
+                    } else {
+                        notes.push(format!(
+                            "no Cargo.lock: dependencies resolved at image build (cargo generate-lockfile), fixed for this image's content hash; the job uses that lockfile ({DEPS_DIR}/Cargo.lock, copied into the checkout by setup) and runs offline (CARGO_NET_OFFLINE=true)"
+                        ));
+                        if minor < 84 {
+                            notes.push(format!(
+                                "cargo before 1.84 resolves the newest dependency versions whatever their rust-version: one that needs a Rust newer than {line} fails the image build; bound it in Cargo.toml or commit Cargo.lock"
+                            ));
+                        }
+                    }
+                    if minor < 68 {
+                        notes.push(
+                            "cargo before 1.68 reads crates.io through its git index (github.com): the image enables cargo's sparse-registry feature (index.crates.io) with __CARGO_TEST_CHANNEL_OVERRIDE_DO_NOT_USE_THIS=nightly and CARGO_UNSTABLE_SPARSE_REGISTRY=true, for the fetch and for the offline job".into());
+                    }
+                }
                 None => notes.push("Cargo.toml declares no dependencies; nothing to fetch".into()),
             }
-            if !has_lock && m.has_deps {
-                notes.push("no Cargo.lock: dependency versions are not frozen".into());
-            }
+        }
+        if fetch_in_image && !has_lock {
+            setup.push(Step::new(
+                "lockfile",
+                &format!("[ -e Cargo.lock ] || cp {DEPS_DIR}/Cargo.lock Cargo.lock"),
+            ));
         }
 
         let mut df = format!("FROM {base}\n");
-        // As root: the toolchains rustup needs, so nothing is installed at run time.
-        df.push_str("RUN rustup component add clippy rustfmt\n");
+        // As root: what rustup must install, so nothing is installed at run
+        // time. Images without rustup (Debian's rustc and cargo) skip it: the
+        // steps then say what they could not run.
+        df.push_str(&format!(
+            "RUN {HAS_RUSTUP}; then rustup component add clippy rustfmt; fi\n"
+        ));
         let mut installed: Vec<&str> = Vec::new();
         for tf in &toolchain_files {
             if installed.contains(&tf.channel.as_str()) {
@@ -544,19 +579,25 @@ impl Ecosystem for Rust {
                 .map(|t| format!(" --target {}", sh_quote(t)))
                 .collect();
             df.push_str(&format!(
-                "RUN rustup toolchain install {} --profile minimal --component {}{targets}\n",
+                "RUN {HAS_RUSTUP}; then rustup toolchain install {} --profile minimal --component {}{targets}; \
+                 else echo 'slipway: no rustup in the image: toolchain {} of {} not installed' >&2; fi\n",
                 sh_quote(&tf.channel),
-                sh_quote(&components.join(","))
+                sh_quote(&components.join(",")),
+                tf.channel,
+                tf.file
             ));
         }
         df.push_str(&format!(
             "RUN useradd --create-home --uid 1000 --home-dir {HOME} --shell /bin/sh app \\\n \
-             && mkdir -p /opt/deps {CARGO_HOME}/registry {CARGO_HOME}/git {CARGO_HOME}/bin /workspace \\\n \
-             && chown -R app:app /opt/deps {HOME} /workspace\n"
+             && mkdir -p {DEPS_DIR} {CARGO_HOME}/bin /workspace \\\n \
+             && chown -R app:app {DEPS_DIR} {CARGO_HOME} {HOME} /workspace\n"
         ));
         df.push_str(&format!("ENV HOME={HOME} \\\n    CARGO_HOME={CARGO_HOME} \\\n    PATH={CARGO_HOME}/bin:/usr/local/cargo/bin:$PATH\n"));
         df.push_str("USER app\n");
         if let (true, Some(m)) = (fetch_in_image, &manifest) {
+            // What follows the marker can also run as root on top of the
+            // repository's own Rust image: it sets its own environment, makes
+            // its own directories and names no user.
             let files = if has_lock {
                 "Cargo.toml Cargo.lock"
             } else {
@@ -573,13 +614,30 @@ impl Ecosystem for Rust {
                     acc
                 });
             let quoted = |v: &[String]| v.iter().map(|s| sh_quote(s)).collect::<Vec<_>>().join(" ");
-            df.push_str("WORKDIR /opt/deps\n");
-            df.push_str(&format!("COPY --chown=app:app {files} ./\n"));
+            df.push_str(DEPS_MARKER);
+            df.push('\n');
             df.push_str(&format!(
-                "RUN mkdir -p {} && touch {} && {fetch}\n",
+                "ENV CARGO_HOME={CARGO_HOME} \\\n    CARGO_REGISTRIES_CRATES_IO_PROTOCOL=sparse"
+            ));
+            if minor < 68 {
+                df.push_str(" \\\n    __CARGO_TEST_CHANNEL_OVERRIDE_DO_NOT_USE_THIS=nightly \\\n    CARGO_UNSTABLE_SPARSE_REGISTRY=true");
+            }
+            df.push('\n');
+            df.push_str(&format!("WORKDIR {DEPS_DIR}\n"));
+            df.push_str(&format!("COPY --chown=1000:1000 {files} ./\n"));
+            let resolve = if has_lock {
+                ""
+            } else {
+                "cargo generate-lockfile && "
+            };
+            // Fetched by one uid, used by another: readable by all.
+            df.push_str(&format!(
+                "RUN mkdir -p {CARGO_HOME} {} && touch {} && {resolve}{fetch} \\\n \
+                 && chmod -R a+rX {CARGO_HOME} {DEPS_DIR}\n",
                 quoted(&dirs),
                 quoted(&m.stubs)
             ));
+            df.push_str("ENV CARGO_NET_OFFLINE=true\n");
         }
         df.push_str("WORKDIR /workspace\n");
 
@@ -587,22 +645,44 @@ impl Ecosystem for Rust {
         let mut fast = vec![
             Step::new(
                 "clippy",
-                &format!("cargo clippy{ws} --all-targets --message-format=json -- -D warnings"),
+                &format!(
+                    "if cargo clippy --version >/dev/null 2>&1; then cargo clippy{ws} --all-targets --message-format=json -- -D warnings; \
+                     else echo 'slipway: clippy is not in the image; running cargo check instead' >&2; cargo check{ws} --all-targets --message-format=json; fi"
+                ),
             )
             .with_report("cargo-json", None),
         ];
+        notes.push("clippy and rustfmt are added with rustup when the image has rustup; without them (e.g. Debian's rustc and cargo) the clippy step runs `cargo check` instead and the fmt step does not check the format (each says so in its output)".into());
+        let lint_config = ["clippy.toml", ".clippy.toml"]
+            .into_iter()
+            .any(|f| repo.exists(f))
+            || repo
+                .read_text("Cargo.toml")
+                .ok()
+                .flatten()
+                .is_some_and(|t| {
+                    t.line_of("[lints").is_some() || t.line_of("[workspace.lints").is_some()
+                });
+        if !lint_config {
+            notes.push("no clippy.toml or [lints]: clippy runs with its defaults (cargo check where clippy is missing), chosen because the project declares no linter configuration".into());
+        }
         match ["rustfmt.toml", ".rustfmt.toml"]
             .into_iter()
             .find(|f| repo.exists(f))
         {
             Some(_) => fast.push(Step::new(
                 "fmt",
-                &format!("cargo fmt{} --check", if workspace { " --all" } else { "" }),
+                &format!(
+                    "if cargo fmt --version >/dev/null 2>&1; then cargo fmt{} --check; \
+                     else echo 'slipway: rustfmt is not in the image; the format was not checked' >&2; fi",
+                    if workspace { " --all" } else { "" }
+                ),
             )),
             None => notes.push("no rustfmt.toml/.rustfmt.toml: `cargo fmt --check` not run".into()),
         }
         let full = vec![Step::new("test", &format!("cargo test{ws} --all-targets"))];
 
+        let fetch_in_setup = setup.iter().any(|s| s.name == "cargo-fetch");
         let package_manager = manifest.as_ref().map(|m| PackageManager {
             name: "cargo".into(),
             version: None,
@@ -621,16 +701,22 @@ impl Ecosystem for Rust {
             setup,
             fast,
             full,
-            cache: vec![
-                CacheMount {
-                    id: "cargo-registry".into(),
-                    path: format!("{CARGO_HOME}/registry"),
-                },
-                CacheMount {
-                    id: "cargo-git".into(),
-                    path: format!("{CARGO_HOME}/git"),
-                },
-            ],
+            // Only a setup fetch downloads at run time; a cache mounted over
+            // CARGO_HOME/registry would hide what the image fetched.
+            cache: if fetch_in_setup {
+                vec![
+                    CacheMount {
+                        id: "cargo-registry".into(),
+                        path: format!("{CARGO_HOME}/registry"),
+                    },
+                    CacheMount {
+                        id: "cargo-git".into(),
+                        path: format!("{CARGO_HOME}/git"),
+                    },
+                ]
+            } else {
+                vec![]
+            },
             env: vec![opt("CI", "true"), opt("CARGO_TERM_COLOR", "never")],
             notes,
         })
@@ -714,11 +800,16 @@ mod tests {
         let df = dockerfile(&p);
         assert!(df.starts_with("FROM rust:1.95-slim\n"), "{df}");
         assert!(
-            df.contains("COPY --chown=app:app Cargo.toml Cargo.lock ./\n"),
+            df.contains("COPY --chown=1000:1000 Cargo.toml Cargo.lock ./\n"),
             "{df}"
         );
-        assert!(df.contains("touch 'src/main.rs' 'src/lib.rs' 'src/bin/tool.rs' 'tests/it/main.rs' && cargo fetch --locked\n"), "{df}");
-        assert!(df.contains("mkdir -p 'src' 'src/bin' 'tests/it'"), "{df}");
+        assert!(df.contains("touch 'src/main.rs' 'src/lib.rs' 'src/bin/tool.rs' 'tests/it/main.rs' && cargo fetch --locked \\\n && chmod -R a+rX /opt/cargo /opt/deps\n"), "{df}");
+        assert!(!df.contains("generate-lockfile"), "{df}");
+        assert!(df.contains("ENV CARGO_NET_OFFLINE=true\n"), "{df}");
+        assert!(
+            df.contains("mkdir -p /opt/cargo 'src' 'src/bin' 'tests/it'"),
+            "{df}"
+        );
         assert!(df.contains("useradd --create-home --uid 1000"), "{df}");
         assert!(
             df.contains("USER app\n")
@@ -727,9 +818,12 @@ mod tests {
             "{df}"
         );
         assert!(p.setup.is_empty());
-        assert_eq!(
-            p.fast[0].command,
-            "cargo clippy --all-targets --message-format=json -- -D warnings"
+        assert!(
+            p.fast[0]
+                .command
+                .contains("then cargo clippy --all-targets --message-format=json -- -D warnings;"),
+            "{}",
+            p.fast[0].command
         );
         let r = p.fast[0].report.as_ref().unwrap();
         assert_eq!((r.format.as_str(), r.path.as_deref()), ("cargo-json", None));
@@ -740,39 +834,146 @@ mod tests {
             (pm.name.as_str(), pm.lockfile.as_deref()),
             ("cargo", Some("Cargo.lock"))
         );
-        let cache: Vec<(&str, &str)> = p
-            .cache
-            .iter()
-            .map(|c| (c.id.as_str(), c.path.as_str()))
-            .collect();
-        assert_eq!(
-            cache,
-            vec![
-                ("cargo-registry", "/home/app/.cargo/registry"),
-                ("cargo-git", "/home/app/.cargo/git")
-            ]
-        );
+        // Nothing is downloaded at run time: no cache mount may hide the
+        // registry the image fetched.
+        assert!(p.cache.is_empty(), "{:?}", p.cache);
         assert!(p.env.iter().any(|e| e.name == "CI" && e.value == "true"));
     }
 
     #[test]
-    fn no_lock_fetches_in_setup_and_default_applies() {
+    fn no_lock_resolves_at_image_build_and_runs_offline() {
         let p = plan("no-lock");
         let t = &p.toolchains[0];
         assert_eq!(
             (t.resolved.as_str(), t.hint.kind),
             ("1.95", ConstraintKind::Default)
         );
-        assert_eq!(p.setup[0].command, "cargo fetch");
-        assert!(!dockerfile(&p).contains("COPY"));
+        let df = dockerfile(&p);
+        // Resolved and fetched when the image is built (network), not in setup.
+        assert!(
+            df.contains("COPY --chown=1000:1000 Cargo.toml ./\n"),
+            "{df}"
+        );
+        assert!(
+            df.contains("&& cargo generate-lockfile && cargo fetch \\\n && chmod -R a+rX /opt/cargo /opt/deps\n"),
+            "{df}"
+        );
+        assert!(df.contains("ENV CARGO_NET_OFFLINE=true\n"), "{df}");
+        assert!(
+            !df.contains("CHANNEL_OVERRIDE"),
+            "1.95 has the sparse index: {df}"
+        );
+        assert!(
+            p.setup.iter().all(|s| s.name != "cargo-fetch"),
+            "{:?}",
+            p.setup
+        );
+        assert_eq!(
+            p.setup
+                .iter()
+                .map(|s| s.command.as_str())
+                .collect::<Vec<_>>(),
+            ["[ -e Cargo.lock ] || cp /opt/deps/Cargo.lock Cargo.lock"]
+        );
         assert_eq!(p.package_manager.as_ref().unwrap().lockfile, None);
         assert!(
-            p.notes.iter().any(|n| n.contains("no Cargo.lock")),
+            p.notes.iter().any(|n| n.starts_with(
+                "no Cargo.lock: dependencies resolved at image build (cargo generate-lockfile), fixed for this image's content hash; the job uses that lockfile"
+            )),
             "{:?}",
             p.notes
         );
-        // rustfmt.toml adds the format check.
-        assert_eq!(p.fast[1].command, "cargo fmt --check");
+        assert!(p.cache.is_empty(), "{:?}", p.cache);
+        // rustfmt.toml adds the format check, guarded for images without rustfmt.
+        assert_eq!(
+            p.fast[1].command,
+            "if cargo fmt --version >/dev/null 2>&1; then cargo fmt --check; else echo 'slipway: rustfmt is not in the image; the format was not checked' >&2; fi"
+        );
+    }
+
+    #[test]
+    fn images_without_rustup_clippy_or_rustfmt_are_handled() {
+        let p = plan("no-lock");
+        let df = dockerfile(&p);
+        assert!(
+            df.contains("RUN if command -v rustup >/dev/null 2>&1; then rustup component add clippy rustfmt; fi\n"),
+            "{df}"
+        );
+        assert!(!df.contains("RUN rustup"), "{df}");
+        let clippy = &p.fast[0];
+        assert_eq!(clippy.name, "clippy");
+        assert!(
+            clippy
+                .command
+                .starts_with("if cargo clippy --version >/dev/null 2>&1; then cargo clippy"),
+            "{}",
+            clippy.command
+        );
+        assert!(
+            clippy.command.contains("else echo 'slipway: clippy is not in the image; running cargo check instead' >&2; cargo check --all-targets --message-format=json; fi"),
+            "{}",
+            clippy.command
+        );
+        assert!(
+            p.notes
+                .iter()
+                .any(|n| n.contains("the fmt step does not check the format")),
+            "{:?}",
+            p.notes
+        );
+        assert!(
+            p.notes
+                .iter()
+                .any(|n| n.contains("chosen because the project declares no linter")),
+            "{:?}",
+            p.notes
+        );
+    }
+
+    #[test]
+    fn old_cargo_reads_the_sparse_index_and_the_marker_section_is_self_contained() {
+        let dir = std::env::temp_dir().join(format!("slipway-rust-old-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("Cargo.toml"),
+            "[package]\nname = \"x\"\nversion = \"0.1.0\"\nrust-version = \"1.63\"\n\n[dependencies]\nitoa = \"1\"\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join(".tool-versions"), "rust 1.63.0\n").unwrap();
+        let p = testing::plan::<Rust>(&dir).unwrap();
+        assert_eq!(p.base_image, "rust:1.63-slim");
+        let df = dockerfile(&p);
+        let (before, after) = df.split_once(&format!("\n{DEPS_MARKER}\n")).unwrap();
+        assert!(
+            before.contains("useradd") && before.contains("\nUSER app"),
+            "{df}"
+        );
+        for bad in ["useradd", "USER ", "app:app"] {
+            assert!(!after.contains(bad), "`{bad}` after the marker: {df}");
+        }
+        assert!(after.starts_with("ENV CARGO_HOME=/opt/cargo"), "{df}");
+        assert!(
+            after.contains("__CARGO_TEST_CHANNEL_OVERRIDE_DO_NOT_USE_THIS=nightly"),
+            "{df}"
+        );
+        assert!(
+            after.contains("CARGO_UNSTABLE_SPARSE_REGISTRY=true"),
+            "{df}"
+        );
+        assert!(after.contains("mkdir -p /opt/cargo"), "{df}");
+        assert!(
+            after.contains("cargo generate-lockfile && cargo fetch"),
+            "{df}"
+        );
+        assert!(
+            p.notes
+                .iter()
+                .any(|n| n.starts_with("cargo before 1.84 resolves the newest")),
+            "{:?}",
+            p.notes
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -790,7 +991,7 @@ mod tests {
             "a pin (rust-toolchain.toml) beats a range; conflicts: 1.75 does not satisfy `1.80`"
         );
         let df = dockerfile(&p);
-        assert!(df.contains("RUN rustup toolchain install '1.75.0' --profile minimal --component 'clippy,rustfmt,llvm-tools' --target 'wasm32-unknown-unknown'\n"), "{df}");
+        assert!(df.contains("RUN if command -v rustup >/dev/null 2>&1; then rustup toolchain install '1.75.0' --profile minimal --component 'clippy,rustfmt,llvm-tools' --target 'wasm32-unknown-unknown'; else echo"), "{df}");
         assert_eq!(p.base_image, "rust:1.75-slim");
     }
 
@@ -872,10 +1073,17 @@ mod tests {
         assert_eq!(t.hint.source.as_ref().unwrap().line, Some(5));
         assert_eq!(p.setup[0].command, "cargo fetch --locked");
         assert!(!dockerfile(&p).contains("COPY"));
-        assert_eq!(
-            p.fast[0].command,
-            "cargo clippy --workspace --all-targets --message-format=json -- -D warnings"
+        assert!(
+            p.fast[0].command.contains(
+                "cargo clippy --workspace --all-targets --message-format=json -- -D warnings;"
+            ) && p.fast[0]
+                .command
+                .contains("cargo check --workspace --all-targets --message-format=json;"),
+            "{}",
+            p.fast[0].command
         );
+        // The setup fetch downloads at run time: its caches are mounted.
+        assert_eq!(p.cache.len(), 2);
         assert_eq!(p.full[0].command, "cargo test --workspace --all-targets");
         assert!(
             p.notes
@@ -897,6 +1105,41 @@ mod tests {
             "{:?}",
             p.notes
         );
+    }
+
+    #[test]
+    fn examples_plan() {
+        let root = format!("{}/../../examples", env!("CARGO_MANIFEST_DIR"));
+        let lib = format!("{root}/rust-lib");
+        if std::path::Path::new(&lib).exists() {
+            let p = testing::plan::<Rust>(&lib).unwrap_or_else(|e| panic!("{}", e.describe()));
+            assert_eq!(p.base_image, "rust:1.63-slim");
+            let df = dockerfile(&p);
+            assert!(
+                df.contains("cargo generate-lockfile && cargo fetch"),
+                "{df}"
+            );
+            assert_eq!(p.setup[0].name, "lockfile");
+            println!(
+                "{df}\n{:?}\n{:?}\n{:?}\n{:?}",
+                p.setup, p.fast, p.full, p.notes
+            );
+        }
+        let app = format!("{root}/rust-app");
+        if std::path::Path::new(&app).exists() {
+            let p = testing::plan::<Rust>(&app).unwrap_or_else(|e| panic!("{}", e.describe()));
+            assert_eq!(p.base_image, "rust:1.63-slim");
+            // Cargo.lock and no dependencies: nothing to fetch, nothing to copy.
+            assert!(p.setup.is_empty(), "{:?}", p.setup);
+            assert!(!dockerfile(&p).contains(DEPS_MARKER));
+            println!(
+                "{}\n{:?}\n{:?}\n{:?}",
+                dockerfile(&p),
+                p.fast,
+                p.full,
+                p.notes
+            );
+        }
     }
 
     #[test]
