@@ -67,6 +67,7 @@ async fn one(
         limits: ContainerLimits::default(),
         role: "job",
         output_kept_mb: None,
+        gpus: None,
     };
     let cancel = CancellationToken::new();
     let (container, ready) = tokio::join!(

@@ -23,6 +23,9 @@ pub fn now_ms() -> Millis {
         .unwrap_or(0)
 }
 
+/// The most GPUs one job may ask for by count.
+pub const MAX_GPUS: u32 = 64;
+
 /// Validation tiers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -87,6 +90,32 @@ pub enum Network {
     Host,
 }
 
+/// GPUs a job asks for: a count, or every GPU the host has (`"all"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Gpus {
+    Count(u32),
+    Every(AllGpus),
+}
+
+/// The word `all` in `gpus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
+pub enum AllGpus {
+    #[serde(rename = "all")]
+    All,
+}
+
+/// What to do when the host has no GPU to give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuPolicy {
+    /// Fail the job before anything starts, naming what is missing.
+    #[default]
+    Required,
+    /// Run on the CPU (`SLIPWAY_GPU=0`), the fallback kept in the record.
+    Preferred,
+}
+
 /// What a client submits (DESIGN: "Job spec"). Unknown fields are an error.
 #[derive(Debug, Clone, PartialEq, ToSchema, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,6 +150,12 @@ pub struct JobSpec {
     /// that `commit` was resolved from at submit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_from: Option<String>,
+    /// GPUs for the job's container (a count or `"all"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<Gpus>,
+    /// `required` (the default) or `preferred` (fall back to the CPU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuPolicy>,
 }
 
 /// Problems of a list of services (a job's or a profile's).
@@ -296,6 +331,17 @@ impl JobSpec {
         }
         if self.max_attempts == Some(0) {
             problem("max_attempts", "must be at least 1".into());
+        }
+        match self.gpus {
+            Some(Gpus::Count(n)) if n == 0 || n > MAX_GPUS => problem(
+                "gpus",
+                format!("{n} must be between 1 and {MAX_GPUS}, or \"all\""),
+            ),
+            None if self.gpu.is_some() => problem(
+                "gpu",
+                "says what to do when GPUs are missing, but `gpus` asks for none; set `gpus` (a count or \"all\")".into(),
+            ),
+            _ => {}
         }
         if let Some(key) = &self.idempotency_key
             && (key.is_empty() || key.len() > 200)
@@ -475,6 +521,9 @@ pub struct RunRecord {
     /// steps, so its success checked nothing).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Why a job that preferred GPUs ran on the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_fallback: Option<String>,
 }
 
 /// The persisted record of a job (rmp-serde; schema version in the store).

@@ -47,6 +47,7 @@ fn workload() -> WorkloadSpec {
         },
         role: "job",
         output_kept_mb: None,
+        gpus: None,
     }
 }
 
@@ -694,4 +695,49 @@ async fn a_state_directory_the_daemon_cannot_see_is_refused_with_the_fix() {
         }
     }
     assert_eq!(leftovers(&docker, "sibling").await, 0);
+}
+
+/// A workload that gets GPUs carries the device request `docker run --gpus`
+/// makes, as `docker inspect` shows it. Created only: starting it needs a
+/// GPU runtime this host may not have.
+#[tokio::test]
+async fn a_gpu_request_is_a_device_request_on_the_container() {
+    use slipway::runner::container::{self, ContainerSpec, Hardening};
+    let docker = docker().await;
+    for (gpus, count) in [(2, 2), (-1, -1)] {
+        let spec = ContainerSpec {
+            name: format!("slipway-test-gpu-{}-{}", std::process::id(), count + 1),
+            image: IMAGE.into(),
+            cmd: Some(vec!["true".into()]),
+            entrypoint: None,
+            env: vec![],
+            workdir: None,
+            user: Some("1000:1000".into()),
+            binds: vec![],
+            labels: HashMap::from([
+                (runner::LABEL_MANAGED.to_owned(), "true".to_owned()),
+                ("io.slipway.test".to_owned(), run_label("gpu")),
+            ]),
+            limits: ContainerLimits::default(),
+            network: "none".into(),
+            hardening: Hardening::Full,
+            output_kept_mb: None,
+            gpus: Some(gpus),
+        };
+        let id = container::create(&docker, &spec).await.unwrap();
+        let inspected = docker.inspect_container(&id, None).await.unwrap();
+        container::remove(&docker, &id).await;
+        let requests = inspected
+            .host_config
+            .and_then(|h| h.device_requests)
+            .unwrap_or_default();
+        assert_eq!(requests.len(), 1, "{requests:?}");
+        assert_eq!(requests[0].count, Some(count), "{requests:?}");
+        assert_eq!(
+            requests[0].capabilities,
+            Some(vec![vec!["gpu".to_owned()]]),
+            "{requests:?}"
+        );
+    }
+    assert_eq!(leftovers(&docker, "gpu").await, 0);
 }

@@ -826,3 +826,61 @@ async fn an_empty_tier_says_it_checked_nothing() {
     );
     assert!(e.log(job.id).contains("full ran"), "{}", e.log(job.id));
 }
+
+/// On a host without a GPU runtime (this one: the test says so if not), a
+/// job that prefers GPUs runs on the CPU with `SLIPWAY_GPU=0` and the
+/// fallback in its record; one that requires them fails before anything
+/// starts (no checkout, no container), naming what is missing.
+#[tokio::test]
+async fn gpus_preferred_fall_back_to_the_cpu_and_required_are_refused() {
+    let e = engine().await;
+    let offer = slipway::runner::gpu::offer(&e.docker).await.unwrap();
+    assert!(
+        !offer.available(),
+        "this test needs a host without a GPU runtime; this one has `{:?}`",
+        offer.runtime
+    );
+    let repo = repo_and_profile(&e, "gpu", &["echo gpu=$SLIPWAY_GPU"], &[]).await;
+    let preferred = e
+        .submit_with(
+            repo.path(),
+            "gpu",
+            "fast",
+            serde_json::json!({"gpus": 1, "gpu": "preferred"}),
+        )
+        .await;
+    let done = e.finished(preferred.id).await;
+    assert_eq!(done.state, JobState::Succeeded, "{}", e.log(preferred.id));
+    let fallback = done.run.as_ref().and_then(|r| r.gpu_fallback.clone());
+    assert!(
+        fallback
+            .as_deref()
+            .is_some_and(|f| f.starts_with("fallback to cpu: 1 GPU(s) preferred")),
+        "{fallback:?}"
+    );
+    assert!(
+        e.log(preferred.id).contains("stdout gpu=0"),
+        "{}",
+        e.log(preferred.id)
+    );
+
+    let required = e
+        .submit_with(
+            repo.path(),
+            "gpu",
+            "fast",
+            serde_json::json!({"gpus": "all"}),
+        )
+        .await;
+    let done = e.finished(required.id).await;
+    assert_eq!(done.state, JobState::Failed, "{}", e.log(required.id));
+    let reason = done.reason.unwrap_or_default();
+    assert!(reason.contains("requires every GPU"), "{reason}");
+    assert!(reason.contains("NVIDIA Container Toolkit"), "{reason}");
+    assert!(
+        !e.log(required.id).contains("checked out"),
+        "{}",
+        e.log(required.id)
+    );
+    assert_eq!(e.containers_of(required.id).await, 0);
+}

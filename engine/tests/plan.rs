@@ -75,6 +75,7 @@ fn example_repos_of_every_ecosystem() {
         ("ruby-app", "ruby"),
         ("go-app", "go"),
         ("rust-app", "rust"),
+        ("rust-lib", "rust"),
         ("dockerfile-app", "dockerfile"),
     ] {
         let json = plan_json(&repo_root().join("examples").join(example));

@@ -150,9 +150,11 @@ fn edit_validate_reset_loop_with_findings_from_the_junit_report() {
     );
     assert_eq!(code, 200, "{green}");
     assert_eq!(green["ok"], true, "{green}");
-    assert_eq!(green["steps"][0]["name"], "pytest");
+    // No linter configured: the python plugin's syntax check runs first.
+    assert_eq!(green["steps"][0]["name"], "compile", "{green}");
+    assert_eq!(green["steps"][1]["name"], "pytest");
     assert!(
-        green["steps"][0]["output"]
+        green["steps"][1]["output"]
             .as_str()
             .unwrap()
             .contains("2 passed"),
@@ -182,7 +184,7 @@ fn edit_validate_reset_loop_with_findings_from_the_junit_report() {
     let history = json(&request(&server, "GET", &path("/history"), None).1);
     let red = &history["history"][1];
     assert_eq!(red["ok"], false, "{red}");
-    let findings = red["steps"][0]["findings"].as_array().unwrap();
+    let findings = red["steps"][1]["findings"].as_array().unwrap();
     let failing: Vec<&Value> = findings
         .iter()
         .filter(|f| f["severity"] == "error")
@@ -671,7 +673,8 @@ fn a_malformed_report_keeps_the_output_and_says_why_there_are_no_findings() {
         &serde_json::json!({"tier": "full"}),
     );
     assert_eq!(code, 200, "{result}");
-    let step = &result["steps"][0];
+    let step = &result["steps"][1];
+    assert_eq!(step["name"], "pytest", "{result}");
     assert_eq!(step["exit_code"], 0, "{result}");
     assert!(
         step["output"].as_str().unwrap().contains("2 passed"),

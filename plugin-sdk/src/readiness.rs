@@ -1,6 +1,9 @@
 //! The `readiness` world: say how to probe a service and judge the result.
 
 #[doc(hidden)]
+// Generated: a WIT record with many fields becomes a constructor with as
+// many arguments.
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "readiness",

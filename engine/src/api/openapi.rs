@@ -7,8 +7,8 @@ use utoipa::{Modify, OpenApi};
 use super::error::{ErrorBody, ErrorDetail};
 use super::{health, jobs, profiles, services, tokens, workspaces};
 use crate::job::{
-    Event, FieldProblem, JobSpec, JobState, Network, Progress, ReadinessSpec, Resources,
-    ServiceSpec, Tier,
+    AllGpus, Event, FieldProblem, GpuPolicy, Gpus, JobSpec, JobState, Network, Progress,
+    ReadinessSpec, Resources, ServiceSpec, Tier,
 };
 use crate::job::{ImageRecord, RunRecord, StepRecord};
 use crate::profile::{CachePolicy, Profile, TierCommands};
@@ -43,7 +43,7 @@ impl Modify for BearerAuth {
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(
-        JobSpec, Tier, Resources, ServiceSpec, ReadinessSpec, Network, JobState, Progress, Event, FieldProblem,
+        JobSpec, Tier, Resources, ServiceSpec, ReadinessSpec, Network, Gpus, AllGpus, GpuPolicy, JobState, Progress, Event, FieldProblem,
         jobs::JobView, jobs::JobList, Profile, TierCommands, CachePolicy, ErrorBody, ErrorDetail,
         ManagedServiceSpec, ManagedService, RestartPolicy, RestartMode, VolumeMount,
         services::ServiceView, services::ServicesHealth, ServiceStatus, ServiceState,

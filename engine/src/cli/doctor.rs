@@ -92,14 +92,6 @@ pub fn run(args: DoctorArgs, config: &Config) -> anyhow::Result<ExitCode> {
         args.registries.clone()
     };
     checks.push(outbound_tls(&registries, config.ca_bundle.as_deref()));
-    if Path::new("/dev/nvidia0").exists() || Path::new("/dev/dri").exists() {
-        checks.push(check(
-            "gpu",
-            Status::Info,
-            "a GPU device is present (not used by Slipway yet)",
-            None,
-        ));
-    }
     let failed = checks.iter().any(|c| matches!(c.status, Status::Fail));
     if args.json {
         println!("{}", serde_json::to_string_pretty(&checks)?);
@@ -221,6 +213,27 @@ async fn docker_checks(config: &Config, checks: &mut Vec<Check>) {
     if !facts.root_dir.is_empty() {
         checks.push(disk("free disk (images)", Path::new(&facts.root_dir)));
     }
+    checks.push(match slipway::runner::gpu::offer(&docker).await {
+        Ok(offer) if offer.available() => check(
+            "gpu",
+            Status::Ok,
+            format!(
+                "the `{}` runtime gives containers GPUs: jobs asking for `gpus` get them",
+                offer.runtime.as_deref().unwrap_or_default()
+            ),
+            None,
+        ),
+        Ok(offer) => check(
+            "gpu",
+            Status::Info,
+            format!(
+                "no GPU: jobs with gpu = \"required\" fail, gpu = \"preferred\" runs on the CPU ({})",
+                offer.missing()
+            ),
+            None,
+        ),
+        Err(e) => check("gpu", Status::Warn, format!("`info` did not answer: {e}"), None),
+    });
 }
 
 fn state_dir(dir: &Path) -> Check {

@@ -152,6 +152,7 @@ impl Helper<'_> {
             // Keeps CHOWN and DAC_OVERRIDE, drops everything else.
             hardening: Hardening::Service,
             output_kept_mb: None,
+            gpus: None,
         };
         let id = container::create_and_start(docker, &spec).await?;
         let code = container::wait_exit(docker, &id).await.unwrap_or(-1);

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
+use bollard::models::{ContainerCreateBody, DeviceRequest, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 
 /// Default cap on processes in a workload or service container.
@@ -139,6 +139,8 @@ pub struct ContainerSpec {
     /// Docker keeps at most this much of the container's output (MiB, in
     /// two rotated json-file files); `None`: the daemon's default logging.
     pub output_kept_mb: Option<u64>,
+    /// GPUs to request (`-1`: all), as `--gpus` does.
+    pub gpus: Option<i64>,
 }
 
 /// How far a container is locked down.
@@ -175,6 +177,13 @@ impl ContainerSpec {
             memory_swap: memory,
             pids_limit: Some(self.limits.pids.map(|p| p as i64).unwrap_or(DEFAULT_PIDS)),
             nano_cpus: self.limits.cpus.map(|c| (c * 1e9) as i64),
+            device_requests: self.gpus.map(|count| {
+                vec![DeviceRequest {
+                    count: Some(count),
+                    capabilities: Some(vec![vec!["gpu".to_owned()]]),
+                    ..Default::default()
+                }]
+            }),
             log_config: self.output_kept_mb.map(|mb| HostConfigLogConfig {
                 typ: Some("json-file".into()),
                 config: Some(HashMap::from([
@@ -212,12 +221,8 @@ impl ContainerSpec {
     }
 }
 
-/// Create and start `spec`; returns the container id. A container that
-/// fails to start is removed again.
-pub async fn create_and_start(
-    docker: &Docker,
-    spec: &ContainerSpec,
-) -> Result<String, RunnerError> {
+/// Create `spec` without starting it; returns the container id.
+pub async fn create(docker: &Docker, spec: &ContainerSpec) -> Result<String, RunnerError> {
     let options = CreateContainerOptionsBuilder::new()
         .name(&spec.name)
         .build();
@@ -233,8 +238,18 @@ pub async fn create_and_start(
             },
             other => engine("create the container")(other),
         })?;
-    if let Err(e) = docker.start_container(&created.id, None).await {
-        remove(docker, &created.id).await;
+    Ok(created.id)
+}
+
+/// Create and start `spec`; returns the container id. A container that
+/// fails to start is removed again.
+pub async fn create_and_start(
+    docker: &Docker,
+    spec: &ContainerSpec,
+) -> Result<String, RunnerError> {
+    let id = create(docker, spec).await?;
+    if let Err(e) = docker.start_container(&id, None).await {
+        remove(docker, &id).await;
         let text = e.to_string();
         if text.contains("executable file not found") && text.contains("\"sh\"") {
             return Err(RunnerError::NoShell {
@@ -243,7 +258,7 @@ pub async fn create_and_start(
         }
         return Err(engine("start the container")(e));
     }
-    Ok(created.id)
+    Ok(id)
 }
 
 /// Wait until the container stops: its exit code, or `None` when it was
@@ -365,6 +380,7 @@ mod tests {
             network: "none".into(),
             hardening,
             output_kept_mb: None,
+            gpus: None,
         }
     }
 

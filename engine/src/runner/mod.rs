@@ -6,6 +6,8 @@
 //! - [`image`]: the job's image, built once and reused by content hash.
 //! - [`build_hints`]: why a build failed (a missing base image, a registry
 //!   out of reach, TLS interception), said with what would help.
+//! - [`gpu`]: what GPUs the daemon offers, and what a job asking for some
+//!   gets (devices, a CPU fallback, or a refusal before anything starts).
 //! - [`image_gc`]: least-recently-used runner images removed past a budget.
 //! - [`cache`]: package-manager cache volumes, one per manager and
 //!   repository, pruned past their budget.
@@ -32,6 +34,7 @@ pub mod container;
 pub mod docker;
 pub mod exec;
 pub mod executor;
+pub mod gpu;
 pub mod image;
 pub mod image_gc;
 pub mod pod;

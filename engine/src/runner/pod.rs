@@ -47,6 +47,8 @@ pub struct WorkloadSpec {
     /// What Docker keeps of its output when it runs steps as its command
     /// (MiB; the engine reads it as it comes, and again after a restart).
     pub output_kept_mb: Option<u64>,
+    /// GPUs it gets (`-1`: all); see `gpu`.
+    pub gpus: Option<i64>,
 }
 
 /// A service container to start in the pod.
@@ -99,6 +101,7 @@ impl Pod {
             network: spec.network.clone(),
             hardening: Hardening::Full,
             output_kept_mb: None,
+            gpus: None,
         };
         let holder = create_and_start(docker, &holder).await?;
         Ok(Pod {
@@ -239,6 +242,7 @@ impl Pod {
             network: self.network(),
             hardening: Hardening::Full,
             output_kept_mb: w.output_kept_mb.filter(|_| !idles),
+            gpus: w.gpus,
         };
         let id = create_and_start(&self.docker, &spec).await?;
         self.add((w.role, &id));
@@ -270,6 +274,7 @@ impl Pod {
             network: self.network(),
             hardening: Hardening::Service,
             output_kept_mb: None,
+            gpus: None,
         };
         let id = create_and_start(&self.docker, &spec).await?;
         self.add((s.role, &id));

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::cache::{self, CacheVolume};
 use super::container::{RunnerError, SelinuxLabel, bind};
 use super::exec::{StepEnd, StepExec, exec_step};
+use super::gpu::{self, GpuDecision};
 use super::image::{self, DockerfileSource, ImageRequest, ResolvedImage};
 use super::pod::{Pod, PodSpec, WorkloadSpec};
 use super::services::{self, RunningService};
@@ -200,6 +201,38 @@ impl Runner {
         let profile = self
             .profile_for(spec)
             .map_err(|reason| Outcome::Failed { reason })?;
+        // GPUs first: a job that requires them fails before anything starts.
+        let gpu = match spec.gpus {
+            None => GpuDecision::None,
+            Some(_) => {
+                let offer =
+                    gpu::offer(&self.docker)
+                        .await
+                        .map_err(|e| Outcome::InfrastructureError {
+                            reason: format!("asking the container engine about GPUs: {e}"),
+                        })?;
+                gpu::decide(spec.gpus, spec.gpu, &offer)
+            }
+        };
+        match &gpu {
+            GpuDecision::Refused(reason) => {
+                return Err(Outcome::Failed {
+                    reason: reason.clone(),
+                });
+            }
+            GpuDecision::Fallback(reason) => {
+                log.line("slipway", reason);
+                record.gpu_fallback = Some(reason.clone());
+            }
+            GpuDecision::Devices(n) => log.line(
+                "slipway",
+                &match n {
+                    -1 => "gpus: every GPU of the host".to_owned(),
+                    n => format!("gpus: {n}"),
+                },
+            ),
+            GpuDecision::None => {}
+        }
         // Secrets first: nothing is logged before their values are known
         // (the repository's git credential is one too).
         let secrets = crate::secrets::resolve(&spec.secrets).map_err(|e| Outcome::Failed {
@@ -405,6 +438,7 @@ impl Runner {
         env.extend(profile.iter().flat_map(|p| p.env.clone()));
         env.extend(spec.env.clone());
         env.extend(secrets);
+        env.extend(gpu.env());
         let mut service_specs = spec.services.clone();
         if service_specs.is_empty()
             && let Some(p) = &profile
@@ -479,6 +513,7 @@ impl Runner {
             limits: (&spec.resources).into(),
             role: req.role,
             output_kept_mb: Some(self.settings.output_kept_mb),
+            gpus: gpu.devices(),
         };
         progress
             .phase(4, 5, format!("{} service(s)", service_specs.len()))
