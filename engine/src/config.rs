@@ -183,7 +183,7 @@ pub struct Config {
 /// builds a stand-in where no registry is reachable).
 pub const DEFAULT_HOLDER_IMAGE: &str = "busybox:1.36";
 
-/// Default tie-break order among ecosystems (DESIGN: "Choosing among ecosystems").
+/// Default tie-break order among ecosystems (docs/design.md, "Choosing among ecosystems").
 pub const DEFAULT_ECOSYSTEM_ORDER: &[&str] =
     &["dockerfile", "go", "rust", "ruby", "python", "node"];
 

@@ -116,7 +116,7 @@ pub enum GpuPolicy {
     Preferred,
 }
 
-/// What a client submits (DESIGN: "Job spec"). Unknown fields are an error.
+/// What a client submits (docs/design.md, "Job spec"). Unknown fields are an error.
 #[derive(Debug, Clone, PartialEq, ToSchema, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
@@ -501,7 +501,7 @@ pub struct ImageRecord {
     pub build_ms: u64,
 }
 
-/// What the last attempt of a job ran (DESIGN: "Job record").
+/// What the last attempt of a job ran (docs/design.md, "Job record").
 #[derive(Debug, Clone, PartialEq, Eq, Default, ToSchema, Serialize, Deserialize)]
 pub struct RunRecord {
     pub attempt: u32,

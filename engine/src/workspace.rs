@@ -1,5 +1,5 @@
 //! Workspaces: a job's prepared environment kept open for an edit-validate
-//! loop (DESIGN: "Workspaces"). These are the wire and persisted types;
+//! loop (docs/design.md, "Workspaces"). These are the wire and persisted types;
 //! `runner::workspaces` keeps the live ones.
 
 use serde::{Deserialize, Serialize};
@@ -158,7 +158,7 @@ pub struct WorkspaceRecord {
 }
 
 /// What an engine needs to take a `ready` workspace over after a restart
-/// (DESIGN: on start the engine adopts an open workspace). Kept in the
+/// (docs/design.md, "Containers": on start the engine adopts an open workspace). Kept in the
 /// store beside the record while the workspace is ready; never served.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkspaceRuntime {

@@ -336,7 +336,7 @@ async fn cancel_stops_a_running_step() {
 }
 
 /// `docker inspect` of a running job container: every hardening setting
-/// (DESIGN: "Containers"), the labels, and the steps as its command.
+/// (docs/design.md, "Containers"), the labels, and the steps as its command.
 #[tokio::test]
 async fn docker_inspect_of_a_job_container_shows_every_hardening_setting() {
     let e = engine().await;

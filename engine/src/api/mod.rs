@@ -1,7 +1,7 @@
 //! The HTTP API (axum). Only this module knows HTTP and JSON wire shapes;
 //! it calls the queue through the [`JobStore`] seam and never sees redb.
 //!
-//! Routes (DESIGN: "HTTP API"): `/api/v1/jobs` (POST, GET),
+//! Routes (docs/design.md, "HTTP API"): `/api/v1/jobs` (POST, GET),
 //! `/api/v1/jobs/{id}`, `/api/v1/jobs/{id}/cancel`, `/api/v1/profiles[/{name}]`,
 //! `/api/v1/services[/{name}[/restart|/logs]]`, `/api/v1/services/health`,
 //! `/api/v1/tokens[/{id}]`, `/api/v1/workspaces[/{id}[/patch|/files/{path}|/diff|/validate|/reset|/history]]`, `/api/v1/jobs/{id}/logs`

@@ -1,5 +1,5 @@
 //! `/api/v1/workspaces`: prepared environments kept open for edit-validate
-//! loops (DESIGN: "Workspaces").
+//! loops (docs/design.md, "Workspaces").
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! The containers of a pod and how they are hardened (DESIGN: "Containers").
+//! The containers of a pod and how they are hardened (docs/design.md, "Containers").
 //!
 //! - The **workload** (job or workspace container): all capabilities
 //!   dropped, `no-new-privileges`, read-only root with a tmpfs `/tmp`, a

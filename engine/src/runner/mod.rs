@@ -48,7 +48,7 @@ pub use docker::{DockerError, connect};
 pub use exec::{StepEnd, StepExec, StepOutcome, exec_step};
 pub use pod::{Pod, PodSpec, ServiceContainer, WorkloadSpec};
 
-/// Labels every Slipway container carries (DESIGN: "Containers").
+/// Labels every Slipway container carries (docs/design.md, "Containers").
 pub const LABEL_MANAGED: &str = "io.slipway.managed";
 pub const LABEL_ROLE: &str = "io.slipway.role";
 pub const LABEL_JOB: &str = "io.slipway.job";

@@ -1,5 +1,5 @@
 //! A pod: the containers of one job (or workspace) sharing one private
-//! network namespace (DESIGN: "Seams"). A holder container owns the
+//! network namespace (docs/design.md, "Seams"). A holder container owns the
 //! namespace (`--network none` unless the job asks for a network); the
 //! services and the workload join it with `--network container:<holder>`,
 //! so services answer on `127.0.0.1:<port>` and nothing outside the pod
