@@ -2,7 +2,7 @@
 # The whole test suite: unit and integration tests of the engine and the SDK
 # (against real compiled plugins and real redb files), the plugins' own tests,
 # the engine's image as a container service (tests/container-service.sh), and a
-# job through Podman (tests/podman.sh).
+# job through Podman (tests/podman.sh), after rustfmt and clippy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -14,6 +14,21 @@ echo "example images: $((SECONDS - t)) s"
 
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
+
+# Lints first: cheap, and a red lint should not wait for the whole suite.
+t=$SECONDS
+echo "== cargo fmt --check, cargo clippy --all-targets -D warnings (engine, SDK, plugins)"
+lint=0
+cargo fmt --all --check || lint=1
+cargo fmt --manifest-path plugins/Cargo.toml --all --check || lint=1
+cargo clippy --workspace --all-targets --locked -- -D warnings || lint=1
+cargo clippy --manifest-path plugins/Cargo.toml --workspace --all-targets --locked -- -D warnings || lint=1
+if [ "$lint" = 0 ]; then
+	echo "lints: 1 passed, 0 failed" | tee -a "$results"
+else
+	echo "lints: 0 passed, 1 failed" | tee -a "$results"
+fi
+echo "lints: $((SECONDS - t)) s"
 
 t=$SECONDS
 echo "== cargo test --workspace (builds the plugins for wasm32-wasip2 on the way)"
@@ -55,3 +70,4 @@ fi
 awk '/^test result:/ || /^[a-z][a-z ]*: [0-9]+ passed, [0-9]+ failed$/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "all tests: %d passed, %d failed\n", p, f }' "$results"
 [ -z "$left" ] || { echo "the suite left containers labelled io.slipway.managed (above)"; exit 1; }
+[ "$lint" = 0 ] || { echo "fmt or clippy found problems (above, under == cargo fmt)"; exit 1; }
