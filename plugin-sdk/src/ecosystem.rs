@@ -20,6 +20,26 @@ pub use bindings::slipway::plugin::ecosystem_types::{
 
 use crate::Repo;
 
+/// The uid job containers run every step (`setup`, `fast`, `full`) as: the
+/// owner of the checkout at `/workspace`. A generated image gives its user
+/// this uid (or starts from a base image whose own user has it, as `node`
+/// images do) and leaves what it installs outside `/workspace` readable, and
+/// where the tools write, writable by it (`COPY --chown=1000:1000`, `chown`,
+/// `chmod a+rX`). The contract is written out on `plan.image` in `wit/`.
+pub const JOB_UID: u32 = 1000;
+
+/// The gid job containers run every step as (see [`JOB_UID`]).
+pub const JOB_GID: u32 = 1000;
+
+/// The line of a generated Dockerfile where its dependency installation
+/// starts. What follows it must also work on its own, as root, on top of
+/// another image of the same ecosystem (a repository's own Dockerfile, when
+/// the steps come from this plugin): it names no user, sets the environment
+/// it needs, creates its directories (owned by [`JOB_UID`]:[`JOB_GID`] or
+/// readable by all) and installs the package manager only when it is missing.
+/// Without anything to install, leave the line out.
+pub const DEPS_MARKER: &str = "# slipway:deps";
+
 /// What an ecosystem plugin implements.
 pub trait Ecosystem {
     /// Does the repository belong to this ecosystem? Keep it cheap: it runs
@@ -98,4 +118,17 @@ macro_rules! export_ecosystem {
             $crate::ecosystem::bindings::__export_ecosystem_world!(SlipwayEcosystemExport with_types_in $crate::ecosystem::bindings);
         };
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_job_contract_is_the_engines() {
+        // The engine runs steps as 1000:1000 and looks for exactly this line.
+        assert_eq!((JOB_UID, JOB_GID), (1000, 1000));
+        assert_eq!(DEPS_MARKER, "# slipway:deps");
+        assert!(DEPS_MARKER.starts_with('#') && !DEPS_MARKER.contains('\n'));
+    }
 }

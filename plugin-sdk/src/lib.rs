@@ -18,7 +18,12 @@
 //! log, and [`testing`] runs a plugin against a fixture directory under plain
 //! `cargo test` on the host, without compiling to wasm. [`report`] helps
 //! validator plugins read JSON reports (banners, line numbers in errors,
-//! repository-relative paths, caps on findings).
+//! repository-relative paths, caps on findings). [`shell::quote`] is the one
+//! way to put a value into a shell command or a generated Dockerfile.
+//!
+//! The job contract every generated image follows is in
+//! [`ecosystem::JOB_UID`], [`ecosystem::JOB_GID`] and
+//! [`ecosystem::DEPS_MARKER`] (spelled out on `plan.image` in `wit/`).
 //!
 //! ```text
 //! use slipway_plugin_sdk::ecosystem::*;
@@ -38,6 +43,7 @@ pub mod log;
 pub mod readiness;
 mod repo;
 pub mod report;
+pub mod shell;
 pub mod testing;
 pub mod toolchain;
 pub mod validator;

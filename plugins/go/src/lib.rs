@@ -33,9 +33,6 @@ const GOCACHE: &str = "/home/app/.cache/go-build";
 /// can never hide them.
 const IMAGE_MODULES: &str = "/opt/deps/gomod";
 
-/// The line that marks where the dependency installation starts.
-pub const DEPS_MARKER: &str = "# slipway:deps";
-
 const GOLANGCI_CONFIGS: &[&str] = &[
     ".golangci.yml",
     ".golangci.yaml",
@@ -473,7 +470,7 @@ impl Ecosystem for Go {
         let mut df = String::new();
         df.push_str(&format!("FROM {base}\n"));
         df.push_str(&format!(
-            "RUN useradd --create-home --uid 1000 --home-dir {HOME} --shell /bin/sh app \\\n \
+            "RUN useradd --create-home --uid {JOB_UID} --home-dir {HOME} --shell /bin/sh app \\\n \
              && mkdir -p /opt/deps {GOMODCACHE} {GOCACHE} {HOME}/go/bin /workspace \\\n \
              && chown -R app:app /opt/deps {HOME} /workspace\n"
         ));
@@ -500,7 +497,7 @@ impl Ecosystem for Go {
             df.push_str(DEPS_MARKER);
             df.push('\n');
             df.push_str("WORKDIR /opt/deps\n");
-            df.push_str(&format!("COPY --chown=1000:1000 {files} ./\n"));
+            df.push_str(&format!("COPY --chown={JOB_UID}:{JOB_GID} {files} ./\n"));
             df.push_str(&format!("RUN GOMODCACHE={IMAGE_MODULES} go mod download\n"));
             df.push_str(&format!(
                 "ENV GOPROXY=file://{IMAGE_MODULES}/cache/download,https://proxy.golang.org,direct \\\n    GOSUMDB=sum.golang.org\n"

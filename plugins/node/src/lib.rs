@@ -16,6 +16,7 @@
 
 use serde_json::{Map, Value};
 use slipway_plugin_sdk::ecosystem::*;
+use slipway_plugin_sdk::shell::quote;
 use slipway_plugin_sdk::toolchain::{
     ReleaseTable, resolve, version_file_pin, version_manager_pins,
 };
@@ -77,7 +78,8 @@ const DEPENDENCY_FIELDS: &[&str] = &["dependencies", "devDependencies", "optiona
 
 /// Where dependencies are installed in the image (outside `/workspace`).
 const DEPS_DIR: &str = "/opt/deps";
-/// The base image's own non-root user (uid 1000).
+/// The base image's own non-root user: its uid is the job's ([`JOB_UID`]), so
+/// the image needs no user of its own.
 const USER: &str = "node";
 const HOME: &str = "/home/node";
 
@@ -438,8 +440,8 @@ impl Tool {
         Tool {
             install,
             present: format!(
-                "{bin} --version 2>/dev/null | grep -Eq '^{}([.]|$)'",
-                version.replace('.', "[.]")
+                "{bin} --version 2>/dev/null | grep -Eq {}",
+                quote(&format!("^{}([.]|$)", version.replace('.', "[.]")))
             ),
         }
     }
@@ -581,13 +583,10 @@ fn install(repo: &Repo, choice: &PmChoice, notes: &mut Vec<String>) -> Install {
     }
 }
 
-/// The line that marks where the dependency installation starts: what
-/// follows it can also run, as root, on top of another node image (a
-/// repository's own), so it creates what it needs and names no user.
-pub const DEPS_MARKER: &str = "# slipway:deps";
-
 /// `layerable`: mark the install for layering on a repository's own image
-/// (only when there is something to install).
+/// (only when there is something to install). What follows [`DEPS_MARKER`]
+/// can also run, as root, on top of another node image (a repository's own),
+/// so it creates what it needs and names no user.
 fn dockerfile(base: &str, install: Option<&Install>, layerable: bool) -> String {
     let mut d = format!("FROM {base}\n");
     let Some(i) = install else {
@@ -617,7 +616,7 @@ fn dockerfile(base: &str, install: Option<&Install>, layerable: bool) -> String 
     }
     d.push_str(&format!("WORKDIR {DEPS_DIR}\n"));
     d.push_str(&format!(
-        "COPY --chown=1000:1000 {} ./\n",
+        "COPY --chown={JOB_UID}:{JOB_GID} {} ./\n",
         i.files.join(" ")
     ));
     // An install with nothing to install creates no node_modules: the

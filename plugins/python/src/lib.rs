@@ -10,6 +10,7 @@
 use std::collections::BTreeSet;
 
 use slipway_plugin_sdk::ecosystem::*;
+use slipway_plugin_sdk::shell::quote;
 use slipway_plugin_sdk::toolchain::{
     ReleaseTable, resolve, version_file_pin, version_manager_pins,
 };
@@ -33,8 +34,6 @@ const HOME: &str = "/home/app";
 /// Where manifests and lockfiles are copied in the image (never /workspace).
 const DEPS_DIR: &str = "/opt/deps";
 
-/// The line that marks where the dependency installation starts.
-pub const DEPS_MARKER: &str = "# slipway:deps";
 /// The cheap check when the project declares no linter: byte-compile every
 /// .py file (a syntax check that imports nothing), bytecode kept under /tmp.
 const COMPILE_CHECK: &str = "PYTHONPYCACHEPREFIX=/tmp/slipway-pycache python -m compileall -q -x '/(\\.git|\\.venv|venv|\\.tox|\\.nox|node_modules|\\.slipway)/' .";
@@ -510,11 +509,6 @@ enum Manager {
     PipNone,
 }
 
-/// Single-quote for `sh`.
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
 /// JSON-quote for Dockerfile exec/COPY forms.
 fn json_quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
@@ -523,7 +517,7 @@ fn json_quote(s: &str) -> String {
 fn copy_line(files: &[String]) -> String {
     let mut parts: Vec<String> = files.iter().map(|f| json_quote(f)).collect();
     parts.push("\"./\"".into());
-    format!("COPY --chown=1000:1000 [{}]\n", parts.join(", "))
+    format!("COPY --chown={JOB_UID}:{JOB_GID} [{}]\n", parts.join(", "))
 }
 
 fn plan(repo: &Repo) -> Result<Plan, PluginError> {
@@ -692,7 +686,7 @@ fn plan(repo: &Repo) -> Result<Plan, PluginError> {
             };
             root_tools = format!(
                 "RUN python -m venv /opt/tools && /opt/tools/bin/pip install --no-cache-dir {} && ln -s /opt/tools/bin/poetry /usr/local/bin/poetry\n",
-                sh_quote(&spec)
+                quote(&spec)
             );
             extra_env =
                 " \\\n    POETRY_VIRTUALENVS_CREATE=false \\\n    POETRY_NO_INTERACTION=1".into();
@@ -715,7 +709,7 @@ fn plan(repo: &Repo) -> Result<Plan, PluginError> {
             } else {
                 let dirs: Vec<String> = stubs
                     .iter()
-                    .filter_map(|s| s.rsplit_once('/').map(|(d, _)| sh_quote(d)))
+                    .filter_map(|s| s.rsplit_once('/').map(|(d, _)| quote(d)))
                     .collect();
                 let mk = if dirs.is_empty() {
                     String::new()
@@ -724,11 +718,7 @@ fn plan(repo: &Repo) -> Result<Plan, PluginError> {
                 };
                 format!(
                     "{mk}touch {} && ",
-                    stubs
-                        .iter()
-                        .map(|s| sh_quote(s))
-                        .collect::<Vec<_>>()
-                        .join(" ")
+                    stubs.iter().map(|s| quote(s)).collect::<Vec<_>>().join(" ")
                 )
             };
             install = format!("RUN {touch}poetry install --no-root --no-interaction --no-ansi\n");
@@ -773,13 +763,13 @@ fn plan(repo: &Repo) -> Result<Plan, PluginError> {
                         .iter()
                         .map(|(n, _)| format!("-e {n}d"))
                         .collect();
-                    drop_cmds.push(format!("sed -i {} {}", lines.join(" "), sh_quote(&f.path)));
+                    drop_cmds.push(format!("sed -i {} {}", lines.join(" "), quote(&f.path)));
                     for (n, l) in &f.local_lines {
                         notes.push(format!("{}:{n}: `{l}` installs a local path, which is not in the image; dropped from the image's install (the checkout is used from /workspace)", f.path));
                     }
                 }
             }
-            let reqs: Vec<String> = top.iter().map(|t| format!("-r {}", sh_quote(t))).collect();
+            let reqs: Vec<String> = top.iter().map(|t| format!("-r {}", quote(t))).collect();
             let pre = if drop_cmds.is_empty() {
                 String::new()
             } else {
@@ -814,7 +804,7 @@ fn plan(repo: &Repo) -> Result<Plan, PluginError> {
             declared.extend(reqs.iter().filter_map(|r| requirement_name(r)));
             copies = vec!["pyproject.toml".into()];
             if !reqs.is_empty() {
-                let quoted: Vec<String> = reqs.iter().map(|r| sh_quote(r)).collect();
+                let quoted: Vec<String> = reqs.iter().map(|r| quote(r)).collect();
                 install = format!("RUN pip install --no-cache-dir {}\n", quoted.join(" "));
             }
         }
@@ -1021,7 +1011,7 @@ fn plan(repo: &Repo) -> Result<Plan, PluginError> {
         "ENV PYTHONDONTWRITEBYTECODE=1 \\\n    PYTHONUNBUFFERED=1 \\\n    PIP_DISABLE_PIP_VERSION_CHECK=1 \\\n    HOME={HOME} \\\n    VIRTUAL_ENV={VENV} \\\n    PATH={VENV}/bin:$PATH{extra_env}\n"
     ));
     d.push_str(&format!(
-        "RUN useradd --uid 1000 --create-home --home-dir {HOME} --shell /bin/bash app \\\n && mkdir -p {VENV} {DEPS_DIR} \\\n && chown app:app {VENV} {DEPS_DIR}\n"
+        "RUN useradd --uid {JOB_UID} --create-home --home-dir {HOME} --shell /bin/bash app \\\n && mkdir -p {VENV} {DEPS_DIR} \\\n && chown app:app {VENV} {DEPS_DIR}\n"
     ));
     d.push_str(&root_tools);
     d.push_str("USER app\n");
@@ -1053,13 +1043,13 @@ fn plan(repo: &Repo) -> Result<Plan, PluginError> {
     }
     for n in &nested {
         d.push_str(&format!(
-            "COPY --chown=1000:1000 [{}, {}]\n",
+            "COPY --chown={JOB_UID}:{JOB_GID} [{}, {}]\n",
             json_quote(n),
             json_quote(n)
         ));
     }
     d.push_str(&install);
-    let mut after: Vec<String> = build_requires.iter().map(|r| sh_quote(r)).collect();
+    let mut after: Vec<String> = build_requires.iter().map(|r| quote(r)).collect();
     after.extend(missing.iter().map(|t| t.to_string()));
     if !after.is_empty() {
         d.push_str(&format!(

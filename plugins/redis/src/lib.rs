@@ -4,6 +4,7 @@
 
 use slipway_plugin_sdk::export_readiness;
 use slipway_plugin_sdk::readiness::*;
+use slipway_plugin_sdk::shell::quote_if_needed;
 
 pub struct Redis;
 
@@ -32,24 +33,11 @@ fn cli(service: &Service) -> Result<Vec<String>, PluginError> {
     Ok(argv)
 }
 
-/// Quote `word` for `sh`.
-fn shell_quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c))
-    {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
-}
-
 /// `sh -c` that runs one redis command and fails unless it answers `OK`
 /// (`redis-cli` exits 0 on some error replies, so the reply is checked).
 fn checked(service: &Service, command: &str, on_error: &str) -> Option<Vec<String>> {
     let cli = cli(service).ok()?;
-    let cli: Vec<String> = cli.iter().map(|w| shell_quote(w)).collect();
+    let cli: Vec<String> = cli.iter().map(|w| quote_if_needed(w)).collect();
     let script = format!(
         "out=$({} {command} 2>&1); [ \"$out\" = OK ] || {{ echo \"redis {command}: $out{on_error}\" >&2; exit 1; }}",
         cli.join(" ")

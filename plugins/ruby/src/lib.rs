@@ -8,6 +8,7 @@
 //! and rspec or `rake test` as the full tier. See README.md.
 
 use slipway_plugin_sdk::ecosystem::*;
+use slipway_plugin_sdk::shell::quote;
 use slipway_plugin_sdk::toolchain::{
     ReleaseTable, resolve, version_file_pin, version_manager_pins,
 };
@@ -27,8 +28,6 @@ pub const RUBY: ReleaseTable = ReleaseTable {
 const HOME: &str = "/home/app";
 const BUNDLE_PATH: &str = "/usr/local/bundle";
 const JUNIT: &str = ".slipway/junit.xml";
-/// The line that marks where the dependency installation starts.
-pub const DEPS_MARKER: &str = "# slipway:deps";
 /// The cheap check when the project declares no linter: `ruby -wc` (syntax
 /// and warnings, runs nothing) on every .rb file outside vendor/ and .git,
 /// one file per call (`ruby -c` checks only its first file).
@@ -356,7 +355,7 @@ impl Ecosystem for Ruby {
              && rm -rf /var/lib/apt/lists/*\n",
         );
         df.push_str(&format!(
-            "RUN useradd --create-home --uid 1000 --home-dir {HOME} --shell /bin/sh app \\\n \
+            "RUN useradd --create-home --uid {JOB_UID} --home-dir {HOME} --shell /bin/sh app \\\n \
              && mkdir -p /opt/deps {BUNDLE_PATH} /workspace \\\n \
              && chown -R app:app /opt/deps {BUNDLE_PATH} /workspace\n"
         ));
@@ -365,8 +364,9 @@ impl Ecosystem for Ruby {
              PATH={BUNDLE_PATH}/bin:$PATH\n"
         ));
         df.push_str("USER app\n");
-        if let Some(v) = &bundler {
-            df.push_str(&format!("RUN gem install bundler -v '{v}' --no-document\n"));
+        let bundler_quoted = bundler.as_deref().map(quote);
+        if let Some(v) = &bundler_quoted {
+            df.push_str(&format!("RUN gem install bundler -v {v} --no-document\n"));
         }
         if install_in_image {
             // What follows the marker can also run as root on top of the
@@ -374,9 +374,9 @@ impl Ecosystem for Ruby {
             // version is installed there only when missing.
             df.push_str(DEPS_MARKER);
             df.push('\n');
-            if let Some(v) = &bundler {
+            if let Some(v) = &bundler_quoted {
                 df.push_str(&format!(
-                    "RUN gem list -i bundler -v '{v}' >/dev/null || gem install bundler -v '{v}' --no-document\n"
+                    "RUN gem list -i bundler -v {v} >/dev/null || gem install bundler -v {v} --no-document\n"
                 ));
             }
             let mut files = vec!["Gemfile"];
@@ -387,7 +387,10 @@ impl Ecosystem for Ruby {
                 files.push(".ruby-version");
             }
             df.push_str("WORKDIR /opt/deps\n");
-            df.push_str(&format!("COPY --chown=1000:1000 {} ./\n", files.join(" ")));
+            df.push_str(&format!(
+                "COPY --chown={JOB_UID}:{JOB_GID} {} ./\n",
+                files.join(" ")
+            ));
             let frozen = if has_lock { "BUNDLE_FROZEN=true " } else { "" };
             df.push_str(&format!("RUN {frozen}bundle install --jobs 4 --retry 3\n"));
         }

@@ -8,6 +8,8 @@
 //! the full tier. See README.md.
 
 use slipway_plugin_sdk::ecosystem::*;
+use slipway_plugin_sdk::report::truncate;
+use slipway_plugin_sdk::shell::quote;
 use slipway_plugin_sdk::toolchain::{ReleaseTable, resolve, version_manager_pins};
 use slipway_plugin_sdk::{Repo, TextFile, export_ecosystem, malformed, unsupported};
 
@@ -31,8 +33,6 @@ const HOME: &str = "/home/app";
 /// must stay visible (and readable by any uid) at run time.
 const CARGO_HOME: &str = "/opt/cargo";
 const DEPS_DIR: &str = "/opt/deps";
-/// The line that marks where the dependency installation starts.
-pub const DEPS_MARKER: &str = "# slipway:deps";
 /// Shell test for rustup (Debian's rustc and cargo come without it).
 const HAS_RUSTUP: &str = "if command -v rustup >/dev/null 2>&1";
 
@@ -52,6 +52,44 @@ fn opt(name: &str, value: &str) -> OptionPair {
         value: value.to_owned(),
     }
 }
+
+/// A channel, component or target as rustup names them (`1.85.0`,
+/// `nightly-2024-01-01`, `stable-x86_64-unknown-linux-gnu`, `rust-src`,
+/// `wasm32-unknown-unknown`): ASCII letters, digits and `._+-`, starting with
+/// a letter or digit. They go into a `RUN` line of the generated Dockerfile,
+/// where quoting protects the shell but not the Dockerfile (a newline starts
+/// a new instruction), so nothing else is let through.
+fn is_toolchain_word(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'))
+}
+
+/// `value` of `what` (`toolchain.channel`, ...) in `file`, checked with
+/// [`is_toolchain_word`].
+fn check_toolchain_word(
+    file: &str,
+    line: Option<u32>,
+    what: &str,
+    value: &str,
+    hint: &str,
+) -> Result<(), PluginError> {
+    if is_toolchain_word(value) {
+        return Ok(());
+    }
+    // Debug form: quotes, and escapes that keep a newline off the message.
+    let shown = truncate(&format!("{value:?}"), 120);
+    Err(malformed(
+        file,
+        line,
+        format!(
+            "{what} {shown} is not a rustup name: only ASCII letters, digits and `._+-` are allowed, starting with a letter or digit"
+        ),
+        Some(hint),
+    ))
+}
+
+const CHANNEL_HINT: &str = "write e.g. `1.85.0`, `stable` or `nightly-2024-01-01`";
 
 fn line_of_key(file: &TextFile, key: &str) -> Option<u32> {
     file.numbered_lines()
@@ -117,13 +155,37 @@ fn toml_toolchain(
     };
     let line = line_of_key(text, "channel");
     match tc.get("channel") {
-        Some(toml::Value::String(channel)) => Ok(Some(ToolchainFile {
-            file,
-            line,
-            channel: channel.trim().to_owned(),
-            components: string_list(text, tc, "components")?,
-            targets: string_list(text, tc, "targets")?,
-        })),
+        Some(toml::Value::String(channel)) => {
+            let channel = channel.trim();
+            check_toolchain_word(file, line, "`toolchain.channel`", channel, CHANNEL_HINT)?;
+            let components = string_list(text, tc, "components")?;
+            for c in &components {
+                check_toolchain_word(
+                    file,
+                    line_of_key(text, "components"),
+                    "`toolchain.components` entry",
+                    c,
+                    "write e.g. `components = [\"rust-src\", \"llvm-tools\"]`",
+                )?;
+            }
+            let targets = string_list(text, tc, "targets")?;
+            for t in &targets {
+                check_toolchain_word(
+                    file,
+                    line_of_key(text, "targets"),
+                    "`toolchain.targets` entry",
+                    t,
+                    "write e.g. `targets = [\"wasm32-unknown-unknown\"]`",
+                )?;
+            }
+            Ok(Some(ToolchainFile {
+                file,
+                line,
+                channel: channel.to_owned(),
+                components,
+                targets,
+            }))
+        }
         Some(_) => Err(malformed(
             file,
             line,
@@ -169,9 +231,16 @@ fn toolchain_files(
                     "rust-toolchain",
                     Some(line),
                     format!("`{channel}` is not a toolchain channel"),
-                    Some("write e.g. `1.85.0`, `stable` or `nightly-2024-01-01`"),
+                    Some(CHANNEL_HINT),
                 ));
             }
+            check_toolchain_word(
+                "rust-toolchain",
+                Some(line),
+                "channel",
+                channel,
+                CHANNEL_HINT,
+            )?;
             found.push(ToolchainFile {
                 file: "rust-toolchain",
                 line: Some(line),
@@ -404,10 +473,6 @@ fn read_manifest(repo: &Repo) -> Result<Option<Manifest>, PluginError> {
     Ok(Some(m))
 }
 
-fn sh_quote(s: &str) -> String {
-    format!("'{s}'")
-}
-
 impl Ecosystem for Rust {
     fn detect(repo: &Repo) -> Result<Option<Detection>, PluginError> {
         if let Some(file) = repo.read_text("Cargo.toml")? {
@@ -576,19 +641,21 @@ impl Ecosystem for Rust {
             let targets: String = tf
                 .targets
                 .iter()
-                .map(|t| format!(" --target {}", sh_quote(t)))
+                .map(|t| format!(" --target {}", quote(t)))
                 .collect();
             df.push_str(&format!(
                 "RUN {HAS_RUSTUP}; then rustup toolchain install {} --profile minimal --component {}{targets}; \
-                 else echo 'slipway: no rustup in the image: toolchain {} of {} not installed' >&2; fi\n",
-                sh_quote(&tf.channel),
-                sh_quote(&components.join(",")),
-                tf.channel,
-                tf.file
+                 else echo {} >&2; fi\n",
+                quote(&tf.channel),
+                quote(&components.join(",")),
+                quote(&format!(
+                    "slipway: no rustup in the image: toolchain {} of {} not installed",
+                    tf.channel, tf.file
+                )),
             ));
         }
         df.push_str(&format!(
-            "RUN useradd --create-home --uid 1000 --home-dir {HOME} --shell /bin/sh app \\\n \
+            "RUN useradd --create-home --uid {JOB_UID} --home-dir {HOME} --shell /bin/sh app \\\n \
              && mkdir -p {DEPS_DIR} {CARGO_HOME}/bin /workspace \\\n \
              && chown -R app:app {DEPS_DIR} {CARGO_HOME} {HOME} /workspace\n"
         ));
@@ -613,7 +680,7 @@ impl Ecosystem for Rust {
                     }
                     acc
                 });
-            let quoted = |v: &[String]| v.iter().map(|s| sh_quote(s)).collect::<Vec<_>>().join(" ");
+            let quoted = |v: &[String]| v.iter().map(|s| quote(s)).collect::<Vec<_>>().join(" ");
             df.push_str(DEPS_MARKER);
             df.push('\n');
             df.push_str(&format!(
@@ -624,7 +691,7 @@ impl Ecosystem for Rust {
             }
             df.push('\n');
             df.push_str(&format!("WORKDIR {DEPS_DIR}\n"));
-            df.push_str(&format!("COPY --chown=1000:1000 {files} ./\n"));
+            df.push_str(&format!("COPY --chown={JOB_UID}:{JOB_GID} {files} ./\n"));
             let resolve = if has_lock {
                 ""
             } else {
@@ -1140,6 +1207,109 @@ mod tests {
                 p.notes
             );
         }
+    }
+
+    /// Plans a temporary repository holding `files`.
+    fn plan_files(name: &str, files: &[(&str, &str)]) -> Result<Plan, PluginError> {
+        let dir = std::env::temp_dir().join(format!("slipway-rust-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (file, text) in files {
+            std::fs::write(dir.join(file), text).unwrap();
+        }
+        let p = testing::plan::<Rust>(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        p
+    }
+
+    #[test]
+    fn hostile_toolchain_values_are_refused_not_put_in_the_dockerfile() {
+        // The fixture: a quote in the channel, `$(...)` in a component and a
+        // newline (TOML escape) in a target.
+        match testing::plan::<Rust>(fixture("hostile-toolchain")) {
+            Ok(p) => panic!("planned: {:?}", p.generated_dockerfile()),
+            Err(e) => {
+                let e = e.describe();
+                assert!(
+                    e.starts_with(
+                        "malformed input: rust-toolchain.toml:5: `toolchain.channel` \"nightly-2024-01-01'; touch /tmp/slipway-pwned; echo '\" is not a rustup name"
+                    ),
+                    "{e}"
+                );
+                assert!(e.contains("(hint: write e.g. `1.85.0`"), "{e}");
+            }
+        }
+        // Each field on its own, and the legacy file.
+        let cargo = (
+            "Cargo.toml",
+            "[package]\nname = \"x\"\nversion = \"0.1.0\"\n",
+        );
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "rust-toolchain.toml",
+                "[toolchain]\nchannel = \"1.85.0\"\ncomponents = [\"rust-src\", \"$(touch /tmp/x)\"]\n",
+                "malformed input: rust-toolchain.toml:3: `toolchain.components` entry \"$(touch /tmp/x)\" is not a rustup name",
+            ),
+            (
+                "rust-toolchain.toml",
+                "[toolchain]\nchannel = \"1.85.0\"\ncomponents = [\"rust'src\"]\n",
+                "malformed input: rust-toolchain.toml:3: `toolchain.components` entry \"rust'src\" is not a rustup name",
+            ),
+            (
+                "rust-toolchain.toml",
+                "[toolchain]\nchannel = \"1.85.0\"\ntargets = [\"wasm32-unknown-unknown\\nRUN id\"]\n",
+                "malformed input: rust-toolchain.toml:3: `toolchain.targets` entry \"wasm32-unknown-unknown\\nRUN id\" is not a rustup name",
+            ),
+            (
+                "rust-toolchain.toml",
+                "[toolchain]\nchannel = \"`id`\"\n",
+                "malformed input: rust-toolchain.toml:2: `toolchain.channel` \"`id`\" is not a rustup name",
+            ),
+            (
+                "rust-toolchain.toml",
+                "[toolchain]\nchannel = \"--force\"\n",
+                "malformed input: rust-toolchain.toml:2: `toolchain.channel` \"--force\" is not a rustup name",
+            ),
+            (
+                "rust-toolchain.toml",
+                "[toolchain]\nchannel = \"1.85.0\\u0000\"\n",
+                "malformed input: rust-toolchain.toml:2: `toolchain.channel` \"1.85.0\\0\" is not a rustup name",
+            ),
+            (
+                "rust-toolchain",
+                "# pinned\nnightly'$(id)'\n",
+                "malformed input: rust-toolchain:2: channel \"nightly'$(id)'\" is not a rustup name",
+            ),
+        ];
+        for (i, (file, text, want)) in cases.iter().enumerate() {
+            match plan_files(&format!("hostile-{i}"), &[cargo, (file, text)]) {
+                Ok(p) => panic!("{text:?} planned: {:?}", p.generated_dockerfile()),
+                Err(e) => {
+                    let e = e.describe();
+                    assert!(e.starts_with(want), "{text:?}: {e}");
+                    assert!(!e.contains('\n'), "one line: {e}");
+                }
+            }
+        }
+        // What rustup really names still plans, each word quoted.
+        let p = plan_files(
+            "friendly",
+            &[
+                cargo,
+                (
+                    "rust-toolchain.toml",
+                    "[toolchain]\nchannel = \"stable-x86_64-unknown-linux-gnu\"\ncomponents = [\"rust-src\", \"llvm-tools-preview\"]\ntargets = [\"thumbv7em-none-eabihf\", \"x86_64-unknown-linux-musl\"]\n",
+                ),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{}", e.describe()));
+        assert!(
+            dockerfile(&p).contains(
+                "rustup toolchain install 'stable-x86_64-unknown-linux-gnu' --profile minimal --component 'clippy,rustfmt,rust-src,llvm-tools-preview' --target 'thumbv7em-none-eabihf' --target 'x86_64-unknown-linux-musl'; else echo 'slipway: no rustup in the image: toolchain stable-x86_64-unknown-linux-gnu of rust-toolchain.toml not installed' >&2; fi\n"
+            ),
+            "{}",
+            dockerfile(&p)
+        );
     }
 
     #[test]
