@@ -116,6 +116,12 @@ struct RawPluginConfig {
     default_output_kib: Option<u32>,
     max_output_kib: Option<u32>,
     ecosystem_order: Option<Vec<String>>,
+    /// Bundled plugin names a third-party plugin may replace.
+    #[serde(default)]
+    replace: Vec<String>,
+    /// Third-party ecosystem plugins that may outrank bundled ones.
+    #[serde(default)]
+    prefer: Vec<String>,
 }
 
 /// The resolved configuration.
@@ -177,6 +183,9 @@ pub struct Config {
     pub plugin_limits: LimitsPolicy,
     /// Tie-break among ecosystems detected with equal confidence.
     pub ecosystem_order: Vec<String>,
+    /// What third-party plugins are trusted with (`plugins.replace`,
+    /// `plugins.prefer`).
+    pub plugin_trust: crate::plugins::registry::Trust,
 }
 
 /// Default holder image: busybox's official image (`scripts/images.sh`
@@ -273,6 +282,10 @@ impl Config {
                 });
             }
         }
+        let plugin_trust = crate::plugins::registry::Trust {
+            replace: p.replace,
+            prefer: p.prefer,
+        };
         let ecosystem_order = p.ecosystem_order.unwrap_or_else(|| {
             DEFAULT_ECOSYSTEM_ORDER
                 .iter()
@@ -352,6 +365,7 @@ impl Config {
             plugin_dirs,
             plugin_limits: policy,
             ecosystem_order,
+            plugin_trust,
         })
     }
 

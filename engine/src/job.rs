@@ -521,6 +521,9 @@ pub struct RunRecord {
     /// steps, so its success checked nothing).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// `name@version@sha256` of the third-party plugins its plan used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub third_party_plugins: Vec<String>,
     /// Why a job that preferred GPUs ran on the CPU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_fallback: Option<String>,

@@ -14,6 +14,7 @@ use crate::plugins::bindings::{
     ConstraintKind, Detection, Evidence, ImageSource, OptionPair, Plan, PluginError, Step,
     Toolchain,
 };
+use crate::plugins::quote::quote;
 use crate::plugins::{CallError, Candidate, LoadError, Registry, World};
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +79,9 @@ pub struct PlanReport {
     /// The plugin whose steps are used when the image comes from the
     /// repository's Dockerfile.
     pub steps_from: Option<String>,
+    /// `name@version@sha256` of every third-party plugin whose answer this
+    /// plan uses (the steps, the image): empty when all are bundled.
+    pub third_party: Vec<String>,
     /// With a repository's Dockerfile: the dependency installation of the
     /// plugin the steps come from, built on top of the repository's image
     /// so those steps find their tools (see [`DEPS_MARKER`]).
@@ -176,6 +180,8 @@ pub fn plan_repository(
     }
     let sandbox = registry.sandbox();
     let mut matches: Vec<(&Candidate, Detection)> = Vec::new();
+    // Notes on third-party plugins that were passed over, for the report.
+    let mut skipped: Vec<String> = Vec::new();
     let mut looked_for = Vec::new();
     for candidate in registry.active(World::Ecosystem) {
         let files = candidate
@@ -196,15 +202,33 @@ pub fn plan_repository(
         {
             continue;
         }
-        let prepared = candidate
-            .prepare(sandbox)
-            .map_err(|error| PlanError::Load {
-                plugin: candidate.full_id(),
-                error,
-            })?;
+        // A third-party plugin that cannot load or fails `detect` is
+        // skipped with a note: it must not break planning for everyone.
+        let prepared = match candidate.prepare(sandbox) {
+            Ok(p) => p,
+            Err(error) if candidate.is_third_party() => {
+                skipped.push(format!(
+                    "third-party plugin {} skipped: it cannot be loaded: {}",
+                    candidate.name,
+                    quote(&error.to_string())
+                ));
+                continue;
+            }
+            Err(error) => {
+                return Err(PlanError::Load {
+                    plugin: candidate.full_id(),
+                    error,
+                });
+            }
+        };
         match sandbox.detect(&prepared, repo, options) {
             Ok(Some(d)) => matches.push((candidate, d)),
             Ok(None) => {}
+            Err(e) if candidate.is_third_party() => skipped.push(format!(
+                "third-party plugin {} skipped: its detect failed: {}",
+                candidate.name,
+                quote(&e.to_string())
+            )),
             Err(CallError::Reported { error, .. }) => {
                 return Err(PlanError::Input {
                     plugin: candidate.name.clone(),
@@ -215,12 +239,26 @@ pub fn plan_repository(
         }
     }
     let rank = |name: &str| order.iter().position(|o| o == name).unwrap_or(order.len());
+    // First-party plugins (and third-party ones the configuration prefers)
+    // outrank the others whatever confidence those claim.
+    let trusted = |c: &Candidate| registry.ranks_as_first_party(c);
     matches.sort_by(|(a, da), (b, db)| {
-        db.confidence
-            .cmp(&da.confidence)
+        trusted(b)
+            .cmp(&trusted(a))
+            .then_with(|| db.confidence.cmp(&da.confidence))
             .then_with(|| rank(&a.name).cmp(&rank(&b.name)))
             .then_with(|| a.name.cmp(&b.name))
     });
+    if let Some((best, _)) = matches.first()
+        && trusted(best)
+    {
+        for (c, d) in matches.iter().filter(|(c, _)| !trusted(c)) {
+            skipped.push(format!(
+                "third-party plugin {} (confidence {}) ranks below the bundled plugins that matched; list it in `plugins.prefer` to let it win",
+                c.name, d.confidence
+            ));
+        }
+    }
     if matches.is_empty() {
         return Err(PlanError::NothingDetected {
             repo: repo.display().to_string(),
@@ -242,8 +280,27 @@ pub fn plan_repository(
             other => other.into(),
         })
     };
-    let (winner, detection) = &matches[0];
-    let plan = plan_of(winner)?;
+    // A third-party winner whose `plan` fails gives way to the next match.
+    let mut chosen = None;
+    for (i, (candidate, _)) in matches.iter().enumerate() {
+        match plan_of(candidate) {
+            Ok(plan) => {
+                chosen = Some((i, plan));
+                break;
+            }
+            Err(e) if candidate.is_third_party() && i + 1 < matches.len() => {
+                skipped.push(format!(
+                    "third-party plugin {} skipped: its plan failed: {}",
+                    candidate.name,
+                    quote(&e.to_string())
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let (index, plan) = chosen.expect("the loop returns or chooses");
+    let (winner, detection) = &matches[index];
+    let mut steps_plugin_used: Option<&Candidate> = None;
     let mut report = PlanReport {
         ecosystem: winner.name.clone(),
         plugin: winner.full_id(),
@@ -263,8 +320,9 @@ pub fn plan_repository(
         env: plan.env.clone(),
         notes: plan.notes.clone(),
         steps_from: None,
+        third_party: Vec::new(),
         deps_layer: None,
-        alternatives: matches[1..]
+        alternatives: matches[index + 1..]
             .iter()
             .map(|(c, d)| Match {
                 ecosystem: c.name.clone(),
@@ -280,9 +338,10 @@ pub fn plan_repository(
             report.dockerfile_path = Some(path);
             // The repository's Dockerfile decides the image only; steps come
             // from the best generated plan for the same repository.
-            if let Some((steps_plugin, _)) = matches[1..].first() {
+            if let Some((steps_plugin, _)) = matches[index + 1..].first() {
                 let steps = plan_of(steps_plugin)?;
                 if let ImageSource::Generated(generated) = &steps.image {
+                    steps_plugin_used = Some(*steps_plugin);
                     report.steps_from = Some(steps_plugin.full_id());
                     report.deps_layer = deps_layer_of(generated);
                     report.validation = Validation {
@@ -311,6 +370,18 @@ pub fn plan_repository(
             }
         }
     }
+    report.third_party = [Some(*winner), steps_plugin_used]
+        .into_iter()
+        .flatten()
+        .filter(|c| c.is_third_party())
+        .map(Candidate::full_id)
+        .collect();
+    for id in &report.third_party {
+        report
+            .notes
+            .push(format!("uses the third-party plugin {id}"));
+    }
+    report.notes.extend(skipped);
     for (tier, steps) in [
         ("fast", &report.validation.fast),
         ("full", &report.validation.full),

@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 
 use slipway::plugins::bindings::{ProbeAction, Service};
 use slipway::plugins::compile_cache::CacheOutcome;
+use slipway::plugins::registry::Trust;
 use slipway::plugins::sandbox::SandboxOptions;
 use slipway::plugins::{
     CallError, Candidate, LimitsPolicy, LoadError, PluginSandbox, Registry, Status, World,
@@ -35,6 +36,14 @@ fn sha256(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
+/// The engine's limits as an operator who raised the default memory cap
+/// (the hostile plugin asks for 256 MiB: a manifest alone may not).
+fn operator_policy() -> LimitsPolicy {
+    let mut policy = LimitsPolicy::default();
+    policy.defaults.memory_mib = 256;
+    policy
+}
+
 /// One sandbox for the whole test binary, with a cache shared across runs.
 fn sandbox() -> Arc<PluginSandbox> {
     static SANDBOX: OnceLock<Arc<PluginSandbox>> = OnceLock::new();
@@ -44,7 +53,7 @@ fn sandbox() -> Arc<PluginSandbox> {
             Arc::new(
                 PluginSandbox::new(SandboxOptions {
                     cache_dir,
-                    policy: LimitsPolicy::default(),
+                    policy: operator_policy(),
                     pooling: true,
                 })
                 .unwrap(),
@@ -484,7 +493,7 @@ fn registry_rejects_each_bad_plugin_with_its_reason() {
     );
     assert!(
         reason("greedy", "1.0.0")
-            .contains("`limits.memory-mib` = 4096 is above the engine's maximum of 512")
+            .contains("`limits.memory-mib` = 4096 is above the engine's default of 256: a manifest may only lower its limits")
     );
     assert!(
         reason("other-name", "1.0.0")
@@ -601,4 +610,247 @@ fn from_files_accepts_a_source_manifest_without_sha256() {
         installed.status,
         Status::Rejected(LoadError::MissingHash)
     ));
+}
+
+/// The hostile plugin's manifest under another name and version.
+fn hostile_as(name: &str, version: &str) -> String {
+    source_manifest("testdata/hostile")
+        .replace("name = \"hostile\"", &format!("name = \"{name}\""))
+        .replace("version = \"0.1.0\"", &format!("version = \"{version}\""))
+}
+
+#[test]
+fn bundled_names_are_reserved_across_worlds_unless_the_configuration_replaces_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = wasm("hostile");
+    for name in ["node", "postgres"] {
+        install(
+            dir.path(),
+            name,
+            "9.9.9",
+            &hostile_as(name, "9.9.9"),
+            &bytes,
+            Some(&sha256(&bytes)),
+        );
+    }
+    let registry = Registry::load(sandbox(), true, &[dir.path().to_path_buf()]);
+    for name in ["node", "postgres"] {
+        let active = registry.get(name).unwrap();
+        assert!(!active.is_third_party(), "the bundled {name} stays in use");
+        let intruder = registry
+            .candidates()
+            .iter()
+            .find(|c| c.name == name && c.is_third_party())
+            .unwrap();
+        match &intruder.status {
+            Status::Rejected(e @ LoadError::Reserved { .. }) => {
+                assert!(
+                    e.to_string()
+                        .contains(&format!("plugins.replace = [\"{name}\"]")),
+                    "{e}"
+                );
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    // Replacing is explicit, and shows.
+    let trust = Trust {
+        replace: vec!["node".into()],
+        prefer: vec![],
+    };
+    let registry = Registry::load_trusting(sandbox(), true, &[dir.path().to_path_buf()], trust);
+    assert!(registry.get("node").unwrap().is_third_party());
+    let bundled = registry
+        .candidates()
+        .iter()
+        .find(|c| c.name == "node" && !c.is_third_party())
+        .unwrap();
+    assert!(
+        matches!(&bundled.status, Status::Replaced { by } if by == "node@9.9.9"),
+        "{:?}",
+        bundled.status
+    );
+    assert!(
+        !registry.get("postgres").unwrap().is_third_party(),
+        "only what is named is replaced"
+    );
+}
+
+fn node_repo_with(mode: &str) -> tempfile::TempDir {
+    let repo = repo_with(mode);
+    std::fs::write(repo.path().join("package.json"), r#"{"name": "x"}"#).unwrap();
+    repo
+}
+
+fn plan(registry: &Registry, repo: &Path) -> slipway::plan::PlanReport {
+    let order: Vec<String> = slipway::config::DEFAULT_ECOSYSTEM_ORDER
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    slipway::plan::plan_repository(registry, &order, repo, &[])
+        .unwrap_or_else(|e| panic!("plan failed: {e}"))
+}
+
+#[test]
+fn a_broken_or_greedy_third_party_plugin_never_breaks_or_steals_planning() {
+    let (_dir, registry) = hostile_registry();
+    // detect traps, panics, loops: skipped with a note; node plans.
+    for mode in ["panic", "loop", "garbage", "error-escape"] {
+        let repo = node_repo_with(mode);
+        let report = plan(&registry, repo.path());
+        assert_eq!(report.ecosystem, "node", "{mode}");
+        assert!(
+            report
+                .notes
+                .iter()
+                .any(|n| n.starts_with("third-party plugin hostile skipped: its detect failed")),
+            "{mode}: {:?}",
+            report.notes
+        );
+        assert!(report.third_party.is_empty(), "{mode}");
+    }
+    // Confidence 100 does not outrank the bundled plugin that matched.
+    let repo = node_repo_with("claim-all");
+    let report = plan(&registry, repo.path());
+    assert_eq!(report.ecosystem, "node");
+    assert!(
+        report.notes.iter().any(|n| n.contains(
+            "third-party plugin hostile (confidence 100) ranks below the bundled plugins"
+        )),
+        "{:?}",
+        report.notes
+    );
+    // Unless the configuration prefers it; then the plan says whose it is.
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = wasm("hostile");
+    install(
+        dir.path(),
+        "hostile",
+        "0.1.0",
+        &source_manifest("testdata/hostile"),
+        &bytes,
+        Some(&sha256(&bytes)),
+    );
+    let trust = Trust {
+        replace: vec![],
+        prefer: vec!["hostile".into()],
+    };
+    let preferring = Registry::load_trusting(sandbox(), true, &[dir.path().to_path_buf()], trust);
+    let report = plan(&preferring, repo.path());
+    assert_eq!(report.ecosystem, "hostile");
+    assert_eq!(report.third_party.len(), 1, "{:?}", report.third_party);
+    assert!(report.third_party[0].starts_with("hostile@0.1.0@"));
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.starts_with("uses the third-party plugin hostile@0.1.0")),
+        "{:?}",
+        report.notes
+    );
+    // A preferred plugin whose plan fails gives way to the next match.
+    std::fs::write(repo.path().join(".hostile"), "plan-fail\n").unwrap();
+    let report = plan(&preferring, repo.path());
+    assert_eq!(report.ecosystem, "node");
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.starts_with("third-party plugin hostile skipped: its plan failed")),
+        "{:?}",
+        report.notes
+    );
+}
+
+#[test]
+fn plan_output_a_host_must_not_use_is_refused() {
+    let (_dir, registry) = hostile_registry();
+    let sandbox = registry.sandbox();
+    let plugin = registry.get("hostile").unwrap().prepare(sandbox).unwrap();
+    for (mode, problem) in [
+        (
+            "plan-nul",
+            "the generated Dockerfile contains the control character '\\0'",
+        ),
+        (
+            "plan-step-newline",
+            "fast step 0's name `lint\\nslipway: step `lint` passed`",
+        ),
+        (
+            "plan-env-name",
+            "environment variable name `PATH=/evil\\nX`",
+        ),
+        ("plan-cache-root", "cache path `/` must be"),
+        ("plan-cache-workspace", "cache path `/workspace` must be"),
+        ("plan-cache-dotdot", "cache path `/etc/../etc` must be"),
+        (
+            "plan-lockfile-outside",
+            "package manager lockfile `../../etc/passwd`",
+        ),
+        (
+            "plan-note-escape",
+            "a note contains the control character '\\u{1b}'",
+        ),
+    ] {
+        let repo = repo_with(mode);
+        match sandbox.plan(&plugin, repo.path(), &[]) {
+            Err(e @ CallError::InvalidOutput { .. }) => {
+                assert!(e.to_string().contains(problem), "{mode}: {e}")
+            }
+            other => panic!("{mode}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_plugins_own_words_reach_a_terminal_quoted() {
+    let (_dir, registry) = hostile_registry();
+    let repo = repo_with("error-escape");
+    let e = detect(&registry, repo.path()).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\n') && !text.contains('\u{7}'),
+        "{text:?}"
+    );
+    assert!(
+        text.contains("\\u{1b}[2K\\u{1b}[1Gslipway: job succeeded\\nnothing to see"),
+        "{text}"
+    );
+    // A panic's message comes through stderr: quoted too.
+    let repo = repo_with("panic");
+    let text = detect(&registry, repo.path()).unwrap_err().to_string();
+    assert!(!text.contains('\n'), "{text:?}");
+}
+
+#[test]
+fn a_manifest_alone_cannot_raise_its_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = wasm("hostile");
+    install(
+        dir.path(),
+        "hostile",
+        "0.1.0",
+        &source_manifest("testdata/hostile"),
+        &bytes,
+        Some(&sha256(&bytes)),
+    );
+    // An engine whose operator left the defaults (64 MiB) as they are.
+    let strict = Arc::new(
+        PluginSandbox::new(SandboxOptions {
+            cache_dir: None,
+            policy: LimitsPolicy::default(),
+            pooling: false,
+        })
+        .unwrap(),
+    );
+    let registry = Registry::load(strict, false, &[dir.path().to_path_buf()]);
+    let c = &registry.candidates()[0];
+    match &c.status {
+        Status::Rejected(LoadError::Limits { limit }) => assert!(
+            limit.contains("`limits.memory-mib` = 256 is above the engine's default of 64")
+                && limit.contains("plugins.default_memory_mib"),
+            "{limit}"
+        ),
+        other => panic!("{other:?}"),
+    }
 }

@@ -207,7 +207,12 @@ pub fn sandbox(config: &Config) -> anyhow::Result<Arc<PluginSandbox>> {
 
 /// The registry: bundled plugins, `SLIPWAY_PLUGINS_DIR`, and `<state>/plugins`.
 pub fn registry(config: &Config) -> anyhow::Result<Registry> {
-    Ok(Registry::load(sandbox(config)?, true, &plugin_dirs(config)))
+    Ok(Registry::load_trusting(
+        sandbox(config)?,
+        true,
+        &plugin_dirs(config),
+        config.plugin_trust.clone(),
+    ))
 }
 
 fn plugin_dirs(config: &Config) -> Vec<PathBuf> {

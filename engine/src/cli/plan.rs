@@ -145,6 +145,14 @@ fn human(r: &PlanReport) -> String {
     steps(&mut out, "setup:", &r.setup);
     steps(&mut out, "fast:", &r.validation.fast);
     steps(&mut out, "full:", &r.validation.full);
+    for id in &r.third_party {
+        let _ = writeln!(
+            out,
+            "{:<17}{}",
+            "third-party:",
+            id.rsplit_once('@').map(|(id, _)| id).unwrap_or(id)
+        );
+    }
     if let Some(from) = &r.steps_from {
         let _ = writeln!(
             out,

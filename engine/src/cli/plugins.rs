@@ -279,6 +279,10 @@ fn print_candidates(registry: &Registry, json: bool, smoke: bool) -> bool {
         let (status, mut reason) = match &c.status {
             Status::Active => ("active", String::new()),
             Status::Shadowed { by } => ("shadowed", format!("version {by} is in use")),
+            Status::Replaced { by } => (
+                "replaced",
+                format!("the third-party {by} replaces it (plugins.replace)"),
+            ),
             Status::Rejected(e) => ("rejected", e.to_string()),
         };
         let mut status = status.to_owned();
@@ -311,6 +315,7 @@ fn print_candidates(registry: &Registry, json: bool, smoke: bool) -> bool {
                     "reason": (!reason.is_empty()).then_some(reason),
                     "check": check,
                     "origin": c.origin.to_string(),
+                    "third_party": c.is_third_party(),
                     "sha256": (!c.sha256.is_empty()).then_some(&c.sha256),
                     "description": c.manifest.as_ref().map(|m| &m.description),
                 })
@@ -330,8 +335,17 @@ fn print_candidates(registry: &Registry, json: bool, smoke: bool) -> bool {
             .unwrap_or_else(|| "?".into());
         let world = c.world().map(|w| w.name()).unwrap_or("?");
         print!(
-            "{:<10} {:<16} {:<9} {:<10} {}",
-            status, c.name, version, world, c.origin
+            "{:<10} {:<16} {:<9} {:<10} {}{}",
+            status,
+            c.name,
+            version,
+            world,
+            c.origin,
+            if c.is_third_party() {
+                " (third-party)"
+            } else {
+                ""
+            }
         );
         if let Some(compile) = compile {
             print!(" [{compile}]");

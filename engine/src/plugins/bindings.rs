@@ -65,19 +65,21 @@ impl PluginError {
     }
 
     /// One line: `package.json:3: is not valid JSON (hint: …)`.
+    /// One line for people, the plugin's words quoted (see `quote`).
     pub fn describe(&self) -> String {
+        use super::quote::quote;
         let p = self.problem();
         let mut s = String::new();
         if let Some(file) = &p.file {
-            s.push_str(file);
+            s.push_str(&quote(file));
             if let Some(line) = p.line {
                 s.push_str(&format!(":{line}"));
             }
             s.push_str(": ");
         }
-        s.push_str(&p.message);
+        s.push_str(&quote(&p.message));
         if let Some(hint) = &p.hint {
-            s.push_str(&format!(" (hint: {hint})"));
+            s.push_str(&format!(" (hint: {})", quote(hint)));
         }
         s
     }

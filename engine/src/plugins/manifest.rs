@@ -190,39 +190,32 @@ impl Manifest {
         self.api.matches(&HOST_API_VERSION)
     }
 
-    /// The limits a call of this plugin runs under: the manifest's overrides,
-    /// else the engine's defaults; an override above the engine's maximum is
-    /// an error naming the field and the setting that allows more.
+    /// The limits a call of this plugin runs under: the manifest's own
+    /// where it lowers them, else the engine's defaults. A manifest cannot
+    /// raise its limits: only the operator's configuration can (the
+    /// error names the setting).
     pub fn effective_limits(&self, policy: &LimitsPolicy) -> Result<Limits, String> {
-        let pick = |field: &str, key: &str, own: Option<u32>, default: u32, max: u32| match own {
-            Some(v) if v > max => Err(format!(
-                "`limits.{field}` = {v} is above the engine's maximum of {max} (raise `plugins.{key}` to allow it)"
+        let pick = |field: &str, key: &str, own: Option<u32>, default: u32| match own {
+            Some(v) if v > default => Err(format!(
+                "`limits.{field}` = {v} is above the engine's default of {default}: a manifest may only lower its limits (an operator raises them with `plugins.{key}`)"
             )),
             Some(v) => Ok(v),
             None => Ok(default),
         };
-        let (d, m) = (policy.defaults, policy.maxima);
+        let d = policy.defaults;
         Ok(Limits {
-            cpu_ms: pick(
-                "cpu-ms",
-                "max_cpu_ms",
-                self.limits.cpu_ms,
-                d.cpu_ms,
-                m.cpu_ms,
-            )?,
+            cpu_ms: pick("cpu-ms", "default_cpu_ms", self.limits.cpu_ms, d.cpu_ms)?,
             memory_mib: pick(
                 "memory-mib",
-                "max_memory_mib",
+                "default_memory_mib",
                 self.limits.memory_mib,
                 d.memory_mib,
-                m.memory_mib,
             )?,
             output_kib: pick(
                 "output-kib",
-                "max_output_kib",
+                "default_output_kib",
                 self.limits.output_kib,
                 d.output_kib,
-                m.output_kib,
             )?,
         })
     }
@@ -307,15 +300,19 @@ memory-mib = 128
     }
 
     #[test]
-    fn limits_above_the_maximum_name_the_setting() {
-        let m = Manifest::parse(&GOOD.replace("128", "4096"), "x").unwrap();
+    fn a_manifest_may_lower_its_limits_never_raise_them() {
+        let m = Manifest::parse(GOOD, "x").unwrap();
         let e = m.effective_limits(&LimitsPolicy::default()).unwrap_err();
-        assert!(e.contains("`limits.memory-mib` = 4096 is above the engine's maximum of 512 (raise `plugins.max_memory_mib`"), "{e}");
-        let ok = Manifest::parse(GOOD, "x")
+        assert!(e.contains("`limits.memory-mib` = 128 is above the engine's default of 64: a manifest may only lower its limits (an operator raises them with `plugins.default_memory_mib`)"), "{e}");
+        let lower = Manifest::parse(&GOOD.replace("128", "32"), "x")
             .unwrap()
             .effective_limits(&LimitsPolicy::default())
             .unwrap();
-        assert_eq!((ok.cpu_ms, ok.memory_mib), (2000, 128));
+        assert_eq!((lower.cpu_ms, lower.memory_mib), (2000, 32));
+        // The operator's defaults are what a manifest is measured against.
+        let mut raised = LimitsPolicy::default();
+        raised.defaults.memory_mib = 256;
+        assert_eq!(m.effective_limits(&raised).unwrap().memory_mib, 128);
     }
 
     #[test]

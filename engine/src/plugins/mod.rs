@@ -4,7 +4,8 @@
 //! one call: manifests ([`manifest`]), the registry that finds plugins and
 //! picks one version per name ([`registry`]), the precompiled-component cache
 //! ([`compile_cache`]), and the sandbox that runs one call under limits
-//! ([`sandbox`]). It does not know about jobs, Docker or HTTP.
+//! ([`sandbox`]), and the quoting of plugin text shown to people
+//! ([`quote`]). It does not know about jobs, Docker or HTTP.
 //!
 //! Invariants:
 //! - A plugin is compiled at most once per wasm sha256 and engine
@@ -20,6 +21,7 @@ mod bundled;
 pub mod compile_cache;
 pub mod manifest;
 mod output;
+pub mod quote;
 pub mod registry;
 pub mod sandbox;
 

@@ -7,6 +7,11 @@
 //! use, or for all with [`Registry::prepare_all`]. Per name, the highest
 //! version that passes wins; a bad candidate is reported with its reason and
 //! never stops the others from loading.
+//!
+//! Trust is explicit: the names of bundled plugins are reserved across all
+//! worlds. A third-party plugin of such a name is rejected, unless the
+//! configuration lists the name in `plugins.replace`; then it replaces the
+//! bundled one, whatever the versions, and says so.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -41,6 +46,9 @@ pub enum Status {
     Active,
     /// Valid, but a higher version of the same name is in use.
     Shadowed { by: semver::Version },
+    /// A bundled plugin the configuration replaced (`plugins.replace`) by
+    /// the third-party plugin `by` (`name@version`).
+    Replaced { by: String },
     /// Not usable; the reason says why and what to do.
     Rejected(LoadError),
 }
@@ -216,6 +224,11 @@ impl Candidate {
         )
     }
 
+    /// Not compiled into the binary: someone installed it.
+    pub fn is_third_party(&self) -> bool {
+        self.origin != Origin::Bundled
+    }
+
     pub fn version(&self) -> Option<&semver::Version> {
         self.manifest.as_ref().map(|m| &m.version)
     }
@@ -250,17 +263,40 @@ impl Candidate {
     }
 }
 
+/// What the operator trusts third-party plugins with (`[plugins]` in the
+/// configuration).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trust {
+    /// Bundled plugin names a third-party plugin may replace.
+    pub replace: Vec<String>,
+    /// Third-party ecosystem plugins that may outrank a first-party one
+    /// that matched the same repository.
+    pub prefer: Vec<String>,
+}
+
 /// All candidates found, with one active version per name.
 pub struct Registry {
     sandbox: Arc<PluginSandbox>,
     candidates: Vec<Candidate>,
+    trust: Trust,
     /// Problems with a source as a whole (e.g. a plugins dir that is missing).
     pub source_problems: Vec<String>,
 }
 
 impl Registry {
-    /// The bundled plugins (when `bundled`) plus every plugin under `dirs`.
+    /// The bundled plugins (when `bundled`) plus every plugin under `dirs`,
+    /// trusting third-party plugins with nothing.
     pub fn load(sandbox: Arc<PluginSandbox>, bundled: bool, dirs: &[PathBuf]) -> Registry {
+        Registry::load_trusting(sandbox, bundled, dirs, Trust::default())
+    }
+
+    /// [`Registry::load`], with what the configuration trusts.
+    pub fn load_trusting(
+        sandbox: Arc<PluginSandbox>,
+        bundled: bool,
+        dirs: &[PathBuf],
+        trust: Trust,
+    ) -> Registry {
         let mut candidates = Vec::new();
         if bundled {
             candidates.extend(
@@ -279,6 +315,7 @@ impl Registry {
         let mut registry = Registry {
             sandbox,
             candidates,
+            trust,
             source_problems,
         };
         registry.select();
@@ -290,6 +327,7 @@ impl Registry {
         let mut registry = Registry {
             sandbox,
             candidates,
+            trust: Trust::default(),
             source_problems: Vec::new(),
         };
         registry.select();
@@ -298,6 +336,15 @@ impl Registry {
 
     pub fn sandbox(&self) -> &Arc<PluginSandbox> {
         &self.sandbox
+    }
+
+    pub fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
+    /// May this candidate's detection outrank a first-party plugin's?
+    pub fn ranks_as_first_party(&self, c: &Candidate) -> bool {
+        !c.is_third_party() || self.trust.prefer.contains(&c.name)
     }
 
     /// Every candidate, sorted by name, then version (highest first).
@@ -345,14 +392,38 @@ impl Registry {
         names
     }
 
-    /// Sort, then mark the highest usable version of each name active.
+    /// Sort, then mark one usable candidate of each name active: the
+    /// highest version, a bundled one before any third-party one of its
+    /// name (which is rejected), unless `plugins.replace` names it.
     fn select(&mut self) {
+        let reserved: std::collections::BTreeSet<String> = self
+            .candidates
+            .iter()
+            .filter(|c| !c.is_third_party())
+            .map(|c| c.name.clone())
+            .collect();
+        let replace = self.trust.replace.clone();
+        for c in &mut self.candidates {
+            if c.is_third_party()
+                && reserved.contains(&c.name)
+                && !replace.contains(&c.name)
+                && !matches!(c.status, Status::Rejected(_))
+            {
+                c.status = Status::Rejected(LoadError::Reserved {
+                    name: c.name.clone(),
+                });
+            }
+        }
+        // Within a name: the side that wins first (third-party where
+        // replaced, else bundled), then the highest version.
+        let yields = |c: &Candidate| c.is_third_party() != replace.contains(&c.name);
         self.candidates.sort_by(|a, b| {
             a.name
                 .cmp(&b.name)
+                .then_with(|| yields(a).cmp(&yields(b)))
                 .then_with(|| b.version().cmp(&a.version()))
         });
-        let mut winner: Option<(String, semver::Version)> = None;
+        let mut winner: Option<(String, semver::Version, bool)> = None;
         for c in &mut self.candidates {
             if matches!(c.status, Status::Rejected(_)) {
                 continue;
@@ -362,12 +433,18 @@ impl Registry {
                 .cloned()
                 .expect("usable candidates have a manifest");
             match &winner {
-                Some((name, by)) if *name == c.name => {
-                    c.status = Status::Shadowed { by: by.clone() }
+                Some((name, by, third_party)) if *name == c.name => {
+                    c.status = if *third_party && !c.is_third_party() {
+                        Status::Replaced {
+                            by: format!("{name}@{by}"),
+                        }
+                    } else {
+                        Status::Shadowed { by: by.clone() }
+                    }
                 }
                 _ => {
                     c.status = Status::Active;
-                    winner = Some((c.name.clone(), version));
+                    winner = Some((c.name.clone(), version, c.is_third_party()));
                 }
             }
         }

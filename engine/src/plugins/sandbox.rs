@@ -14,6 +14,15 @@
 //!
 //! Limits per call: a wall-clock budget (epoch deadline), a linear-memory cap,
 //! caps on tables and instances, and a cap on the size of what it returns.
+//!
+//! What it returns is checked against its meaning before anyone uses it
+//! (`output`: no control characters where a Dockerfile, a container or a
+//! terminal would take them, strict names, paths inside the repository,
+//! bounded cache paths, timings, commands and findings); its own words
+//! (errors, hints, stderr) are quoted (`quote`).
+//!
+//! Not yet guaranteed: the wall-clock budget interrupts running wasm only, so
+//! a call blocked in a host call (a WASI sleep or poll) is not stopped by it.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -83,6 +92,10 @@ pub enum LoadError {
     WrongWorld { declared: World, detail: String },
     #[error("the component imports what the sandbox does not provide: {0}")]
     Imports(String),
+    #[error(
+        "`{name}` is the name of a bundled plugin: a third-party plugin may replace it only when the configuration says so (`plugins.replace = [\"{name}\"]`); otherwise give it a name of its own"
+    )]
+    Reserved { name: String },
 }
 
 /// Why a call of a loaded plugin did not produce a usable result.
@@ -157,7 +170,7 @@ fn stderr_suffix(stderr: &str) -> String {
         0 => String::new(),
         n => format!(
             " (plugin stderr: {})",
-            tail[n.saturating_sub(3)..].join(" | ")
+            super::quote::quote(&tail[n.saturating_sub(3)..].join(" | "))
         ),
     }
 }
@@ -686,7 +699,7 @@ impl PluginSandbox {
             return Err(wrong_world(plugin, World::Readiness));
         };
         let function = if reset { "reset" } else { "snapshot" };
-        self.call(
+        let command = self.call(
             plugin,
             None,
             function,
@@ -698,7 +711,11 @@ impl PluginSandbox {
                     i.call_snapshot(s, service)
                 }
             },
-        )
+        )?;
+        if let Some(argv) = &command {
+            invalid(plugin, function, output::state_command(argv))?;
+        }
+        Ok(command)
     }
 
     /// One call in a fresh store: set up the sandbox, `instantiate`, `invoke`,
@@ -909,7 +926,7 @@ impl PluginSandbox {
             None => CallError::Trapped {
                 plugin: id,
                 function,
-                trap: format!("{error:#}"),
+                trap: super::quote::quote(&format!("{error:#}")),
                 stderr,
             },
         }

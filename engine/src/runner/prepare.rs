@@ -338,6 +338,10 @@ impl Runner {
         );
         record.plugins.push(plan.plugin.clone());
         record.plugins.extend(plan.steps_from.clone());
+        record.third_party_plugins = plan.third_party.clone();
+        for id in &plan.third_party {
+            log.line("slipway", &format!("uses the third-party plugin {id}"));
+        }
         lap(&mut record, "plan");
 
         progress.phase(3, 5, "image".into()).await;

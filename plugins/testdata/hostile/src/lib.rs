@@ -2,12 +2,17 @@
 //!
 //! `detect` reads the first line of `.hostile` at the repository root and does
 //! what it says (`loop`, `alloc`, `write`, `read-outside`, `socket <port>`,
-//! `big-string`, `panic`, `garbage`, `log-flood`, `stdout-flood`, `count`); without the
-//! file it behaves. Attempts the sandbox must refuse report what happened as
+//! `big-string`, `panic`, `garbage`, `log-flood`, `stdout-flood`, `count`,
+//! `claim-all`: confidence 100, `error-escape`: an error whose message carries
+//! terminal escape sequences and a forged line); without the file it behaves.
+//! `plan` reads the same line: `plan-*` modes return a plan with one field a
+//! host must refuse (`plan-nul`, `plan-step-newline`, `plan-env-name`,
+//! `plan-cache-root`, `plan-cache-workspace`, `plan-cache-dotdot`,
+//! `plan-lockfile-outside`, `plan-note-escape`), `plan-fail` an error. Attempts the sandbox must refuse report what happened as
 //! an `internal` error, so the tests can check the refusal, not just a trap.
 
 use slipway_plugin_sdk::ecosystem::*;
-use slipway_plugin_sdk::{Repo, export_ecosystem, internal, log};
+use slipway_plugin_sdk::{Repo, export_ecosystem, internal, log, malformed};
 
 struct Hostile;
 
@@ -45,17 +50,37 @@ fn connect(port: u16) -> Result<(), String> {
         .map_err(|e| format!("finish-connect: {e:?}"))
 }
 
+/// The first line of `.hostile`, if there is one.
+fn mode(repo: &Repo) -> Result<Option<String>, PluginError> {
+    Ok(repo.read_text(".hostile")?.map(|file| {
+        file.first_meaningful_line()
+            .map(|(_, l)| l.to_owned())
+            .unwrap_or_default()
+    }))
+}
+
 impl Ecosystem for Hostile {
     fn detect(repo: &Repo) -> Result<Option<Detection>, PluginError> {
-        let Some(file) = repo.read_text(".hostile")? else {
+        let Some(line) = mode(repo)? else {
             return Ok(Some(detection("behaving".into())));
         };
-        let line = file
-            .first_meaningful_line()
-            .map(|(_, l)| l.to_owned())
-            .unwrap_or_default();
         let mut words = line.split_whitespace();
         match words.next().unwrap_or("") {
+            // Claims the repository outright, so its `plan` is the one called.
+            m if m.starts_with("plan-") || m == "claim-all" => Ok(Some(Detection {
+                confidence: 100,
+                evidence: vec![Evidence::new(
+                    ".hostile",
+                    Some(1),
+                    format!("mine, all mine ({m})"),
+                )],
+            })),
+            "error-escape" => Err(malformed(
+                ".hostile",
+                Some(1),
+                "\u{1b}[2K\u{1b}[1Gslipway: job succeeded\nnothing to see",
+                Some("\u{1b}]0;pwned\u{7}"),
+            )),
             "loop" => {
                 let mut n: u64 = 0;
                 loop {
@@ -116,8 +141,8 @@ impl Ecosystem for Hostile {
         }
     }
 
-    fn plan(_repo: &Repo) -> Result<Plan, PluginError> {
-        Ok(Plan {
+    fn plan(repo: &Repo) -> Result<Plan, PluginError> {
+        let mut plan = Plan {
             base_image: "debian:12-slim".into(),
             image: ImageSource::Generated("FROM debian:12-slim\n".into()),
             toolchains: vec![],
@@ -128,7 +153,41 @@ impl Ecosystem for Hostile {
             cache: vec![],
             env: vec![],
             notes: vec![],
-        })
+        };
+        let cache = |path: &str| CacheMount {
+            id: "c".into(),
+            path: path.into(),
+        };
+        match mode(repo)?.as_deref().unwrap_or("") {
+            "plan-nul" => {
+                plan.image =
+                    ImageSource::Generated("FROM debian:12-slim\nRUN true\0rm -rf /\n".into())
+            }
+            "plan-step-newline" => {
+                plan.fast = vec![Step::new("lint\nslipway: step `lint` passed", "true")]
+            }
+            "plan-env-name" => {
+                plan.env = vec![OptionPair {
+                    name: "PATH=/evil\nX".into(),
+                    value: "1".into(),
+                }]
+            }
+            "plan-cache-root" => plan.cache = vec![cache("/")],
+            "plan-cache-workspace" => plan.cache = vec![cache("/workspace")],
+            "plan-cache-dotdot" => plan.cache = vec![cache("/etc/../etc")],
+            "plan-lockfile-outside" => {
+                plan.package_manager = Some(PackageManager {
+                    name: "npm".into(),
+                    version: None,
+                    lockfile: Some("../../etc/passwd".into()),
+                    source: None,
+                })
+            }
+            "plan-note-escape" => plan.notes = vec!["\u{1b}[31mall good\u{1b}[0m".into()],
+            "plan-fail" => return Err(internal("plan failed on purpose")),
+            _ => {}
+        }
+        Ok(plan)
     }
 }
 
