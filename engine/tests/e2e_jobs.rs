@@ -750,24 +750,29 @@ async fn image_gc_removes_the_least_recently_used_image_it_knows_past_the_budget
         .await;
 }
 
+/// The reason of a job whose image build (of `dockerfile`) fails.
+async fn build_failure(e: &Engine, dockerfile: &str) -> String {
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(repo.path().join("Dockerfile"), dockerfile).unwrap();
+    profile(e, "build-fails", &["true"], None).await;
+    let job = e.submit(repo.path(), "build-fails", "fast").await;
+    let done = e.finished(job.id).await;
+    assert_eq!(done.state, JobState::Failed, "{}", e.log(job.id));
+    done.reason.unwrap_or_default()
+}
+
 /// A build that needs a registry it cannot reach (builds here have network
 /// `none`, so nothing leaves the machine): the job's reason names the host
 /// and what would help.
 #[tokio::test]
 async fn an_unreachable_registry_is_named_in_the_reason() {
     let e = engine().await;
-    let repo = tempfile::tempdir().unwrap();
     // The node:18-slim stand-in (scripts/images.sh --all): no pull.
-    std::fs::write(
-        repo.path().join("Dockerfile"),
+    let reason = build_failure(
+        &e,
         "FROM node:18-slim\nWORKDIR /app\nRUN npm install --no-audit --fetch-retries=0 left-pad\n",
     )
-    .unwrap();
-    profile(&e, "unreachable", &["true"], None).await;
-    let job = e.submit(repo.path(), "unreachable", "fast").await;
-    let done = e.finished(job.id).await;
-    assert_eq!(done.state, JobState::Failed, "{}", e.log(job.id));
-    let reason = done.reason.unwrap_or_default();
+    .await;
     assert!(
         reason.contains("the build could not reach `registry.npmjs.org`"),
         "{reason}"
@@ -782,17 +787,11 @@ async fn an_unreachable_registry_is_named_in_the_reason() {
 #[tokio::test]
 async fn a_missing_base_image_is_named_in_the_reason() {
     let e = engine().await;
-    let repo = tempfile::tempdir().unwrap();
-    std::fs::write(
-        repo.path().join("Dockerfile"),
+    let reason = build_failure(
+        &e,
         "FROM 127.0.0.1:1/slipway-test/never-built:1\nWORKDIR /workspace\n",
     )
-    .unwrap();
-    profile(&e, "no-base", &["true"], None).await;
-    let job = e.submit(repo.path(), "no-base", "fast").await;
-    let done = e.finished(job.id).await;
-    assert_eq!(done.state, JobState::Failed, "{}", e.log(job.id));
-    let reason = done.reason.unwrap_or_default();
+    .await;
     assert!(
         reason.contains(
             "the base image `127.0.0.1:1/slipway-test/never-built:1` is not on this host"
@@ -883,4 +882,53 @@ async fn gpus_preferred_fall_back_to_the_cpu_and_required_are_refused() {
         e.log(required.id)
     );
     assert_eq!(e.containers_of(required.id).await, 0);
+}
+
+/// A repository's own image that lacks its ecosystem's tools: the layer of
+/// the steps' plugin fails with what to do; a profile with its own steps
+/// needs no layer, and none is built.
+#[tokio::test]
+async fn a_dependency_layer_is_built_only_for_the_plugins_steps() {
+    let e = engine().await;
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(
+        repo.path().join("Dockerfile"),
+        "FROM slipway-test/busybox:1\nWORKDIR /workspace\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.path().join("pyproject.toml"),
+        "[project]\nname = \"layered\"\nversion = \"0.1.0\"\n\n[tool.pytest.ini_options]\ntestpaths = [\"tests\"]\n",
+    )
+    .unwrap();
+    let spec: JobSpec = serde_json::from_value(serde_json::json!({
+        "repository": repo.path().to_str().unwrap(), "commit": "HEAD", "tier": "full",
+    }))
+    .unwrap();
+    let job = e.store.submit(spec).await.unwrap().record;
+    e.scheduler.wake();
+    let done = e.finished(job.id).await;
+    assert_eq!(done.state, JobState::Failed, "{}", e.log(job.id));
+    let reason = done.reason.unwrap_or_default();
+    assert!(
+        reason.contains("this layer installs what the steps of python@"),
+        "{reason}"
+    );
+    assert!(reason.contains("a profile with its own steps"), "{reason}");
+    assert!(
+        e.log(job.id).contains("dependencies layered on"),
+        "{}",
+        e.log(job.id)
+    );
+
+    profile(&e, "own-steps", &["echo own step ran"], None).await;
+    let job = e.submit(repo.path(), "own-steps", "fast").await;
+    let done = e.finished(job.id).await;
+    assert_eq!(done.state, JobState::Succeeded, "{}", e.log(job.id));
+    assert!(
+        !e.log(job.id).contains("dependencies layered"),
+        "{}",
+        e.log(job.id)
+    );
+    assert!(e.log(job.id).contains("own step ran"), "{}", e.log(job.id));
 }

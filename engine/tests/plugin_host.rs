@@ -74,7 +74,8 @@ fn install(dir: &Path, name: &str, version: &str, manifest: &str, wasm: &[u8], s
     std::fs::write(d.join("plugin.wasm"), wasm).unwrap();
 }
 
-fn hostile_registry() -> (tempfile::TempDir, Registry) {
+/// A plugins directory with the hostile plugin installed.
+fn hostile_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let bytes = wasm("hostile");
     install(
@@ -85,6 +86,11 @@ fn hostile_registry() -> (tempfile::TempDir, Registry) {
         &bytes,
         Some(&sha256(&bytes)),
     );
+    dir
+}
+
+fn hostile_registry() -> (tempfile::TempDir, Registry) {
+    let dir = hostile_dir();
     let registry = Registry::load(sandbox(), true, &[dir.path().to_path_buf()]);
     (dir, registry)
 }
@@ -721,16 +727,7 @@ fn a_broken_or_greedy_third_party_plugin_never_breaks_or_steals_planning() {
         report.notes
     );
     // Unless the configuration prefers it; then the plan says whose it is.
-    let dir = tempfile::tempdir().unwrap();
-    let bytes = wasm("hostile");
-    install(
-        dir.path(),
-        "hostile",
-        "0.1.0",
-        &source_manifest("testdata/hostile"),
-        &bytes,
-        Some(&sha256(&bytes)),
-    );
+    let dir = hostile_dir();
     let trust = Trust {
         replace: vec![],
         prefer: vec!["hostile".into()],
@@ -824,16 +821,7 @@ fn a_plugins_own_words_reach_a_terminal_quoted() {
 
 #[test]
 fn a_manifest_alone_cannot_raise_its_limits() {
-    let dir = tempfile::tempdir().unwrap();
-    let bytes = wasm("hostile");
-    install(
-        dir.path(),
-        "hostile",
-        "0.1.0",
-        &source_manifest("testdata/hostile"),
-        &bytes,
-        Some(&sha256(&bytes)),
-    );
+    let dir = hostile_dir();
     // An engine whose operator left the defaults (64 MiB) as they are.
     let strict = Arc::new(
         PluginSandbox::new(SandboxOptions {

@@ -16,9 +16,32 @@
 use std::path::Path;
 
 use crate::Repo;
-use crate::ecosystem::{Detection, Ecosystem, Plan, PluginError};
+use crate::ecosystem::{DEPS_MARKER, Detection, Ecosystem, Plan, PluginError};
 use crate::readiness::{OptionPair, ProbeOutput, Readiness, Service, Verdict};
 use crate::validator::{Finding, Validator};
+
+/// The dependency installation of a generated Dockerfile (what follows
+/// [`DEPS_MARKER`]), checked against the layering contract: it runs as root
+/// on top of another image of the same ecosystem, so it creates no user,
+/// switches to none, and never names `user` (the generated image's own
+/// user, which that image may lack) where a uid will do. Panics with the
+/// Dockerfile when it does not hold.
+pub fn layerable_section<'a>(dockerfile: &'a str, user: &str) -> &'a str {
+    let (_, after) = dockerfile
+        .split_once(&format!("\n{DEPS_MARKER}\n"))
+        .unwrap_or_else(|| panic!("no `{DEPS_MARKER}` line: {dockerfile}"));
+    let owned = [format!("{user}:{user}"), format!("--chown={user}")];
+    for bad in ["useradd", "adduser", "USER "]
+        .into_iter()
+        .chain(owned.iter().map(String::as_str))
+    {
+        assert!(
+            !after.contains(bad),
+            "`{bad}` after the marker: {dockerfile}"
+        );
+    }
+    after
+}
 
 /// Run `detect` of ecosystem plugin `P` against `fixture`.
 pub fn detect<P: Ecosystem>(fixture: impl AsRef<Path>) -> Result<Option<Detection>, PluginError> {

@@ -372,9 +372,12 @@ impl Runner {
             ca_bundle: bundle.as_deref(),
         };
         let image = self.build(&request, log, req.cancel).await?;
-        // A repository's own image gets the steps' tools layered on top.
+        // A repository's own image gets the steps' tools layered on top,
+        // unless the profile brings its own steps (then nothing needs them).
+        let own_steps = profile.as_ref().is_some_and(|p| p.validation.is_some());
         let image = match &plan.deps_layer {
-            Some(layer) => {
+            Some(layer) if !own_steps => {
+                let from = plan.steps_from.as_deref().unwrap_or("the steps' plugin");
                 let request = ImageRequest {
                     dockerfile: DockerfileSource::Generated(format!(
                         "FROM {}\nUSER root\n{layer}",
@@ -384,13 +387,16 @@ impl Runner {
                 };
                 log.line(
                     "slipway",
-                    &format!(
-                        "dependencies layered on {} (from {})",
-                        image.tag,
-                        plan.steps_from.as_deref().unwrap_or("the steps' plugin")
-                    ),
+                    &format!("dependencies layered on {} (from {from})", image.tag),
                 );
-                let layered = self.build(&request, log, req.cancel).await?;
+                let layered = self.build(&request, log, req.cancel).await.map_err(|o| match o {
+                    Outcome::Failed { reason } => Outcome::Failed {
+                        reason: format!(
+                            "{reason}; this layer installs what the steps of {from} need on the repository's own image: install them in its Dockerfile, or give the repository a profile with its own steps (then nothing is layered)"
+                        ),
+                    },
+                    other => other,
+                })?;
                 if let Err(e) = self.store.touch_image(&image.tag).await {
                     tracing::warn!(image = %image.tag, error = %e, "image use not recorded");
                 }
@@ -400,7 +406,7 @@ impl Runner {
                     ..layered
                 }
             }
-            None => image,
+            _ => image,
         };
         if let Err(e) = self.store.touch_image(&image.tag).await {
             tracing::warn!(image = %image.tag, error = %e, "image use not recorded");

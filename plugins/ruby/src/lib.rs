@@ -835,14 +835,8 @@ mod tests {
     fn install_section_after_the_marker_is_self_contained() {
         let p = plan("rspec-junit");
         let df = dockerfile(&p);
-        let (before, after) = df.split_once(&format!("\n{DEPS_MARKER}\n")).unwrap();
-        assert!(
-            before.contains("useradd") && before.contains("\nUSER app"),
-            "{df}"
-        );
-        for bad in ["useradd", "USER ", "app:app"] {
-            assert!(!after.contains(bad), "`{bad}` after the marker: {df}");
-        }
+        assert!(df.contains("useradd") && df.contains("\nUSER app"), "{df}");
+        let after = testing::layerable_section(df, "app");
         assert!(after.contains("RUN gem list -i bundler -v '2.5.6' >/dev/null || gem install bundler -v '2.5.6' --no-document\n"), "{df}");
         assert!(after.contains("WORKDIR /opt/deps\nCOPY --chown=1000:1000 Gemfile Gemfile.lock ./\nRUN BUNDLE_FROZEN=true bundle install"), "{df}");
         assert!(after.ends_with("WORKDIR /workspace\n"), "{df}");
