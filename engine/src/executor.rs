@@ -13,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::job::{JobRecord, Outcome, Progress};
 use crate::logs::JobLog;
-use crate::queue::store::JobStore;
 
 /// One attempt of one job, as an executor receives it.
 pub struct Attempt {
@@ -35,7 +34,7 @@ impl Attempt {
         fence: u64,
         cancel: CancellationToken,
         log: JobLog,
-        store: Arc<dyn JobStore>,
+        store: Arc<dyn AttemptSink>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Attempt {
         let progress = ProgressReporter {
@@ -88,8 +87,18 @@ impl Attempt {
     }
 }
 
+/// Where an attempt reports what it does and what it ran, under its fence
+/// (the queue's store implements it; the executor needs nothing else of it).
+pub trait AttemptSink: Send + Sync {
+    fn progress(&self, id: u64, fence: u64, progress: Progress) -> SinkFuture<'_>;
+    fn record_run(&self, id: u64, fence: u64, run: crate::job::RunRecord) -> SinkFuture<'_>;
+}
+
+/// A report's result: refused (a stale fence, a closed store) with why.
+pub type SinkFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
 struct ProgressReporter {
-    store: Arc<dyn JobStore>,
+    store: Arc<dyn AttemptSink>,
     id: u64,
     fence: u64,
 }

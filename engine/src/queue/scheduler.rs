@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::store::{JobStore, LeaseRequest, StoreError};
+use super::store::{AttemptReports, JobStore, LeaseRequest, StoreError};
 use crate::executor::{Attempt, Executor};
 use crate::job::{JobRecord, Outcome, SpecPolicy, TransitionError};
 use crate::logs::JobLogs;
@@ -218,7 +218,7 @@ impl Scheduler {
             fence,
             cancel.clone(),
             log.clone(),
-            self.store.clone(),
+            Arc::new(AttemptReports(self.store.clone())),
             self.metrics.clone(),
         );
         let run = if resumed {

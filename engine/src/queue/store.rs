@@ -148,3 +148,24 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> StoreFuture<'_, bool>;
     fn get_workspace_runtime(&self, id: &str) -> Result<Option<WorkspaceRuntime>, StoreError>;
 }
+
+/// A store as the executor sees it: where an attempt reports (the
+/// executor's port on the queue, so it needs nothing else of it).
+pub struct AttemptReports(pub std::sync::Arc<dyn JobStore>);
+
+impl crate::executor::AttemptSink for AttemptReports {
+    fn progress(
+        &self,
+        id: JobId,
+        fence: u64,
+        progress: Progress,
+    ) -> crate::executor::SinkFuture<'_> {
+        let f = self.0.progress(id, fence, progress);
+        Box::pin(async move { f.await.map_err(|e| e.to_string()) })
+    }
+
+    fn record_run(&self, id: JobId, fence: u64, run: RunRecord) -> crate::executor::SinkFuture<'_> {
+        let f = self.0.record_run(id, fence, run);
+        Box::pin(async move { f.await.map_err(|e| e.to_string()) })
+    }
+}
