@@ -138,10 +138,14 @@ fn bench_calls(pooling: bool) {
 }
 
 fn bench_runaway() {
+    // The hostile plugin's manifest asks for 256 MiB: an operator's raised
+    // default allows it (a manifest alone may only lower its limits).
+    let mut policy = LimitsPolicy::default();
+    policy.defaults.memory_mib = 256;
     let sandbox = Arc::new(
         PluginSandbox::new(SandboxOptions {
             cache_dir: None,
-            policy: LimitsPolicy::default(),
+            policy,
             pooling: true,
         })
         .unwrap(),
