@@ -26,6 +26,26 @@ pub fn now_ms() -> Millis {
 /// The most GPUs one job may ask for by count.
 pub const MAX_GPUS: u32 = 64;
 
+/// Problems of a `gpus` / `gpu` pair (a job's, a workspace's or a managed
+/// service's).
+pub fn gpu_problems(gpus: Option<Gpus>, gpu: Option<GpuPolicy>) -> Vec<FieldProblem> {
+    let problem = |field: &str, message: String| FieldProblem {
+        field: field.to_owned(),
+        message,
+    };
+    match gpus {
+        Some(Gpus::Count(n)) if n == 0 || n > MAX_GPUS => vec![problem(
+            "gpus",
+            format!("{n} must be between 1 and {MAX_GPUS}, or \"all\""),
+        )],
+        None if gpu.is_some() => vec![problem(
+            "gpu",
+            "says what to do when GPUs are missing, but `gpus` asks for none; set `gpus` (a count or \"all\")".into(),
+        )],
+        _ => vec![],
+    }
+}
+
 /// Validation tiers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -332,16 +352,8 @@ impl JobSpec {
         if self.max_attempts == Some(0) {
             problem("max_attempts", "must be at least 1".into());
         }
-        match self.gpus {
-            Some(Gpus::Count(n)) if n == 0 || n > MAX_GPUS => problem(
-                "gpus",
-                format!("{n} must be between 1 and {MAX_GPUS}, or \"all\""),
-            ),
-            None if self.gpu.is_some() => problem(
-                "gpu",
-                "says what to do when GPUs are missing, but `gpus` asks for none; set `gpus` (a count or \"all\")".into(),
-            ),
-            _ => {}
+        for p in gpu_problems(self.gpus, self.gpu) {
+            problem(&p.field, p.message);
         }
         if let Some(key) = &self.idempotency_key
             && (key.is_empty() || key.len() > 200)

@@ -82,6 +82,12 @@ pub struct ManagedServiceSpec {
     pub volumes: Vec<VolumeMount>,
     #[serde(default)]
     pub network: Network,
+    /// GPUs for its container (a count or `"all"`), as for a job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<crate::job::Gpus>,
+    /// `required` (the default) or `preferred` (run on the CPU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<crate::job::GpuPolicy>,
 }
 
 /// A declared service with its bookkeeping.
@@ -145,6 +151,9 @@ impl ManagedServiceSpec {
         }
         if self.ports.contains(&0) {
             problem("ports", "0 is not a port".into());
+        }
+        for p in crate::job::gpu_problems(self.gpus, self.gpu) {
+            problem(&p.field, p.message);
         }
         for (field, check) in [("readiness", &self.readiness), ("liveness", &self.liveness)] {
             if let Some(c) = check

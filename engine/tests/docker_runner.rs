@@ -276,6 +276,7 @@ async fn the_pod_shares_loopback_and_nothing_else() {
         role: "service",
         binds: vec![],
         labels: HashMap::new(),
+        gpus: None,
     })
     .await
     .unwrap();

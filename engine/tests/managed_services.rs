@@ -265,3 +265,58 @@ fn bad_declarations_are_refused_field_by_field() {
     let (code, body) = get(&server, "/api/v1/services/health");
     assert_eq!((code, body.contains("\"healthy\"")), (200, true), "{body}");
 }
+
+/// On a host without a GPU runtime: a service that prefers GPUs runs on the
+/// CPU (`SLIPWAY_GPU=0`, the fallback in its log); one that requires them
+/// is `failed` at once with what is missing, not restarted in a loop, and
+/// nothing of it runs.
+#[test]
+fn gpu_services_fall_back_or_fail_once_on_a_host_without_gpus() {
+    let offer = rt().block_on(async {
+        let docker = slipway::runner::connect().await.expect("Docker");
+        slipway::runner::gpu::offer(&docker).await.unwrap()
+    });
+    assert!(
+        !offer.available(),
+        "this test needs a host without a GPU runtime; this one has {:?}",
+        offer.runtime
+    );
+    let server = start(tempfile::tempdir().unwrap());
+    let files = tempfile::tempdir().unwrap();
+    let preferring = format!("gpu-pref-{}", std::process::id());
+    let requiring = format!("gpu-req-{}", std::process::id());
+    declare(
+        &server,
+        files.path(),
+        &preferring,
+        "command = [\"sh\", \"-c\", \"echo gpu=$SLIPWAY_GPU; exec httpd -f -p 8093 -h /tmp\"]\nports = [8093]\ngpus = 1\ngpu = \"preferred\"\n",
+    );
+    declare(
+        &server,
+        files.path(),
+        &requiring,
+        "command = [\"sh\", \"-c\", \"exec sleep 600\"]\ngpus = \"all\"\n",
+    );
+    let ready = wait_for(&server, &preferring, 30, |s| s["state"] == "ready");
+    assert_eq!(ready["state"], "ready", "{ready}");
+    let logs = text(&cli(&server, &["services", "logs", &preferring]));
+    assert!(
+        logs.contains("gpu: fallback to cpu: 1 GPU(s) preferred"),
+        "{logs}"
+    );
+    assert!(logs.contains("gpu=0"), "{logs}");
+
+    let failed = wait_for(&server, &requiring, 30, |s| s["state"] == "failed");
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert_eq!(failed["restarts"], 0, "{failed}");
+    let reason = failed["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("requires every GPU"), "{reason}");
+    assert!(reason.contains("NVIDIA Container Toolkit"), "{reason}");
+    assert!(containers(&requiring).is_empty());
+
+    for name in [&preferring, &requiring] {
+        let out = cli(&server, &["services", "rm", name]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(containers(name).is_empty(), "{name} removed");
+    }
+}

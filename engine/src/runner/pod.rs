@@ -66,6 +66,8 @@ pub struct ServiceContainer {
     pub binds: Vec<String>,
     /// Labels beyond the pod's.
     pub labels: HashMap<String, String>,
+    /// GPUs it gets (`-1`: all); see `gpu`.
+    pub gpus: Option<i64>,
 }
 
 pub struct Pod {
@@ -274,7 +276,7 @@ impl Pod {
             network: self.network(),
             hardening: Hardening::Service,
             output_kept_mb: None,
-            gpus: None,
+            gpus: s.gpus,
         };
         let id = create_and_start(&self.docker, &spec).await?;
         self.add((s.role, &id));

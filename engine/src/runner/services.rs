@@ -287,6 +287,7 @@ pub async fn start_and_wait(
             role: "service",
             binds: vec![],
             labels: Default::default(),
+            gpus: None,
         };
         let id = pod
             .start_service(&container)

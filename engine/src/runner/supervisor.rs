@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use super::container;
+use super::gpu::{self, GpuDecision};
 use super::pod::{Pod, PodSpec, ServiceContainer};
 use super::services::{
     self, Judged, Prober, ReadinessPlugin, RunningService, ServiceLog, follow_log, watch_exit,
@@ -442,10 +443,11 @@ impl Life {
                 Some(found) => found,
                 None => match self.create().await {
                     Ok(made) => made,
-                    Err(reason) => {
-                        // Nothing runs: retry like a crash, within the budget.
+                    Err(failure) => {
+                        // Nothing runs: retry like a crash, within the budget
+                        // (unless retrying cannot help).
                         match self
-                            .after_failure(&mut budget, reason, None, None, &mut rx)
+                            .after_failure(&mut budget, failure, None, None, &mut rx)
                             .await
                         {
                             Next::Retry => continue,
@@ -472,7 +474,13 @@ impl Life {
                 }
                 End::Failure { reason, exit_code } => {
                     match self
-                        .after_failure(&mut budget, reason, exit_code, Some(&container), &mut rx)
+                        .after_failure(
+                            &mut budget,
+                            Failure::retry(reason),
+                            exit_code,
+                            Some(&container),
+                            &mut rx,
+                        )
                         .await
                     {
                         Next::Retry => {
@@ -492,18 +500,44 @@ impl Life {
         }
     }
 
+    /// In a final state: wait for a user's restart (the budget starts over)
+    /// or removal.
+    async fn wait_for_a_user(
+        &self,
+        budget: &mut RestartBudget,
+        rx: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> Next {
+        loop {
+            match rx.recv().await {
+                Some(Command::Restart) => {
+                    budget.reset();
+                    self.event("restarting (asked for)");
+                    return Next::Retry;
+                }
+                Some(Command::Stop) | None => return Next::End,
+                Some(_) => {}
+            }
+        }
+    }
+
     /// Decide what follows a failure: a restart after a backoff, or a
     /// final state that waits for a user's restart or removal.
     async fn after_failure(
         &self,
         budget: &mut RestartBudget,
-        reason: String,
+        failure: Failure,
         exit_code: Option<i64>,
         container: Option<&str>,
         rx: &mut mpsc::UnboundedReceiver<Command>,
     ) -> Next {
         let policy = &self.spec.restart;
+        let reason = failure.reason;
         let final_state = match policy.mode {
+            _ if failure.permanent => {
+                self.event(&format!("failed: {reason}"));
+                self.set(ServiceState::Failed, None, Some(reason.clone()));
+                return self.wait_for_a_user(budget, rx).await;
+            }
             RestartMode::OnFailure if exit_code == Some(0) => Some(ServiceState::Stopped),
             RestartMode::Never => Some(ServiceState::Failed),
             _ => None,
@@ -534,18 +568,7 @@ impl Life {
             if let Some(id) = container {
                 self.stop(id).await;
             }
-            // Wait for a user: restart (budget starts over) or removal.
-            loop {
-                match rx.recv().await {
-                    Some(Command::Restart) => {
-                        budget.reset();
-                        self.event("restarting (asked for)");
-                        return Next::Retry;
-                    }
-                    Some(Command::Stop) | None => return Next::End,
-                    Some(_) => {}
-                }
-            }
+            return self.wait_for_a_user(budget, rx).await;
         }
         let backoff = budget.backoff();
         self.restarts_total.fetch_add(1, Ordering::Relaxed);
@@ -651,8 +674,28 @@ impl Life {
         None
     }
 
-    async fn create(&self) -> Result<(Pod, String), String> {
+    async fn create(&self) -> Result<(Pod, String), Failure> {
         let spec = &self.spec;
+        let gpu = match spec.gpus {
+            None => GpuDecision::None,
+            Some(_) => {
+                let offer = gpu::offer(&self.docker).await.map_err(|e| {
+                    Failure::retry(format!("asking the container engine about GPUs: {e}"))
+                })?;
+                gpu::decide(spec.gpus, spec.gpu, &offer)
+            }
+        };
+        match &gpu {
+            // Retrying cannot give the host a GPU.
+            GpuDecision::Refused(reason) => {
+                return Err(Failure {
+                    reason: reason.clone(),
+                    permanent: true,
+                });
+            }
+            GpuDecision::Fallback(reason) => self.event(&format!("gpu: {reason}")),
+            GpuDecision::Devices(_) | GpuDecision::None => {}
+        }
         for v in &spec.volumes {
             let options = bollard::models::VolumeCreateRequest {
                 name: Some(volume_name(&self.settings.engine_id, &spec.name, &v.name)),
@@ -666,11 +709,11 @@ impl Life {
             self.docker
                 .create_volume(options)
                 .await
-                .map_err(|e| format!("cannot create volume `{}`: {e}", v.name))?;
+                .map_err(|e| Failure::retry(format!("cannot create volume `{}`: {e}", v.name)))?;
         }
         let pod = Pod::create(&self.docker, self.pod_spec())
             .await
-            .map_err(|e| format!("cannot start the pod: {e}"))?;
+            .map_err(|e| Failure::retry(format!("cannot start the pod: {e}")))?;
         let container = ServiceContainer {
             name: spec.name.clone(),
             image: spec.image.clone(),
@@ -678,6 +721,7 @@ impl Life {
                 .env
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
+                .chain(gpu.env())
                 .collect(),
             command: spec.command.clone(),
             limits: (&spec.resources).into(),
@@ -694,6 +738,7 @@ impl Life {
                 })
                 .collect(),
             labels: HashMap::from([(LABEL_SPEC.to_owned(), spec_hash(spec))]),
+            gpus: gpu.devices(),
         };
         match pod.start_service(&container).await {
             Ok(id) => {
@@ -706,7 +751,7 @@ impl Life {
             }
             Err(e) => {
                 pod.remove().await;
-                Err(format!("cannot start the container: {e}"))
+                Err(Failure::retry(format!("cannot start the container: {e}")))
             }
         }
     }
@@ -893,6 +938,23 @@ impl Life {
             .t(self.settings.stop_grace.as_secs() as i32)
             .build();
         let _ = self.docker.stop_container(container, Some(options)).await;
+    }
+}
+
+/// Why a service is not running, and whether a restart could help.
+struct Failure {
+    reason: String,
+    /// Retrying cannot help (e.g. it requires GPUs the host has none of):
+    /// `failed` at once, until a user restarts it.
+    permanent: bool,
+}
+
+impl Failure {
+    fn retry(reason: String) -> Failure {
+        Failure {
+            reason,
+            permanent: false,
+        }
     }
 }
 
