@@ -9,8 +9,12 @@
 //! `SLIPWAY_CA_BUNDLE`, as the README tells users behind a TLS-inspecting
 //! proxy to do.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use support::serve::text;
 
 /// What each example's full tier must show, beyond exit code 0.
 /// `services-app` needs its profile and is run by `cli_serve.rs`.
@@ -38,14 +42,6 @@ fn examples() -> PathBuf {
         .join("../examples")
         .canonicalize()
         .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn run_full(name: &str) -> String {
