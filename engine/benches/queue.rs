@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use slipway::executor::{Attempt, ExecFuture, Executor};
 use slipway::job::{JobId, JobSpec, JobState, Outcome, SpecPolicy};
 use slipway::logs::JobLogs;
-use slipway::queue::{JobStore, RedbStore, Scheduler, SchedulerConfig};
+use slipway::queue::JobQueue;
+use slipway::queue::{RedbStore, Scheduler, SchedulerConfig};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Default)]

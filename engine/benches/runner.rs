@@ -28,7 +28,8 @@ use futures_util::StreamExt;
 use slipway::job::{JobRecord, JobSpec, JobState, SpecPolicy};
 use slipway::logs::JobLogs;
 use slipway::profile::Profile;
-use slipway::queue::{JobStore, RedbStore, Scheduler, SchedulerConfig};
+use slipway::queue::{JobQueue, ProfileStore};
+use slipway::queue::{RedbStore, Scheduler, SchedulerConfig};
 use tokio_util::sync::CancellationToken;
 
 const IMAGE: &str = "slipway-test/busybox:1";
@@ -50,7 +51,7 @@ struct Engine {
     shutdown: CancellationToken,
 }
 
-async fn engine(docker: &Docker, concurrency: usize) -> Engine {
+async fn engine(runtime: &slipway::runner::Runtime, concurrency: usize) -> Engine {
     let state = tempfile::tempdir().unwrap();
     let policy = SpecPolicy {
         allow_local_paths: true,
@@ -59,7 +60,7 @@ async fn engine(docker: &Docker, concurrency: usize) -> Engine {
     let store = Arc::new(RedbStore::open(&state.path().join("store.redb"), policy).unwrap());
     let logs = JobLogs::new(state.path().join("logs")).unwrap();
     let executor = common::docker_executor(
-        docker,
+        runtime,
         state.path(),
         store.clone(),
         format!("bench-runner-{}-{concurrency}", std::process::id()),
@@ -204,11 +205,13 @@ fn main() {
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let docker = slipway::runner::connect().await.expect("Docker (bash scripts/setup.sh)");
+        let runtime = slipway::runner::connect().await.expect("Docker (bash scripts/setup.sh)");
+        // The raw baseline talks to Docker's API directly.
+        let docker = slipway::runtime::docker::connect().await.unwrap().client().clone();
         let repo = busybox_repo();
 
         // Job start overhead, interleaved with raw runs.
-        let e = engine(&docker, 1).await;
+        let e = engine(&runtime, 1).await;
         e.finished(e.submit(repo.path()).await).await; // builds the image once
         let (mut engine_ms, mut raw_ms, mut image_ms) = (Vec::new(), Vec::new(), Vec::new());
         let mut phases: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -246,7 +249,7 @@ fn main() {
         e.shutdown.cancel();
 
         for concurrency in [1, 4] {
-            let e = engine(&docker, concurrency).await;
+            let e = engine(&runtime, concurrency).await;
             e.finished(e.submit(repo.path()).await).await;
             let t = Instant::now();
             let mut ids = Vec::new();

@@ -23,6 +23,7 @@ use slipway::job::ServiceSpec;
 use slipway::logs::JobLogs;
 use slipway::plugins::sandbox::SandboxOptions;
 use slipway::plugins::{LimitsPolicy, PluginSandbox, Registry};
+use slipway::queue::ServiceStore;
 use slipway::runner::{self, ContainerLimits, Pod, PodSpec, StepExec, WorkloadSpec, services};
 use tokio_util::sync::CancellationToken;
 
@@ -38,7 +39,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// One job-like run; returns (ready µs, first step µs) from the log;
 /// `ready_at` finds the ready time in the whole log.
 async fn one(
-    docker: &bollard::Docker,
+    docker: &runner::Runtime,
     registry: &Arc<Registry>,
     service: &ServiceSpec,
     ready_at: impl Fn(&str) -> Option<u64>,
@@ -65,7 +66,7 @@ async fn one(
         user: "1000:1000".into(),
         binds: vec![],
         limits: ContainerLimits::default(),
-        role: "job",
+        role: slipway::runner::Role::Job,
         output_kept_mb: None,
         gpus: None,
     };
@@ -152,11 +153,11 @@ fn cpu_time() -> Duration {
 /// Managed services: time from a service turning unhealthy (container
 /// killed; liveness probe failing) to the restart being issued, and the
 /// engine's CPU while it watches 20 healthy services.
-async fn supervisor_figures(docker: &bollard::Docker, registry: &Arc<Registry>) {
+async fn supervisor_figures(docker: &runner::Runtime, registry: &Arc<Registry>) {
     use slipway::job::SpecPolicy;
-    use slipway::queue::{JobStore, RedbStore};
-    use slipway::runner::supervisor::{ServiceState, Supervisor, SupervisorSettings};
+    use slipway::queue::RedbStore;
     use slipway::service::{ManagedService, ManagedServiceSpec};
+    use slipway::supervisor::{ServiceState, Supervisor, SupervisorSettings};
 
     let dir = tempfile::tempdir().unwrap();
     let store =
@@ -233,13 +234,7 @@ async fn supervisor_figures(docker: &bollard::Docker, registry: &Arc<Registry>) 
             let container = status.container.clone().unwrap();
             let at = slipway::job::now_ms();
             if action == "kill" {
-                docker
-                    .kill_container(
-                        &container,
-                        None::<bollard::query_parameters::KillContainerOptions>,
-                    )
-                    .await
-                    .unwrap();
+                docker.kill_container(&container, "KILL").await.unwrap();
             } else {
                 let exec = runner::exec::capture(
                     docker,

@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use slipway::job::{SpecPolicy, Tier};
 use slipway::profile::Profile;
-use slipway::queue::{JobStore, RedbStore};
-use slipway::runner::workspaces::{WorkspaceSettings, Workspaces};
+use slipway::queue::ProfileStore;
+use slipway::queue::RedbStore;
 use slipway::workspace::{WorkspaceRequest, WorkspaceState};
+use slipway::workspaces::{WorkspaceSettings, Workspaces};
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -113,12 +114,8 @@ fn main() {
 
         // Validate overhead against a raw exec, interleaved.
         let container = {
-            let filters = std::collections::HashMap::from([(
-                "label".to_owned(),
-                vec![format!("io.slipway.workspace={}", first.id), "io.slipway.role=workspace".into()],
-            )]);
-            let options = bollard::query_parameters::ListContainersOptionsBuilder::new().filters(&filters).build();
-            docker.list_containers(Some(options)).await.unwrap()[0].id.clone().unwrap()
+            let labels = [format!("io.slipway.workspace={}", first.id), "io.slipway.role=workspace".into()];
+            docker.list_containers(&labels).await.unwrap()[0].id.clone()
         };
         let argv = ["sh".to_owned(), "-c".to_owned(), "true".to_owned()];
         let (mut engine, mut raw) = (Vec::new(), Vec::new());

@@ -94,8 +94,13 @@ pub trait AttemptSink: Send + Sync {
     fn record_run(&self, id: u64, fence: u64, run: crate::job::RunRecord) -> SinkFuture<'_>;
 }
 
-/// A report's result: refused (a stale fence, a closed store) with why.
-pub type SinkFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+/// A report's result.
+pub type SinkFuture<'a> = Pin<Box<dyn Future<Output = Result<(), ReportRefused>> + Send + 'a>>;
+
+/// A report the sink refused (a stale fence, a closed store), with why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ReportRefused(pub String);
 
 struct ProgressReporter {
     store: Arc<dyn AttemptSink>,

@@ -524,7 +524,7 @@ pub struct RunRecord {
     /// Every plugin used, `name@version@sha256` where known.
     pub plugins: Vec<String>,
     pub steps: Vec<StepRecord>,
-    /// Milliseconds per phase: checkout, plan, image, services, steps, cleanup.
+    /// Milliseconds per phase, by [`Phase`] name.
     pub phases_ms: BTreeMap<String, u64>,
     /// Byte offset in the job's log where the first step's output begins.
     #[serde(default)]
@@ -539,6 +539,41 @@ pub struct RunRecord {
     /// Why a job that preferred GPUs ran on the CPU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_fallback: Option<String>,
+}
+
+/// The phases of an attempt, in order; their names key
+/// [`RunRecord::phases_ms`] (a wire field: the names are the contract).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Checkout,
+    Plan,
+    Image,
+    /// Starting the pod and waiting for its services.
+    Services,
+    Steps,
+    /// Removing the pod and the checkout, pruning caches.
+    Cleanup,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Checkout => "checkout",
+            Phase::Plan => "plan",
+            Phase::Image => "image",
+            Phase::Services => "services",
+            Phase::Steps => "steps",
+            Phase::Cleanup => "cleanup",
+        }
+    }
+}
+
+impl RunRecord {
+    /// Record how long `phase` took.
+    pub fn timed(&mut self, phase: Phase, took: std::time::Duration) {
+        self.phases_ms
+            .insert(phase.name().to_owned(), took.as_millis() as u64);
+    }
 }
 
 /// The persisted record of a job (rmp-serde; schema version in the store).

@@ -14,9 +14,14 @@
 //! - [`queue`]: the durable store (redb, group commit) and the scheduler
 //!   that leases jobs to the [`executor`] seam; [`logs`] keeps job logs.
 //! - [`profile`]: repo profiles (what a repository's jobs share).
-//! - [`runner`]: the Docker runner (only module that imports bollard): engine
-//!   connection, images, pods with services and readiness, steps as execs,
-//!   and the supervisor of managed services.
+//! - [`runtime`]: the container-runtime seam (`ContainerRuntime`) and its
+//!   Docker/Podman adapter, the only code that talks the Docker Engine API.
+//! - [`runner`]: what the products are made of, over that seam: images by
+//!   content hash, pods with services and readiness, steps as execs, cache
+//!   volumes, and the preparation a job and a workspace share.
+//! - [`jobs`]: a job's attempt on the runtime (the scheduler's executor).
+//! - [`workspaces`]: environments kept open for edit-validate loops.
+//! - [`supervisor`]: managed services kept as declared and healthy.
 //! - [`service`]: managed service declarations.
 //! - [`workspace`]: workspace records (environments kept open).
 //! - [`tls_probe`]: whether outbound TLS to package registries is
@@ -36,6 +41,7 @@ pub mod config;
 pub mod executor;
 pub mod git_auth;
 pub mod job;
+pub mod jobs;
 pub mod logs;
 pub mod metrics;
 pub mod plan;
@@ -43,8 +49,11 @@ pub mod plugins;
 pub mod profile;
 pub mod queue;
 pub mod runner;
+pub mod runtime;
 pub mod secrets;
 pub mod service;
+pub mod supervisor;
 pub mod tls_probe;
 pub mod token;
 pub mod workspace;
+pub mod workspaces;

@@ -16,6 +16,35 @@ pub const DEFAULT_LOG_CAP: u64 = 64 << 20;
 
 use crate::job::JobId;
 
+/// Who wrote a line of a job's log; its name is the log's second field
+/// (`<ms> <stream> <text>`), which clients read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream<'a> {
+    /// The engine itself (`slipway`): phases, decisions, errors. Never
+    /// cut by the log cap.
+    Engine,
+    /// A step's standard output.
+    Stdout,
+    /// A step's standard error.
+    Stderr,
+    /// An image build's output.
+    Build,
+    /// A service's output (`service/<name>`).
+    Service(&'a str),
+}
+
+impl std::fmt::Display for LogStream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogStream::Engine => f.write_str("slipway"),
+            LogStream::Stdout => f.write_str("stdout"),
+            LogStream::Stderr => f.write_str("stderr"),
+            LogStream::Build => f.write_str("build"),
+            LogStream::Service(name) => write!(f, "service/{name}"),
+        }
+    }
+}
+
 /// The log directory.
 #[derive(Debug, Clone)]
 pub struct JobLogs {
@@ -120,15 +149,15 @@ impl JobLog {
         std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
     }
 
-    /// Append one line (`stream` is e.g. `stdout`, `stderr`, `slipway`).
-    pub fn line(&self, stream: &str, text: &str) {
+    /// Append one line of `stream`.
+    pub fn line(&self, stream: LogStream<'_>, text: &str) {
         self.line_at(crate::job::now_ms(), stream, text);
     }
 
     /// Append one line stamped `stamp` (ms since the epoch): a container's
     /// output keeps the time Docker gave it, so a restarted engine can tell
     /// which of it is already here.
-    pub fn line_at(&self, stamp: u64, stream: &str, text: &str) {
+    pub fn line_at(&self, stamp: u64, stream: LogStream<'_>, text: &str) {
         let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
             match std::fs::OpenOptions::new()
@@ -154,7 +183,7 @@ impl JobLog {
             for line in text.lines() {
                 let entry = format!("{stamp} {stream} {line}\n");
                 let so_far = self.written.load(Ordering::Relaxed);
-                if so_far + entry.len() as u64 > self.cap && stream != "slipway" {
+                if so_far + entry.len() as u64 > self.cap && stream != LogStream::Engine {
                     if !self.truncated.swap(true, Ordering::Relaxed) {
                         let marker = format!(
                             "{stamp} slipway [log truncated: it reached its cap of {} bytes; further output is not kept]\n",
@@ -187,11 +216,11 @@ mod tests {
         let logs = JobLogs::new(dir.path()).unwrap().with_cap(200);
         let log = logs.writer(1);
         log.redact(["hunter22"]);
-        log.line("stdout", "password=hunter22");
+        log.line(LogStream::Stdout, "password=hunter22");
         for i in 0..20 {
-            log.line("stdout", &format!("noise line {i}"));
+            log.line(LogStream::Stdout, &format!("noise line {i}"));
         }
-        log.line("slipway", "attempt ended: succeeded");
+        log.line(LogStream::Engine, "attempt ended: succeeded");
         let text = String::from_utf8(logs.read(1, 0, 1 << 20).unwrap().0).unwrap();
         assert!(
             text.contains("password=[redacted]") && !text.contains("hunter22"),
@@ -210,7 +239,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let logs = JobLogs::new(dir.path()).unwrap();
         let log = logs.writer(7);
-        log.line("stdout", "one\ntwo");
+        log.line(LogStream::Stdout, "one\ntwo");
         let (all, end) = logs.read(7, 0, 1 << 20).unwrap();
         let text = String::from_utf8(all).unwrap();
         assert!(

@@ -11,8 +11,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::plugins::bindings::{
-    ConstraintKind, Detection, Evidence, ImageSource, OptionPair, Plan, PluginError, Step,
-    Toolchain,
+    ConstraintKind, Detection, Evidence, ImageSource, OptionPair, Plan, PluginError, Toolchain,
 };
 use crate::plugins::quote::quote;
 use crate::plugins::{CallError, Candidate, LoadError, Registry, World};
@@ -88,6 +87,45 @@ pub struct PlanReport {
     pub deps_layer: Option<String>,
     /// The other ecosystems that matched, best first.
     pub alternatives: Vec<Match>,
+}
+
+/// One command run in the job container, as the engine keeps it: the
+/// plugin's `step` record, converted once when the plan is made, so the
+/// runner, the store and container labels never hold generated WIT types.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Step {
+    /// Short name shown in logs and results (`lint`, `test`).
+    pub name: String,
+    /// A shell command, run with `sh -c` in the repository root.
+    pub command: String,
+    /// The report the command writes, if any.
+    pub report: Option<StepReport>,
+}
+
+/// The report a step produces: its format (read by the validator plugin
+/// of that format) and its file (`None`: the step's stdout).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StepReport {
+    pub format: String,
+    pub path: Option<String>,
+}
+
+impl From<&crate::plugins::bindings::Step> for Step {
+    fn from(s: &crate::plugins::bindings::Step) -> Step {
+        Step {
+            name: s.name.clone(),
+            command: s.command.clone(),
+            report: s.report.as_ref().map(|r| StepReport {
+                format: r.format.clone(),
+                path: r.path.clone(),
+            }),
+        }
+    }
+}
+
+/// The engine's copies of a plugin's steps.
+fn steps(list: &[crate::plugins::bindings::Step]) -> Vec<Step> {
+    list.iter().map(Step::from).collect()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -311,10 +349,10 @@ pub fn plan_repository(
         dockerfile_path: None,
         toolchain: plan.toolchains.iter().map(ToolchainReport::from).collect(),
         package_manager: plan.package_manager.clone(),
-        setup: plan.setup.clone(),
+        setup: steps(&plan.setup),
         validation: Validation {
-            fast: plan.fast.clone(),
-            full: plan.full.clone(),
+            fast: steps(&plan.fast),
+            full: steps(&plan.full),
         },
         cache: plan.cache.clone(),
         env: plan.env.clone(),
@@ -345,14 +383,14 @@ pub fn plan_repository(
                     report.steps_from = Some(steps_plugin.full_id());
                     report.deps_layer = deps_layer_of(generated);
                     report.validation = Validation {
-                        fast: steps.fast,
-                        full: steps.full,
+                        fast: self::steps(&steps.fast),
+                        full: self::steps(&steps.full),
                     };
                     report.cache = steps.cache;
                     report.env = steps.env;
                     if report.deps_layer.is_some() {
                         // Its setup steps prepare what the layer installs.
-                        report.setup = steps.setup;
+                        report.setup = self::steps(&steps.setup);
                         report.notes.push(format!(
                             "dependencies of {} layered on the repository's image: the steps' tools are installed on top of it, as its generated image would have them",
                             steps_plugin.name

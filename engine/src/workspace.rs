@@ -1,13 +1,14 @@
 //! Workspaces: a job's prepared environment kept open for an edit-validate
 //! loop (docs/design.md, "Workspaces"). These are the wire and persisted types;
-//! `runner::workspaces` keeps the live ones.
+//! `workspaces` keeps the live ones.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub use crate::job::FindingView;
 use crate::job::{FieldProblem, JobSpec, SpecPolicy, Tier};
-use crate::plugins::bindings::{Service, Step};
+use crate::plan::Step;
+use crate::runner::services::ServiceView;
 
 /// Default idle timeout and maximum lifetime of a workspace.
 pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 30 * 60;
@@ -179,7 +180,7 @@ pub struct RuntimeService {
     pub name: String,
     pub container: String,
     /// The service as plugins see it.
-    pub service: Service,
+    pub service: ServiceView,
     /// The command that brings it back to its state right after setup.
     pub reset: Option<Vec<String>>,
 }

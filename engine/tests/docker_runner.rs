@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bollard::query_parameters::ListContainersOptionsBuilder;
 use slipway::logs::JobLogs;
 use slipway::runner::{
     self, ContainerLimits, Pod, PodSpec, RunnerError, StepEnd, StepExec, StepOutcome, WorkloadSpec,
@@ -14,10 +13,19 @@ use tokio_util::sync::CancellationToken;
 
 const IMAGE: &str = "slipway-test/busybox:1";
 
-async fn docker() -> bollard::Docker {
+async fn docker() -> runner::Runtime {
     runner::connect().await.unwrap_or_else(|e| {
         panic!("these tests need a Docker engine (run `bash scripts/setup.sh`): {e}")
     })
+}
+
+/// Docker's own API, to check what the engine asked of it.
+async fn raw() -> bollard::Docker {
+    slipway::runtime::docker::connect()
+        .await
+        .expect("Docker")
+        .client()
+        .clone()
 }
 
 /// A pod whose containers carry a label unique to `test`, to find leftovers.
@@ -45,7 +53,7 @@ fn workload() -> WorkloadSpec {
             pids: Some(64),
             cpus: Some(1.0),
         },
-        role: "job",
+        role: slipway::runner::Role::Job,
         output_kept_mb: None,
         gpus: None,
     }
@@ -66,21 +74,14 @@ fn run_label(test: &str) -> String {
     format!("{test}-{}", std::process::id())
 }
 
-async fn leftovers(docker: &bollard::Docker, test: &str) -> usize {
-    let filters = HashMap::from([(
-        "label".to_owned(),
-        vec![format!("io.slipway.test={}", run_label(test))],
-    )]);
-    let options = ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&filters)
-        .build();
-    docker.list_containers(Some(options)).await.unwrap().len()
+async fn leftovers(docker: &runner::Runtime, test: &str) -> usize {
+    let label = format!("io.slipway.test={}", run_label(test));
+    docker.list_containers(&[label]).await.unwrap().len()
 }
 
 /// A started pod with its workload, and a job log to run steps into.
 struct Harness {
-    docker: bollard::Docker,
+    docker: runner::Runtime,
     pod: Option<Pod>,
     workload: String,
     logs: JobLogs,
@@ -273,7 +274,7 @@ async fn the_pod_shares_loopback_and_nothing_else() {
         env: vec![],
         command: vec!["sh".into(), "-c".into(), "echo pong | nc -l -p 7000".into()],
         limits: ContainerLimits::default(),
-        role: "service",
+        role: slipway::runner::Role::Service,
         binds: vec![],
         labels: HashMap::new(),
         gpus: None,
@@ -348,7 +349,7 @@ async fn missing_image_no_shell_and_root_user_are_clear_errors() {
 
 #[tokio::test]
 async fn unreachable_engine_names_what_was_tried() {
-    let e = runner::docker::connect_any(vec![
+    let e = slipway::runtime::docker::connect_any(vec![
         "unix:///nonexistent/docker.sock".into(),
         "ftp://example.invalid".into(),
     ])
@@ -443,7 +444,7 @@ mod images {
             .await
             .unwrap();
         assert!(!fourth.hit && fourth.tag != third.tag, "{fourth:?}");
-        let inspect = docker.inspect_image(&fourth.tag).await.unwrap();
+        let inspect = super::raw().await.inspect_image(&fourth.tag).await.unwrap();
         let env = inspect.config.and_then(|c| c.env).unwrap_or_default();
         for variable in ["PIP_CERT", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE"] {
             assert!(
@@ -453,13 +454,7 @@ mod images {
         }
 
         for tag in [&first.tag, &third.tag, &fourth.tag] {
-            let _ = docker
-                .remove_image(
-                    tag,
-                    None::<bollard::query_parameters::RemoveImageOptions>,
-                    None,
-                )
-                .await;
+            let _ = docker.remove_image(tag).await;
         }
     }
 
@@ -508,13 +503,7 @@ mod images {
             (true, &built.tag),
             "an ignored file does not change the image"
         );
-        let _ = docker
-            .remove_image(
-                &built.tag,
-                None::<bollard::query_parameters::RemoveImageOptions>,
-                None,
-            )
-            .await;
+        let _ = docker.remove_image(&built.tag).await;
     }
 
     #[tokio::test]
@@ -547,13 +536,7 @@ mod images {
             .await
             .unwrap();
         assert!(!built.hit);
-        let _ = docker
-            .remove_image(
-                &built.tag,
-                None::<bollard::query_parameters::RemoveImageOptions>,
-                None,
-            )
-            .await;
+        let _ = docker.remove_image(&built.tag).await;
 
         let failing = ImageRequest {
             dockerfile: DockerfileSource::Generated(format!(
@@ -610,14 +593,15 @@ async fn reconcile_removes_only_this_engines_leftovers() {
             ..Default::default()
         };
         ids.push(
-            docker
+            raw()
+                .await
                 .create_container(None::<CreateContainerOptions>, body)
                 .await
                 .unwrap()
                 .id,
         );
     }
-    docker.start_container(&ids[0], None).await.unwrap();
+    raw().await.start_container(&ids[0], None).await.unwrap();
     let declared = |labels: &HashMap<String, String>| {
         labels.get(runner::LABEL_SERVICE).map(String::as_str) == Some("kept")
     };
@@ -675,13 +659,14 @@ async fn a_state_directory_the_daemon_cannot_see_is_refused_with_the_fix() {
             }),
             ..Default::default()
         };
-        let id = docker
+        let id = raw()
+            .await
             .create_container(None::<CreateContainerOptions>, body)
             .await
             .unwrap()
             .id;
-        let result = runner::docker::check_state_dir_is_shared(
-            &docker,
+        let result = slipway::runtime::host::check_state_dir_is_shared(
+            docker.as_ref(),
             &id,
             std::path::Path::new(&state_dir),
         )
@@ -690,7 +675,7 @@ async fn a_state_directory_the_daemon_cannot_see_is_refused_with_the_fix() {
         match problem {
             None => assert!(result.is_ok(), "{bind}: {result:?}"),
             Some(words) => {
-                let e = result.unwrap_err();
+                let e = result.unwrap_err().to_string();
                 assert!(e.contains(words) && e.contains("fix:"), "{bind}: {e}");
             }
         }
@@ -726,7 +711,7 @@ async fn a_gpu_request_is_a_device_request_on_the_container() {
             gpus: Some(gpus),
         };
         let id = container::create(&docker, &spec).await.unwrap();
-        let inspected = docker.inspect_container(&id, None).await.unwrap();
+        let inspected = raw().await.inspect_container(&id, None).await.unwrap();
         container::remove(&docker, &id).await;
         let requests = inspected
             .host_config

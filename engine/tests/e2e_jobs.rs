@@ -10,12 +10,13 @@ use std::time::Duration;
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use slipway::checkout::Checkouts;
 use slipway::job::{JobRecord, JobSpec, JobState, SpecPolicy};
+use slipway::jobs::executor::{ContainerExecutor, RunnerSettings};
 use slipway::logs::JobLogs;
 use slipway::plugins::sandbox::SandboxOptions;
 use slipway::plugins::{LimitsPolicy, PluginSandbox, Registry};
 use slipway::profile::Profile;
+use slipway::queue::{JobQueue, ProfileStore};
 use slipway::queue::{JobStore, RedbStore, Scheduler, SchedulerConfig};
-use slipway::runner::executor::{DockerExecutor, RunnerSettings};
 use tokio_util::sync::CancellationToken;
 
 struct Engine {
@@ -24,6 +25,7 @@ struct Engine {
     scheduler: Arc<Scheduler>,
     logs: JobLogs,
     docker: bollard::Docker,
+    runtime: slipway::runner::Runtime,
     checkouts_dir: std::path::PathBuf,
     engine_id: String,
     shutdown: CancellationToken,
@@ -37,9 +39,14 @@ impl Drop for Engine {
 
 async fn engine() -> Engine {
     let state = tempfile::tempdir().unwrap();
-    let docker = slipway::runner::connect()
+    let runtime = slipway::runner::connect()
         .await
         .unwrap_or_else(|e| panic!("these tests need Docker (bash scripts/setup.sh): {e}"));
+    let docker = slipway::runtime::docker::connect()
+        .await
+        .expect("Docker")
+        .client()
+        .clone();
     let policy = SpecPolicy {
         allow_local_paths: true,
         ..SpecPolicy::default()
@@ -81,8 +88,13 @@ async fn engine() -> Engine {
         selinux_relabel: true,
     };
     let checkouts = Checkouts::new(state.path(), Duration::from_secs(60));
-    let executor =
-        DockerExecutor::new(docker.clone(), checkouts, registry, store.clone(), settings);
+    let executor = ContainerExecutor::new(
+        runtime.clone(),
+        checkouts,
+        registry,
+        store.clone(),
+        settings,
+    );
     let config = SchedulerConfig {
         heartbeat: Duration::from_millis(200),
         lease: Duration::from_secs(10),
@@ -100,6 +112,7 @@ async fn engine() -> Engine {
         scheduler,
         logs,
         docker,
+        runtime,
         checkouts_dir,
         engine_id,
         shutdown,
@@ -723,7 +736,7 @@ async fn image_gc_removes_the_least_recently_used_image_it_knows_past_the_budget
     // Room for the newer image only: the older one goes, nothing else does.
     let budget = size(second.clone()).await + 1;
     let store: std::sync::Arc<dyn JobStore> = e.store.clone();
-    let removed = slipway::runner::image_gc::collect(&e.docker, &store, budget)
+    let removed = slipway::runner::image_gc::collect(&e.runtime, &store, budget)
         .await
         .unwrap();
     assert_eq!(
@@ -833,7 +846,7 @@ async fn an_empty_tier_says_it_checked_nothing() {
 #[tokio::test]
 async fn gpus_preferred_fall_back_to_the_cpu_and_required_are_refused() {
     let e = engine().await;
-    let offer = slipway::runner::gpu::offer(&e.docker).await.unwrap();
+    let offer = slipway::runner::gpu::offer(&e.runtime).await.unwrap();
     assert!(
         !offer.available(),
         "this test needs a host without a GPU runtime; this one has `{:?}`",

@@ -50,7 +50,11 @@ fn rt() -> tokio::runtime::Runtime {
 /// Containers of managed service `name` (any engine), with their state.
 fn containers(name: &str) -> Vec<(String, String, String)> {
     rt().block_on(async {
-        let docker = slipway::runner::connect().await.expect("Docker");
+        let docker = slipway::runtime::docker::connect()
+            .await
+            .expect("Docker")
+            .client()
+            .clone();
         let filters = HashMap::from([(
             "label".to_owned(),
             vec![

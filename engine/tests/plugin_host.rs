@@ -834,11 +834,18 @@ fn a_manifest_alone_cannot_raise_its_limits() {
     let registry = Registry::load(strict, false, &[dir.path().to_path_buf()]);
     let c = &registry.candidates()[0];
     match &c.status {
-        Status::Rejected(LoadError::Limits { limit }) => assert!(
-            limit.contains("`limits.memory-mib` = 256 is above the engine's default of 64")
-                && limit.contains("plugins.default_memory_mib"),
-            "{limit}"
-        ),
+        Status::Rejected(LoadError::Limits(raised)) => {
+            let limit = raised.to_string();
+            assert!(
+                limit.contains("`limits.memory-mib` = 256 is above the engine's default of 64")
+                    && limit.contains("plugins.default_memory_mib"),
+                "{limit}"
+            );
+            assert_eq!(
+                (raised.field, raised.value, raised.default),
+                ("memory-mib", 256, 64)
+            );
+        }
         other => panic!("{other:?}"),
     }
 }

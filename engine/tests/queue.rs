@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use slipway::job::{JobId, JobRecord, JobSpec, JobState, Outcome, SpecPolicy};
 use slipway::logs::JobLogs;
-use slipway::queue::{
-    JobStore, LeaseRequest, ListFilter, RedbStore, Scheduler, SchedulerConfig, StoreError,
-};
+use slipway::queue::{JobQueue, WorkspaceStore};
+use slipway::queue::{LeaseRequest, ListFilter, RedbStore, Scheduler, SchedulerConfig, StoreError};
 use support::{ScriptedExecutor, spec};
 use tokio_util::sync::CancellationToken;
 
@@ -462,7 +461,8 @@ async fn shutdown_lets_running_jobs_finish_within_the_drain_then_requeues() {
 /// reopen (what a restarted engine reads), and is gone once deleted.
 #[tokio::test]
 async fn a_workspace_runtime_is_kept_until_deleted() {
-    use slipway::plugins::bindings::{Report, Service, Step};
+    use slipway::plan::{Step, StepReport};
+    use slipway::runner::services::ServiceView;
     use slipway::workspace::{RuntimeService, WorkspaceRuntime};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.redb");
@@ -474,7 +474,7 @@ async fn a_workspace_runtime_is_kept_until_deleted() {
         fast: vec![Step {
             name: "lint".into(),
             command: "ruff check .".into(),
-            report: Some(Report {
+            report: Some(StepReport {
                 format: "ruff-json".into(),
                 path: None,
             }),
@@ -483,7 +483,7 @@ async fn a_workspace_runtime_is_kept_until_deleted() {
         services: vec![RuntimeService {
             name: "db".into(),
             container: "beef".into(),
-            service: Service {
+            service: ServiceView {
                 name: "db".into(),
                 image: "postgres:15".into(),
                 env: Vec::new(),

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::ListContainersOptionsBuilder;
 use slipway::job::ServiceSpec;
 use slipway::logs::JobLogs;
 use slipway::plugins::sandbox::SandboxOptions;
@@ -19,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 const BUSYBOX: &str = "slipway-test/busybox:1";
 
-async fn docker() -> bollard::Docker {
+async fn docker() -> runner::Runtime {
     runner::connect().await.unwrap_or_else(|e| {
         panic!("these tests need a Docker engine (run `bash scripts/setup.sh`): {e}")
     })
@@ -74,7 +73,7 @@ fn service(value: serde_json::Value) -> ServiceSpec {
 
 /// Start `specs` in a fresh pod and wait for them.
 struct Run {
-    docker: bollard::Docker,
+    docker: runner::Runtime,
     pod: Option<Pod>,
     result: Result<Option<Vec<RunningService>>, ServiceError>,
     elapsed: Duration,
@@ -135,19 +134,8 @@ impl Run {
     }
 
     async fn containers(&self) -> usize {
-        let filters = HashMap::from([(
-            "label".to_owned(),
-            vec![format!("io.slipway.test={}", label(self.test))],
-        )]);
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        self.docker
-            .list_containers(Some(options))
-            .await
-            .unwrap()
-            .len()
+        let wanted = format!("io.slipway.test={}", label(self.test));
+        self.docker.list_containers(&[wanted]).await.unwrap().len()
     }
 
     async fn finish(mut self) {

@@ -6,20 +6,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::Docker;
 use slipway::checkout::Checkouts;
+use slipway::jobs::executor::{ContainerExecutor, RunnerSettings};
 use slipway::plugins::sandbox::SandboxOptions;
 use slipway::plugins::{LimitsPolicy, PluginSandbox, Registry};
 use slipway::queue::JobStore;
-use slipway::runner::executor::{DockerExecutor, RunnerSettings};
 
 /// A Docker runner for `store`, with checkouts under `state`.
 pub fn docker_executor(
-    docker: &Docker,
+    runtime: &slipway::runner::Runtime,
     state: &Path,
     store: Arc<dyn JobStore>,
     engine_id: String,
-) -> DockerExecutor {
+) -> ContainerExecutor {
     let sandbox = Arc::new(
         PluginSandbox::new(SandboxOptions {
             cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-cache")),
@@ -28,8 +27,8 @@ pub fn docker_executor(
         })
         .unwrap(),
     );
-    DockerExecutor::new(
-        docker.clone(),
+    ContainerExecutor::new(
+        runtime.clone(),
         Checkouts::new(state, Duration::from_secs(120)),
         Arc::new(Registry::load(sandbox, true, &[])),
         store,

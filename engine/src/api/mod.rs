@@ -47,11 +47,11 @@ pub struct AppState {
     pub policy: SpecPolicy,
     /// Managed services; `None` where there is no Docker runner (tests of
     /// the queue alone), and the services routes answer 503.
-    pub supervisor: Option<Arc<crate::runner::supervisor::Supervisor>>,
+    pub supervisor: Option<Arc<crate::supervisor::Supervisor>>,
     /// The plugin host, for its call counts in `/metrics`.
     pub plugins: Option<Arc<crate::plugins::PluginSandbox>>,
     /// Workspaces; `None` without a Docker runner (the routes answer 503).
-    pub workspaces: Option<Arc<crate::runner::workspaces::Workspaces>>,
+    pub workspaces: Option<Arc<crate::workspaces::Workspaces>>,
     /// The longest a request may take, body included (see the module doc).
     pub request_timeout: std::time::Duration,
     /// For resolving refs of private repositories at submit.

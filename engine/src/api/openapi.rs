@@ -12,8 +12,8 @@ use crate::job::{
 };
 use crate::job::{ImageRecord, RunRecord, StepRecord};
 use crate::profile::{CachePolicy, Profile, TierCommands};
-use crate::runner::supervisor::{ServiceState, ServiceStatus};
 use crate::service::{ManagedService, ManagedServiceSpec, RestartMode, RestartPolicy, VolumeMount};
+use crate::supervisor::{ServiceState, ServiceStatus};
 use crate::workspace::{FindingView, StepResult, ValidateResult, WorkspaceRecord, WorkspaceState};
 
 struct BearerAuth;

@@ -13,8 +13,8 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use crate::runner::supervisor::{ServiceState, ServiceStatus, Supervisor};
 use crate::service::{ManagedService, ManagedServiceSpec};
+use crate::supervisor::{ServiceState, ServiceStatus, Supervisor};
 
 /// A declared service with what it is doing now.
 #[derive(Debug, Serialize, ToSchema)]

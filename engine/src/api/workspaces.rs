@@ -15,8 +15,8 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use crate::job::Tier;
-use crate::runner::workspaces::{WorkspaceError, Workspaces};
 use crate::workspace::{ValidateResult, WorkspaceRecord, WorkspaceRequest};
+use crate::workspaces::{WorkspaceError, Workspaces};
 
 /// `POST …/validate` body.
 #[derive(Debug, Deserialize, ToSchema)]

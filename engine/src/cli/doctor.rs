@@ -70,6 +70,7 @@ pub fn run(args: DoctorArgs, config: &Config) -> anyhow::Result<ExitCode> {
                 None,
             ),
             Err(why) => {
+                let why = why.to_string();
                 let (detail, fix) = why.split_once("; fix: ").unwrap_or((&why, ""));
                 check(
                     "job user",
@@ -117,7 +118,7 @@ pub fn run(args: DoctorArgs, config: &Config) -> anyhow::Result<ExitCode> {
 }
 
 async fn docker_checks(config: &Config, checks: &mut Vec<Check>) {
-    let docker = match slipway::runner::connect().await {
+    let runtime = match slipway::runtime::connect().await {
         Ok(d) => d,
         Err(e) => {
             let permission = e.to_string().contains("ermission denied");
@@ -135,7 +136,7 @@ async fn docker_checks(config: &Config, checks: &mut Vec<Check>) {
             return;
         }
     };
-    let facts = match slipway::runner::docker::host_facts(&docker).await {
+    let facts = match runtime.host_facts().await {
         Ok(f) => f,
         Err(e) => {
             checks.push(check(
@@ -189,31 +190,27 @@ async fn docker_checks(config: &Config, checks: &mut Vec<Check>) {
         )
     });
     let holder = &config.holder_image;
-    checks.push(
-        if slipway::runner::docker::has_image(&docker, holder).await {
-            check(
-                "holder image",
-                Status::Ok,
-                format!("`{holder}` is present"),
-                None,
-            )
-        } else {
-            check(
-                "holder image",
-                Status::Fail,
-                format!(
-                    "`{holder}` (runner.holder_image) is missing: every job's pod starts from it"
-                ),
-                Some(format!(
-                    "`docker pull {holder}`, or without a registry `bash scripts/images.sh`"
-                )),
-            )
-        },
-    );
+    checks.push(if matches!(runtime.image_id(holder).await, Ok(Some(_))) {
+        check(
+            "holder image",
+            Status::Ok,
+            format!("`{holder}` is present"),
+            None,
+        )
+    } else {
+        check(
+            "holder image",
+            Status::Fail,
+            format!("`{holder}` (runner.holder_image) is missing: every job's pod starts from it"),
+            Some(format!(
+                "`docker pull {holder}`, or without a registry `bash scripts/images.sh`"
+            )),
+        )
+    });
     if !facts.root_dir.is_empty() {
         checks.push(disk("free disk (images)", Path::new(&facts.root_dir)));
     }
-    checks.push(match slipway::runner::gpu::offer(&docker).await {
+    checks.push(match slipway::runner::gpu::offer(&runtime).await {
         Ok(offer) if offer.available() => check(
             "gpu",
             Status::Ok,

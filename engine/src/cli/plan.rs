@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 use slipway::config::Config;
+use slipway::plan::Step;
 use slipway::plan::{PlanReport, plan_repository};
-use slipway::plugins::bindings::{OptionPair, Step};
+use slipway::plugins::bindings::OptionPair;
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {

@@ -12,11 +12,12 @@ use slipway::api::{self, AppState};
 use slipway::checkout::Checkouts;
 use slipway::config::Config;
 use slipway::job::{JobSpec, SpecPolicy};
+use slipway::jobs::executor::{ContainerExecutor, RunnerSettings};
 use slipway::logs::JobLogs;
-use slipway::queue::{JobStore, RedbStore, Scheduler, SchedulerConfig};
-use slipway::runner::executor::{DockerExecutor, RunnerSettings};
-use slipway::runner::supervisor::{Supervisor, SupervisorSettings};
-use slipway::runner::workspaces::{WorkspaceSettings, Workspaces};
+use slipway::queue::{JobQueue, ProfileStore, ServiceStore, WorkspaceStore};
+use slipway::queue::{RedbStore, Scheduler, SchedulerConfig};
+use slipway::supervisor::{Supervisor, SupervisorSettings};
+use slipway::workspaces::{WorkspaceSettings, Workspaces};
 use tokio_util::sync::CancellationToken;
 
 /// The pieces `serve` and `run` share: store, scheduler with the Docker runner.
@@ -46,15 +47,13 @@ async fn engine(
     let logs = JobLogs::new(work.join("logs"))
         .with_context(|| format!("creating {}", work.join("logs").display()))?
         .with_cap(config.log_cap);
-    slipway::runner::prepare::check_can_hand_over(work).map_err(|why| anyhow::anyhow!(why))?;
+    slipway::runner::prepare::check_can_hand_over(work)?;
     let registry = Arc::new(super::registry(config)?);
     let plugins = registry.sandbox().clone();
-    let docker = slipway::runner::connect().await?;
+    let runtime = slipway::runtime::connect().await?;
     // In a container, the daemon must see checkouts at the same path.
-    if let Some(own) = slipway::runner::docker::own_container() {
-        slipway::runner::docker::check_state_dir_is_shared(&docker, &own, work)
-            .await
-            .map_err(|why| anyhow::anyhow!(why))?;
+    if let Some(own) = slipway::runtime::host::own_container() {
+        slipway::runtime::host::check_state_dir_is_shared(runtime.as_ref(), &own, work).await?;
     }
     // Jobs the previous process was running keep their containers and
     // checkouts: the scheduler takes their attempts over and the runner
@@ -87,7 +86,7 @@ async fn engine(
             .get(slipway::runner::LABEL_JOB)
             .is_some_and(|id| running.contains(id));
         let of_ready_workspace = labels
-            .get(slipway::runner::workspaces::LABEL_WORKSPACE)
+            .get(slipway::workspaces::LABEL_WORKSPACE)
             .is_some_and(|id| ready_workspaces.contains(id));
         let declared_service = matches!(role, Some("holder" | "managed-service"))
             && labels
@@ -95,7 +94,7 @@ async fn engine(
                 .is_some_and(|name| declared.contains(name));
         of_running_job || of_ready_workspace || declared_service
     };
-    let removed = slipway::runner::reconcile(&docker, &engine_id, keep)
+    let removed = slipway::runner::reconcile(&runtime, &engine_id, keep)
         .await
         .context("removing leftover containers")?;
     if removed > 0 {
@@ -116,11 +115,10 @@ async fn engine(
     // Mounts are relabelled where the daemon enforces SELinux labels.
     let selinux_relabel = match config.selinux_relabel {
         Some(set) => set,
-        None => docker.info().await.is_ok_and(|info| {
-            slipway::runner::container::daemon_uses_selinux(
-                &info.security_options.unwrap_or_default(),
-            )
-        }),
+        None => runtime
+            .host_facts()
+            .await
+            .is_ok_and(|facts| slipway::runtime::daemon_uses_selinux(&facts.security_options)),
     };
     // `run`'s store is private and short-lived: only `serve` collects images.
     let collects_images = engine_id.starts_with("serve-");
@@ -139,7 +137,7 @@ async fn engine(
         selinux_relabel,
     };
     let supervisor = Supervisor::new(
-        docker.clone(),
+        runtime.clone(),
         store.clone(),
         registry.clone(),
         SupervisorSettings {
@@ -153,7 +151,7 @@ async fn engine(
     let checkouts = Checkouts::new(work, config.checkout_timeout)
         .with_max_mb(config.checkout_max_mb)
         .with_credentials(config.git_credentials.clone());
-    let executor = DockerExecutor::new(docker, checkouts, registry, store.clone(), settings);
+    let executor = ContainerExecutor::new(runtime, checkouts, registry, store.clone(), settings);
     let workspaces = Workspaces::new(
         executor.runner(),
         WorkspaceSettings {

@@ -86,6 +86,20 @@ pub struct Manifest {
     pub limits: RawLimits,
 }
 
+/// A manifest's `[limits]` value above the engine's default: a manifest
+/// may only lower its limits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`limits.{field}` = {value} is above the engine's default of {default}: a manifest may only lower its limits (an operator raises them with `plugins.{key}`)"
+)]
+pub struct RaisedLimit {
+    pub field: &'static str,
+    pub value: u32,
+    pub default: u32,
+    /// The configuration key that raises the default.
+    pub key: &'static str,
+}
+
 impl Manifest {
     /// Parse and validate a manifest; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
@@ -194,14 +208,18 @@ impl Manifest {
     /// where it lowers them, else the engine's defaults. A manifest cannot
     /// raise its limits: only the operator's configuration can (the
     /// error names the setting).
-    pub fn effective_limits(&self, policy: &LimitsPolicy) -> Result<Limits, String> {
-        let pick = |field: &str, key: &str, own: Option<u32>, default: u32| match own {
-            Some(v) if v > default => Err(format!(
-                "`limits.{field}` = {v} is above the engine's default of {default}: a manifest may only lower its limits (an operator raises them with `plugins.{key}`)"
-            )),
-            Some(v) => Ok(v),
-            None => Ok(default),
-        };
+    pub fn effective_limits(&self, policy: &LimitsPolicy) -> Result<Limits, RaisedLimit> {
+        let pick =
+            |field: &'static str, key: &'static str, own: Option<u32>, default: u32| match own {
+                Some(value) if value > default => Err(RaisedLimit {
+                    field,
+                    value,
+                    default,
+                    key,
+                }),
+                Some(v) => Ok(v),
+                None => Ok(default),
+            };
         let d = policy.defaults;
         Ok(Limits {
             cpu_ms: pick("cpu-ms", "default_cpu_ms", self.limits.cpu_ms, d.cpu_ms)?,
@@ -302,7 +320,10 @@ memory-mib = 128
     #[test]
     fn a_manifest_may_lower_its_limits_never_raise_them() {
         let m = Manifest::parse(GOOD, "x").unwrap();
-        let e = m.effective_limits(&LimitsPolicy::default()).unwrap_err();
+        let e = m
+            .effective_limits(&LimitsPolicy::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`limits.memory-mib` = 128 is above the engine's default of 64: a manifest may only lower its limits (an operator raises them with `plugins.default_memory_mib`)"), "{e}");
         let lower = Manifest::parse(&GOOD.replace("128", "32"), "x")
             .unwrap()

@@ -34,7 +34,24 @@ pub fn size_within<T: Serialize>(value: &T, limit: usize) -> Result<usize, usize
     }
 }
 
-fn relative_path(what: &str, path: &str) -> Result<(), String> {
+/// What is wrong with a plugin's answer, in words for its author.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidOutput(pub String);
+
+impl From<String> for InvalidOutput {
+    fn from(problem: String) -> InvalidOutput {
+        InvalidOutput(problem)
+    }
+}
+
+impl From<&str> for InvalidOutput {
+    fn from(problem: &str) -> InvalidOutput {
+        InvalidOutput(problem.to_owned())
+    }
+}
+
+fn relative_path(what: &str, path: &str) -> Result<(), InvalidOutput> {
     if path.is_empty()
         || path.len() > 4096
         || path.starts_with('/')
@@ -44,42 +61,40 @@ fn relative_path(what: &str, path: &str) -> Result<(), String> {
         return Err(format!(
             "{what} `{}` is not a path relative to the repository root",
             path.escape_debug()
-        ));
+        )
+        .into());
     }
     Ok(())
 }
 
-fn evidence(items: &[Evidence]) -> Result<(), String> {
+fn evidence(items: &[Evidence]) -> Result<(), InvalidOutput> {
     items.iter().try_for_each(|e| {
         relative_path("evidence file", &e.file)?;
         clean_text("an evidence note", &e.note, false)
     })
 }
 
-pub fn detection(d: &Detection) -> Result<(), String> {
+pub fn detection(d: &Detection) -> Result<(), InvalidOutput> {
     if d.confidence > 100 {
-        return Err(format!(
-            "confidence {} is out of range 0..=100",
-            d.confidence
-        ));
+        return Err(format!("confidence {} is out of range 0..=100", d.confidence).into());
     }
     evidence(&d.evidence)
 }
 
 /// Text that reaches a Dockerfile, a container or a terminal: no NUL and no
 /// control character, beyond newline and tab where it may span lines.
-fn clean_text(what: &str, text: &str, multi_line: bool) -> Result<(), String> {
+fn clean_text(what: &str, text: &str, multi_line: bool) -> Result<(), InvalidOutput> {
     match text
         .chars()
         .find(|&c| c.is_control() && !(multi_line && (c == '\n' || c == '\t')))
     {
-        Some(c) => Err(format!("{what} contains the control character {:?}", c)),
+        Some(c) => Err(format!("{what} contains the control character {:?}", c).into()),
         None => Ok(()),
     }
 }
 
 /// Step names, cache ids: one short word a log line and a label can carry.
-fn word(what: &str, s: &str) -> Result<(), String> {
+fn word(what: &str, s: &str) -> Result<(), InvalidOutput> {
     let ok = !s.is_empty()
         && s.len() <= 64
         && s.chars()
@@ -90,14 +105,15 @@ fn word(what: &str, s: &str) -> Result<(), String> {
         Err(format!(
             "{what} `{}` must be 1 to 64 letters, digits and `-_.:`",
             s.escape_debug()
-        ))
+        )
+        .into())
     }
 }
 
 /// Where a cache volume may be mounted: an absolute, normalised path at
 /// least two levels deep (a volume over `/opt` would hide what the image
 /// installed there) that hides neither the system nor the checkout.
-fn cache_path(path: &str) -> Result<(), String> {
+fn cache_path(path: &str) -> Result<(), InvalidOutput> {
     const SYSTEM: &[&str] = &[
         "/bin",
         "/boot",
@@ -144,17 +160,17 @@ fn cache_path(path: &str) -> Result<(), String> {
         Err(format!(
             "cache path `{}` must be an absolute, normalised path at least two levels deep, outside `/workspace` and system directories",
             path.escape_debug()
-        ))
+        ).into())
     }
 }
 
 /// Commands are capped so a plugin cannot make every job carry megabytes.
 const MAX_COMMAND: usize = 64 * 1024;
 
-fn steps(tier: &str, steps: &[Step]) -> Result<(), String> {
+fn steps(tier: &str, steps: &[Step]) -> Result<(), InvalidOutput> {
     for (i, s) in steps.iter().enumerate() {
         if s.name.trim().is_empty() || s.command.trim().is_empty() {
-            return Err(format!("{tier} step {i} has an empty name or command"));
+            return Err(format!("{tier} step {i} has an empty name or command").into());
         }
         word(&format!("{tier} step {i}'s name"), &s.name)?;
         clean_text(
@@ -167,7 +183,8 @@ fn steps(tier: &str, steps: &[Step]) -> Result<(), String> {
                 "{tier} step `{}`'s command is {} bytes, over {MAX_COMMAND}",
                 s.name,
                 s.command.len()
-            ));
+            )
+            .into());
         }
         if let Some(path) = s.report.as_ref().and_then(|r| r.path.as_deref()) {
             relative_path("report path", path)?;
@@ -176,7 +193,7 @@ fn steps(tier: &str, steps: &[Step]) -> Result<(), String> {
     Ok(())
 }
 
-pub fn plan(p: &Plan) -> Result<(), String> {
+pub fn plan(p: &Plan) -> Result<(), InvalidOutput> {
     if p.base_image.trim().is_empty() {
         return Err("base-image is empty".into());
     }
@@ -202,7 +219,7 @@ pub fn plan(p: &Plan) -> Result<(), String> {
             return Err(format!(
                 "environment variable name `{}` must be letters, digits and `_`, not starting with a digit",
                 e.name.escape_debug()
-            ));
+            ).into());
         }
         clean_text(&format!("environment variable {}", e.name), &e.value, false)?;
     }
@@ -243,7 +260,8 @@ pub fn plan(p: &Plan) -> Result<(), String> {
             return Err(format!(
                 "cache mount id `{}` must be 1 to 64 of [A-Za-z0-9-_.]",
                 c.id.escape_debug()
-            ));
+            )
+            .into());
         }
         cache_path(&c.path)?;
     }
@@ -253,7 +271,7 @@ pub fn plan(p: &Plan) -> Result<(), String> {
 /// A line past this is no line of a real file.
 const MAX_LINE: u32 = 10_000_000;
 
-pub fn findings(list: &[Finding]) -> Result<(), String> {
+pub fn findings(list: &[Finding]) -> Result<(), InvalidOutput> {
     for f in list {
         if let Some(file) = &f.file {
             relative_path("finding file", file)?;
@@ -262,7 +280,8 @@ pub fn findings(list: &[Finding]) -> Result<(), String> {
             return Err(format!(
                 "finding at line {:?}, column {:?}: past {MAX_LINE}",
                 f.line, f.column
-            ));
+            )
+            .into());
         }
         if let Some(rule) = &f.rule {
             clean_text("a finding's rule", rule, false)?;
@@ -273,7 +292,7 @@ pub fn findings(list: &[Finding]) -> Result<(), String> {
 }
 
 /// A `snapshot`/`reset` command: an argv run in the service's container.
-pub fn state_command(argv: &[String]) -> Result<(), String> {
+pub fn state_command(argv: &[String]) -> Result<(), InvalidOutput> {
     if argv.is_empty() || argv[0].trim().is_empty() {
         return Err("the command is empty".into());
     }
@@ -282,7 +301,7 @@ pub fn state_command(argv: &[String]) -> Result<(), String> {
         return Err(format!(
             "the command has {} arguments, {total} bytes: over 256 arguments or {MAX_COMMAND} bytes",
             argv.len()
-        ));
+        ).into());
     }
     argv.iter()
         .try_for_each(|a| clean_text("a command argument", a, true))
@@ -295,7 +314,7 @@ pub const PROBE_MAX_TIMEOUT_MS: u32 = 5 * 60 * 1000;
 pub const PROBE_MAX_DEADLINE_MS: u32 = 60 * 60 * 1000;
 const PROBE_MAX_THRESHOLD: u32 = 1000;
 
-pub fn probe(p: &Probe) -> Result<(), String> {
+pub fn probe(p: &Probe) -> Result<(), InvalidOutput> {
     if p.period_ms == 0 || p.timeout_ms == 0 || p.success_threshold == 0 || p.failure_threshold == 0
     {
         return Err("probe period, timeout and thresholds must be at least 1".into());
@@ -313,7 +332,7 @@ pub fn probe(p: &Probe) -> Result<(), String> {
             p.startup_deadline_ms,
             p.success_threshold,
             p.failure_threshold
-        ));
+        ).into());
     }
     match &p.action {
         ProbeAction::Exec(argv) if argv.is_empty() => Err("exec probe has an empty argv".into()),
@@ -321,7 +340,8 @@ pub fn probe(p: &Probe) -> Result<(), String> {
         ProbeAction::Http(h) if h.port == 0 || !h.path.starts_with('/') => Err(format!(
             "http probe needs a port and a path starting with `/` (got {}:{})",
             h.port, h.path
-        )),
+        )
+        .into()),
         ProbeAction::LogLine(re) if re.is_empty() => {
             Err("log-line probe has an empty pattern".into())
         }
@@ -337,7 +357,12 @@ mod tests {
     fn text_paths_and_names_that_reach_a_dockerfile_or_a_terminal() {
         assert!(clean_text("x", "a\nb\tc", true).is_ok());
         assert!(clean_text("x", "a\nb", false).is_err());
-        assert!(clean_text("x", "a\0b", true).unwrap_err().contains("'\\0'"));
+        assert!(
+            clean_text("x", "a\0b", true)
+                .unwrap_err()
+                .0
+                .contains("'\\0'")
+        );
         assert!(clean_text("x", "\u{1b}[31mred", true).is_err());
         assert!(word("step", "pytest").is_ok());
         assert!(word("step", "a\nb").is_err());
@@ -391,7 +416,7 @@ mod tests {
             evidence: vec![],
         };
         assert_eq!(
-            detection(&bad).unwrap_err(),
+            detection(&bad).unwrap_err().0,
             "confidence 101 is out of range 0..=100"
         );
         let escape = Detection {
@@ -405,6 +430,7 @@ mod tests {
         assert!(
             detection(&escape)
                 .unwrap_err()
+                .0
                 .contains("not a path relative")
         );
     }

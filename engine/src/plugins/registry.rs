@@ -119,7 +119,7 @@ impl Candidate {
                 required: manifest.api.to_string(),
             })
         } else if let Err(limit) = manifest.effective_limits(policy) {
-            Some(LoadError::Limits { limit })
+            Some(LoadError::Limits(limit))
         } else {
             None
         };

@@ -80,8 +80,8 @@ pub enum LoadError {
     MissingHash,
     #[error("needs slipway:plugin {required}, but this engine implements {host} (hint: rebuild against a plugin SDK for {host})", host = super::HOST_API_VERSION)]
     ApiIncompatible { required: String },
-    #[error("{limit}")]
-    Limits { limit: String },
+    #[error(transparent)]
+    Limits(#[from] super::manifest::RaisedLimit),
     #[error(
         "not a WebAssembly component: {detail} (hint: build with `cargo build --target wasm32-wasip2 --release`)"
     )]
@@ -466,10 +466,9 @@ impl PluginSandbox {
                 build_engine(&SandboxOptions {
                     pooling: false,
                     ..options.clone()
-                })
-                .map_err(SandboxError::Engine)?
+                })?
             }
-            Err(e) => return Err(SandboxError::Engine(e)),
+            Err(e) => return Err(e),
         };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
@@ -507,7 +506,7 @@ impl PluginSandbox {
         };
         let limits = manifest
             .effective_limits(&self.policy)
-            .map_err(|limit| LoadError::Limits { limit })?;
+            .map_err(LoadError::Limits)?;
         check_component_header(wasm)?;
         let (component, compile) = self
             .cache
@@ -933,7 +932,7 @@ impl PluginSandbox {
     }
 }
 
-fn build_engine(options: &SandboxOptions) -> Result<Engine, String> {
+fn build_engine(options: &SandboxOptions) -> Result<Engine, SandboxError> {
     let mut config = Config::new();
     config.wasm_component_model(true).epoch_interruption(true);
     if options.pooling {
@@ -949,7 +948,7 @@ fn build_engine(options: &SandboxOptions) -> Result<Engine, String> {
             .table_elements(MAX_TABLE_ELEMENTS);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
-    Engine::new(&config).map_err(|e| format!("{e:#}"))
+    Engine::new(&config).map_err(|e| SandboxError::Engine(format!("{e:#}")))
 }
 
 /// Core modules start `\0asm 01 00 00 00`; components `\0asm 0d 00 01 00`.
@@ -990,12 +989,12 @@ fn reported<T>(plugin: &PreparedPlugin, out: Result<T, PluginError>) -> Result<T
 fn invalid(
     plugin: &PreparedPlugin,
     function: &'static str,
-    check: Result<(), String>,
+    check: Result<(), output::InvalidOutput>,
 ) -> Result<(), CallError> {
     check.map_err(|problem| CallError::InvalidOutput {
         plugin: plugin.id.clone(),
         function,
-        problem,
+        problem: problem.0,
     })
 }
 

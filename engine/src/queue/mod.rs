@@ -9,4 +9,7 @@ pub mod store;
 
 pub use redb_store::RedbStore;
 pub use scheduler::{Scheduler, SchedulerConfig};
-pub use store::{JobStore, LeaseRequest, ListFilter, StoreError, Submitted};
+pub use store::{
+    ImageStore, JobQueue, JobStore, LeaseRequest, ListFilter, ProfileStore, ServiceStore,
+    StoreError, Submitted, TokenStore, WorkspaceStore,
+};

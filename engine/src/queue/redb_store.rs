@@ -20,7 +20,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::store::{
-    ImageUse, JobStore, LeaseRequest, ListFilter, StoreError, StoreFuture, Submitted,
+    ImageStore, ImageUse, JobQueue, LeaseRequest, ListFilter, ProfileStore, ServiceStore,
+    StoreError, StoreFuture, Submitted, TokenStore, WorkspaceStore,
 };
 use crate::job::{
     JobId, JobRecord, JobSpec, JobState, Outcome, Progress, RunRecord, SpecPolicy, now_ms,
@@ -503,7 +504,7 @@ fn decode_named<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Store
     rmp_serde::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-impl JobStore for RedbStore {
+impl JobQueue for RedbStore {
     fn submit(&self, spec: JobSpec) -> StoreFuture<'_, Submitted> {
         let policy = self.policy.clone();
         self.write(move |tables, mem, counts| {
@@ -711,7 +712,9 @@ impl JobStore for RedbStore {
             .unwrap_or_else(|p| p.into_inner())
             .clone())
     }
+}
 
+impl ProfileStore for RedbStore {
     fn put_profile(&self, profile: Profile, create_only: bool) -> StoreFuture<'_, bool> {
         let name = profile.name.clone();
         self.put_named(|t| &mut t.profiles, name, &profile, create_only)
@@ -728,7 +731,9 @@ impl JobStore for RedbStore {
     fn delete_profile(&self, name: &str) -> StoreFuture<'_, bool> {
         self.delete_named(|t| &mut t.profiles, name)
     }
+}
 
+impl ServiceStore for RedbStore {
     fn put_service(&self, service: ManagedService, create_only: bool) -> StoreFuture<'_, bool> {
         let name = service.spec.name.clone();
         self.put_named(|t| &mut t.services, name, &service, create_only)
@@ -745,7 +750,9 @@ impl JobStore for RedbStore {
     fn delete_service(&self, name: &str) -> StoreFuture<'_, bool> {
         self.delete_named(|t| &mut t.services, name)
     }
+}
 
+impl ImageStore for RedbStore {
     fn touch_image(&self, tag: &str) -> StoreFuture<'_, bool> {
         let record = ImageUse {
             tag: tag.to_owned(),
@@ -761,7 +768,9 @@ impl JobStore for RedbStore {
     fn forget_image(&self, tag: &str) -> StoreFuture<'_, bool> {
         self.delete_named(|t| &mut t.images, tag)
     }
+}
 
+impl TokenStore for RedbStore {
     fn put_token(&self, token: ApiToken) -> StoreFuture<'_, bool> {
         let key = token.hash.clone();
         self.put_named(|t| &mut t.tokens, key, &token, false)
@@ -774,7 +783,9 @@ impl JobStore for RedbStore {
     fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
         self.list_named(TOKENS)
     }
+}
 
+impl WorkspaceStore for RedbStore {
     fn put_workspace(&self, record: WorkspaceRecord) -> StoreFuture<'_, bool> {
         let id = record.id.clone();
         self.put_named(|t| &mut t.workspaces, id, &record, false)

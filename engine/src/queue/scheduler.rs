@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::store::{AttemptReports, JobStore, LeaseRequest, StoreError};
 use crate::executor::{Attempt, Executor};
 use crate::job::{JobRecord, Outcome, SpecPolicy, TransitionError};
-use crate::logs::JobLogs;
+use crate::logs::{JobLogs, LogStream};
 use crate::metrics::Metrics;
 
 #[derive(Debug, Clone)]
@@ -198,7 +198,7 @@ impl Scheduler {
             let spent = crate::job::now_ms().saturating_sub(since);
             timeout = timeout.saturating_sub(Duration::from_millis(spent));
             log.line(
-                "slipway",
+                LogStream::Engine,
                 &format!(
                     "the engine restarted: attempt {} (fence {fence}) taken over, {} s of its time left",
                     job.attempt,
@@ -207,7 +207,7 @@ impl Scheduler {
             );
         } else {
             log.line(
-                "slipway",
+                LogStream::Engine,
                 &format!("attempt {} started (fence {fence})", job.attempt),
             );
         }
@@ -244,7 +244,7 @@ impl Scheduler {
                 _ = beat.tick() => {
                     match self.store.heartbeat(id, fence, self.config.lease.as_millis() as u64).await {
                         Ok(true) => {
-                            log.line("slipway", "cancel requested");
+                            log.line(LogStream::Engine, "cancel requested");
                             stop = Some(Outcome::Cancelled);
                         }
                         Ok(false) => {}
@@ -258,7 +258,7 @@ impl Scheduler {
                     }
                 }
                 _ = &mut deadline => {
-                    log.line("slipway", &format!("timed out after {} s", timeout.as_secs()));
+                    log.line(LogStream::Engine, &format!("timed out after {} s", timeout.as_secs()));
                     stop = Some(Outcome::TimedOut);
                 }
                 _ = shutdown.cancelled() => {
@@ -273,7 +273,7 @@ impl Scheduler {
                 {
                     execution.abort();
                     log.line(
-                        "slipway",
+                        LogStream::Engine,
                         "the executor did not stop within the grace period; abandoned",
                     );
                 }
@@ -282,7 +282,7 @@ impl Scheduler {
         };
         if lost_lease {
             log.line(
-                "slipway",
+                LogStream::Engine,
                 &format!("attempt with fence {fence} lost its lease; its outcome is discarded"),
             );
             return;
@@ -296,12 +296,15 @@ impl Scheduler {
                     Metrics::add(&self.metrics.retries, 1);
                 }
                 log.line(
-                    "slipway",
+                    LogStream::Engine,
                     &format!("attempt ended: {}", record.state.name()),
                 );
             }
             Err(e) => {
-                log.line("slipway", &format!("outcome {outcome:?} not recorded: {e}"));
+                log.line(
+                    LogStream::Engine,
+                    &format!("outcome {outcome:?} not recorded: {e}"),
+                );
                 tracing::warn!(error = %e, "outcome not recorded");
             }
         }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::executor::ReportRefused;
 use crate::job::{
     JobId, JobRecord, JobSpec, JobState, Outcome, Progress, RunRecord, TransitionError,
 };
@@ -83,7 +84,9 @@ pub struct ListFilter {
     pub limit: usize,
 }
 
-pub trait JobStore: Send + Sync + 'static {
+/// The job queue: submits, leases under fencing numbers, progress and
+/// outcomes, cancel, lease expiry.
+pub trait JobQueue: Send + Sync {
     /// Store a new job (or return the one with the same idempotency key).
     fn submit(&self, spec: JobSpec) -> StoreFuture<'_, Submitted>;
     fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;
@@ -107,7 +110,10 @@ pub trait JobStore: Send + Sync + 'static {
     fn take_over_running(&self, worker: String, lease_ms: u64) -> StoreFuture<'_, Vec<JobRecord>>;
     /// Jobs by state.
     fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError>;
+}
 
+/// Repo profiles (what a repository's jobs share).
+pub trait ProfileStore: Send + Sync {
     /// Store a profile; `Ok(true)` when it replaced one of the same name.
     /// With `create_only`, an existing profile is left alone and `Ok(true)`
     /// is returned without writing.
@@ -117,24 +123,37 @@ pub trait JobStore: Send + Sync + 'static {
     fn list_profiles(&self) -> Result<Vec<Profile>, StoreError>;
     /// `Ok(false)` when there was none.
     fn delete_profile(&self, name: &str) -> StoreFuture<'_, bool>;
+}
 
+/// Managed service declarations.
+pub trait ServiceStore: Send + Sync {
     /// Managed services, with the same semantics as profiles.
     fn put_service(&self, service: ManagedService, create_only: bool) -> StoreFuture<'_, bool>;
     fn get_service(&self, name: &str) -> Result<Option<ManagedService>, StoreError>;
     /// By name.
     fn list_services(&self) -> Result<Vec<ManagedService>, StoreError>;
     fn delete_service(&self, name: &str) -> StoreFuture<'_, bool>;
+}
 
+/// Runner images and their last use (for image GC).
+pub trait ImageStore: Send + Sync {
     /// When each runner image was last used (for image GC).
     fn touch_image(&self, tag: &str) -> StoreFuture<'_, bool>;
     fn image_uses(&self) -> Result<Vec<ImageUse>, StoreError>;
     fn forget_image(&self, tag: &str) -> StoreFuture<'_, bool>;
+}
 
+/// API tokens.
+pub trait TokenStore: Send + Sync {
     /// API tokens, keyed by the hash of the token.
     fn put_token(&self, token: ApiToken) -> StoreFuture<'_, bool>;
     fn get_token(&self, hash: &str) -> Result<Option<ApiToken>, StoreError>;
     fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
+}
 
+/// Workspace records, and what a restarted engine needs to take a ready
+/// workspace over.
+pub trait WorkspaceStore: Send + Sync {
     /// Workspace records (create or replace), by id.
     fn put_workspace(&self, record: WorkspaceRecord) -> StoreFuture<'_, bool>;
     fn get_workspace(&self, id: &str) -> Result<Option<WorkspaceRecord>, StoreError>;
@@ -149,6 +168,19 @@ pub trait JobStore: Send + Sync + 'static {
     fn get_workspace_runtime(&self, id: &str) -> Result<Option<WorkspaceRuntime>, StoreError>;
 }
 
+/// The whole store, every part of it: what the engine opens. Each part is a
+/// trait of its own, so a second store (PostgreSQL) implements and is tested
+/// part by part, and code that needs one part can say so.
+pub trait JobStore:
+    JobQueue + ProfileStore + ServiceStore + ImageStore + TokenStore + WorkspaceStore + 'static
+{
+}
+
+impl<T> JobStore for T where
+    T: JobQueue + ProfileStore + ServiceStore + ImageStore + TokenStore + WorkspaceStore + 'static
+{
+}
+
 /// A store as the executor sees it: where an attempt reports (the
 /// executor's port on the queue, so it needs nothing else of it).
 pub struct AttemptReports(pub std::sync::Arc<dyn JobStore>);
@@ -161,11 +193,11 @@ impl crate::executor::AttemptSink for AttemptReports {
         progress: Progress,
     ) -> crate::executor::SinkFuture<'_> {
         let f = self.0.progress(id, fence, progress);
-        Box::pin(async move { f.await.map_err(|e| e.to_string()) })
+        Box::pin(async move { f.await.map_err(|e| ReportRefused(e.to_string())) })
     }
 
     fn record_run(&self, id: JobId, fence: u64, run: RunRecord) -> crate::executor::SinkFuture<'_> {
         let f = self.0.record_run(id, fence, run);
-        Box::pin(async move { f.await.map_err(|e| e.to_string()) })
+        Box::pin(async move { f.await.map_err(|e| ReportRefused(e.to_string())) })
     }
 }

@@ -7,13 +7,10 @@
 
 use std::collections::HashMap;
 
-use bollard::Docker;
-use bollard::models::VolumeCreateRequest;
-use bollard::query_parameters::RemoveVolumeOptionsBuilder;
-
 use super::container::{self, ContainerLimits, ContainerSpec, Hardening, SelinuxLabel, bind};
-use super::{LABEL_ENGINE, LABEL_MANAGED, LABEL_ROLE};
+use super::{LABEL_ENGINE, LABEL_MANAGED, LABEL_ROLE, Role};
 use crate::plugins::bindings::CacheMount;
+use crate::runtime::{LogsOptions, Runtime};
 
 /// Which cache a volume holds.
 pub const LABEL_CACHE: &str = "io.slipway.cache";
@@ -44,7 +41,7 @@ pub const VOLUME_PREFIX: &str = "slipway-cache-";
 /// Create (once) the volumes for `mounts`, owned by `uid:gid` so the job's
 /// user can write them. Returns what to mount.
 pub async fn prepare(
-    docker: &Docker,
+    runtime: &Runtime,
     engine: &str,
     scope: &str,
     mounts: &[CacheMount],
@@ -61,24 +58,19 @@ pub async fn prepare(
             ));
         }
         let name = volume_name(&m.id, scope);
-        let exists = docker.inspect_volume(&name).await.is_ok();
-        if !exists {
-            let request = VolumeCreateRequest {
-                name: Some(name.clone()),
-                labels: Some(HashMap::from([
-                    (LABEL_MANAGED.to_owned(), "true".to_owned()),
-                    (LABEL_ENGINE.to_owned(), engine.to_owned()),
-                    (LABEL_ROLE.to_owned(), "cache".to_owned()),
-                    (LABEL_CACHE.to_owned(), m.id.clone()),
-                ])),
-                ..Default::default()
-            };
-            docker
-                .create_volume(request)
+        if !runtime.volume_exists(&name).await {
+            let labels = HashMap::from([
+                (LABEL_MANAGED.to_owned(), "true".to_owned()),
+                (LABEL_ENGINE.to_owned(), engine.to_owned()),
+                (LABEL_ROLE.to_owned(), Role::Cache.label().to_owned()),
+                (LABEL_CACHE.to_owned(), m.id.clone()),
+            ]);
+            runtime
+                .create_volume(&name, labels)
                 .await
                 .map_err(|e| format!("cache `{}`: cannot create volume {name}: {e}", m.id))?;
             let helper = Helper {
-                docker,
+                runtime,
                 image: helper_image,
                 engine,
                 label,
@@ -112,7 +104,7 @@ async fn hand_to(helper: &Helper<'_>, volume: &str, uid: u32, gid: u32) -> Resul
 
 /// One-off containers that work on a cache volume (hand it over, measure it).
 struct Helper<'a> {
-    docker: &'a Docker,
+    runtime: &'a Runtime,
     /// A busybox (the holder image).
     image: &'a str,
     engine: &'a str,
@@ -127,7 +119,7 @@ impl Helper<'_> {
         volume: &str,
         argv: &[String],
     ) -> Result<(i64, String), super::RunnerError> {
-        let (docker, image, engine, label) = (self.docker, self.image, self.engine, self.label);
+        let (runtime, image, engine, label) = (self.runtime, self.image, self.engine, self.label);
         use futures_util::StreamExt;
         let spec = ContainerSpec {
             name: format!("{volume}-helper-{}", fastrand::u32(..)),
@@ -141,7 +133,7 @@ impl Helper<'_> {
             labels: HashMap::from([
                 (LABEL_MANAGED.to_owned(), "true".to_owned()),
                 (LABEL_ENGINE.to_owned(), engine.to_owned()),
-                (LABEL_ROLE.to_owned(), "cache".to_owned()),
+                (LABEL_ROLE.to_owned(), Role::Cache.label().to_owned()),
             ]),
             limits: ContainerLimits {
                 memory_mb: Some(32),
@@ -154,18 +146,14 @@ impl Helper<'_> {
             output_kept_mb: None,
             gpus: None,
         };
-        let id = container::create_and_start(docker, &spec).await?;
-        let code = container::wait_exit(docker, &id).await.unwrap_or(-1);
-        let options = bollard::query_parameters::LogsOptionsBuilder::new()
-            .stdout(true)
-            .stderr(true)
-            .build();
+        let id = container::create_and_start(runtime, &spec).await?;
+        let code = container::wait_exit(runtime, &id).await.unwrap_or(-1);
         let mut output = String::new();
-        let mut logs = docker.logs(&id, Some(options));
+        let mut logs = runtime.logs(&id, LogsOptions::default());
         while let Some(Ok(chunk)) = logs.next().await {
-            output.push_str(&chunk.to_string());
+            output.push_str(&String::from_utf8_lossy(&chunk.bytes));
         }
-        container::remove(docker, &id).await;
+        container::remove(runtime, &id).await;
         Ok((code, output))
     }
 }
@@ -174,7 +162,7 @@ impl Helper<'_> {
 /// (measured with `du` in a one-off container); returns their names. A
 /// volume another job is using stays, for a later pass.
 pub async fn prune(
-    docker: &Docker,
+    runtime: &Runtime,
     used: &[CacheVolume],
     budget_bytes: u64,
     image: &str,
@@ -198,7 +186,7 @@ pub async fn prune(
         }
         let argv = ["du".to_owned(), "-sk".to_owned(), "/cache".to_owned()];
         let helper = Helper {
-            docker,
+            runtime,
             image,
             engine,
             label,
@@ -216,8 +204,7 @@ pub async fn prune(
         if kib * 1024 <= budget_bytes {
             continue;
         }
-        let options = RemoveVolumeOptionsBuilder::new().force(false).build();
-        if docker.remove_volume(&v.name, Some(options)).await.is_ok() {
+        if runtime.remove_volume(&v.name).await.is_ok() {
             MEASURED
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

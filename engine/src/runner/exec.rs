@@ -10,14 +10,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bollard::Docker;
-use bollard::container::LogOutput;
-use bollard::exec::{CreateExecOptions, StartExecResults};
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::container::{LineBuffer, RunnerError, engine, is_root};
-use crate::logs::JobLog;
+use crate::logs::{JobLog, LogStream};
+use crate::runtime::{ExecSpec, Output, OutputStream, Runtime};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepEnd {
@@ -49,7 +47,7 @@ static STEP_SERIAL: AtomicU64 = AtomicU64::new(0);
 /// Run one step in `container` to its end, its output streamed line by line
 /// into `log` as it happens.
 pub async fn exec_step(
-    docker: &Docker,
+    runtime: &Runtime,
     container: &str,
     step: &StepExec,
     log: &JobLog,
@@ -72,31 +70,29 @@ pub async fn exec_step(
     // costs one exec.
     let wrapper =
         "c=$1 f=$2; set --; echo $$ > \"$f\" || exit 125; trap 'rm -f \"$f\"' EXIT; eval \"$c\"";
-    let options = CreateExecOptions {
-        cmd: Some(vec![
+    let spec = ExecSpec {
+        argv: vec![
             "sh".to_owned(),
             "-c".to_owned(),
             wrapper.to_owned(),
             "slipway-step".to_owned(),
             step.command.clone(),
             pidfile.clone(),
-        ]),
-        env: Some(step.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-        working_dir: step.workdir.clone(),
+        ],
+        env: step.env.clone(),
+        workdir: step.workdir.clone(),
         user: Some(step.user.clone()),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        ..Default::default()
     };
-    let (exec, mut output) = attach(docker, container, options).await?;
+    let exec = runtime
+        .exec(container, spec)
+        .await
+        .map_err(engine("start an exec"))?;
+    let (exec, mut output) = (exec.id, exec.output);
 
     let (mut out, mut err) = (LineBuffer::default(), LineBuffer::default());
-    let mut feed = |item: LogOutput| match item {
-        LogOutput::StdOut { message } | LogOutput::Console { message } => {
-            out.push(&message, |l| log.line("stdout", l))
-        }
-        LogOutput::StdErr { message } => err.push(&message, |l| log.line("stderr", l)),
-        LogOutput::StdIn { .. } => {}
+    let mut feed = |item: Output| match item.stream {
+        OutputStream::Stdout => out.push(&item.bytes, |l| log.line(LogStream::Stdout, l)),
+        OutputStream::Stderr => err.push(&item.bytes, |l| log.line(LogStream::Stderr, l)),
     };
     let pump = async {
         while let Some(item) = output.next().await {
@@ -115,36 +111,36 @@ pub async fn exec_step(
     };
     if let Some(end) = stopped {
         log.line(
-            "slipway",
+            LogStream::Engine,
             &format!(
                 "stopping the step ({end:?}): SIGTERM, then SIGKILL after {} s",
                 grace.as_secs()
             ),
         );
-        signal_group(docker, container, &pidfile, "TERM").await;
+        signal_group(runtime, container, &pidfile, "TERM").await;
         let ended = tokio::time::timeout(grace, &mut pump).await.is_ok();
         // The output may end with the step's first process while others of
         // its group ignore SIGTERM: whatever is left gets SIGKILL.
-        signal_group(docker, container, &pidfile, "KILL").await;
+        signal_group(runtime, container, &pidfile, "KILL").await;
         if !ended {
             // Don't wait forever for a process that left the group (`setsid`).
             let _ = tokio::time::timeout(Duration::from_secs(2), &mut pump).await;
         }
     }
-    out.flush(|l| log.line("stdout", l));
-    err.flush(|l| log.line("stderr", l));
+    out.flush(|l| log.line(LogStream::Stdout, l));
+    err.flush(|l| log.line(LogStream::Stderr, l));
     let end = match stopped {
         Some(end) => end,
         None => {
-            let inspect = docker
-                .inspect_exec(&exec)
+            let code = runtime
+                .exec_exit_code(&exec)
                 .await
                 .map_err(engine("inspect an exec"))?;
-            StepEnd::Exited(inspect.exit_code.unwrap_or(-1))
+            StepEnd::Exited(code.unwrap_or(-1))
         }
     };
     if stopped.is_some() {
-        remove_pidfile(docker, container, &pidfile, &step.user).await;
+        remove_pidfile(runtime, container, &pidfile, &step.user).await;
     }
     Ok(StepOutcome {
         end,
@@ -152,39 +148,11 @@ pub async fn exec_step(
     })
 }
 
-/// An exec's output as it comes.
-type ExecOutput = std::pin::Pin<
-    Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
->;
-
-/// Create and start an exec with its output attached; its id and output.
-async fn attach(
-    docker: &Docker,
-    container: &str,
-    options: CreateExecOptions<String>,
-) -> Result<(String, ExecOutput), RunnerError> {
-    let exec = docker
-        .create_exec(container, options)
-        .await
-        .map_err(engine("create an exec"))?;
-    match docker
-        .start_exec(&exec.id, None)
-        .await
-        .map_err(engine("start an exec"))?
-    {
-        StartExecResults::Attached { output, .. } => Ok((exec.id, output)),
-        StartExecResults::Detached => Err(RunnerError::Engine {
-            action: "start an exec",
-            message: "the exec was started detached".into(),
-        }),
-    }
-}
-
 /// Send `signal` to the process group of the step whose pid is in `pidfile`.
-async fn signal_group(docker: &Docker, container: &str, pidfile: &str, signal: &str) {
+async fn signal_group(runtime: &Runtime, container: &str, pidfile: &str, signal: &str) {
     let script = format!("kill -{signal} -\"$(cat '{pidfile}')\" 2>/dev/null");
     if let Err(e) = capture(
-        docker,
+        runtime,
         container,
         &["sh".into(), "-c".into(), script],
         None,
@@ -197,10 +165,10 @@ async fn signal_group(docker: &Docker, container: &str, pidfile: &str, signal: &
     }
 }
 
-async fn remove_pidfile(docker: &Docker, container: &str, pidfile: &str, user: &str) {
+async fn remove_pidfile(runtime: &Runtime, container: &str, pidfile: &str, user: &str) {
     let argv = ["rm".to_owned(), "-f".to_owned(), pidfile.to_owned()];
     let _ = capture(
-        docker,
+        runtime,
         container,
         &argv,
         Some(user),
@@ -224,7 +192,7 @@ pub struct Captured {
 /// `cap` bytes). A command still running at `timeout` is left to finish on
 /// its own and reported with no exit code.
 pub async fn capture(
-    docker: &Docker,
+    runtime: &Runtime,
     container: &str,
     argv: &[String],
     user: Option<&str>,
@@ -232,23 +200,23 @@ pub async fn capture(
     cap: usize,
 ) -> Result<Captured, RunnerError> {
     let started = Instant::now();
-    let options = CreateExecOptions {
-        cmd: Some(argv.to_vec()),
+    let spec = ExecSpec {
+        argv: argv.to_vec(),
         user: user.map(str::to_owned),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
         ..Default::default()
     };
-    let (exec, mut output) = attach(docker, container, options).await?;
+    let exec = runtime
+        .exec(container, spec)
+        .await
+        .map_err(engine("start an exec"))?;
+    let (exec, mut output) = (exec.id, exec.output);
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let read = async {
         while let Some(item) = output.next().await {
-            let (buffer, message) = match item.map_err(engine("read an exec's output"))? {
-                LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                    (&mut stdout, message)
-                }
-                LogOutput::StdErr { message } => (&mut stderr, message),
-                LogOutput::StdIn { .. } => continue,
+            let item = item.map_err(engine("read an exec's output"))?;
+            let (buffer, message) = match item.stream {
+                OutputStream::Stdout => (&mut stdout, item.bytes),
+                OutputStream::Stderr => (&mut stderr, item.bytes),
             };
             let room = cap.saturating_sub(buffer.len());
             buffer.extend_from_slice(&message[..message.len().min(room)]);
@@ -259,11 +227,10 @@ pub async fn capture(
     let exit_code = match finished {
         Ok(result) => {
             result?;
-            docker
-                .inspect_exec(&exec)
+            runtime
+                .exec_exit_code(&exec)
                 .await
                 .map_err(engine("inspect an exec"))?
-                .exit_code
         }
         Err(_) => None,
     };

@@ -5,9 +5,8 @@
 //! --gpus` makes one. Without them, `required` fails the job before
 //! anything starts and `preferred` runs it on the CPU with `SLIPWAY_GPU=0`.
 
-use bollard::Docker;
-
 use crate::job::{GpuPolicy, Gpus};
+use crate::runtime::{HostFacts, Runtime, RuntimeError};
 
 /// What the daemon says about GPUs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,18 +35,25 @@ impl GpuOffer {
     }
 }
 
-/// Read the offer from the daemon's `info`.
-pub async fn offer(docker: &Docker) -> Result<GpuOffer, bollard::errors::Error> {
-    let info = docker.info().await?;
-    let mut runtimes: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
-    runtimes.sort();
-    let default = info.default_runtime.unwrap_or_default();
-    let runtime = runtimes
-        .iter()
-        .chain(std::iter::once(&default))
-        .find(|r| r.contains("nvidia"))
-        .cloned();
-    Ok(GpuOffer { runtime, runtimes })
+/// Ask the runtime what it offers.
+pub async fn offer(runtime: &Runtime) -> Result<GpuOffer, RuntimeError> {
+    Ok(GpuOffer::of(&runtime.host_facts().await?))
+}
+
+impl GpuOffer {
+    /// The offer in the host's facts: a runtime named like `nvidia`.
+    pub fn of(facts: &HostFacts) -> GpuOffer {
+        let runtime = facts
+            .runtimes
+            .iter()
+            .chain(std::iter::once(&facts.default_runtime))
+            .find(|r| r.contains("nvidia"))
+            .cloned();
+        GpuOffer {
+            runtime,
+            runtimes: facts.runtimes.clone(),
+        }
+    }
 }
 
 /// What a job gets.

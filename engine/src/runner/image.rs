@@ -12,14 +12,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bollard::Docker;
-use bollard::query_parameters::BuildImageOptionsBuilder;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::LABEL_MANAGED;
 use super::build_hints::{self, BuildSigns};
-use crate::logs::JobLog;
+use crate::logs::{JobLog, LogStream};
+use crate::runtime::{BuildEvent, BuildSpec, Runtime};
 
 /// Where the Dockerfile comes from.
 #[derive(Debug, Clone)]
@@ -169,6 +168,15 @@ fn input_error(path: &Path, e: impl std::fmt::Display) -> ImageError {
     }
 }
 
+/// A `.dockerignore` line that is not a valid pattern.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(".dockerignore line {line}: `{text}`: {reason}")]
+pub struct DockerIgnoreError {
+    pub line: usize,
+    pub text: String,
+    pub reason: String,
+}
+
 /// The patterns of a build context's `.dockerignore`, in order: a path is
 /// left out when the last pattern matching it (or one of its folders) is
 /// not an exception (`!`).
@@ -178,7 +186,7 @@ pub struct DockerIgnore {
 }
 
 impl DockerIgnore {
-    pub fn parse(text: &str) -> Result<DockerIgnore, String> {
+    pub fn parse(text: &str) -> Result<DockerIgnore, DockerIgnoreError> {
         let mut patterns = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -197,7 +205,11 @@ impl DockerIgnore {
             let glob = globset::GlobBuilder::new(pattern)
                 .literal_separator(true)
                 .build()
-                .map_err(|e| format!(".dockerignore line {}: `{line}`: {e}", i + 1))?;
+                .map_err(|e| DockerIgnoreError {
+                    line: i + 1,
+                    text: line.to_owned(),
+                    reason: e.kind().to_string(),
+                })?;
             patterns.push((glob.compile_matcher(), negate));
         }
         Ok(DockerIgnore { patterns })
@@ -258,9 +270,9 @@ fn context_files(
             if ignore_file.is_file() {
                 let text = std::fs::read_to_string(&ignore_file)
                     .map_err(|e| input_error(&ignore_file, e))?;
-                let ignore = DockerIgnore::parse(&text).map_err(|message| ImageError::Input {
+                let ignore = DockerIgnore::parse(&text).map_err(|e| ImageError::Input {
                     path: ignore_file.display().to_string(),
-                    message,
+                    message: e.to_string(),
                 })?;
                 out.retain(|(rel, _)| !ignore.excludes(rel));
             }
@@ -357,7 +369,7 @@ pub fn name_component(s: &str) -> String {
 
 /// The job's image: reused when its content hash is already built.
 pub async fn resolve(
-    docker: &Docker,
+    runtime: &Runtime,
     request: &ImageRequest<'_>,
     log: &JobLog,
 ) -> Result<ResolvedImage, ImageError> {
@@ -386,53 +398,46 @@ pub async fn resolve(
         "slipway-runner/{}:{hash}",
         name_component(request.repo_slug)
     );
-    if let Ok(found) = docker.inspect_image(&tag).await {
-        log.line("slipway", &format!("image {tag}: cache hit"));
+    if let Ok(Some(id)) = runtime.image_id(&tag).await {
+        log.line(LogStream::Engine, &format!("image {tag}: cache hit"));
         return Ok(ResolvedImage {
-            id: found.id.unwrap_or_default(),
+            id,
             tag,
             hit: true,
             build_time: Duration::ZERO,
         });
     }
-    log.line("slipway", &format!("image {tag}: building"));
+    log.line(LogStream::Engine, &format!("image {tag}: building"));
     let started = Instant::now();
-    let labels = HashMap::from([(LABEL_MANAGED, "true")]);
-    let options = BuildImageOptionsBuilder::new()
-        .dockerfile(".slipway.Dockerfile")
-        .t(&tag)
-        .rm(true)
-        .forcerm(true)
-        .networkmode(request.network)
-        .labels(&labels)
-        .build();
-    let mut stream = docker.build_image(options, None, Some(bollard::body_full(tar.into())));
+    let build = BuildSpec {
+        context: tar,
+        dockerfile: ".slipway.Dockerfile".into(),
+        tag: tag.clone(),
+        network: request.network.to_owned(),
+        labels: HashMap::from([(LABEL_MANAGED.to_owned(), "true".to_owned())]),
+    };
+    let mut stream = runtime.build_image(build);
     let mut tail: Vec<String> = Vec::new();
     let mut signs = BuildSigns::default();
-    while let Some(item) = stream.next().await {
-        let error = match item {
-            Ok(info) => {
-                if let Some(text) = info.stream.as_deref() {
-                    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                        log.line("build", line);
-                        signs.read(line);
-                        tail.push(line.to_owned());
-                        if tail.len() > 20 {
-                            tail.remove(0);
-                        }
+    while let Some(event) = stream.next().await {
+        let error = match event {
+            BuildEvent::Output(text) => {
+                for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                    log.line(LogStream::Build, line);
+                    signs.read(line);
+                    tail.push(line.to_owned());
+                    if tail.len() > 20 {
+                        tail.remove(0);
                     }
                 }
-                match info.error_detail.and_then(|d| d.message) {
-                    Some(error) => error,
-                    None => continue,
-                }
+                continue;
             }
-            Err(e) => e.to_string(),
+            BuildEvent::Failed(error) => error,
         };
         signs.read(&error);
         let mut missing = Vec::new();
         for base in build_hints::base_images(&text) {
-            if docker.inspect_image(&base).await.is_err() {
+            if !matches!(runtime.image_id(&base).await, Ok(Some(_))) {
                 missing.push(base);
             }
         }
@@ -444,14 +449,14 @@ pub async fn resolve(
     }
     let build_time = started.elapsed();
     log.line(
-        "slipway",
+        LogStream::Engine,
         &format!("image {tag}: built in {:.1} s", build_time.as_secs_f64()),
     );
-    let id = docker
-        .inspect_image(&tag)
+    let id = runtime
+        .image_id(&tag)
         .await
         .ok()
-        .and_then(|i| i.id)
+        .flatten()
         .unwrap_or_default();
     Ok(ResolvedImage {
         tag,
@@ -509,6 +514,7 @@ mod tests {
         assert!(
             DockerIgnore::parse("[unclosed")
                 .unwrap_err()
+                .to_string()
                 .contains("line 1")
         );
     }

@@ -7,24 +7,20 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bollard::Docker;
-use bollard::query_parameters::{ListImagesOptionsBuilder, RemoveImageOptionsBuilder};
-
 use super::LABEL_MANAGED;
 use crate::queue::JobStore;
 use crate::queue::store::ImageUse;
+use crate::runtime::Runtime;
 
 /// Remove least-recently-used images until the tracked ones fit in
 /// `budget_bytes`; returns the removed tags.
 pub async fn collect(
-    docker: &Docker,
+    runtime: &Runtime,
     store: &Arc<dyn JobStore>,
     budget_bytes: u64,
 ) -> Result<Vec<String>, String> {
-    let filters = HashMap::from([("label".to_owned(), vec![format!("{LABEL_MANAGED}=true")])]);
-    let options = ListImagesOptionsBuilder::new().filters(&filters).build();
-    let images = docker
-        .list_images(Some(options))
+    let images = runtime
+        .list_images(&format!("{LABEL_MANAGED}=true"))
         .await
         .map_err(|e| format!("listing images: {e}"))?;
     let uses: HashMap<String, u64> = store
@@ -37,15 +33,9 @@ pub async fn collect(
     let mut known: Vec<(u64, String, u64, bool)> = images
         .iter()
         .flat_map(|image| {
-            image.repo_tags.iter().filter_map(|tag| {
-                uses.get(tag).map(|at| {
-                    (
-                        *at,
-                        tag.clone(),
-                        image.size.max(0) as u64,
-                        image.containers > 0,
-                    )
-                })
+            image.tags.iter().filter_map(|tag| {
+                uses.get(tag)
+                    .map(|at| (*at, tag.clone(), image.size, image.containers > 0))
             })
         })
         .collect();
@@ -59,8 +49,7 @@ pub async fn collect(
         if in_use {
             continue;
         }
-        let options = RemoveImageOptionsBuilder::new().force(false).build();
-        match docker.remove_image(&tag, Some(options), None).await {
+        match runtime.remove_image(&tag).await {
             Ok(_) => {
                 total = total.saturating_sub(size);
                 let _ = store.forget_image(&tag).await;

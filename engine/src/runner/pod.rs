@@ -12,12 +12,11 @@
 
 use std::collections::HashMap;
 
-use bollard::Docker;
-
 use super::container::{
     self, ContainerLimits, ContainerSpec, Hardening, IDLE, RunnerError, create_and_start,
 };
-use super::{LABEL_ROLE, LABEL_SERVICE};
+use super::{LABEL_ROLE, LABEL_SERVICE, Role};
+use crate::runtime::{Runtime, RuntimeError};
 
 /// What every container of a pod shares.
 #[derive(Debug, Clone)]
@@ -42,8 +41,8 @@ pub struct WorkloadSpec {
     pub user: String,
     pub binds: Vec<String>,
     pub limits: ContainerLimits,
-    /// `job` or `workspace`.
-    pub role: &'static str,
+    /// [`Role::Job`] or [`Role::Workspace`].
+    pub role: Role,
     /// What Docker keeps of its output when it runs steps as its command
     /// (MiB; the engine reads it as it comes, and again after a restart).
     pub output_kept_mb: Option<u64>,
@@ -60,8 +59,8 @@ pub struct ServiceContainer {
     /// Empty: the image's own command.
     pub command: Vec<String>,
     pub limits: ContainerLimits,
-    /// `service` (a job's) or `managed-service`.
-    pub role: &'static str,
+    /// [`Role::Service`] (a job's or a workspace's) or [`Role::ManagedService`].
+    pub role: Role,
     /// Named volumes, `name:/path`.
     pub binds: Vec<String>,
     /// Labels beyond the pod's.
@@ -71,7 +70,7 @@ pub struct ServiceContainer {
 }
 
 pub struct Pod {
-    docker: Docker,
+    runtime: Runtime,
     spec: PodSpec,
     /// The namespace's owner: the holder, or in a solo pod the workload
     /// once started.
@@ -84,7 +83,7 @@ pub struct Pod {
 impl Pod {
     /// Start the holder; the pod exists from here on, so whatever fails
     /// later must end in [`Pod::remove`].
-    pub async fn create(docker: &Docker, spec: PodSpec) -> Result<Pod, RunnerError> {
+    pub async fn create(runtime: &Runtime, spec: PodSpec) -> Result<Pod, RunnerError> {
         let holder = ContainerSpec {
             name: format!("{}-holder", spec.name),
             image: spec.holder_image.clone(),
@@ -94,7 +93,7 @@ impl Pod {
             workdir: None,
             user: Some("65534:65534".into()),
             binds: vec![],
-            labels: labels(&spec.labels, "holder", None),
+            labels: labels(&spec.labels, Role::Holder, None),
             limits: ContainerLimits {
                 memory_mb: Some(32),
                 pids: Some(64),
@@ -105,9 +104,9 @@ impl Pod {
             output_kept_mb: None,
             gpus: None,
         };
-        let holder = create_and_start(docker, &holder).await?;
+        let holder = create_and_start(runtime, &holder).await?;
         Ok(Pod {
-            docker: docker.clone(),
+            runtime: runtime.clone(),
             spec,
             holder: holder.into(),
             members: Default::default(),
@@ -116,9 +115,9 @@ impl Pod {
 
     /// A pod for a workload alone (no services): no holder; the workload
     /// gets the pod's network itself. Nothing may join it but the workload.
-    pub fn solo(docker: &Docker, spec: PodSpec) -> Pod {
+    pub fn solo(runtime: &Runtime, spec: PodSpec) -> Pod {
         Pod {
-            docker: docker.clone(),
+            runtime: runtime.clone(),
             spec,
             holder: std::sync::OnceLock::new(),
             members: Default::default(),
@@ -127,13 +126,13 @@ impl Pod {
 
     /// A pod found running after an engine restart: its holder and members.
     pub fn adopt(
-        docker: &Docker,
+        runtime: &Runtime,
         spec: PodSpec,
         holder: String,
         members: Vec<(String, String)>,
     ) -> Pod {
         Pod {
-            docker: docker.clone(),
+            runtime: runtime.clone(),
             spec,
             holder: holder.into(),
             members: std::sync::Mutex::new(members),
@@ -145,30 +144,28 @@ impl Pod {
     /// its services. `workload` is the role of the container that owns
     /// the namespace in a pod without a holder.
     pub async fn find(
-        docker: &Docker,
+        runtime: &Runtime,
         engine_id: &str,
         owner: &str,
         pod_name: &str,
-        workload: &str,
-    ) -> Result<(Pod, Vec<(String, String)>), bollard::errors::Error> {
-        let found = super::engine_containers(docker, engine_id, &[owner.to_owned()]).await?;
+        workload: Role,
+    ) -> Result<(Pod, Vec<(String, String)>), RuntimeError> {
+        let found = super::engine_containers(runtime, engine_id, &[owner.to_owned()]).await?;
         let (mut holder, mut solo, mut members, mut services) =
             (None, None, Vec::new(), Vec::new());
         for c in found {
-            let (Some(cid), Some(labels)) = (c.id, c.labels) else {
-                continue;
-            };
+            let (cid, labels) = (c.id, c.labels);
             let role = labels.get(LABEL_ROLE).cloned().unwrap_or_default();
-            if role == "holder" {
+            if role == Role::Holder.label() {
                 holder = Some(cid);
                 continue;
             }
-            if role == "service"
+            if role == Role::Service.label()
                 && let Some(name) = labels.get(LABEL_SERVICE)
             {
                 services.push((name.clone(), cid.clone()));
             }
-            if role == workload {
+            if role == workload.label() {
                 solo = Some(cid.clone());
             }
             members.push((role, cid));
@@ -181,7 +178,7 @@ impl Pod {
         };
         // A solo pod: its workload owns the namespace.
         let holder = holder.or(solo).unwrap_or_default();
-        Ok((Pod::adopt(docker, spec, holder, members), services))
+        Ok((Pod::adopt(runtime, spec, holder, members), services))
     }
 
     /// The containers of the pod but the holder: (role, id).
@@ -246,16 +243,16 @@ impl Pod {
             output_kept_mb: w.output_kept_mb.filter(|_| !idles),
             gpus: w.gpus,
         };
-        let id = create_and_start(&self.docker, &spec).await?;
-        self.add((w.role, &id));
+        let id = create_and_start(&self.runtime, &spec).await?;
+        self.add((w.role.label(), &id));
         // In a solo pod the workload owns the namespace.
         let _ = self.holder.set(id.clone());
         Ok(id)
     }
 
     /// The workload container's name (`<pod>-job`, `<pod>-workspace`).
-    pub fn workload_name(&self, role: &str) -> String {
-        format!("{}-{role}", self.spec.name)
+    pub fn workload_name(&self, role: Role) -> String {
+        format!("{}-{}", self.spec.name, role.label())
     }
 
     /// Start a service container with its image's own entrypoint and user.
@@ -278,8 +275,8 @@ impl Pod {
             output_kept_mb: None,
             gpus: s.gpus,
         };
-        let id = create_and_start(&self.docker, &spec).await?;
-        self.add((s.role, &id));
+        let id = create_and_start(&self.runtime, &spec).await?;
+        self.add((s.role.label(), &id));
         Ok(id)
     }
 
@@ -291,7 +288,7 @@ impl Pod {
         let no_shell = || RunnerError::NoShell {
             image: image.to_owned(),
         };
-        match super::exec::capture(&self.docker, id, &argv, None, timeout, 4096).await {
+        match super::exec::capture(&self.runtime, id, &argv, None, timeout, 4096).await {
             Ok(c) if c.exit_code == Some(0) => Ok(()),
             Ok(c) if c.exit_code == Some(126) || c.exit_code == Some(127) => Err(no_shell()),
             Ok(c) => Err(RunnerError::Engine {
@@ -301,12 +298,11 @@ impl Pod {
             Err(e) => {
                 let text = e.to_string();
                 let exited = self
-                    .docker
-                    .inspect_container(id, None)
+                    .runtime
+                    .inspect_container(id)
                     .await
                     .ok()
-                    .and_then(|c| c.state)
-                    .and_then(|s| s.exit_code);
+                    .and_then(|c| c.exit_code);
                 if text.contains("executable file not found") || exited == Some(127) {
                     Err(no_shell())
                 } else {
@@ -328,23 +324,23 @@ impl Pod {
         let members = self.members.into_inner().unwrap_or_else(|p| p.into_inner());
         let removals = members
             .iter()
-            .map(|(_, id)| container::remove(&self.docker, id));
+            .map(|(_, id)| container::remove(&self.runtime, id));
         futures_util::future::join_all(removals).await;
         if let Some(holder) = self.holder.get()
             && !members.iter().any(|(_, id)| id == holder)
         {
-            container::remove(&self.docker, holder).await;
+            container::remove(&self.runtime, holder).await;
         }
     }
 }
 
 fn labels(
     base: &HashMap<String, String>,
-    role: &str,
+    role: Role,
     service: Option<&str>,
 ) -> HashMap<String, String> {
     let mut labels = base.clone();
-    labels.insert(LABEL_ROLE.to_owned(), role.to_owned());
+    labels.insert(LABEL_ROLE.to_owned(), role.label().to_owned());
     if let Some(name) = service {
         labels.insert(LABEL_SERVICE.to_owned(), name.to_owned());
     }

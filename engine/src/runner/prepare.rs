@@ -14,9 +14,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::Docker;
 use tokio_util::sync::CancellationToken;
 
+use super::Role;
 use super::cache::{self, CacheVolume};
 use super::container::{RunnerError, SelinuxLabel, bind};
 use super::exec::{StepEnd, StepExec, exec_step};
@@ -25,13 +25,15 @@ use super::image::{self, DockerfileSource, ImageRequest, ResolvedImage};
 use super::pod::{Pod, PodSpec, WorkloadSpec};
 use super::services::{self, RunningService};
 use crate::checkout::{Checkout, CheckoutError, Checkouts};
-use crate::job::{FindingView, ImageRecord, JobSpec, Network, Outcome, RunRecord};
-use crate::logs::JobLog;
-use crate::plan::plan_repository;
-use crate::plugins::bindings::{OptionPair, Step};
+use crate::job::{FindingView, ImageRecord, JobSpec, Network, Outcome, Phase, RunRecord};
+use crate::logs::{JobLog, LogStream};
+use crate::plan::Step;
+use crate::plan::{PlanReport, plan_repository};
+use crate::plugins::bindings::OptionPair;
 use crate::plugins::{Registry, World};
 use crate::profile::Profile;
 use crate::queue::JobStore;
+use crate::runtime::Runtime;
 
 /// Settings of the runner (from the configuration).
 #[derive(Debug, Clone)]
@@ -63,7 +65,7 @@ pub struct RunnerSettings {
 
 /// What jobs and workspaces share: the engine's handles and settings.
 pub struct Runner {
-    pub docker: Docker,
+    pub runtime: Runtime,
     pub checkouts: Checkouts,
     pub registry: Arc<Registry>,
     pub store: Arc<dyn JobStore>,
@@ -110,8 +112,8 @@ pub struct PrepareRequest<'a> {
     pub pod_name: String,
     /// Labels on every container (managed, engine, job or workspace).
     pub labels: HashMap<String, String>,
-    /// `job` or `workspace`.
-    pub role: &'static str,
+    /// [`Role::Job`] or [`Role::Workspace`].
+    pub role: Role,
     /// Start the workload idle, for steps as execs (a workspace); else it
     /// is left to the caller, who starts it with its steps as its command
     /// once the services are ready (a job, see `batch`).
@@ -128,6 +130,39 @@ pub trait Progress: Sync {
         steps: u32,
         message: String,
     ) -> futures_util::future::BoxFuture<'_, ()>;
+}
+
+/// The workload's mounts and what comes with them.
+struct Mounts {
+    binds: Vec<String>,
+    /// Variables that point tools at a mount (the CA bundle's).
+    env: Vec<(String, String)>,
+    caches: Vec<CacheVolume>,
+    cache_budget_bytes: u64,
+}
+
+/// The steps of each phase: the profile's commands replace the plan's
+/// where set.
+fn steps_for(profile: Option<&Profile>, plan: &PlanReport) -> Steps {
+    let commands = |prefix: &str, list: Vec<String>| -> Vec<Step> {
+        list.into_iter()
+            .enumerate()
+            .map(|(i, command)| Step {
+                name: format!("{prefix}-{}", i + 1),
+                command,
+                report: None,
+            })
+            .collect()
+    };
+    let setup = match profile.and_then(|p| p.setup.clone()) {
+        Some(cmds) => commands("setup", cmds),
+        None => plan.setup.clone(),
+    };
+    let (fast, full) = match profile.and_then(|p| p.validation.clone()) {
+        Some(v) => (commands("fast", v.fast), commands("full", v.full)),
+        None => (plan.validation.fast.clone(), plan.validation.full.clone()),
+    };
+    Steps { setup, fast, full }
 }
 
 /// What a step did.
@@ -171,11 +206,11 @@ impl Runner {
         cancel: &CancellationToken,
     ) -> Result<ResolvedImage, Outcome> {
         tokio::select! {
-            built = image::resolve(&self.docker, request, log) => {
+            built = image::resolve(&self.runtime, request, log) => {
                 built.map_err(|e| Outcome::Failed { reason: e.to_string() })
             }
             _ = cancel.cancelled() => {
-                log.line("slipway", "image build stopped: the attempt was asked to stop");
+                log.line(LogStream::Engine, "image build stopped: the attempt was asked to stop");
                 Err(Outcome::Cancelled)
             }
         }
@@ -188,25 +223,120 @@ impl Runner {
         req: &PrepareRequest<'_>,
         progress: &dyn Progress,
     ) -> Result<Environment, Outcome> {
-        let spec = req.spec;
-        let log = req.log;
+        let (spec, log) = (req.spec, req.log);
         let mut record = RunRecord::default();
         let mut clock = Instant::now();
-        let mut lap = |record: &mut RunRecord, phase: &str| {
-            record
-                .phases_ms
-                .insert(phase.to_owned(), clock.elapsed().as_millis() as u64);
+        let mut lap = |record: &mut RunRecord, phase: Phase| {
+            record.timed(phase, clock.elapsed());
             clock = Instant::now();
         };
         let profile = self
             .profile_for(spec)
             .map_err(|reason| Outcome::Failed { reason })?;
         // GPUs first: a job that requires them fails before anything starts.
+        let gpu = self.gpus_for(spec, log, &mut record).await?;
+        // Secrets next: nothing is logged before their values are known
+        // (the repository's git credential is one too).
+        let secrets = self.secrets_for(spec, log)?;
+
+        progress.phase(1, 5, "checkout".into()).await;
+        let checkout = self.check_out(spec, req.checkout_name, log).await?;
+        record.sha = checkout.sha.clone();
+        lap(&mut record, Phase::Checkout);
+
+        progress.phase(2, 5, "plan".into()).await;
+        let plan = self.plan_for(&checkout, profile.as_ref(), log).await?;
+        record.plugins.push(plan.plugin.clone());
+        record.plugins.extend(plan.steps_from.clone());
+        record.third_party_plugins = plan.third_party.clone();
+        lap(&mut record, Phase::Plan);
+
+        progress.phase(3, 5, "image".into()).await;
+        let slug = slug_of(&spec.repository);
+        let image = self
+            .image_for(&slug, &plan, profile.as_ref(), &checkout, log, req.cancel)
+            .await?;
+        record.image = Some(ImageRecord {
+            tag: image.tag.clone(),
+            id: image.id.clone(),
+            cache_hit: image.hit,
+            build_ms: image.build_time.as_millis() as u64,
+        });
+        lap(&mut record, Phase::Image);
+
+        let steps = steps_for(profile.as_ref(), &plan);
+        let mut env: Vec<(String, String)> = plan
+            .env
+            .iter()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect();
+        env.extend(profile.iter().flat_map(|p| p.env.clone()));
+        env.extend(spec.env.clone());
+        env.extend(secrets);
+        env.extend(gpu.env());
+        let mut service_specs = spec.services.clone();
+        if service_specs.is_empty()
+            && let Some(p) = &profile
+        {
+            service_specs = p.services.clone();
+        }
+        let mounts = self
+            .mounts_for(&checkout, &slug, &plan, profile.as_ref(), log)
+            .await?;
+        env.extend(mounts.env);
+        let (uid, gid) = self.settings.job_user;
+        let workload = WorkloadSpec {
+            image: image.tag.clone(),
+            env,
+            workdir: Some("/workspace".into()),
+            user: format!("{uid}:{gid}"),
+            binds: mounts.binds,
+            limits: (&spec.resources).into(),
+            role: req.role,
+            output_kept_mb: Some(self.settings.output_kept_mb),
+            gpus: gpu.devices(),
+        };
+
+        progress
+            .phase(4, 5, format!("{} service(s)", service_specs.len()))
+            .await;
+        let (pod, container, services) = self.start_pod(req, &workload, &service_specs).await?;
+        lap(&mut record, Phase::Services);
+        record.plugins.extend(
+            services
+                .iter()
+                .filter_map(|s| s.plugin.as_ref().map(|p| p.id.clone())),
+        );
+        Ok(Environment {
+            checkout,
+            pod,
+            container,
+            services,
+            steps,
+            image: image.tag,
+            planned_by: plan.plugin.clone(),
+            workdir: "/workspace".into(),
+            user: workload.user.clone(),
+            workload,
+            record,
+            caches: mounts.caches,
+            cache_budget_bytes: mounts.cache_budget_bytes,
+        })
+    }
+
+    /// What a job asking for GPUs gets: devices, the CPU (noted in the
+    /// record), or a refusal.
+    async fn gpus_for(
+        &self,
+        spec: &JobSpec,
+        log: &JobLog,
+        record: &mut RunRecord,
+    ) -> Result<GpuDecision, Outcome> {
         let gpu = match spec.gpus {
-            None => GpuDecision::None,
+            None => return Ok(GpuDecision::None),
             Some(_) => {
                 let offer =
-                    gpu::offer(&self.docker)
+                    gpu::offer(&self.runtime)
                         .await
                         .map_err(|e| Outcome::InfrastructureError {
                             reason: format!("asking the container engine about GPUs: {e}"),
@@ -221,11 +351,11 @@ impl Runner {
                 });
             }
             GpuDecision::Fallback(reason) => {
-                log.line("slipway", reason);
+                log.line(LogStream::Engine, reason);
                 record.gpu_fallback = Some(reason.clone());
             }
             GpuDecision::Devices(n) => log.line(
-                "slipway",
+                LogStream::Engine,
                 &match n {
                     -1 => "gpus: every GPU of the host".to_owned(),
                     n => format!("gpus: {n}"),
@@ -233,8 +363,12 @@ impl Runner {
             ),
             GpuDecision::None => {}
         }
-        // Secrets first: nothing is logged before their values are known
-        // (the repository's git credential is one too).
+        Ok(gpu)
+    }
+
+    /// The job's secrets, and every secret value the log must redact (the
+    /// repository's git credential included).
+    fn secrets_for(&self, spec: &JobSpec, log: &JobLog) -> Result<Vec<(String, String)>, Outcome> {
         let secrets = crate::secrets::resolve(&spec.secrets).map_err(|e| Outcome::Failed {
             reason: e.to_string(),
         })?;
@@ -250,13 +384,21 @@ impl Runner {
                 .map(|(_, v)| v.as_str())
                 .chain(git_auth.secrets.iter().map(String::as_str)),
         );
+        Ok(secrets)
+    }
 
-        progress.phase(1, 5, "checkout".into()).await;
+    /// The job's private copy at its exact commit, handed to the job user.
+    async fn check_out(
+        &self,
+        spec: &JobSpec,
+        checkout_name: &str,
+        log: &JobLog,
+    ) -> Result<Checkout, Outcome> {
         let (checkouts, source, commit, dir) = (
             self.checkouts.clone(),
             spec.repository.clone(),
             spec.commit.clone(),
-            req.checkout_name.to_owned(),
+            checkout_name.to_owned(),
         );
         let (uid, gid) = self.settings.job_user;
         let checkout = match tokio::task::spawn_blocking(move || {
@@ -287,19 +429,26 @@ impl Runner {
             }
         };
         log.line(
-            "slipway",
+            LogStream::Engine,
             &format!(
                 "checked out {} at {}",
                 spec.repository,
                 checkout.sha.as_deref().unwrap_or("(directory snapshot)")
             ),
         );
-        record.sha = checkout.sha.clone();
-        lap(&mut record, "checkout");
+        Ok(checkout)
+    }
 
-        progress.phase(2, 5, "plan".into()).await;
+    /// The repository's plan by the ecosystem plugins (the profile may
+    /// name its Dockerfile).
+    async fn plan_for(
+        &self,
+        checkout: &Checkout,
+        profile: Option<&Profile>,
+        log: &JobLog,
+    ) -> Result<PlanReport, Outcome> {
         let mut options = Vec::new();
-        if let Some(path) = profile.as_ref().and_then(|p| p.dockerfile.clone()) {
+        if let Some(path) = profile.and_then(|p| p.dockerfile.clone()) {
             options.push(OptionPair {
                 name: "dockerfile".into(),
                 value: path,
@@ -333,18 +482,29 @@ impl Runner {
             }
         };
         log.line(
-            "slipway",
+            LogStream::Engine,
             &format!("plan: {} via {}", plan.ecosystem, plan.plugin),
         );
-        record.plugins.push(plan.plugin.clone());
-        record.plugins.extend(plan.steps_from.clone());
-        record.third_party_plugins = plan.third_party.clone();
         for id in &plan.third_party {
-            log.line("slipway", &format!("uses the third-party plugin {id}"));
+            log.line(
+                LogStream::Engine,
+                &format!("uses the third-party plugin {id}"),
+            );
         }
-        lap(&mut record, "plan");
+        Ok(plan)
+    }
 
-        progress.phase(3, 5, "image".into()).await;
+    /// The job's image (built on a miss), with the plan's dependency layer
+    /// on a repository's own image unless the profile brings its own steps.
+    async fn image_for(
+        &self,
+        slug: &str,
+        plan: &PlanReport,
+        profile: Option<&Profile>,
+        checkout: &Checkout,
+        log: &JobLog,
+        cancel: &CancellationToken,
+    ) -> Result<ResolvedImage, Outcome> {
         let bundle = match &self.settings.ca_bundle {
             Some(path) => Some(
                 std::fs::read(path).map_err(|e| Outcome::InfrastructureError {
@@ -362,19 +522,16 @@ impl Runner {
                 });
             }
         };
-        let slug = slug_of(&spec.repository);
         let request = ImageRequest {
-            repo_slug: &slug,
+            repo_slug: slug,
             dockerfile,
             checkout: &checkout.path,
             base_images: &self.settings.base_images,
             network: &self.settings.build_network,
             ca_bundle: bundle.as_deref(),
         };
-        let image = self.build(&request, log, req.cancel).await?;
-        // A repository's own image gets the steps' tools layered on top,
-        // unless the profile brings its own steps (then nothing needs them).
-        let own_steps = profile.as_ref().is_some_and(|p| p.validation.is_some());
+        let image = self.build(&request, log, cancel).await?;
+        let own_steps = profile.is_some_and(|p| p.validation.is_some());
         let image = match &plan.deps_layer {
             Some(layer) if !own_steps => {
                 let from = plan.steps_from.as_deref().unwrap_or("the steps' plugin");
@@ -386,10 +543,10 @@ impl Runner {
                     ..request.clone()
                 };
                 log.line(
-                    "slipway",
+                    LogStream::Engine,
                     &format!("dependencies layered on {} (from {from})", image.tag),
                 );
-                let layered = self.build(&request, log, req.cancel).await.map_err(|o| match o {
+                let layered = self.build(&request, log, cancel).await.map_err(|o| match o {
                     Outcome::Failed { reason } => Outcome::Failed {
                         reason: format!(
                             "{reason}; this layer installs what the steps of {from} need on the repository's own image: install them in its Dockerfile, or give the repository a profile with its own steps (then nothing is layered)"
@@ -411,61 +568,19 @@ impl Runner {
         if let Err(e) = self.store.touch_image(&image.tag).await {
             tracing::warn!(image = %image.tag, error = %e, "image use not recorded");
         }
-        record.image = Some(ImageRecord {
-            tag: image.tag.clone(),
-            id: image.id.clone(),
-            cache_hit: image.hit,
-            build_ms: image.build_time.as_millis() as u64,
-        });
-        lap(&mut record, "image");
+        Ok(image)
+    }
 
-        // Steps: the profile's commands replace the plan's where set.
-        let commands = |prefix: &str, list: Vec<String>| -> Vec<Step> {
-            list.into_iter()
-                .enumerate()
-                .map(|(i, command)| Step {
-                    name: format!("{prefix}-{}", i + 1),
-                    command,
-                    report: None,
-                })
-                .collect()
-        };
-        let setup = match profile.as_ref().and_then(|p| p.setup.clone()) {
-            Some(cmds) => commands("setup", cmds),
-            None => plan.setup.clone(),
-        };
-        let (fast, full) = match profile.as_ref().and_then(|p| p.validation.clone()) {
-            Some(v) => (commands("fast", v.fast), commands("full", v.full)),
-            None => (plan.validation.fast.clone(), plan.validation.full.clone()),
-        };
-        let steps = Steps { setup, fast, full };
-
-        let mut env: Vec<(String, String)> = plan
-            .env
-            .iter()
-            .map(|e| (e.name.clone(), e.value.clone()))
-            .collect();
-        env.extend(profile.iter().flat_map(|p| p.env.clone()));
-        env.extend(spec.env.clone());
-        env.extend(secrets);
-        env.extend(gpu.env());
-        let mut service_specs = spec.services.clone();
-        if service_specs.is_empty()
-            && let Some(p) = &profile
-        {
-            service_specs = p.services.clone();
-        }
-        let network = match spec.network {
-            Network::None => "none",
-            Network::Bridge => "bridge",
-            Network::Host => "host",
-        };
-        let pod_spec = PodSpec {
-            name: req.pod_name.clone(),
-            labels: req.labels.clone(),
-            holder_image: self.settings.holder_image.clone(),
-            network: network.into(),
-        };
+    /// The workload's mounts: the checkout, the package caches (created
+    /// and handed to the job user on first use) and the CA bundle.
+    async fn mounts_for(
+        &self,
+        checkout: &Checkout,
+        slug: &str,
+        plan: &PlanReport,
+        profile: Option<&Profile>,
+        log: &JobLog,
+    ) -> Result<Mounts, Outcome> {
         let (private, shared) = match self.settings.selinux_relabel {
             true => (Some(SelinuxLabel::Private), Some(SelinuxLabel::Shared)),
             false => (None, None),
@@ -476,17 +591,14 @@ impl Runner {
             false,
             private,
         )];
-        let policy = profile
-            .as_ref()
-            .map(|p| p.cache.clone())
-            .unwrap_or_default();
+        let policy = profile.map(|p| p.cache.clone()).unwrap_or_default();
         let caches = if policy.enabled {
             cache::prepare(
-                &self.docker,
+                &self.runtime,
                 &self.settings.engine_id,
-                &slug,
+                slug,
                 &plan.cache,
-                (uid, gid),
+                self.settings.job_user,
                 &self.settings.holder_image,
                 shared,
             )
@@ -496,10 +608,13 @@ impl Runner {
             Vec::new()
         };
         for c in &caches {
-            log.line("slipway", &format!("cache {} at {}", c.name, c.path));
+            log.line(
+                LogStream::Engine,
+                &format!("cache {} at {}", c.name, c.path),
+            );
             binds.push(bind(&c.name, &c.path, false, shared));
         }
-        let cache_budget_bytes = policy.size_mb.unwrap_or(self.settings.cache_budget_mb) << 20;
+        let mut env = Vec::new();
         if let Some(path) = &self.settings.ca_bundle {
             // A host file: not relabelled (see `ca_bundle` in the docs).
             binds.push(bind(
@@ -514,32 +629,43 @@ impl Runner {
                     .map(|v| (v.to_string(), image::CA_BUNDLE_PATH.to_owned())),
             );
         }
-        let workload = WorkloadSpec {
-            image: image.tag.clone(),
-            env,
-            workdir: Some("/workspace".into()),
-            user: format!("{uid}:{gid}"),
+        Ok(Mounts {
             binds,
-            limits: (&spec.resources).into(),
-            role: req.role,
-            output_kept_mb: Some(self.settings.output_kept_mb),
-            gpus: gpu.devices(),
+            env,
+            caches,
+            cache_budget_bytes: policy.size_mb.unwrap_or(self.settings.cache_budget_mb) << 20,
+        })
+    }
+
+    /// The pod with its services ready, and an idle workload when asked
+    /// for (started together). On failure nothing of the pod is left.
+    async fn start_pod(
+        &self,
+        req: &PrepareRequest<'_>,
+        workload: &WorkloadSpec,
+        service_specs: &[crate::job::ServiceSpec],
+    ) -> Result<(Pod, String, Vec<RunningService>), Outcome> {
+        let network = match req.spec.network {
+            Network::None => "none",
+            Network::Bridge => "bridge",
+            Network::Host => "host",
         };
-        progress
-            .phase(4, 5, format!("{} service(s)", service_specs.len()))
-            .await;
+        let pod_spec = PodSpec {
+            name: req.pod_name.clone(),
+            labels: req.labels.clone(),
+            holder_image: self.settings.holder_image.clone(),
+            network: network.into(),
+        };
         let pod = if service_specs.is_empty() {
-            Pod::solo(&self.docker, pod_spec)
+            Pod::solo(&self.runtime, pod_spec)
         } else {
-            Pod::create(&self.docker, pod_spec)
+            Pod::create(&self.runtime, pod_spec)
                 .await
                 .map_err(|e| runner_failure("the pod", e))?
         };
-
-        // An idle workload and the services start together.
         let start_idle = async {
             if req.idle_workload {
-                pod.start_workload(&workload).await
+                pod.start_workload(workload).await
             } else {
                 Ok(String::new())
             }
@@ -547,38 +673,16 @@ impl Runner {
         let (container, started) = tokio::join!(
             start_idle,
             services::start_and_wait(
-                &self.docker,
+                &self.runtime,
                 &pod,
-                &service_specs,
+                service_specs,
                 &self.registry,
-                log,
+                req.log,
                 req.cancel
             )
         );
         let failed = match (container, started) {
-            (Ok(container), Ok(Some(services))) => {
-                lap(&mut record, "services");
-                record.plugins.extend(
-                    services
-                        .iter()
-                        .filter_map(|s| s.plugin.as_ref().map(|p| p.id.clone())),
-                );
-                return Ok(Environment {
-                    checkout,
-                    pod,
-                    container,
-                    services,
-                    steps,
-                    image: image.tag,
-                    planned_by: plan.plugin.clone(),
-                    workdir: "/workspace".into(),
-                    user: workload.user.clone(),
-                    workload,
-                    record,
-                    caches,
-                    cache_budget_bytes,
-                });
-            }
+            (Ok(container), Ok(Some(services))) => return Ok((pod, container, services)),
             (_, Ok(None)) => Outcome::Cancelled,
             (_, Err(e)) if e.is_infrastructure() => Outcome::InfrastructureError {
                 reason: e.to_string(),
@@ -586,7 +690,7 @@ impl Runner {
             (_, Err(e)) => Outcome::Failed {
                 reason: e.to_string(),
             },
-            (Err(e), _) => runner_failure(&format!("the {} container", req.role), e),
+            (Err(e), _) => runner_failure(&format!("the {} container", req.role.label()), e),
         };
         pod.remove().await;
         Err(failed)
@@ -607,7 +711,7 @@ impl Runner {
     ) -> Result<(), Outcome> {
         for (i, step) in steps.iter().enumerate() {
             log.line(
-                "slipway",
+                LogStream::Engine,
                 &format!(
                     "step {}/{} `{}`: {}",
                     i + 1,
@@ -625,7 +729,7 @@ impl Runner {
             let stop = cancel.child_token();
             let log_start = log.size();
             let run = exec_step(
-                &self.docker,
+                &self.runtime,
                 &env.container,
                 &exec,
                 log,
@@ -666,7 +770,7 @@ impl Runner {
             });
             match outcome.end {
                 StepEnd::Exited(0) => log.line(
-                    "slipway",
+                    LogStream::Engine,
                     &format!(
                         "step `{}` passed in {:.2} s",
                         step.name,
@@ -696,11 +800,11 @@ impl Runner {
     /// idles until the pod is removed, so only something outside the job
     /// (the daemon restarting, `docker stop`) ends it.
     async fn stopped_from_outside(&self, env: &Environment) -> Option<String> {
-        match self.docker.inspect_container(&env.container, None).await {
-            Ok(c) if c.state.as_ref().and_then(|s| s.running) == Some(true) => None,
+        match self.runtime.inspect_container(&env.container).await {
+            Ok(c) if c.running => None,
             Ok(c) => Some(format!(
                 "the job's container was stopped from outside (exit code {}; the Docker daemon restarted, or it was stopped or killed)",
-                c.state.and_then(|s| s.exit_code).unwrap_or(-1)
+                c.exit_code.unwrap_or(-1)
             )),
             Err(e) => Some(format!("the Docker daemon does not answer ({e})")),
         }
@@ -748,7 +852,7 @@ impl Runner {
     pub async fn findings(
         &self,
         checkout: &std::path::Path,
-        report: &crate::plugins::bindings::Report,
+        report: &crate::plan::StepReport,
         stdout: &str,
     ) -> Result<Vec<FindingView>, String> {
         let text = match &report.path {
@@ -878,11 +982,28 @@ pub fn hand_over(path: &std::path::Path, uid: u32, gid: u32) -> Result<(), Check
 /// The job uid:gid (1000:1000, the user of every generated image).
 pub const JOB_USER: (u32, u32) = (1000, 1000);
 
+/// The engine cannot give checkouts to the job user: a deployment problem,
+/// found at start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the engine runs as uid {engine_uid} and cannot hand checkouts to the job user {}:{} in {dir} ({reason}); \
+     fix: run it as root or as uid {} (the engine image's `slipway` user is uid {}; \
+     with systemd: `useradd --system --uid {} ...` or `User=root`)",
+    job_user.0, job_user.1, job_user.0, job_user.0, job_user.0
+)]
+pub struct HandOverError {
+    /// The engine's effective uid (`?` when it could not be read).
+    pub engine_uid: String,
+    pub job_user: (u32, u32),
+    pub dir: String,
+    pub reason: String,
+}
+
 /// Whether this process can give a checkout to the job user and remove it
 /// afterwards, as every job needs: true for root, and for an engine that
 /// runs as the job user itself. Checked at start (and by `doctor`), so a
 /// wrong deployment fails there with the fix, never in its first job.
-pub fn check_can_hand_over(state_dir: &std::path::Path) -> Result<(), String> {
+pub fn check_can_hand_over(state_dir: &std::path::Path) -> Result<(), HandOverError> {
     let (uid, gid) = JOB_USER;
     let probe = state_dir.join(format!(".hand-over-check-{}", std::process::id()));
     let result = (|| -> Result<(), String> {
@@ -898,12 +1019,12 @@ pub fn check_can_hand_over(state_dir: &std::path::Path) -> Result<(), String> {
             .map(|m| m.uid().to_string())
             .unwrap_or_else(|_| "?".into());
         let _ = std::fs::remove_dir_all(&probe);
-        return Err(format!(
-            "the engine runs as uid {me} and cannot hand checkouts to the job user {uid}:{gid} in {} ({e}); \
-             fix: run it as root or as uid {uid} (the engine image's `slipway` user is uid {uid}; \
-             with systemd: `useradd --system --uid {uid} ...` or `User=root`)",
-            state_dir.display()
-        ));
+        return Err(HandOverError {
+            engine_uid: me,
+            job_user: (uid, gid),
+            dir: state_dir.display().to_string(),
+            reason: e,
+        });
     }
     Ok(())
 }

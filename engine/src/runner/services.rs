@@ -15,22 +15,21 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bollard::Docker;
-use bollard::container::LogOutput;
-use bollard::query_parameters::LogsOptionsBuilder;
 use futures_util::StreamExt;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::Role;
 use super::container::{LineBuffer, RunnerError};
 use super::exec::capture;
 use super::pod::{Pod, ServiceContainer};
 use crate::job::ServiceSpec;
-use crate::logs::JobLog;
+use crate::logs::{JobLog, LogStream};
 use crate::plugins::bindings::{
     HttpCheck, OptionPair, Probe, ProbeAction, ProbeOutput, Service, Verdict,
 };
 use crate::plugins::{PreparedPlugin, Registry, World};
+use crate::runtime::{LogsOptions, OutputStream, Runtime};
 
 /// Lines of a service's log kept for log-line probes and failure reports.
 const KEPT_LINES: usize = 500;
@@ -161,10 +160,10 @@ impl ReadinessPlugin {
     /// The plugin's `snapshot` (or with `reset`, `reset`) argv.
     pub async fn state_command(
         &self,
-        service: &Service,
+        service: &ServiceView,
         reset: bool,
     ) -> Result<Option<Vec<String>>, String> {
-        let service = service.clone();
+        let service = service.wit();
         self.call(move |s, p| s.state_command(p, &service, reset))
             .await
             .ok_or_else(|| "the plugin call did not finish".to_owned())?
@@ -177,7 +176,7 @@ pub struct RunningService {
     pub name: String,
     pub container: String,
     /// The service as plugins see it.
-    pub service: Service,
+    pub service: ServiceView,
     pub plugin: Option<ReadinessPlugin>,
     pub log: Arc<ServiceLog>,
     /// The exit code once the container has stopped.
@@ -188,7 +187,7 @@ impl RunningService {
     pub fn new(
         name: String,
         container: String,
-        service: Service,
+        service: ServiceView,
         plugin: Option<ReadinessPlugin>,
         log: Arc<ServiceLog>,
         exited: watch::Receiver<Option<i64>>,
@@ -243,7 +242,7 @@ pub async fn first_exit(services: &[RunningService]) -> ServiceError {
 /// `log`, and wait until all are ready (or one fails, or `cancel` fires:
 /// then `Ok(None)`).
 pub async fn start_and_wait(
-    docker: &Docker,
+    runtime: &Runtime,
     pod: &Pod,
     specs: &[ServiceSpec],
     registry: &Arc<Registry>,
@@ -254,7 +253,7 @@ pub async fn start_and_wait(
     // before any container starts.
     let mut planned = Vec::new();
     for spec in specs {
-        let service = wit_service(spec);
+        let service = service_view(spec);
         let plugin_name = match &spec.readiness {
             Some(r) => Some(r.plugin.clone()),
             None if !spec.ports.is_empty() => Some(DEFAULT_READINESS.to_owned()),
@@ -284,7 +283,7 @@ pub async fn start_and_wait(
                 .collect(),
             command: spec.command.clone(),
             limits: (&spec.resources).into(),
-            role: "service",
+            role: Role::Service,
             binds: vec![],
             labels: Default::default(),
             gpus: None,
@@ -297,10 +296,10 @@ pub async fn start_and_wait(
                 source,
             })?;
         let service_log = Arc::new(ServiceLog::default());
-        follow_log(docker, &id, &spec.name, log, &service_log, 0);
-        let exited = watch_exit(docker, &id);
+        follow_log(runtime, &id, &spec.name, log, &service_log, 0);
+        let exited = watch_exit(runtime, &id);
         log.line(
-            "slipway",
+            LogStream::Engine,
             &format!(
                 "service `{}` started from `{}`{}",
                 spec.name,
@@ -329,7 +328,7 @@ pub async fn start_and_wait(
             match (probe, &s.plugin) {
                 (Some(probe), Some(plugin)) => {
                     let mut prober = Prober::new(plugin.clone(), probe);
-                    wait_ready(docker, &holder, s, &mut prober, log).await
+                    wait_ready(runtime, &holder, s, &mut prober, log).await
                 }
                 _ => Ok(()),
             }
@@ -342,7 +341,7 @@ pub async fn start_and_wait(
     }
 }
 
-fn wit_service(spec: &ServiceSpec) -> Service {
+fn service_view(spec: &ServiceSpec) -> ServiceView {
     plugin_view(
         &spec.name,
         &spec.image,
@@ -352,6 +351,40 @@ fn wit_service(spec: &ServiceSpec) -> Service {
     )
 }
 
+/// A service as readiness plugins see it, kept by the engine (a
+/// workspace's runtime stores it); its WIT record is made at each call.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServiceView {
+    pub name: String,
+    pub image: String,
+    pub env: Vec<(String, String)>,
+    /// Ports it listens on, inside the pod's network namespace.
+    pub ports: Vec<u16>,
+    /// `readiness.options` of its spec.
+    pub options: Vec<(String, String)>,
+}
+
+impl ServiceView {
+    /// The record a readiness plugin receives.
+    pub fn wit(&self) -> Service {
+        let pairs = |list: &[(String, String)]| {
+            list.iter()
+                .map(|(name, value)| OptionPair {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+                .collect()
+        };
+        Service {
+            name: self.name.clone(),
+            image: self.image.clone(),
+            env: pairs(&self.env),
+            ports: self.ports.clone(),
+            options: pairs(&self.options),
+        }
+    }
+}
+
 /// A service as readiness plugins see it.
 pub fn plugin_view(
     name: &str,
@@ -359,16 +392,11 @@ pub fn plugin_view(
     env: &std::collections::BTreeMap<String, String>,
     ports: &[u16],
     options: Option<&std::collections::BTreeMap<String, String>>,
-) -> Service {
+) -> ServiceView {
     let pairs = |m: &std::collections::BTreeMap<String, String>| {
-        m.iter()
-            .map(|(k, v)| OptionPair {
-                name: k.clone(),
-                value: v.clone(),
-            })
-            .collect()
+        m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     };
-    Service {
+    ServiceView {
         name: name.to_owned(),
         image: image.to_owned(),
         env: pairs(env),
@@ -411,10 +439,10 @@ pub fn readiness_plugin(
 
 pub async fn probe_of(
     plugin: &ReadinessPlugin,
-    service: &Service,
+    service: &ServiceView,
     name: &str,
 ) -> Result<Probe, ServiceError> {
-    let s = service.clone();
+    let s = service.wit();
     let result = plugin.call(move |sandbox, p| sandbox.probe(p, &s)).await;
     let fail = |message: String| ServiceError::Plugin {
         name: name.to_owned(),
@@ -437,34 +465,30 @@ pub async fn probe_of(
 /// Follow the service's log into the job log (stream `service/<name>`) and
 /// into `kept` for log-line probes.
 pub fn follow_log(
-    docker: &Docker,
+    runtime: &Runtime,
     id: &str,
     name: &str,
     log: &JobLog,
     kept: &Arc<ServiceLog>,
-    since_s: i32,
+    since_s: i64,
 ) {
-    let options = LogsOptionsBuilder::new()
-        .follow(true)
-        .stdout(true)
-        .stderr(true)
-        .since(since_s)
-        .build();
-    let mut stream = docker.logs(id, Some(options));
-    let (log, kept, stream_name) = (log.clone(), kept.clone(), format!("service/{name}"));
+    let options = LogsOptions {
+        follow: true,
+        since_s,
+        timestamps: false,
+    };
+    let mut stream = runtime.logs(id, options);
+    let (log, kept, name) = (log.clone(), kept.clone(), name.to_owned());
     tokio::spawn(async move {
         let (mut out, mut err) = (LineBuffer::default(), LineBuffer::default());
         let mut emit = |l: &str| {
-            log.line(&stream_name, l);
+            log.line(LogStream::Service(&name), l);
             kept.push(l);
         };
         while let Some(Ok(item)) = stream.next().await {
-            match item {
-                LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                    out.push(&message, &mut emit)
-                }
-                LogOutput::StdErr { message } => err.push(&message, &mut emit),
-                LogOutput::StdIn { .. } => {}
+            match item.stream {
+                OutputStream::Stdout => out.push(&item.bytes, &mut emit),
+                OutputStream::Stderr => err.push(&item.bytes, &mut emit),
             }
         }
         out.flush(&mut emit);
@@ -473,12 +497,12 @@ pub fn follow_log(
 }
 
 /// A watch that turns `Some(exit code)` when the container stops.
-pub fn watch_exit(docker: &Docker, id: &str) -> watch::Receiver<Option<i64>> {
+pub fn watch_exit(runtime: &Runtime, id: &str) -> watch::Receiver<Option<i64>> {
     let (tx, rx) = watch::channel(None);
-    let (docker, id) = (docker.clone(), id.to_owned());
+    let (runtime, id) = (runtime.clone(), id.to_owned());
     tokio::spawn(async move {
         // Removed or the daemon went away: nothing to report.
-        if let Some(code) = super::container::wait_exit(&docker, &id).await {
+        if let Some(code) = super::container::wait_exit(&runtime, &id).await {
             let _ = tx.send(Some(code));
         }
     });
@@ -527,10 +551,10 @@ impl Prober {
     /// Run the probe once and have the plugin judge it. A probe gets its
     /// whole timeout even near a deadline: a cut-short probe would hide the
     /// real reason behind a timeout.
-    pub async fn attempt(&mut self, docker: &Docker, holder: &str, s: &RunningService) -> Judged {
+    pub async fn attempt(&mut self, runtime: &Runtime, holder: &str, s: &RunningService) -> Judged {
         let timeout = Duration::from_millis(self.probe.timeout_ms.into());
         let output = run_probe(
-            docker,
+            runtime,
             holder,
             s,
             &self.probe.action,
@@ -539,7 +563,7 @@ impl Prober {
             &mut self.cursor,
         )
         .await;
-        let (service, judged) = (s.service.clone(), output.clone());
+        let (service, judged) = (s.service.wit(), output.clone());
         let verdict = self
             .plugin
             .call(move |sandbox, p| sandbox.judge(p, &service, &judged))
@@ -557,7 +581,7 @@ impl Prober {
 /// Probe until the plugin says ready, the startup deadline passes, the
 /// plugin says it never will be, or the container exits.
 pub async fn wait_ready(
-    docker: &Docker,
+    runtime: &Runtime,
     holder: &str,
     s: &RunningService,
     prober: &mut Prober,
@@ -581,12 +605,12 @@ pub async fn wait_ready(
             });
         }
         attempts += 1;
-        match prober.attempt(docker, holder, s).await {
+        match prober.attempt(runtime, holder, s).await {
             Judged::Ready => {
                 successes += 1;
                 if successes >= probe.success_threshold {
                     log.line(
-                        "slipway",
+                        LogStream::Engine,
                         &format!(
                             "service `{}` ready after {:.2} s ({attempts} probe(s))",
                             s.name,
@@ -611,7 +635,10 @@ pub async fn wait_ready(
             }
             Judged::PluginFailed(reason) => {
                 successes = 0;
-                log.line("slipway", &format!("service `{}`: {reason}", s.name));
+                log.line(
+                    LogStream::Engine,
+                    &format!("service `{}`: {reason}", s.name),
+                );
                 last = reason;
             }
         }
@@ -654,7 +681,7 @@ fn describe(reason: &str, output: &ProbeOutput) -> String {
 
 /// Run one probe attempt and report its raw result.
 async fn run_probe(
-    docker: &Docker,
+    runtime: &Runtime,
     holder: &str,
     s: &RunningService,
     action: &ProbeAction,
@@ -673,7 +700,7 @@ async fn run_probe(
         elapsed_ms: 0,
     };
     let run = |container: String, argv: Vec<String>| async move {
-        capture(docker, &container, &argv, None, timeout, PROBE_OUTPUT_CAP).await
+        capture(runtime, &container, &argv, None, timeout, PROBE_OUTPUT_CAP).await
     };
     match action {
         ProbeAction::Exec(argv) => match run(s.container.clone(), argv.clone()).await {

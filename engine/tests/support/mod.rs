@@ -31,7 +31,10 @@ impl Executor for ScriptedExecutor {
                 .get("behaviour")
                 .cloned()
                 .unwrap_or_default();
-            attempt.log.line("stdout", &format!("running {behaviour}"));
+            attempt.log.line(
+                slipway::logs::LogStream::Stdout,
+                &format!("running {behaviour}"),
+            );
             attempt.report(1, 1, behaviour.clone()).await;
             match behaviour.as_str() {
                 "fail" => Outcome::Failed {

@@ -275,7 +275,11 @@ pub fn job_containers(state: &Path, id: u64) -> Vec<String> {
 /// Ids of the containers (running or not) carrying `label` (`key=value`), sorted.
 pub fn containers_labelled(label: &str) -> Vec<String> {
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let docker = slipway::runner::connect().await.expect("Docker");
+        let docker = slipway::runtime::docker::connect()
+            .await
+            .expect("Docker")
+            .client()
+            .clone();
         let filters =
             std::collections::HashMap::from([("label".to_owned(), vec![label.to_owned()])]);
         let options = bollard::query_parameters::ListContainersOptionsBuilder::new()

@@ -1,5 +1,5 @@
 //! The Docker runner as the scheduler's [`Executor`]: prepare the job's
-//! environment (see [`super::prepare`]), start its container with setup and
+//! environment (see [`crate::runner::prepare`]), start its container with setup and
 //! the tier's validation steps as its command (see [`super::batch`]),
 //! follow it to its end, and remove the pod and the checkout whatever
 //! happened. After an engine restart, [`Executor::resume`] finds the
@@ -8,39 +8,41 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::Docker;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use super::batch::{self, Followed, Resume, Script};
-use super::exec::StepEnd;
-pub use super::prepare::RunnerSettings;
-use super::prepare::{PrepareRequest, Progress, Runner, StepRun, runner_failure, step_output};
-use super::{LABEL_ENGINE, LABEL_JOB, LABEL_MANAGED};
 use crate::checkout::Checkouts;
 use crate::executor::{Attempt, ExecFuture, Executor};
-use crate::job::{Outcome, RunRecord, StepRecord, Tier};
+use crate::job::{Outcome, Phase, RunRecord, StepRecord, Tier};
+use crate::plan::Step;
 use crate::plugins::Registry;
-use crate::plugins::bindings::Step;
 use crate::queue::JobStore;
+use crate::runner::exec::StepEnd;
+pub use crate::runner::prepare::RunnerSettings;
+use crate::runner::prepare::{
+    PrepareRequest, Progress, Runner, StepRun, runner_failure, step_output,
+};
+use crate::runner::{LABEL_ENGINE, LABEL_JOB, LABEL_MANAGED, Role};
+use crate::runtime::{Mount, Runtime};
 
 /// Cheap to clone: the state is shared.
 #[derive(Clone)]
-pub struct DockerExecutor {
+pub struct ContainerExecutor {
     runner: Arc<Runner>,
 }
 
-impl DockerExecutor {
+impl ContainerExecutor {
     pub fn new(
-        docker: Docker,
+        runtime: Runtime,
         checkouts: Checkouts,
         registry: Arc<Registry>,
         store: Arc<dyn JobStore>,
         settings: RunnerSettings,
-    ) -> DockerExecutor {
-        DockerExecutor {
+    ) -> ContainerExecutor {
+        ContainerExecutor {
             runner: Arc::new(Runner {
-                docker,
+                runtime,
                 checkouts,
                 registry,
                 store,
@@ -85,9 +87,10 @@ async fn in_checkout(
     let (checkouts, name) = (runner.checkouts.clone(), checkout_name(&attempt));
     let cleanup = tokio::task::spawn_blocking(move || checkouts.remove(&name)).await;
     if let Ok(Err(e)) = cleanup {
-        attempt
-            .log
-            .line("slipway", &format!("could not remove the checkout: {e}"));
+        attempt.log.line(
+            crate::logs::LogStream::Engine,
+            &format!("could not remove the checkout: {e}"),
+        );
     }
     outcome
 }
@@ -106,7 +109,7 @@ async fn run(runner: &Runner, attempt: &Attempt) -> Outcome {
             (LABEL_ENGINE.to_owned(), engine_id.clone()),
         ]
         .into(),
-        role: "job",
+        role: Role::Job,
         idle_workload: false,
         log: &attempt.log,
         cancel: &attempt.cancel,
@@ -125,7 +128,7 @@ async fn run(runner: &Runner, attempt: &Attempt) -> Outcome {
         if tier_steps.is_empty() {
             // Said in the record and the log: an empty tier is no pass.
             let note = crate::plan::empty_tier_note(tier);
-            attempt.log.line("slipway", &note);
+            attempt.log.line(crate::logs::LogStream::Engine, &note);
             record.notes.push(note);
         }
         steps.extend(tier_steps.iter().cloned());
@@ -141,7 +144,11 @@ async fn run(runner: &Runner, attempt: &Attempt) -> Outcome {
         batch::header(&attempt.log, 0, &steps);
         record.steps_log_start = attempt.log.size();
         let started_ms = crate::job::now_ms();
-        let oom = batch::OomWatch::start(&runner.docker, &env.pod.workload_name("job"), started_ms);
+        let oom = batch::OomWatch::start(
+            &runner.runtime,
+            &env.pod.workload_name(Role::Job),
+            started_ms,
+        );
         // An adopting engine reads the cache budget back from the label.
         let mut labels = script.labels();
         labels.insert(
@@ -158,7 +165,7 @@ async fn run(runner: &Runner, attempt: &Attempt) -> Outcome {
                 env.container = id;
                 let services = &env.services;
                 let service_exit = async move {
-                    let e = super::services::first_exit(services).await;
+                    let e = crate::runner::services::first_exit(services).await;
                     e.to_string()
                 };
                 let following = Following {
@@ -177,9 +184,7 @@ async fn run(runner: &Runner, attempt: &Attempt) -> Outcome {
             }
         }
     };
-    record
-        .phases_ms
-        .insert("steps".into(), started.elapsed().as_millis() as u64);
+    record.timed(Phase::Steps, started.elapsed());
     let caches = (env.caches, env.cache_budget_bytes);
     finish(
         runner,
@@ -199,11 +204,18 @@ async fn run(runner: &Runner, attempt: &Attempt) -> Outcome {
 async fn resume(runner: &Runner, attempt: &Attempt) -> Outcome {
     let job = &attempt.job;
     let engine_id = &runner.settings.engine_id;
-    let docker = &runner.docker;
+    let runtime = &runner.runtime;
     let log = &attempt.log;
     let pod_name = pod_name(engine_id, attempt);
     let owner = format!("{LABEL_JOB}={}", job.id);
-    let (pod, services) = match super::Pod::find(docker, engine_id, &owner, &pod_name, "job").await
+    let (pod, services) = match crate::runner::Pod::find(
+        runtime,
+        engine_id,
+        &owner,
+        &pod_name,
+        Role::Job,
+    )
+    .await
     {
         Ok(found) => found,
         Err(e) => {
@@ -215,7 +227,7 @@ async fn resume(runner: &Runner, attempt: &Attempt) -> Outcome {
             };
         }
     };
-    let give_up = async |pod: super::Pod, why: &str| {
+    let give_up = async |pod: crate::runner::Pod, why: &str| {
         pod.remove().await;
         Outcome::InfrastructureError {
             reason: format!(
@@ -231,13 +243,12 @@ async fn resume(runner: &Runner, attempt: &Attempt) -> Outcome {
         return give_up(pod, "its steps had not started").await;
     };
     let container = format!("{pod_name}-job");
-    let Ok(inspect) = docker.inspect_container(&container, None).await else {
+    let Ok(inspect) = runtime.inspect_container(&container).await else {
         return give_up(pod, "its job container is gone").await;
     };
-    let config = inspect.config.unwrap_or_default();
-    let labels = config.labels.unwrap_or_default();
-    let caches = adopted_caches(&inspect.mounts.unwrap_or_default(), &labels, runner);
-    let Some(script) = Script::of_container(&config.cmd.unwrap_or_default(), &labels) else {
+    let labels = &inspect.labels;
+    let caches = adopted_caches(&inspect.mounts, labels, runner);
+    let Some(script) = Script::of_container(&inspect.cmd, labels) else {
         return give_up(pod, "its job container is not one this engine can follow").await;
     };
     // Nothing is written before the secrets' values are known again.
@@ -254,7 +265,7 @@ async fn resume(runner: &Runner, attempt: &Attempt) -> Outcome {
         .unwrap_or(record.steps_log_start);
     let resume = Resume::from_log(log.path(), from, done);
     log.line(
-        "slipway",
+        crate::logs::LogStream::Engine,
         &format!(
             "following the job container again from step {}/{} (`{}`)",
             (done + 1).min(steps.len()),
@@ -263,19 +274,20 @@ async fn resume(runner: &Runner, attempt: &Attempt) -> Outcome {
         ),
     );
     let started_ms = inspect
-        .state
-        .as_ref()
-        .and_then(|s| s.started_at.as_deref())
+        .started_at
+        .as_deref()
         .and_then(batch::rfc3339_ms)
         .unwrap_or_else(crate::job::now_ms);
-    let image = config.image.unwrap_or_default();
-    let user = config.user.unwrap_or_else(|| {
-        let (uid, gid) = runner.settings.job_user;
-        format!("{uid}:{gid}")
-    });
+    let image = inspect.image.clone();
+    let user = Some(inspect.user.clone())
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| {
+            let (uid, gid) = runner.settings.job_user;
+            format!("{uid}:{gid}")
+        });
     let service_exit = async {
         let waits = services.iter().map(|(name, id)| {
-            Box::pin(async move { (name, super::container::wait_exit(docker, id).await) })
+            Box::pin(async move { (name, crate::runner::container::wait_exit(runtime, id).await) })
         });
         if services.is_empty() {
             std::future::pending::<()>().await;
@@ -286,7 +298,7 @@ async fn resume(runner: &Runner, attempt: &Attempt) -> Outcome {
             code.map(|c| c.to_string()).unwrap_or_else(|| "?".into())
         )
     };
-    let oom = batch::OomWatch::start(docker, &container, started_ms);
+    let oom = batch::OomWatch::start(runtime, &container, started_ms);
     let following = Following {
         runner,
         attempt,
@@ -301,9 +313,7 @@ async fn resume(runner: &Runner, attempt: &Attempt) -> Outcome {
     let result = following
         .run(started_ms, Some(resume), &mut record, service_exit)
         .await;
-    record
-        .phases_ms
-        .insert("steps".into(), started.elapsed().as_millis() as u64);
+    record.timed(Phase::Steps, started.elapsed());
     finish(
         runner,
         attempt,
@@ -323,18 +333,18 @@ const LABEL_CACHE_BUDGET: &str = "io.slipway.cache-budget";
 /// The cache volumes an adopted job container mounts, and their budget,
 /// so its end prunes them as a job this engine started would.
 fn adopted_caches(
-    mounts: &[bollard::models::MountPoint],
+    mounts: &[Mount],
     labels: &std::collections::HashMap<String, String>,
     runner: &Runner,
-) -> (Vec<super::cache::CacheVolume>, u64) {
+) -> (Vec<crate::runner::cache::CacheVolume>, u64) {
     let caches = mounts
         .iter()
         .filter_map(|m| {
             let name = m.name.as_deref()?;
-            name.starts_with(super::cache::VOLUME_PREFIX)
-                .then(|| super::cache::CacheVolume {
+            name.starts_with(crate::runner::cache::VOLUME_PREFIX)
+                .then(|| crate::runner::cache::CacheVolume {
                     name: name.to_owned(),
-                    path: m.destination.clone().unwrap_or_default(),
+                    path: m.destination.clone(),
                 })
         })
         .collect();
@@ -391,7 +401,7 @@ impl Following<'_> {
                 let _ = tx.send(r.clone());
             };
             let follow = batch::follow(
-                &runner.docker,
+                &runner.runtime,
                 self.container,
                 self.script,
                 log,
@@ -407,13 +417,13 @@ impl Following<'_> {
             };
             let grace = runner.settings.stop_grace;
             log.line(
-                "slipway",
+                crate::logs::LogStream::Engine,
                 &format!(
                     "stopping the steps: SIGTERM, then SIGKILL after {} s",
                     grace.as_secs()
                 ),
             );
-            let stopping = batch::stop(&runner.docker, self.container, self.user, grace);
+            let stopping = batch::stop(&runner.runtime, self.container, self.user, grace);
             let drained = tokio::time::timeout(grace + Duration::from_secs(5), &mut follow);
             let (_, followed) = tokio::join!(stopping, drained);
             if let Ok(Followed::Ended { partial, .. }) = followed {
@@ -455,20 +465,15 @@ impl Following<'_> {
     /// The output stopped during step `step` without its end: why.
     async fn ended_early(&self, step: usize, error: Option<String>) -> Outcome {
         let name = &self.script.steps[step].name;
-        let state = match self
-            .runner
-            .docker
-            .inspect_container(self.container, None)
-            .await
-        {
-            Ok(c) => c.state.unwrap_or_default(),
+        let state = match self.runner.runtime.inspect_container(self.container).await {
+            Ok(c) => c,
             Err(e) => {
                 return Outcome::InfrastructureError {
                     reason: format!("step `{name}`: the Docker daemon does not answer ({e})"),
                 };
             }
         };
-        if state.oom_killed == Some(true) || self.oom.killed().await {
+        if state.oom_killed || self.oom.killed().await {
             return Outcome::Failed {
                 reason: self.out_of_memory(name, state.exit_code),
             };
@@ -477,7 +482,7 @@ impl Following<'_> {
         if step == 0 && code == 127 {
             // `--init` started, and could not start `sh`.
             return Outcome::Failed {
-                reason: super::RunnerError::NoShell {
+                reason: crate::runner::RunnerError::NoShell {
                     image: self.image.to_owned(),
                 }
                 .to_string(),
@@ -516,9 +521,9 @@ fn step_record(run: &StepRun) -> StepRecord {
 async fn finish(
     runner: &Runner,
     attempt: &Attempt,
-    pod: super::Pod,
+    pod: crate::runner::Pod,
     checkout: &std::path::Path,
-    (caches, cache_budget_bytes): (Vec<super::cache::CacheVolume>, u64),
+    (caches, cache_budget_bytes): (Vec<crate::runner::cache::CacheVolume>, u64),
     mut record: RunRecord,
     steps: &[Step],
     result: Result<(), Outcome>,
@@ -534,8 +539,8 @@ async fn finish(
     }
     let cleanup = Instant::now();
     pod.remove().await;
-    let pruned = super::cache::prune(
-        &runner.docker,
+    let pruned = crate::runner::cache::prune(
+        &runner.runtime,
         &caches,
         cache_budget_bytes,
         &runner.settings.holder_image,
@@ -543,27 +548,25 @@ async fn finish(
         runner
             .settings
             .selinux_relabel
-            .then_some(super::container::SelinuxLabel::Shared),
+            .then_some(crate::runner::container::SelinuxLabel::Shared),
     )
     .await;
     for name in pruned {
         attempt.log.line(
-            "slipway",
+            crate::logs::LogStream::Engine,
             &format!(
                 "cache volume {name} grew past its budget: removed (the next job fills it again)"
             ),
         );
     }
-    record
-        .phases_ms
-        .insert("cleanup".into(), cleanup.elapsed().as_millis() as u64);
+    record.timed(Phase::Cleanup, cleanup.elapsed());
     attempt.record(record).await;
     if let Some(budget) = runner.settings.image_budget_mb {
-        match super::image_gc::collect(&runner.docker, &runner.store, budget << 20).await {
+        match crate::runner::image_gc::collect(&runner.runtime, &runner.store, budget << 20).await {
             Ok(removed) => {
                 for tag in removed {
                     attempt.log.line(
-                        "slipway",
+                        crate::logs::LogStream::Engine,
                         &format!("image {tag}: removed by image GC (least recently used, past the {budget} MiB budget)"),
                     );
                 }
@@ -577,7 +580,7 @@ async fn finish(
     }
 }
 
-impl Executor for DockerExecutor {
+impl Executor for ContainerExecutor {
     fn execute(&self, attempt: Attempt) -> ExecFuture {
         Box::pin(in_checkout(self.runner.clone(), attempt, run))
     }

@@ -1,5 +1,5 @@
 //! Live workspaces: an environment prepared exactly like a job's (see
-//! [`super::prepare`]) and kept open: files edited over the API, the fast
+//! [`crate::runner::prepare`]) and kept open: files edited over the API, the fast
 //! or full steps run on demand with findings from validator plugins, and a
 //! reset that brings files back to the base commit and services back to
 //! their state right after setup (the readiness plugins' `snapshot` and
@@ -12,28 +12,33 @@
 //! `failed` and cleaned up. A ready workspace outlives a crash of the
 //! engine: what it needs to go on is stored beside its record, and the
 //! next engine takes it over (a graceful stop closes it).
+//!
+//! - this file: the live workspaces and their lifecycle (create, prepare,
+//!   set up, take over after a restart, reap, close);
+//! - [`calls`]: what a client does with an open one (validate, diff,
+//!   patch, files, reset);
+//! - [`paths`]: paths a client names, confined to the checkout.
+
+mod calls;
+mod paths;
 
 use std::collections::HashMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use super::exec::{StepEnd, capture};
-use super::prepare::{
-    Environment, PrepareRequest, Progress, Runner, Steps, hand_over, step_output,
-};
-use super::services::{RunningService, ServiceLog, follow_log, watch_exit};
-use super::{LABEL_ENGINE, LABEL_MANAGED};
-use crate::job::{FieldProblem, Outcome, SpecPolicy, Tier, now_ms};
-use crate::logs::JobLog;
-use crate::plugins::bindings::Step;
+use crate::job::{FieldProblem, Outcome, SpecPolicy, now_ms};
+use crate::logs::{JobLog, LogStream};
+use crate::runner::exec::capture;
+use crate::runner::prepare::{Environment, PrepareRequest, Progress, Runner, Steps, hand_over};
+use crate::runner::services::{RunningService, ServiceLog, follow_log, watch_exit};
+use crate::runner::{LABEL_ENGINE, LABEL_MANAGED, Role};
 use crate::workspace::{
-    HISTORY_KEPT, RuntimeService, StepResult, ValidateResult, WorkspaceRecord, WorkspaceRequest,
-    WorkspaceRuntime, WorkspaceState,
+    RuntimeService, WorkspaceRecord, WorkspaceRequest, WorkspaceRuntime, WorkspaceState,
 };
 
 /// The label naming a workspace's containers.
@@ -209,7 +214,7 @@ impl Workspaces {
                     })
                     .collect();
                 log.line(
-                    "slipway",
+                    LogStream::Engine,
                     "the engine restarted: workspace taken over, files and services as they were",
                 );
                 tracing::info!(workspace = %id, "taken over after an engine restart");
@@ -226,12 +231,12 @@ impl Workspaces {
                 let engine_id = &self.runner.settings.engine_id;
                 let owner = format!("{LABEL_WORKSPACE}={id}");
                 let pod_name = pod_name(engine_id, &id);
-                if let Ok((pod, _)) = super::Pod::find(
-                    &self.runner.docker,
+                if let Ok((pod, _)) = crate::runner::Pod::find(
+                    &self.runner.runtime,
                     engine_id,
                     &owner,
                     &pod_name,
-                    "workspace",
+                    Role::Workspace,
                 )
                 .await
                 {
@@ -241,7 +246,7 @@ impl Workspaces {
                 let name = id.clone();
                 let _ = tokio::task::spawn_blocking(move || checkouts.remove(&name)).await;
                 let reason = format!("the engine restarted and {why}");
-                log.line("slipway", &format!("workspace failed: {reason}"));
+                log.line(LogStream::Engine, &format!("workspace failed: {reason}"));
                 tracing::warn!(workspace = %id, "{reason}");
                 record.state = WorkspaceState::Failed;
                 record.progress = None;
@@ -269,7 +274,7 @@ impl Workspaces {
             return Err("it was still preparing: create it again".into());
         }
         let id = &record.id;
-        let runtime = match self.runner.store.get_workspace_runtime(id) {
+        let stored = match self.runner.store.get_workspace_runtime(id) {
             Ok(Some(r)) => r,
             Ok(None) => return Err("what it needs to go on was not stored".into()),
             Err(e) => return Err(format!("what it needs to go on cannot be read ({e})")),
@@ -279,44 +284,41 @@ impl Workspaces {
             .checkouts
             .existing(id)
             .ok_or("its checkout is gone")?;
-        let docker = &self.runner.docker;
+        let runtime = &self.runner.runtime;
         let engine_id = &self.runner.settings.engine_id;
-        let (pod, _) = super::Pod::find(
-            docker,
+        let (pod, _) = crate::runner::Pod::find(
+            runtime,
             engine_id,
             &format!("{LABEL_WORKSPACE}={id}"),
             &pod_name(engine_id, id),
-            "workspace",
+            Role::Workspace,
         )
         .await
         .map_err(|e| format!("the Docker daemon does not answer ({e})"))?;
         let running = async |container: &str| {
-            docker
-                .inspect_container(container, None)
+            runtime
+                .inspect_container(container)
                 .await
-                .ok()
-                .and_then(|c| c.state)
-                .and_then(|s| s.running)
-                == Some(true)
+                .is_ok_and(|c| c.running)
         };
-        if !running(&runtime.container).await {
+        if !running(&stored.container).await {
             return Err("its workspace container is gone or stopped".into());
         }
         let mut services = Vec::new();
-        for s in &runtime.services {
+        for s in &stored.services {
             if !running(&s.container).await {
                 return Err(format!("its service `{}` is gone or stopped", s.name));
             }
             let kept = Arc::new(ServiceLog::default());
-            let since = (now_ms() / 1000) as i32;
-            follow_log(docker, &s.container, &s.name, log, &kept, since);
+            let since = (now_ms() / 1000) as i64;
+            follow_log(runtime, &s.container, &s.name, log, &kept, since);
             services.push(RunningService::new(
                 s.name.clone(),
                 s.container.clone(),
                 s.service.clone(),
                 None,
                 kept,
-                watch_exit(docker, &s.container),
+                watch_exit(runtime, &s.container),
             ));
         }
         let env = Environment {
@@ -325,23 +327,23 @@ impl Workspaces {
                 sha: record.base_sha.clone(),
             },
             pod,
-            container: runtime.container.clone(),
+            container: stored.container.clone(),
             workload: Default::default(),
             services,
             steps: Steps {
                 setup: Vec::new(),
-                fast: runtime.fast.clone(),
-                full: runtime.full.clone(),
+                fast: stored.fast.clone(),
+                full: stored.full.clone(),
             },
             image: record.image.clone().unwrap_or_default(),
             planned_by: record.planned_by.clone().unwrap_or_default(),
-            workdir: runtime.workdir.clone(),
-            user: runtime.user.clone(),
+            workdir: stored.workdir.clone(),
+            user: stored.user.clone(),
             record: Default::default(),
             caches: Vec::new(),
             cache_budget_bytes: 0,
         };
-        Ok((env, runtime))
+        Ok((env, stored))
     }
 
     /// Close idle and expired workspaces until `shutdown`.
@@ -498,7 +500,7 @@ impl Workspaces {
                 (LABEL_WORKSPACE.to_owned(), id.clone()),
             ]
             .into(),
-            role: "workspace",
+            role: Role::Workspace,
             idle_workload: true,
             log: &live.log,
             cancel: &live.cancel,
@@ -576,7 +578,7 @@ impl Workspaces {
                 continue;
             };
             let ran = capture(
-                &self.runner.docker,
+                &self.runner.runtime,
                 &s.container,
                 &snapshot,
                 None,
@@ -586,8 +588,10 @@ impl Workspaces {
             .await;
             match ran {
                 Ok(c) if c.exit_code == Some(0) => {
-                    live.log
-                        .line("slipway", &format!("service `{}`: snapshot taken", s.name));
+                    live.log.line(
+                        LogStream::Engine,
+                        &format!("service `{}`: snapshot taken", s.name),
+                    );
                     live.resets.lock().unwrap_or_else(|p| p.into_inner()).push((
                         s.name.clone(),
                         s.container.clone(),
@@ -659,7 +663,8 @@ impl Workspaces {
     fn watch(self: &Arc<Self>, live: &Arc<Live>, container: &str) {
         let (this, live, container) = (self.clone(), live.clone(), container.to_owned());
         tokio::spawn(async move {
-            let Some(code) = super::container::wait_exit(&this.runner.docker, &container).await
+            let Some(code) =
+                crate::runner::container::wait_exit(&this.runner.runtime, &container).await
             else {
                 return;
             };
@@ -702,7 +707,7 @@ impl Workspaces {
             r.progress = None;
         });
         live.log.line(
-            "slipway",
+            LogStream::Engine,
             &format!("workspace {}: {reason}", state_name(state)),
         );
         self.live
@@ -781,322 +786,9 @@ impl Workspaces {
         live.update(|r| r.last_used_ms = now_ms());
         Ok((live, guard))
     }
-
-    /// Run the `fast` (or `fast` then `full`) steps; stop at the first
-    /// failure. Every result is kept in the workspace's history.
-    pub async fn validate(&self, id: &str, tier: Tier) -> Result<ValidateResult, WorkspaceError> {
-        let (live, guard) = self.lock(id).await?;
-        let env = guard.as_ref().expect("checked by lock");
-        if tier == Tier::Full {
-            let used = live.snapshot().full_runs;
-            if used >= self.settings.max_full_runs {
-                return Err(WorkspaceError::FullRunsUsed {
-                    id: id.to_owned(),
-                    max: self.settings.max_full_runs,
-                });
-            }
-            live.update(|r| r.full_runs += 1);
-        }
-        let started = Instant::now();
-        // What the steps run on (usually known already: edits refresh it).
-        let diff = self.current_diff(env, &live).await?;
-        let mut steps: Vec<Step> = env.steps.fast.clone();
-        if tier == Tier::Full {
-            steps.extend(env.steps.full.clone());
-        }
-        let mut results = Vec::new();
-        let mut ok = true;
-        for step in &steps {
-            let result = self.run_step(&live, env, step).await;
-            let passed = result.exit_code == Some(0);
-            results.push(result);
-            if !passed {
-                ok = false;
-                break;
-            }
-        }
-        // Steps may have written files: refresh behind the response.
-        self.refresh_diff(env, &live);
-        let result = ValidateResult {
-            tier,
-            ok,
-            duration_ms: started.elapsed().as_millis() as u64,
-            at_ms: now_ms(),
-            diff_sha256: sha256_hex(diff.as_bytes()),
-            steps: results,
-            note: empty_tiers(&env.steps, tier),
-        };
-        let record = live.update(|r| {
-            r.history.push(result.clone());
-            let extra = r.history.len().saturating_sub(HISTORY_KEPT);
-            r.history.drain(..extra);
-            r.last_used_ms = now_ms();
-        });
-        drop(guard);
-        // Kept durably, but the caller does not wait for the commit.
-        let store = self.runner.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.put_workspace(record).await {
-                tracing::warn!(error = %e, "a validate result was not stored");
-            }
-        });
-        Ok(result)
-    }
-
-    async fn run_step(&self, live: &Live, env: &Environment, step: &Step) -> StepResult {
-        let mut ran = None;
-        let outcome = self
-            .runner
-            .run_steps(
-                env,
-                std::slice::from_ref(step),
-                &live.log,
-                &live.cancel,
-                live.step_timeout,
-                |r| ran = Some(r.clone()),
-            )
-            .await;
-        let (stdout, mut output) = match &ran {
-            Some(r) => step_output(live.log.path(), r.log_start, r.log_end),
-            None => Default::default(),
-        };
-        if let Err(Outcome::Failed { reason }) = &outcome
-            && ran.is_none()
-        {
-            // Not the step itself: a service exited while it ran.
-            output.push_str(&format!("\n[slipway] {reason}"));
-        }
-        let (exit_code, timed_out, duration) = match &ran {
-            Some(r) => match r.end {
-                StepEnd::Exited(code) => (Some(code), false, r.duration),
-                StepEnd::TimedOut => (None, true, r.duration),
-                StepEnd::Cancelled => (None, false, r.duration),
-            },
-            None => (None, false, Duration::ZERO),
-        };
-        let (findings, findings_error) = match &step.report {
-            None => (Vec::new(), None),
-            Some(report) => match self
-                .runner
-                .findings(&env.checkout.path, report, &stdout)
-                .await
-            {
-                Ok(f) => (f, None),
-                Err(e) => (Vec::new(), Some(e)),
-            },
-        };
-        StepResult {
-            name: step.name.clone(),
-            command: step.command.clone(),
-            exit_code,
-            duration_ms: duration.as_millis() as u64,
-            output: keep_end(output, self.settings.output_cap),
-            findings,
-            findings_error,
-            timed_out,
-        }
-    }
-
-    /// The workspace's changes against its base commit, as a unified diff.
-    pub async fn diff(&self, id: &str) -> Result<String, WorkspaceError> {
-        let (live, guard) = self.lock(id).await?;
-        let env = guard.as_ref().expect("checked by lock");
-        self.current_diff(env, &live).await
-    }
-
-    /// The diff against the base commit as the files are now: the kept one
-    /// when nothing changed since it was made, else made now.
-    async fn current_diff(&self, env: &Environment, live: &Live) -> Result<String, WorkspaceError> {
-        use std::sync::atomic::Ordering;
-        let generation = live.generation.load(Ordering::SeqCst);
-        if let Some((g, diff)) = live.tree.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
-            && *g == generation
-        {
-            return Ok(diff.clone());
-        }
-        let job = diff_job(&self.runner, env, live);
-        let diff = tokio::task::spawn_blocking(job)
-            .await
-            .map_err(internal)?
-            .map_err(internal)?;
-        keep_diff(live, generation, &diff);
-        Ok(diff)
-    }
-
-    /// The files may have changed: a new generation, whose diff is made in
-    /// the background (the caller holds the workspace; nothing else writes).
-    fn refresh_diff(&self, env: &Environment, live: &Arc<Live>) {
-        use std::sync::atomic::Ordering;
-        let generation = live.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let job = diff_job(&self.runner, env, live);
-        let live = live.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Ok(diff) = job() {
-                keep_diff(&live, generation, &diff);
-            }
-        });
-    }
-
-    /// Apply a unified diff: all of it or nothing.
-    pub async fn patch(&self, id: &str, patch: &str) -> Result<WorkspaceRecord, WorkspaceError> {
-        let (live, guard) = self.lock(id).await?;
-        let env = guard.as_ref().expect("checked by lock");
-        for path in patch_paths(patch) {
-            check_relative(&path)?;
-        }
-        let file = self.settings.logs_dir.join(format!("{id}.patch"));
-        std::fs::write(&file, patch).map_err(internal)?;
-        let (checkouts, dir, (uid, gid)) = (
-            self.runner.checkouts.clone(),
-            env.checkout.path.clone(),
-            self.runner.settings.job_user,
-        );
-        let target = file.clone();
-        let applied = tokio::task::spawn_blocking(move || {
-            let f = target.to_string_lossy().to_string();
-            // `--check` first: git applies all hunks or none, and says which failed.
-            checkouts.git(Some(&dir), &["apply", "--check", "--whitespace=nowarn", &f])?;
-            checkouts.git(Some(&dir), &["apply", "--whitespace=nowarn", &f])?;
-            drop_bytecode(&checkouts, &dir)?;
-            hand_over(&dir, uid, gid)
-        })
-        .await
-        .map_err(internal)?;
-        let _ = std::fs::remove_file(&file);
-        if let Err(e) = applied {
-            let text = match e {
-                crate::checkout::CheckoutError::Git { stderr, .. } => stderr,
-                other => other.to_string(),
-            };
-            return Err(WorkspaceError::PatchFailed(
-                text.replace(&*file.to_string_lossy(), "patch"),
-            ));
-        }
-        self.refresh_diff(env, &live);
-        Ok(live.snapshot())
-    }
-
-    pub async fn read_file(&self, id: &str, path: &str) -> Result<Vec<u8>, WorkspaceError> {
-        let (_live, guard) = self.lock(id).await?;
-        let env = guard.as_ref().expect("checked by lock");
-        let file = confine(&env.checkout.path, path, false)?;
-        match std::fs::read(&file) {
-            Ok(bytes) => Ok(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(WorkspaceError::NoFile(path.into()))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => {
-                Err(WorkspaceError::NoFile(path.into()))
-            }
-            Err(e) => Err(internal(e)),
-        }
-    }
-
-    /// Write a file (creating its folders); `Ok(true)` when it existed.
-    pub async fn write_file(
-        &self,
-        id: &str,
-        path: &str,
-        bytes: &[u8],
-    ) -> Result<bool, WorkspaceError> {
-        let (live, guard) = self.lock(id).await?;
-        let env = guard.as_ref().expect("checked by lock");
-        let file = confine(&env.checkout.path, path, true)?;
-        let existed = file.exists();
-        let (uid, gid) = self.runner.settings.job_user;
-        if let Some(parent) = file.parent() {
-            std::fs::create_dir_all(parent).map_err(internal)?;
-            hand_over(&env.checkout.path, uid, gid).map_err(internal)?;
-        }
-        std::fs::write(&file, bytes).map_err(internal)?;
-        std::os::unix::fs::lchown(&file, Some(uid), Some(gid)).map_err(internal)?;
-        self.refresh_diff(env, &live);
-        Ok(existed)
-    }
-
-    pub async fn delete_file(&self, id: &str, path: &str) -> Result<(), WorkspaceError> {
-        let (live, guard) = self.lock(id).await?;
-        let env = guard.as_ref().expect("checked by lock");
-        let file = confine(&env.checkout.path, path, false)?;
-        match std::fs::remove_file(&file) {
-            Ok(()) => {
-                self.refresh_diff(env, &live);
-                Ok(())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(WorkspaceError::NoFile(path.into()))
-            }
-            Err(e) => Err(internal(e)),
-        }
-    }
-
-    /// Files back to the base commit, services back to their snapshot.
-    pub async fn reset(&self, id: &str) -> Result<WorkspaceRecord, WorkspaceError> {
-        let (live, guard) = self.lock(id).await?;
-        let env = guard.as_ref().expect("checked by lock");
-        let base = live.snapshot().base_sha.unwrap_or_default();
-        let (checkouts, dir, (uid, gid)) = (
-            self.runner.checkouts.clone(),
-            env.checkout.path.clone(),
-            self.runner.settings.job_user,
-        );
-        tokio::task::spawn_blocking(move || {
-            checkouts.git(Some(&dir), &["reset", "-q", "--hard", &base])?;
-            // Untracked files go; ignored ones (what setup built) stay.
-            checkouts.git(Some(&dir), &["clean", "-q", "-f", "-d"])?;
-            drop_bytecode(&checkouts, &dir)?;
-            hand_over(&dir, uid, gid)
-        })
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
-        self.refresh_diff(env, &live);
-        let resets = live
-            .resets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        for (name, container, argv) in resets {
-            let c = capture(
-                &self.runner.docker,
-                &container,
-                &argv,
-                None,
-                Duration::from_secs(120),
-                64 * 1024,
-            )
-            .await
-            .map_err(internal)?;
-            if c.exit_code != Some(0) {
-                return Err(WorkspaceError::ServiceReset(format!(
-                    "service `{name}`: its reset command failed (exit {:?}): {}",
-                    c.exit_code,
-                    c.stderr.trim()
-                )));
-            }
-            live.log.line(
-                "slipway",
-                &format!("service `{name}`: reset to its snapshot"),
-            );
-        }
-        Ok(live.snapshot())
-    }
 }
 
 /// The prefix of the names of a workspace's containers.
-/// The note of a validate result whose tier (or the fast tier a full run
-/// starts with) has no steps.
-fn empty_tiers(steps: &Steps, tier: Tier) -> Option<String> {
-    let mut empty = Vec::new();
-    if steps.fast.is_empty() {
-        empty.push(crate::plan::empty_tier_note("fast"));
-    }
-    if tier == Tier::Full && steps.full.is_empty() {
-        empty.push(crate::plan::empty_tier_note("full"));
-    }
-    (!empty.is_empty()).then(|| empty.join("; "))
-}
-
 fn pod_name(engine_id: &str, id: &str) -> String {
     format!("slipway-{engine_id}-{id}")
 }
@@ -1127,54 +819,6 @@ fn runtime_of(env: &Environment, live: &Live) -> WorkspaceRuntime {
     }
 }
 
-/// Numbers the private git indexes, so diffs never share one.
-static INDEX_SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// A blocking job that stages the files in a private git index (the
-/// repository's own index is left alone) and diffs them against the base.
-fn diff_job(
-    runner: &Runner,
-    env: &Environment,
-    live: &Live,
-) -> impl FnOnce() -> Result<String, crate::checkout::CheckoutError> + Send + 'static {
-    let base = live.snapshot().base_sha.unwrap_or_default();
-    let (checkouts, path) = (runner.checkouts.clone(), env.checkout.path.clone());
-    move || {
-        let n = INDEX_SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let index = format!(".git/slipway-index-{}-{n}", std::process::id());
-        let with_index = [("GIT_INDEX_FILE", index.as_str())];
-        let result = checkouts
-            .git_env(Some(&path), &with_index, &["add", "-A"])
-            .and_then(|_| {
-                checkouts.git_env(
-                    Some(&path),
-                    &with_index,
-                    &["diff", "--cached", "--no-color", "--no-ext-diff", &base],
-                )
-            });
-        let _ = std::fs::remove_file(path.join(&index));
-        result.map(|d| if d.is_empty() { d } else { d + "\n" })
-    }
-}
-
-/// Keep `diff` as the one of `generation`, unless a newer one began.
-fn keep_diff(live: &Live, generation: u64, diff: &str) {
-    if live.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
-        *live.tree.lock().unwrap_or_else(|p| p.into_inner()) = Some((generation, diff.to_owned()));
-    }
-}
-
-/// Python's bytecode cache trusts a source file's size and mtime in whole
-/// seconds: a file edited back and forth within a second would run stale.
-fn drop_bytecode(
-    checkouts: &crate::checkout::Checkouts,
-    dir: &Path,
-) -> Result<(), crate::checkout::CheckoutError> {
-    checkouts
-        .git(Some(dir), &["clean", "-q", "-f", "-X", "--", "*.pyc"])
-        .map(|_| ())
-}
-
 fn describe(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Failed { reason } | Outcome::InfrastructureError { reason } => reason.clone(),
@@ -1190,162 +834,5 @@ pub fn state_name(state: WorkspaceState) -> &'static str {
         WorkspaceState::Ready => "ready",
         WorkspaceState::Closed => "closed",
         WorkspaceState::Failed => "failed",
-    }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
-/// The last `cap` bytes of `text` (on a character boundary), marked.
-fn keep_end(text: String, cap: usize) -> String {
-    if text.len() <= cap {
-        return text;
-    }
-    let mut start = text.len() - cap;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    format!("[… {start} bytes cut …]\n{}", &text[start..])
-}
-
-/// Refuse absolute paths, `..`, and the repository's `.git`.
-fn check_relative(path: &str) -> Result<(), WorkspaceError> {
-    let bad = |why: &str| WorkspaceError::BadPath {
-        path: path.to_owned(),
-        why: why.to_owned(),
-    };
-    if path.is_empty() {
-        return Err(bad("is empty"));
-    }
-    let p = Path::new(path);
-    if p.is_absolute() {
-        return Err(bad(
-            "absolute paths are refused; paths are relative to the checkout",
-        ));
-    }
-    for c in p.components() {
-        match c {
-            Component::ParentDir => {
-                return Err(bad("`..` is refused: paths stay inside the checkout"));
-            }
-            Component::Normal(n) if n == ".git" => {
-                return Err(bad("`.git` is the workspace's own; it cannot be edited"));
-            }
-            Component::Normal(_) | Component::CurDir => {}
-            _ => return Err(bad("not a plain relative path")),
-        }
-    }
-    Ok(())
-}
-
-/// `path` inside `root`, refusing anything that leaves it, also through
-/// symlinks. With `create`, the file (and its folders) may not exist yet.
-fn confine(root: &Path, path: &str, create: bool) -> Result<PathBuf, WorkspaceError> {
-    check_relative(path)?;
-    let root = root.canonicalize().map_err(internal)?;
-    let joined = root.join(path);
-    // The deepest part that exists must resolve inside the root.
-    let mut existing = joined.clone();
-    while !existing.exists() && existing.symlink_metadata().is_err() {
-        match existing.parent() {
-            Some(p) => existing = p.to_path_buf(),
-            None => break,
-        }
-    }
-    let resolved = existing
-        .canonicalize()
-        .map_err(|_| WorkspaceError::BadPath {
-            path: path.to_owned(),
-            why: "a symlink on the way points nowhere".into(),
-        })?;
-    if !resolved.starts_with(&root) {
-        return Err(WorkspaceError::BadPath {
-            path: path.to_owned(),
-            why: "it leaves the checkout through a symlink".into(),
-        });
-    }
-    if !create && !joined.exists() {
-        return Err(WorkspaceError::NoFile(path.to_owned()));
-    }
-    Ok(joined)
-}
-
-/// The paths a unified diff touches (from `---`/`+++` and `diff --git`).
-fn patch_paths(patch: &str) -> Vec<String> {
-    let mut paths = Vec::new();
-    for line in patch.lines() {
-        let names: Vec<&str> = if let Some(rest) = line.strip_prefix("diff --git ") {
-            rest.split_whitespace().collect()
-        } else if let Some(rest) = line
-            .strip_prefix("--- ")
-            .or_else(|| line.strip_prefix("+++ "))
-        {
-            vec![rest.split('\t').next().unwrap_or(rest).trim()]
-        } else {
-            continue;
-        };
-        for name in names {
-            if name == "/dev/null" {
-                continue;
-            }
-            let name = name
-                .strip_prefix("a/")
-                .or_else(|| name.strip_prefix("b/"))
-                .unwrap_or(name);
-            paths.push(name.to_owned());
-        }
-    }
-    paths
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_stay_inside_the_checkout() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        std::fs::create_dir(root.join("src")).unwrap();
-        std::fs::write(root.join("src/app.py"), "x").unwrap();
-        std::os::unix::fs::symlink("/etc", root.join("out")).unwrap();
-        assert!(confine(root, "src/app.py", false).is_ok());
-        assert!(confine(root, "src/new/deep.py", true).is_ok());
-        for (path, why) in [
-            ("/etc/passwd", "absolute"),
-            ("src/../../x", "`..`"),
-            (".git/config", "`.git`"),
-            ("out/passwd", "symlink"),
-            ("out/new.txt", "symlink"),
-        ] {
-            let e = confine(root, path, true).unwrap_err().to_string();
-            assert!(e.contains(why), "{path}: {e}");
-        }
-        assert!(matches!(
-            confine(root, "missing.py", false),
-            Err(WorkspaceError::NoFile(_))
-        ));
-    }
-
-    #[test]
-    fn patch_paths_are_found_in_every_header() {
-        let patch = "diff --git a/app.py b/app.py\n--- a/app.py\n+++ b/app.py\n@@ -1 +1 @@\n-a\n+b\n\
-                     --- /dev/null\n+++ b/../evil\n";
-        assert_eq!(
-            patch_paths(patch),
-            ["app.py", "app.py", "app.py", "app.py", "../evil"]
-        );
-    }
-
-    #[test]
-    fn output_keeps_its_end() {
-        assert_eq!(keep_end("short".into(), 10), "short");
-        let cut = keep_end("0123456789abcdef".into(), 6);
-        assert!(
-            cut.ends_with("\nabcdef") && cut.contains("10 bytes cut"),
-            "{cut}"
-        );
     }
 }

@@ -18,17 +18,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bollard::Docker;
-use bollard::container::LogOutput;
-use bollard::query_parameters::{KillContainerOptionsBuilder, LogsOptionsBuilder};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::container::LineBuffer;
-use super::exec::StepEnd;
-use super::prepare::StepRun;
-use crate::logs::JobLog;
-use crate::plugins::bindings::{Report, Step};
+use crate::logs::{JobLog, LogStream};
+use crate::plan::{Step, StepReport};
+use crate::runner::container::LineBuffer;
+use crate::runner::exec::StepEnd;
+use crate::runner::prepare::StepRun;
+use crate::runtime::{EventFilter, EventKind, LogsOptions, Output, OutputStream, Runtime};
 
 /// Label with the job's steps (names and reports; the commands are in the
 /// container's command), so an adopting engine knows what it follows.
@@ -150,7 +148,7 @@ fn steps_of(label: &str, commands: Vec<String>) -> Option<Vec<Step>> {
             .map(|(l, command)| Step {
                 name: l.name,
                 command,
-                report: l.report.map(|(format, path)| Report { format, path }),
+                report: l.report.map(|(format, path)| StepReport { format, path }),
             })
             .collect(),
     )
@@ -163,10 +161,10 @@ enum Stream {
 }
 
 impl Stream {
-    fn name(self) -> &'static str {
+    fn log_stream(self) -> LogStream<'static> {
         match self {
-            Stream::Out => "stdout",
-            Stream::Err => "stderr",
+            Stream::Out => LogStream::Stdout,
+            Stream::Err => LogStream::Stderr,
         }
     }
 }
@@ -433,7 +431,7 @@ impl<'a> Tracker<'a> {
                 if self.replaying_step() || self.already_logged(ms) {
                     return;
                 }
-                self.log.line_at(ms, stream.name(), &text);
+                self.log.line_at(ms, stream.log_stream(), &text);
             }
             Event::End {
                 stream,
@@ -492,7 +490,7 @@ impl<'a> Tracker<'a> {
             let run = self.run_so_far(StepEnd::Exited(code), ms);
             if code == 0 {
                 self.log.line(
-                    "slipway",
+                    LogStream::Engine,
                     &format!(
                         "step `{}` passed in {:.2} s",
                         run.name,
@@ -564,7 +562,7 @@ impl<'a> Tracker<'a> {
             // 0 only when every step passed. Only the current step's time
             // and output range are known.
             self.log.line(
-                "slipway",
+                LogStream::Engine,
                 &format!(
                     "the container's output was cut short during step `{}` (Docker rotated its log faster than it was read); the container exited 0: every step passed",
                     self.steps[self.current].name
@@ -601,7 +599,7 @@ impl<'a> Tracker<'a> {
 pub fn header(log: &JobLog, index: usize, steps: &[Step]) {
     let step = &steps[index];
     log.line(
-        "slipway",
+        LogStream::Engine,
         &format!(
             "step {}/{} `{}`: {}",
             index + 1,
@@ -616,7 +614,7 @@ pub fn header(log: &JobLog, index: usize, steps: &[Step]) {
 /// to `log` with Docker's timestamps, each finished step to `each`.
 /// `started_ms` is when the first step began (its duration's start).
 pub async fn follow(
-    docker: &Docker,
+    runtime: &Runtime,
     container: &str,
     script: &Script,
     log: &JobLog,
@@ -624,24 +622,26 @@ pub async fn follow(
     each: &mut (dyn FnMut(&StepRun) + Send),
 ) -> Followed {
     let (nonce, steps) = (&script.nonce, &script.steps);
-    let options = LogsOptionsBuilder::new()
-        .follow(true)
-        .stdout(true)
-        .stderr(true)
-        .timestamps(true)
-        .build();
-    let mut output = docker.logs(container, Some(options));
+    let options = LogsOptions {
+        follow: true,
+        timestamps: true,
+        since_s: 0,
+    };
+    let mut output = runtime.logs(container, options);
     let mut demux = Demux::new(nonce);
     let mut tracker = Tracker::new(steps, log, started_ms, resume);
     let mut events = Vec::new();
     let mut error = None;
     while let Some(item) = output.next().await {
         match item {
-            Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-                demux.frame(Stream::Out, &message, &mut events)
-            }
-            Ok(LogOutput::StdErr { message }) => demux.frame(Stream::Err, &message, &mut events),
-            Ok(LogOutput::StdIn { .. }) => {}
+            Ok(Output {
+                stream: OutputStream::Stdout,
+                bytes,
+            }) => demux.frame(Stream::Out, &bytes, &mut events),
+            Ok(Output {
+                stream: OutputStream::Stderr,
+                bytes,
+            }) => demux.frame(Stream::Err, &bytes, &mut events),
             Err(e) => {
                 error = Some(e.to_string());
                 break;
@@ -661,7 +661,7 @@ pub async fn follow(
     // Output that ended early is settled by how the container exited.
     let mut exit_code = None;
     if tracker.unfinished() && error.is_none() {
-        let exited = super::container::wait_exit(docker, container);
+        let exited = crate::runner::container::wait_exit(runtime, container);
         exit_code = tokio::time::timeout(Duration::from_secs(5), exited)
             .await
             .ok()
@@ -672,10 +672,10 @@ pub async fn follow(
 
 /// Stop the steps: SIGTERM to every process of the job user (all of the
 /// container but its init), `grace` to exit, then the container is killed.
-pub async fn stop(docker: &Docker, container: &str, user: &str, grace: Duration) {
+pub async fn stop(runtime: &Runtime, container: &str, user: &str, grace: Duration) {
     let argv = ["sh".to_owned(), "-c".to_owned(), "kill -TERM -1".to_owned()];
-    if let Err(e) = super::exec::capture(
-        docker,
+    if let Err(e) = crate::runner::exec::capture(
+        runtime,
         container,
         &argv,
         Some(user),
@@ -686,9 +686,12 @@ pub async fn stop(docker: &Docker, container: &str, user: &str, grace: Duration)
     {
         tracing::debug!(container, error = %e, "could not signal the steps (already stopped?)");
     }
-    let _ = tokio::time::timeout(grace, super::container::wait_exit(docker, container)).await;
-    let options = KillContainerOptionsBuilder::new().signal("KILL").build();
-    let _ = docker.kill_container(container, Some(options)).await;
+    let _ = tokio::time::timeout(
+        grace,
+        crate::runner::container::wait_exit(runtime, container),
+    )
+    .await;
+    let _ = runtime.kill_container(container, "KILL").await;
 }
 
 /// Watches Docker's `oom` events of one container. The daemon's container
@@ -702,22 +705,17 @@ pub struct OomWatch {
 impl OomWatch {
     /// Watch `container` (a name or id) from `since_ms` (ms since the
     /// epoch; earlier events the daemon still has are replayed) on.
-    pub fn start(docker: &Docker, container: &str, since_ms: u64) -> OomWatch {
-        use bollard::query_parameters::EventsOptionsBuilder;
+    pub fn start(runtime: &Runtime, container: &str, since_ms: u64) -> OomWatch {
         let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let filters = HashMap::from([
-            ("type".to_owned(), vec!["container".to_owned()]),
-            ("container".to_owned(), vec![container.to_owned()]),
-            ("event".to_owned(), vec!["oom".to_owned()]),
-        ]);
-        let since = format!("{}", since_ms / 1000);
-        let (docker, flag) = (docker.clone(), seen.clone());
+        let filter = EventFilter {
+            containers: vec![container.to_owned()],
+            kinds: vec![EventKind::OomKilled],
+            since_ms: Some(since_ms),
+            ..Default::default()
+        };
+        let (runtime, flag) = (runtime.clone(), seen.clone());
         let task = tokio::spawn(async move {
-            let options = EventsOptionsBuilder::new()
-                .since(&since)
-                .filters(&filters)
-                .build();
-            let mut events = docker.events(Some(options));
+            let mut events = runtime.events(filter);
             while let Some(event) = events.next().await {
                 if event.is_ok() {
                     flag.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -956,10 +954,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = JobLog::at(dir.path().join("1.log"));
         // Before the restart: step a, and step b up to "b1" (two lines at 3 s).
-        log.line_at(1000, "stdout", "a out");
+        log.line_at(1000, LogStream::Stdout, "a out");
         let b_start = log.size();
-        log.line_at(3000, "stdout", "b0");
-        log.line_at(3000, "stdout", "b1");
+        log.line_at(3000, LogStream::Stdout, "b0");
+        log.line_at(3000, LogStream::Stdout, "b1");
         let resume = Resume::from_log(log.path(), b_start, 1);
         assert_eq!(
             resume,
