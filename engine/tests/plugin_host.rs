@@ -245,8 +245,9 @@ fn opening_a_socket_is_refused() {
     assert_good_plugins_still_work(&registry);
 }
 
+/// 16 MiB, sixteen times the output cap: refused by size, never held.
 #[test]
-fn hundred_megabyte_result_is_refused() {
+fn an_oversized_result_is_refused() {
     let (_dir, registry) = hostile_registry();
     let err = detect(&registry, repo_with("big-string").path()).unwrap_err();
     assert!(

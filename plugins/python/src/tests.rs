@@ -1,4 +1,5 @@
 use super::*;
+use crate::plan::validation::COMPILE_CHECK;
 use slipway_plugin_sdk::testing;
 
 const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
@@ -631,3 +632,5 @@ fn example_dockerfile_app_layer_has_pytest() {
         );
     }
 }
+
+mod golden;

@@ -112,7 +112,7 @@ impl Ecosystem for Hostile {
                 let port = words.next().and_then(|p| p.parse().ok()).unwrap_or(9);
                 outcome("open a socket", connect(port))
             }
-            "big-string" => Ok(Some(detection("x".repeat(100 * 1024 * 1024)))),
+            "big-string" => Ok(Some(detection("x".repeat(16 * 1024 * 1024)))),
             "panic" => panic!("hostile plugin panicked on purpose"),
             "garbage" => Ok(Some(Detection {
                 confidence: 250,
