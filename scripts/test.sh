@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# Every bundled example runs its full tier (engine/tests/examples.rs): their
+# Every bundled example runs its full tier (engine/tests/all/examples.rs): their
 # base images too (node, ruby, golang, rust stand-ins).
 t=$SECONDS
 bash scripts/images.sh --all

@@ -100,7 +100,7 @@ fi
 # ---- the engine killed (kill -9) mid-step and started again ----------
 # `slipway serve` through Podman: the new engine finds the job's container
 # by its labels and follows it from where the log stops (Podman's logs API
-# with timestamps), as it does with Docker (engine/tests/engine_restart.rs).
+# with timestamps), as it does with Docker (engine/tests/all/engine_restart.rs).
 git -C "$repo" init -q && git -C "$repo" add -A &&
 	git -C "$repo" -c user.name=slipway -c user.email=slipway@localhost commit -qm app
 state="$tmp/serve-state"

@@ -139,3 +139,35 @@ pub fn test_server(token: &str) -> TestServer {
         shutdown,
     }
 }
+
+/// Run git in `dir` as a test user (no global configuration, `main` as the
+/// first branch); its trimmed stdout. A failure fails the test.
+pub fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The container runtime (Docker); fails the test loudly without one.
+pub async fn docker() -> slipway::runner::Runtime {
+    slipway::runner::connect().await.unwrap_or_else(|e| {
+        panic!("these tests need a Docker engine (run `bash scripts/setup.sh`): {e}")
+    })
+}

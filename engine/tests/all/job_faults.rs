@@ -3,12 +3,11 @@
 //! past its timeout, and a cancel in the middle of an image build. Each
 //! ends as it should, the engine carries on, and nothing is left behind.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::serve::{
+
+use crate::support::serve::{
     BUSYBOX, Server, containers_labelled, dockerfile_repo, get, job, job_log, post_json,
     start_with, submit_profiled,
 };

@@ -16,13 +16,9 @@ use slipway::runner::services::{self, RunningService, ServiceError};
 use slipway::runner::{self, Pod, PodSpec};
 use tokio_util::sync::CancellationToken;
 
-const BUSYBOX: &str = "slipway-test/busybox:1";
+use crate::support::docker;
 
-async fn docker() -> runner::Runtime {
-    runner::connect().await.unwrap_or_else(|e| {
-        panic!("these tests need a Docker engine (run `bash scripts/setup.sh`): {e}")
-    })
-}
+const BUSYBOX: &str = "slipway-test/busybox:1";
 
 /// The bundled plugins plus `hostile-readiness`, shared by the tests.
 fn registry() -> Arc<Registry> {

@@ -2,24 +2,23 @@
 //! scripted test executor: the contract's endpoints, auth, and every kind of
 //! bad input getting its status and error shape.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::spec_json;
+
+use crate::support::{git, spec_json};
 
 const TOKEN: &str = "test-token-123";
 
 struct Server {
-    _inner: support::TestServer,
+    _inner: crate::support::TestServer,
     base: String,
     agent: ureq::Agent,
 }
 
 fn server() -> Server {
-    let inner = support::test_server(TOKEN);
+    let inner = crate::support::test_server(TOKEN);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(20)))
@@ -532,28 +531,6 @@ fn git_daemon(base: &std::path::Path) -> GitDaemon {
         std::thread::sleep(Duration::from_millis(20));
     }
     GitDaemon { child, port }
-}
-
-fn git(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .current_dir(dir)
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 #[test]

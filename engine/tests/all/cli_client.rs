@@ -1,10 +1,10 @@
 //! `slipway submit | jobs | status | logs | cancel` against a real engine
 //! on loopback (in-process server with the scripted test executor).
 
-mod support;
-
 use std::process::{Command, Output};
 use std::time::Duration;
+
+use crate::support::serve::text;
 
 const TOKEN: &str = "cli-token";
 /// A full SHA: the server takes it as given and never asks the (fake) repository.
@@ -34,14 +34,6 @@ fn slipway(base: &str, token: Option<&str>, args: &[&str]) -> Output {
     out
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// `status` until it stops answering 3 (not finished); its final exit code.
 fn final_status(base: &str, id: &str) -> Option<i32> {
     for _ in 0..200 {
@@ -56,7 +48,7 @@ fn final_status(base: &str, id: &str) -> Option<i32> {
 
 #[test]
 fn submit_status_jobs_and_logs() {
-    let server = support::test_server(TOKEN);
+    let server = crate::support::test_server(TOKEN);
     let base = server.base.as_str();
     let out = slipway(
         base,
@@ -112,7 +104,7 @@ fn submit_status_jobs_and_logs() {
 
 #[test]
 fn exit_codes_for_failed_pending_and_cancelled_jobs() {
-    let server = support::test_server(TOKEN);
+    let server = crate::support::test_server(TOKEN);
     let base = server.base.as_str();
     slipway(
         base,
@@ -167,7 +159,7 @@ fn exit_codes_for_failed_pending_and_cancelled_jobs() {
 
 #[test]
 fn token_and_connection_errors_say_what_to_do() {
-    let server = support::test_server(TOKEN);
+    let server = crate::support::test_server(TOKEN);
     let base = server.base.as_str();
     let none = slipway(base, None, &["jobs"]);
     assert_eq!(none.status.code(), Some(1));
@@ -228,7 +220,7 @@ fn token_and_connection_errors_say_what_to_do() {
 
 #[test]
 fn tokens_are_created_once_listed_without_values_and_revoked() {
-    let server = support::test_server(TOKEN);
+    let server = crate::support::test_server(TOKEN);
     let base = &server.base;
     let out = slipway(
         base,

@@ -2,8 +2,6 @@
 //! (succeeds, fails, hangs, or crashes on command; it runs no host commands).
 //! The behaviour comes from the job's `behaviour` label.
 
-mod support;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -11,10 +9,13 @@ use std::time::Duration;
 
 use slipway::job::{JobId, JobRecord, JobSpec, JobState, Outcome, SpecPolicy};
 use slipway::logs::JobLogs;
-use slipway::queue::{JobQueue, WorkspaceStore};
-use slipway::queue::{LeaseRequest, ListFilter, RedbStore, Scheduler, SchedulerConfig, StoreError};
-use support::{ScriptedExecutor, spec};
+use slipway::queue::{
+    JobQueue, LeaseRequest, ListFilter, RedbStore, Scheduler, SchedulerConfig, StoreError,
+    WorkspaceStore,
+};
 use tokio_util::sync::CancellationToken;
+
+use crate::support::{ScriptedExecutor, spec};
 
 fn fast_config() -> SchedulerConfig {
     SchedulerConfig {

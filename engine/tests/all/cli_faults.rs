@@ -5,6 +5,8 @@
 
 use std::process::{Command, Output};
 
+use crate::support::serve::text;
+
 fn slipway(env: &[(&str, &str)], args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_slipway"))
         .args(args)
@@ -13,14 +15,6 @@ fn slipway(env: &[(&str, &str)], args: &[&str]) -> Output {
         .envs(env.iter().copied())
         .output()
         .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]

@@ -11,13 +11,9 @@ use slipway::runner::{
 };
 use tokio_util::sync::CancellationToken;
 
-const IMAGE: &str = "slipway-test/busybox:1";
+use crate::support::docker;
 
-async fn docker() -> runner::Runtime {
-    runner::connect().await.unwrap_or_else(|e| {
-        panic!("these tests need a Docker engine (run `bash scripts/setup.sh`): {e}")
-    })
-}
+const IMAGE: &str = "slipway-test/busybox:1";
 
 /// Docker's own API, to check what the engine asked of it.
 async fn raw() -> bollard::Docker {

@@ -2,8 +2,10 @@
 //! Docker runner, the local busybox image. Needs Docker; fails loudly without it.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::support::serve::text;
 
 fn slipway(state: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
@@ -12,14 +14,6 @@ fn slipway(state: &Path) -> Command {
         .env_remove("SLIPWAY_TOKEN")
         .env_remove("SLIPWAY_PLUGINS_DIR");
     cmd
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Remove the package caches jobs of `repo` left (caches outlive jobs on

@@ -12,12 +12,11 @@
 //!
 //! Nothing is left behind in either case.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::serve::{
+
+use crate::support::serve::{
     BUSYBOX, dockerfile_repo, job, job_containers, job_log, post_json, start, submit_profiled,
     wait_until,
 };

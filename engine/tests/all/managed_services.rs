@@ -2,8 +2,6 @@
 //! API and `slipway services` commands, the supervisor against the real
 //! Docker engine. Needs Docker; fails loudly without it.
 
-mod support;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
@@ -11,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use serde_json::Value;
-use support::serve::{BUSYBOX, Server, cli, get, post_json, start, text};
+
+use crate::support::serve::{BUSYBOX, Server, cli, get, post_json, start, text};
 
 fn status(server: &Server, name: &str) -> Value {
     let (code, body) = get(server, &format!("/api/v1/services/{name}"));

@@ -3,14 +3,13 @@
 //! real pytest in a Python image and the bundled junit-xml validator.
 //! Needs Docker; fails loudly without it.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::serve::{Server, cli, request, start_with, text};
+
+use crate::support::serve::{Server, cli, request, start_with, text};
 
 /// A git repository with `files` and `links` (path → target), committed.
 fn git_repo(files: &[(&str, &str)], links: &[(&str, &str)]) -> tempfile::TempDir {
@@ -111,7 +110,7 @@ fn create(server: &Server, body: Value) -> (String, Value) {
 }
 
 fn containers_of(id: &str) -> usize {
-    support::serve::containers_labelled(&format!("io.slipway.workspace={id}")).len()
+    crate::support::serve::containers_labelled(&format!("io.slipway.workspace={id}")).len()
 }
 
 fn server(env: &[(&str, &str)]) -> Server {
@@ -253,7 +252,7 @@ fn edit_validate_reset_loop_with_findings_from_the_junit_report() {
         .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT"])
         .args([
             "-H",
-            &format!("Authorization: Bearer {}", support::serve::TOKEN),
+            &format!("Authorization: Bearer {}", crate::support::serve::TOKEN),
         ])
         .args(["-H", "Content-Type: application/octet-stream"])
         .args(["-H", "Expect: 100-continue"])
@@ -438,7 +437,8 @@ fn faults_busy_timeouts_caps_outside_kills_and_engine_restarts() {
     );
     assert_eq!(code, 201);
     let containers = |id: &str| {
-        let mut ids = support::serve::containers_labelled(&format!("io.slipway.workspace={id}"));
+        let mut ids =
+            crate::support::serve::containers_labelled(&format!("io.slipway.workspace={id}"));
         ids.sort();
         ids
     };
@@ -460,7 +460,7 @@ fn faults_busy_timeouts_caps_outside_kills_and_engine_restarts() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let server = support::serve::start_with(state, &[("SLIPWAY_WORKSPACES__MAX_OPEN", "2")]);
+    let server = crate::support::serve::start_with(state, &[("SLIPWAY_WORKSPACES__MAX_OPEN", "2")]);
     let w = workspace(&server, &id);
     assert_eq!(w["state"], "ready", "{w}\n{}", server.log());
     assert_eq!(containers(&id), before, "the same containers go on");
@@ -551,7 +551,7 @@ fn a_workspace_preparing_when_the_engine_dies_fails_with_the_reason() {
     assert!(containers_of(&id) > 0, "its setup runs in its container");
     let state = server.crash();
     assert!(state.path().join("checkouts").join(&id).is_dir());
-    let server = support::serve::start(state);
+    let server = crate::support::serve::start(state);
     let w = workspace(&server, &id);
     assert_eq!(w["state"], "failed", "{w}");
     assert!(
@@ -619,7 +619,7 @@ fn reset_brings_postgres_and_redis_back_to_their_state_after_setup() {
     );
     // The engine is killed and started again: the workspace is taken
     // over with its services, their reset commands and their watchers.
-    let server = support::serve::start(server.crash());
+    let server = crate::support::serve::start(server.crash());
     let w = workspace(&server, &id);
     assert_eq!(w["state"], "ready", "{w}\n{}", server.log());
     let (code, body) = request(

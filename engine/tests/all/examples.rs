@@ -9,12 +9,10 @@
 //! `SLIPWAY_CA_BUNDLE`, as the README tells users behind a TLS-inspecting
 //! proxy to do.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::serve::text;
+use crate::support::serve::text;
 
 /// What each example's full tier must show, beyond exit code 0.
 /// `services-app` needs its profile and is run by `cli_serve.rs`.
