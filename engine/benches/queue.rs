@@ -185,6 +185,7 @@ fn http_and_memory() {
         plugins: None,
         request_timeout: api::REQUEST_TIMEOUT,
         git_credentials: Default::default(),
+        watcher: None,
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();

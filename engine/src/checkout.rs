@@ -371,6 +371,45 @@ pub fn resolve_ref(
     pick_ref(&listing, reference).ok_or_else(unknown)
 }
 
+/// Every ref of `source` under `prefix` (`refs/heads/`, `refs/tags/`) and
+/// the commit it names (a tag peeled to its commit), without fetching:
+/// what a watch asks on each look. A directory that is not a git
+/// repository has no refs.
+pub fn list_refs(
+    source: &str,
+    prefix: &str,
+    timeout: Duration,
+    credentials: &GitCredentials,
+) -> Result<Vec<(String, String)>, CheckoutError> {
+    let auth = credentials
+        .for_url(source)
+        .map_err(|e| CheckoutError::Credentials {
+            repository: source.to_owned(),
+            source: e,
+        })?;
+    let env: Vec<(&str, &str)> = auth
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let pattern = format!("{prefix}*");
+    let listing = run_git(None, &env, &["ls-remote", "--", source, &pattern], timeout)?;
+    let mut refs = std::collections::BTreeMap::<String, String>::new();
+    for (sha, name) in listing.lines().filter_map(|l| l.split_once('\t')) {
+        match name.strip_suffix("^{}") {
+            // The commit an annotated tag points at wins over the tag object.
+            Some(tag) => {
+                refs.insert(tag.to_owned(), sha.to_owned());
+            }
+            None => {
+                refs.entry(name.to_owned())
+                    .or_insert_with(|| sha.to_owned());
+            }
+        }
+    }
+    Ok(refs.into_iter().collect())
+}
+
 /// From `git ls-remote` output, the commit `reference` names: the exact ref
 /// (`HEAD`, `refs/...`), else the branch, else the tag (peeled).
 fn pick_ref(listing: &str, reference: &str) -> Option<String> {

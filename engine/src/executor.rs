@@ -16,6 +16,7 @@ use crate::logs::JobLog;
 
 /// One attempt of one job, as an executor receives it.
 pub struct Attempt {
+    /// The job's record as leased: spec, attempt number, and state when the attempt began.
     pub job: JobRecord,
     /// The attempt's fencing number: reports under an older one are refused.
     pub fence: u64,
@@ -29,6 +30,7 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// An attempt whose progress and run reports go to `store` under `fence`.
     pub fn new(
         job: JobRecord,
         fence: u64,
@@ -90,7 +92,9 @@ impl Attempt {
 /// Where an attempt reports what it does and what it ran, under its fence
 /// (the queue's store implements it; the executor needs nothing else of it).
 pub trait AttemptSink: Send + Sync {
+    /// Store the attempt's latest progress for job `id`; refused under a stale `fence`.
     fn progress(&self, id: u64, fence: u64, progress: Progress) -> SinkFuture<'_>;
+    /// Store what the attempt ran for job `id`; refused under a stale `fence`.
     fn record_run(&self, id: u64, fence: u64, run: crate::job::RunRecord) -> SinkFuture<'_>;
 }
 
@@ -108,8 +112,10 @@ struct ProgressReporter {
     fence: u64,
 }
 
+/// An attempt running to its end, yielding how it ended.
 pub type ExecFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
+/// Runs the attempts the scheduler leases (the Docker runner, or a test double).
 pub trait Executor: Send + Sync + 'static {
     /// Run one attempt to its end. Return `Outcome::Cancelled` (or
     /// `TimedOut`) promptly once `attempt.cancel` fires.

@@ -23,36 +23,77 @@ use crate::secrets::{SecretError, check_reference};
 /// Gitea accept any name with a personal access token).
 pub const TOKEN_USER: &str = "x-access-token";
 
+/// A git credential setting that is invalid, or a credential that cannot be used
+/// for a URL. `key` is the configuration key (`git_credentials` or `git_ssh_keys`).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum GitAuthError {
+    /// A host's secret reference is malformed, or could not be resolved.
     #[error("{key}.\"{host}\": {source}")]
     Reference {
+        /// Configuration key the host is under.
         key: &'static str,
+        /// Host whose reference failed.
         host: String,
+        /// Why the reference was refused or could not be read.
         source: SecretError,
     },
+    /// A configured host is not a host name (letters, digits, `.`, `-`, `:port`).
     #[error(
         "{key}.\"{host}\": `{host}` is not a host name (hint: `github.com`, `git.example.com:8443`)"
     )]
-    BadHost { key: &'static str, host: String },
+    BadHost {
+        /// Configuration key the host is under.
+        key: &'static str,
+        /// The host as configured.
+        host: String,
+    },
+    /// A host's secret resolved to an empty (or all-whitespace) value.
     #[error("{key}.\"{host}\": the credential is empty")]
-    Empty { key: &'static str, host: String },
+    Empty {
+        /// Configuration key the host is under.
+        key: &'static str,
+        /// Host whose secret is empty.
+        host: String,
+    },
+    /// The host has only an HTTPS token, and the repository was given as an SSH URL.
     #[error(
         "git_credentials.\"{host}\" holds an HTTPS token, and {url} is an SSH URL (hint: give the repository as https://{host}/..., or map the host to a deploy key under `git_ssh_keys`)"
     )]
-    SshUrl { host: String, url: String },
+    SshUrl {
+        /// Host that has a token under `git_credentials`.
+        host: String,
+        /// The repository URL, as given.
+        url: String,
+    },
+    /// The host's `git_ssh_keys` secret does not look like a PEM/OpenSSH private key.
     #[error(
         "git_ssh_keys.\"{host}\": the secret is not an SSH private key (it should begin with `-----BEGIN OPENSSH PRIVATE KEY-----`)"
     )]
-    NotAKey { host: String },
+    NotAKey {
+        /// Host whose secret is not a key.
+        host: String,
+    },
+    /// SSH keys are configured without `git_known_hosts`, the host keys SSH must check.
     #[error(
         "git_ssh_keys needs git_known_hosts: the file of host keys SSH checks the server against (hint: `ssh-keyscan github.com > /etc/slipway/known_hosts`)"
     )]
     NoKnownHosts,
+    /// The `git_known_hosts` file cannot be read when the configuration is loaded.
     #[error("cannot read {path}: {message}")]
-    KnownHosts { path: String, message: String },
+    KnownHosts {
+        /// Path of the known hosts file, as configured.
+        path: String,
+        /// The I/O error.
+        message: String,
+    },
+    /// The private key could not be written to its temporary file for git.
     #[error("git_ssh_keys.\"{host}\": cannot write the key for git: {message}")]
-    KeyFile { host: String, message: String },
+    KeyFile {
+        /// Host whose key it is.
+        host: String,
+        /// The I/O error.
+        message: String,
+    },
 }
 
 /// Host (`name` or `name:port`) → secret reference, for HTTPS tokens and
@@ -69,7 +110,10 @@ pub struct GitCredentials {
 /// it until git has finished (dropping it removes the file).
 #[derive(Debug, Clone, Default)]
 pub struct GitAuth {
+    /// Variables to set on the git process (`GIT_CONFIG_*`, or `GIT_SSH_COMMAND`);
+    /// empty when no credential applies.
     pub env: Vec<(String, String)>,
+    /// Token, encoded header, or key text to redact from the job's log.
     pub secrets: Vec<String>,
     key_file: Option<Arc<tempfile::TempPath>>,
 }
@@ -163,6 +207,7 @@ impl GitCredentials {
         Ok(self)
     }
 
+    /// No host has a token or an SSH key configured.
     pub fn is_empty(&self) -> bool {
         self.by_host.is_empty() && self.ssh_keys.is_empty()
     }

@@ -55,5 +55,6 @@ pub mod service;
 pub mod supervisor;
 pub mod tls_probe;
 pub mod token;
+pub mod watches;
 pub mod workspace;
 pub mod workspaces;

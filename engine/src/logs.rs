@@ -65,6 +65,7 @@ pub struct JobLog {
 }
 
 impl JobLogs {
+    /// Logs under `dir` (created if missing), each capped at [`DEFAULT_LOG_CAP`] (64 MiB).
     pub fn new(dir: impl Into<PathBuf>) -> std::io::Result<JobLogs> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
@@ -80,10 +81,13 @@ impl JobLogs {
         self
     }
 
+    /// Path of job `id`'s log file (`<dir>/<id>.log`); it may not exist yet.
     pub fn path(&self, id: JobId) -> PathBuf {
         self.dir.join(format!("{id}.log"))
     }
 
+    /// A writer appending to job `id`'s log; earlier attempts' lines stay and count
+    /// against the cap.
     pub fn writer(&self, id: JobId) -> JobLog {
         JobLog::with_cap(self.path(id), self.cap)
     }
@@ -115,6 +119,7 @@ fn read_from(path: &Path, offset: u64, max: usize) -> std::io::Result<(Vec<u8>, 
 }
 
 impl JobLog {
+    /// The file this log appends to; created at the first line written.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -124,6 +129,8 @@ impl JobLog {
         JobLog::with_cap(path, DEFAULT_LOG_CAP)
     }
 
+    /// A log at `path` that stops growing at `cap` bytes, counting what the file
+    /// already holds; the file is opened at the first write.
     pub fn with_cap(path: impl Into<PathBuf>, cap: u64) -> JobLog {
         let path = path.into();
         // An earlier attempt's lines count against the cap too.

@@ -16,20 +16,42 @@ use crate::plugins::bindings::{
 use crate::plugins::quote::quote;
 use crate::plugins::{CallError, Candidate, LoadError, Registry, World};
 
+/// Why a repository could not be planned.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
+    /// The path to plan is missing or not a directory (an input problem).
     #[error("{} is not a directory", .0.display())]
     NotADirectory(std::path::PathBuf),
+    /// No ecosystem plugin recognised the repository (an input problem).
     #[error("no ecosystem detected in {repo}; looked for: {looked_for}")]
-    NothingDetected { repo: String, looked_for: String },
+    NothingDetected {
+        /// The repository's path on the host.
+        repo: String,
+        /// Every active ecosystem plugin with its trigger files,
+        /// `;`-separated (e.g. `node (package.json); python (pyproject.toml)`).
+        looked_for: String,
+    },
     /// A problem the plugin reported (usually a hint file it could not
     /// understand: the user's to fix).
     #[error("{plugin}: {}", .error.describe())]
-    Input { plugin: String, error: PluginError },
+    Input {
+        /// Name of the plugin that reported it.
+        plugin: String,
+        /// The plugin's error, with the file, line and hint it gave.
+        error: PluginError,
+    },
+    /// A plugin call failed without a problem of the plugin's own (a limit
+    /// hit, a trap, an invalid answer): not the repository's problem.
     #[error(transparent)]
     Plugin(#[from] CallError),
+    /// An ecosystem plugin needed for the plan could not be loaded.
     #[error("plugin {plugin} cannot be loaded: {error}")]
-    Load { plugin: String, error: LoadError },
+    Load {
+        /// `name@version@sha256` of the plugin.
+        plugin: String,
+        /// Why it could not be loaded.
+        error: LoadError,
+    },
 }
 
 impl PlanError {
@@ -48,10 +70,13 @@ impl PlanError {
 /// One ecosystem that matched.
 #[derive(Debug, Clone, Serialize)]
 pub struct Match {
+    /// Name of the ecosystem plugin that matched (e.g. `node`).
     pub ecosystem: String,
     /// `name@version@sha256` of the plugin.
     pub plugin: String,
+    /// How sure the plugin is, 0..=100 (100: certain, below 50: a weak hint).
     pub confidence: u8,
+    /// The files (and lines) that led the plugin to match.
     pub evidence: Vec<Evidence>,
 }
 
@@ -59,21 +84,36 @@ pub struct Match {
 /// field names are the `plan --json` contract.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanReport {
+    /// Name of the winning ecosystem plugin (e.g. `node`, `python`).
     pub ecosystem: String,
+    /// `name@version@sha256` of the winning plugin (just the name for a plugin
+    /// without a manifest).
     pub plugin: String,
+    /// The winner's detection confidence, 0..=100.
     pub confidence: u8,
+    /// The files (and lines) that led the winner to match.
     pub evidence: Vec<Evidence>,
+    /// The image the generated Dockerfile starts from (e.g. `node:18-slim`).
     pub base_image: String,
     /// The generated Dockerfile; `null` when the repository brings its own.
     pub dockerfile: Option<String>,
     /// The repository's own Dockerfile (relative path), when it brings one.
     pub dockerfile_path: Option<String>,
+    /// Tools the image pins, one version each, with the hints that decided it.
     pub toolchain: Vec<ToolchainReport>,
+    /// The package manager that installs dependencies; `null` when the plugin
+    /// names none.
     pub package_manager: Option<crate::plugins::bindings::PackageManager>,
+    /// Commands run once in a fresh job container before validation.
     pub setup: Vec<Step>,
+    /// The steps of each validation tier.
     pub validation: Validation,
+    /// Cache volumes mounted into job containers.
     pub cache: Vec<crate::plugins::bindings::CacheMount>,
+    /// Environment of job containers (e.g. `CI=true`).
     pub env: Vec<OptionPair>,
+    /// Remarks for the user: what the plugins ignored or skipped, and why, and
+    /// the tiers that check nothing.
     pub notes: Vec<String>,
     /// The plugin whose steps are used when the image comes from the
     /// repository's Dockerfile.
@@ -106,7 +146,10 @@ pub struct Step {
 /// of that format) and its file (`None`: the step's stdout).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StepReport {
+    /// The report format, which picks the validator plugin (e.g. `junit-xml`).
     pub format: String,
+    /// The report file, relative to the repository root; `None`: the step's
+    /// stdout.
     pub path: Option<String>,
 }
 
@@ -128,9 +171,12 @@ fn steps(list: &[crate::plugins::bindings::Step]) -> Vec<Step> {
     list.iter().map(Step::from).collect()
 }
 
+/// The validation tiers of a plan, each run in order by the job.
 #[derive(Debug, Clone, Serialize)]
 pub struct Validation {
+    /// The fast tier: lint, typecheck.
     pub fast: Vec<Step>,
+    /// The full tier: tests.
     pub full: Vec<Step>,
 }
 
@@ -138,21 +184,32 @@ pub struct Validation {
 /// it came from, and the file.
 #[derive(Debug, Clone, Serialize)]
 pub struct ToolchainReport {
+    /// The tool (e.g. `node`, `python`, `rust`).
     pub tool: String,
+    /// The version the image pins (e.g. `18`, `3.11`).
     pub version: String,
+    /// The normalised constraint that won (e.g. `18.17.0`, `>=3.10`, `lts`).
     pub constraint: String,
+    /// The constraint exactly as the file writes it (e.g. `v18.17.0`).
     pub written_form: String,
+    /// Strength of the winning constraint: `pin`, `range` or `default`.
     pub kind: &'static str,
     /// `file` or `file:line`; `null` for a default.
     pub source: Option<String>,
+    /// Hints for the same tool that lost to the winning one, with the reason.
     pub overruled: Vec<Overruled>,
 }
 
+/// A version hint that lost to the one a toolchain was resolved from.
 #[derive(Debug, Clone, Serialize)]
 pub struct Overruled {
+    /// The normalised constraint (e.g. `>=16`).
     pub constraint: String,
+    /// The constraint exactly as the file writes it.
     pub written_form: String,
+    /// `file` or `file:line` the hint came from; `null` for a default.
     pub source: Option<String>,
+    /// Why it lost, as the plugin words it.
     pub reason: String,
 }
 

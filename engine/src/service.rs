@@ -29,10 +29,15 @@ pub enum RestartMode {
 #[derive(Debug, Clone, PartialEq, ToSchema, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RestartPolicy {
+    /// When to restart at all; default `always`.
     pub mode: RestartMode,
+    /// Restarts allowed within `window_s` before the service is `failed`; default 5.
     pub max_restarts: u32,
+    /// Length of the sliding window restarts are counted in, in seconds; default 300.
     pub window_s: u64,
+    /// Wait before the first restart in the window, in ms, doubling after each; default 500.
     pub backoff_ms: u64,
+    /// Cap on the wait between restarts, in ms; default 30000.
     pub max_backoff_ms: u64,
 }
 
@@ -52,6 +57,8 @@ impl Default for RestartPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VolumeMount {
+    /// Volume name (lowercase letters, digits, `-`); the Docker volume is
+    /// `slipway-<engine>-<service>-<name>`.
     pub name: String,
     /// Absolute path inside the container.
     pub path: String,
@@ -61,25 +68,35 @@ pub struct VolumeMount {
 #[derive(Debug, Clone, PartialEq, ToSchema, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManagedServiceSpec {
+    /// The service's name, unique on this engine: 1 to 63 lowercase letters, digits and
+    /// `-`, starting with a letter or digit (`health` is reserved).
     pub name: String,
+    /// Image to run (e.g. `redis:7`), with its own entrypoint and user.
     pub image: String,
     /// Empty: the image's own command.
     #[serde(default)]
     pub command: Vec<String>,
+    /// Environment variables of its container, by name.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Ports it listens on inside its pod; with no `readiness`, a `tcp` check on them.
     #[serde(default)]
     pub ports: Vec<u16>,
+    /// CPU, memory (MiB) and process caps of its container; unset: no CPU or memory cap,
+    /// 512 processes.
     #[serde(default)]
     pub resources: Resources,
     /// Decides when the service counts as ready (and gates `healthy`).
     pub readiness: Option<ReadinessSpec>,
     /// Checked while it runs; failures past the plugin's threshold restart it.
     pub liveness: Option<ReadinessSpec>,
+    /// When and how often to restart it after it exits or fails its liveness check.
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// Named volumes to mount; their data survives restarts and replacement of the spec.
     #[serde(default)]
     pub volumes: Vec<VolumeMount>,
+    /// Network of its pod: `none` (default), `bridge` or `host`.
     #[serde(default)]
     pub network: Network,
     /// GPUs for its container (a count or `"all"`), as for a job.
@@ -93,12 +110,16 @@ pub struct ManagedServiceSpec {
 /// A declared service with its bookkeeping.
 #[derive(Debug, Clone, PartialEq, ToSchema, Serialize, Deserialize)]
 pub struct ManagedService {
+    /// The service as declared.
     pub spec: ManagedServiceSpec,
+    /// When the service was first declared (Unix ms); kept when it is replaced.
     pub created_ms: u64,
+    /// When its declaration was last created or replaced (Unix ms).
     pub updated_ms: u64,
 }
 
 impl ManagedService {
+    /// A service declared now: `created_ms` and `updated_ms` both set to the current time.
     pub fn new(spec: ManagedServiceSpec) -> ManagedService {
         let now = now_ms();
         ManagedService {
@@ -112,6 +133,8 @@ impl ManagedService {
 /// Names under `/api/v1/services/` that are routes, not services.
 const RESERVED: &[&str] = &["health"];
 
+/// Is `name` usable as a service (or volume) name: 1 to 63 lowercase letters, digits and
+/// `-`, starting with a letter or digit, and not a reserved route?
 pub fn valid_service_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some('a'..='z' | '0'..='9'))

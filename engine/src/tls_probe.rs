@@ -29,19 +29,36 @@ pub enum Verdict {
     /// Its certificate chain verifies against the public roots.
     Public,
     /// It does not, but the configured CA bundle covers it.
-    CoveredByBundle { reason: String },
+    CoveredByBundle {
+        /// Why the public roots rejected the chain.
+        reason: String,
+    },
     /// It does not, and nothing configured covers it.
-    Intercepted { reason: String },
+    Intercepted {
+        /// Why the public roots rejected the chain.
+        reason: String,
+    },
     /// No TLS session at all (DNS, connect, timeout): not a TLS verdict.
-    Unreachable { reason: String },
+    Unreachable {
+        /// What failed: name resolution, the connection, or the TLS protocol.
+        reason: String,
+    },
 }
 
+/// Why a probe could not be made at all (as opposed to a [`Verdict`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
+    /// The target has no host part (e.g. `:443`).
     #[error("`{0}` is not a host name or address")]
     BadHost(String),
+    /// The configured `ca_bundle` cannot be read, or holds no usable certificate.
     #[error("the CA bundle {path}: {message}")]
-    Bundle { path: String, message: String },
+    Bundle {
+        /// The bundle's path, as configured.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// `host` or `host:port` (443 by default).

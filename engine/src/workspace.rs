@@ -12,18 +12,25 @@ use crate::runner::services::ServiceView;
 
 /// Default idle timeout and maximum lifetime of a workspace.
 pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 30 * 60;
+/// Default maximum lifetime of a workspace, in seconds (8 h).
 pub const DEFAULT_MAX_LIFETIME_S: u64 = 8 * 3600;
 
+/// Where a workspace is in its life; `closed` and `failed` are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkspaceState {
+    /// Its environment is being set up (checkout, image, services, setup steps).
     Preparing,
+    /// Set up: calls (files, patch, diff, validate, reset) may use it.
     Ready,
+    /// Closed normally: deleted, idle or past its lifetime, or the engine stopped.
     Closed,
+    /// Preparing failed, its container stopped, or a restarted engine could not take it over.
     Failed,
 }
 
 impl WorkspaceState {
+    /// Preparing or ready: it holds a pod and counts against the open-workspace limit.
     pub fn is_open(self) -> bool {
         matches!(self, WorkspaceState::Preparing | WorkspaceState::Ready)
     }
@@ -32,8 +39,11 @@ impl WorkspaceState {
 /// `POST /api/v1/workspaces`: the job spec's fields plus the two timeouts.
 #[derive(Debug, Clone, ToSchema)]
 pub struct WorkspaceRequest {
+    /// The job spec it is prepared from (repository, commit, profile, services, ...).
     pub spec: JobSpec,
+    /// Seconds without a call before it is closed; default 30 min.
     pub idle_timeout_s: u64,
+    /// Seconds after creation before it is closed, used or not; default 8 h.
     pub max_lifetime_s: u64,
 }
 
@@ -82,6 +92,8 @@ impl WorkspaceRequest {
         })
     }
 
+    /// The spec's problems under `policy`, plus an idle timeout longer than the lifetime;
+    /// empty when the request is valid.
     pub fn validate(&self, policy: &SpecPolicy) -> Vec<FieldProblem> {
         let mut problems = self.spec.validate(policy);
         if self.idle_timeout_s > self.max_lifetime_s {
@@ -97,13 +109,18 @@ impl WorkspaceRequest {
 /// One step of a validate call.
 #[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
 pub struct StepResult {
+    /// The step's name (`lint`, `test`, ...).
     pub name: String,
+    /// The shell command it ran.
     pub command: String,
     /// `None` when it was stopped (its timeout).
     pub exit_code: Option<i64>,
+    /// How long it ran, in ms; 0 when it never started.
     pub duration_ms: u64,
     /// stdout and stderr as they came, capped (the end is kept).
     pub output: String,
+    /// Findings parsed from the step's report by the validator plugin of its format; empty
+    /// when it writes no report (or see `findings_error`).
     pub findings: Vec<FindingView>,
     /// Why `findings` is empty although the step has a report (the report
     /// is missing, no validator reads its format, the validator failed).
@@ -116,12 +133,17 @@ pub struct StepResult {
 /// workspace's history.
 #[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
 pub struct ValidateResult {
+    /// The tier run: `fast`, or `full` (the `fast` steps, then the `full` ones).
     pub tier: Tier,
+    /// Every step exited 0; also true when there were no steps (see `note`).
     pub ok: bool,
+    /// Wall time of the whole call, in ms.
     pub duration_ms: u64,
+    /// When the call finished (Unix ms).
     pub at_ms: u64,
     /// sha256 of the diff against the base commit the steps ran on.
     pub diff_sha256: String,
+    /// The steps that ran, in order; the run stops at the first that fails.
     pub steps: Vec<StepResult>,
     /// Set when the tier had no steps: `ok` then means nothing was checked.
     #[serde(default)]
@@ -131,25 +153,34 @@ pub struct ValidateResult {
 /// A workspace as stored and reported.
 #[derive(Debug, Clone, PartialEq, ToSchema, Serialize, Deserialize)]
 pub struct WorkspaceRecord {
+    /// The workspace's id (`ws-` and 12 hex digits), chosen by the server.
     pub id: String,
+    /// `preparing`, `ready`, or final: `closed` or `failed` (see `reason`).
     pub state: WorkspaceState,
     /// Why it failed or was closed.
     pub reason: Option<String>,
     /// What it is doing while preparing.
     pub progress: Option<String>,
+    /// The repository it was created from, as given in the spec.
     pub repository: String,
+    /// The `tier` of the spec it was created from; each validate call names its own.
     pub tier: Tier,
     /// The exact commit its files are compared with and reset to.
     pub base_sha: Option<String>,
+    /// The image its workload runs (tag); `null` until it is ready.
     pub image: Option<String>,
     /// `name@version@sha256` of the plugin that planned it.
     pub planned_by: Option<String>,
     /// Every plugin used to prepare it (plan, steps, readiness).
     #[serde(default)]
     pub plugins: Vec<String>,
+    /// When it was created (Unix ms); `max_lifetime_s` counts from here.
     pub created_ms: u64,
+    /// When a call last used it (Unix ms); `idle_timeout_s` counts from here.
     pub last_used_ms: u64,
+    /// A ready workspace idle longer than this many seconds is closed.
     pub idle_timeout_s: u64,
+    /// A ready workspace is closed this many seconds after creation, used or not.
     pub max_lifetime_s: u64,
     /// `full` validate calls so far (capped per workspace).
     pub full_runs: u32,
@@ -165,19 +196,26 @@ pub struct WorkspaceRecord {
 pub struct WorkspaceRuntime {
     /// The workload container, where steps run as execs.
     pub container: String,
+    /// Where steps run in the container (the checkout, `/workspace`).
     pub workdir: String,
     /// `uid:gid` the steps run as.
     pub user: String,
+    /// Time limit of each step, in ms (the spec's `timeout_s`, else the engine's default).
     pub step_timeout_ms: u64,
+    /// Steps of a `fast` validate call.
     pub fast: Vec<Step>,
+    /// Steps a `full` call runs after the `fast` ones.
     pub full: Vec<Step>,
+    /// Its services, to follow, probe and reset them after a takeover.
     pub services: Vec<RuntimeService>,
 }
 
 /// A workspace's service as its runtime keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RuntimeService {
+    /// The service's name, as in the spec.
     pub name: String,
+    /// Its container's id.
     pub container: String,
     /// The service as plugins see it.
     pub service: ServiceView,

@@ -76,6 +76,7 @@ fn child_main(state_dir: &str, port: &str) {
             plugins: None,
             request_timeout: slipway::api::REQUEST_TIMEOUT,
             git_credentials: Default::default(),
+            watcher: None,
         };
         api::serve(listener, state, shutdown).await.unwrap();
     });

@@ -11,22 +11,32 @@ use serde::Serialize;
 use crate::job::{FieldProblem, TransitionError};
 use crate::queue::StoreError;
 
+/// A failed request on its way to the client: sent with `status` as an
+/// [`ErrorBody`].
 #[derive(Debug)]
 pub struct ApiError {
+    /// HTTP status of the response.
     pub status: StatusCode,
+    /// Stable code for programs, sent as `error.code` (`not_found`, `conflict`, ...).
     pub code: &'static str,
+    /// Explanation for people, sent as `error.message`.
     pub message: String,
+    /// Request field the problem is in; `None` when it is not about one field.
     pub field: Option<String>,
+    /// What the client can do about it; `None` when there is nothing to suggest.
     pub hint: Option<String>,
+    /// Every problem by field (for `invalid_job_spec`); empty otherwise.
     pub problems: Vec<FieldProblem>,
 }
 
 /// The body of every error response.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
+    /// The error's code and message, and its field, hint and problems where known.
     pub error: ErrorDetail,
 }
 
+/// What went wrong with a request, under the `error` key of every error response.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable, for programs: `malformed_json`, `invalid_job_spec`, `not_found`, `conflict`, ...
@@ -45,6 +55,8 @@ pub struct ErrorDetail {
 }
 
 impl ApiError {
+    /// An error with no field, hint or problems; add them with [`ApiError::hint`] or
+    /// by setting the fields.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
@@ -56,11 +68,14 @@ impl ApiError {
         }
     }
 
+    /// Adds a hint saying what the client can do about the error.
     pub fn hint(mut self, hint: impl Into<String>) -> ApiError {
         self.hint = Some(hint.into());
         self
     }
 
+    /// 422 `invalid_job_spec` listing every problem; the message joins them all and
+    /// `field` is the first problem's field.
     pub fn invalid_spec(problems: Vec<FieldProblem>) -> ApiError {
         let message = problems
             .iter()
@@ -78,6 +93,8 @@ impl ApiError {
         }
     }
 
+    /// Generic 500 `internal`: `error` is logged here with `context`, never sent to
+    /// the client.
     pub fn internal(context: &str, error: impl std::fmt::Display) -> ApiError {
         tracing::error!(%error, "{context}");
         ApiError::new(

@@ -25,21 +25,37 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// by their names.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobView {
+    /// The job's id: a sequence number, unique and increasing in submit order.
     pub id: JobId,
+    /// Where the job is in its life cycle.
     pub state: JobState,
     /// The submitted spec; `secrets` holds only the secret names.
     #[schema(value_type = Object)]
     pub spec: serde_json::Value,
+    /// Attempts started so far; 0 until the job first runs.
     pub attempt: u32,
+    /// Attempts allowed before the job is `dead` (from the spec, else the server default).
     pub max_attempts: u32,
+    /// Fence of the running attempt; a report from any other attempt is refused.
+    /// `null` when no attempt is running.
     pub fence: Option<u64>,
+    /// When the running attempt's lease runs out unless its worker heartbeats (Unix ms);
+    /// `null` when no attempt is running.
     pub lease_expires_ms: Option<u64>,
+    /// Worker holding the running attempt (`slipway-<pid>`); `null` when none is running.
     pub worker: Option<String>,
+    /// When the job was submitted (Unix ms).
     pub created_ms: u64,
+    /// When the record last changed: a state change, progress or run report (Unix ms).
     pub updated_ms: u64,
+    /// A cancel was asked for while the job ran; the attempt ends as `cancelled` once
+    /// its worker sees it at the next heartbeat.
     pub cancel_requested: bool,
+    /// Step the current (or last) attempt last reported; `null` until it reports one.
     pub progress: Option<crate::job::Progress>,
+    /// Why the job last retried or ended (e.g. `tests failed`); `null` before either.
     pub reason: Option<String>,
+    /// Every state change, oldest first, starting with `submitted`.
     pub events: Vec<crate::job::Event>,
     /// What the last attempt ran: commit, image, plugins, steps, timings.
     pub run: Option<crate::job::RunRecord>,
@@ -160,6 +176,7 @@ async fn resolve_commit(
     Err(ApiError::invalid_spec(vec![problem]))
 }
 
+/// Query of `GET /api/v1/jobs`: a state filter, and the page to fetch.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
@@ -168,6 +185,7 @@ pub struct ListQuery {
     limit: Option<usize>,
 }
 
+/// One page of jobs, newest first.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct JobList {
     jobs: Vec<JobView>,
@@ -245,6 +263,7 @@ pub async fn cancel(
     Ok(Json(state.store.cancel(id).await?.into()))
 }
 
+/// Query of `GET /api/v1/jobs/{id}/logs`: where to start, and whether to follow.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {

@@ -22,6 +22,7 @@ pub mod openapi;
 mod profiles;
 pub mod services;
 pub mod tokens;
+pub mod watches;
 pub mod workspaces;
 
 use std::sync::Arc;
@@ -56,6 +57,9 @@ pub struct AppState {
     pub request_timeout: std::time::Duration,
     /// For resolving refs of private repositories at submit.
     pub git_credentials: crate::git_auth::GitCredentials,
+    /// The watcher of watched repositories; `None` outside `serve` (the
+    /// watch routes answer 503).
+    pub watcher: Option<Arc<crate::watches::Watcher>>,
 }
 
 /// The default of [`AppState::request_timeout`].
@@ -85,6 +89,17 @@ pub fn router(state: AppState) -> Router {
         .route("/services/{name}/restart", post(services::restart))
         .route("/tokens", post(tokens::create).get(tokens::list))
         .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/watches", post(watches::create).get(watches::list))
+        .route(
+            "/watches/{id}",
+            get(watches::show)
+                .put(watches::replace)
+                .delete(watches::delete),
+        )
+        .route("/watches/{id}/pause", post(watches::pause))
+        .route("/watches/{id}/resume", post(watches::resume))
+        .route("/watches/{id}/secret", post(watches::rotate_secret))
+        .route("/watches/{id}/deliveries", get(watches::deliveries))
         .route(
             "/workspaces",
             post(workspaces::create).get(workspaces::list),
@@ -120,6 +135,8 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .nest("/api/v1", api)
+        // Forges sign with the watch's secret: no bearer token here.
+        .route("/hooks/{id}", post(watches::hook))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{health, jobs, profiles, services, tokens, workspaces};
+use super::{health, jobs, profiles, services, tokens, watches, workspaces};
 use crate::job::{
     AllGpus, Event, FieldProblem, GpuPolicy, Gpus, JobSpec, JobState, Network, Progress,
     ReadinessSpec, Resources, ServiceSpec, Tier,
@@ -28,6 +28,7 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The API's OpenAPI 3 description: every path and schema, with bearer-token security.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Slipway", description = "Jobs against code repositories in hardened containers."),
@@ -40,6 +41,8 @@ impl Modify for BearerAuth {
         workspaces::create, workspaces::list, workspaces::show, workspaces::delete, workspaces::patch,
         workspaces::read_file, workspaces::write_file, workspaces::delete_file, workspaces::diff,
         workspaces::validate, workspaces::reset, workspaces::history,
+        watches::create, watches::list, watches::show, watches::replace, watches::delete,
+        watches::pause, watches::resume, watches::rotate_secret, watches::deliveries, watches::hook,
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(
@@ -49,11 +52,15 @@ impl Modify for BearerAuth {
         services::ServiceView, services::ServicesHealth, ServiceStatus, ServiceState,
         RunRecord, StepRecord, ImageRecord, tokens::NewToken, tokens::CreatedToken, crate::token::TokenView,
         WorkspaceRecord, WorkspaceState, ValidateResult, StepResult, FindingView, workspaces::ValidateBody,
+        crate::watches::WatchSpec, crate::watches::WatchView, crate::watches::WatchState,
+        crate::watches::RefState, crate::watches::Delivery, crate::watches::Forge,
+        watches::WatchCreated, watches::HookAnswer,
     )),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
 
+/// `GET /api/v1/openapi.json`: the OpenAPI document, built from [`ApiDoc`] on each request.
 pub async fn document() -> axum::Json<utoipa::openapi::OpenApi> {
     axum::Json(ApiDoc::openapi())
 }

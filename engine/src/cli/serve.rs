@@ -17,6 +17,9 @@ use slipway::logs::JobLogs;
 use slipway::queue::{JobQueue, ProfileStore, ServiceStore, WorkspaceStore};
 use slipway::queue::{RedbStore, Scheduler, SchedulerConfig};
 use slipway::supervisor::{Supervisor, SupervisorSettings};
+use slipway::watches::Watcher;
+use slipway::watches::secret::SealingKey;
+use slipway::watches::watcher::WatcherSettings;
 use slipway::workspaces::{WorkspaceSettings, Workspaces};
 use tokio_util::sync::CancellationToken;
 
@@ -290,6 +293,17 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         let shutdown = CancellationToken::new();
         let scheduler = tokio::spawn(parts.scheduler.clone().run(shutdown.clone()));
         let supervisor = tokio::spawn(parts.supervisor.clone().run(shutdown.clone()));
+        let key = SealingKey::load_or_create(&config.state_dir)?;
+        let watcher = Watcher::new(
+            parts.store.clone(),
+            parts.scheduler.clone(),
+            key,
+            WatcherSettings {
+                credentials: config.git_credentials.clone(),
+                git_timeout: config.checkout_timeout,
+            },
+        );
+        let watching = tokio::spawn(watcher.clone().run(shutdown.clone()));
         let state = AppState {
             store: parts.store.clone(),
             scheduler: parts.scheduler.clone(),
@@ -301,6 +315,7 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             plugins: Some(parts.plugins.clone()),
             request_timeout: slipway::api::REQUEST_TIMEOUT,
             git_credentials: config.git_credentials.clone(),
+            watcher: Some(watcher),
         };
         let reaper = tokio::spawn(parts.workspaces.clone().reap(shutdown.clone()));
         let stop = shutdown.clone();
@@ -315,6 +330,7 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         let _ = scheduler.await;
         let _ = supervisor.await;
         let _ = reaper.await;
+        let _ = watching.await;
         parts.workspaces.close_all("the engine stopped").await;
         Ok(ExitCode::SUCCESS)
     })

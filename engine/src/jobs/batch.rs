@@ -46,7 +46,10 @@ done"#;
 
 /// A job's steps and the nonce of their end markers.
 pub struct Script {
+    /// 128 random bits in hex, fresh per attempt, in every end marker: no step output
+    /// passes for a marker by accident.
     pub nonce: String,
+    /// The steps, in the order the driver runs them.
     pub steps: Vec<Step>,
 }
 
@@ -116,6 +119,7 @@ fn parse_command(argv: &[String]) -> Option<(String, Vec<String>)> {
 /// What the [`LABEL_STEPS`] label keeps of a step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LabelledStep {
+    /// The step's name, as in [`Step::name`].
     pub name: String,
     /// `(format, path)` of its report, if it writes one.
     pub report: Option<(String, Option<String>)>,
@@ -312,6 +316,8 @@ pub struct Resume {
     /// Time of the last output line in the log, and how many output lines
     /// carry that time: output up to there is in the log already.
     pub last_ms: u64,
+    /// How many logged lines carry `last_ms`: that many replayed lines at that time
+    /// are skipped as already logged.
     pub lines_at_last_ms: usize,
 }
 
@@ -354,12 +360,19 @@ pub enum Followed {
     /// Every step ended with 0.
     Passed,
     /// Step `step` (0-based) ended with `code`; the steps after it never ran.
-    Failed { step: usize, code: i64 },
+    Failed {
+        /// The failed step (0-based).
+        step: usize,
+        /// Its non-zero exit code.
+        code: i64,
+    },
     /// The output ended during step `step` without its marker: the
     /// container stopped (killed from outside, out of memory, the daemon
     /// went away) or the driver was killed.
     Ended {
+        /// The step in progress when the output ended (0-based).
         step: usize,
+        /// Why reading the container's output failed; `None` when the stream just ended.
         error: Option<String>,
         /// That step so far (ended `Cancelled`: it has no exit code).
         partial: StepRun,

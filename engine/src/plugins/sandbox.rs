@@ -66,100 +66,176 @@ const POOL_COMPONENT_INSTANCES: u32 = 64;
 /// Why a plugin could not be loaded.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LoadError {
+    /// `plugin.toml` does not parse or validate, or its version differs from its folder's.
     #[error("{0}")]
     Manifest(#[from] super::ManifestError),
+    /// The manifest or `plugin.wasm` cannot be read from disk.
     #[error("cannot read {path}: {message}")]
-    Io { path: String, message: String },
+    Io {
+        /// The file that could not be read.
+        path: String,
+        /// The I/O error.
+        message: String,
+    },
+    /// `plugin.wasm` is not the file the manifest's `sha256` names (changed after install).
     #[error(
         "sha256 mismatch: the manifest says {expected}, plugin.wasm is {actual} (hint: reinstall with `slipway plugins install`)"
     )]
-    HashMismatch { expected: String, actual: String },
+    HashMismatch {
+        /// sha256 in the manifest, hex.
+        expected: String,
+        /// sha256 of `plugin.wasm` as read, hex.
+        actual: String,
+    },
+    /// An installed plugin's manifest has no `sha256` to check `plugin.wasm` against.
     #[error(
         "no sha256 in the manifest (hint: install with `slipway plugins install`, which fills it in)"
     )]
     MissingHash,
+    /// The plugin was built for a `slipway:plugin` API version this engine does not implement.
     #[error("needs slipway:plugin {required}, but this engine implements {host} (hint: rebuild against a plugin SDK for {host})", host = super::HOST_API_VERSION)]
-    ApiIncompatible { required: String },
+    ApiIncompatible {
+        /// The manifest's `api` version requirement (semver, e.g. `^1`).
+        required: String,
+    },
+    /// The manifest asks for limits above the engine's defaults.
     #[error(transparent)]
     Limits(#[from] super::manifest::RaisedLimit),
+    /// `plugin.wasm` is a core module or not WebAssembly at all, not a component.
     #[error(
         "not a WebAssembly component: {detail} (hint: build with `cargo build --target wasm32-wasip2 --release`)"
     )]
-    NotAComponent { detail: String },
+    NotAComponent {
+        /// What the file is instead.
+        detail: String,
+    },
+    /// wasmtime could not compile the component (or load its cached compilation).
     #[error("cannot compile the component: {0}")]
     Compile(String),
+    /// The component's exports are missing or mistyped for the world its manifest declares.
     #[error("manifest says world `{declared}` but the component {detail}")]
-    WrongWorld { declared: World, detail: String },
+    WrongWorld {
+        /// The world in the manifest.
+        declared: World,
+        /// What the component is or lacks instead.
+        detail: String,
+    },
+    /// The component imports an interface the sandbox does not link (e.g. `wasi:http`).
     #[error("the component imports what the sandbox does not provide: {0}")]
     Imports(String),
+    /// A third-party plugin takes a bundled plugin's name without `plugins.replace`.
     #[error(
         "`{name}` is the name of a bundled plugin: a third-party plugin may replace it only when the configuration says so (`plugins.replace = [\"{name}\"]`); otherwise give it a name of its own"
     )]
-    Reserved { name: String },
+    Reserved {
+        /// The bundled plugin's name.
+        name: String,
+    },
 }
 
 /// Why a call of a loaded plugin did not produce a usable result.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
+    /// The call ran past its wall-clock budget and was interrupted.
     #[error(
         "plugin {plugin} ran past its time budget of {limit_ms} ms and was stopped after {elapsed_ms} ms"
     )]
     CpuLimit {
+        /// The plugin called.
         plugin: PluginId,
+        /// Its wall-clock budget per call, in ms.
         limit_ms: u32,
+        /// How long the call ran before it was stopped, instantiation included, in ms.
         elapsed_ms: u64,
     },
+    /// The plugin grew (or started with) linear memory over its cap.
     #[error(
         "plugin {plugin} tried to grow its memory to {requested} bytes, over its limit of {limit_mib} MiB, and was stopped"
     )]
     MemoryLimit {
+        /// The plugin called.
         plugin: PluginId,
+        /// Memory size it asked for, in bytes.
         requested: usize,
+        /// Its memory cap, in MiB.
         limit_mib: u32,
     },
+    /// The plugin hit a structural cap of the sandbox (today: table elements).
     #[error("plugin {plugin} exceeded the sandbox's limit on {what} and was stopped")]
     ResourceLimit {
+        /// The plugin called.
         plugin: PluginId,
+        /// The resource whose cap it hit, e.g. `table elements`.
         what: &'static str,
     },
+    /// The call returned more than the plugin's output limit.
     #[error(
         "plugin {plugin} returned more than {limit_kib} KiB from `{function}`, over its output limit"
     )]
     OutputTooLarge {
+        /// The plugin called.
         plugin: PluginId,
+        /// The export called (`detect`, `plan`, `parse`, ...).
         function: &'static str,
+        /// Its output limit, in KiB.
         limit_kib: u32,
     },
+    /// The call returned a value that fails the host's checks of its meaning.
     #[error("plugin {plugin} returned invalid data from `{function}`: {problem}")]
     InvalidOutput {
+        /// The plugin called.
         plugin: PluginId,
+        /// The export called.
         function: &'static str,
+        /// What is wrong with the value, and where.
         problem: String,
     },
+    /// The call trapped (a panic, an out-of-bounds access, ...) or failed with another error.
     #[error("plugin {plugin} crashed in `{function}`: {trap}{}", stderr_suffix(.stderr))]
     Trapped {
+        /// The plugin called.
         plugin: PluginId,
+        /// The export called.
         function: &'static str,
+        /// The trap, or the other error (quoted: it may hold the plugin's words).
         trap: String,
+        /// What the plugin wrote to stderr (capped at 64 KiB); the message shows its last 3 lines.
         stderr: String,
     },
+    /// The plugin ran and returned its own error.
     #[error("plugin {plugin} reported {}: {}", .error.kind(), .error.describe())]
     Reported {
+        /// The plugin called.
         plugin: PluginId,
+        /// The error the plugin returned.
         error: PluginError,
     },
+    /// The repository directory could not be opened as the plugin's `/repo`.
     #[error("cannot give plugin {plugin} the repository {repo}: {message}")]
     Repository {
+        /// The plugin called.
         plugin: PluginId,
+        /// The repository's path on the host.
         repo: String,
+        /// Why it could not be opened.
         message: String,
     },
+    /// A fresh instance could not be created (e.g. every pool slot in use).
     #[error("cannot start plugin {plugin}: {message}")]
-    Instantiate { plugin: PluginId, message: String },
+    Instantiate {
+        /// The plugin called.
+        plugin: PluginId,
+        /// wasmtime's error.
+        message: String,
+    },
+    /// A function of one world was called on a plugin of another (a caller's bug).
     #[error("plugin {plugin} is a {actual} plugin, not a {expected} plugin")]
     WrongWorld {
+        /// The plugin called.
         plugin: PluginId,
+        /// The world the function belongs to.
         expected: World,
+        /// The plugin's world.
         actual: World,
     },
 }
@@ -177,7 +253,9 @@ fn stderr_suffix(stderr: &str) -> String {
 
 /// A plugin compiled and linked, ready for calls.
 pub struct PreparedPlugin {
+    /// The plugin's `name@version`.
     pub id: PluginId,
+    /// Limits each call runs under: the manifest's where it lowers the engine's defaults.
     pub limits: Limits,
     /// How the component was obtained this time (memory, disk, compiled).
     pub compile: CacheOutcome,
@@ -191,6 +269,7 @@ enum WorldPre {
 }
 
 impl PreparedPlugin {
+    /// The world the component implements (checked against its manifest when prepared).
     pub fn world(&self) -> World {
         match self.pre {
             WorldPre::Ecosystem(_) => World::Ecosystem,
@@ -396,16 +475,20 @@ fn start_epoch_ticker(engine: &Engine) {
 pub struct SandboxOptions {
     /// Directory of precompiled components; `None` keeps them in memory only.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// Default and maximum per-call limits; the maximum memory sizes the pool's slots.
     pub policy: LimitsPolicy,
     /// Use the pooling allocator (fast instantiation); off falls back to
     /// on-demand allocation, e.g. where virtual memory is restricted.
     pub pooling: bool,
 }
 
+/// Why the sandbox could not be set up at engine start.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
+    /// wasmtime refused the engine configuration, or WASI or the host API could not be linked.
     #[error("cannot set up the WebAssembly engine: {0}")]
     Engine(String),
+    /// The compile cache's directory could not be created.
     #[error(transparent)]
     Cache(#[from] CacheError),
 }
@@ -458,6 +541,8 @@ impl CallError {
 }
 
 impl PluginSandbox {
+    /// The engine, linker and compile cache; falls back to on-demand allocation when the
+    /// pooling allocator cannot reserve its memory.
     pub fn new(options: SandboxOptions) -> Result<PluginSandbox, SandboxError> {
         let engine = match build_engine(&options) {
             Ok(engine) => engine,
@@ -489,6 +574,7 @@ impl PluginSandbox {
         })
     }
 
+    /// The engine-wide limit defaults and maxima plugins are prepared under.
     pub fn policy(&self) -> &LimitsPolicy {
         &self.policy
     }

@@ -11,5 +11,5 @@ pub use redb_store::RedbStore;
 pub use scheduler::{Scheduler, SchedulerConfig};
 pub use store::{
     ImageStore, JobQueue, JobStore, LeaseRequest, ListFilter, ProfileStore, ServiceStore,
-    StoreError, Submitted, TokenStore, WorkspaceStore,
+    StoreError, Submitted, TokenStore, WatchStore, WorkspaceStore,
 };

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use super::store::{
     ImageStore, ImageUse, JobQueue, LeaseRequest, ListFilter, ProfileStore, ServiceStore,
-    StoreError, StoreFuture, Submitted, TokenStore, WorkspaceStore,
+    StoreError, StoreFuture, Submitted, TokenStore, WatchStore, WorkspaceStore,
 };
 use crate::job::{
     JobId, JobRecord, JobSpec, JobState, Outcome, Progress, RunRecord, SpecPolicy, now_ms,
@@ -29,6 +29,8 @@ use crate::job::{
 use crate::profile::Profile;
 use crate::service::ManagedService;
 use crate::token::ApiToken;
+use crate::watches::record::DELIVERIES_KEPT;
+use crate::watches::{Delivery, Watch};
 use crate::workspace::{WorkspaceRecord, WorkspaceRuntime};
 
 const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
@@ -43,6 +45,9 @@ const WORKSPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("workspace
 const WORKSPACE_RUNTIMES: TableDefinition<&str, &[u8]> = TableDefinition::new("workspace_runtimes");
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
+const WATCHES: TableDefinition<&str, &[u8]> = TableDefinition::new("watches");
+/// Keyed `<watch id>/<seq, 20 digits>`, so a watch's deliveries are one range.
+const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("deliveries");
 
 /// The schema this build writes. Bump it with a migration in [`migrate`].
 pub const SCHEMA_VERSION: u64 = 1;
@@ -59,6 +64,8 @@ struct Tables<'t> {
     workspace_runtimes: Table<'t, &'static str, &'static [u8]>,
     tokens: Table<'t, &'static str, &'static [u8]>,
     images: Table<'t, &'static str, &'static [u8]>,
+    watches: Table<'t, &'static str, &'static [u8]>,
+    deliveries: Table<'t, &'static str, &'static [u8]>,
 }
 
 /// The writer's view of derived state, rebuilt from the tables at open.
@@ -76,6 +83,9 @@ type Op =
 /// Jobs by state, shared with readers.
 type Counts = Mutex<BTreeMap<JobState, u64>>;
 
+/// The engine's state (jobs, profiles, services, workspaces, tokens, ...) in one redb
+/// file: reads from snapshots, writes group-committed by one writer thread. One process
+/// at a time may open a file.
 pub struct RedbStore {
     db: Arc<Database>,
     ops: mpsc::Sender<Op>,
@@ -140,6 +150,7 @@ impl RedbStore {
         })
     }
 
+    /// The store's redb file, as opened.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -185,6 +196,8 @@ impl RedbStore {
             txn.open_table(WORKSPACE_RUNTIMES).map_err(io)?;
             txn.open_table(TOKENS).map_err(io)?;
             txn.open_table(IMAGES).map_err(io)?;
+            txn.open_table(WATCHES).map_err(io)?;
+            txn.open_table(DELIVERIES).map_err(io)?;
             let running = txn.open_table(RUNNING).map_err(io)?;
             let jobs = txn.open_table(JOBS).map_err(io)?;
             for entry in running.iter().map_err(io)? {
@@ -306,6 +319,8 @@ fn apply_batch(
                 workspace_runtimes: txn.open_table(WORKSPACE_RUNTIMES)?,
                 tokens: txn.open_table(TOKENS)?,
                 images: txn.open_table(IMAGES)?,
+                watches: txn.open_table(WATCHES)?,
+                deliveries: txn.open_table(DELIVERIES)?,
             })
         })();
         let mut tables = match tables {
@@ -812,5 +827,85 @@ impl WorkspaceStore for RedbStore {
 
     fn get_workspace_runtime(&self, id: &str) -> Result<Option<WorkspaceRuntime>, StoreError> {
         self.get_named(WORKSPACE_RUNTIMES, id)
+    }
+}
+
+/// The key of delivery `seq` of watch `id`.
+fn delivery_key(id: &str, seq: u64) -> String {
+    format!("{id}/{seq:020}")
+}
+
+impl WatchStore for RedbStore {
+    fn put_watch(&self, watch: Watch) -> StoreFuture<'_, bool> {
+        let id = watch.id.clone();
+        self.put_named(|t| &mut t.watches, id, &watch, false)
+    }
+
+    fn get_watch(&self, id: &str) -> Result<Option<Watch>, StoreError> {
+        self.get_named(WATCHES, id)
+    }
+
+    fn list_watches(&self) -> Result<Vec<Watch>, StoreError> {
+        self.list_named(WATCHES)
+    }
+
+    fn delete_watch(&self, id: &str) -> StoreFuture<'_, bool> {
+        let id = id.to_owned();
+        self.write(move |tables, _mem, _counts| {
+            let existed = tables.watches.remove(id.as_str()).map_err(io)?.is_some();
+            let (from, to) = (delivery_key(&id, 0), delivery_key(&id, u64::MAX));
+            tables
+                .deliveries
+                .retain_in(from.as_str()..=to.as_str(), |_, _| false)
+                .map_err(io)?;
+            Ok(existed)
+        })
+    }
+
+    fn add_delivery(&self, id: &str, delivery: Delivery) -> StoreFuture<'_, Delivery> {
+        let id = id.to_owned();
+        self.write(move |tables, _mem, _counts| {
+            let (from, to) = (delivery_key(&id, 0), delivery_key(&id, u64::MAX));
+            let last = tables
+                .deliveries
+                .range(from.as_str()..=to.as_str())
+                .map_err(io)?
+                .next_back()
+                .transpose()
+                .map_err(io)?
+                .and_then(|(k, _)| k.value().rsplit('/').next()?.parse::<u64>().ok())
+                .unwrap_or(0);
+            let delivery = Delivery {
+                seq: last + 1,
+                ..delivery
+            };
+            let bytes = rmp_serde::to_vec_named(&delivery).map_err(io)?;
+            let key = delivery_key(&id, delivery.seq);
+            tables
+                .deliveries
+                .insert(key.as_str(), bytes.as_slice())
+                .map_err(io)?;
+            // Keep the newest: drop what fell out of the window.
+            if delivery.seq > DELIVERIES_KEPT as u64 {
+                let below = delivery_key(&id, delivery.seq - DELIVERIES_KEPT as u64);
+                tables
+                    .deliveries
+                    .retain_in(from.as_str()..below.as_str(), |_, _| false)
+                    .map_err(io)?;
+            }
+            Ok(delivery)
+        })
+    }
+
+    fn list_deliveries(&self, id: &str) -> Result<Vec<Delivery>, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let table = txn.open_table(DELIVERIES).map_err(io)?;
+        let (from, to) = (delivery_key(id, 0), delivery_key(id, u64::MAX));
+        let mut out = Vec::new();
+        for entry in table.range(from.as_str()..=to.as_str()).map_err(io)?.rev() {
+            let (_, v) = entry.map_err(io)?;
+            out.push(decode_named(v.value())?);
+        }
+        Ok(out)
     }
 }

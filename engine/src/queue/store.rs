@@ -17,6 +17,7 @@ use crate::job::{
 use crate::profile::Profile;
 use crate::service::ManagedService;
 use crate::token::ApiToken;
+use crate::watches::{Delivery, Watch};
 use crate::workspace::{WorkspaceRecord, WorkspaceRuntime};
 
 /// A boxed future, so `JobStore` can be used as `dyn JobStore`.
@@ -168,16 +169,46 @@ pub trait WorkspaceStore: Send + Sync {
     fn get_workspace_runtime(&self, id: &str) -> Result<Option<WorkspaceRuntime>, StoreError>;
 }
 
+/// Watches and the webhook deliveries they were sent.
+pub trait WatchStore: Send + Sync {
+    /// Create or replace a watch (by id); `Ok(true)` when it replaced one.
+    fn put_watch(&self, watch: Watch) -> StoreFuture<'_, bool>;
+    fn get_watch(&self, id: &str) -> Result<Option<Watch>, StoreError>;
+    /// By id.
+    fn list_watches(&self) -> Result<Vec<Watch>, StoreError>;
+    /// Remove a watch and its deliveries; `Ok(false)` when there was none.
+    fn delete_watch(&self, id: &str) -> StoreFuture<'_, bool>;
+    /// Record a delivery of watch `id`, numbered here (`seq`); the newest
+    /// [`crate::watches::record::DELIVERIES_KEPT`] are kept.
+    fn add_delivery(&self, id: &str, delivery: Delivery) -> StoreFuture<'_, Delivery>;
+    /// The deliveries of watch `id`, newest first.
+    fn list_deliveries(&self, id: &str) -> Result<Vec<Delivery>, StoreError>;
+}
+
 /// The whole store, every part of it: what the engine opens. Each part is a
 /// trait of its own, so a second store (PostgreSQL) implements and is tested
 /// part by part, and code that needs one part can say so.
 pub trait JobStore:
-    JobQueue + ProfileStore + ServiceStore + ImageStore + TokenStore + WorkspaceStore + 'static
+    JobQueue
+    + ProfileStore
+    + ServiceStore
+    + ImageStore
+    + TokenStore
+    + WorkspaceStore
+    + WatchStore
+    + 'static
 {
 }
 
 impl<T> JobStore for T where
-    T: JobQueue + ProfileStore + ServiceStore + ImageStore + TokenStore + WorkspaceStore + 'static
+    T: JobQueue
+        + ProfileStore
+        + ServiceStore
+        + ImageStore
+        + TokenStore
+        + WorkspaceStore
+        + WatchStore
+        + 'static
 {
 }
 

@@ -18,6 +18,7 @@ pub struct GpuOffer {
 }
 
 impl GpuOffer {
+    /// Jobs can get GPUs here: the daemon has a runtime named like `nvidia`.
     pub fn available(&self) -> bool {
         self.runtime.is_some()
     }

@@ -34,12 +34,17 @@ pub struct PodSpec {
 /// The long-running container the steps run in.
 #[derive(Debug, Clone, Default)]
 pub struct WorkloadSpec {
+    /// Image to run; its entrypoint never runs (steps are the commands), but it needs `sh`.
     pub image: String,
+    /// Environment (`NAME`, value): plan, profile, job, secrets, GPU and CA variables.
     pub env: Vec<(String, String)>,
+    /// Working directory (`/workspace`, the checkout); `None`: the image's own.
     pub workdir: Option<String>,
     /// `uid:gid`; never root.
     pub user: String,
+    /// Docker bind specs, `source:target[:options]`: the checkout, caches, the CA bundle.
     pub binds: Vec<String>,
+    /// Memory, process and CPU caps of the container.
     pub limits: ContainerLimits,
     /// [`Role::Job`] or [`Role::Workspace`].
     pub role: Role,
@@ -53,11 +58,15 @@ pub struct WorkloadSpec {
 /// A service container to start in the pod.
 #[derive(Debug, Clone)]
 pub struct ServiceContainer {
+    /// The service's name: its container is `<pod>-svc-<name>`, and it is labelled with it.
     pub name: String,
+    /// Image to run, with its own entrypoint and user.
     pub image: String,
+    /// Environment of the container (`NAME`, value).
     pub env: Vec<(String, String)>,
     /// Empty: the image's own command.
     pub command: Vec<String>,
+    /// Memory, process and CPU caps of the container.
     pub limits: ContainerLimits,
     /// [`Role::Service`] (a job's or a workspace's) or [`Role::ManagedService`].
     pub role: Role,
@@ -69,6 +78,8 @@ pub struct ServiceContainer {
     pub gpus: Option<i64>,
 }
 
+/// A running pod: its holder (or, solo, its workload) and every member container;
+/// [`Pod::remove`] removes them all.
 pub struct Pod {
     runtime: Runtime,
     spec: PodSpec,

@@ -24,10 +24,14 @@ pub const SERVICE_CAPABILITIES: [&str; 5] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", 
 /// stays open and never receives anything. Only needs `sh`.
 pub const IDLE: [&str; 3] = ["sh", "-c", "read -r _ || true"];
 
+/// Resource caps of one container (from a job's or service's `resources`).
 #[derive(Debug, Clone, Default)]
 pub struct ContainerLimits {
+    /// Memory cap in MiB, swap included (no extra swap); `None`: unlimited.
     pub memory_mb: Option<u64>,
+    /// Cap on processes; `None`: [`DEFAULT_PIDS`].
     pub pids: Option<u64>,
+    /// CPUs the container may use (fractions allowed, e.g. `1.5`); `None`: unlimited.
     pub cpus: Option<f64>,
 }
 
@@ -81,22 +85,29 @@ pub fn daemon_uses_selinux(security_options: &[String]) -> bool {
 /// One container to create in a pod.
 #[derive(Debug, Clone)]
 pub struct ContainerSpec {
+    /// Container name, unique on the daemon (`<pod>-job`, `<pod>-svc-<name>`, ...).
     pub name: String,
+    /// Image reference to run (a tag or an id).
     pub image: String,
     /// The command; `None` keeps the image's own (services only).
     pub cmd: Option<Vec<String>>,
     /// Replaces the image's entrypoint; `Some(vec![])` removes it.
     pub entrypoint: Option<Vec<String>>,
+    /// Environment variables (`NAME`, value).
     pub env: Vec<(String, String)>,
+    /// Working directory; `None`: the image's own.
     pub workdir: Option<String>,
     /// `uid:gid`, or the image's own user when `None`.
     pub user: Option<String>,
     /// `host:container[:ro]`.
     pub binds: Vec<String>,
+    /// Docker labels: how the engine finds its containers again (role, job, service, ...).
     pub labels: HashMap<String, String>,
+    /// Memory, process and CPU caps.
     pub limits: ContainerLimits,
     /// `none`, `bridge`, `host`, or `container:<holder>`.
     pub network: String,
+    /// How far the container is locked down: [`Hardening::Full`] unless it is a service.
     pub hardening: Hardening,
     /// Docker keeps at most this much of the container's output (MiB, in
     /// two rotated json-file files); `None`: the daemon's default logging.

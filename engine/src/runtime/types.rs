@@ -9,11 +9,17 @@ use bytes::Bytes;
 /// A stream the runtime produces (output, events, build progress).
 pub type BoxStream<T> = Pin<Box<dyn futures_util::Stream<Item = T> + Send>>;
 
+/// Why a call to the container runtime failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RuntimeError {
     /// The container, image, exec or volume does not exist (any more).
     #[error("no such {what} `{name}`")]
-    NotFound { what: &'static str, name: String },
+    NotFound {
+        /// What kind of object: `container`, `image`, `exec`, `volume`.
+        what: &'static str,
+        /// The id or name it was asked for by.
+        name: String,
+    },
     /// The image a container was to run is not on the engine.
     #[error("image `{0}` is not available to the container engine")]
     ImageMissing(String),
@@ -23,12 +29,15 @@ pub enum RuntimeError {
     /// The engine refused, or did not answer.
     #[error("the container engine refused to {action}: {message}")]
     Engine {
+        /// What the engine was asked to do, e.g. `start an exec`.
         action: &'static str,
+        /// The engine's (or the connection's) error.
         message: String,
     },
 }
 
 impl RuntimeError {
+    /// It is [`RuntimeError::NotFound`]: the object does not exist (any more).
     pub fn is_not_found(&self) -> bool {
         matches!(self, RuntimeError::NotFound { .. })
     }
@@ -37,20 +46,26 @@ impl RuntimeError {
 /// One container as a listing shows it.
 #[derive(Debug, Clone, Default)]
 pub struct ContainerSummary {
+    /// The container's full id.
     pub id: String,
+    /// Its labels: role, engine, job or workspace, service.
     pub labels: HashMap<String, String>,
+    /// Its main process is running (not created, exited or paused).
     pub running: bool,
 }
 
 /// One container as an inspection shows it.
 #[derive(Debug, Clone, Default)]
 pub struct ContainerInfo {
+    /// The container's full id.
     pub id: String,
+    /// Its main process is running.
     pub running: bool,
     /// Set once it stopped.
     pub exit_code: Option<i64>,
     /// The kernel killed its main process for memory.
     pub oom_killed: bool,
+    /// Its labels, as created.
     pub labels: HashMap<String, String>,
     /// Its image as created (the name it was asked for).
     pub image: String,
@@ -60,6 +75,7 @@ pub struct ContainerInfo {
     pub user: String,
     /// When it last started (RFC 3339), if it did.
     pub started_at: Option<String>,
+    /// Its binds, volumes and tmpfs mounts.
     pub mounts: Vec<Mount>,
 }
 
@@ -76,16 +92,21 @@ pub struct Mount {
     pub kind: String,
 }
 
+/// Which stream of a container or exec a chunk of output came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputStream {
+    /// Standard output.
     Stdout,
+    /// Standard error.
     Stderr,
 }
 
 /// A chunk of a container's or exec's output, as it came.
 #[derive(Debug, Clone)]
 pub struct Output {
+    /// The stream it came from.
     pub stream: OutputStream,
+    /// The raw bytes; a chunk may end mid-line (or mid-character).
     pub bytes: Bytes,
 }
 
@@ -104,8 +125,11 @@ pub struct LogsOptions {
 /// A command to run in a running container.
 #[derive(Debug, Clone, Default)]
 pub struct ExecSpec {
+    /// The program and its arguments, run directly (no shell unless `argv` names one).
     pub argv: Vec<String>,
+    /// Variables (`NAME`, value) added to the container's environment for this exec.
     pub env: Vec<(String, String)>,
+    /// Working directory; `None`: the container's.
     pub workdir: Option<String>,
     /// `uid:gid`; `None`: the container's user.
     pub user: Option<String>,
@@ -113,7 +137,11 @@ pub struct ExecSpec {
 
 /// A started exec: its id (for its exit code) and its output.
 pub struct Exec {
+    /// The exec's id, for [`ContainerRuntime::exec_exit_code`] once the output ends.
+    ///
+    /// [`ContainerRuntime::exec_exit_code`]: crate::runtime::ContainerRuntime::exec_exit_code
     pub id: String,
+    /// Its stdout and stderr as they come; ends when the command exits.
     pub output: BoxStream<Result<Output, RuntimeError>>,
 }
 
@@ -131,6 +159,7 @@ pub struct EventFilter {
     pub since_ms: Option<u64>,
 }
 
+/// The container events the engine follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
     /// Its main process exited.
@@ -144,7 +173,9 @@ pub enum EventKind {
 /// Something that happened to a container.
 #[derive(Debug, Clone)]
 pub struct RuntimeEvent {
+    /// What happened.
     pub kind: EventKind,
+    /// The container's id.
     pub container: String,
     /// The container's labels.
     pub labels: HashMap<String, String>,
@@ -159,9 +190,11 @@ pub struct BuildSpec {
     pub context: Vec<u8>,
     /// The Dockerfile's path inside the context.
     pub dockerfile: String,
+    /// The tag the built image gets (`name:tag`).
     pub tag: String,
     /// The network its `RUN` steps get (`none`, `bridge`, `host`).
     pub network: String,
+    /// Labels on the built image (the engine marks its own images with them).
     pub labels: HashMap<String, String>,
 }
 
@@ -177,6 +210,7 @@ pub enum BuildEvent {
 /// One image as a listing shows it.
 #[derive(Debug, Clone, Default)]
 pub struct ImageSummary {
+    /// Its `name:tag` references; empty for a dangling image.
     pub tags: Vec<String>,
     /// Bytes, shared layers counted in each image.
     pub size: u64,
@@ -190,18 +224,28 @@ pub struct ImageSummary {
 pub struct HostFacts {
     /// `Docker` or `Podman`.
     pub engine: String,
+    /// The engine's own version, e.g. `27.3.1`.
     pub version: String,
+    /// The API version client and daemon agreed on, e.g. `1.47`.
     pub api_version: String,
+    /// The daemon runs rootless (its security options say so).
     pub rootless: bool,
+    /// The host's cgroup version, `1` or `2`; empty when not reported.
     pub cgroup_version: String,
+    /// Memory limits are enforced; without them jobs run with no memory cap.
     pub memory_limit: bool,
+    /// Process-count limits are enforced.
     pub pids_limit: bool,
+    /// CPU limits (CFS quota) are enforced.
     pub cpu_limit: bool,
+    /// The daemon's data directory (images, containers); empty when not reported.
     pub root_dir: String,
+    /// The daemon host's operating system, e.g. `Ubuntu 24.04.1 LTS`.
     pub os: String,
     /// `name=seccomp,profile=default`, `name=selinux`, ...
     pub security_options: Vec<String>,
     /// Container runtimes it can run (`runc`, `nvidia`, ...), sorted.
     pub runtimes: Vec<String>,
+    /// The runtime containers get unless they ask for another (`runc`, or `nvidia`).
     pub default_runtime: String,
 }

@@ -17,6 +17,7 @@ pub struct RestartBudget {
 }
 
 impl RestartBudget {
+    /// An empty budget under `policy`: its limit, window and backoff bounds.
     pub fn new(policy: &RestartPolicy) -> RestartBudget {
         RestartBudget {
             max: policy.max_restarts,
@@ -49,6 +50,7 @@ impl RestartBudget {
         self.first.saturating_mul(1 << n).min(self.cap)
     }
 
+    /// Forget past restarts: a restart a user asked for starts the budget over.
     pub fn reset(&mut self) {
         self.recent.clear();
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{git, spec_json};
+use crate::support::{git, raw_post, spec_json};
 
 const TOKEN: &str = "test-token-123";
 
@@ -85,43 +85,6 @@ impl Server {
         }
         panic!("job {id} did not finish");
     }
-}
-
-/// POST a body with a raw socket, writing and reading at once: the server
-/// may answer (413) before it has read the whole body, and a normal client
-/// would then fail on a broken pipe before seeing the answer.
-fn raw_post(s: &Server, path: &str, body: Vec<u8>) -> String {
-    use std::io::{Read, Write};
-    let addr = s.base.trim_start_matches("http://").to_owned();
-    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    let mut writer = stream.try_clone().unwrap();
-    let sender = std::thread::spawn(move || {
-        let _ = writer
-            .write_all(head.as_bytes())
-            .and_then(|_| writer.write_all(&body));
-    });
-    let mut response = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !response.windows(2).any(|w| w == b"\r\n") {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => response.extend_from_slice(&buf[..n]),
-        }
-    }
-    let _ = stream.shutdown(std::net::Shutdown::Both);
-    let _ = sender.join();
-    String::from_utf8_lossy(&response)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 fn error_code(body: &Value) -> &str {
@@ -317,7 +280,7 @@ fn bad_input_gets_specific_errors() {
         "{{\"repository\": \"{}\", \"commit\": \"main\"}}",
         "x".repeat(10 * 1024 * 1024)
     );
-    let status_line = raw_post(&s, "/api/v1/jobs", huge.into_bytes());
+    let status_line = raw_post(&s.base, TOKEN, "/api/v1/jobs", huge.into_bytes());
     assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line}");
 
     let (status, body) = s.json("GET", "/api/v1/jobs/424242", None);

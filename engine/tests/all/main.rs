@@ -26,4 +26,5 @@ mod plan;
 mod plugin_host;
 mod queue;
 mod services;
+mod watches;
 mod workspaces;

@@ -115,6 +115,7 @@ pub fn test_server(token: &str) -> TestServer {
         plugins: None,
         request_timeout: Duration::from_secs(2),
         git_credentials: Default::default(),
+        watcher: None,
     };
     let shutdown = CancellationToken::new();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -170,4 +171,41 @@ pub async fn docker() -> slipway::runner::Runtime {
     slipway::runner::connect().await.unwrap_or_else(|e| {
         panic!("these tests need a Docker engine (run `bash scripts/setup.sh`): {e}")
     })
+}
+
+/// POST a body (with bearer `token`) over a raw socket, writing and reading at once: the server
+/// may answer (413) before it has read the whole body, and a normal client
+/// would then fail on a broken pipe before seeing the answer.
+pub fn raw_post(base: &str, token: &str, path: &str, body: Vec<u8>) -> String {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let _ = writer
+            .write_all(head.as_bytes())
+            .and_then(|_| writer.write_all(&body));
+    });
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !response.windows(2).any(|w| w == b"\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => response.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = sender.join();
+    String::from_utf8_lossy(&response)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
