@@ -16,29 +16,73 @@ use sha2::{Digest, Sha256};
 
 use crate::git_auth::{GitAuth, GitCredentials};
 
+/// Why a repository could not be checked out (or a ref resolved).
 #[derive(Debug, thiserror::Error)]
 pub enum CheckoutError {
+    /// git could not be started, or exited with an error.
     #[error("`git {args}` failed: {stderr}")]
-    Git { args: String, stderr: String },
+    Git {
+        /// The git arguments, space-separated.
+        args: String,
+        /// What git wrote to stderr (or the spawn error), with a hint when
+        /// the repository asked for a credential.
+        stderr: String,
+    },
+    /// git ran past the checkout timeout and was killed.
     #[error(
         "`git {args}` took longer than {seconds} s and was stopped (hint: raise the checkout timeout, or check the repository's size and reachability)"
     )]
-    Timeout { args: String, seconds: u64 },
+    Timeout {
+        /// The git arguments, space-separated.
+        args: String,
+        /// The timeout, in seconds.
+        seconds: u64,
+    },
+    /// The commit or ref is not in the repository (or is not a valid name).
     #[error(
         "commit `{commit}` is not in {repository} (hint: push it, or give a full SHA or a branch/tag that exists)"
     )]
-    UnknownCommit { repository: String, commit: String },
+    UnknownCommit {
+        /// The repository's source (URL or path), as given.
+        repository: String,
+        /// The commit or ref asked for, as given.
+        commit: String,
+    },
+    /// The clone's `HEAD` is not the resolved commit; the job does not run.
     #[error("the checkout's HEAD is {actual}, not the requested {expected}; nothing was run")]
-    HeadMismatch { expected: String, actual: String },
+    HeadMismatch {
+        /// The commit the job's `commit` resolved to, a full SHA.
+        expected: String,
+        /// The full SHA the clone's `HEAD` names.
+        actual: String,
+    },
+    /// A file system operation on the state directory or a copied source
+    /// failed.
     #[error("{path}: {message}")]
-    Io { path: String, message: String },
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The I/O error.
+        message: String,
+    },
+    /// The checkout is over `runner.checkout_max_mb`; it is removed and the
+    /// job does not run.
     #[error(
         "the checkout of {repository} is larger than the limit of {limit_mb} MiB (runner.checkout_max_mb); nothing was run (hint: raise runner.checkout_max_mb, or keep large files out of the repository)"
     )]
-    TooLarge { repository: String, limit_mb: u64 },
+    TooLarge {
+        /// The repository's source (URL or path), as given.
+        repository: String,
+        /// The limit, in MiB.
+        limit_mb: u64,
+    },
+    /// The credential configured for the repository's host could not be
+    /// resolved.
     #[error("the credential for {repository}: {source}")]
     Credentials {
+        /// The repository's source (URL or path), as given.
         repository: String,
+        /// Why the credential could not be used.
         source: crate::git_auth::GitAuthError,
     },
 }
@@ -67,12 +111,16 @@ pub const DEFAULT_CHECKOUT_MAX_MB: u64 = 4096;
 /// A prepared checkout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkout {
+    /// The checkout's directory on the host, under the state directory.
     pub path: PathBuf,
     /// The exact commit (`None` for a plain directory snapshot).
     pub sha: Option<String>,
 }
 
 impl Checkouts {
+    /// Mirrors under `<state_dir>/mirrors`, checkouts under
+    /// `<state_dir>/checkouts`; each git command may take `timeout`. No
+    /// credentials, and [`DEFAULT_CHECKOUT_MAX_MB`] as the size limit.
     pub fn new(state_dir: &Path, timeout: Duration) -> Checkouts {
         Checkouts {
             mirrors: state_dir.join("mirrors"),
@@ -190,6 +238,7 @@ impl Checkouts {
         dest.is_dir().then_some(dest)
     }
 
+    /// Remove the checkout `name`; one already gone is no error.
     pub fn remove(&self, name: &str) -> Result<(), CheckoutError> {
         let dest = self.jobs.join(name);
         match std::fs::remove_dir_all(&dest) {

@@ -170,12 +170,42 @@ pub struct JobSpec {
     /// that `commit` was resolved from at submit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_from: Option<String>,
+    /// Set by the engine, never by a client: what submitted the job when
+    /// it was not a client of the API (a watch, a deployment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
     /// GPUs for the job's container (a count or `"all"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpus: Option<Gpus>,
     /// `required` (the default) or `preferred` (fall back to the CPU).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<GpuPolicy>,
+}
+
+/// What submitted a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ToSchema, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TriggerKind {
+    /// A client of the API (`POST /api/v1/jobs`, `slipway submit`, `run`).
+    #[default]
+    Api,
+    /// A watch saw a new commit (by polling, or woken by a webhook).
+    Watch,
+    /// A deployment's gate.
+    Deployment,
+}
+
+/// What submitted a job, as its record shows: `{kind, watch, delivery}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, ToSchema, Serialize, Deserialize)]
+pub struct Trigger {
+    pub kind: TriggerKind,
+    /// The watch whose look submitted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<String>,
+    /// The forge's id of the webhook delivery that woke the watch; `None`
+    /// for a poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<String>,
 }
 
 /// Problems of a list of services (a job's or a profile's).
@@ -310,6 +340,12 @@ impl JobSpec {
             problem(
                 "commit",
                 format!("`{commit}` is neither a commit SHA nor a valid ref"),
+            );
+        }
+        if self.trigger.is_some() {
+            problem(
+                "trigger",
+                "is set by the engine: a job a client submits is triggered by the API".into(),
             );
         }
         if self.resolved_from.is_some() {

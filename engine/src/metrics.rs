@@ -13,6 +13,7 @@ pub struct Histogram {
 }
 
 impl Histogram {
+    /// An empty histogram with these bucket upper bounds, in seconds, ascending.
     pub fn new(bounds: &'static [f64]) -> Histogram {
         Histogram {
             bounds,
@@ -22,6 +23,8 @@ impl Histogram {
         }
     }
 
+    /// Count one observation of `seconds` in every bucket whose bound it does
+    /// not exceed (the buckets are cumulative).
     pub fn observe(&self, seconds: f64) {
         for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
             if seconds <= *bound {
@@ -33,6 +36,8 @@ impl Histogram {
             .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
     }
 
+    /// Write the histogram as metric `name` (`_bucket`, `_sum`, `_count`) with
+    /// its `# HELP` and `# TYPE` lines.
     pub fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} histogram");
@@ -58,13 +63,18 @@ const ATTEMPT_BOUNDS: &[f64] = &[0.01, 0.1, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 
 
 /// Everything the engine counts.
 pub struct Metrics {
+    /// Jobs created by submit (the API or a watch); a repeated idempotency key
+    /// is not counted.
     pub jobs_submitted: AtomicU64,
+    /// Attempts handed to the executor.
     pub attempts_started: AtomicU64,
     /// Attempts that ended in `retrying` (an infrastructure failure).
     pub retries: AtomicU64,
+    /// Running jobs whose lease expired (no heartbeat renewed it in time).
     pub lease_expiries: AtomicU64,
     /// Reports refused because their fence was stale.
     pub stale_reports: AtomicU64,
+    /// Duration of job attempts in seconds, from lease to recorded outcome.
     pub attempt_duration: Histogram,
     /// Steps of jobs, as the runner reports them.
     pub step_duration: Histogram,
@@ -85,6 +95,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Add `n` to `counter`; relaxed ordering is enough for a metric.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }

@@ -93,7 +93,7 @@ pub struct PlanReport {
     pub confidence: u8,
     /// The files (and lines) that led the winner to match.
     pub evidence: Vec<Evidence>,
-    /// The image the generated Dockerfile starts from (e.g. `node:18-slim`).
+    /// The image the winner's Dockerfile starts from (e.g. `node:18-slim`).
     pub base_image: String,
     /// The generated Dockerfile; `null` when the repository brings its own.
     pub dockerfile: Option<String>,
@@ -171,7 +171,8 @@ fn steps(list: &[crate::plugins::bindings::Step]) -> Vec<Step> {
     list.iter().map(Step::from).collect()
 }
 
-/// The validation tiers of a plan, each run in order by the job.
+/// The validation steps of a plan, by tier: a `fast` job runs `fast`, a `full`
+/// job runs `fast` then `full`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Validation {
     /// The fast tier: lint, typecheck.

@@ -12,18 +12,36 @@ use base64::Engine as _;
 pub const MIN_REDACTED_LEN: usize = 4;
 const MARK: &str = "[redacted]";
 
+/// Why a secret reference was refused or could not be resolved.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SecretError {
+    /// The reference is neither `env:VARIABLE` nor `file:/absolute/path`
+    /// (refused at submit).
     #[error(
         "secret `{name}`: `{reference}` is not a reference (hint: `env:VARIABLE` or `file:/absolute/path`)"
     )]
-    BadReference { name: String, reference: String },
+    BadReference {
+        /// The secret's name (for a git credential, the host).
+        name: String,
+        /// The reference, as given.
+        reference: String,
+    },
+    /// An `env:` reference names a variable the engine's environment lacks.
     #[error("secret `{name}`: the engine's environment has no `{variable}`")]
-    MissingVariable { name: String, variable: String },
+    MissingVariable {
+        /// The secret's name (for a git credential, the host).
+        name: String,
+        /// The environment variable the reference names.
+        variable: String,
+    },
+    /// A `file:` reference names a file the engine cannot read.
     #[error("secret `{name}`: cannot read {path}: {message}")]
     File {
+        /// The secret's name (for a git credential, the host).
         name: String,
+        /// The file's absolute path.
         path: String,
+        /// The I/O error.
         message: String,
     },
 }
@@ -76,6 +94,9 @@ pub struct Redactor {
 }
 
 impl Redactor {
+    /// A redactor of `values`: each value, each of its lines, and their
+    /// base64 and URL-encoded forms; forms shorter than [`MIN_REDACTED_LEN`]
+    /// bytes are left alone.
     pub fn new<'a>(values: impl IntoIterator<Item = &'a str>) -> Redactor {
         let mut patterns = Vec::new();
         for value in values {
@@ -100,10 +121,12 @@ impl Redactor {
         Redactor { patterns }
     }
 
+    /// Whether there is nothing to redact (no values, or all too short).
     pub fn is_empty(&self) -> bool {
         self.patterns.is_empty()
     }
 
+    /// `text` with every redacted form replaced by `[redacted]`, longest first.
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_owned();
         for p in &self.patterns {

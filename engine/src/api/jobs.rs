@@ -59,11 +59,15 @@ pub struct JobView {
     pub events: Vec<crate::job::Event>,
     /// What the last attempt ran: commit, image, plugins, steps, timings.
     pub run: Option<crate::job::RunRecord>,
+    /// What submitted the job: the API, a watch (and the webhook delivery
+    /// that woke it), or a deployment.
+    pub trigger: crate::job::Trigger,
 }
 
 impl From<JobRecord> for JobView {
     fn from(r: JobRecord) -> JobView {
         let secret_names: Vec<String> = r.spec.secrets.keys().cloned().collect();
+        let trigger = r.spec.trigger.clone().unwrap_or_default();
         let mut spec = serde_json::to_value(&r.spec).unwrap_or_default();
         if let Some(obj) = spec.as_object_mut() {
             obj.insert("secrets".into(), serde_json::json!(secret_names));
@@ -84,6 +88,7 @@ impl From<JobRecord> for JobView {
             reason: r.reason,
             events: r.events,
             run: r.run,
+            trigger,
         }
     }
 }

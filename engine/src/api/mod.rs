@@ -39,12 +39,20 @@ use crate::queue::{JobStore, Scheduler};
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// What every handler shares; the optional parts are `None` where the engine
+/// runs without them (e.g. no Docker runner).
 #[derive(Clone)]
 pub struct AppState {
+    /// Jobs, profiles, services, tokens, workspaces and watches.
     pub store: Arc<dyn JobStore>,
+    /// Woken after a submit; holds the metrics `/metrics` renders.
     pub scheduler: Arc<Scheduler>,
+    /// The job logs on disk, read by the log routes.
     pub logs: JobLogs,
+    /// The server's own bearer token (its token file or `SLIPWAY_TOKEN`);
+    /// tokens made with `slipway tokens create` are checked in the store.
     pub token: Arc<str>,
+    /// The limits job specs are checked against at submit.
     pub policy: SpecPolicy,
     /// Managed services; `None` where there is no Docker runner (tests of
     /// the queue alone), and the services routes answer 503.
@@ -65,6 +73,8 @@ pub struct AppState {
 /// The default of [`AppState::request_timeout`].
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The HTTP API: `/api/v1` behind the bearer token, `/hooks/{id}` for forge
+/// webhooks, and `/healthz`, `/readyz`, `/metrics` without a token.
 pub fn router(state: AppState) -> Router {
     let quick = Router::new()
         .route("/jobs", post(jobs::submit).get(jobs::list))

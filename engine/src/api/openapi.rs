@@ -54,7 +54,7 @@ impl Modify for BearerAuth {
         WorkspaceRecord, WorkspaceState, ValidateResult, StepResult, FindingView, workspaces::ValidateBody,
         crate::watches::WatchSpec, crate::watches::WatchView, crate::watches::WatchState,
         crate::watches::RefState, crate::watches::Delivery, crate::watches::Forge,
-        watches::WatchCreated, watches::HookAnswer,
+        watches::WatchCreated, watches::HookAnswer, crate::job::Trigger, crate::job::TriggerKind,
     )),
     modifiers(&BearerAuth)
 )]

@@ -19,6 +19,7 @@ use crate::supervisor::{ServiceState, ServiceStatus, Supervisor};
 /// A declared service with what it is doing now.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ServiceView {
+    /// The declaration, with when it was created and last replaced.
     pub service: ManagedService,
     /// `None` until the supervisor has picked the declaration up.
     pub status: Option<ServiceStatus>,
@@ -29,11 +30,14 @@ pub struct ServiceView {
 pub struct ServicesHealth {
     /// `healthy` when every declared service is ready.
     pub status: &'static str,
+    /// The status of every supervised service, by name.
     pub services: Vec<ServiceStatus>,
 }
 
+/// Query of `GET /api/v1/services/{name}/logs`.
 #[derive(Debug, Deserialize)]
 pub struct LogsQuery {
+    /// How many of the last lines to return; absent: 100.
     pub tail: Option<usize>,
 }
 

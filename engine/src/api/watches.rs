@@ -102,7 +102,7 @@ pub async fn create(
     // repository shows on the watch now, not after a poll interval. A slow
     // one is left to finish in the background.
     let (w, id) = (watcher.clone(), watch.id.clone());
-    let first = tokio::spawn(async move { w.look(&id).await });
+    let first = tokio::spawn(async move { w.look(&id, None).await });
     if let Ok(Ok(Err(e))) = tokio::time::timeout(std::time::Duration::from_secs(10), first).await {
         tracing::info!(watch = %watch.id, error = %e, "the first look failed");
     }

@@ -136,6 +136,11 @@ impl Client {
         })
     }
 
+    /// The server's base URL (`http://host:port`).
+    pub(super) fn base(&self) -> &str {
+        &self.base
+    }
+
     fn unreachable(&self, e: impl std::fmt::Display) -> anyhow::Error {
         anyhow::anyhow!(
             "cannot reach Slipway at {}: {e} (hint: start `slipway serve`, or set SLIPWAY_URL)",

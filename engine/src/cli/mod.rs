@@ -9,6 +9,7 @@ mod scaffold;
 mod serve;
 mod services;
 mod tokens;
+mod watch;
 mod workspace;
 
 use std::path::PathBuf;
@@ -112,6 +113,14 @@ pub enum Command {
         #[command(flatten)]
         server: client::ServerArgs,
     },
+    /// Watched branches and tags (each new commit runs a job): add, list,
+    /// show, rm, pause, resume.
+    Watch {
+        #[command(subcommand)]
+        command: watch::WatchCommand,
+        #[command(flatten)]
+        server: client::ServerArgs,
+    },
 }
 
 /// A TOML (or, by its `.json` extension, JSON) file as a JSON value, for
@@ -177,6 +186,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs { job, server } => client::logs(job, &server),
         Command::Cancel { job, server } => client::cancel(job, &server),
         Command::Services { command, server } => services::run(command, &server),
+        Command::Watch { command, server } => watch::run(command, &server),
         Command::Workspace { command, server } => workspace::run(command, &server),
         Command::Tokens { command, server } => tokens::run(command, &server),
     }

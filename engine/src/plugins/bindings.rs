@@ -2,6 +2,8 @@
 //! (`types`, `host`) are generated once, in `ecosystem`, and reused by the
 //! other worlds so a `PluginError` is one type everywhere.
 
+/// The `ecosystem` world (`detect`, `plan`), with the shared `types` and `host`.
+#[allow(missing_docs)] // generated from wit/
 pub mod ecosystem {
     wasmtime::component::bindgen!({
         world: "ecosystem",
@@ -10,6 +12,8 @@ pub mod ecosystem {
     });
 }
 
+/// The `validator` world (`formats`, `parse`).
+#[allow(missing_docs)] // generated from wit/
 pub mod validator {
     wasmtime::component::bindgen!({
         world: "validator",
@@ -22,6 +26,8 @@ pub mod validator {
     });
 }
 
+/// The `readiness` world (`probe`, `judge`, `snapshot`, `reset`).
+#[allow(missing_docs)] // generated from wit/
 pub mod readiness {
     wasmtime::component::bindgen!({
         world: "readiness",

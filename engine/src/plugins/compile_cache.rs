@@ -28,17 +28,25 @@ pub enum CacheOutcome {
     Compiled,
 }
 
+/// Why the cache could not be set up or a component not compiled.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
+    /// The cache directory could not be created.
     #[error("cannot create the plugin cache directory {path}: {source}")]
     CreateDir {
+        /// The cache directory.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// wasmtime could not compile the wasm (e.g. it is not a valid
+    /// component); wasmtime's error chain.
     #[error("{0}")]
     Compile(String),
 }
 
+/// Compiled plugin components, in memory and (when there is a directory) on
+/// disk, keyed by the wasm's sha256 and the engine's compilation settings.
 pub struct CompileCache {
     dir: Option<PathBuf>,
     /// sha256 of (wasmtime version, engine settings): part of every key.

@@ -38,14 +38,21 @@ pub const HOST_API_VERSION: semver::Version = semver::Version::new(1, 0, 0);
 /// The worlds of `wit/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum World {
+    /// Ecosystem plugins: detect a kind of repository, plan its image and steps.
     Ecosystem,
+    /// Validator plugins: parse a tool's report (or check data such as a
+    /// Dockerfile) into findings.
     Validator,
+    /// Readiness plugins: tell when a kind of service is ready, and snapshot
+    /// and reset its state.
     Readiness,
 }
 
 impl World {
+    /// Every world this host implements.
     pub const ALL: [World; 3] = [World::Ecosystem, World::Validator, World::Readiness];
 
+    /// The world's name in `wit/` and in a manifest's `world` field.
     pub fn name(self) -> &'static str {
         match self {
             World::Ecosystem => "ecosystem",
@@ -63,6 +70,8 @@ impl World {
         }
     }
 
+    /// The world named `s` (as in a manifest's `world` field); `None` for an
+    /// unknown name.
     pub fn parse(s: &str) -> Option<World> {
         World::ALL.into_iter().find(|w| w.name() == s)
     }
@@ -77,7 +86,9 @@ impl fmt::Display for World {
 /// `name@version`, the way errors and logs name a plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PluginId {
+    /// The plugin's name, from its manifest (e.g. `node`, `tcp`).
     pub name: String,
+    /// The plugin's version, from its manifest.
     pub version: semver::Version,
 }
 
@@ -102,7 +113,11 @@ pub struct Limits {
 /// no manifest may exceed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitsPolicy {
+    /// What a call runs under unless its manifest lowers a limit
+    /// (`plugins.default_*`); a manifest cannot raise them.
     pub defaults: Limits,
+    /// Upper bounds of the defaults (`plugins.max_*`); the instance pool's
+    /// memory is sized for `memory_mib`.
     pub maxima: Limits,
 }
 

@@ -23,30 +23,49 @@ use crate::workspace::{WorkspaceRecord, WorkspaceRuntime};
 /// A boxed future, so `JobStore` can be used as `dyn JobStore`.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
+/// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The store file could not be created or opened (another process holds it,
+    /// it is not writable, or it is damaged).
     #[error("cannot open the job store {path}: {message} (hint: {hint})")]
     Open {
+        /// The store file, as given.
         path: String,
+        /// The underlying error.
         message: String,
+        /// What the operator can do about it.
         hint: &'static str,
     },
+    /// The store was written by a newer Slipway: its schema is unknown here, so
+    /// the file is left untouched.
     #[error(
         "the job store {path} was written by a newer Slipway (schema {found}, this one knows up to {known}); upgrade Slipway or point SLIPWAY_STATE_DIR elsewhere"
     )]
     NewerSchema {
+        /// The store file, as given.
         path: String,
+        /// The file's schema version.
         found: u64,
+        /// The newest schema version this build knows.
         known: u64,
     },
+    /// Reading or writing the store failed; the underlying error's message.
     #[error("job store I/O failed: {0}")]
     Io(String),
+    /// A stored record does not decode (a damaged file, or a format this build
+    /// cannot read); the decoder's message.
     #[error("a stored record could not be decoded: {0}")]
     Corrupt(String),
+    /// No job has this id.
     #[error("no job {0}")]
     NotFound(JobId),
+    /// The job refused the change: a stale fence, or a state the change does not
+    /// apply to (e.g. cancelling a finished job).
     #[error(transparent)]
     Transition(#[from] TransitionError),
+    /// The store's writer has stopped (the engine is shutting down): nothing more
+    /// is written.
     #[error("the job store is shut down")]
     Closed,
 }
@@ -54,7 +73,9 @@ pub enum StoreError {
 /// A runner image and when a job or workspace last used it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImageUse {
+    /// The image's tag (`name:tag`), as the runtime knows it.
     pub tag: String,
+    /// When a job or workspace last used it, in ms since the Unix epoch.
     pub last_used_ms: u64,
 }
 
@@ -62,26 +83,33 @@ pub struct ImageUse {
 /// an earlier submit with the same idempotency key).
 #[derive(Debug, Clone)]
 pub struct Submitted {
+    /// The job as stored: the earlier submit's when `created` is false.
     pub record: JobRecord,
+    /// `true` when this submit created the job.
     pub created: bool,
 }
 
 /// Which jobs a lease may take.
 #[derive(Debug, Clone)]
 pub struct LeaseRequest {
+    /// Name of the worker taking the leases, recorded in each lease.
     pub worker: String,
     /// At most this many jobs.
     pub max: usize,
+    /// How long each lease lasts unless a heartbeat extends it, in ms.
     pub lease_ms: u64,
     /// At most this many running jobs per repository (0: no limit).
     pub per_repository: usize,
 }
 
+/// Which jobs [`JobQueue::list`] returns: one page, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
+    /// Only jobs in this state; `None`: every state.
     pub state: Option<JobState>,
     /// Only jobs with an id below this (pages go from newest to oldest).
     pub before: Option<JobId>,
+    /// At most this many jobs; 0: the store's default page size (50 for redb).
     pub limit: usize,
 }
 
@@ -90,6 +118,7 @@ pub struct ListFilter {
 pub trait JobQueue: Send + Sync {
     /// Store a new job (or return the one with the same idempotency key).
     fn submit(&self, spec: JobSpec) -> StoreFuture<'_, Submitted>;
+    /// The job `id`; `Ok(None)` when there is none.
     fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;
     /// Newest first.
     fn list(&self, filter: &ListFilter) -> Result<Vec<JobRecord>, StoreError>;
@@ -97,10 +126,18 @@ pub trait JobQueue: Send + Sync {
     fn lease(&self, request: LeaseRequest) -> StoreFuture<'_, Vec<JobRecord>>;
     /// Extend a lease; `Ok(true)` means cancel was requested.
     fn heartbeat(&self, id: JobId, fence: u64, lease_ms: u64) -> StoreFuture<'_, bool>;
+    /// Record what the attempt holding `fence` is doing, for `status` (refused
+    /// under a stale fence).
     fn progress(&self, id: JobId, fence: u64, progress: Progress) -> StoreFuture<'_, ()>;
     /// What the attempt holding `fence` ran (refused under a stale fence).
     fn record_run(&self, id: JobId, fence: u64, run: RunRecord) -> StoreFuture<'_, ()>;
+    /// End the attempt holding `fence` with `outcome`: a final state, or, for an
+    /// infrastructure error, a retry after backoff (`dead` once attempts run out).
+    /// Returns the record as written.
     fn complete(&self, id: JobId, fence: u64, outcome: Outcome) -> StoreFuture<'_, JobRecord>;
+    /// Cancel job `id`: at once when waiting; a running job's holder is told on
+    /// its next heartbeat. A finished job is refused. Returns the record as
+    /// written.
     fn cancel(&self, id: JobId) -> StoreFuture<'_, JobRecord>;
     /// Put jobs whose lease has expired back (retrying) or to `dead`.
     fn expire_leases(&self) -> StoreFuture<'_, Vec<JobId>>;
@@ -119,6 +156,7 @@ pub trait ProfileStore: Send + Sync {
     /// With `create_only`, an existing profile is left alone and `Ok(true)`
     /// is returned without writing.
     fn put_profile(&self, profile: Profile, create_only: bool) -> StoreFuture<'_, bool>;
+    /// The profile `name`; `Ok(None)` when there is none.
     fn get_profile(&self, name: &str) -> Result<Option<Profile>, StoreError>;
     /// By name.
     fn list_profiles(&self) -> Result<Vec<Profile>, StoreError>;
@@ -130,9 +168,11 @@ pub trait ProfileStore: Send + Sync {
 pub trait ServiceStore: Send + Sync {
     /// Managed services, with the same semantics as profiles.
     fn put_service(&self, service: ManagedService, create_only: bool) -> StoreFuture<'_, bool>;
+    /// The managed service `name`; `Ok(None)` when there is none.
     fn get_service(&self, name: &str) -> Result<Option<ManagedService>, StoreError>;
     /// By name.
     fn list_services(&self) -> Result<Vec<ManagedService>, StoreError>;
+    /// Remove the managed service `name`; `Ok(false)` when there was none.
     fn delete_service(&self, name: &str) -> StoreFuture<'_, bool>;
 }
 
@@ -140,7 +180,10 @@ pub trait ServiceStore: Send + Sync {
 pub trait ImageStore: Send + Sync {
     /// When each runner image was last used (for image GC).
     fn touch_image(&self, tag: &str) -> StoreFuture<'_, bool>;
+    /// Every runner image with a recorded use, in tag order.
     fn image_uses(&self) -> Result<Vec<ImageUse>, StoreError>;
+    /// Forget an image's use (after image GC removed it); `Ok(false)` when none
+    /// was recorded.
     fn forget_image(&self, tag: &str) -> StoreFuture<'_, bool>;
 }
 
@@ -148,7 +191,9 @@ pub trait ImageStore: Send + Sync {
 pub trait TokenStore: Send + Sync {
     /// API tokens, keyed by the hash of the token.
     fn put_token(&self, token: ApiToken) -> StoreFuture<'_, bool>;
+    /// The token whose hex SHA-256 is `hash`; `Ok(None)` when there is none.
     fn get_token(&self, hash: &str) -> Result<Option<ApiToken>, StoreError>;
+    /// Every token (revoked ones included), in hash order.
     fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
 }
 
@@ -157,7 +202,9 @@ pub trait TokenStore: Send + Sync {
 pub trait WorkspaceStore: Send + Sync {
     /// Workspace records (create or replace), by id.
     fn put_workspace(&self, record: WorkspaceRecord) -> StoreFuture<'_, bool>;
+    /// The workspace `id`; `Ok(None)` when there is none.
     fn get_workspace(&self, id: &str) -> Result<Option<WorkspaceRecord>, StoreError>;
+    /// Every workspace record, open and closed, by id.
     fn list_workspaces(&self) -> Result<Vec<WorkspaceRecord>, StoreError>;
     /// How to reach a ready workspace's containers again after a restart
     /// (`None` deletes it: the workspace closed).
@@ -166,6 +213,8 @@ pub trait WorkspaceStore: Send + Sync {
         id: &str,
         runtime: Option<WorkspaceRuntime>,
     ) -> StoreFuture<'_, bool>;
+    /// How to reach workspace `id`'s containers again; `Ok(None)` when it has
+    /// none stored (not ready, or closed).
     fn get_workspace_runtime(&self, id: &str) -> Result<Option<WorkspaceRuntime>, StoreError>;
 }
 

@@ -23,7 +23,9 @@ const REMEASURE_AFTER: std::time::Duration = std::time::Duration::from_secs(600)
 /// A cache volume to mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheVolume {
+    /// The Docker volume (see [`volume_name`]).
     pub name: String,
+    /// Absolute path in the container, from the plan's cache entry.
     pub path: String,
 }
 

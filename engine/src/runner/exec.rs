@@ -17,16 +17,24 @@ use super::container::{LineBuffer, RunnerError, engine, is_root};
 use crate::logs::{JobLog, LogStream};
 use crate::runtime::{ExecSpec, Output, OutputStream, Runtime};
 
+/// How a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepEnd {
+    /// It ran to its end with this exit code (-1 when the runtime reported none).
     Exited(i64),
+    /// It ran past its timeout; its process group was stopped.
     TimedOut,
+    /// The job or call was cancelled; its process group was stopped.
     Cancelled,
 }
 
+/// How a step ended and how long it took.
 #[derive(Debug, Clone)]
 pub struct StepOutcome {
+    /// How the step ended.
     pub end: StepEnd,
+    /// Wall-clock time of the step, start to end (a stop's grace period
+    /// included).
     pub duration: Duration,
 }
 
@@ -35,7 +43,9 @@ pub struct StepOutcome {
 pub struct StepExec {
     /// Shell command, run with `sh -c`.
     pub command: String,
+    /// Environment variables of the step, on top of the container's.
     pub env: Vec<(String, String)>,
+    /// Working directory; `None`: the container's own.
     pub workdir: Option<String>,
     /// `uid:gid`; never root.
     pub user: String,
@@ -183,8 +193,11 @@ async fn remove_pidfile(runtime: &Runtime, container: &str, pidfile: &str, user:
 pub struct Captured {
     /// `None` when it did not finish within its time.
     pub exit_code: Option<i64>,
+    /// What it wrote to stdout, up to the cap, decoded lossily as UTF-8.
     pub stdout: String,
+    /// What it wrote to stderr, up to the cap, decoded lossily as UTF-8.
     pub stderr: String,
+    /// Wall-clock time until it ended or the timeout passed.
     pub elapsed: Duration,
 }
 

@@ -42,8 +42,12 @@ pub use pod::{Pod, PodSpec, ServiceContainer, WorkloadSpec};
 
 /// Labels every Slipway container carries (docs/design.md, "Containers").
 pub const LABEL_MANAGED: &str = "io.slipway.managed";
+/// What a container is for: a [`Role`]'s label (`holder`, `job`, ...).
 pub const LABEL_ROLE: &str = "io.slipway.role";
+/// On every container of a job's pod: the job's id.
 pub const LABEL_JOB: &str = "io.slipway.job";
+/// A service's name: on a job's or workspace's service containers, and on
+/// every container of a managed service's pod.
 pub const LABEL_SERVICE: &str = "io.slipway.service";
 /// What a container is for: the value of its `io.slipway.role` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -40,39 +40,78 @@ const FIRST_INTERVAL: Duration = Duration::from_millis(10);
 /// The readiness plugin used when a service names none but declares ports.
 const DEFAULT_READINESS: &str = "tcp";
 
+/// Why a service could not be started, did not become ready, or stopped while
+/// it was needed.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
+    /// The container engine could not start the service's container.
     #[error("service `{name}`: {source}")]
-    Start { name: String, source: RunnerError },
+    Start {
+        /// The service's name, from its spec.
+        name: String,
+        /// What the container engine said.
+        source: RunnerError,
+    },
+    /// The spec names a readiness plugin that is not installed as one.
     #[error(
         "service `{name}`: no readiness plugin `{plugin}` (readiness plugins here: {known}; hint: check `readiness.plugin`, or run `slipway plugins list`)"
     )]
     UnknownPlugin {
+        /// The service's name, from its spec.
         name: String,
+        /// The readiness plugin its spec names (`tcp` when it names none
+        /// but declares ports).
         plugin: String,
+        /// The active readiness plugins, `, `-separated.
         known: String,
     },
+    /// The readiness plugin could not be loaded, its `probe` call failed, or it
+    /// gave a log-line pattern that is not a regex.
     #[error("service `{name}`: readiness plugin {plugin}: {message}")]
     Plugin {
+        /// The service's name, from its spec.
         name: String,
+        /// The plugin: `name@version@sha256` when it could not be loaded,
+        /// else `name@version`.
         plugin: String,
+        /// What went wrong.
         message: String,
     },
+    /// The startup deadline passed before the probe passed `success_threshold`
+    /// times in a row.
     #[error(
         "service `{name}` was not ready within its startup deadline of {deadline_s:.1} s; last probe: {last}"
     )]
     NotReady {
+        /// The service's name, from its spec.
         name: String,
+        /// The probe's startup deadline, in seconds.
         deadline_s: f64,
+        /// What the last attempt found: the plugin's reason, with the
+        /// probe's output.
         last: String,
     },
+    /// The plugin judged that the service will never become ready (e.g. bad
+    /// credentials): no point waiting for the deadline.
     #[error("service `{name}` will not become ready: {reason}")]
-    Failed { name: String, reason: String },
+    Failed {
+        /// The service's name, from its spec.
+        name: String,
+        /// The plugin's reason, with the probe's output.
+        reason: String,
+    },
+    /// The service's container stopped, before it was ready or while the job
+    /// ran.
     #[error("service `{name}` exited with code {code}{when}; its last log lines:\n{tail}")]
     Exited {
+        /// The service's name, from its spec.
         name: String,
+        /// The container's exit code.
         code: i64,
+        /// ` before it was ready` or ` while the job was running`: the end of
+        /// the message's first clause.
         when: &'static str,
+        /// The last 20 lines of its log.
         tail: String,
     },
 }
@@ -141,6 +180,7 @@ impl ServiceLog {
 /// A readiness plugin, ready to call.
 #[derive(Clone)]
 pub struct ReadinessPlugin {
+    /// `name@version` of the plugin, as logs and errors name it.
     pub id: String,
     prepared: Arc<PreparedPlugin>,
     registry: Arc<Registry>,
@@ -173,17 +213,25 @@ impl ReadinessPlugin {
 
 /// A started service.
 pub struct RunningService {
+    /// The service's name, from its spec.
     pub name: String,
+    /// Id of the service's container.
     pub container: String,
     /// The service as plugins see it.
     pub service: ServiceView,
+    /// Its readiness plugin; `None` when nothing checks its readiness (no
+    /// plugin named and no ports, or a workspace's service adopted running).
     pub plugin: Option<ReadinessPlugin>,
+    /// The last lines of its log (up to 500), for log-line probes and failure
+    /// reports.
     pub log: Arc<ServiceLog>,
     /// The exit code once the container has stopped.
     exited: watch::Receiver<Option<i64>>,
 }
 
 impl RunningService {
+    /// A started service from its parts; `exited` is the [`watch_exit`] of its
+    /// container.
     pub fn new(
         name: String,
         container: String,
@@ -216,6 +264,7 @@ impl RunningService {
         }
     }
 
+    /// The container's exit code; `None` while it runs.
     pub fn exit_code(&self) -> Option<i64> {
         *self.exited.borrow()
     }
@@ -355,8 +404,11 @@ fn service_view(spec: &ServiceSpec) -> ServiceView {
 /// workspace's runtime stores it); its WIT record is made at each call.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceView {
+    /// The service's name, from its spec.
     pub name: String,
+    /// The image the service runs.
     pub image: String,
+    /// Environment of the service's container, sorted by name.
     pub env: Vec<(String, String)>,
     /// Ports it listens on, inside the pod's network namespace.
     pub ports: Vec<u16>,
@@ -405,6 +457,9 @@ pub fn plugin_view(
     }
 }
 
+/// Load the readiness plugin `name` for the service `service` (named in
+/// errors); [`ServiceError::UnknownPlugin`] unless a readiness plugin has that
+/// name.
 pub fn readiness_plugin(
     registry: &Arc<Registry>,
     service: &str,
@@ -437,6 +492,8 @@ pub fn readiness_plugin(
     })
 }
 
+/// Ask `plugin` for its probe of `service` (`name` in errors); a log-line
+/// probe's pattern is checked here, before any container starts.
 pub async fn probe_of(
     plugin: &ReadinessPlugin,
     service: &ServiceView,
@@ -511,7 +568,9 @@ pub fn watch_exit(runtime: &Runtime, id: &str) -> watch::Receiver<Option<i64>> {
 
 /// One plugin's probe for one service, run attempt by attempt.
 pub struct Prober {
+    /// The readiness plugin that judges each attempt.
     pub plugin: ReadinessPlugin,
+    /// The probe and its timing, as the plugin gave them.
     pub probe: Probe,
     pattern: Option<regex::Regex>,
     /// Log lines already searched by a log-line probe.
@@ -521,7 +580,9 @@ pub struct Prober {
 /// How one probe attempt was judged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Judged {
+    /// The plugin says the service is ready (one success towards the threshold).
     Ready,
+    /// Not ready yet: the plugin's reason, with the probe's output; try again.
     NotReady(String),
     /// The plugin says it never will be.
     Failed(String),
@@ -530,6 +591,7 @@ pub enum Judged {
 }
 
 impl Prober {
+    /// A prober of `probe`; a log-line probe searches from the log's first line.
     pub fn new(plugin: ReadinessPlugin, probe: Probe) -> Prober {
         let pattern = match &probe.action {
             ProbeAction::LogLine(p) => regex::Regex::new(p).ok(),

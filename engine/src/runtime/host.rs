@@ -45,19 +45,36 @@ fn container_id_from_mountinfo(mountinfo: &str) -> Option<String> {
 /// directory, with the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StateDirError {
+    /// The daemon could not describe the engine's own container.
     #[error("cannot inspect the engine's own container `{container}`: {reason}")]
-    Inspect { container: String, reason: String },
+    Inspect {
+        /// The engine's container id, as found by [`own_container`].
+        container: String,
+        /// The daemon's error.
+        reason: String,
+    },
+    /// No mount of the engine's container covers the state directory: it
+    /// lives in the container's own filesystem, which the daemon cannot bind.
     #[error(
         "the state directory {dir} is inside the engine's container, so the daemon cannot mount job checkouts from it (fix: run the engine with `-v {dir}:{dir}`, the same path on both sides)"
     )]
-    NotMounted { dir: String },
+    NotMounted {
+        /// The state directory, as the engine sees it.
+        dir: String,
+    },
+    /// The mount covering the state directory has a different path on the
+    /// host, so paths the engine hands the daemon would name other files.
     #[error(
         "the state directory {dir} is mounted from {host_path} on the host (a {kind}), but the daemon resolves checkout paths on the host side (fix: mount it at the same path, `-v {destination}:{destination}`, or set SLIPWAY_STATE_DIR to a directory mounted that way)"
     )]
     OtherPath {
+        /// The state directory, as the engine sees it.
         dir: String,
+        /// The mount's source on the host.
         host_path: String,
+        /// Where the mount is in the engine's container.
         destination: String,
+        /// The mount's type (`bind`, `volume`, ...; `mount` when unknown).
         kind: String,
     },
 }

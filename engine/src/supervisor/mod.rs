@@ -57,8 +57,11 @@ const ROLE: Role = Role::ManagedService;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceState {
+    /// Its container is being created or adopted, and waits for readiness.
     Starting,
+    /// Running and ready (its readiness check passed, or it has none); watched.
     Ready,
+    /// It failed and waits out the backoff before its container is restarted.
     Restarting,
     /// Past its restart budget (or `never` restarts): stopped until restarted.
     Failed,
@@ -69,31 +72,44 @@ pub enum ServiceState {
 /// A managed service's status, as the API reports it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ServiceStatus {
+    /// The service's declared name.
     pub name: String,
+    /// What the service is doing.
     pub state: ServiceState,
+    /// Id of its current (or last) container; `null` until one is created.
     pub container: Option<String>,
     /// Restarts after failures since the engine started.
     pub restarts: u64,
     /// Why it is in this state (the last failure).
     pub reason: Option<String>,
+    /// When it entered `state`, in ms since the Unix epoch.
     pub since_ms: u64,
 }
 
+/// How the supervisor runs managed services.
 #[derive(Debug, Clone)]
 pub struct SupervisorSettings {
+    /// This engine's id: in container and volume names and on every container's
+    /// labels, so engines sharing a daemon leave each other's services alone.
     pub engine_id: String,
+    /// Image of each service pod's holder (a busybox with `sh` and `nc`).
     pub holder_image: String,
     /// Each service's event and output log is `<logs_dir>/<name>.log`.
     pub logs_dir: PathBuf,
     /// How often declared and actual state are compared anyway.
     pub reconcile_every: Duration,
+    /// Time a container gets to stop after SIGTERM before it is killed.
     pub stop_grace: Duration,
 }
 
+/// Why a supervisor request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
+    /// No managed service of this name is supervised.
     #[error("no managed service `{0}`")]
     Unknown(String),
+    /// The supervisor's storage failed (today: reading a service's log
+    /// file); the error's message.
     #[error("the service store failed: {0}")]
     Store(String),
 }
@@ -116,6 +132,8 @@ struct Actor {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Runs the declared managed services, one actor each, and reports their
+/// status.
 pub struct Supervisor {
     runtime: Runtime,
     store: Arc<dyn JobStore>,
@@ -129,6 +147,8 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
+    /// A supervisor of the services declared in `store`; nothing starts until
+    /// [`Supervisor::run`].
     pub fn new(
         runtime: Runtime,
         store: Arc<dyn JobStore>,
@@ -297,6 +317,7 @@ impl Supervisor {
         problems
     }
 
+    /// The status of every supervised service, by name.
     pub fn statuses(&self) -> Vec<ServiceStatus> {
         let actors = self.actors.lock().unwrap_or_else(|p| p.into_inner());
         let mut list: Vec<ServiceStatus> = actors
@@ -339,6 +360,7 @@ impl Supervisor {
         }
     }
 
+    /// The status of the service `name`; `None` when it is not supervised.
     pub fn status(&self, name: &str) -> Option<ServiceStatus> {
         self.actors
             .lock()

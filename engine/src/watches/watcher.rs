@@ -22,7 +22,7 @@ use super::record::SKIPPED_KEPT;
 use super::secret::{self, SealingKey, SecretError};
 use super::signature::{self, Headers};
 use super::{Delivery, LABEL_REF, LABEL_WATCH, RefState, Watch, WatchSpec};
-use crate::job::{JobId, now_ms};
+use crate::job::{JobId, Trigger, TriggerKind, now_ms};
 use crate::queue::{JobStore, Scheduler, StoreError};
 
 /// The longest a failing watch waits between polls.
@@ -209,7 +209,11 @@ impl Watcher {
 
     /// Ask the repository for the followed refs now and act on what changed;
     /// each followed ref's decision.
-    pub async fn look(&self, id: &str) -> Result<BTreeMap<String, Decision>, WatchError> {
+    pub async fn look(
+        &self,
+        id: &str,
+        delivery: Option<&str>,
+    ) -> Result<BTreeMap<String, Decision>, WatchError> {
         let lock = self.lock_of(id);
         let _one = lock.lock().await;
         let mut watch = self.load(id)?;
@@ -278,7 +282,8 @@ impl Watcher {
                 Decision::Baseline { sha }
             } else {
                 state.head = Some(sha.clone());
-                self.advance(&watch.id, &watch.spec, &name, state).await?
+                self.advance(&watch.id, &watch.spec, &name, state, delivery)
+                    .await?
             };
             decisions.insert(name, decision);
         }
@@ -294,6 +299,7 @@ impl Watcher {
         spec: &WatchSpec,
         reference: &str,
         state: &mut RefState,
+        delivery: Option<&str>,
     ) -> Result<Decision, WatchError> {
         let Some(head) = state.head.clone() else {
             return Ok(Decision::Deleted);
@@ -326,6 +332,11 @@ impl Watcher {
         job.labels.insert(LABEL_REF.into(), reference.to_owned());
         job.idempotency_key = Some(format!("watch/{id}/{reference}/{head}"));
         job.resolved_from = Some(reference.to_owned());
+        job.trigger = Some(Trigger {
+            kind: TriggerKind::Watch,
+            watch: Some(id.to_owned()),
+            delivery: delivery.map(str::to_owned),
+        });
         let submitted = self.store.submit(job).await?;
         self.scheduler.wake();
         state.submitted = Some((head.clone(), submitted.record.id));
@@ -362,7 +373,7 @@ impl Watcher {
                 if let Some(pending) = state.pending.clone() {
                     state.head = Some(pending);
                     if let Decision::Submitted { .. } | Decision::AlreadySubmitted { .. } =
-                        self.advance(&id, &spec, name, state).await?
+                        self.advance(&id, &spec, name, state, None).await?
                     {
                         changed = true;
                     }
@@ -484,7 +495,7 @@ impl Watcher {
                 ),
             );
         }
-        match self.look(&watch.id).await {
+        match self.look(&watch.id, verified.delivery.as_deref()).await {
             Err(e) => answer(502, format!("failed: {e}")),
             Ok(decisions) => match decisions.get(&reference) {
                 Some(Decision::Submitted { job, .. }) => Answer {
@@ -535,7 +546,7 @@ impl Watcher {
                 }
                 let (this, polling) = (self.clone(), self.polling.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = this.look(&w.id).await {
+                    if let Err(e) = this.look(&w.id, None).await {
                         tracing::info!(watch = %w.id, error = %e, "watch: look failed");
                     }
                     polling

@@ -208,6 +208,8 @@ impl Workspaces {
         Ok(live.snapshot())
     }
 
+    /// The bytes of `path` (relative to the checkout, confined to it);
+    /// [`WorkspaceError::NoFile`] for a missing file or a directory.
     pub async fn read_file(&self, id: &str, path: &str) -> Result<Vec<u8>, WorkspaceError> {
         let (_live, guard) = self.lock(id).await?;
         let env = guard.as_ref().expect("checked by lock");
@@ -246,6 +248,8 @@ impl Workspaces {
         Ok(existed)
     }
 
+    /// Delete the file `path` (relative to the checkout, confined to it);
+    /// [`WorkspaceError::NoFile`] when there is none.
     pub async fn delete_file(&self, id: &str, path: &str) -> Result<(), WorkspaceError> {
         let (live, guard) = self.lock(id).await?;
         let env = guard.as_ref().expect("checked by lock");

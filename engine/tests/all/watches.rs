@@ -9,7 +9,9 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::support::serve::{BUSYBOX, Server, agent, get, job, post_json, start, wait_until};
+use crate::support::serve::{
+    BUSYBOX, Server, agent, cli, get, job, post_json, start, text, wait_until,
+};
 use crate::support::{git, raw_post};
 
 /// A bare repository (the "remote") and a clone that pushes to it.
@@ -160,6 +162,10 @@ fn a_push_runs_its_exact_commit_through_a_signed_webhook_and_through_polling() {
     assert_eq!(record["spec"]["commit"], pushed.as_str(), "{record}");
     assert_eq!(record["spec"]["labels"]["io.slipway.watch"], id.as_str());
     assert_eq!(record["spec"]["resolved_from"], "refs/heads/main");
+    assert_eq!(
+        record["trigger"],
+        json!({"kind": "watch", "watch": id, "delivery": "gh-1"})
+    );
     assert_eq!(wait_final(&server, job_id)["state"], "succeeded");
 
     // The same delivery again: nothing new.
@@ -274,8 +280,37 @@ fn a_push_runs_its_exact_commit_through_a_signed_webhook_and_through_polling() {
     let job_id = seen["state"]["refs"]["refs/heads/main"]["submitted"][1]
         .as_u64()
         .unwrap();
-    assert_eq!(job(&server, job_id)["spec"]["commit"], polled.as_str());
+    let polled_job = job(&server, job_id);
+    assert_eq!(polled_job["spec"]["commit"], polled.as_str());
+    assert_eq!(polled_job["trigger"], json!({"kind": "watch", "watch": id}));
+    // Only the engine says what triggered a job.
+    let (code, refused) = post_json(
+        &server,
+        "/api/v1/jobs",
+        &json!({"repository": remote.bare, "commit": polled, "trigger": {"kind": "watch"}}),
+    );
+    assert_eq!(code, 422, "{refused}");
     assert_eq!(wait_final(&server, job_id)["state"], "succeeded");
+
+    // The CLI shows the same, and a paused watch starts nothing.
+    let shown = text(&cli(&server, &["watch", "show", &id]));
+    assert!(
+        shown.contains("refs/heads/main: ") && shown.contains("rejected: bad signature"),
+        "{shown}"
+    );
+    let listed = text(&cli(&server, &["watch", "list"]));
+    assert!(
+        listed.contains(&id) && listed.contains("branch main"),
+        "{listed}"
+    );
+    assert!(cli(&server, &["watch", "pause", &id]).status.success());
+    remote.push("main", "while paused");
+    let (headers, body) = github_push(&secret, "gh-6", "refs/heads/main");
+    let (code, answer) = hook(&server, &id, &headers, &body);
+    assert_eq!(
+        (code, answer["verdict"].as_str().unwrap()),
+        (200, "ignored: the watch is paused")
+    );
 }
 
 #[test]

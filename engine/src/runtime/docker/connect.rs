@@ -10,6 +10,7 @@ use bollard::Docker;
 use super::DockerRuntime;
 use crate::runtime::HostFacts;
 
+/// No candidate endpoint gave a container engine that answered a ping.
 #[derive(Debug, thiserror::Error)]
 #[error("no Docker or Podman engine answered; tried: {}{hint}", tried.join("; "))]
 pub struct DockerError {
