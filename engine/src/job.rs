@@ -180,6 +180,10 @@ pub struct JobSpec {
     /// `required` (the default) or `preferred` (fall back to the CPU).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<GpuPolicy>,
+    /// URLs told of the job's final state (or of every state change),
+    /// signed with the Standard Webhooks scheme; at most 5.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub callbacks: Vec<crate::callbacks::CallbackSpec>,
 }
 
 /// What submitted a job.
@@ -341,6 +345,9 @@ impl JobSpec {
                 "commit",
                 format!("`{commit}` is neither a commit SHA nor a valid ref"),
             );
+        }
+        for p in crate::callbacks::problems(&self.callbacks) {
+            problem(&p.field, p.message);
         }
         if self.trigger.is_some() {
             problem(

@@ -36,6 +36,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+pub mod callbacks;
 pub mod checkout;
 pub mod config;
 pub mod executor;

@@ -93,6 +93,20 @@ impl From<JobRecord> for JobView {
     }
 }
 
+/// The job's callback messages (its final state, or every change, per
+/// callback) with every delivery attempt.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/callbacks", params(("id" = u64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = [crate::callbacks::OutboxEntry]), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn callbacks(
+    State(state): State<AppState>,
+    Path(id): Path<JobId>,
+) -> Result<Json<Vec<crate::callbacks::OutboxEntry>>, ApiError> {
+    if state.store.get(id)?.is_none() {
+        return Err(crate::queue::StoreError::NotFound(id).into());
+    }
+    Ok(Json(state.store.job_callbacks(id)?))
+}
+
 /// Submit a job.
 #[utoipa::path(post, path = "/api/v1/jobs", request_body = JobSpec, security(("bearer" = [])),
     responses((status = 201, description = "Created", body = JobView), (status = 200, description = "An earlier job with the same idempotency key", body = JobView),

@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs", post(jobs::submit).get(jobs::list))
         .route("/jobs/{id}", get(jobs::show))
         .route("/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/jobs/{id}/callbacks", get(jobs::callbacks))
         .route("/openapi.json", get(openapi::document))
         .route("/profiles", post(profiles::create).get(profiles::list))
         .route(

@@ -33,7 +33,7 @@ impl Modify for BearerAuth {
 #[openapi(
     info(title = "Slipway", description = "Jobs against code repositories in hardened containers."),
     paths(
-        jobs::submit, jobs::list, jobs::show, jobs::cancel, jobs::logs,
+        jobs::submit, jobs::list, jobs::show, jobs::cancel, jobs::logs, jobs::callbacks,
         profiles::create, profiles::replace, profiles::list, profiles::show, profiles::delete,
         services::create, services::replace, services::list, services::show, services::delete,
         services::restart, services::logs, services::health,
@@ -55,6 +55,8 @@ impl Modify for BearerAuth {
         crate::watches::WatchSpec, crate::watches::WatchView, crate::watches::WatchState,
         crate::watches::RefState, crate::watches::Delivery, crate::watches::Forge,
         watches::WatchCreated, watches::HookAnswer, crate::job::Trigger, crate::job::TriggerKind,
+        crate::callbacks::CallbackSpec, crate::callbacks::CallbackEvents, crate::callbacks::OutboxEntry,
+        crate::callbacks::Attempt,
     )),
     modifiers(&BearerAuth)
 )]

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use slipway::api::{self, AppState};
+use slipway::callbacks::sender::CallbackSender;
 use slipway::checkout::Checkouts;
 use slipway::config::Config;
 use slipway::job::{JobSpec, SpecPolicy};
@@ -304,6 +305,7 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             },
         );
         let watching = tokio::spawn(watcher.clone().run(shutdown.clone()));
+        let calling = tokio::spawn(CallbackSender::new(parts.store.clone()).run(shutdown.clone()));
         let state = AppState {
             store: parts.store.clone(),
             scheduler: parts.scheduler.clone(),
@@ -331,6 +333,7 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         let _ = supervisor.await;
         let _ = reaper.await;
         let _ = watching.await;
+        let _ = calling.await;
         parts.workspaces.close_all("the engine stopped").await;
         Ok(ExitCode::SUCCESS)
     })

@@ -20,9 +20,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::store::{
-    ImageStore, ImageUse, JobQueue, LeaseRequest, ListFilter, ProfileStore, ServiceStore,
-    StoreError, StoreFuture, Submitted, TokenStore, WatchStore, WorkspaceStore,
+    ImageStore, ImageUse, JobQueue, LeaseRequest, ListFilter, OutboxStore, ProfileStore,
+    ServiceStore, StoreError, StoreFuture, Submitted, TokenStore, WatchStore, WorkspaceStore,
 };
+use crate::callbacks::OutboxEntry;
 use crate::job::{
     JobId, JobRecord, JobSpec, JobState, Outcome, Progress, RunRecord, SpecPolicy, now_ms,
 };
@@ -46,6 +47,10 @@ const WORKSPACE_RUNTIMES: TableDefinition<&str, &[u8]> = TableDefinition::new("w
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 const WATCHES: TableDefinition<&str, &[u8]> = TableDefinition::new("watches");
+/// Callback messages by key (`<job>/<event>/<callback>`, see `callbacks::key`).
+const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
+/// The outbox messages still to send, by when they are due.
+const OUTBOX_DUE: TableDefinition<(u64, &str), ()> = TableDefinition::new("outbox_due");
 /// Keyed `<watch id>/<seq, 20 digits>`, so a watch's deliveries are one range.
 const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("deliveries");
 
@@ -66,6 +71,8 @@ struct Tables<'t> {
     images: Table<'t, &'static str, &'static [u8]>,
     watches: Table<'t, &'static str, &'static [u8]>,
     deliveries: Table<'t, &'static str, &'static [u8]>,
+    outbox: Table<'t, &'static str, &'static [u8]>,
+    outbox_due: Table<'t, (u64, &'static str), ()>,
 }
 
 /// The writer's view of derived state, rebuilt from the tables at open.
@@ -198,6 +205,8 @@ impl RedbStore {
             txn.open_table(IMAGES).map_err(io)?;
             txn.open_table(WATCHES).map_err(io)?;
             txn.open_table(DELIVERIES).map_err(io)?;
+            txn.open_table(OUTBOX).map_err(io)?;
+            txn.open_table(OUTBOX_DUE).map_err(io)?;
             let running = txn.open_table(RUNNING).map_err(io)?;
             let jobs = txn.open_table(JOBS).map_err(io)?;
             for entry in running.iter().map_err(io)? {
@@ -321,6 +330,8 @@ fn apply_batch(
                 images: txn.open_table(IMAGES)?,
                 watches: txn.open_table(WATCHES)?,
                 deliveries: txn.open_table(DELIVERIES)?,
+                outbox: txn.open_table(OUTBOX)?,
+                outbox_due: txn.open_table(OUTBOX_DUE)?,
             })
         })();
         let mut tables = match tables {
@@ -429,6 +440,14 @@ fn put(
         .jobs
         .insert(new.id, encode(new)?.as_slice())
         .map_err(io)?;
+    // The transactional outbox: what this change owes its callbacks is
+    // written with it, so no crash can lose a message.
+    for entry in crate::callbacks::owed(old, new) {
+        if tables.outbox.get(entry.key.as_str()).map_err(io)?.is_some() {
+            continue;
+        }
+        put_callback(tables, None, &entry)?;
+    }
     let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(old) = old
         && let Some(n) = c.get_mut(&old.state)
@@ -436,6 +455,32 @@ fn put(
         *n = n.saturating_sub(1);
     }
     *c.entry(new.state).or_default() += 1;
+    Ok(())
+}
+
+/// Write an outbox message, moving its due-index entry from `old`'s time.
+fn put_callback(
+    tables: &mut Tables<'_>,
+    old_due: Option<u64>,
+    entry: &OutboxEntry,
+) -> Result<(), StoreError> {
+    if let Some(due) = old_due {
+        tables
+            .outbox_due
+            .remove((due, entry.key.as_str()))
+            .map_err(io)?;
+    }
+    if let Some(due) = entry.next_attempt_ms {
+        tables
+            .outbox_due
+            .insert((due, entry.key.as_str()), ())
+            .map_err(io)?;
+    }
+    let bytes = rmp_serde::to_vec_named(entry).map_err(io)?;
+    tables
+        .outbox
+        .insert(entry.key.as_str(), bytes.as_slice())
+        .map_err(io)?;
     Ok(())
 }
 
@@ -903,6 +948,47 @@ impl WatchStore for RedbStore {
         let (from, to) = (delivery_key(id, 0), delivery_key(id, u64::MAX));
         let mut out = Vec::new();
         for entry in table.range(from.as_str()..=to.as_str()).map_err(io)?.rev() {
+            let (_, v) = entry.map_err(io)?;
+            out.push(decode_named(v.value())?);
+        }
+        Ok(out)
+    }
+}
+
+impl OutboxStore for RedbStore {
+    fn due_callbacks(&self, now_ms: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let due = txn.open_table(OUTBOX_DUE).map_err(io)?;
+        let outbox = txn.open_table(OUTBOX).map_err(io)?;
+        let mut out = Vec::new();
+        for entry in due.range((0, "")..=(now_ms, "~")).map_err(io)?.take(limit) {
+            let (k, _) = entry.map_err(io)?;
+            let (_, key) = k.value();
+            if let Some(v) = outbox.get(key).map_err(io)? {
+                out.push(decode_named(v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn update_callback(&self, entry: OutboxEntry) -> StoreFuture<'_, ()> {
+        self.write(move |tables, _mem, _counts| {
+            let old: Option<OutboxEntry> = tables
+                .outbox
+                .get(entry.key.as_str())
+                .map_err(io)?
+                .map(|v| decode_named(v.value()))
+                .transpose()?;
+            put_callback(tables, old.and_then(|o| o.next_attempt_ms), &entry)
+        })
+    }
+
+    fn job_callbacks(&self, id: JobId) -> Result<Vec<OutboxEntry>, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let outbox = txn.open_table(OUTBOX).map_err(io)?;
+        let (from, to) = (format!("{id:020}/"), format!("{id:020}/~"));
+        let mut out = Vec::new();
+        for entry in outbox.range(from.as_str()..to.as_str()).map_err(io)? {
             let (_, v) = entry.map_err(io)?;
             out.push(decode_named(v.value())?);
         }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::callbacks::OutboxEntry;
 use crate::executor::ReportRefused;
 use crate::job::{
     JobId, JobRecord, JobSpec, JobState, Outcome, Progress, RunRecord, TransitionError,
@@ -222,6 +223,7 @@ pub trait WorkspaceStore: Send + Sync {
 pub trait WatchStore: Send + Sync {
     /// Create or replace a watch (by id); `Ok(true)` when it replaced one.
     fn put_watch(&self, watch: Watch) -> StoreFuture<'_, bool>;
+    /// The watch `id`; `Ok(None)` when there is none.
     fn get_watch(&self, id: &str) -> Result<Option<Watch>, StoreError>;
     /// By id.
     fn list_watches(&self) -> Result<Vec<Watch>, StoreError>;
@@ -232,6 +234,18 @@ pub trait WatchStore: Send + Sync {
     fn add_delivery(&self, id: &str, delivery: Delivery) -> StoreFuture<'_, Delivery>;
     /// The deliveries of watch `id`, newest first.
     fn list_deliveries(&self, id: &str) -> Result<Vec<Delivery>, StoreError>;
+}
+
+/// The callbacks outbox: messages owed to receivers, written in the same
+/// transaction as the job's state change they announce.
+pub trait OutboxStore: Send + Sync {
+    /// Messages due by `now_ms` (neither delivered nor given up), soonest
+    /// first, at most `limit`.
+    fn due_callbacks(&self, now_ms: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// Store a message's attempts and its next schedule.
+    fn update_callback(&self, entry: OutboxEntry) -> StoreFuture<'_, ()>;
+    /// Job `id`'s messages, in the order of its events.
+    fn job_callbacks(&self, id: JobId) -> Result<Vec<OutboxEntry>, StoreError>;
 }
 
 /// The whole store, every part of it: what the engine opens. Each part is a
@@ -245,6 +259,7 @@ pub trait JobStore:
     + TokenStore
     + WorkspaceStore
     + WatchStore
+    + OutboxStore
     + 'static
 {
 }
@@ -257,6 +272,7 @@ impl<T> JobStore for T where
         + TokenStore
         + WorkspaceStore
         + WatchStore
+        + OutboxStore
         + 'static
 {
 }

@@ -37,6 +37,10 @@ pub struct WatchSpec {
     /// The forges whose webhooks this watch accepts (default: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<Vec<Forge>>,
+    /// URLs told of each of its jobs' final state (or every change),
+    /// added to the template's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub callbacks: Vec<crate::callbacks::CallbackSpec>,
 }
 
 impl WatchSpec {
@@ -77,7 +81,9 @@ impl WatchSpec {
         let mut fields = self.job.clone();
         fields.insert("repository".into(), self.repository.clone().into());
         fields.insert("commit".into(), commit.into());
-        serde_json::from_value(serde_json::Value::Object(fields))
+        let mut job: JobSpec = serde_json::from_value(serde_json::Value::Object(fields))?;
+        job.callbacks.extend(self.callbacks.iter().cloned());
+        Ok(job)
     }
 
     /// Every problem, by field (`job.*` for the job template's).

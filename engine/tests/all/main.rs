@@ -10,6 +10,7 @@
 mod support;
 
 mod api;
+mod callbacks;
 mod checkout;
 mod cli_client;
 mod cli_doctor;
