@@ -13,16 +13,32 @@ use serde::Deserialize;
 
 use crate::plugins::{Limits, LimitsPolicy};
 
+/// Why the configuration could not be loaded; the engine refuses to start.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file named by `--config` or `SLIPWAY_CONFIG` is not there.
     #[error(
         "configuration file {path} does not exist (from {origin}); create it or unset {origin}"
     )]
-    MissingFile { path: PathBuf, origin: &'static str },
+    MissingFile {
+        /// The configuration file that was named.
+        path: PathBuf,
+        /// Where it was named: `--config` or `SLIPWAY_CONFIG`.
+        origin: &'static str,
+    },
+    /// The TOML or a `SLIPWAY_*` variable does not parse, or has an unknown key
+    /// or a value of the wrong type.
     #[error("invalid configuration: {0}")]
     Invalid(#[from] Box<figment::Error>),
+    /// A key parsed but its value is out of range or inconsistent.
     #[error("invalid configuration: `{key}`: {message}")]
-    Value { key: &'static str, message: String },
+    Value {
+        /// The offending key, dotted below the top level (`plugins.max_cpu_ms`).
+        key: &'static str,
+        /// What is wrong with the value, for the operator.
+        message: String,
+    },
+    /// No `state_dir` configured and none derivable from the environment.
     #[error(
         "no state directory: neither SLIPWAY_STATE_DIR, XDG_STATE_HOME nor HOME is set (hint: set SLIPWAY_STATE_DIR)"
     )]
@@ -35,6 +51,7 @@ const CONFIG_KEYS: &[&str] = &[
     "plugins_dir",
     "plugins",
     "listen",
+    "advertise_url",
     "token",
     "token_file",
     "allow_local_paths",
@@ -59,6 +76,7 @@ struct RawConfig {
     #[serde(default)]
     plugins: RawPluginConfig,
     listen: Option<String>,
+    advertise_url: Option<String>,
     token: Option<String>,
     token_file: Option<PathBuf>,
     #[serde(default)]
@@ -131,8 +149,13 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Where `serve` listens.
     pub listen: std::net::SocketAddr,
+    /// The URL people and forges reach this engine at (commit statuses link
+    /// their jobs there); `None`: statuses carry no link.
+    pub advertise_url: Option<String>,
     /// The API token, when given directly (else `token_file`, else `<state>/token`).
     pub token: Option<String>,
+    /// A file holding the API token; must exist when set (unset: `<state>/token`,
+    /// generated on first `serve`).
     pub token_file: Option<PathBuf>,
     /// Whether jobs may name a local path as their repository.
     pub allow_local_paths: bool,
@@ -144,6 +167,7 @@ pub struct Config {
     pub ca_bundle: Option<PathBuf>,
     /// Jobs running at once, in all and per repository.
     pub concurrency: usize,
+    /// Jobs of one repository running at once (0: no per-repository limit).
     pub per_repository: usize,
     /// Network for image builds: `host` where the daemon has no bridge.
     pub build_network: String,
@@ -180,6 +204,8 @@ pub struct Config {
     pub workspaces_step_timeout: std::time::Duration,
     /// Third-party plugin registry directories, searched after the bundled plugins.
     pub plugin_dirs: Vec<PathBuf>,
+    /// CPU, memory and output limits of plugin calls (`plugins.default_*`,
+    /// `plugins.max_*`), validated: each default is between 1 and its maximum.
     pub plugin_limits: LimitsPolicy,
     /// Tie-break among ecosystems detected with equal confidence.
     pub ecosystem_order: Vec<String>,
@@ -297,6 +323,20 @@ impl Config {
             key: "listen",
             message: format!("`{listen}` is not host:port ({e})"),
         })?;
+        let advertise_url = match raw.advertise_url.filter(|u| !u.is_empty()) {
+            Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                Some(u.trim_end_matches('/').to_owned())
+            }
+            Some(u) => {
+                return Err(ConfigError::Value {
+                    key: "advertise_url",
+                    message: format!(
+                        "`{u}` is not an http:// or https:// URL (the address people and forges reach this engine at)"
+                    ),
+                });
+            }
+            None => None,
+        };
         let ca_bundle = raw.ca_bundle.filter(|p| !p.as_os_str().is_empty());
         if let Some(path) = &ca_bundle {
             let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Value {
@@ -328,6 +368,7 @@ impl Config {
             })?;
         Ok(Config {
             listen,
+            advertise_url,
             ca_bundle,
             git_credentials,
             token: raw.token.filter(|t| !t.is_empty()),

@@ -184,6 +184,9 @@ pub struct JobSpec {
     /// signed with the Standard Webhooks scheme; at most 5.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub callbacks: Vec<crate::callbacks::CallbackSpec>,
+    /// Where the job's states are posted as commit statuses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge: Option<crate::callbacks::ForgeSpec>,
 }
 
 /// What submitted a job.
@@ -348,6 +351,11 @@ impl JobSpec {
         }
         for p in crate::callbacks::problems(&self.callbacks) {
             problem(&p.field, p.message);
+        }
+        if let Some(forge) = &self.forge {
+            for p in crate::callbacks::forge_problems(forge, &self.repository) {
+                problem(&p.field, p.message);
+            }
         }
         if self.trigger.is_some() {
             problem(

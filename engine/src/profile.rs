@@ -14,8 +14,10 @@ use crate::job::{FieldProblem, Network, Resources, ServiceSpec, service_problems
 #[derive(Debug, Clone, Default, PartialEq, ToSchema, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TierCommands {
+    /// Run by both tiers, each with `sh -c` as step `fast-<n>`; empty: none.
     #[serde(default)]
     pub fast: Vec<String>,
+    /// Run by the `full` tier only, after the fast steps, as `full-<n>`.
     #[serde(default)]
     pub full: Vec<String>,
 }
@@ -24,6 +26,8 @@ pub struct TierCommands {
 #[derive(Debug, Clone, PartialEq, ToSchema, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CachePolicy {
+    /// Mount the plan's package-manager cache volumes (default `true`);
+    /// `false`: jobs start with empty caches every time.
     #[serde(default = "yes")]
     pub enabled: bool,
     /// Budget of each cache volume; pruned past it.
@@ -47,6 +51,8 @@ impl Default for CachePolicy {
 #[derive(Debug, Clone, PartialEq, ToSchema, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
+    /// Unique in the store, what a job spec's `profile` names: 1 to 64 lowercase
+    /// letters, digits, `-`, `_` or `.`, starting with a letter or digit.
     pub name: String,
     /// Jobs for this repository use the profile when they name none.
     pub repository: Option<String>,
@@ -59,19 +65,32 @@ pub struct Profile {
     pub setup: Option<Vec<String>>,
     /// Replaces the plan's validation commands when set.
     pub validation: Option<TierCommands>,
+    /// Services for jobs whose spec lists none (a spec's own list replaces
+    /// these, it is not merged).
     #[serde(default)]
     pub services: Vec<ServiceSpec>,
+    /// Whether package-manager caches are mounted, and their size budget.
     #[serde(default)]
     pub cache: CachePolicy,
+    /// Variables for the job's container: set over the plan's, under the job
+    /// spec's `env` and secrets.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Job timeout in seconds (at least 1), as in the job spec. Validated and
+    /// stored, but the runner does not apply it: the spec's own value counts.
     pub timeout_s: Option<u64>,
+    /// Container limits, as in the job spec. Stored, but the runner does not
+    /// apply them: the spec's own `resources` count.
     #[serde(default)]
     pub resources: Resources,
+    /// Network mode, as in the job spec. Stored, but the runner does not apply
+    /// it: the spec's own `network` counts.
     #[serde(default)]
     pub network: Network,
 }
 
+/// Whether `name` can name a profile: 1 to 64 lowercase ASCII letters, digits,
+/// `-`, `_` or `.`, starting with a letter or digit.
 pub fn valid_profile_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some('a'..='z' | '0'..='9'))

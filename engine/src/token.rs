@@ -8,21 +8,29 @@ use utoipa::ToSchema;
 /// A stored token (its hash, never the token).
 #[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
 pub struct ApiToken {
+    /// `tok-` and the first 12 hex digits of the hash; names the token in the
+    /// API and the store.
     pub id: String,
     /// What it is for, e.g. `ci-runner`.
     pub name: String,
     /// Hex SHA-256 of the token (never sent over the API).
     pub hash: String,
+    /// When it was created, ms since the Unix epoch.
     pub created_ms: u64,
+    /// When it was revoked, ms since the Unix epoch; `None`: it still works.
     pub revoked_ms: Option<u64>,
 }
 
 /// A token as the API shows it: no hash.
 #[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize)]
 pub struct TokenView {
+    /// The token's id (`tok-…`), what `DELETE /api/v1/tokens/{id}` takes.
     pub id: String,
+    /// What it is for, as given at creation, e.g. `ci-runner`.
     pub name: String,
+    /// When it was created, ms since the Unix epoch.
     pub created_ms: u64,
+    /// When it was revoked, ms since the Unix epoch; `null`: it still works.
     pub revoked_ms: Option<u64>,
 }
 
@@ -54,6 +62,7 @@ pub fn generate() -> std::io::Result<String> {
     Ok(format!("{PREFIX}{}", hex::encode(bytes)))
 }
 
+/// Whether `name` is a valid token name: 1 to 64 ASCII letters, digits, `-`, `_` or `.`.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64

@@ -13,17 +13,23 @@ use super::error::{ApiError, ErrorBody};
 use crate::job::now_ms;
 use crate::token::{self, ApiToken, TokenView};
 
+/// `POST /api/v1/tokens` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
+    /// What the token is for, e.g. `ci-runner`: 1 to 64 letters, digits, `-`, `_`
+    /// or `.`; a label only, not required to be unique.
     pub name: String,
 }
 
 /// The one time a token is shown.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedToken {
+    /// The stored token's `id`, `name` and timestamps, inline in the object.
     #[serde(flatten)]
     pub view: TokenView,
+    /// The bearer token itself (`slw_` and 64 hex digits); only its hash is
+    /// kept, so it cannot be shown again.
     pub token: String,
 }
 

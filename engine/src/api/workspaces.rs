@@ -22,6 +22,8 @@ use crate::workspaces::{WorkspaceError, Workspaces};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateBody {
+    /// Which steps to run: `fast` (the default) or `full` (fast then full,
+    /// capped per workspace by `workspaces.max_full_runs`).
     #[serde(default)]
     pub tier: Tier,
 }

@@ -4,6 +4,11 @@
 //! `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256>`), the
 //! key being the secret the callback names by reference.
 //!
+//! A job (or a watch) that names a `forge` gets its states posted as
+//! commit statuses there too (GitHub, GitLab, Gitea/Forgejo): pending while
+//! queued and running, then success, failure or error, linked to the job
+//! when `advertise_url` is set.
+//!
 //! Messages go through an outbox in the store, written in the same
 //! transaction as the state change they announce, so a crash loses none;
 //! the [`sender`] posts them, retrying with exponential backoff for up to a
@@ -77,6 +82,87 @@ pub fn problems(callbacks: &[CallbackSpec]) -> Vec<FieldProblem> {
     out
 }
 
+/// A forge commit statuses are posted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForgeKind {
+    /// `POST {api_url}/repos/{repo}/statuses/{sha}` (`https://api.github.com`).
+    Github,
+    /// `POST {api_url}/projects/{repo}/statuses/{sha}` (`https://gitlab.com/api/v4`).
+    Gitlab,
+    /// Gitea and Forgejo: `POST {api_url}/repos/{repo}/statuses/{sha}` (`…/api/v1`).
+    Gitea,
+}
+
+/// Where a job's states are posted as commit statuses.
+#[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgeSpec {
+    pub kind: ForgeKind,
+    /// The forge's API root, e.g. `https://api.github.com`.
+    pub api_url: String,
+    /// An API token allowed to set commit statuses, by reference.
+    pub token: String,
+    /// `owner/name` (GitLab: the project path); default: from the
+    /// repository URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+}
+
+/// Problems of a job's forge, by field.
+pub fn forge_problems(forge: &ForgeSpec, repository: &str) -> Vec<FieldProblem> {
+    let mut out = Vec::new();
+    if !(forge.api_url.starts_with("http://") || forge.api_url.starts_with("https://")) {
+        out.push(FieldProblem {
+            field: "forge.api_url".into(),
+            message: format!("`{}` is not an http:// or https:// URL", forge.api_url),
+        });
+    }
+    if let Err(e) = crate::secrets::check_reference("forge.token", &forge.token) {
+        out.push(FieldProblem {
+            field: "forge.token".into(),
+            message: e.to_string(),
+        });
+    }
+    if forge.repo.is_none() && repo_path(repository).is_none() {
+        out.push(FieldProblem {
+            field: "forge.repo".into(),
+            message: format!(
+                "cannot tell the forge's `owner/name` from `{repository}`: set `forge.repo`"
+            ),
+        });
+    }
+    out
+}
+
+/// `owner/name` from a repository URL (`https://host/owner/name.git`,
+/// `git@host:owner/name.git`, `ssh://git@host/owner/name`).
+pub fn repo_path(repository: &str) -> Option<String> {
+    let rest = if let Some((_, after)) = repository.split_once("://") {
+        after.split_once('/')?.1
+    } else if let Some((host, path)) = repository.split_once(':') {
+        if host.contains('/') {
+            return None;
+        }
+        path
+    } else {
+        return None;
+    };
+    let path = rest.trim_matches('/').trim_end_matches(".git");
+    (path.contains('/') && !path.contains("..")).then(|| path.to_owned())
+}
+
+/// What a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ToSchema, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// A signed callback to a URL the job named.
+    #[default]
+    Callback,
+    /// A commit status on the job's forge.
+    Status(ForgeKind),
+}
+
 /// One message in the outbox, and every attempt to deliver it.
 #[derive(Debug, Clone, PartialEq, ToSchema, Serialize, Deserialize)]
 pub struct OutboxEntry {
@@ -84,8 +170,11 @@ pub struct OutboxEntry {
     /// message's `webhook-id`, the same on every retry.
     pub key: String,
     pub job: u64,
+    #[serde(default)]
+    pub kind: MessageKind,
     pub url: String,
-    /// The signing secret's reference (resolved at each attempt).
+    /// The signing secret's reference (a callback), or the forge token's
+    /// (a status): resolved at each attempt.
     pub secret: String,
     /// `job.queued`, `job.running`, ..., `job.succeeded`.
     pub event: String,
@@ -113,6 +202,9 @@ pub struct Attempt {
     pub took_ms: u64,
 }
 
+/// The slot of a job's forge among its messages (callbacks are 0..5).
+pub const FORGE_SLOT: usize = 99;
+
 /// The outbox key of callback `cb` for event `event` of job `job`.
 pub fn key(job: u64, event: usize, cb: usize) -> String {
     format!("{job:020}/{event:04}/{cb:02}")
@@ -129,7 +221,7 @@ fn state_name(state: JobState) -> String {
 /// callback for each event `new` has that `old` had not (a final state
 /// only, for `events = final`).
 pub fn owed(old: Option<&JobRecord>, new: &JobRecord) -> Vec<OutboxEntry> {
-    if new.spec.callbacks.is_empty() {
+    if new.spec.callbacks.is_empty() && new.spec.forge.is_none() {
         return Vec::new();
     }
     let seen = old.map(|o| o.events.len()).unwrap_or(0);
@@ -151,6 +243,11 @@ pub fn owed(old: Option<&JobRecord>, new: &JobRecord) -> Vec<OutboxEntry> {
                 "trigger": new.spec.trigger.clone().unwrap_or_default(),
             }
         });
+        if let Some(forge) = &new.spec.forge
+            && let Some(status) = status_of(forge, new, index, event)
+        {
+            out.push(status);
+        }
         for (cb, c) in new.spec.callbacks.iter().enumerate() {
             if c.events == CallbackEvents::Final && !event.to.is_final() {
                 continue;
@@ -158,6 +255,7 @@ pub fn owed(old: Option<&JobRecord>, new: &JobRecord) -> Vec<OutboxEntry> {
             out.push(OutboxEntry {
                 key: key(new.id, index, cb),
                 job: new.id,
+                kind: MessageKind::Callback,
                 url: c.url.clone(),
                 secret: c.secret.clone(),
                 event: format!("job.{state}"),
@@ -171,4 +269,95 @@ pub fn owed(old: Option<&JobRecord>, new: &JobRecord) -> Vec<OutboxEntry> {
         }
     }
     out
+}
+
+/// The commit status `event` of `job` means on `forge`, if any (a job of
+/// a plain directory has no commit to mark).
+fn status_of(
+    forge: &ForgeSpec,
+    job: &JobRecord,
+    index: usize,
+    event: &crate::job::Event,
+) -> Option<OutboxEntry> {
+    let sha = &job.spec.commit;
+    if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let repo = forge
+        .repo
+        .clone()
+        .or_else(|| repo_path(&job.spec.repository))?;
+    let api = forge.api_url.trim_end_matches('/');
+    let (gitlab, state) = (forge.kind == ForgeKind::Gitlab, event.to);
+    let word = match (state, gitlab) {
+        (JobState::Succeeded, _) => "success",
+        (JobState::Failed | JobState::TimedOut, false) => "failure",
+        (JobState::Failed | JobState::TimedOut | JobState::Dead, true) => "failed",
+        (JobState::Cancelled, true) => "canceled",
+        (JobState::Cancelled | JobState::Dead, false) => "error",
+        (JobState::Running, true) => "running",
+        _ => "pending",
+    };
+    let description = match state {
+        JobState::Running => format!("running (attempt {})", event.attempt),
+        _ if event.reason.is_empty() => format!("job {}: {}", job.id, state_name(state)),
+        _ => {
+            let mut d = format!("{}: {}", state_name(state), event.reason);
+            d.truncate(d.floor_char_boundary(140));
+            d
+        }
+    };
+    let context = format!("slipway/{}", state_name_tier(job));
+    let (url, payload) = match forge.kind {
+        ForgeKind::Github | ForgeKind::Gitea => (
+            format!("{api}/repos/{repo}/statuses/{sha}"),
+            serde_json::json!({"state": word, "description": description, "context": context}),
+        ),
+        ForgeKind::Gitlab => (
+            format!(
+                "{api}/projects/{}/statuses/{sha}",
+                percent_encoding::utf8_percent_encode(&repo, percent_encoding::NON_ALPHANUMERIC)
+            ),
+            serde_json::json!({"state": word, "description": description, "name": context}),
+        ),
+    };
+    Some(OutboxEntry {
+        key: key(job.id, index, FORGE_SLOT),
+        job: job.id,
+        kind: MessageKind::Status(forge.kind),
+        url,
+        secret: forge.token.clone(),
+        event: format!("job.{}", state_name(state)),
+        payload,
+        created_ms: event.at_ms,
+        next_attempt_ms: Some(event.at_ms),
+        attempts: Vec::new(),
+        delivered_ms: None,
+        gave_up: None,
+    })
+}
+
+fn state_name_tier(job: &JobRecord) -> String {
+    serde_json::to_value(job.spec.tier)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "job".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_and_name_come_from_the_repository_url() {
+        for (url, path) in [
+            ("https://github.com/acme/app.git", Some("acme/app")),
+            ("git@gitlab.com:group/sub/app.git", Some("group/sub/app")),
+            ("ssh://git@host:2222/acme/app", Some("acme/app")),
+            ("/srv/git/app", None),
+            ("https://host/app", None),
+        ] {
+            assert_eq!(repo_path(url).as_deref(), path, "{url}");
+        }
+    }
 }

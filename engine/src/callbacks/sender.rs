@@ -3,6 +3,9 @@
 //! answer within 10 s, a refused connection) is retried after a doubling
 //! backoff (1 s, 2 s, ... at most an hour) until a day has passed since
 //! the event. Redirects are not followed: a receiver answers itself.
+//! A job's messages to one receiver go in order: one waits while an
+//! earlier one is still undelivered (a `pending` status must not land
+//! after `success`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -10,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Attempt, OutboxEntry, RETRY_FOR_MS};
+use super::{Attempt, ForgeKind, MessageKind, OutboxEntry, RETRY_FOR_MS};
 use crate::job::now_ms;
 use crate::queue::JobStore;
 
@@ -24,12 +27,14 @@ const MAX_BACKOFF_MS: u64 = 3_600_000;
 /// Sends the outbox's due messages until shut down.
 pub struct CallbackSender {
     store: Arc<dyn JobStore>,
+    /// Where statuses link their job (`<advertise_url>/api/v1/jobs/<id>`).
+    advertise_url: Option<String>,
     agent: ureq::Agent,
     in_flight: Arc<Mutex<HashSet<String>>>,
 }
 
 impl CallbackSender {
-    pub fn new(store: Arc<dyn JobStore>) -> Arc<CallbackSender> {
+    pub fn new(store: Arc<dyn JobStore>, advertise_url: Option<String>) -> Arc<CallbackSender> {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(ATTEMPT_TIMEOUT))
@@ -39,6 +44,7 @@ impl CallbackSender {
             .into();
         Arc::new(CallbackSender {
             store,
+            advertise_url,
             agent,
             in_flight: Arc::new(Mutex::new(HashSet::new())),
         })
@@ -59,6 +65,9 @@ impl CallbackSender {
                 }
             };
             for entry in due {
+                if self.behind_an_earlier_one(&entry) {
+                    continue;
+                }
                 let mut flying = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
                 if flying.len() >= PARALLEL || !flying.insert(entry.key.clone()) {
                     continue;
@@ -88,6 +97,21 @@ impl CallbackSender {
                 });
             }
         }
+    }
+
+    /// Whether an earlier message of the same job to the same receiver is
+    /// still undelivered.
+    fn behind_an_earlier_one(&self, entry: &OutboxEntry) -> bool {
+        let slot = |key: &str| key.rsplit('/').next().map(str::to_owned);
+        let Ok(all) = self.store.job_callbacks(entry.job) else {
+            return false;
+        };
+        all.iter().any(|other| {
+            other.key < entry.key
+                && slot(&other.key) == slot(&entry.key)
+                && other.delivered_ms.is_none()
+                && other.gave_up.is_none()
+        })
     }
 
     /// One try: sign, post, and put what happened in the entry.
@@ -137,6 +161,9 @@ impl CallbackSender {
             .pop()
             .map(|(_, v)| v)
             .unwrap_or_default();
+        if let MessageKind::Status(forge) = entry.kind {
+            return self.post_status(entry, forge, &secret);
+        }
         let body = serde_json::to_vec(&entry.payload).map_err(|e| e.to_string())?;
         let timestamp = (at_ms / 1000) as i64;
         let signature =
@@ -148,6 +175,33 @@ impl CallbackSender {
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", &signature)
             .send(&body[..])
+            .map(|r| r.status().as_u16())
+            .map_err(|e| e.to_string())
+    }
+
+    /// A commit status, authenticated as the forge wants its token.
+    fn post_status(
+        &self,
+        entry: &OutboxEntry,
+        forge: ForgeKind,
+        token: &str,
+    ) -> Result<u16, String> {
+        let mut payload = entry.payload.clone();
+        if let Some(base) = &self.advertise_url {
+            payload["target_url"] = format!("{base}/api/v1/jobs/{}", entry.job).into();
+        }
+        let request = self
+            .agent
+            .post(&entry.url)
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json");
+        let request = match forge {
+            ForgeKind::Github => request.header("Authorization", format!("Bearer {token}")),
+            ForgeKind::Gitlab => request.header("PRIVATE-TOKEN", token),
+            ForgeKind::Gitea => request.header("Authorization", format!("token {token}")),
+        };
+        request
+            .send(payload.to_string())
             .map(|r| r.status().as_u16())
             .map_err(|e| e.to_string())
     }

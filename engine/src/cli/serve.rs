@@ -305,7 +305,7 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             },
         );
         let watching = tokio::spawn(watcher.clone().run(shutdown.clone()));
-        let calling = tokio::spawn(CallbackSender::new(parts.store.clone()).run(shutdown.clone()));
+        let calling = tokio::spawn(CallbackSender::new(parts.store.clone(), config.advertise_url.clone()).run(shutdown.clone()));
         let state = AppState {
             store: parts.store.clone(),
             scheduler: parts.scheduler.clone(),

@@ -33,6 +33,8 @@ pub struct ContainerExecutor {
 }
 
 impl ContainerExecutor {
+    /// An executor over these parts: one [`Runner`], which workspaces can
+    /// share through [`ContainerExecutor::runner`].
     pub fn new(
         runtime: Runtime,
         checkouts: Checkouts,

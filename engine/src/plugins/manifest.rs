@@ -25,8 +25,13 @@ use super::{HOST_API_VERSION, Limits, LimitsPolicy, World};
 pub struct ManifestError {
     /// The manifest's path (or another description of where it came from).
     pub origin: String,
+    /// The offending key as written, e.g. `detect-files` or `limits.cpu-ms`;
+    /// `None` when the TOML itself does not parse.
     pub field: Option<String>,
+    /// 1-based line of a TOML parse error; `None` for a field that parsed but
+    /// is invalid.
     pub line: Option<usize>,
+    /// What is wrong, for the plugin's author.
     pub message: String,
 }
 
@@ -60,13 +65,18 @@ struct RawManifest {
     limits: Option<RawLimits>,
 }
 
+/// A manifest's `[limits]` as written: what the plugin asks for, each at most
+/// the engine's default (see [`Manifest::effective_limits`]); `None`: the default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawLimits {
+    /// `cpu-ms`: wall-clock budget of one call, in ms (greater than 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_ms: Option<u32>,
+    /// `memory-mib`: linear memory cap, in MiB (greater than 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_mib: Option<u32>,
+    /// `output-kib`: cap on the size of what a call returns, in KiB (greater than 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_kib: Option<u32>,
 }
@@ -74,15 +84,25 @@ pub struct RawLimits {
 /// A validated manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
+    /// `[a-z][a-z0-9-]*`, at most 64; also the plugin's folder in a registry.
     pub name: String,
+    /// The plugin's own version (the registry subfolder's name); the highest
+    /// compatible one of a name is used.
     pub version: semver::Version,
+    /// Which WIT world the component implements: what the engine calls it for.
     pub world: World,
+    /// Requirement on the host's `slipway:plugin` WIT version, e.g. `^1.0`
+    /// (see [`Manifest::api_compatible`]).
     pub api: semver::VersionReq,
     /// Lowercase hex; required for installed plugins, optional in a plugin's
     /// source folder (where `plugins install` fills it in).
     pub sha256: Option<String>,
+    /// One line on what the plugin does (never empty), shown by `plugins list`.
     pub description: String,
+    /// Root file names that make `detect` worth calling: when none exists
+    /// the plugin is skipped uninstantiated; empty: `detect` always runs.
     pub detect_files: Vec<String>,
+    /// The `[limits]` the manifest asks for; all `None` when it has none.
     pub limits: RawLimits,
 }
 
@@ -93,8 +113,11 @@ pub struct Manifest {
     "`limits.{field}` = {value} is above the engine's default of {default}: a manifest may only lower its limits (an operator raises them with `plugins.{key}`)"
 )]
 pub struct RaisedLimit {
+    /// The key under `[limits]`: `cpu-ms`, `memory-mib` or `output-kib`.
     pub field: &'static str,
+    /// What the manifest asks for.
     pub value: u32,
+    /// The engine's default for it, which the manifest may not exceed.
     pub default: u32,
     /// The configuration key that raises the default.
     pub key: &'static str,

@@ -45,10 +45,16 @@ pub enum Status {
     /// The version in use for this name.
     Active,
     /// Valid, but a higher version of the same name is in use.
-    Shadowed { by: semver::Version },
+    Shadowed {
+        /// The version in use.
+        by: semver::Version,
+    },
     /// A bundled plugin the configuration replaced (`plugins.replace`) by
     /// the third-party plugin `by` (`name@version`).
-    Replaced { by: String },
+    Replaced {
+        /// The replacing plugin, as `name@version`.
+        by: String,
+    },
     /// Not usable; the reason says why and what to do.
     Rejected(LoadError),
 }
@@ -69,11 +75,15 @@ impl WasmBytes {
 
 /// One plugin version found in a source.
 pub struct Candidate {
+    /// Bundled, or the folder (or file) it was read from.
     pub origin: Origin,
     /// From the manifest, or the folder name when the manifest is unusable.
     pub name: String,
+    /// The validated manifest; `None` when it could not be read or parsed.
     pub manifest: Option<Manifest>,
+    /// Lowercase hex SHA-256 of the wasm; empty for a rejected candidate.
     pub sha256: String,
+    /// In use, shadowed, replaced or rejected, as decided at load.
     pub status: Status,
     wasm: Option<WasmBytes>,
     prepared: OnceLock<Result<Arc<PreparedPlugin>, LoadError>>,
@@ -229,10 +239,12 @@ impl Candidate {
         self.origin != Origin::Bundled
     }
 
+    /// The manifest's version; `None` when the manifest is unusable.
     pub fn version(&self) -> Option<&semver::Version> {
         self.manifest.as_ref().map(|m| &m.version)
     }
 
+    /// The manifest's world; `None` when the manifest is unusable.
     pub fn world(&self) -> Option<World> {
         self.manifest.as_ref().map(|m| m.world)
     }
@@ -334,10 +346,12 @@ impl Registry {
         registry
     }
 
+    /// The sandbox (engine, limits policy, compiled cache) the plugins run in.
     pub fn sandbox(&self) -> &Arc<PluginSandbox> {
         &self.sandbox
     }
 
+    /// What the configuration trusts third-party plugins with.
     pub fn trust(&self) -> &Trust {
         &self.trust
     }

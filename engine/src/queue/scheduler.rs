@@ -19,6 +19,8 @@ use crate::job::{JobRecord, Outcome, SpecPolicy, TransitionError};
 use crate::logs::{JobLogs, LogStream};
 use crate::metrics::Metrics;
 
+/// How a [`Scheduler`] leases and runs jobs (from the configuration; the
+/// default suits tests).
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
     /// This engine's name in leases.
@@ -27,7 +29,11 @@ pub struct SchedulerConfig {
     pub concurrency: usize,
     /// Jobs of one repository running at once (0: no limit).
     pub per_repository: usize,
+    /// How long a lease lasts without a heartbeat; past it the job is swept
+    /// back to the queue (and may run again elsewhere).
     pub lease: Duration,
+    /// How often a running attempt renews its lease and checks for a cancel;
+    /// well under `lease`.
     pub heartbeat: Duration,
     /// How often to look for due retries and expired leases without a wake-up.
     pub poll: Duration,
@@ -36,6 +42,7 @@ pub struct SchedulerConfig {
     /// On shutdown, how long running attempts may go on to finish before
     /// they are stopped and requeued.
     pub drain: Duration,
+    /// Spec limits; the scheduler reads the default and maximum job timeouts.
     pub policy: SpecPolicy,
 }
 
@@ -55,6 +62,8 @@ impl Default for SchedulerConfig {
     }
 }
 
+/// Leases due jobs to one [`Executor`] and sees each attempt through:
+/// heartbeats, cancels, timeouts, the fenced outcome. Run it with [`Scheduler::run`].
 pub struct Scheduler {
     store: Arc<dyn JobStore>,
     executor: Arc<dyn Executor>,
@@ -65,6 +74,8 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
+    /// A scheduler over this store and executor; nothing runs until
+    /// [`Scheduler::run`].
     pub fn new(
         store: Arc<dyn JobStore>,
         executor: Arc<dyn Executor>,

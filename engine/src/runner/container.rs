@@ -11,21 +11,35 @@ pub use crate::runtime::spec::{
 };
 use crate::runtime::{ContainerRuntime, Runtime, RuntimeError};
 
+/// Why a container of a job or workspace could not be created, started or run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
+    /// The container engine does not have the image the container names.
     #[error(
         "image `{image}` is not available to the container engine (hint: build it first, or check the base-image map)"
     )]
-    ImageMissing { image: String },
+    ImageMissing {
+        /// The image reference (tag or id) the container asked for.
+        image: String,
+    },
+    /// The image has no `sh` (e.g. `FROM scratch`), so no step can run in it.
     #[error(
         "image `{image}` has no shell (`sh`): Slipway runs steps with `sh -c`, so the image needs one (hint: base it on an image with a shell)"
     )]
-    NoShell { image: String },
+    NoShell {
+        /// The image without a shell.
+        image: String,
+    },
+    /// Any other refusal of the container engine (daemon error, conflict, ...).
     #[error("the container engine refused to {action}: {message}")]
     Engine {
+        /// What the engine was asked to do, e.g. `create the container`.
         action: &'static str,
+        /// The runtime's error, as text.
         message: String,
     },
+    /// A step or the workload container would run as root (uid 0, `root` or
+    /// no user); holds the user asked for.
     #[error("refusing to run a step as root (user `{0}`); steps run as a non-root uid:gid")]
     RootUser(String),
 }

@@ -25,8 +25,11 @@ use super::{
 /// How an exec ends: its exit code and what it printed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecReply {
+    /// What `exec_exit_code` reports once the exec is done (0 by default).
     pub exit_code: i64,
+    /// Sent as one stdout chunk of the exec's output; empty: no chunk.
     pub stdout: String,
+    /// Sent as one stderr chunk, after stdout; empty: no chunk.
     pub stderr: String,
 }
 

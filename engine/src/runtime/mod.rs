@@ -118,8 +118,12 @@ pub trait ContainerRuntime: Send + Sync + 'static {
 
     // --- volumes ---
 
+    /// Whether a volume named `name` exists; any error (an unreachable daemon
+    /// too) counts as "no".
     async fn volume_exists(&self, name: &str) -> bool;
 
+    /// Create a named volume carrying `labels`; one that exists already is
+    /// kept as it is, contents included, and is no error.
     async fn create_volume(
         &self,
         name: &str,

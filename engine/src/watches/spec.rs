@@ -41,6 +41,10 @@ pub struct WatchSpec {
     /// added to the template's own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub callbacks: Vec<crate::callbacks::CallbackSpec>,
+    /// Where its jobs' states are posted as commit statuses (unless the
+    /// template names its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge: Option<crate::callbacks::ForgeSpec>,
 }
 
 impl WatchSpec {
@@ -83,6 +87,9 @@ impl WatchSpec {
         fields.insert("commit".into(), commit.into());
         let mut job: JobSpec = serde_json::from_value(serde_json::Value::Object(fields))?;
         job.callbacks.extend(self.callbacks.iter().cloned());
+        if job.forge.is_none() {
+            job.forge = self.forge.clone();
+        }
         Ok(job)
     }
 

@@ -21,6 +21,8 @@ const SECRET_VAR: &str = "SLIPWAY_TEST_CALLBACK_SECRET";
 /// A request as the receiver got it.
 #[derive(Debug, Clone)]
 struct Received {
+    /// `POST /path HTTP/1.1`.
+    line: String,
     headers: BTreeMap<String, String>,
     body: Vec<u8>,
 }
@@ -44,6 +46,7 @@ impl Receiver {
                 let mut headers = BTreeMap::new();
                 let mut line = String::new();
                 reader.read_line(&mut line).unwrap();
+                let request_line = line.trim_end().to_owned();
                 loop {
                     line.clear();
                     reader.read_line(&mut line).unwrap();
@@ -61,7 +64,11 @@ impl Receiver {
                     .unwrap_or(0);
                 let mut body = vec![0; len];
                 reader.read_exact(&mut body).unwrap();
-                seen.lock().unwrap().push(Received { headers, body });
+                seen.lock().unwrap().push(Received {
+                    line: request_line,
+                    headers,
+                    body,
+                });
                 let status = statuses[n.min(statuses.len() - 1)];
                 let _ = write!(
                     stream,
@@ -203,4 +210,70 @@ fn messages_in_the_outbox_survive_a_kill_of_the_engine() {
     wait_until("the delivery is recorded", 30, || {
         callbacks_of(&server, id)[0]["delivered_ms"].is_u64()
     });
+}
+
+#[test]
+fn a_forge_gets_the_commit_status_of_each_state_in_order() {
+    let forge = Receiver::start(TcpListener::bind("127.0.0.1:0").unwrap(), vec![201]);
+    let api_url = forge.url.trim_end_matches("/hook").to_owned();
+    let server = start_with(
+        tempfile::tempdir().unwrap(),
+        &[
+            (SECRET_VAR, "forge-token-1"),
+            ("SLIPWAY_ADVERTISE_URL", "http://slipway.test:7878"),
+        ],
+    );
+    let repo = dockerfile_repo(&format!("FROM {BUSYBOX}\n"));
+    crate::support::git(repo.path(), &["init", "-q"]);
+    crate::support::git(repo.path(), &["add", "."]);
+    crate::support::git(repo.path(), &["commit", "-q", "-m", "x"]);
+    let sha = crate::support::git(repo.path(), &["rev-parse", "HEAD"]);
+    let (code, body) = post_json(
+        &server,
+        "/api/v1/jobs",
+        &json!({"repository": repo.path(), "commit": "HEAD",
+                "forge": {"kind": "github", "api_url": api_url, "token": format!("env:{SECRET_VAR}"),
+                          "repo": "acme/app"}}),
+    );
+    assert_eq!(code, 201, "{body}");
+    let id = body["id"].as_u64().unwrap();
+    wait_until("the job succeeds", 120, || {
+        job(&server, id)["state"] == "succeeded"
+    });
+    wait_until("every status is posted", 30, || {
+        let all = callbacks_of(&server, id);
+        !all.is_empty() && all.iter().all(|c| c["delivered_ms"].is_u64())
+    });
+    let got = forge.received();
+    let states: Vec<String> = got
+        .iter()
+        .map(|r| {
+            assert_eq!(
+                r.line,
+                format!("POST /repos/acme/app/statuses/{sha} HTTP/1.1")
+            );
+            assert_eq!(r.headers["authorization"], "Bearer forge-token-1");
+            let b: Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(b["context"], "slipway/fast", "{b}");
+            assert_eq!(
+                b["target_url"],
+                format!("http://slipway.test:7878/api/v1/jobs/{id}")
+            );
+            b["state"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        states,
+        ["pending", "pending", "success"],
+        "queued, running, succeeded"
+    );
+    // A forge whose owner/name cannot be told is refused at submit.
+    let (code, refused) = post_json(
+        &server,
+        "/api/v1/jobs",
+        &json!({"repository": repo.path(), "commit": "HEAD",
+                "forge": {"kind": "gitlab", "api_url": api_url, "token": format!("env:{SECRET_VAR}")}}),
+    );
+    assert_eq!(code, 422, "{refused}");
+    assert_eq!(refused["error"]["field"], "forge.repo", "{refused}");
 }

@@ -40,6 +40,8 @@ pub struct DockerRuntime {
 }
 
 impl DockerRuntime {
+    /// Wrap a bollard client as is (no ping, no version negotiation: that is
+    /// [`connect`]'s job).
     pub fn new(client: Docker) -> DockerRuntime {
         DockerRuntime { client }
     }
