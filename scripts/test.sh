@@ -17,12 +17,14 @@ trap 'rm -f "$results"' EXIT
 
 # Lints first: cheap, and a red lint should not wait for the whole suite.
 t=$SECONDS
-echo "== cargo fmt --check, cargo clippy --all-targets -D warnings (engine, SDK, plugins)"
+echo "== cargo fmt --check, cargo clippy --all-targets -D warnings (engine, SDK, plugins), rustdoc links"
 lint=0
 cargo fmt --all --check || lint=1
 cargo fmt --manifest-path plugins/Cargo.toml --all --check || lint=1
 cargo clippy --workspace --all-targets --locked -- -D warnings || lint=1
 cargo clippy --manifest-path plugins/Cargo.toml --workspace --all-targets --locked -- -D warnings || lint=1
+# The library documents every public item (#![warn(missing_docs)]); its links must resolve.
+RUSTDOCFLAGS="-D warnings" cargo doc -p slipway --no-deps --locked --quiet || lint=1
 if [ "$lint" = 0 ]; then
 	echo "lints: 1 passed, 0 failed" | tee -a "$results"
 else
@@ -70,4 +72,4 @@ fi
 awk '/^test result:/ || /^[a-z][a-z ]*: [0-9]+ passed, [0-9]+ failed$/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "all tests: %d passed, %d failed\n", p, f }' "$results"
 [ -z "$left" ] || { echo "the suite left containers labelled io.slipway.managed (above)"; exit 1; }
-[ "$lint" = 0 ] || { echo "fmt or clippy found problems (above, under == cargo fmt)"; exit 1; }
+[ "$lint" = 0 ] || { echo "fmt, clippy or rustdoc found problems (above, under == cargo fmt)"; exit 1; }

@@ -16,6 +16,7 @@ pub type JobId = u64;
 /// Milliseconds since the Unix epoch.
 pub type Millis = u64;
 
+/// The wall clock now, in ms since the Unix epoch (0 if the clock is before it).
 pub fn now_ms() -> Millis {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -50,12 +51,15 @@ pub fn gpu_problems(gpus: Option<Gpus>, gpu: Option<GpuPolicy>) -> Vec<FieldProb
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
+    /// The default: setup, then the fast validation steps.
     #[default]
     Fast,
+    /// Setup, the fast steps, then the full ones; stops at the first failure.
     Full,
 }
 
 impl Tier {
+    /// The tier as the API and CLI spell it: `fast` or `full`.
     pub fn name(self) -> &'static str {
         match self {
             Tier::Fast => "fast",
@@ -68,8 +72,11 @@ impl Tier {
 #[derive(Debug, Clone, Default, PartialEq, ToSchema, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
+    /// CPUs the container may use, fractions allowed (e.g. `1.5`); unset: no cap.
     pub cpus: Option<f64>,
+    /// Memory cap in MiB, swap included; unset: no cap.
     pub memory_mb: Option<u64>,
+    /// Cap on processes in the container; unset: 512.
     pub pids: Option<u64>,
 }
 
@@ -77,10 +84,15 @@ pub struct Resources {
 #[derive(Debug, Clone, PartialEq, ToSchema, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
+    /// 1 to 63 letters, digits and `-`, unique within the job; names the
+    /// service in logs and errors, and ends its container's name.
     pub name: String,
+    /// The image to run, e.g. `postgres:15`.
     pub image: String,
+    /// Environment of the service's container.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Replaces the image's `CMD` when not empty (the entrypoint stays).
     #[serde(default)]
     pub command: Vec<String>,
     /// Ports it listens on inside the job's pod (`127.0.0.1:<port>`).
@@ -88,14 +100,20 @@ pub struct ServiceSpec {
     pub ports: Vec<u16>,
     /// How to tell it is ready; default: `tcp` on the first port.
     pub readiness: Option<ReadinessSpec>,
+    /// Limits of the service's container.
     #[serde(default)]
     pub resources: Resources,
 }
 
+/// Which readiness plugin decides that a service is ready, and its options.
 #[derive(Debug, Clone, PartialEq, ToSchema, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReadinessSpec {
+    /// A readiness plugin's name, e.g. `postgres`, `redis`, `http`, `tcp`,
+    /// `log-line`, `exec`.
     pub plugin: String,
+    /// Options for the plugin (e.g. an HTTP path or a log pattern); one the
+    /// plugin refuses fails the job before any container starts.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
 }
@@ -104,9 +122,12 @@ pub struct ReadinessSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Network {
+    /// The default: no network beyond the pod's own loopback.
     #[default]
     None,
+    /// The daemon's default bridge: outbound access, nothing published.
     Bridge,
+    /// The host's network; refused unless the server's configuration allows it.
     Host,
 }
 
@@ -114,13 +135,16 @@ pub enum Network {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Gpus {
+    /// This many GPUs, 1 to [`MAX_GPUS`].
     Count(u32),
+    /// `"all"`: every GPU the host has.
     Every(AllGpus),
 }
 
 /// The word `all` in `gpus`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
 pub enum AllGpus {
+    /// `"all"`, the only value.
     #[serde(rename = "all")]
     All,
 }
@@ -140,26 +164,44 @@ pub enum GpuPolicy {
 #[derive(Debug, Clone, PartialEq, ToSchema, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
+    /// A git URL (`https://`, `http://`, `ssh://`, `git://`, `git@…`), or an
+    /// absolute local path where the server's configuration allows local paths.
     pub repository: String,
+    /// A full commit SHA, or a ref (branch, tag, `HEAD`) that is resolved to
+    /// one at submit and recorded in `resolved_from`.
     pub commit: String,
+    /// Which validation steps run: `fast` (the default) or `full`.
     #[serde(default)]
     pub tier: Tier,
+    /// A stored repo profile's name (it must exist at submit); unset: the profile
+    /// whose `repository` equals this job's, if any.
     pub profile: Option<String>,
+    /// Environment of the job's container, over the plan's and the profile's.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Name → reference (e.g. `env:GITHUB_TOKEN`, `file:/run/secrets/x`).
     /// Stored as references, never as values; API responses list names only.
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
+    /// The job's timeout in seconds, at most the server's maximum; unset: the
+    /// server's default (6 h and 1 h out of the box).
     pub timeout_s: Option<u64>,
+    /// Limits of the job's container.
     #[serde(default)]
     pub resources: Resources,
+    /// Services started next to the job, each ready before the steps run;
+    /// empty: the profile's services, if any.
     #[serde(default)]
     pub services: Vec<ServiceSpec>,
+    /// Network of the job's pod: `none` (the default), `bridge` or `host`.
     #[serde(default)]
     pub network: Network,
+    /// Free-form key/value pairs kept with the job (a watch adds
+    /// `io.slipway.watch` and `io.slipway.ref`); the runner ignores them.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// 1 to 200 characters; a later submit with the same key returns the
+    /// first job (200) instead of creating one.
     pub idempotency_key: Option<String>,
     /// Higher runs first; FIFO within a priority.
     #[serde(default)]
@@ -205,6 +247,7 @@ pub enum TriggerKind {
 /// What submitted a job, as its record shows: `{kind, watch, delivery}`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, ToSchema, Serialize, Deserialize)]
 pub struct Trigger {
+    /// `api`, `watch` or `deployment`.
     pub kind: TriggerKind,
     /// The watch whose look submitted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -266,17 +309,25 @@ pub fn service_problems(services: &[ServiceSpec]) -> Vec<FieldProblem> {
 /// One problem with a submitted spec.
 #[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize)]
 pub struct FieldProblem {
+    /// Path of the offending field, e.g. `commit`, `services[0].name` or
+    /// `secrets.TOKEN`.
     pub field: String,
+    /// What is wrong with it and, where possible, what to give instead.
     pub message: String,
 }
 
 /// Limits a spec is checked against (from the configuration).
 #[derive(Debug, Clone)]
 pub struct SpecPolicy {
+    /// Timeout of a job whose spec sets none, in seconds.
     pub default_timeout_s: u64,
+    /// The longest timeout a spec may ask for, in seconds; longer is refused.
     pub max_timeout_s: u64,
+    /// Whether `repository` may be a local path (config `allow_local_paths`).
     pub allow_local_paths: bool,
+    /// Whether a job may ask for `network: host` (off by default).
     pub allow_host_network: bool,
+    /// Attempts of a job whose spec sets no `max_attempts`.
     pub default_max_attempts: u32,
 }
 
@@ -431,19 +482,27 @@ impl JobSpec {
 )]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
+    /// Submitted, waiting for a free slot.
     Queued,
+    /// An attempt holds the lease and runs it.
     Running,
     /// Waiting out a backoff before the next attempt.
     Retrying,
+    /// Setup and every validation step of its tier passed.
     Succeeded,
+    /// The repository's fault (a failing step or build, an unknown commit, a
+    /// service never ready): not retried.
     Failed,
+    /// Cancelled on request (the API, or Ctrl-C during `slipway run`).
     Cancelled,
+    /// It ran past its timeout and was stopped.
     TimedOut,
     /// Attempts exhausted.
     Dead,
 }
 
 impl JobState {
+    /// Every state, in lifecycle order (metrics, and the names a filter accepts).
     pub const ALL: [JobState; 8] = [
         JobState::Queued,
         JobState::Running,
@@ -455,6 +514,7 @@ impl JobState {
         JobState::Dead,
     ];
 
+    /// Whether the job is done for good: nothing changes its state any more.
     pub fn is_final(self) -> bool {
         matches!(
             self,
@@ -466,6 +526,7 @@ impl JobState {
         )
     }
 
+    /// The state as the API spells it, e.g. `timed_out`.
     pub fn name(self) -> &'static str {
         match self {
             JobState::Queued => "queued",
@@ -479,6 +540,7 @@ impl JobState {
         }
     }
 
+    /// The state the API name `s` spells; `None` for an unknown name.
     pub fn parse(s: &str) -> Option<JobState> {
         JobState::ALL.into_iter().find(|st| st.name() == s)
     }
@@ -488,68 +550,101 @@ impl JobState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Outcome {
+    /// Setup and every step of the tier exited 0.
     Succeeded,
     /// The job's own steps failed (e.g. a red test suite): not retried.
     Failed {
+        /// What failed, as the job's `reason` shows it.
         reason: String,
     },
     /// Slipway or its infrastructure failed (Docker down, image build
     /// network error): retried with backoff.
     InfrastructureError {
+        /// What failed; the job's `reason` while retrying, and when `dead`.
         reason: String,
     },
+    /// The job's timeout ran out and its steps were stopped.
     TimedOut,
+    /// The attempt was stopped on request (a cancel) before it ended.
     Cancelled,
 }
 
 /// What a running job is doing, for `status`.
 #[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
 pub struct Progress {
+    /// The current phase, from 1.
     pub step: u32,
+    /// How many phases there are: 5 for a job (checkout, plan, image,
+    /// services, steps).
     pub steps: u32,
+    /// What the phase does, e.g. `plan` or `12 steps`.
     pub message: String,
 }
 
 /// A lease on a running job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
+    /// The engine process holding it (`slipway-<pid>` by default).
     pub worker: String,
+    /// The attempt's fencing number, greater than every earlier one; reports
+    /// under any other fence are refused.
     pub fence: u64,
+    /// When it runs out unless the worker heartbeats; then the attempt counts
+    /// as an infrastructure failure.
     pub expires_ms: Millis,
 }
 
 /// One state change, kept with the job.
 #[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
 pub struct Event {
+    /// When it happened (Unix ms).
     pub at_ms: Millis,
+    /// The state before; `null` for the first event (`submitted`).
     pub from: Option<JobState>,
+    /// The state after.
     pub to: JobState,
+    /// The attempt number at the time; 0 before the first attempt.
     pub attempt: u32,
+    /// Why: `submitted`, `attempt 1 leased by slipway-42`, or the outcome's
+    /// reason.
     pub reason: String,
 }
 
 /// One finding of a validator plugin (file, line, column, severity, rule, message).
 #[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
 pub struct FindingView {
+    /// Path relative to the repository root; `null` when the tool names none.
     pub file: Option<String>,
+    /// Line in `file`, where the tool gives one.
     pub line: Option<u32>,
+    /// Column in that line, where the tool gives one.
     pub column: Option<u32>,
+    /// `error`, `warning` or `info`.
     pub severity: String,
+    /// The tool's rule or test id (e.g. `E501`, `no-unused-vars`), if any.
     pub rule: Option<String>,
+    /// What the tool says.
     pub message: String,
 }
 
 /// What one step of a job did.
 #[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
 pub struct StepRecord {
+    /// The step's name: the plan's, or `setup-<n>`/`fast-<n>`/`full-<n>` for a
+    /// profile's commands.
     pub name: String,
+    /// The shell command it ran (with `sh -c`).
     pub command: String,
     /// `None` when it was stopped (timeout, cancel).
     pub exit_code: Option<i64>,
+    /// Wall-clock time from start to end, in ms.
     pub duration_ms: u64,
     /// Byte range of its output in the job's log.
     pub log_start: u64,
+    /// End of that range (exclusive).
     pub log_end: u64,
+    /// What validator plugins found in the step's report; empty when it has
+    /// none.
     pub findings: Vec<FindingView>,
     /// Why there are no findings although the step has a report.
     pub findings_error: Option<String>,
@@ -558,22 +653,30 @@ pub struct StepRecord {
 /// The image a job ran in.
 #[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
 pub struct ImageRecord {
+    /// `slipway-runner/<repo-slug>:<hash>`, the hash over everything the build reads.
     pub tag: String,
+    /// The image's id (`sha256:…`).
     pub id: String,
+    /// The tag existed already, so nothing was built.
     pub cache_hit: bool,
+    /// How long the build took, in ms; 0 on a cache hit.
     pub build_ms: u64,
 }
 
 /// What the last attempt of a job ran (docs/design.md, "Job record").
 #[derive(Debug, Clone, PartialEq, Eq, Default, ToSchema, Serialize, Deserialize)]
 pub struct RunRecord {
+    /// Which attempt this was, from 1.
     pub attempt: u32,
+    /// That attempt's fencing number.
     pub fence: u64,
     /// The exact commit (`None` for a directory snapshot).
     pub sha: Option<String>,
+    /// The image it ran in; `null` when it ended before one was ready.
     pub image: Option<ImageRecord>,
     /// Every plugin used, `name@version@sha256` where known.
     pub plugins: Vec<String>,
+    /// The steps that ran, in order, setup first.
     pub steps: Vec<StepRecord>,
     /// Milliseconds per phase, by [`Phase`] name.
     pub phases_ms: BTreeMap<String, u64>,
@@ -596,17 +699,22 @@ pub struct RunRecord {
 /// [`RunRecord::phases_ms`] (a wire field: the names are the contract).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// Making the job's private copy of the repository at its exact commit.
     Checkout,
+    /// Detection and the plan through the ecosystem plugins.
     Plan,
+    /// Finding the runner image by content hash, or building it.
     Image,
     /// Starting the pod and waiting for its services.
     Services,
+    /// Setup and the tier's validation steps.
     Steps,
     /// Removing the pod and the checkout, pruning caches.
     Cleanup,
 }
 
 impl Phase {
+    /// The phase's key in [`RunRecord::phases_ms`], e.g. `checkout`.
     pub fn name(self) -> &'static str {
         match self {
             Phase::Checkout => "checkout",
@@ -630,19 +738,33 @@ impl RunRecord {
 /// The persisted record of a job (rmp-serde; schema version in the store).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
+    /// Sequence number, unique and increasing in submit order.
     pub id: JobId,
+    /// The spec as submitted, a ref in `commit` already resolved to a SHA.
     pub spec: JobSpec,
+    /// Where the job is in its life cycle.
     pub state: JobState,
+    /// Attempts started so far; 0 until the first lease.
     pub attempt: u32,
+    /// Attempts allowed before the job is `dead` (the spec's, else the
+    /// server's default).
     pub max_attempts: u32,
+    /// The running attempt's lease; `None` unless the job is `running`.
     pub lease: Option<Lease>,
     /// Earliest time of the next attempt (retry backoff).
     pub not_before_ms: Millis,
+    /// When it was submitted.
     pub created_ms: Millis,
+    /// When the record last changed: a state change, progress or a run report.
     pub updated_ms: Millis,
+    /// A cancel was asked for while it ran; the attempt ends as `cancelled`
+    /// once its worker sees this at the next heartbeat.
     pub cancel_requested: bool,
+    /// What the current (or last) attempt last reported; cleared at each lease.
     pub progress: Option<Progress>,
+    /// Why the job last retried or ended; `None` before either.
     pub reason: Option<String>,
+    /// Every state change, oldest first, starting with `submitted`.
     pub events: Vec<Event>,
     /// What the last attempt ran (image, plugins, steps, timings).
     #[serde(default)]
@@ -652,16 +774,30 @@ pub struct JobRecord {
 /// A transition that the current state does not allow.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransitionError {
+    /// The job's state does not allow the action, e.g. cancelling a finished
+    /// job (the API answers 409).
     #[error("job {id} is {state}, so it cannot be {action}")]
     WrongState {
+        /// The job's id.
         id: JobId,
+        /// Its current state, as the API spells it.
         state: &'static str,
+        /// What was refused: `leased`, `cancelled`, `expired` or `taken over`.
         action: &'static str,
     },
+    /// A report from an attempt that no longer holds the lease (or from none);
+    /// it is dropped, so it cannot overwrite a newer attempt's result.
     #[error(
         "job {id}: attempt with fence {got} is stale (current fence {current}); its report is refused"
     )]
-    StaleFence { id: JobId, got: u64, current: u64 },
+    StaleFence {
+        /// The job's id.
+        id: JobId,
+        /// The fence the report came with.
+        got: u64,
+        /// The running attempt's fence; 0 when no attempt is running.
+        current: u64,
+    },
 }
 
 /// Retry backoff: exponential from 1 s, capped at 5 min, with full jitter
@@ -674,6 +810,8 @@ pub fn backoff_ms(attempt: u32, jitter: f64) -> Millis {
 }
 
 impl JobRecord {
+    /// A `queued` job submitted at `now`, with its `submitted` event;
+    /// `max_attempts` is the spec's, else the policy's default.
     pub fn new(id: JobId, spec: JobSpec, policy: &SpecPolicy, now: Millis) -> JobRecord {
         let max_attempts = spec.max_attempts.unwrap_or(policy.default_max_attempts);
         JobRecord {
@@ -786,6 +924,7 @@ impl JobRecord {
         Ok(self.cancel_requested)
     }
 
+    /// Store what the attempt holding `fence` is doing (shown by `status`).
     pub fn report_progress(
         &mut self,
         fence: u64,

@@ -34,6 +34,7 @@
 // A plugin error carries the plugin's id and its own words (~150 bytes);
 // errors are rare and never on a hot path, so boxing them buys nothing.
 #![allow(clippy::result_large_err)]
+#![warn(missing_docs)]
 
 pub mod api;
 pub mod callbacks;

@@ -23,6 +23,7 @@ use crate::watches::{Delivery, WatchSpec, WatchView, Watcher};
 /// once; configure it in the forge's webhook settings.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WatchCreated {
+    /// The watch as `GET /api/v1/watches/{id}` shows it.
     pub watch: WatchView,
     /// The webhook secret (`whsec_…`): never shown again.
     pub secret: String,
@@ -31,6 +32,8 @@ pub struct WatchCreated {
 /// What a webhook delivery got, the same words its record keeps.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HookAnswer {
+    /// What became of the delivery (`submitted job 12 for …`, `ignored: …`,
+    /// `rejected: …`).
     pub verdict: String,
     /// The job submitted for it, if one was.
     pub job: Option<JobId>,

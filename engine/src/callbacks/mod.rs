@@ -46,6 +46,7 @@ pub struct CallbackSpec {
     /// The signing secret, by reference (`env:NAME`, `file:/path`); a
     /// `whsec_<base64>` value is used as Standard Webhooks defines.
     pub secret: String,
+    /// `final` (the default) or `all` state changes.
     #[serde(default)]
     pub events: CallbackEvents,
 }
@@ -98,6 +99,7 @@ pub enum ForgeKind {
 #[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForgeSpec {
+    /// Which API the statuses are posted to.
     pub kind: ForgeKind,
     /// The forge's API root, e.g. `https://api.github.com`.
     pub api_url: String,
@@ -169,9 +171,12 @@ pub struct OutboxEntry {
     /// `<job, 20 digits>/<event index, 4>/<callback index, 2>`: also the
     /// message's `webhook-id`, the same on every retry.
     pub key: String,
+    /// The job whose state it announces.
     pub job: u64,
+    /// A signed callback, or a commit status.
     #[serde(default)]
     pub kind: MessageKind,
+    /// Where it is POSTed.
     pub url: String,
     /// The signing secret's reference (a callback), or the forge token's
     /// (a status): resolved at each attempt.
@@ -181,9 +186,11 @@ pub struct OutboxEntry {
     /// The JSON body, as sent.
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,
+    /// When the state change it announces happened (ms since the epoch).
     pub created_ms: u64,
     /// When the next attempt is due; `None` once delivered or given up.
     pub next_attempt_ms: Option<u64>,
+    /// Every try so far, oldest first.
     pub attempts: Vec<Attempt>,
     /// When a receiver answered 2xx.
     pub delivered_ms: Option<u64>,
@@ -194,11 +201,13 @@ pub struct OutboxEntry {
 /// One try to deliver a message.
 #[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
 pub struct Attempt {
+    /// When it started (ms since the epoch).
     pub at_ms: u64,
     /// The receiver's HTTP status, if it answered.
     pub status: Option<u16>,
     /// Why it failed without an answer (refused, timed out, ...).
     pub error: Option<String>,
+    /// How long it took, connection included.
     pub took_ms: u64,
 }
 

@@ -34,6 +34,8 @@ pub struct CallbackSender {
 }
 
 impl CallbackSender {
+    /// A sender over `store`'s outbox; statuses link jobs under
+    /// `advertise_url` when set.
     pub fn new(store: Arc<dyn JobStore>, advertise_url: Option<String>) -> Arc<CallbackSender> {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)

@@ -54,7 +54,7 @@ const OUTBOX_DUE: TableDefinition<(u64, &str), ()> = TableDefinition::new("outbo
 /// Keyed `<watch id>/<seq, 20 digits>`, so a watch's deliveries are one range.
 const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("deliveries");
 
-/// The schema this build writes. Bump it with a migration in [`migrate`].
+/// The schema this build writes. Bump it with a migration in `migrate`.
 pub const SCHEMA_VERSION: u64 = 1;
 
 struct Tables<'t> {

@@ -29,10 +29,12 @@ pub enum DockerfileSource {
     Repository(PathBuf),
 }
 
+/// What [`resolve`] needs to find or build one job's image.
 #[derive(Debug, Clone)]
 pub struct ImageRequest<'a> {
     /// Names the image repository: `slipway-runner/<slug>`.
     pub repo_slug: &'a str,
+    /// The plan's generated Dockerfile, or the repository's own.
     pub dockerfile: DockerfileSource,
     /// The job's checkout (the build context).
     pub checkout: &'a Path,
@@ -47,6 +49,8 @@ pub struct ImageRequest<'a> {
 /// Where an extra CA bundle lives in images and job containers, and the
 /// variables that point package managers and TLS libraries at it.
 pub const CA_BUNDLE_PATH: &str = "/etc/ssl/certs/slipway-ca-bundle.pem";
+/// Variables set to [`CA_BUNDLE_PATH`] in generated images and job containers
+/// when a CA bundle is configured.
 pub const CA_BUNDLE_VARIABLES: &[&str] = &[
     "SSL_CERT_FILE",
     "REQUESTS_CA_BUNDLE",
@@ -82,22 +86,37 @@ pub fn with_ca_bundle(dockerfile: &str) -> String {
     out
 }
 
+/// The image a job runs in, found by content hash or just built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedImage {
+    /// `slipway-runner/<repo-slug>:<hash>`, 16 hex digits of the content hash.
     pub tag: String,
     /// The image's id (`sha256:…`).
     pub id: String,
+    /// The tag existed already and nothing was built.
     pub hit: bool,
+    /// How long the build took; zero on a hit.
     pub build_time: Duration,
 }
 
+/// Why a job's image could not be had; the job (or workspace) fails, not retried.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    /// A build input is unusable: a file of the context cannot be read, a `COPY`
+    /// source leaves the repository, or `.dockerignore` does not parse.
     #[error("{path}: {message}")]
-    Input { path: String, message: String },
+    Input {
+        /// The file (or `COPY` source) at fault.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The build ran and failed.
     #[error("building {tag} failed: {message}{}", hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default())]
     Build {
+        /// The tag that was being built.
         tag: String,
+        /// The daemon's error, then up to the last 20 lines of build output.
         message: String,
         /// What would help, when the output says (see `build_hints`).
         hint: Option<String>,
@@ -172,8 +191,11 @@ fn input_error(path: &Path, e: impl std::fmt::Display) -> ImageError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(".dockerignore line {line}: `{text}`: {reason}")]
 pub struct DockerIgnoreError {
+    /// 1-based line number in `.dockerignore`.
     pub line: usize,
+    /// The line, trimmed.
     pub text: String,
+    /// Why the pattern is not a valid glob.
     pub reason: String,
 }
 
@@ -186,6 +208,8 @@ pub struct DockerIgnore {
 }
 
 impl DockerIgnore {
+    /// Parse `.dockerignore` text; blank lines and `#` comments are skipped,
+    /// the first invalid pattern is an error.
     pub fn parse(text: &str) -> Result<DockerIgnore, DockerIgnoreError> {
         let mut patterns = Vec::new();
         for (i, line) in text.lines().enumerate() {

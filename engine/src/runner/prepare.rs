@@ -40,7 +40,11 @@ use crate::runtime::Runtime;
 pub struct RunnerSettings {
     /// This engine's id, on every container it creates.
     pub engine_id: String,
+    /// Official base-image names mapped to a mirror, applied to every `FROM`
+    /// (config `base_images`).
     pub base_images: BTreeMap<String, String>,
+    /// Tie-break among ecosystems detected with equal confidence
+    /// (`plugins.ecosystem_order`).
     pub ecosystem_order: Vec<String>,
     /// The uid:gid steps run as; the checkout is handed to it.
     pub job_user: (u32, u32),
@@ -48,6 +52,7 @@ pub struct RunnerSettings {
     pub build_network: String,
     /// Image of each pod's holder (a busybox with `sh` and `nc`).
     pub holder_image: String,
+    /// Time a stopped step gets between SIGTERM and SIGKILL.
     pub stop_grace: Duration,
     /// Extra CA bundle for generated image builds and job containers.
     pub ca_bundle: Option<std::path::PathBuf>,
@@ -65,46 +70,66 @@ pub struct RunnerSettings {
 
 /// What jobs and workspaces share: the engine's handles and settings.
 pub struct Runner {
+    /// The container engine every pod, build, exec and volume goes through.
     pub runtime: Runtime,
+    /// Where jobs' and workspaces' private checkouts are made and removed.
     pub checkouts: Checkouts,
+    /// The loaded plugins: ecosystems for plans, readiness for services.
     pub registry: Arc<Registry>,
+    /// The engine's store; read here for repo profiles.
     pub store: Arc<dyn JobStore>,
+    /// Engine-wide settings from the configuration.
     pub settings: RunnerSettings,
 }
 
 /// The steps of each phase, as planned (or as the profile says).
 #[derive(Debug, Clone, Default)]
 pub struct Steps {
+    /// Run once, before any validation step (dependency installation, ...).
     pub setup: Vec<Step>,
+    /// Validation steps of both tiers.
     pub fast: Vec<Step>,
+    /// Validation steps of the `full` tier only, run after the fast ones.
     pub full: Vec<Step>,
 }
 
 /// A prepared environment: the checkout and the running pod.
 pub struct Environment {
+    /// The private checkout at the exact commit, owned by the job user and
+    /// bind-mounted at `/workspace`.
     pub checkout: Checkout,
+    /// The holder (or solo) pod the services and the workload share.
     pub pod: Pod,
     /// The workload container the steps run in (empty until started when
     /// the request did not ask for an idle one).
     pub container: String,
     /// How the workload container is (or is to be) made.
     pub workload: WorkloadSpec,
+    /// The services started in the pod, all ready; empty for a solo pod.
     pub services: Vec<RunningService>,
+    /// Setup and validation steps: the profile's commands, else the plan's.
     pub steps: Steps,
+    /// Tag of the runner image the workload runs (`slipway-runner/…:<hash>`).
     pub image: String,
     /// `name@version@sha256` of the plugin that planned it.
     pub planned_by: String,
+    /// Where steps run in the workload container: `/workspace`, the checkout.
     pub workdir: String,
+    /// The `uid:gid` steps run as (the job user, never root).
     pub user: String,
     /// What a job record keeps of the preparation.
     pub record: RunRecord,
     /// The package-manager cache volumes mounted, and their budget.
     pub caches: Vec<CacheVolume>,
+    /// Size in bytes past which a cache volume is removed after a job
+    /// (`cache.size_mb` of the profile, else `runner.cache_budget_mb`).
     pub cache_budget_bytes: u64,
 }
 
 /// What to prepare, and for whom.
 pub struct PrepareRequest<'a> {
+    /// The job's (or workspace's) spec: repository, commit, profile, env,
+    /// secrets, services, resources, network, GPUs.
     pub spec: &'a JobSpec,
     /// Folder name of the checkout under the checkouts directory.
     pub checkout_name: &'a str,
@@ -118,12 +143,18 @@ pub struct PrepareRequest<'a> {
     /// is left to the caller, who starts it with its steps as its command
     /// once the services are ready (a job, see `batch`).
     pub idle_workload: bool,
+    /// Where the preparation logs (checkout, plan, image build, services);
+    /// the job's secrets are registered with it for redaction.
     pub log: &'a JobLog,
+    /// Stops the preparation on a cancel or timeout: an image build or the
+    /// wait for services is abandoned, with [`Outcome::Cancelled`].
     pub cancel: &'a CancellationToken,
 }
 
 /// Where the phases of a preparation are reported.
 pub trait Progress: Sync {
+    /// Phase `step` of `steps` (1-based, e.g. `2/5 plan`) begins; `message`
+    /// says what it does.
     fn phase(
         &self,
         step: u32,
@@ -168,12 +199,18 @@ fn steps_for(profile: Option<&Profile>, plan: &PlanReport) -> Steps {
 /// What a step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepRun {
+    /// The step's name: the plan's, or `setup-<n>`/`fast-<n>`/`full-<n>` for a
+    /// profile's commands.
     pub name: String,
+    /// The shell command, run with `sh -c`.
     pub command: String,
+    /// Exit code, timeout or cancel.
     pub end: StepEnd,
+    /// Wall-clock time of the step, a stop's grace period included.
     pub duration: Duration,
     /// Byte range of its output in the log.
     pub log_start: u64,
+    /// End of that range (exclusive): the log's size when the step ended.
     pub log_end: u64,
 }
 
@@ -994,8 +1031,11 @@ pub const JOB_USER: (u32, u32) = (1000, 1000);
 pub struct HandOverError {
     /// The engine's effective uid (`?` when it could not be read).
     pub engine_uid: String,
+    /// The uid:gid checkouts must be handed to ([`JOB_USER`]).
     pub job_user: (u32, u32),
+    /// The state directory the hand-over was tried in.
     pub dir: String,
+    /// Why the probe failed, typically that changing its owner was not permitted.
     pub reason: String,
 }
 

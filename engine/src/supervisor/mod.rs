@@ -14,9 +14,9 @@
 //! a declaration changes, on Docker events, and on a timer.
 //!
 //! - this file: the declared services and their actors, events, status;
-//! - [`life`]: one service's life (adopt or create, readiness, watch,
+//! - `life`: one service's life (adopt or create, readiness, watch,
 //!   restart or fail);
-//! - [`budget`]: restarts within a window, and the backoff between them.
+//! - `budget`: restarts within a window, and the backoff between them.
 
 mod budget;
 mod life;

@@ -17,7 +17,12 @@ pub enum HookEvent {
     /// The forge checks the hook is reachable.
     Ping,
     /// A ref was pushed to (created, moved, or `deleted`).
-    Push { reference: String, deleted: bool },
+    Push {
+        /// The full ref name (`refs/heads/main`, `refs/tags/v1`).
+        reference: String,
+        /// The push deleted the ref (its new commit is all zeros).
+        deleted: bool,
+    },
     /// Anything else (issues, pull requests, ...): its name, for the verdict.
     Other(String),
 }
@@ -26,8 +31,11 @@ pub enum HookEvent {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the body is not a {forge} {what} event: {why}")]
 pub struct MalformedEvent {
+    /// Who signed the delivery.
     pub forge: super::Forge,
+    /// The kind of body expected (`push`, `Standard Webhooks`).
     pub what: &'static str,
+    /// The JSON parser's words.
     pub why: String,
 }
 

@@ -19,13 +19,17 @@ pub const DELIVERIES_KEPT: usize = 200;
 pub struct Watch {
     /// `w` and 12 hex digits; the webhook URL is `/hooks/<id>`.
     pub id: String,
+    /// What the user declared.
     pub spec: WatchSpec,
+    /// When it was created (ms since the epoch).
     pub created_ms: u64,
+    /// When its declaration, pause or secret last changed (ms since the epoch).
     pub updated_ms: u64,
     /// Paused: no polls, and deliveries are recorded but start nothing.
     pub paused: bool,
     /// The webhook secret, sealed with the engine's key (see `secret`).
     pub secret_sealed: Vec<u8>,
+    /// What it has seen and done.
     pub state: WatchState,
 }
 
@@ -63,13 +67,19 @@ pub struct RefState {
 /// A watch as the API shows it: everything but its secret.
 #[derive(Debug, Clone, PartialEq, ToSchema, Serialize)]
 pub struct WatchView {
+    /// `w` and 12 hex digits.
     pub id: String,
+    /// What the user declared.
     pub spec: WatchSpec,
+    /// When it was created (ms since the epoch).
     pub created_ms: u64,
+    /// When its declaration, pause or secret last changed (ms since the epoch).
     pub updated_ms: u64,
+    /// No polls; deliveries are recorded but start nothing.
     pub paused: bool,
     /// The path forges post to (`/hooks/<id>`).
     pub hook_path: String,
+    /// Per ref: the head seen, the job run, what waits or was skipped.
     pub state: WatchState,
 }
 
@@ -92,6 +102,7 @@ impl From<&Watch> for WatchView {
 pub struct Delivery {
     /// Numbered per watch, from 1.
     pub seq: u64,
+    /// When it arrived (ms since the epoch).
     pub at_ms: u64,
     /// Who signed it; `None` when no known signature was present.
     pub forge: Option<Forge>,

@@ -27,10 +27,18 @@ impl std::fmt::Debug for SealingKey {
 /// Why a secret could not be made, sealed or opened.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
+    /// The key file cannot be read, made or used.
     #[error("the webhook sealing key {path}: {reason}")]
-    Key { path: String, reason: String },
+    Key {
+        /// `<state>/keys/watches.key`.
+        path: String,
+        /// What is wrong with it, and what to do.
+        reason: String,
+    },
+    /// `/dev/urandom` could not be read.
     #[error("no randomness from the kernel: {0}")]
     Random(std::io::Error),
+    /// A sealed secret does not open with this key.
     #[error(
         "a stored webhook secret does not open with this engine's key (was keys/watches.key replaced?): rotate the watch's secret"
     )]

@@ -45,6 +45,7 @@ impl Headers for [(&str, &str)] {
 /// name for the event and the delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
+    /// Whose signature it carries.
     pub forge: Forge,
     /// The forge's event name (`push`, `ping`, `Push Hook`, ...); empty for
     /// Standard Webhooks, whose event is in the body.
@@ -57,20 +58,43 @@ pub struct Verified {
 /// Why a delivery was refused (answered 401, nothing submitted).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejected {
+    /// The signature does not match the watch's secret.
     #[error("bad signature ({forge} `{header}` does not match the watch's secret)")]
-    BadSignature { forge: Forge, header: &'static str },
+    BadSignature {
+        /// Whose scheme the signature followed.
+        forge: Forge,
+        /// The header that carried it.
+        header: &'static str,
+    },
+    /// A valid signature from a forge the watch does not accept.
     #[error("{forge} deliveries are not accepted by this watch (it accepts: {accepted})")]
-    ForgeNotAccepted { forge: Forge, accepted: String },
+    ForgeNotAccepted {
+        /// Who signed it.
+        forge: Forge,
+        /// The watch's `sources`, comma-separated.
+        accepted: String,
+    },
+    /// No signature header of any known scheme.
     #[error(
         "no signature: send one of X-Hub-Signature-256 (GitHub), X-Gitlab-Token (GitLab), X-Gitea-Signature or X-Forgejo-Signature (Gitea, Forgejo), or the Standard Webhooks headers webhook-id, webhook-timestamp, webhook-signature"
     )]
     Unsigned,
+    /// A signature header that cannot be read.
     #[error("malformed `{header}` header: {why}")]
-    Malformed { header: &'static str, why: String },
+    Malformed {
+        /// The header.
+        header: &'static str,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A Standard Webhooks timestamp outside the tolerance.
     #[error(
         "the webhook-timestamp is {age_s} s away from the engine's clock (at most {TOLERANCE_S} s): a replay, or a clock to fix"
     )]
-    Stale { age_s: i64 },
+    Stale {
+        /// Seconds between the timestamp and the engine's clock.
+        age_s: i64,
+    },
 }
 
 /// Check `body` against the headers of whichever forge sent it; `now_s` is

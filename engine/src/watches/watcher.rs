@@ -32,15 +32,36 @@ const MAX_BACKOFF_MS: u64 = 3_600_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// The first look: the head is recorded, nothing runs.
-    Baseline { sha: String },
+    Baseline {
+        /// The head.
+        sha: String,
+    },
     /// The head is the one last seen.
-    Unchanged { sha: String },
+    Unchanged {
+        /// The head.
+        sha: String,
+    },
     /// A job was submitted for the new head.
-    Submitted { sha: String, job: JobId },
+    Submitted {
+        /// The new head.
+        sha: String,
+        /// Its job.
+        job: JobId,
+    },
     /// The commit had a job already (a repeated look, or after a restart).
-    AlreadySubmitted { sha: String, job: JobId },
+    AlreadySubmitted {
+        /// The head.
+        sha: String,
+        /// The job it had.
+        job: JobId,
+    },
     /// The ref's previous job still runs: this head runs when it ends.
-    Waiting { sha: String, behind: JobId },
+    Waiting {
+        /// The head that waits.
+        sha: String,
+        /// The job it waits for.
+        behind: JobId,
+    },
     /// The ref is gone.
     Deleted,
 }
@@ -74,14 +95,24 @@ impl std::fmt::Display for Decision {
 /// Why a watch operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
+    /// No watch has this id.
     #[error("no watch `{0}`")]
     Unknown(String),
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A secret could not be made, sealed or opened.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// `git ls-remote` of the repository failed.
     #[error("looking at {repository}: {reason}")]
-    Look { repository: String, reason: String },
+    Look {
+        /// The watched repository.
+        repository: String,
+        /// git's words (unreachable, refused, timed out, ...).
+        reason: String,
+    },
+    /// The watch's job template no longer makes a job spec.
     #[error("the watch's job template does not make a job: {0}")]
     Template(String),
 }
@@ -89,6 +120,7 @@ pub enum WatchError {
 /// How the watcher reaches git and the queue.
 #[derive(Clone)]
 pub struct WatcherSettings {
+    /// Credentials for private repositories (as checkouts use them).
     pub credentials: crate::git_auth::GitCredentials,
     /// The longest one `ls-remote` may take.
     pub git_timeout: Duration,
@@ -109,12 +141,16 @@ pub struct Watcher {
 /// What a webhook delivery got: its HTTP status, the verdict, the job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
+    /// 202 when a job was submitted; 200 read; 400, 401, 404, 502 refused.
     pub status: u16,
+    /// What became of it, in words (also kept on the delivery).
     pub verdict: String,
+    /// The job submitted, if one was.
     pub job: Option<JobId>,
 }
 
 impl Watcher {
+    /// A watcher over `store`, waking `scheduler` on each submit.
     pub fn new(
         store: Arc<dyn JobStore>,
         scheduler: Arc<Scheduler>,

@@ -15,9 +15,9 @@
 //!
 //! - this file: the live workspaces and their lifecycle (create, prepare,
 //!   set up, take over after a restart, reap, close);
-//! - [`calls`]: what a client does with an open one (validate, diff,
+//! - `calls`: what a client does with an open one (validate, diff,
 //!   patch, files, reset);
-//! - [`paths`]: paths a client names, confined to the checkout.
+//! - `paths`: paths a client names, confined to the checkout.
 
 mod calls;
 mod paths;
@@ -58,6 +58,7 @@ const TOOL_OUTPUTS: &[&str] = &[
     "coverage/",
 ];
 
+/// Limits and places of the workspaces (from the `workspaces.*` configuration).
 #[derive(Debug, Clone)]
 pub struct WorkspaceSettings {
     /// Open workspaces at most; more are refused with 429.
@@ -70,37 +71,74 @@ pub struct WorkspaceSettings {
     pub output_cap: usize,
     /// Each workspace's log is `<logs_dir>/<id>.log`.
     pub logs_dir: PathBuf,
+    /// What a workspace's spec is validated against, as a job's is.
     pub policy: SpecPolicy,
 }
 
+/// Why a workspace call was refused or failed; the API maps each to a status.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {
+    /// No workspace has this id, open or not (404).
     #[error("no workspace `{0}`")]
     NotFound(String),
+    /// The workspace exists but is no longer open (410).
     #[error("workspace `{id}` is {state}{}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
     Gone {
+        /// The workspace's id (`ws-…`).
         id: String,
+        /// Its stored state, normally `closed` or `failed`.
         state: &'static str,
+        /// Why it closed or failed (idle, lifetime, a dead container, ...),
+        /// when known.
         reason: Option<String>,
     },
+    /// The call needs a ready workspace and this one is still being prepared (409).
     #[error("workspace `{0}` is still preparing")]
     Preparing(String),
+    /// Another call holds the workspace; calls are refused, never queued (409).
     #[error("another call is running on workspace `{0}`; calls on one workspace never interleave")]
     Busy(String),
+    /// Creating one more would pass `workspaces.max_open` (429).
     #[error("{open} workspaces are open, the most this server allows ({max})")]
-    TooMany { open: usize, max: usize },
+    TooMany {
+        /// Workspaces open (preparing or ready) now.
+        open: usize,
+        /// The configured maximum (`workspaces.max_open`).
+        max: usize,
+    },
+    /// A `full` validate past `workspaces.max_full_runs`; the fast tier still
+    /// works (429).
     #[error("workspace `{id}` has used its {max} `full` validate runs")]
-    FullRunsUsed { id: String, max: u32 },
+    FullRunsUsed {
+        /// The workspace's id.
+        id: String,
+        /// The configured cap (`workspaces.max_full_runs`).
+        max: u32,
+    },
+    /// `git apply` refused the patch; no file changed. Holds git's message (409).
     #[error("the patch does not apply, nothing was changed: {0}")]
     PatchFailed(String),
+    /// A path that is absolute, has `..`, touches `.git` or leaves the
+    /// checkout through a symlink (422).
     #[error("path `{path}`: {why}")]
-    BadPath { path: String, why: String },
+    BadPath {
+        /// The path as the client gave it.
+        path: String,
+        /// Which rule it breaks.
+        why: String,
+    },
+    /// The path is fine but names no file (a missing one or a directory) (404).
     #[error("no file `{0}` in the workspace")]
     NoFile(String),
+    /// A service's reset command failed during a reset; the files are back at
+    /// the base commit, that service's state is not (500).
     #[error("{0}")]
     ServiceReset(String),
+    /// The create request has problems, by field (422).
     #[error("invalid workspace request")]
     Invalid(Vec<FieldProblem>),
+    /// The engine failed (store, runtime, git); 500, the text is logged and not
+    /// sent to the client.
     #[error("{0}")]
     Internal(String),
 }
@@ -172,6 +210,8 @@ impl Progress for RecordProgress<'_> {
     }
 }
 
+/// Every workspace this engine has open, with the runner they prepare and
+/// run through; `serve` keeps one, shared by the API handlers.
 pub struct Workspaces {
     runner: Arc<Runner>,
     settings: WorkspaceSettings,
@@ -180,7 +220,7 @@ pub struct Workspaces {
 
 impl Workspaces {
     /// Open workspaces of an earlier life of the engine are taken over
-    /// (see [`Workspaces::adopt`]).
+    /// (see `Workspaces::adopt`).
     pub async fn new(runner: Arc<Runner>, settings: WorkspaceSettings) -> Arc<Workspaces> {
         let _ = std::fs::create_dir_all(&settings.logs_dir);
         let this = Arc::new(Workspaces {
@@ -740,6 +780,8 @@ impl Workspaces {
         }
     }
 
+    /// The workspace `id` as it is now (live if open, else as stored),
+    /// history included.
     pub fn get(&self, id: &str) -> Result<WorkspaceRecord, WorkspaceError> {
         if let Some(live) = self.live(id) {
             return Ok(live.snapshot());
@@ -828,6 +870,7 @@ fn describe(outcome: &Outcome) -> String {
     }
 }
 
+/// A state's name as the API spells it: `preparing`, `ready`, `closed`, `failed`.
 pub fn state_name(state: WorkspaceState) -> &'static str {
     match state {
         WorkspaceState::Preparing => "preparing",

@@ -366,3 +366,50 @@ fn newer_pushes_wait_for_the_running_job_and_the_newest_runs_next() {
     assert_eq!(job(&server, second)["spec"]["commit"], shas[3].as_str());
     assert_eq!(wait_final(&server, second)["state"], "succeeded");
 }
+
+#[test]
+fn a_repository_that_stops_answering_is_shown_on_the_watch_until_it_recovers() {
+    let server = start(tempfile::tempdir().unwrap());
+    let remote = Remote::new();
+    let (code, created) = post_json(
+        &server,
+        "/api/v1/watches",
+        &json!({"repository": remote.bare, "branch": "main", "poll_interval_s": 0}),
+    );
+    assert_eq!(code, 201, "{created}");
+    let id = created["watch"]["id"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let moved = format!("{}.away", remote.bare);
+    std::fs::rename(&remote.bare, &moved).unwrap();
+    let (headers, body) = github_push(&secret, "down-1", "refs/heads/main");
+    let (code, answer) = hook(&server, &id, &headers, &body);
+    assert_eq!(code, 502, "{answer}");
+    assert!(
+        answer["verdict"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed: looking at"),
+        "{answer}"
+    );
+    let w = watch(&server, &id);
+    assert_eq!(w["state"]["failures"], 1, "{w}");
+    assert!(
+        w["state"]["error"].is_string(),
+        "the reason is on the watch: {w}"
+    );
+    let shown = text(&cli(&server, &["watch", "show", &id]));
+    assert!(shown.contains("failing (1 looks in a row)"), "{shown}");
+    // It answers again: the next look clears the failure and runs the push.
+    std::fs::rename(&moved, &remote.bare).unwrap();
+    let pushed = remote.push("main", "after the outage");
+    let (headers, body) = github_push(&secret, "down-2", "refs/heads/main");
+    let (code, answer) = hook(&server, &id, &headers, &body);
+    assert_eq!(code, 202, "{answer}");
+    let w = watch(&server, &id);
+    assert!(
+        w["state"]["error"].is_null() && w["state"]["failures"] == 0,
+        "{w}"
+    );
+    let job_id = answer["job"].as_u64().unwrap();
+    assert_eq!(job(&server, job_id)["spec"]["commit"], pushed.as_str());
+}

@@ -2,7 +2,7 @@
 //! Engine API (bollard). The only module of the engine that imports
 //! bollard.
 //!
-//! - [`connect`]: finding and connecting to Docker or Podman, with the API
+//! - [`connect`](mod@connect): finding and connecting to Docker or Podman, with the API
 //!   version negotiated and an error that names everything tried.
 //! - [`translate`]: a [`ContainerSpec`] as the engine's create request
 //!   (host config, hardening, limits, log rotation, device requests).
@@ -41,7 +41,7 @@ pub struct DockerRuntime {
 
 impl DockerRuntime {
     /// Wrap a bollard client as is (no ping, no version negotiation: that is
-    /// [`connect`]'s job).
+    /// [`connect()`]'s job).
     pub fn new(client: Docker) -> DockerRuntime {
         DockerRuntime { client }
     }
