@@ -37,6 +37,40 @@ pub fn volume_name(id: &str, scope: &str) -> String {
     format!("{VOLUME_PREFIX}{}-{}", clean(id), clean(scope))
 }
 
+/// Why a cache volume could not be made ready (an infrastructure failure:
+/// the job is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The plan names a cache at a relative path.
+    #[error("cache `{id}`: `{path}` is not an absolute path")]
+    RelativePath {
+        /// The cache's id (`pip`, `npm`, ...).
+        id: String,
+        /// The path the plan gave.
+        path: String,
+    },
+    /// The runtime refused to create the volume.
+    #[error("cache `{id}`: cannot create volume {volume}: {reason}")]
+    Create {
+        /// The cache's id.
+        id: String,
+        /// The volume's name.
+        volume: String,
+        /// The runtime's words.
+        reason: String,
+    },
+    /// The volume could not be given to the job user.
+    #[error("cannot hand cache volume {volume} to {owner}: {reason}")]
+    HandOver {
+        /// The volume's name.
+        volume: String,
+        /// `uid:gid` of the job user.
+        owner: String,
+        /// What the helper container said, or why it did not run.
+        reason: String,
+    },
+}
+
 /// How every cache volume's name begins.
 pub const VOLUME_PREFIX: &str = "slipway-cache-";
 
@@ -50,14 +84,14 @@ pub async fn prepare(
     (uid, gid): (u32, u32),
     helper_image: &str,
     label: Option<SelinuxLabel>,
-) -> Result<Vec<CacheVolume>, String> {
+) -> Result<Vec<CacheVolume>, CacheError> {
     let mut out = Vec::new();
     for m in mounts {
         if !m.path.starts_with('/') {
-            return Err(format!(
-                "cache `{}`: `{}` is not an absolute path",
-                m.id, m.path
-            ));
+            return Err(CacheError::RelativePath {
+                id: m.id.clone(),
+                path: m.path.clone(),
+            });
         }
         let name = volume_name(&m.id, scope);
         if !runtime.volume_exists(&name).await {
@@ -70,7 +104,11 @@ pub async fn prepare(
             runtime
                 .create_volume(&name, labels)
                 .await
-                .map_err(|e| format!("cache `{}`: cannot create volume {name}: {e}", m.id))?;
+                .map_err(|e| CacheError::Create {
+                    id: m.id.clone(),
+                    volume: name.clone(),
+                    reason: e.to_string(),
+                })?;
             let helper = Helper {
                 runtime,
                 image: helper_image,
@@ -88,19 +126,18 @@ pub async fn prepare(
 }
 
 /// A new volume belongs to root; give it to the job user.
-async fn hand_to(helper: &Helper<'_>, volume: &str, uid: u32, gid: u32) -> Result<(), String> {
-    let argv = [
-        "chown".to_owned(),
-        format!("{uid}:{gid}"),
-        "/cache".to_owned(),
-    ];
+async fn hand_to(helper: &Helper<'_>, volume: &str, uid: u32, gid: u32) -> Result<(), CacheError> {
+    let owner = format!("{uid}:{gid}");
+    let argv = ["chown".to_owned(), owner.clone(), "/cache".to_owned()];
+    let failed = |reason: String| CacheError::HandOver {
+        volume: volume.to_owned(),
+        owner: owner.clone(),
+        reason,
+    };
     match helper.run(volume, &argv).await {
         Ok((0, _)) => Ok(()),
-        Ok((code, out)) => Err(format!(
-            "cannot hand cache volume {volume} to {uid}:{gid} (exit {code}): {}",
-            out.trim()
-        )),
-        Err(e) => Err(format!("cannot prepare cache volume {volume}: {e}")),
+        Ok((code, out)) => Err(failed(format!("exit {code}: {}", out.trim()))),
+        Err(e) => Err(failed(e.to_string())),
     }
 }
 

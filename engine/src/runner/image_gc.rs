@@ -12,20 +12,29 @@ use crate::queue::JobStore;
 use crate::queue::store::ImageUse;
 use crate::runtime::Runtime;
 
+/// Why a collection could not run (it is tried again after the next job).
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    /// The runtime could not list its images.
+    #[error("listing images: {0}")]
+    List(#[from] crate::runtime::RuntimeError),
+    /// The store could not say which images this engine used.
+    #[error(transparent)]
+    Store(#[from] crate::queue::StoreError),
+}
+
 /// Remove least-recently-used images until the tracked ones fit in
 /// `budget_bytes`; returns the removed tags.
 pub async fn collect(
     runtime: &Runtime,
     store: &Arc<dyn JobStore>,
     budget_bytes: u64,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, GcError> {
     let images = runtime
         .list_images(&format!("{LABEL_MANAGED}=true"))
-        .await
-        .map_err(|e| format!("listing images: {e}"))?;
+        .await?;
     let uses: HashMap<String, u64> = store
-        .image_uses()
-        .map_err(|e| e.to_string())?
+        .image_uses()?
         .into_iter()
         .map(|ImageUse { tag, last_used_ms }| (tag, last_used_ms))
         .collect();

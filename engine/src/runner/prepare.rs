@@ -214,20 +214,29 @@ pub struct StepRun {
     pub log_end: u64,
 }
 
+/// Why a job's profile could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// The job names a profile deleted since it was submitted.
+    #[error("profile `{0}` no longer exists")]
+    Gone(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::queue::StoreError),
+}
+
 impl Runner {
     /// The job's profile: the one it names, else the one for its repository.
-    pub fn profile_for(&self, spec: &JobSpec) -> Result<Option<Profile>, String> {
+    pub fn profile_for(&self, spec: &JobSpec) -> Result<Option<Profile>, ProfileError> {
         match &spec.profile {
             Some(name) => self
                 .store
-                .get_profile(name)
-                .map_err(|e| e.to_string())?
+                .get_profile(name)?
                 .map(Some)
-                .ok_or_else(|| format!("profile `{name}` no longer exists")),
+                .ok_or_else(|| ProfileError::Gone(name.clone())),
             None => Ok(self
                 .store
-                .list_profiles()
-                .map_err(|e| e.to_string())?
+                .list_profiles()?
                 .into_iter()
                 .find(|p| p.repository.as_deref() == Some(spec.repository.as_str()))),
         }
@@ -267,9 +276,14 @@ impl Runner {
             record.timed(phase, clock.elapsed());
             clock = Instant::now();
         };
-        let profile = self
-            .profile_for(spec)
-            .map_err(|reason| Outcome::Failed { reason })?;
+        let profile = self.profile_for(spec).map_err(|e| match e {
+            ProfileError::Gone(_) => Outcome::Failed {
+                reason: e.to_string(),
+            },
+            ProfileError::Store(_) => Outcome::InfrastructureError {
+                reason: e.to_string(),
+            },
+        })?;
         // GPUs first: a job that requires them fails before anything starts.
         let gpu = self.gpus_for(spec, log, &mut record).await?;
         // Secrets next: nothing is logged before their values are known
@@ -640,7 +654,9 @@ impl Runner {
                 shared,
             )
             .await
-            .map_err(|reason| Outcome::InfrastructureError { reason })?
+            .map_err(|e| Outcome::InfrastructureError {
+                reason: e.to_string(),
+            })?
         } else {
             Vec::new()
         };
