@@ -10,7 +10,7 @@ use super::{Forge, WatchSpec};
 use crate::job::JobId;
 
 /// How many skipped commits a ref remembers.
-pub const SKIPPED_KEPT: usize = 20;
+pub const SKIPPED_KEPT: usize = 100;
 /// How many deliveries a watch keeps (the oldest go first).
 pub const DELIVERIES_KEPT: usize = 200;
 
@@ -60,7 +60,7 @@ pub struct RefState {
     pub submitted: Option<(String, JobId)>,
     /// A newer commit waiting for that job to end (the newest wins).
     pub pending: Option<String>,
-    /// Commits superseded while a job ran, newest last (at most 20).
+    /// Commits superseded while a job ran, newest last (at most 100).
     pub skipped: Vec<String>,
 }
 

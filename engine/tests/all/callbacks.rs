@@ -28,7 +28,8 @@ struct Received {
 }
 
 /// An HTTP receiver on loopback answering with `statuses` in turn (the
-/// last one from then on).
+/// last one from then on); a status of 0 never answers (the receiver
+/// hangs on that request).
 struct Receiver {
     url: String,
     got: Arc<Mutex<Vec<Received>>>,
@@ -70,6 +71,14 @@ impl Receiver {
                     body,
                 });
                 let status = statuses[n.min(statuses.len() - 1)];
+                if status == 0 {
+                    // Hang: keep the connection open, answer nothing.
+                    std::thread::spawn(move || {
+                        std::thread::sleep(std::time::Duration::from_secs(30));
+                        drop(stream);
+                    });
+                    continue;
+                }
                 let _ = write!(
                     stream,
                     "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -276,4 +285,35 @@ fn a_forge_gets_the_commit_status_of_each_state_in_order() {
     );
     assert_eq!(code, 422, "{refused}");
     assert_eq!(refused["error"]["field"], "forge.repo", "{refused}");
+}
+
+#[test]
+fn a_receiver_that_hangs_is_given_up_on_after_ten_seconds_and_tried_again() {
+    let server = start_with(tempfile::tempdir().unwrap(), &[(SECRET_VAR, SECRET)]);
+    let receiver = Receiver::start(TcpListener::bind("127.0.0.1:0").unwrap(), vec![0, 200]);
+    let repo = dockerfile_repo(&format!("FROM {BUSYBOX}\n"));
+    let id = submit_with_callback(&server, repo.path(), &receiver.url);
+    wait_until("the job succeeds", 120, || {
+        job(&server, id)["state"] == "succeeded"
+    });
+    wait_until("the second attempt delivers", 60, || {
+        callbacks_of(&server, id)
+            .first()
+            .is_some_and(|c| c["delivered_ms"].is_u64())
+    });
+    let entry = &callbacks_of(&server, id)[0];
+    let attempts = entry["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{entry}");
+    let hung = &attempts[0];
+    assert!(
+        hung["status"].is_null() && hung["error"].is_string(),
+        "{hung}"
+    );
+    let took = hung["took_ms"].as_u64().unwrap();
+    assert!(
+        (9_500..15_000).contains(&took),
+        "stopped after the 10 s timeout: {hung}"
+    );
+    assert_eq!(attempts[1]["status"], 200, "{entry}");
+    assert_eq!(receiver.received().len(), 2);
 }

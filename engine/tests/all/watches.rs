@@ -314,13 +314,13 @@ fn a_push_runs_its_exact_commit_through_a_signed_webhook_and_through_polling() {
 }
 
 #[test]
-fn newer_pushes_wait_for_the_running_job_and_the_newest_runs_next() {
+fn fifty_pushes_during_a_job_run_only_the_newest_next_and_record_the_rest_as_skipped() {
     let server = start(tempfile::tempdir().unwrap());
     let remote = Remote::new();
     let (code, body) = post_json(
         &server,
         "/api/v1/profiles",
-        &json!({"name": "slow-watch", "validation": {"fast": ["sleep 4"]}}),
+        &json!({"name": "slow-watch", "validation": {"fast": ["sleep 15"]}}),
     );
     assert_eq!(code, 201, "{body}");
     let (code, created) = post_json(
@@ -334,11 +334,13 @@ fn newer_pushes_wait_for_the_running_job_and_the_newest_runs_next() {
     let secret = created["secret"].as_str().unwrap().to_owned();
     let mut shas = Vec::new();
     let mut answers = Vec::new();
-    for n in 0..4 {
+    let burst = std::time::Instant::now();
+    for n in 0..50 {
         shas.push(remote.push("main", &format!("push {n}")));
         let (headers, body) = github_push(&secret, &format!("burst-{n}"), "refs/heads/main");
         answers.push(hook(&server, &id, &headers, &body));
     }
+    let took = burst.elapsed();
     assert_eq!(answers[0].0, 202, "{:?}", answers[0]);
     let first = answers[0].1["job"].as_u64().unwrap();
     for (code, answer) in &answers[1..] {
@@ -352,18 +354,26 @@ fn newer_pushes_wait_for_the_running_job_and_the_newest_runs_next() {
         );
     }
     let state = &watch(&server, &id)["state"]["refs"]["refs/heads/main"];
-    assert_eq!(state["pending"], shas[3].as_str(), "{state}");
-    assert_eq!(state["skipped"], json!([shas[1], shas[2]]), "{state}");
-    // When the first job ends, the newest commit runs: two jobs for four pushes.
+    assert_eq!(state["pending"], shas[49].as_str(), "{state}");
+    assert_eq!(
+        state["skipped"],
+        json!(shas[1..49]),
+        "48 skipped, in order: {state}"
+    );
+    assert!(
+        job(&server, first)["state"] == "running" || job(&server, first)["state"] == "queued",
+        "the 50 pushes ({took:?}) all arrived while the first job ran"
+    );
+    // When the first job ends, the newest commit runs: two jobs for 50 pushes.
     wait_final(&server, first);
     let mut next = Value::Null;
     wait_until("the newest head runs", 30, || {
         next = watch(&server, &id)["state"]["refs"]["refs/heads/main"].clone();
-        next["submitted"][0] == shas[3].as_str()
+        next["submitted"][0] == shas[49].as_str()
     });
     assert!(next["pending"].is_null(), "{next}");
     let second = next["submitted"][1].as_u64().unwrap();
-    assert_eq!(job(&server, second)["spec"]["commit"], shas[3].as_str());
+    assert_eq!(job(&server, second)["spec"]["commit"], shas[49].as_str());
     assert_eq!(wait_final(&server, second)["state"], "succeeded");
 }
 
