@@ -423,3 +423,49 @@ fn a_repository_that_stops_answering_is_shown_on_the_watch_until_it_recovers() {
     let job_id = answer["job"].as_u64().unwrap();
     assert_eq!(job(&server, job_id)["spec"]["commit"], pushed.as_str());
 }
+
+#[test]
+fn a_glob_follows_new_branches_and_a_deleted_branch_runs_nothing() {
+    let server = start(tempfile::tempdir().unwrap());
+    let remote = Remote::new();
+    let (code, created) = post_json(
+        &server,
+        "/api/v1/watches",
+        &json!({"repository": remote.bare, "branch": "release/*", "poll_interval_s": 0}),
+    );
+    assert_eq!(code, 201, "{created}");
+    let id = created["watch"]["id"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    // A branch created after the watch is new: its head runs.
+    let sha = remote.push("release/1", "cut");
+    let (headers, body) = github_push(&secret, "rel-1", "refs/heads/release/1");
+    let (code, answer) = hook(&server, &id, &headers, &body);
+    assert_eq!(code, 202, "{answer}");
+    let job_id = answer["job"].as_u64().unwrap();
+    assert_eq!(job(&server, job_id)["spec"]["commit"], sha.as_str());
+    // Deleted: GitHub sends `deleted: true` and an all-zero `after`.
+    git(
+        &remote.work,
+        &["push", "-q", "origin", "--delete", "release/1"],
+    );
+    let body = json!({"ref": "refs/heads/release/1", "deleted": true,
+                      "after": "0000000000000000000000000000000000000000"})
+    .to_string()
+    .into_bytes();
+    let headers = vec![
+        ("X-GitHub-Event", "push".to_owned()),
+        ("X-GitHub-Delivery", "rel-2".to_owned()),
+        ("X-Hub-Signature-256", github_signature(&secret, &body)),
+    ];
+    let (code, answer) = hook(&server, &id, &headers, &body);
+    assert_eq!(
+        (code, answer["verdict"].as_str().unwrap()),
+        (200, "deleted: nothing to run"),
+        "{answer}"
+    );
+    let state = &watch(&server, &id)["state"]["refs"]["refs/heads/release/1"];
+    assert!(
+        state["head"].is_null() && state["pending"].is_null(),
+        "{state}"
+    );
+}
