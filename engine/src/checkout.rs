@@ -400,6 +400,18 @@ pub fn resolve_ref(
     }
     // The second pattern brings the peeled line of an annotated tag.
     let peeled = format!("{reference}^{{}}");
+    let listing = ls_remote(source, &[reference, &peeled], timeout, credentials)?;
+    pick_ref(&listing, reference).ok_or_else(unknown)
+}
+
+/// `git ls-remote` of `patterns` in `source`, with the repository's
+/// credentials: its output.
+fn ls_remote(
+    source: &str,
+    patterns: &[&str],
+    timeout: Duration,
+    credentials: &GitCredentials,
+) -> Result<String, CheckoutError> {
     let auth = credentials
         .for_url(source)
         .map_err(|e| CheckoutError::Credentials {
@@ -411,13 +423,9 @@ pub fn resolve_ref(
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let listing = run_git(
-        None,
-        &env,
-        &["ls-remote", "--", source, reference, &peeled],
-        timeout,
-    )?;
-    pick_ref(&listing, reference).ok_or_else(unknown)
+    let mut args = vec!["ls-remote", "--", source];
+    args.extend_from_slice(patterns);
+    run_git(None, &env, &args, timeout)
 }
 
 /// Every ref of `source` under `prefix` (`refs/heads/`, `refs/tags/`) and
@@ -430,19 +438,8 @@ pub fn list_refs(
     timeout: Duration,
     credentials: &GitCredentials,
 ) -> Result<Vec<(String, String)>, CheckoutError> {
-    let auth = credentials
-        .for_url(source)
-        .map_err(|e| CheckoutError::Credentials {
-            repository: source.to_owned(),
-            source: e,
-        })?;
-    let env: Vec<(&str, &str)> = auth
-        .env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
     let pattern = format!("{prefix}*");
-    let listing = run_git(None, &env, &["ls-remote", "--", source, &pattern], timeout)?;
+    let listing = ls_remote(source, &[&pattern], timeout, credentials)?;
     let mut refs = std::collections::BTreeMap::<String, String>::new();
     for (sha, name) in listing.lines().filter_map(|l| l.split_once('\t')) {
         match name.strip_suffix("^{}") {
