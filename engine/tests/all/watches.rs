@@ -409,6 +409,17 @@ fn a_repository_that_stops_answering_is_shown_on_the_watch_until_it_recovers() {
     );
     let shown = text(&cli(&server, &["watch", "show", &id]));
     assert!(shown.contains("failing (1 looks in a row)"), "{shown}");
+    // A rotated secret: the old one stops verifying at once.
+    let (code, rotated) = post_json(&server, &format!("/api/v1/watches/{id}/secret"), &json!({}));
+    assert_eq!(code, 200, "{rotated}");
+    let new_secret = rotated["secret"].as_str().unwrap().to_owned();
+    assert!(
+        new_secret.starts_with("whsec_") && new_secret != secret,
+        "{rotated}"
+    );
+    let (headers, body) = github_push(&secret, "down-old", "refs/heads/main");
+    assert_eq!(hook(&server, &id, &headers, &body).0, 401, "the old secret");
+    let secret = new_secret;
     // It answers again: the next look clears the failure and runs the push.
     std::fs::rename(&moved, &remote.bare).unwrap();
     let pushed = remote.push("main", "after the outage");
