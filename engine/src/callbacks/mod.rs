@@ -219,13 +219,6 @@ pub fn key(job: u64, event: usize, cb: usize) -> String {
     format!("{job:020}/{event:04}/{cb:02}")
 }
 
-fn state_name(state: JobState) -> String {
-    serde_json::to_value(state)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("{state:?}").to_lowercase())
-}
-
 /// The messages the change from `old` to `new` owes its callbacks: one per
 /// callback for each event `new` has that `old` had not (a final state
 /// only, for `events = final`).
@@ -236,14 +229,14 @@ pub fn owed(old: Option<&JobRecord>, new: &JobRecord) -> Vec<OutboxEntry> {
     let seen = old.map(|o| o.events.len()).unwrap_or(0);
     let mut out = Vec::new();
     for (index, event) in new.events.iter().enumerate().skip(seen) {
-        let state = state_name(event.to);
+        let state = event.to.name();
         let payload = serde_json::json!({
             "type": format!("job.{state}"),
             "timestamp_ms": event.at_ms,
             "data": {
                 "id": new.id,
                 "state": state,
-                "from": event.from.map(state_name),
+                "from": event.from.map(JobState::name),
                 "reason": event.reason,
                 "attempt": event.attempt,
                 "repository": new.spec.repository,
@@ -309,14 +302,14 @@ fn status_of(
     };
     let description = match state {
         JobState::Running => format!("running (attempt {})", event.attempt),
-        _ if event.reason.is_empty() => format!("job {}: {}", job.id, state_name(state)),
+        _ if event.reason.is_empty() => format!("job {}: {}", job.id, state.name()),
         _ => {
-            let mut d = format!("{}: {}", state_name(state), event.reason);
+            let mut d = format!("{}: {}", state.name(), event.reason);
             d.truncate(d.floor_char_boundary(140));
             d
         }
     };
-    let context = format!("slipway/{}", state_name_tier(job));
+    let context = format!("slipway/{}", job.spec.tier.name());
     let (url, payload) = match forge.kind {
         ForgeKind::Github | ForgeKind::Gitea => (
             format!("{api}/repos/{repo}/statuses/{sha}"),
@@ -336,7 +329,7 @@ fn status_of(
         kind: MessageKind::Status(forge.kind),
         url,
         secret: forge.token.clone(),
-        event: format!("job.{}", state_name(state)),
+        event: format!("job.{}", state.name()),
         payload,
         created_ms: event.at_ms,
         next_attempt_ms: Some(event.at_ms),
@@ -344,13 +337,6 @@ fn status_of(
         delivered_ms: None,
         gave_up: None,
     })
-}
-
-fn state_name_tier(job: &JobRecord) -> String {
-    serde_json::to_value(job.spec.tier)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| "job".into())
 }
 
 #[cfg(test)]

@@ -188,6 +188,29 @@ impl MemoryRuntime {
     fn record(&self, entry: String) {
         self.lock().journal.push(entry);
     }
+
+    /// Stop the main process with `code` (a stop or a kill).
+    fn end(&self, id: &str, code: i64) -> Result<(), RuntimeError> {
+        let event = {
+            let mut state = self.lock();
+            let fake = find_mut(&mut state, id).ok_or_else(|| not_found("container", id))?;
+            if !fake.running {
+                return Ok(());
+            }
+            fake.running = false;
+            fake.exit_code = Some(code);
+            let _ = fake.exited.send_replace(Some(Some(code)));
+            event_of(fake, EventKind::Died)
+        };
+        let _ = self.events.send(event);
+        Ok(())
+    }
+
+    fn name_of(&self, id: &str) -> String {
+        find_mut(&mut self.lock(), id)
+            .map(|f| f.spec.name.clone())
+            .unwrap_or_else(|| id.to_owned())
+    }
 }
 
 fn find_mut<'a>(state: &'a mut State, container: &str) -> Option<&'a mut Fake> {
@@ -236,25 +259,6 @@ fn has_labels(labels: &HashMap<String, String>, wanted: &[String]) -> bool {
         let (key, value) = w.split_once('=').unwrap_or((w, ""));
         labels.get(key).map(String::as_str) == Some(value)
     })
-}
-
-impl MemoryRuntime {
-    /// Stop the main process with `code` (a stop or a kill).
-    fn end(&self, id: &str, code: i64) -> Result<(), RuntimeError> {
-        let event = {
-            let mut state = self.lock();
-            let fake = find_mut(&mut state, id).ok_or_else(|| not_found("container", id))?;
-            if !fake.running {
-                return Ok(());
-            }
-            fake.running = false;
-            fake.exit_code = Some(code);
-            let _ = fake.exited.send_replace(Some(Some(code)));
-            event_of(fake, EventKind::Died)
-        };
-        let _ = self.events.send(event);
-        Ok(())
-    }
 }
 
 #[async_trait::async_trait]
@@ -556,13 +560,5 @@ impl ContainerRuntime for MemoryRuntime {
 
     async fn host_facts(&self) -> Result<HostFacts, RuntimeError> {
         Ok(self.facts.clone())
-    }
-}
-
-impl MemoryRuntime {
-    fn name_of(&self, id: &str) -> String {
-        find_mut(&mut self.lock(), id)
-            .map(|f| f.spec.name.clone())
-            .unwrap_or_else(|| id.to_owned())
     }
 }

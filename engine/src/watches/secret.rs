@@ -45,7 +45,8 @@ pub enum SecretError {
     Unseal,
 }
 
-fn random<const N: usize>() -> Result<[u8; N], SecretError> {
+/// `N` bytes from the kernel's random source.
+pub(crate) fn random<const N: usize>() -> Result<[u8; N], SecretError> {
     let mut bytes = [0u8; N];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))

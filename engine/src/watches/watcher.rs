@@ -406,13 +406,12 @@ impl Watcher {
             let mut changed = false;
             let (id, spec) = (watch.id.clone(), watch.spec.clone());
             for (name, state) in watch.state.refs.iter_mut() {
-                if let Some(pending) = state.pending.clone() {
-                    state.head = Some(pending);
-                    if let Decision::Submitted { .. } | Decision::AlreadySubmitted { .. } =
+                // A waiting head is the ref's head: the look that saw it set both.
+                if state.pending.is_some()
+                    && let Decision::Submitted { .. } | Decision::AlreadySubmitted { .. } =
                         self.advance(&id, &spec, name, state, None).await?
-                    {
-                        changed = true;
-                    }
+                {
+                    changed = true;
                 }
             }
             if changed {
@@ -597,8 +596,5 @@ impl Watcher {
 
 /// `w` and 12 random hex digits.
 fn new_id() -> Result<String, SecretError> {
-    let secret = secret::generate()?;
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(secret.as_bytes());
-    Ok(format!("w{}", &hex::encode(digest)[..12]))
+    Ok(format!("w{}", hex::encode(secret::random::<6>()?)))
 }
