@@ -6,7 +6,8 @@
 //!   persisted) against a raw Docker exec of `sh -c true` in the same
 //!   container, interleaved, in the same run;
 //! - create on a cache hit (image built, nothing to build) → `ready`;
-//! - reset of a workspace with PostgreSQL and Redis (the services example);
+//! - reset of a workspace with PostgreSQL and Redis (the services example),
+//!   against the services' own reset commands by raw exec, interleaved;
 //! - the engine's memory with 20 workspaces open.
 
 mod common;
@@ -19,6 +20,7 @@ use slipway::job::{SpecPolicy, Tier};
 use slipway::profile::Profile;
 use slipway::queue::ProfileStore;
 use slipway::queue::RedbStore;
+use slipway::queue::WorkspaceStore;
 use slipway::workspace::{WorkspaceRequest, WorkspaceState};
 use slipway::workspaces::{WorkspaceSettings, Workspaces};
 
@@ -172,19 +174,36 @@ fn main() {
         store.put_profile(serde_json::from_value(value).unwrap(), false).await.unwrap();
         let r = ws.create(request(&example, "services")).await.unwrap();
         ready(&ws, &r.id).await;
-        let mut resets = Vec::new();
+        // The anchor, interleaved: the services' own reset commands by raw
+        // exec in the same containers; what is left is the engine's part
+        // (git reset and clean, bytecode sweep, hand-over, diff refresh).
+        let services = store.get_workspace_runtime(&r.id).unwrap().unwrap().services;
+        let (mut resets, mut raw) = (Vec::new(), Vec::new());
         for _ in 0..10 {
             let result = ws.validate(&r.id, Tier::Full).await.unwrap();
             assert!(result.ok, "{result:?}");
             let t = Instant::now();
             ws.reset(&r.id).await.unwrap();
             resets.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            for s in &services {
+                let argv = s.reset.as_ref().expect("both services have a reset command");
+                let c = slipway::runner::exec::capture(&docker, &s.container, argv, None, Duration::from_secs(60), 64 * 1024)
+                    .await
+                    .unwrap();
+                assert_eq!(c.exit_code, Some(0), "{}: {}", s.name, c.stderr);
+            }
+            raw.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         resets.sort_by(f64::total_cmp);
+        raw.sort_by(f64::total_cmp);
         println!(
-            "reset with PostgreSQL (template database) and Redis (reload), 10 runs: p50 {:.0} ms, max {:.0} ms",
+            "reset with PostgreSQL (template database) and Redis (reload), 10 interleaved runs: engine p50 {:.0} ms / max {:.0} ms; the services' reset commands by raw exec p50 {:.0} ms / max {:.0} ms; engine's own part p50 {:.0} ms",
             percentile(&resets, 0.5),
-            resets[resets.len() - 1]
+            resets[resets.len() - 1],
+            percentile(&raw, 0.5),
+            raw[raw.len() - 1],
+            percentile(&resets, 0.5) - percentile(&raw, 0.5)
         );
         ws.delete(&r.id).await.unwrap();
     });

@@ -9,6 +9,9 @@ pub mod ecosystem {
         world: "ecosystem",
         path: "../wit",
         additional_derives: [serde::Serialize, serde::Deserialize],
+        // Calls run on a fiber so a call stuck in a WASI host call can be
+        // abandoned at its deadline (see `sandbox`).
+        exports: { default: async },
     });
 }
 
@@ -19,6 +22,9 @@ pub mod validator {
         world: "validator",
         path: "../wit",
         additional_derives: [serde::Serialize, serde::Deserialize],
+        // Calls run on a fiber so a call stuck in a WASI host call can be
+        // abandoned at its deadline (see `sandbox`).
+        exports: { default: async },
         with: {
             "slipway:plugin/types": super::ecosystem::slipway::plugin::types,
             "slipway:plugin/host": super::ecosystem::slipway::plugin::host,
@@ -33,6 +39,9 @@ pub mod readiness {
         world: "readiness",
         path: "../wit",
         additional_derives: [serde::Serialize, serde::Deserialize],
+        // Calls run on a fiber so a call stuck in a WASI host call can be
+        // abandoned at its deadline (see `sandbox`).
+        exports: { default: async },
         with: {
             "slipway:plugin/types": super::ecosystem::slipway::plugin::types,
             "slipway:plugin/host": super::ecosystem::slipway::plugin::host,

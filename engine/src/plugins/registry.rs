@@ -18,6 +18,8 @@ use std::sync::{Arc, OnceLock};
 
 use sha2::{Digest, Sha256};
 
+use std::collections::BTreeMap;
+
 use super::sandbox::{LoadError, PluginSandbox, PreparedPlugin};
 use super::{Manifest, World, bundled};
 
@@ -293,6 +295,9 @@ pub struct Registry {
     trust: Trust,
     /// Problems with a source as a whole (e.g. a plugins dir that is missing).
     pub source_problems: Vec<String>,
+    /// Each report format and the validator that reads it, worked out on
+    /// first use (it calls every validator's `formats`).
+    format_owners: std::sync::OnceLock<BTreeMap<String, String>>,
 }
 
 impl Registry {
@@ -329,6 +334,7 @@ impl Registry {
             candidates,
             trust,
             source_problems,
+            format_owners: Default::default(),
         };
         registry.select();
         registry
@@ -341,6 +347,7 @@ impl Registry {
             candidates,
             trust: Trust::default(),
             source_problems: Vec::new(),
+            format_owners: Default::default(),
         };
         registry.select();
         registry
@@ -366,18 +373,88 @@ impl Registry {
         &self.candidates
     }
 
-    /// Compile and link every usable candidate now; a candidate that fails
+    /// Compile and link every usable candidate now; a candidate that fails,
+    /// or a validator that claims a report format another one reads,
     /// becomes `Rejected` and the next version of its name takes over.
     pub fn prepare_all(&mut self) {
-        for c in &mut self.candidates {
-            if matches!(c.status, Status::Rejected(_)) {
+        loop {
+            for c in &mut self.candidates {
+                if matches!(c.status, Status::Rejected(_)) {
+                    continue;
+                }
+                if let Err(e) = c.prepare(&self.sandbox) {
+                    c.status = Status::Rejected(e);
+                }
+            }
+            self.select();
+            let (_, conflicts) = self.claim_formats();
+            if conflicts.is_empty() {
+                break;
+            }
+            for (index, refused) in conflicts {
+                self.candidates[index].status = Status::Rejected(refused);
+            }
+            self.select();
+        }
+        self.format_owners = Default::default();
+    }
+
+    /// The validator that reads `format` reports: its one owner, or none.
+    pub fn validator_for(&self, format: &str) -> Option<&Candidate> {
+        let owners = self.format_owners.get_or_init(|| {
+            let (owners, conflicts) = self.claim_formats();
+            for (index, refused) in conflicts {
+                let name = &self.candidates[index].name;
+                tracing::warn!(plugin = %name, "validator plugin not used: {refused}");
+            }
+            owners
+        });
+        self.get(owners.get(format)?)
+    }
+
+    /// Hand each report format to one validator: the bundled ones (and
+    /// those the configuration lets replace them) first, then third-party
+    /// ones by name. A later claim on a format is a conflict, returned with
+    /// the candidate's index. A validator whose `formats` fails claims none.
+    fn claim_formats(&self) -> (BTreeMap<String, String>, Vec<(usize, LoadError)>) {
+        let mut order: Vec<(usize, &Candidate)> = self
+            .candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                matches!(c.status, Status::Active) && c.world() == Some(World::Validator)
+            })
+            .collect();
+        // Stable: name order within each group.
+        order.sort_by_key(|(_, c)| c.is_third_party() && !self.trust.replace.contains(&c.name));
+        let mut owners: BTreeMap<String, String> = BTreeMap::new();
+        let mut conflicts = Vec::new();
+        for (index, c) in order {
+            let Ok(prepared) = c.prepare(&self.sandbox) else {
+                continue;
+            };
+            let formats = match self.sandbox.formats(&prepared) {
+                Ok(formats) => formats,
+                Err(e) => {
+                    tracing::warn!(plugin = %c.name, error = %e, "validator plugin reads no format: its `formats` failed");
+                    continue;
+                }
+            };
+            if let Some((format, owner)) = formats.iter().find_map(|f| Some((f, owners.get(f)?))) {
+                conflicts.push((
+                    index,
+                    LoadError::FormatTaken {
+                        format: format.clone(),
+                        owner: owner.clone(),
+                    },
+                ));
                 continue;
             }
-            if let Err(e) = c.prepare(&self.sandbox) {
-                c.status = Status::Rejected(e);
+            for format in formats {
+                owners.insert(format, c.name.clone());
             }
         }
-        self.select();
+        (owners, conflicts)
     }
 
     /// The active candidates of `world`, in name order.

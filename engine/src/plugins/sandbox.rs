@@ -12,8 +12,17 @@
 //! - clocks and random numbers as WASI provides them;
 //! - `slipway:plugin/host.log`, capped per message and per call.
 //!
-//! Limits per call: a wall-clock budget (epoch deadline), a linear-memory cap,
-//! caps on tables and instances, and a cap on the size of what it returns.
+//! Limits per call: a wall-clock budget, a linear-memory cap, caps on tables
+//! and instances, and a cap on the size of what it returns. The budget holds
+//! whatever the plugin does: running wasm is interrupted by the epoch
+//! deadline; a call waiting in a host call (a WASI sleep or poll) is
+//! abandoned by a timer, because calls run as futures on a fiber (wasmtime's
+//! async support) and dropping one drops its store and frees its instance
+//! slot. The repository preopen opens regular files and directories only: a
+//! FIFO, socket or device reads as unreadable (`EACCES`), so a hostile
+//! checkout cannot block a plugin in `open`. Slots are shared fairly: one
+//! plugin holds at most [`PER_PLUGIN_SLOTS`] calls at once, and a call that
+//! finds no slot waits [`SLOT_WAIT`] at most, then fails as `Busy`.
 //!
 //! What it returns is checked against its meaning before anyone uses it
 //! (`output`: no control characters where a Dockerfile, a container or a
@@ -21,19 +30,23 @@
 //! bounded cache paths, timings, commands and findings); its own words
 //! (errors, hints, stderr) are quoted (`quote`).
 //!
-//! Not yet guaranteed: the wall-clock budget interrupts running wasm only, so
-//! a call blocked in a host call (a WASI sleep or poll) is not stopped by it.
+//! Callers are synchronous (a `spawn_blocking` thread or a CLI command): each
+//! call is driven to its end on the sandbox's own small tokio runtime.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
-    Trap,
+    StoreContextMut, Trap,
 };
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
@@ -62,6 +75,15 @@ const MAX_MEMORIES: usize = 4;
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 /// Concurrent calls the pooling allocator has slots for.
 const POOL_COMPONENT_INSTANCES: u32 = 64;
+/// Concurrent calls one plugin may hold, so a stuck or flooding plugin
+/// leaves three quarters of the slots to the others.
+pub const PER_PLUGIN_SLOTS: usize = 16;
+/// How long a call waits for a free slot before it fails as `Busy`.
+pub const SLOT_WAIT: Duration = Duration::from_secs(2);
+/// The WASI filesystem interface as wasmtime-wasi links it; `open-at` is
+/// shadowed there (see [`refuse_special_files`]). A test opens a FIFO, so a
+/// version bump that leaves the shadow unused fails the suite.
+const WASI_FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -123,6 +145,16 @@ pub enum LoadError {
     /// The component imports an interface the sandbox does not link (e.g. `wasi:http`).
     #[error("the component imports what the sandbox does not provide: {0}")]
     Imports(String),
+    /// A validator claims a report format another validator already reads.
+    #[error(
+        "reads `{format}` reports, which the validator plugin `{owner}` already reads: a report format has one reader (hint: give the format a name of its own, or replace `{owner}` with `plugins.replace`)"
+    )]
+    FormatTaken {
+        /// The format claimed twice.
+        format: String,
+        /// The validator that reads it.
+        owner: String,
+    },
     /// A third-party plugin takes a bundled plugin's name without `plugins.replace`.
     #[error(
         "`{name}` is the name of a bundled plugin: a third-party plugin may replace it only when the configuration says so (`plugins.replace = [\"{name}\"]`); otherwise give it a name of its own"
@@ -227,6 +259,21 @@ pub enum CallError {
         plugin: PluginId,
         /// wasmtime's error.
         message: String,
+    },
+    /// Every call slot of the plugin (or of the engine) was held by calls
+    /// still running, and none freed within [`SLOT_WAIT`].
+    #[error(
+        "plugin {plugin} was not called: {held} calls of {scope} are already running, the most allowed at once, and none ended within {waited_ms} ms (hint: a plugin whose calls hang is stopped at its time budget; try again)"
+    )]
+    Busy {
+        /// The plugin called.
+        plugin: PluginId,
+        /// Whose slots were full: `this plugin` or `all plugins`.
+        scope: &'static str,
+        /// How many calls hold those slots.
+        held: usize,
+        /// How long the call waited, in ms.
+        waited_ms: u64,
     },
     /// A function of one world was called on a plugin of another (a caller's bug).
     #[error("plugin {plugin} is a {actual} plugin, not a {expected} plugin")]
@@ -500,6 +547,114 @@ pub struct PluginSandbox {
     cache: CompileCache,
     policy: LimitsPolicy,
     stats: PluginStats,
+    slots: Slots,
+    calls: CallRuntime,
+}
+
+/// The runtime every call is driven on: its timer abandons a call that
+/// waits in a host call past its budget.
+struct CallRuntime(Option<tokio::runtime::Runtime>);
+
+impl CallRuntime {
+    fn new() -> Result<CallRuntime, SandboxError> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("slipway-plugin-calls")
+            .enable_all()
+            .build()
+            .map(|rt| CallRuntime(Some(rt)))
+            .map_err(|e| SandboxError::Engine(format!("cannot start the plugin call runtime: {e}")))
+    }
+
+    /// Run `call` to its end on the calling thread, which must not be one of
+    /// an async runtime's workers (callers use `spawn_blocking`).
+    fn block_on<F: Future>(&self, call: F) -> F::Output {
+        self.0.as_ref().expect("kept until drop").block_on(call)
+    }
+}
+
+impl Drop for CallRuntime {
+    // A runtime dropped inside another's context panics; this one owns no
+    // work worth waiting for once the sandbox goes.
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Instance slots, shared fairly: the engine's total, and a share per plugin.
+struct Slots {
+    engine: Arc<Semaphore>,
+    per_plugin: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Slots {
+    fn new() -> Slots {
+        Slots {
+            engine: Arc::new(Semaphore::new(POOL_COMPONENT_INSTANCES as usize)),
+            per_plugin: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A slot of the plugin's share and one of the engine's, each waited
+    /// for [`SLOT_WAIT`] at most.
+    async fn acquire(
+        &self,
+        plugin: &PluginId,
+    ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), CallError> {
+        let share = self
+            .per_plugin
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(plugin.name.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(PER_PLUGIN_SLOTS)))
+            .clone();
+        let started = Instant::now();
+        let busy = |scope, held| CallError::Busy {
+            plugin: plugin.clone(),
+            scope,
+            held,
+            waited_ms: started.elapsed().as_millis() as u64,
+        };
+        let own = tokio::time::timeout(SLOT_WAIT, share.acquire_owned())
+            .await
+            .map_err(|_| busy("this plugin", PER_PLUGIN_SLOTS))?
+            .expect("never closed");
+        let left = SLOT_WAIT.saturating_sub(started.elapsed());
+        let engine = tokio::time::timeout(left, self.engine.clone().acquire_owned())
+            .await
+            .map_err(|_| busy("all plugins", POOL_COMPONENT_INSTANCES as usize))?
+            .expect("never closed");
+        Ok((own, engine))
+    }
+}
+
+/// Where a call failed: making its instance, or in the export itself.
+enum Stage {
+    Instantiate(wasmtime::Error),
+    Call(wasmtime::Error),
+}
+
+/// One call's body: given the store, instantiate and call one export; the
+/// store comes back with the result so its state can be read.
+type CallBody<'a, R> =
+    Pin<Box<dyn Future<Output = (Store<CallState>, Result<R, Stage>)> + Send + 'a>>;
+
+/// `instantiate` then `call` on a store moved in and handed back.
+macro_rules! call_body {
+    ($pre:expr, |$store:ident, $instance:ident| $call:expr) => {
+        move |mut $store: Store<CallState>| -> CallBody<'_, _> {
+            Box::pin(async move {
+                let $instance = match $pre.instantiate_async(&mut $store).await {
+                    Ok(instance) => instance,
+                    Err(e) => return ($store, Err(Stage::Instantiate(e))),
+                };
+                let result = $call.await.map_err(Stage::Call);
+                ($store, result)
+            })
+        }
+    };
 }
 
 /// Plugin calls for `/metrics`: how many, how long, and how many a trap or
@@ -535,6 +690,7 @@ impl CallError {
             CallError::Reported { .. } => "reported",
             CallError::Repository { .. } => "repository",
             CallError::Instantiate { .. } => "instantiate",
+            CallError::Busy { .. } => "busy",
             CallError::WrongWorld { .. } => "wrong_world",
         }
     }
@@ -556,8 +712,9 @@ impl PluginSandbox {
             Err(e) => return Err(e),
         };
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        refuse_special_files(&mut linker).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         super::bindings::ecosystem::slipway::plugin::host::add_to_linker::<
             CallState,
             HasSelf<CallState>,
@@ -571,6 +728,8 @@ impl PluginSandbox {
             cache,
             policy: options.policy,
             stats: PluginStats::default(),
+            slots: Slots::new(),
+            calls: CallRuntime::new()?,
         })
     }
 
@@ -668,8 +827,7 @@ impl PluginSandbox {
             plugin,
             Some(repo),
             "detect",
-            |s| pre.instantiate(s),
-            |s, i| i.call_detect(s, &request),
+            call_body!(pre, |store, i| i.call_detect(&mut store, &request)),
         )?;
         let detection = reported(plugin, out)?;
         if let Some(d) = &detection {
@@ -693,8 +851,7 @@ impl PluginSandbox {
             plugin,
             Some(repo),
             "plan",
-            |s| pre.instantiate(s),
-            |s, i| i.call_plan(s, &request),
+            call_body!(pre, |store, i| i.call_plan(&mut store, &request)),
         )?;
         let plan = reported(plugin, out)?;
         invalid(plugin, "plan", output::plan(&plan))?;
@@ -710,8 +867,7 @@ impl PluginSandbox {
             plugin,
             None,
             "formats",
-            |s| pre.instantiate(s),
-            |s, i| i.call_formats(s),
+            call_body!(pre, |store, i| i.call_formats(&mut store)),
         )
     }
 
@@ -729,8 +885,7 @@ impl PluginSandbox {
             plugin,
             None,
             "parse",
-            |s| pre.instantiate(s),
-            |s, i| i.call_parse(s, format, report),
+            call_body!(pre, |store, i| i.call_parse(&mut store, format, report)),
         )?;
         let findings = reported(plugin, out)?;
         invalid(plugin, "parse", output::findings(&findings))?;
@@ -746,8 +901,7 @@ impl PluginSandbox {
             plugin,
             None,
             "probe",
-            |s| pre.instantiate(s),
-            |s, i| i.call_probe(s, service),
+            call_body!(pre, |store, i| i.call_probe(&mut store, service)),
         )?;
         let probe = reported(plugin, out)?;
         invalid(plugin, "probe", output::probe(&probe))?;
@@ -768,8 +922,7 @@ impl PluginSandbox {
             plugin,
             None,
             "judge",
-            |s| pre.instantiate(s),
-            |s, i| i.call_judge(s, service, output),
+            call_body!(pre, |store, i| i.call_judge(&mut store, service, output)),
         )
     }
 
@@ -784,19 +937,21 @@ impl PluginSandbox {
             return Err(wrong_world(plugin, World::Readiness));
         };
         let function = if reset { "reset" } else { "snapshot" };
-        let command = self.call(
-            plugin,
-            None,
-            function,
-            |s| pre.instantiate(s),
-            |s, i| {
-                if reset {
-                    i.call_reset(s, service)
-                } else {
-                    i.call_snapshot(s, service)
-                }
-            },
-        )?;
+        let command = if reset {
+            self.call(
+                plugin,
+                None,
+                function,
+                call_body!(pre, |store, i| i.call_reset(&mut store, service)),
+            )
+        } else {
+            self.call(
+                plugin,
+                None,
+                function,
+                call_body!(pre, |store, i| i.call_snapshot(&mut store, service)),
+            )
+        }?;
         if let Some(argv) = &command {
             invalid(plugin, function, output::state_command(argv))?;
         }
@@ -841,17 +996,18 @@ impl PluginSandbox {
     }
 
     /// [`Self::call_inner`], counted for `/metrics`.
-    fn call<I, R: Serialize>(
+    fn call<'a, R: Serialize + Send>(
         &self,
         plugin: &PreparedPlugin,
         repo: Option<&Path>,
         function: &'static str,
-        instantiate: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<I>,
-        invoke: impl FnOnce(&mut Store<CallState>, &I) -> wasmtime::Result<R>,
+        body: impl FnOnce(Store<CallState>) -> CallBody<'a, R>,
     ) -> Result<R, CallError> {
         use std::sync::atomic::Ordering;
         let started = std::time::Instant::now();
-        let result = self.call_inner(plugin, repo, function, instantiate, invoke);
+        let result = self
+            .calls
+            .block_on(self.call_inner(plugin, repo, function, body));
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         self.stats.duration.observe(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
@@ -866,19 +1022,25 @@ impl PluginSandbox {
         result
     }
 
-    fn call_inner<I, R: Serialize>(
+    /// One call in a fresh store: take a slot, set up the sandbox, run
+    /// `body` under the budget, turn traps and limits into [`CallError`]s,
+    /// check the output's size.
+    async fn call_inner<'a, R: Serialize + Send>(
         &self,
         plugin: &PreparedPlugin,
         repo: Option<&Path>,
         function: &'static str,
-        instantiate: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<I>,
-        invoke: impl FnOnce(&mut Store<CallState>, &I) -> wasmtime::Result<R>,
+        body: impl FnOnce(Store<CallState>) -> CallBody<'a, R>,
     ) -> Result<R, CallError> {
+        // Declared first, dropped last: the store (and its instance slot)
+        // goes before the permits let another call in.
+        let _permits = self.slots.acquire(&plugin.id).await?;
         let stdout = CappedOutput::new();
         let stderr = CappedOutput::new();
         let mut wasi = WasiCtxBuilder::new();
-        // Calls are synchronous already (callers use `spawn_blocking`);
-        // without this every file read hops to a tokio blocking thread.
+        // Reads of regular files do not block for long (special files are
+        // refused at open), so they run on the call's own thread instead of
+        // each hopping to a blocking-pool thread.
         wasi.allow_blocking_current_thread(true);
         wasi.stdout(stdout.clone())
             .stderr(stderr.clone())
@@ -907,34 +1069,15 @@ impl PluginSandbox {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         let tick_ms = EPOCH_TICK.as_millis() as u64;
-        // The store traps once the epoch passes the deadline: with ticks on a
-        // fixed 5 ms schedule that is within one tick after the budget.
+        // Running wasm traps once the epoch passes the deadline: with ticks
+        // on a fixed 5 ms schedule that is within one tick after the budget.
         store.set_epoch_deadline(u64::from(plugin.limits.cpu_ms).div_ceil(tick_ms));
+        // A call waiting in a host call is dropped by the timer instead.
+        let budget = Duration::from_millis(u64::from(plugin.limits.cpu_ms));
 
         let started = Instant::now();
-        let instance = match instantiate(&mut store) {
-            Ok(instance) => instance,
-            // Pool exhausted, or an initial memory above the cap.
-            Err(e) => {
-                return Err(match store.data().limiter.hit {
-                    Some(hit) => self.call_failure(
-                        plugin,
-                        function,
-                        e,
-                        Some(hit),
-                        started.elapsed(),
-                        String::new(),
-                    ),
-                    None => CallError::Instantiate {
-                        plugin: plugin.id.clone(),
-                        message: format!("{e:#}"),
-                    },
-                });
-            }
-        };
-        let result = invoke(&mut store, &instance);
+        let ran = tokio::time::timeout(budget, body(store)).await;
         let elapsed = started.elapsed();
-
         let (out, err) = (stdout.take(), stderr.take());
         if !out.is_empty() {
             tracing::debug!(plugin = %plugin.id, function, "stdout: {}", out.trim_end());
@@ -942,13 +1085,27 @@ impl PluginSandbox {
         if !err.is_empty() {
             tracing::debug!(plugin = %plugin.id, function, "stderr: {}", err.trim_end());
         }
+        let Ok((store, result)) = ran else {
+            return Err(CallError::CpuLimit {
+                plugin: plugin.id.clone(),
+                limit_ms: plugin.limits.cpu_ms,
+                elapsed_ms: elapsed.as_millis() as u64,
+            });
+        };
         let state = store.data();
         if state.log_dropped > 0 {
             tracing::warn!(plugin = %plugin.id, function, dropped = state.log_dropped, "plugin log budget exhausted; messages dropped");
         }
         let value = match result {
             Ok(value) => value,
-            Err(e) => {
+            // Pool exhausted, or an initial memory above the cap.
+            Err(Stage::Instantiate(e)) if state.limiter.hit.is_none() => {
+                return Err(CallError::Instantiate {
+                    plugin: plugin.id.clone(),
+                    message: format!("{e:#}"),
+                });
+            }
+            Err(Stage::Instantiate(e) | Stage::Call(e)) => {
                 return Err(self.call_failure(
                     plugin,
                     function,
@@ -1015,6 +1172,81 @@ impl PluginSandbox {
                 stderr,
             },
         }
+    }
+}
+
+/// Shadow WASI's `open-at` with one that first looks at what the path is,
+/// without opening it (`open` on a FIFO blocks until a writer comes): a
+/// FIFO, socket or device is refused as unreadable; anything else goes to
+/// wasmtime-wasi's own `open-at`, which confines the path to the preopen.
+fn refuse_special_files(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::filesystem::WasiFilesystemView;
+    use wasmtime_wasi::p2::bindings::filesystem::types::{
+        Descriptor, DescriptorFlags, ErrorCode, Host, HostDescriptor, OpenFlags, PathFlags,
+    };
+    type Params = (
+        Resource<Descriptor>,
+        PathFlags,
+        String,
+        OpenFlags,
+        DescriptorFlags,
+    );
+    linker.allow_shadowing(true);
+    linker.instance(WASI_FILESYSTEM_TYPES)?.func_wrap_async(
+        "[method]descriptor.open-at",
+        |mut store: StoreContextMut<'_, CallState>,
+         (fd, path_flags, path, oflags, flags): Params| {
+            Box::new(async move {
+                let plugin = store.data().plugin.clone();
+                let mut view = store.data_mut().filesystem();
+                let follow = path_flags.contains(PathFlags::SYMLINK_FOLLOW);
+                let special = match view.table.get(&fd) {
+                    Ok(Descriptor::Dir(dir)) => special_file(&dir.dir, &path, follow),
+                    _ => None,
+                };
+                if let Some(kind) = special {
+                    tracing::debug!(%plugin, path = %path, "open refused: the path is {kind}");
+                    return Ok((Err(ErrorCode::Access),));
+                }
+                match view.open_at(fd, path_flags, path, oflags, flags).await {
+                    Ok(opened) => Ok((Ok(opened),)),
+                    Err(e) => Ok((Err(Host::convert_error_code(&mut view, e)?),)),
+                }
+            })
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// What `path` under the directory `dir` is, when it is neither a regular
+/// file, a directory nor a symlink: `lstat`/`stat` never block on a FIFO.
+/// Absolute paths and paths that do not resolve are left to `open-at`,
+/// which refuses what leaves the preopen.
+fn special_file(dir: &std::fs::File, path: &str, follow: bool) -> Option<&'static str> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileTypeExt;
+    if path.starts_with('/') {
+        return None;
+    }
+    let full = Path::new("/proc/self/fd")
+        .join(dir.as_raw_fd().to_string())
+        .join(path);
+    let meta = if follow {
+        std::fs::metadata(&full)
+    } else {
+        std::fs::symlink_metadata(&full)
+    }
+    .ok()?;
+    let kind = meta.file_type();
+    if kind.is_fifo() {
+        Some("a FIFO")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else if kind.is_char_device() || kind.is_block_device() {
+        Some("a device")
+    } else {
+        None
     }
 }
 

@@ -29,8 +29,8 @@ use crate::job::{FindingView, ImageRecord, JobSpec, Network, Outcome, Phase, Run
 use crate::logs::{JobLog, LogStream};
 use crate::plan::Step;
 use crate::plan::{PlanReport, plan_repository};
+use crate::plugins::Registry;
 use crate::plugins::bindings::OptionPair;
-use crate::plugins::{Registry, World};
 use crate::profile::Profile;
 use crate::queue::JobStore;
 use crate::runtime::Runtime;
@@ -937,22 +937,16 @@ impl Runner {
         let format = report.format.clone();
         tokio::task::spawn_blocking(move || {
             let sandbox = registry.sandbox();
-            for candidate in registry.active(World::Validator) {
-                let Ok(plugin) = candidate.prepare(sandbox) else {
-                    continue;
-                };
-                let Ok(formats) = sandbox.formats(&plugin) else {
-                    continue;
-                };
-                if !formats.iter().any(|f| f == &format) {
-                    continue;
-                }
-                return sandbox
-                    .parse_report(&plugin, &format, &text)
-                    .map(|list| list.into_iter().map(finding_view).collect())
-                    .map_err(|e| format!("the `{format}` report could not be read: {e}"));
-            }
-            Err(format!("no validator plugin reads `{format}` reports"))
+            let Some(candidate) = registry.validator_for(&format) else {
+                return Err(format!("no validator plugin reads `{format}` reports"));
+            };
+            let plugin = candidate
+                .prepare(sandbox)
+                .map_err(|e| format!("the `{format}` reader {}: {e}", candidate.name))?;
+            sandbox
+                .parse_report(&plugin, &format, &text)
+                .map(|list| list.into_iter().map(finding_view).collect())
+                .map_err(|e| format!("the `{format}` report could not be read: {e}"))
         })
         .await
         .map_err(|e| e.to_string())?

@@ -21,6 +21,8 @@
 
 mod calls;
 mod paths;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -393,28 +395,9 @@ impl Workspaces {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = shutdown.cancelled() => return,
             }
-            let now = now_ms();
-            let due: Vec<(String, String)> = self
-                .live_list()
-                .into_iter()
-                .filter_map(|l| {
-                    let r = l.snapshot();
-                    if r.state != WorkspaceState::Ready {
-                        return None;
-                    }
-                    if now.saturating_sub(r.created_ms) > r.max_lifetime_s * 1000 {
-                        Some((
-                            r.id,
-                            format!("reached its maximum lifetime of {} s", r.max_lifetime_s),
-                        ))
-                    } else if now.saturating_sub(r.last_used_ms) > r.idle_timeout_s * 1000 {
-                        Some((r.id, format!("idle for more than {} s", r.idle_timeout_s)))
-                    } else {
-                        None
-                    }
-                })
-                .collect();
-            for (id, reason) in due {
+            let records: Vec<WorkspaceRecord> =
+                self.live_list().iter().map(|l| l.snapshot()).collect();
+            for (id, reason) in due_for_closing(&records, now_ms()) {
                 tracing::info!(workspace = %id, "{reason}: closing");
                 let _ = self.close(&id, WorkspaceState::Closed, reason).await;
             }
@@ -828,6 +811,29 @@ impl Workspaces {
         live.update(|r| r.last_used_ms = now_ms());
         Ok((live, guard))
     }
+}
+
+/// The ready workspaces past their maximum lifetime or idle timeout at
+/// `now`, with why; one still preparing is never reaped (its setup may
+/// legitimately take longer than the idle timeout).
+fn due_for_closing(records: &[WorkspaceRecord], now: u64) -> Vec<(String, String)> {
+    records
+        .iter()
+        .filter(|r| r.state == WorkspaceState::Ready)
+        .filter_map(|r| {
+            if now.saturating_sub(r.created_ms) > r.max_lifetime_s * 1000 {
+                Some(format!(
+                    "reached its maximum lifetime of {} s",
+                    r.max_lifetime_s
+                ))
+            } else if now.saturating_sub(r.last_used_ms) > r.idle_timeout_s * 1000 {
+                Some(format!("idle for more than {} s", r.idle_timeout_s))
+            } else {
+                None
+            }
+            .map(|reason| (r.id.clone(), reason))
+        })
+        .collect()
 }
 
 /// The prefix of the names of a workspace's containers.

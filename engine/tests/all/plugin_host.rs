@@ -850,3 +850,263 @@ fn a_manifest_alone_cannot_raise_its_limits() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A FIFO at `path` under `dir` (`mkfifo`; opening it for reading blocks
+/// until a writer comes).
+fn mkfifo(dir: &Path, path: &str) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(dir.join(path))
+        .status()
+        .unwrap();
+    assert!(status.success(), "mkfifo {path}");
+}
+
+#[test]
+fn a_plugin_waiting_in_a_host_call_is_stopped_within_its_budget() {
+    let (_dir, registry) = hostile_registry();
+    let sandbox = registry.sandbox();
+    // Compiled before the clock starts (a cold cache compiles it here).
+    let hostile = registry.get("hostile").unwrap().prepare(sandbox).unwrap();
+    for mode in ["sleep", "poll-forever"] {
+        let repo = repo_with(mode);
+        let started = std::time::Instant::now();
+        let err = sandbox.detect(&hostile, repo.path(), &[]).unwrap_err();
+        let took = started.elapsed();
+        let CallError::CpuLimit { limit_ms, .. } = &err else {
+            panic!("{mode}: expected the time budget to stop it, got {err}");
+        };
+        assert_eq!(*limit_ms, 300);
+        // Budget + 50 ms, whatever the plugin waits on.
+        assert!(
+            took < std::time::Duration::from_millis(350),
+            "{mode}: stopped after {took:?}"
+        );
+        assert!(err.to_string().contains("time budget of 300 ms"), "{err}");
+    }
+    assert_good_plugins_still_work(&registry);
+}
+
+#[test]
+fn stuck_calls_of_one_plugin_hold_only_its_share_of_slots() {
+    // A budget longer than the slot wait, so the 17th call finds the
+    // plugin's share full for the whole wait.
+    let mut policy = operator_policy();
+    policy.defaults.cpu_ms = 3000;
+    policy.maxima.cpu_ms = policy.maxima.cpu_ms.max(3000);
+    let sandbox = Arc::new(
+        PluginSandbox::new(SandboxOptions {
+            cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache")),
+            policy,
+            pooling: true,
+        })
+        .unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = wasm("hostile");
+    // Its own manifest lowers the budget to 300 ms: install it without that.
+    let manifest = source_manifest("testdata/hostile").replace("cpu-ms = 300\n", "");
+    install(
+        dir.path(),
+        "hostile",
+        "0.1.0",
+        &manifest,
+        &bytes,
+        Some(&sha256(&bytes)),
+    );
+    let registry = Arc::new(Registry::load(
+        sandbox.clone(),
+        true,
+        &[dir.path().to_path_buf()],
+    ));
+    let hostile = Arc::new(registry.get("hostile").unwrap().prepare(&sandbox).unwrap());
+    let repo = repo_with("sleep");
+
+    let stuck = slipway::plugins::sandbox::PER_PLUGIN_SLOTS + 1;
+    let calls: Vec<_> = (0..stuck)
+        .map(|_| {
+            let (sandbox, hostile, repo) =
+                (sandbox.clone(), hostile.clone(), repo.path().to_owned());
+            std::thread::spawn(move || {
+                let started = std::time::Instant::now();
+                let err = sandbox.detect(&hostile, &repo, &[]).unwrap_err();
+                (err, started.elapsed())
+            })
+        })
+        .collect();
+    // While they hang, another plugin is called at once.
+    let tcp = registry.get("tcp").unwrap().prepare(&sandbox).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let service = Service {
+        name: "db".into(),
+        image: "postgres".into(),
+        env: vec![],
+        ports: vec![5432],
+        options: vec![],
+    };
+    let probe = sandbox
+        .probe(&tcp, &service)
+        .expect("tcp probe while hostile hangs");
+    assert!(matches!(probe.action, ProbeAction::Tcp(5432)));
+    assert!(started.elapsed() < std::time::Duration::from_millis(100));
+
+    let results: Vec<_> = calls.into_iter().map(|c| c.join().unwrap()).collect();
+    let busy: Vec<_> = results
+        .iter()
+        .filter(|(e, _)| matches!(e, CallError::Busy { .. }))
+        .collect();
+    assert_eq!(busy.len(), 1, "{results:?}");
+    let (err, waited) = busy[0];
+    assert!(
+        matches!(
+            err,
+            CallError::Busy {
+                scope: "this plugin",
+                held: 16,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("16 calls of this plugin are already running"),
+        "{err}"
+    );
+    // Refused after the slot wait, not left hanging.
+    assert!(
+        *waited >= slipway::plugins::sandbox::SLOT_WAIT,
+        "{waited:?}"
+    );
+    assert!(*waited < slipway::plugins::sandbox::SLOT_WAIT + std::time::Duration::from_millis(500));
+    for (err, took) in results
+        .iter()
+        .filter(|(e, _)| !matches!(e, CallError::Busy { .. }))
+    {
+        assert!(
+            matches!(err, CallError::CpuLimit { limit_ms: 3000, .. }),
+            "{err}"
+        );
+        assert!(*took < std::time::Duration::from_millis(3300), "{took:?}");
+    }
+}
+
+#[test]
+fn a_fifo_or_socket_in_the_repository_reads_as_unreadable() {
+    let (_dir, registry) = hostile_registry();
+    let repo = repo_with("read fifo");
+    mkfifo(repo.path(), "fifo");
+    let sandbox = registry.sandbox();
+    let hostile = registry.get("hostile").unwrap().prepare(sandbox).unwrap();
+    let started = std::time::Instant::now();
+    let err = sandbox.detect(&hostile, repo.path(), &[]).unwrap_err();
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(300),
+        "{err}"
+    );
+    let said = reported_message(&err);
+    assert!(
+        said.contains("read fifo: refused") && said.contains("PermissionDenied"),
+        "{said}"
+    );
+
+    let socket = repo.path().join("sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    std::fs::write(repo.path().join(".hostile"), "read sock\n").unwrap();
+    let said = reported_message(&detect(&registry, repo.path()).unwrap_err());
+    assert!(said.contains("PermissionDenied"), "{said}");
+
+    // A regular file still reads.
+    std::fs::write(repo.path().join("plain"), "x").unwrap();
+    std::fs::write(repo.path().join(".hostile"), "read plain\n").unwrap();
+    assert_eq!(
+        detect(&registry, repo.path()).unwrap().as_deref(),
+        Some("read plain: succeeded")
+    );
+
+    // The first-party node plugin on a package.json that is a FIFO: an
+    // answer at once, not a hang.
+    let node = tempfile::tempdir().unwrap();
+    mkfifo(node.path(), "package.json");
+    let order: Vec<String> = slipway::config::DEFAULT_ECOSYSTEM_ORDER
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    registry
+        .active(World::Ecosystem)
+        .for_each(|c| drop(c.prepare(sandbox)));
+    let started = std::time::Instant::now();
+    let planned = slipway::plan::plan_repository(&registry, &order, node.path(), &[]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    let said = match planned {
+        Ok(report) => format!("{:?}", report.notes),
+        Err(e) => e.to_string(),
+    };
+    assert!(said.contains("package.json"), "{said}");
+}
+
+#[test]
+fn a_report_format_has_one_reader_and_a_second_claim_is_refused() {
+    // Two third-party copies of the bundled JUnit reader under names of their own.
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = wasm("junit_xml");
+    for name in ["aaa-junit", "zzz-junit"] {
+        let manifest = source_manifest("junit-xml")
+            .replace("name = \"junit-xml\"", &format!("name = \"{name}\""));
+        install(
+            dir.path(),
+            name,
+            "1.0.0",
+            &manifest,
+            &bytes,
+            Some(&sha256(&bytes)),
+        );
+    }
+    let taken = |registry: &Registry, name: &str| -> (String, String) {
+        let c = registry
+            .candidates()
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap();
+        match &c.status {
+            Status::Rejected(e @ LoadError::FormatTaken { format, owner }) => {
+                assert!(
+                    e.to_string().contains("a report format has one reader"),
+                    "{e}"
+                );
+                (format.clone(), owner.clone())
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    };
+
+    // Beside the bundled reader, the bundled one reads `junit-xml` (before
+    // and after every plugin is loaded) and both copies are refused.
+    let mut registry = Registry::load(sandbox(), true, &[dir.path().to_path_buf()]);
+    assert_eq!(
+        registry.validator_for("junit-xml").unwrap().name,
+        "junit-xml"
+    );
+    registry.prepare_all();
+    for name in ["aaa-junit", "zzz-junit"] {
+        assert_eq!(
+            taken(&registry, name),
+            ("junit-xml".into(), "junit-xml".into())
+        );
+        assert!(registry.get(name).is_none(), "{name} is not active");
+    }
+    assert_eq!(
+        registry.validator_for("junit-xml").unwrap().name,
+        "junit-xml"
+    );
+
+    // Between third-party readers alone: the first by name reads it.
+    let mut alone = Registry::load(sandbox(), false, &[dir.path().to_path_buf()]);
+    alone.prepare_all();
+    assert_eq!(alone.validator_for("junit-xml").unwrap().name, "aaa-junit");
+    assert_eq!(
+        taken(&alone, "zzz-junit"),
+        ("junit-xml".into(), "aaa-junit".into())
+    );
+    assert!(alone.validator_for("no-such-format").is_none());
+}

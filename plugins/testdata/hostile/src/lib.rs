@@ -1,7 +1,8 @@
 //! A plugin that misbehaves on command, for the engine's sandbox tests.
 //!
 //! `detect` reads the first line of `.hostile` at the repository root and does
-//! what it says (`loop`, `alloc`, `write`, `read-outside`, `socket <port>`,
+//! what it says (`loop`, `sleep` and `poll-forever`: wait in a host call,
+//! `read <path>`, `alloc`, `write`, `read-outside`, `socket <port>`,
 //! `big-string`, `panic`, `garbage`, `log-flood`, `stdout-flood`, `count`,
 //! `claim-all`: confidence 100, `error-escape`: an error whose message carries
 //! terminal escape sequences and a forged line); without the file it behaves.
@@ -86,6 +87,24 @@ impl Ecosystem for Hostile {
                 loop {
                     n = std::hint::black_box(n.wrapping_add(1));
                 }
+            }
+            // Waits in a host call, where no epoch deadline reaches it.
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Ok(Some(detection("woke up".into())))
+            }
+            "poll-forever" => {
+                let never = wasi::clocks::monotonic_clock::subscribe_duration(u64::MAX);
+                wasi::io::poll::poll(&[&never]);
+                Ok(Some(detection("poll returned".into())))
+            }
+            // Opens a file of the repository that may be a FIFO.
+            "read" => {
+                let path = words.next().unwrap_or("fifo");
+                outcome(
+                    &format!("read {path}"),
+                    std::fs::read(format!("/repo/{path}")),
+                )
             }
             "alloc" => {
                 let mut big: Vec<u8> = Vec::new();
