@@ -4,6 +4,7 @@
 //!   warm (a new engine on the same precompiled cache, as after a restart);
 //! - fresh Store + instance + one `detect` call, p50/p99, with the pooling
 //!   allocator and with on-demand allocation;
+//! - `slipway plan` of a tiny repository against `nixpacks plan`, interleaved;
 //! - a runaway plugin and one asleep in a host call: how long past its budget
 //!   each is stopped (epoch deadline; the call's timer).
 
@@ -269,6 +270,68 @@ fn bench_plan_process(example: &str) {
     );
 }
 
+/// `slipway plan` against `nixpacks plan` on a tiny Node repository (one
+/// `package.json`), interleaved, 30 runs each; Nixpacks is found on `PATH`
+/// or in `/opt/nixpacks/bin` (`cargo install nixpacks --root /opt/nixpacks`).
+fn bench_plan_against_nixpacks() {
+    let nixpacks = ["/opt/nixpacks/bin/nixpacks", "nixpacks"]
+        .into_iter()
+        .find(|n| {
+            std::process::Command::new(n)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    let state = tempfile::tempdir().unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(
+        repo.path().join("package.json"),
+        r#"{"name": "tiny", "version": "1.0.0", "scripts": {"test": "node -e 1"}}"#,
+    )
+    .unwrap();
+    let time = |program: &str, args: &[&std::ffi::OsStr]| {
+        let started = Instant::now();
+        let out = std::process::Command::new(program)
+            .args(args)
+            .env("SLIPWAY_STATE_DIR", state.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{program}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        started.elapsed()
+    };
+    let slipway_args = [std::ffi::OsStr::new("plan"), repo.path().as_os_str()];
+    time(env!("CARGO_BIN_EXE_slipway"), &slipway_args); // warms the compile cache
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..30 {
+        ours.push(time(env!("CARGO_BIN_EXE_slipway"), &slipway_args));
+        if let Some(n) = nixpacks {
+            theirs.push(time(
+                n,
+                &[std::ffi::OsStr::new("plan"), repo.path().as_os_str()],
+            ));
+        }
+    }
+    ours.sort();
+    theirs.sort();
+    let ours_p50 = micros(percentile(&ours, 0.5)) / 1e3;
+    match nixpacks {
+        Some(_) => {
+            let theirs_p50 = micros(percentile(&theirs, 0.5)) / 1e3;
+            println!(
+                "plan of a tiny Node repository, whole process, 30 interleaved runs: slipway p50 {ours_p50:.2} ms; nixpacks p50 {theirs_p50:.2} ms; ratio {:.2}× (target ≤ 1.2×)",
+                ours_p50 / theirs_p50
+            );
+        }
+        None => println!(
+            "plan of a tiny Node repository, whole process, 30 runs: slipway p50 {ours_p50:.2} ms (nixpacks not installed: no side-by-side figure)"
+        ),
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` and test discovery
@@ -280,4 +343,5 @@ fn main() {
     bench_detect_and_plan("node", "node-app");
     bench_detect_and_plan("python", "python-app");
     bench_plan_process("node-app");
+    bench_plan_against_nixpacks();
 }

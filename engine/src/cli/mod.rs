@@ -216,13 +216,16 @@ pub fn sandbox(config: &Config) -> anyhow::Result<Arc<PluginSandbox>> {
 }
 
 /// The registry: bundled plugins, `SLIPWAY_PLUGINS_DIR`, and `<state>/plugins`.
+/// Builds `plugins verify` rejected are rejected here too.
 pub fn registry(config: &Config) -> anyhow::Result<Registry> {
-    Ok(Registry::load_trusting(
+    let mut registry = Registry::load_trusting(
         sandbox(config)?,
         true,
         &plugin_dirs(config),
         config.plugin_trust.clone(),
-    ))
+    );
+    registry.apply_verdicts();
+    Ok(registry)
 }
 
 fn plugin_dirs(config: &Config) -> Vec<PathBuf> {

@@ -8,9 +8,8 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::json;
 use slipway::config::Config;
-use slipway::plugins::bindings::{OptionPair, Service};
 use slipway::plugins::compile_cache::CacheOutcome;
-use slipway::plugins::{Candidate, PluginSandbox, Registry, Status, World};
+use slipway::plugins::{Candidate, PluginSandbox, Registry, Status, World, verify};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
@@ -232,42 +231,20 @@ fn verify_target(
     })
 }
 
-/// Call a prepared plugin once with harmless input; `Err` only for sandbox
-/// failures (a plugin that answers "unsupported" is working).
+/// Call every function of the plugin once (see `plugins::verify`) and store
+/// the verdict under its sha256; `Err` only for sandbox failures (a plugin
+/// that answers "unsupported" is working).
 fn smoke_call(candidate: &Candidate, sandbox: &PluginSandbox) -> Result<String, String> {
     let prepared = candidate.prepare(sandbox).map_err(|e| e.to_string())?;
-    let empty =
-        tempfile::tempdir().map_err(|e| format!("cannot create an empty repository: {e}"))?;
-    let outcome = match prepared.world() {
-        World::Ecosystem => sandbox
-            .detect(&prepared, empty.path(), &[])
-            .map(|d| match d {
-                Some(d) => format!("detect(empty repo) -> confidence {}", d.confidence),
-                None => "detect(empty repo) -> none".to_owned(),
-            }),
-        World::Validator => sandbox
-            .formats(&prepared)
-            .map(|f| format!("formats -> [{}]", f.join(", "))),
-        World::Readiness => {
-            let service = Service {
-                name: "smoke".into(),
-                image: "smoke".into(),
-                env: vec![],
-                ports: vec![1],
-                options: Vec::<OptionPair>::new(),
-            };
-            sandbox
-                .probe(&prepared, &service)
-                .map(|_| "probe(sample service) -> ok".to_owned())
-        }
-    };
-    match outcome {
-        Ok(s) => Ok(s),
-        Err(slipway::plugins::CallError::Reported { error, .. }) => {
-            Ok(format!("answered: {}", error.describe()))
-        }
-        Err(e) => Err(e.to_string()),
-    }
+    let outcome = verify::exercise(sandbox, &prepared);
+    sandbox.verdicts().put(&verify::Verdict {
+        sha256: candidate.sha256.clone(),
+        plugin: prepared.id.to_string(),
+        checks: outcome.clone().unwrap_or_default(),
+        problem: outcome.as_ref().err().cloned(),
+        at_ms: slipway::job::now_ms(),
+    });
+    outcome.map(|checks| checks.join("; "))
 }
 
 /// Print the registry; with `smoke`, call each usable plugin once. Returns

@@ -24,6 +24,7 @@ mod output;
 pub mod quote;
 pub mod registry;
 pub mod sandbox;
+pub mod verify;
 
 use std::fmt;
 

@@ -457,6 +457,21 @@ impl Registry {
         (owners, conflicts)
     }
 
+    /// Reject every build `plugins verify` rejected (by sha256): a plugin
+    /// with a broken function is never called, until its wasm changes.
+    pub fn apply_verdicts(&mut self) {
+        let verdicts = self.sandbox.verdicts().clone();
+        for c in &mut self.candidates {
+            if matches!(c.status, Status::Rejected(_)) {
+                continue;
+            }
+            if let Some(problem) = verdicts.get(&c.sha256).and_then(|v| v.problem) {
+                c.status = Status::Rejected(LoadError::FailedVerify { problem });
+            }
+        }
+        self.select();
+    }
+
     /// The active candidates of `world`, in name order.
     pub fn active(&self, world: World) -> impl Iterator<Item = &Candidate> {
         self.candidates

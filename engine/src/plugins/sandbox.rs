@@ -145,6 +145,14 @@ pub enum LoadError {
     /// The component imports an interface the sandbox does not link (e.g. `wasi:http`).
     #[error("the component imports what the sandbox does not provide: {0}")]
     Imports(String),
+    /// `slipway plugins verify` found a function of this build that fails.
+    #[error(
+        "`slipway plugins verify` rejected this build: {problem} (hint: fix the plugin and install the new build; the verdict holds until plugin.wasm changes)"
+    )]
+    FailedVerify {
+        /// The function that failed, and how.
+        problem: String,
+    },
     /// A validator claims a report format another validator already reads.
     #[error(
         "reads `{format}` reports, which the validator plugin `{owner}` already reads: a report format has one reader (hint: give the format a name of its own, or replace `{owner}` with `plugins.replace`)"
@@ -547,6 +555,7 @@ pub struct PluginSandbox {
     cache: CompileCache,
     policy: LimitsPolicy,
     stats: PluginStats,
+    verdicts: super::verify::Verdicts,
     slots: Slots,
     calls: CallRuntime,
 }
@@ -721,6 +730,7 @@ impl PluginSandbox {
         >(&mut linker, |state| state)
         .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let cache = CompileCache::new(&engine, options.cache_dir.as_deref())?;
+        let verdicts = super::verify::Verdicts::new(options.cache_dir.as_deref());
         start_epoch_ticker(&engine);
         Ok(PluginSandbox {
             engine,
@@ -728,9 +738,15 @@ impl PluginSandbox {
             cache,
             policy: options.policy,
             stats: PluginStats::default(),
+            verdicts,
             slots: Slots::new(),
             calls: CallRuntime::new()?,
         })
+    }
+
+    /// What `plugins verify` concluded about each build, by sha256.
+    pub fn verdicts(&self) -> &super::verify::Verdicts {
+        &self.verdicts
     }
 
     /// The engine-wide limit defaults and maxima plugins are prepared under.
@@ -1263,7 +1279,10 @@ fn build_engine(options: &SandboxOptions) -> Result<Engine, SandboxError> {
             .max_core_instances_per_component(MAX_INSTANCES as u32)
             .max_memories_per_component(MAX_MEMORIES as u32)
             .max_tables_per_component(MAX_TABLES as u32)
-            .table_elements(MAX_TABLE_ELEMENTS);
+            .table_elements(MAX_TABLE_ELEMENTS)
+            // One fiber stack per call slot (the default reserves 1000, a
+            // few ms of `mprotect` at every start of a CLI command).
+            .total_stacks(POOL_COMPONENT_INSTANCES);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     Engine::new(&config).map_err(|e| SandboxError::Engine(format!("{e:#}")))

@@ -258,3 +258,103 @@ fn scaffolded_plugins_build_verify_install_and_load() {
     let bad = slipway(&["plugins", "new", "Bad_Name"], None);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a plugin name"));
 }
+
+/// A component with a custom section appended: the same code, another sha256.
+fn rebuilt(wasm: &[u8]) -> Vec<u8> {
+    let name = b"slipway-test-rebuild";
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section id
+    out.push(name.len() as u8 + 1); // size, < 128: one LEB128 byte
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    out
+}
+
+#[test]
+fn verify_calls_every_function_and_its_verdict_holds_until_the_wasm_changes() {
+    use sha2::Digest;
+    let sha = |b: &[u8]| hex::encode(sha2::Sha256::digest(b));
+    // Its own state directory: the verdict must not reach other tests.
+    let state = tempfile::tempdir().unwrap();
+    let plugins = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .args(args)
+            .env("SLIPWAY_STATE_DIR", state.path())
+            .env("SLIPWAY_PLUGINS_DIR", plugins.path())
+            .env_remove("SLIPWAY_CONFIG")
+            .output()
+            .unwrap();
+        eprintln!(
+            "$ slipway {}\n{}{}",
+            args.join(" "),
+            stdout(&out),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../plugins/testdata/hostile-readiness/plugin.toml"),
+    )
+    .unwrap();
+    let install = |wasm: &[u8]| {
+        install_raw(
+            plugins.path(),
+            "hostile-readiness",
+            "0.1.0",
+            &format!("sha256 = \"{}\"\n{manifest}", sha(wasm)),
+            wasm,
+        )
+    };
+    let broken = std::fs::read(Path::new(TESTDATA_WASM).join("hostile_readiness.wasm")).unwrap();
+    install(&broken);
+
+    // Before any verify it loads: probe and judge work, and nothing calls reset.
+    let list = |out: &Output| -> serde_json::Value {
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        doc["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "hostile-readiness")
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        list(&run(&["plugins", "list", "--json"]))["status"],
+        "active"
+    );
+
+    // verify calls reset too, and finds it traps.
+    let out = run(&[
+        "plugins",
+        "verify",
+        plugins.path().to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let judged = list(&out);
+    assert_eq!(judged["status"], "rejected");
+    let reason = judged["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("reset: plugin hostile-readiness@0.1.0 crashed in `reset`"),
+        "{reason}"
+    );
+
+    // The verdict holds: list (and so plan, run, serve) rejects that build.
+    let listed = list(&run(&["plugins", "list", "--json"]));
+    assert_eq!(listed["status"], "rejected");
+    let reason = listed["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("`slipway plugins verify` rejected this build: reset:"),
+        "{reason}"
+    );
+
+    // Until the wasm changes.
+    install(&rebuilt(&broken));
+    assert_eq!(
+        list(&run(&["plugins", "list", "--json"]))["status"],
+        "active"
+    );
+}

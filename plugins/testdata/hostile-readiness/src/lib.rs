@@ -2,7 +2,8 @@
 //! `readiness.options.mode` is `trap-judge` (panics in `judge`),
 //! `loop-judge` (never returns from `judge`), `bad-probe` (returns a probe
 //! the host must refuse), or anything else: a plain TCP check on the first
-//! port.
+//! port. `reset` always traps: a broken function that only a check of
+//! every function (`slipway plugins verify`) finds.
 
 use slipway_plugin_sdk::export_readiness;
 use slipway_plugin_sdk::readiness::*;
@@ -38,6 +39,10 @@ impl Readiness for Hostile {
             _ if output.connected => Verdict::Ready,
             _ => Verdict::NotReady("not connected".into()),
         }
+    }
+
+    fn reset(_service: &Service) -> Option<Vec<String>> {
+        panic!("hostile-readiness: reset traps on purpose")
     }
 }
 
