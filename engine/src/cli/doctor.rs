@@ -384,7 +384,7 @@ fn selinux() -> Check {
 }
 
 fn plugins(config: &Config) -> Check {
-    match super::registry(config) {
+    match super::registry_for(config, super::Calls::Few) {
         Ok(registry) => {
             let rejected: Vec<String> = registry
                 .candidates()

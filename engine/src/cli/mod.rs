@@ -192,13 +192,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The sandbox with the on-disk compile cache of `config`; falls back to an
-/// in-memory cache (with a warning) when the state directory is not writable.
-pub fn sandbox(config: &Config) -> anyhow::Result<Arc<PluginSandbox>> {
+/// How many plugin calls the command will make: a long-lived engine makes
+/// many, and the pooling allocator's fast instantiation pays for its start
+/// (a few ms of reserving slots); a one-shot command makes a few.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Calls {
+    /// `serve`, `run`: pooling allocator.
+    Many,
+    /// `plan`, `plugins`, `doctor`: on-demand allocation.
+    Few,
+}
+
+/// The sandbox, sized for `calls`, with the on-disk compile cache of
+/// `config`; falls back to an in-memory cache (with a warning) when the
+/// state directory is not writable.
+pub fn sandbox_for(config: &Config, calls: Calls) -> anyhow::Result<Arc<PluginSandbox>> {
     let options = SandboxOptions {
         cache_dir: Some(config.plugin_cache_dir()),
         policy: config.plugin_limits,
-        pooling: true,
+        pooling: calls == Calls::Many,
     };
     match PluginSandbox::new(options.clone()) {
         Ok(s) => Ok(Arc::new(s)),
@@ -218,8 +230,13 @@ pub fn sandbox(config: &Config) -> anyhow::Result<Arc<PluginSandbox>> {
 /// The registry: bundled plugins, `SLIPWAY_PLUGINS_DIR`, and `<state>/plugins`.
 /// Builds `plugins verify` rejected are rejected here too.
 pub fn registry(config: &Config) -> anyhow::Result<Registry> {
+    registry_for(config, Calls::Many)
+}
+
+/// [`registry`], with a sandbox sized for `calls`.
+pub fn registry_for(config: &Config, calls: Calls) -> anyhow::Result<Registry> {
     let mut registry = Registry::load_trusting(
-        sandbox(config)?,
+        sandbox_for(config, calls)?,
         true,
         &plugin_dirs(config),
         config.plugin_trust.clone(),

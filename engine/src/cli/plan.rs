@@ -23,7 +23,7 @@ pub struct PlanArgs {
 }
 
 pub fn run(args: PlanArgs, config: &Config) -> anyhow::Result<ExitCode> {
-    let registry = super::registry(config)?;
+    let registry = super::registry_for(config, super::Calls::Few)?;
     let options: Vec<OptionPair> = args
         .dockerfile
         .iter()
@@ -32,7 +32,11 @@ pub fn run(args: PlanArgs, config: &Config) -> anyhow::Result<ExitCode> {
             value: d.clone(),
         })
         .collect();
-    match plan_repository(&registry, &config.ecosystem_order, &args.dir, &options) {
+    let planned = plan_repository(&registry, &config.ecosystem_order, &args.dir, &options);
+    // The process ends right after: unmapping every loaded plugin's code
+    // would only slow the exit down.
+    std::mem::forget(registry);
+    match planned {
         Ok(report) => {
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

@@ -71,13 +71,13 @@ fn parse_world(s: &str) -> Result<World, String> {
 pub fn run(cmd: PluginsCommand, config: &Config) -> anyhow::Result<ExitCode> {
     match cmd {
         PluginsCommand::List { json } => {
-            let mut registry = super::registry(config)?;
+            let mut registry = super::registry_for(config, super::Calls::Few)?;
             registry.prepare_all();
             print_candidates(&registry, json, false);
             Ok(ExitCode::SUCCESS)
         }
         PluginsCommand::Verify { path, wasm, json } => {
-            let sandbox = super::sandbox(config)?;
+            let sandbox = super::sandbox_for(config, super::Calls::Few)?;
             let mut registry = verify_target(&path, wasm.as_deref(), sandbox)?;
             registry.prepare_all();
             let ok = print_candidates(&registry, json, true);
@@ -110,7 +110,7 @@ pub fn run(cmd: PluginsCommand, config: &Config) -> anyhow::Result<ExitCode> {
             let target = dir
                 .or_else(|| config.plugin_dirs.first().cloned())
                 .unwrap_or_else(|| config.state_dir.join("plugins"));
-            let sandbox = super::sandbox(config)?;
+            let sandbox = super::sandbox_for(config, super::Calls::Few)?;
             install(&path, wasm.as_deref(), &target, force, &sandbox)?;
             Ok(ExitCode::SUCCESS)
         }
