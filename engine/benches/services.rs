@@ -52,6 +52,7 @@ async fn one(
             labels: HashMap::from([(runner::LABEL_MANAGED.to_owned(), "true".to_owned())]),
             holder_image: slipway::config::DEFAULT_HOLDER_IMAGE.into(),
             network: "none".into(),
+            reach: Default::default(),
         },
     )
     .await

@@ -105,6 +105,40 @@ pub struct ManagedServiceSpec {
     /// `required` (the default) or `preferred` (run on the CPU).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<crate::job::GpuPolicy>,
+    /// Set by the engine on the services a deployment runs; a client may
+    /// not set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>, read_only)]
+    pub deployment: Option<DeploymentBinding>,
+}
+
+/// What a deployment adds to a service it runs: its place on the
+/// deployment's network and what Compose says beyond a managed service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentBinding {
+    /// The deployment's name.
+    pub deployment: String,
+    /// The commit this service was built and configured from.
+    pub commit: String,
+    /// The deployment's user-defined network.
+    pub network: String,
+    /// Its name there (the Compose service name) and its published ports.
+    pub reach: crate::runtime::spec::Reach,
+    /// `host-or-volume:container[:ro]`: named volumes and binds inside the checkout.
+    #[serde(default)]
+    pub binds: Vec<String>,
+    /// Replaces the image's entrypoint.
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// The user the container runs as.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The working directory.
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// The Compose file's labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A declared service with its bookkeeping.

@@ -66,6 +66,12 @@ fn checked(
 ) -> Result<ManagedServiceSpec, ApiError> {
     let Json(spec) = body?;
     let mut problems = spec.validate();
+    if spec.deployment.is_some() {
+        problems.push(crate::job::FieldProblem {
+            field: "deployment".into(),
+            message: "is set by the engine on a deployment's services; declare a deployment instead".into(),
+        });
+    }
     problems.extend(supervisor.plugin_problems(&spec));
     if !problems.is_empty() {
         let mut e = ApiError::invalid_spec(problems);

@@ -92,7 +92,7 @@ async fn engine(
         let of_ready_workspace = labels
             .get(slipway::workspaces::LABEL_WORKSPACE)
             .is_some_and(|id| ready_workspaces.contains(id));
-        let declared_service = matches!(role, Some("holder" | "managed-service"))
+        let declared_service = matches!(role, Some("holder" | "managed-service" | "deployment"))
             && labels
                 .get(slipway::runner::LABEL_SERVICE)
                 .is_some_and(|name| declared.contains(name));

@@ -184,6 +184,7 @@ impl Helper<'_> {
             hardening: Hardening::Service,
             output_kept_mb: None,
             gpus: None,
+            reach: Default::default(),
         };
         let id = container::create_and_start(runtime, &spec).await?;
         let code = container::wait_exit(runtime, &id).await.unwrap_or(-1);

@@ -63,6 +63,9 @@ pub enum Role {
     Service,
     /// A managed service's container.
     ManagedService,
+    /// A container of a deployment's Compose service (a managed service
+    /// the deployment declared).
+    Deployment,
     /// A one-off helper that works on a cache volume.
     Cache,
 }
@@ -76,6 +79,7 @@ impl Role {
             Role::Workspace => "workspace",
             Role::Service => "service",
             Role::ManagedService => "managed-service",
+            Role::Deployment => "deployment",
             Role::Cache => "cache",
         }
     }
@@ -88,12 +92,18 @@ impl Role {
             Role::Workspace,
             Role::Service,
             Role::ManagedService,
+            Role::Deployment,
             Role::Cache,
         ]
         .into_iter()
         .find(|r| r.label() == value)
     }
 }
+
+/// The deployment a container belongs to (`io.slipway.role=deployment`).
+pub const LABEL_DEPLOYMENT: &str = "io.slipway.deployment";
+/// The commit a deployment's container was built and configured from.
+pub const LABEL_COMMIT: &str = "io.slipway.commit";
 
 /// Which engine (state directory) owns the container, so engines sharing a
 /// daemon never adopt or remove each other's containers.

@@ -16,6 +16,7 @@ use super::container::{
     self, ContainerLimits, ContainerSpec, Hardening, IDLE, RunnerError, create_and_start,
 };
 use super::{LABEL_ROLE, LABEL_SERVICE, Role};
+use crate::runtime::spec::Reach;
 use crate::runtime::{Runtime, RuntimeError};
 
 /// What every container of a pod shares.
@@ -27,8 +28,10 @@ pub struct PodSpec {
     pub labels: HashMap<String, String>,
     /// The holder's image: a busybox (needs `sh`, `nc`).
     pub holder_image: String,
-    /// The pod's network: `none`, `bridge` or `host`.
+    /// The pod's network: `none`, `bridge`, `host`, or a user-defined one.
     pub network: String,
+    /// Names on that network and ports published on the host (the holder's).
+    pub reach: Reach,
 }
 
 /// The long-running container the steps run in.
@@ -76,6 +79,12 @@ pub struct ServiceContainer {
     pub labels: HashMap<String, String>,
     /// GPUs it gets (`-1`: all); see `gpu`.
     pub gpus: Option<i64>,
+    /// Replaces the image's entrypoint; `None`: the image's own.
+    pub entrypoint: Option<Vec<String>>,
+    /// `uid:gid` or a user name; `None`: the image's own.
+    pub user: Option<String>,
+    /// Working directory; `None`: the image's own.
+    pub workdir: Option<String>,
 }
 
 /// A running pod: its holder (or, solo, its workload) and every member container;
@@ -114,6 +123,7 @@ impl Pod {
             hardening: Hardening::Full,
             output_kept_mb: None,
             gpus: None,
+            reach: spec.reach.clone(),
         };
         let holder = create_and_start(runtime, &holder).await?;
         Ok(Pod {
@@ -186,6 +196,7 @@ impl Pod {
             labels: HashMap::new(),
             holder_image: String::new(),
             network: String::new(),
+            reach: Default::default(),
         };
         // A solo pod: its workload owns the namespace.
         let holder = holder.or(solo).unwrap_or_default();
@@ -253,6 +264,7 @@ impl Pod {
             hardening: Hardening::Full,
             output_kept_mb: w.output_kept_mb.filter(|_| !idles),
             gpus: w.gpus,
+            reach: Default::default(),
         };
         let id = create_and_start(&self.runtime, &spec).await?;
         self.add((w.role.label(), &id));
@@ -274,10 +286,10 @@ impl Pod {
             name: format!("{}-svc-{}", self.spec.name, s.name),
             image: s.image.clone(),
             cmd: (!s.command.is_empty()).then(|| s.command.clone()),
-            entrypoint: None,
+            entrypoint: s.entrypoint.clone(),
             env: s.env.clone(),
-            workdir: None,
-            user: None,
+            workdir: s.workdir.clone(),
+            user: s.user.clone(),
             binds: s.binds.clone(),
             labels,
             limits: s.limits.clone(),
@@ -285,6 +297,7 @@ impl Pod {
             hardening: Hardening::Service,
             output_kept_mb: None,
             gpus: s.gpus,
+            reach: Default::default(),
         };
         let id = create_and_start(&self.runtime, &spec).await?;
         self.add((s.role.label(), &id));

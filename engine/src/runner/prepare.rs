@@ -708,6 +708,7 @@ impl Runner {
             labels: req.labels.clone(),
             holder_image: self.settings.holder_image.clone(),
             network: network.into(),
+            reach: Default::default(),
         };
         let pod = if service_specs.is_empty() {
             Pod::solo(&self.runtime, pod_spec)

@@ -336,6 +336,9 @@ pub async fn start_and_wait(
             binds: vec![],
             labels: Default::default(),
             gpus: None,
+            entrypoint: None,
+            user: None,
+            workdir: None,
         };
         let id = pod
             .start_service(&container)

@@ -53,6 +53,7 @@ struct State {
     containers: BTreeMap<String, Fake>,
     images: HashSet<String>,
     volumes: HashMap<String, HashMap<String, String>>,
+    networks: HashMap<String, HashMap<String, String>>,
     execs: HashMap<String, i64>,
     journal: Vec<String>,
     /// The next build fails with this reason.
@@ -556,6 +557,24 @@ impl ContainerRuntime for MemoryRuntime {
             .ok_or_else(|| not_found("volume", name))?;
         state.journal.push(format!("remove-volume {name}"));
         Ok(())
+    }
+
+    async fn create_network(
+        &self,
+        name: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<(), RuntimeError> {
+        let mut state = self.lock();
+        state.journal.push(format!("network {name}"));
+        state.networks.entry(name.to_owned()).or_insert(labels);
+        Ok(())
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<(), RuntimeError> {
+        match self.lock().networks.remove(name) {
+            Some(_) => Ok(()),
+            None => Err(not_found("network", name)),
+        }
     }
 
     async fn host_facts(&self) -> Result<HostFacts, RuntimeError> {

@@ -133,6 +133,19 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Remove a volume (refused while a container uses it).
     async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError>;
 
+    // --- networks ---
+
+    /// Create a user-defined network carrying `labels` (its members reach
+    /// each other by name); one that exists already is no error.
+    async fn create_network(
+        &self,
+        name: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<(), RuntimeError>;
+
+    /// Remove a network (refused while a container is attached).
+    async fn remove_network(&self, name: &str) -> Result<(), RuntimeError>;
+
     // --- host ---
 
     /// What the engine says about itself: version, limits it enforces,

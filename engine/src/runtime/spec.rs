@@ -114,6 +114,35 @@ pub struct ContainerSpec {
     pub output_kept_mb: Option<u64>,
     /// GPUs to request (`-1`: all), as `--gpus` does.
     pub gpus: Option<i64>,
+    /// How the container's network namespace is reached from outside the
+    /// pod (only the namespace's owner has any).
+    pub reach: Reach,
+}
+
+/// How a pod is reached from beyond it: names on its user-defined network
+/// (other containers there resolve them through the daemon's DNS) and
+/// ports published on the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Reach {
+    /// Names the pod answers to on its network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// Ports published on the host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<PublishedPort>,
+}
+
+/// A container port published on the host.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PublishedPort {
+    /// Host address to bind; `None`: every address.
+    pub host_ip: Option<String>,
+    /// Host port; `None`: one the daemon picks.
+    pub host_port: Option<u16>,
+    /// The port inside the pod.
+    pub container_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
 }
 
 /// How far a container is locked down.

@@ -16,7 +16,9 @@ use crate::runner::services::ServiceView;
 use crate::runner::services::{
     self, Judged, Prober, ReadinessPlugin, RunningService, ServiceLog, follow_log, watch_exit,
 };
-use crate::runner::{LABEL_ENGINE, LABEL_MANAGED, LABEL_ROLE, LABEL_SERVICE, Role};
+use crate::runner::{
+    LABEL_COMMIT, LABEL_DEPLOYMENT, LABEL_ENGINE, LABEL_MANAGED, LABEL_ROLE, LABEL_SERVICE, Role,
+};
 use crate::runtime::{ContainerSummary, Runtime};
 use crate::service::{ManagedServiceSpec, RestartMode};
 use std::collections::HashMap;
@@ -65,21 +67,44 @@ impl Life {
         self.log.line(LogStream::Engine, text);
     }
 
+    /// The role its container carries: a deployment's services say so.
+    fn role(&self) -> Role {
+        match self.spec.deployment {
+            Some(_) => Role::Deployment,
+            None => ROLE,
+        }
+    }
+
     fn pod_spec(&self) -> PodSpec {
+        let mut labels = HashMap::from([
+            (LABEL_MANAGED.to_owned(), "true".to_owned()),
+            (LABEL_ENGINE.to_owned(), self.settings.engine_id.clone()),
+            (LABEL_SERVICE.to_owned(), self.spec.name.clone()),
+        ]);
+        let (network, reach) = match &self.spec.deployment {
+            Some(d) => {
+                labels.extend([
+                    (LABEL_DEPLOYMENT.to_owned(), d.deployment.clone()),
+                    (LABEL_COMMIT.to_owned(), d.commit.clone()),
+                ]);
+                (d.network.clone(), d.reach.clone())
+            }
+            None => (
+                match self.spec.network {
+                    Network::None => "none",
+                    Network::Bridge => "bridge",
+                    Network::Host => "host",
+                }
+                .into(),
+                Default::default(),
+            ),
+        };
         PodSpec {
             name: format!("slipway-{}-svc-{}", self.settings.engine_id, self.spec.name),
-            labels: HashMap::from([
-                (LABEL_MANAGED.to_owned(), "true".to_owned()),
-                (LABEL_ENGINE.to_owned(), self.settings.engine_id.clone()),
-                (LABEL_SERVICE.to_owned(), self.spec.name.clone()),
-            ]),
+            labels,
             holder_image: self.settings.holder_image.clone(),
-            network: match self.spec.network {
-                Network::None => "none",
-                Network::Bridge => "bridge",
-                Network::Host => "host",
-            }
-            .into(),
+            network,
+            reach,
         }
     }
 
@@ -276,7 +301,7 @@ impl Life {
             .into_iter()
             .filter(|c| {
                 let role = c.labels.get(LABEL_ROLE).and_then(|r| Role::of_label(r));
-                matches!(role, Some(Role::Holder) | Some(ROLE))
+                role == Some(Role::Holder) || role == Some(self.role())
             })
             .collect();
         let hash = spec_hash(&self.spec);
@@ -286,7 +311,7 @@ impl Life {
             .iter()
             .find(|c| role_of(c) == Some(Role::Holder) && c.running);
         let service = found.iter().find(|c| {
-            role_of(c) == Some(ROLE) && c.running && c.labels.get(LABEL_SPEC) == Some(&hash)
+            role_of(c) == Some(self.role()) && c.running && c.labels.get(LABEL_SPEC) == Some(&hash)
         });
         if let (Some(h), Some(s), 2) = (holder, service, found.len()) {
             let (h, s) = (h.id.clone(), s.id.clone());
@@ -295,7 +320,7 @@ impl Life {
                 &self.runtime,
                 self.pod_spec(),
                 h,
-                vec![(ROLE.label().to_owned(), s.clone())],
+                vec![(self.role().label().to_owned(), s.clone())],
             );
             return Some((pod, s));
         }
@@ -354,7 +379,7 @@ impl Life {
                 .collect(),
             command: spec.command.clone(),
             limits: (&spec.resources).into(),
-            role: ROLE,
+            role: self.role(),
             binds: spec
                 .volumes
                 .iter()
@@ -365,9 +390,18 @@ impl Life {
                         v.path
                     )
                 })
+                .chain(spec.deployment.iter().flat_map(|d| d.binds.iter().cloned()))
                 .collect(),
-            labels: HashMap::from([(LABEL_SPEC.to_owned(), spec_hash(spec))]),
+            labels: spec
+                .deployment
+                .iter()
+                .flat_map(|d| d.labels.clone())
+                .chain([(LABEL_SPEC.to_owned(), spec_hash(spec))])
+                .collect(),
             gpus: gpu.devices(),
+            entrypoint: spec.deployment.as_ref().and_then(|d| d.entrypoint.clone()),
+            user: spec.deployment.as_ref().and_then(|d| d.user.clone()),
+            workdir: spec.deployment.as_ref().and_then(|d| d.workdir.clone()),
         };
         match pod.start_service(&container).await {
             Ok(id) => {

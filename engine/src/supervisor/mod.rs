@@ -262,10 +262,9 @@ impl Supervisor {
     /// Docker's event stream for this engine's managed containers.
     async fn listen(self: Arc<Self>, shutdown: CancellationToken) {
         let filter = EventFilter {
-            labels: vec![
-                format!("{LABEL_ENGINE}={}", self.settings.engine_id),
-                format!("{LABEL_ROLE}={}", ROLE.label()),
-            ],
+            // Both roles a supervised container has: filters are ANDed,
+            // so the role is checked below.
+            labels: vec![format!("{LABEL_ENGINE}={}", self.settings.engine_id)],
             kinds: vec![EventKind::Died, EventKind::OomKilled, EventKind::Health],
             ..Default::default()
         };
@@ -277,6 +276,10 @@ impl Supervisor {
                     _ = shutdown.cancelled() => return,
                 };
                 let Some(Ok(event)) = event else { break };
+                let role = event.labels.get(LABEL_ROLE).and_then(|r| Role::of_label(r));
+                if !matches!(role, Some(ROLE | Role::Deployment)) {
+                    continue;
+                }
                 let Some(name) = event.labels.get(LABEL_SERVICE) else {
                     continue;
                 };

@@ -34,6 +34,7 @@ fn pod_spec(test: &str) -> PodSpec {
         ]),
         holder_image: slipway::config::DEFAULT_HOLDER_IMAGE.into(),
         network: "none".into(),
+        reach: Default::default(),
     }
 }
 
@@ -274,6 +275,9 @@ async fn the_pod_shares_loopback_and_nothing_else() {
         binds: vec![],
         labels: HashMap::new(),
         gpus: None,
+        entrypoint: None,
+        user: None,
+        workdir: None,
     })
     .await
     .unwrap();
@@ -705,6 +709,7 @@ async fn a_gpu_request_is_a_device_request_on_the_container() {
             hardening: Hardening::Full,
             output_kept_mb: None,
             gpus: Some(gpus),
+            reach: Default::default(),
         };
         let id = container::create(&docker, &spec).await.unwrap();
         let inspected = raw().await.inspect_container(&id, None).await.unwrap();

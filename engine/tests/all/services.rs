@@ -90,6 +90,7 @@ async fn start(test: &'static str, specs: Vec<ServiceSpec>) -> Run {
             ]),
             holder_image: slipway::config::DEFAULT_HOLDER_IMAGE.into(),
             network: "none".into(),
+            reach: Default::default(),
         },
     )
     .await

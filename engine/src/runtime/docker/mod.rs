@@ -484,6 +484,37 @@ impl ContainerRuntime for DockerRuntime {
             .map_err(refused("remove a volume", "volume", name))
     }
 
+    async fn create_network(
+        &self,
+        name: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<(), RuntimeError> {
+        if self.client.inspect_network(name, None).await.is_ok() {
+            return Ok(());
+        }
+        let request = bollard::models::NetworkCreateRequest {
+            name: name.to_owned(),
+            driver: Some("bridge".into()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        match self.client.create_network(request).await {
+            Ok(_) => Ok(()),
+            // Created by another task in between.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(e) => Err(refused("create a network", "network", name)(e)),
+        }
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<(), RuntimeError> {
+        self.client
+            .remove_network(name)
+            .await
+            .map_err(refused("remove a network", "network", name))
+    }
+
     async fn host_facts(&self) -> Result<HostFacts, RuntimeError> {
         connect::host_facts(&self.client)
             .await

@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{ContainerCreateBody, DeviceRequest, HostConfig, HostConfigLogConfig};
+use bollard::models::{
+    ContainerCreateBody, DeviceRequest, EndpointSettings, HostConfig, HostConfigLogConfig,
+    NetworkingConfig, PortBinding,
+};
 
 use crate::runtime::spec::{
     ContainerSpec, DEFAULT_PIDS, Hardening, IDLE, SERVICE_CAPABILITIES, TMP_OPTIONS,
@@ -34,6 +37,20 @@ pub fn host_config(spec: &ContainerSpec) -> HostConfig {
                 ..Default::default()
             }]
         }),
+        port_bindings: (!spec.reach.publish.is_empty()).then(|| {
+            let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+            for p in &spec.reach.publish {
+                bindings
+                    .entry(port_key(p.container_port, &p.protocol))
+                    .or_default()
+                    .get_or_insert_with(Vec::new)
+                    .push(PortBinding {
+                        host_ip: p.host_ip.clone(),
+                        host_port: p.host_port.map(|port| port.to_string()),
+                    });
+            }
+            bindings
+        }),
         log_config: spec.output_kept_mb.map(|mb| HostConfigLogConfig {
             typ: Some("json-file".into()),
             config: Some(HashMap::from([
@@ -43,6 +60,11 @@ pub fn host_config(spec: &ContainerSpec) -> HostConfig {
         }),
         ..Default::default()
     }
+}
+
+/// `80/tcp`, as Docker names a container port.
+fn port_key(port: u16, protocol: &str) -> String {
+    format!("{port}/{protocol}")
 }
 
 /// The whole create request.
@@ -66,6 +88,23 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         network_disabled: Some(spec.network == "none"),
         attach_stdout: Some(false),
         attach_stderr: Some(false),
+        exposed_ports: (!spec.reach.publish.is_empty()).then(|| {
+            spec.reach
+                .publish
+                .iter()
+                .map(|p| port_key(p.container_port, &p.protocol))
+                .collect()
+        }),
+        // Names on a user-defined network (the daemon's DNS answers them).
+        networking_config: (!spec.reach.aliases.is_empty()).then(|| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                spec.network.clone(),
+                EndpointSettings {
+                    aliases: Some(spec.reach.aliases.clone()),
+                    ..Default::default()
+                },
+            )])),
+        }),
         host_config: Some(host_config(spec)),
         ..Default::default()
     }
@@ -95,6 +134,7 @@ mod tests {
             hardening,
             output_kept_mb: None,
             gpus: None,
+            reach: Default::default(),
         }
     }
 
