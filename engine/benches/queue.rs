@@ -186,6 +186,7 @@ fn http_and_memory() {
         request_timeout: api::REQUEST_TIMEOUT,
         git_credentials: Default::default(),
         watcher: None,
+        deployments: None,
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();

@@ -131,6 +131,12 @@ impl Checkouts {
         }
     }
 
+    /// The commit `reference` names in `source` now (see [`resolve_ref`]),
+    /// with these checkouts' credentials and time limit.
+    pub fn head_of(&self, source: &str, reference: &str) -> Result<String, CheckoutError> {
+        resolve_ref(source, reference, self.timeout, &self.credentials)
+    }
+
     /// Talk to private repositories with these credentials.
     pub fn with_credentials(mut self, credentials: GitCredentials) -> Checkouts {
         self.credentials = credentials;

@@ -306,6 +306,30 @@ pub fn service_problems(services: &[ServiceSpec]) -> Vec<FieldProblem> {
     problems
 }
 
+/// What is wrong with `repository` as a job's (or a deployment's) source:
+/// a git URL, or an absolute local path where the configuration allows them.
+pub fn repository_problem(repository: &str, policy: &SpecPolicy) -> Option<String> {
+    let repo = repository.trim();
+    let is_url = ["https://", "http://", "ssh://", "git://", "git@"]
+        .iter()
+        .any(|p| repo.starts_with(p));
+    // `file://` is a local path in disguise: the local-path rule holds.
+    let repo = repo.strip_prefix("file://").unwrap_or(repo);
+    if repo.is_empty() {
+        Some("is empty; give a git URL".into())
+    } else if is_url {
+        None
+    } else if !policy.allow_local_paths {
+        Some(format!(
+            "`{repo}` is a local path; local paths are not allowed by this server's configuration"
+        ))
+    } else if !repo.starts_with('/') || repo.split('/').any(|c| c == "..") {
+        Some(format!("`{repo}` must be an absolute path without `..`"))
+    } else {
+        None
+    }
+}
+
 /// One problem with a submitted spec.
 #[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize)]
 pub struct FieldProblem {
@@ -358,28 +382,8 @@ impl JobSpec {
                 message,
             })
         };
-        let repo = self.repository.trim();
-        let is_url = ["https://", "http://", "ssh://", "git://", "git@"]
-            .iter()
-            .any(|p| repo.starts_with(p));
-        // `file://` is a local path in disguise: the local-path rule holds.
-        let repo = repo.strip_prefix("file://").unwrap_or(repo);
-        if repo.is_empty() {
-            problem("repository", "is empty; give a git URL".into());
-        } else if !is_url {
-            if !policy.allow_local_paths {
-                problem(
-                    "repository",
-                    format!(
-                        "`{repo}` is a local path; local paths are not allowed by this server's configuration"
-                    ),
-                );
-            } else if !repo.starts_with('/') || repo.split('/').any(|c| c == "..") {
-                problem(
-                    "repository",
-                    format!("`{repo}` must be an absolute path without `..`"),
-                );
-            }
+        if let Some(message) = repository_problem(&self.repository, policy) {
+            problem("repository", message);
         }
         let commit = self.commit.trim();
         if commit.is_empty() {

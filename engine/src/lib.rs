@@ -39,7 +39,9 @@
 pub mod api;
 pub mod callbacks;
 pub mod checkout;
+pub mod compose;
 pub mod config;
+pub mod deployments;
 pub mod executor;
 pub mod git_auth;
 pub mod job;

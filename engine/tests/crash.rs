@@ -77,6 +77,7 @@ fn child_main(state_dir: &str, port: &str) {
             request_timeout: slipway::api::REQUEST_TIMEOUT,
             git_credentials: Default::default(),
             watcher: None,
+            deployments: None,
         };
         api::serve(listener, state, shutdown).await.unwrap();
     });

@@ -15,6 +15,7 @@
 //! reset, which run steps with their own timeouts) are exempt.
 
 mod auth;
+pub mod deployments;
 pub mod error;
 mod health;
 pub mod jobs;
@@ -68,6 +69,8 @@ pub struct AppState {
     /// The watcher of watched repositories; `None` outside `serve` (the
     /// watch routes answer 503).
     pub watcher: Option<Arc<crate::watches::Watcher>>,
+    /// The deployments controller; `None` outside `serve` (the routes answer 503).
+    pub deployments: Option<Arc<crate::deployments::Deployments>>,
 }
 
 /// The default of [`AppState::request_timeout`].
@@ -100,6 +103,21 @@ pub fn router(state: AppState) -> Router {
         .route("/services/{name}/restart", post(services::restart))
         .route("/tokens", post(tokens::create).get(tokens::list))
         .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route(
+            "/deployments",
+            post(deployments::create).get(deployments::list),
+        )
+        .route(
+            "/deployments/{name}",
+            get(deployments::show)
+                .put(deployments::replace)
+                .delete(deployments::delete),
+        )
+        .route("/deployments/{name}/up", post(deployments::up))
+        .route("/deployments/{name}/down", post(deployments::down))
+        .route("/deployments/{name}/rollback", post(deployments::rollback))
+        .route("/deployments/{name}/history", get(deployments::history))
+        .route("/deployments/{name}/logs", get(deployments::logs))
         .route("/watches", post(watches::create).get(watches::list))
         .route(
             "/watches/{id}",

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{health, jobs, profiles, services, tokens, watches, workspaces};
+use super::{deployments, health, jobs, profiles, services, tokens, watches, workspaces};
 use crate::job::{
     AllGpus, Event, FieldProblem, GpuPolicy, Gpus, JobSpec, JobState, Network, Progress,
     ReadinessSpec, Resources, ServiceSpec, Tier,
@@ -43,6 +43,9 @@ impl Modify for BearerAuth {
         workspaces::validate, workspaces::reset, workspaces::history,
         watches::create, watches::list, watches::show, watches::replace, watches::delete,
         watches::pause, watches::resume, watches::rotate_secret, watches::deliveries, watches::hook,
+        deployments::create, deployments::list, deployments::show, deployments::replace,
+        deployments::delete, deployments::up, deployments::down, deployments::rollback,
+        deployments::history, deployments::logs,
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(
@@ -57,6 +60,10 @@ impl Modify for BearerAuth {
         watches::WatchCreated, watches::HookAnswer, crate::job::Trigger, crate::job::TriggerKind,
         crate::callbacks::CallbackSpec, crate::callbacks::CallbackEvents, crate::callbacks::OutboxEntry,
         crate::callbacks::Attempt,
+        crate::deployments::DeploymentSpec, crate::deployments::Deployment,
+        crate::deployments::SyncState, crate::deployments::HealthState, crate::deployments::Release,
+        crate::deployments::ReleasedService, crate::deployments::Rollout,
+        crate::deployments::RolloutResult, deployments::ServiceLog,
     )),
     modifiers(&BearerAuth)
 )]

@@ -69,7 +69,9 @@ fn checked(
     if spec.deployment.is_some() {
         problems.push(crate::job::FieldProblem {
             field: "deployment".into(),
-            message: "is set by the engine on a deployment's services; declare a deployment instead".into(),
+            message:
+                "is set by the engine on a deployment's services; declare a deployment instead"
+                    .into(),
         });
     }
     problems.extend(supervisor.plugin_problems(&spec));

@@ -2,6 +2,7 @@
 //! (clap derive; the doc comments are the help) and prints results.
 
 mod client;
+mod deploy;
 mod doctor;
 mod plan;
 mod plugins;
@@ -113,6 +114,14 @@ pub enum Command {
         #[command(flatten)]
         server: client::ServerArgs,
     },
+    /// Deployments (a Compose stack kept at a branch's head): add, list,
+    /// status, up, down, rollback, history, logs.
+    Deploy {
+        #[command(subcommand)]
+        command: deploy::DeployCommand,
+        #[command(flatten)]
+        server: client::ServerArgs,
+    },
     /// Watched branches and tags (each new commit runs a job): add, list,
     /// show, rm, pause, resume.
     Watch {
@@ -187,6 +196,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cancel { job, server } => client::cancel(job, &server),
         Command::Services { command, server } => services::run(command, &server),
         Command::Watch { command, server } => watch::run(command, &server),
+        Command::Deploy { command, server } => deploy::run(command, &server),
         Command::Workspace { command, server } => workspace::run(command, &server),
         Command::Tokens { command, server } => tokens::run(command, &server),
     }

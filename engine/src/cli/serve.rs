@@ -12,6 +12,7 @@ use slipway::api::{self, AppState};
 use slipway::callbacks::sender::CallbackSender;
 use slipway::checkout::Checkouts;
 use slipway::config::Config;
+use slipway::deployments::Deployments;
 use slipway::job::{JobSpec, SpecPolicy};
 use slipway::jobs::executor::{ContainerExecutor, RunnerSettings};
 use slipway::logs::JobLogs;
@@ -33,6 +34,7 @@ struct EngineParts {
     supervisor: Arc<Supervisor>,
     workspaces: Arc<Workspaces>,
     plugins: Arc<slipway::plugins::PluginSandbox>,
+    deployments: Arc<Deployments>,
 }
 
 /// `work` holds the store, logs and checkouts: the state directory for
@@ -156,6 +158,7 @@ async fn engine(
         .with_max_mb(config.checkout_max_mb)
         .with_credentials(config.git_credentials.clone());
     let executor = ContainerExecutor::new(runtime, checkouts, registry, store.clone(), settings);
+    let runner = executor.runner();
     let workspaces = Workspaces::new(
         executor.runner(),
         WorkspaceSettings {
@@ -181,6 +184,14 @@ async fn engine(
         logs.clone(),
         scheduler_config,
     );
+    let deployments = Deployments::new(
+        store.clone(),
+        runner,
+        supervisor.clone(),
+        scheduler.clone(),
+        policy.clone(),
+        work.join("deployment-logs"),
+    );
     Ok(EngineParts {
         store,
         scheduler,
@@ -189,6 +200,7 @@ async fn engine(
         supervisor,
         workspaces,
         plugins,
+        deployments,
     })
 }
 
@@ -201,7 +213,8 @@ fn remove_stale_checkouts(dir: &Path, kept: &[String]) -> anyhow::Result<()> {
     for entry in entries {
         let path = entry?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if kept.iter().any(|k| name == k) {
+        // A deployment's checkouts hold the binds of its running services.
+        if kept.iter().any(|k| name == k) || name.starts_with("deploy-") {
             continue;
         }
         let removed = if path.is_dir() {
@@ -318,7 +331,9 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             request_timeout: slipway::api::REQUEST_TIMEOUT,
             git_credentials: config.git_credentials.clone(),
             watcher: Some(watcher),
+            deployments: Some(parts.deployments.clone()),
         };
+        let deploying = tokio::spawn(parts.deployments.clone().run(shutdown.clone()));
         let reaper = tokio::spawn(parts.workspaces.clone().reap(shutdown.clone()));
         let stop = shutdown.clone();
         tokio::spawn(async move {
@@ -334,6 +349,7 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         let _ = reaper.await;
         let _ = watching.await;
         let _ = calling.await;
+        let _ = deploying.await;
         parts.workspaces.close_all("the engine stopped").await;
         Ok(ExitCode::SUCCESS)
     })

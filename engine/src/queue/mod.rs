@@ -10,6 +10,6 @@ pub mod store;
 pub use redb_store::RedbStore;
 pub use scheduler::{Scheduler, SchedulerConfig};
 pub use store::{
-    ImageStore, JobQueue, JobStore, LeaseRequest, ListFilter, OutboxStore, ProfileStore,
-    ServiceStore, StoreError, Submitted, TokenStore, WatchStore, WorkspaceStore,
+    DeploymentStore, ImageStore, JobQueue, JobStore, LeaseRequest, ListFilter, OutboxStore,
+    ProfileStore, ServiceStore, StoreError, Submitted, TokenStore, WatchStore, WorkspaceStore,
 };

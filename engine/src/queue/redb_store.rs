@@ -20,10 +20,12 @@ use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::store::{
-    ImageStore, ImageUse, JobQueue, LeaseRequest, ListFilter, OutboxStore, ProfileStore,
-    ServiceStore, StoreError, StoreFuture, Submitted, TokenStore, WatchStore, WorkspaceStore,
+    DeploymentStore, ImageStore, ImageUse, JobQueue, LeaseRequest, ListFilter, OutboxStore,
+    ProfileStore, ServiceStore, StoreError, StoreFuture, Submitted, TokenStore, WatchStore,
+    WorkspaceStore,
 };
 use crate::callbacks::OutboxEntry;
+use crate::deployments::Deployment;
 use crate::job::{
     JobId, JobRecord, JobSpec, JobState, Outcome, Progress, RunRecord, SpecPolicy, now_ms,
 };
@@ -47,6 +49,7 @@ const WORKSPACE_RUNTIMES: TableDefinition<&str, &[u8]> = TableDefinition::new("w
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 const WATCHES: TableDefinition<&str, &[u8]> = TableDefinition::new("watches");
+const DEPLOYMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("deployments");
 /// Callback messages by key (`<job>/<event>/<callback>`, see `callbacks::key`).
 const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
 /// The outbox messages still to send, by when they are due.
@@ -70,6 +73,7 @@ struct Tables<'t> {
     tokens: Table<'t, &'static str, &'static [u8]>,
     images: Table<'t, &'static str, &'static [u8]>,
     watches: Table<'t, &'static str, &'static [u8]>,
+    deployments: Table<'t, &'static str, &'static [u8]>,
     deliveries: Table<'t, &'static str, &'static [u8]>,
     outbox: Table<'t, &'static str, &'static [u8]>,
     outbox_due: Table<'t, (u64, &'static str), ()>,
@@ -204,6 +208,7 @@ impl RedbStore {
             txn.open_table(TOKENS).map_err(io)?;
             txn.open_table(IMAGES).map_err(io)?;
             txn.open_table(WATCHES).map_err(io)?;
+            txn.open_table(DEPLOYMENTS).map_err(io)?;
             txn.open_table(DELIVERIES).map_err(io)?;
             txn.open_table(OUTBOX).map_err(io)?;
             txn.open_table(OUTBOX_DUE).map_err(io)?;
@@ -329,6 +334,7 @@ fn apply_batch(
                 tokens: txn.open_table(TOKENS)?,
                 images: txn.open_table(IMAGES)?,
                 watches: txn.open_table(WATCHES)?,
+                deployments: txn.open_table(DEPLOYMENTS)?,
                 deliveries: txn.open_table(DELIVERIES)?,
                 outbox: txn.open_table(OUTBOX)?,
                 outbox_due: txn.open_table(OUTBOX_DUE)?,
@@ -790,6 +796,30 @@ impl ProfileStore for RedbStore {
 
     fn delete_profile(&self, name: &str) -> StoreFuture<'_, bool> {
         self.delete_named(|t| &mut t.profiles, name)
+    }
+}
+
+impl DeploymentStore for RedbStore {
+    fn put_deployment(&self, deployment: Deployment) -> StoreFuture<'_, bool> {
+        let name = deployment.spec.name.clone();
+        self.put_named(|t| &mut t.deployments, name, &deployment, false)
+    }
+
+    fn put_deployment_new(&self, deployment: Deployment) -> StoreFuture<'_, bool> {
+        let name = deployment.spec.name.clone();
+        self.put_named(|t| &mut t.deployments, name, &deployment, true)
+    }
+
+    fn get_deployment(&self, name: &str) -> Result<Option<Deployment>, StoreError> {
+        self.get_named(DEPLOYMENTS, name)
+    }
+
+    fn list_deployments(&self) -> Result<Vec<Deployment>, StoreError> {
+        self.list_named(DEPLOYMENTS)
+    }
+
+    fn delete_deployment(&self, name: &str) -> StoreFuture<'_, bool> {
+        self.delete_named(|t| &mut t.deployments, name)
     }
 }
 

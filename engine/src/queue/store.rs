@@ -11,6 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::callbacks::OutboxEntry;
+use crate::deployments::Deployment;
 use crate::executor::ReportRefused;
 use crate::job::{
     JobId, JobRecord, JobSpec, JobState, Outcome, Progress, RunRecord, TransitionError,
@@ -236,6 +237,20 @@ pub trait WatchStore: Send + Sync {
     fn list_deliveries(&self, id: &str) -> Result<Vec<Delivery>, StoreError>;
 }
 
+/// Deployments (by name) with their state and history.
+pub trait DeploymentStore: Send + Sync {
+    /// Create or replace a deployment.
+    fn put_deployment(&self, deployment: Deployment) -> StoreFuture<'_, bool>;
+    /// Create a deployment unless one has its name; `Ok(true)` when the name was taken.
+    fn put_deployment_new(&self, deployment: Deployment) -> StoreFuture<'_, bool>;
+    /// The deployment `name`; `Ok(None)` when there is none.
+    fn get_deployment(&self, name: &str) -> Result<Option<Deployment>, StoreError>;
+    /// By name.
+    fn list_deployments(&self) -> Result<Vec<Deployment>, StoreError>;
+    /// Remove a deployment; `Ok(false)` when there was none.
+    fn delete_deployment(&self, name: &str) -> StoreFuture<'_, bool>;
+}
+
 /// The callbacks outbox: messages owed to receivers, written in the same
 /// transaction as the job's state change they announce.
 pub trait OutboxStore: Send + Sync {
@@ -259,6 +274,7 @@ pub trait JobStore:
     + TokenStore
     + WorkspaceStore
     + WatchStore
+    + DeploymentStore
     + OutboxStore
     + 'static
 {
@@ -272,6 +288,7 @@ impl<T> JobStore for T where
         + TokenStore
         + WorkspaceStore
         + WatchStore
+        + DeploymentStore
         + OutboxStore
         + 'static
 {

@@ -44,6 +44,17 @@ pub struct ImageRequest<'a> {
     pub network: &'a str,
     /// An extra CA bundle (PEM) for generated images' package managers.
     pub ca_bundle: Option<&'a [u8]>,
+    /// Build arguments and target stage (a Compose service's `build:`).
+    pub build: BuildOptions,
+}
+
+/// `--build-arg`s and `--target` of a build; part of the image's hash.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// `--build-arg` values.
+    pub args: BTreeMap<String, String>,
+    /// The stage to build.
+    pub target: Option<String>,
 }
 
 /// Where an extra CA bundle lives in images and job containers, and the
@@ -417,6 +428,12 @@ pub async fn resolve(
             )
         }
     };
+    // Arguments and target shape the image as much as the files do.
+    let options = (request.build != BuildOptions::default())
+        .then(|| format!("{:?}", request.build).into_bytes());
+    if let Some(options) = &options {
+        extra.push((".slipway.build-options", options));
+    }
     let (tar, hash) = context(&text, &files, &extra)?;
     let tag = format!(
         "slipway-runner/{}:{hash}",
@@ -439,6 +456,8 @@ pub async fn resolve(
         tag: tag.clone(),
         network: request.network.to_owned(),
         labels: HashMap::from([(LABEL_MANAGED.to_owned(), "true".to_owned())]),
+        args: request.build.args.clone().into_iter().collect(),
+        target: request.build.target.clone(),
     };
     let mut stream = runtime.build_image(build);
     let mut tail: Vec<String> = Vec::new();

@@ -580,6 +580,7 @@ impl Runner {
             base_images: &self.settings.base_images,
             network: &self.settings.build_network,
             ca_bundle: bundle.as_deref(),
+            build: Default::default(),
         };
         let image = self.build(&request, log, cancel).await?;
         let own_steps = profile.is_some_and(|p| p.validation.is_some());

@@ -196,6 +196,10 @@ pub struct BuildSpec {
     pub network: String,
     /// Labels on the built image (the engine marks its own images with them).
     pub labels: HashMap<String, String>,
+    /// `--build-arg` values.
+    pub args: HashMap<String, String>,
+    /// The stage to build (`--target`); `None`: the last one.
+    pub target: Option<String>,
 }
 
 /// Progress of a build.

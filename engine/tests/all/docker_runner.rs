@@ -400,6 +400,7 @@ mod images {
             base_images: &map,
             network: "none",
             ca_bundle: None,
+            build: Default::default(),
         };
         let first = image::resolve(&docker, &request, &logs.writer(1))
             .await
@@ -490,6 +491,7 @@ mod images {
             base_images: &map,
             network: "none",
             ca_bundle: None,
+            build: Default::default(),
         };
         let built = image::resolve(&docker, &request, &logs.writer(1)).await;
         let log = String::from_utf8(logs.read(1, 0, 1 << 20).unwrap().0).unwrap();
@@ -531,6 +533,7 @@ mod images {
             base_images: &map,
             network: "none",
             ca_bundle: None,
+            build: Default::default(),
         };
         let built = image::resolve(&docker, &own, &logs.writer(1))
             .await

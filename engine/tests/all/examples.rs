@@ -32,8 +32,9 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("dockerfile-app", &["passed"]),
 ];
 
-/// Examples that are not repositories to run.
-const NOT_RUN_HERE: &[&str] = &["deploy", "plugin-template", "services-app"];
+/// Examples that are not repositories to run as a job (`compose-app` is
+/// deployed in `deployments.rs`).
+const NOT_RUN_HERE: &[&str] = &["compose-app", "deploy", "plugin-template", "services-app"];
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -116,6 +116,7 @@ pub fn test_server(token: &str) -> TestServer {
         request_timeout: Duration::from_secs(2),
         git_credentials: Default::default(),
         watcher: None,
+        deployments: None,
     };
     let shutdown = CancellationToken::new();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -391,7 +391,14 @@ impl ContainerRuntime for DockerRuntime {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
+        let args: HashMap<&str, &str> = spec
+            .args
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let options = bollard::query_parameters::BuildImageOptionsBuilder::new()
+            .buildargs(&args)
+            .target(spec.target.as_deref().unwrap_or_default())
             .dockerfile(&spec.dockerfile)
             .t(&spec.tag)
             .rm(true)

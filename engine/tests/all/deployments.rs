@@ -1,0 +1,219 @@
+//! Deployments as a team runs them: the bundled Compose example
+//! (`examples/compose-app`: a web service built from the repository and
+//! PostgreSQL) in a git repository of the test's own, followed by a real
+//! `slipway serve` against the real Docker engine. A good commit rolls out;
+//! a commit that breaks its health check rolls back by itself while the old
+//! version keeps answering; a commit whose gate job fails is never deployed;
+//! `down` stays down across an engine restart.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::git;
+use crate::support::serve::{
+    Server, cli, free_port, get, post_json, request, start, text, wait_until,
+};
+
+const NAME: &str = "shop";
+
+/// The example's files in a fresh git repository on branch `main`.
+fn example_repo() -> tempfile::TempDir {
+    let repo = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/compose-app");
+    copy_dir(&example, repo.path());
+    git(repo.path(), &["init", "-q"]);
+    commit(repo.path(), "v1");
+    repo
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Commit everything; the new head.
+fn commit(repo: &Path, message: &str) -> String {
+    git(repo, &["add", "-A"]);
+    git(repo, &["commit", "-q", "-m", message]);
+    git(repo, &["rev-parse", "HEAD"])
+}
+
+fn deployment(server: &Server) -> Value {
+    let (code, body) = get(server, &format!("/api/v1/deployments/{NAME}"));
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// What the web service answers on its published port.
+fn web(port: u16) -> Option<String> {
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(2)))
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut answer = agent
+        .get(&format!("http://127.0.0.1:{port}/"))
+        .call()
+        .ok()?;
+    answer.body_mut().read_to_string().ok()
+}
+
+/// The deployment's containers, by `docker ps`.
+fn containers() -> Vec<String> {
+    crate::support::serve::containers_labelled(&format!("io.slipway.deployment={NAME}"))
+}
+
+fn wait_for(server: &Server, what: &str, seconds: u64, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    wait_until(what, seconds, || {
+        last = deployment(server);
+        done(&last)
+    });
+    last
+}
+
+#[test]
+fn a_compose_stack_follows_its_branch_rolls_back_bad_commits_and_stays_down() {
+    let repo = example_repo();
+    let c1 = git(repo.path(), &["rev-parse", "HEAD"]);
+    let server = start(tempfile::tempdir().unwrap());
+    let port = free_port();
+    // The gate's profile, as the example ships it.
+    let profile = std::fs::read_to_string(repo.path().join("slipway.toml")).unwrap();
+    let mut profile: Value =
+        serde_json::to_value(toml::from_str::<toml::Table>(&profile).unwrap()).unwrap();
+    profile["name"] = "compose-app".into();
+    let (code, body) = post_json(&server, "/api/v1/profiles", &profile);
+    assert_eq!(code, 201, "{body}");
+
+    let out = cli(
+        &server,
+        &[
+            "deploy",
+            "add",
+            NAME,
+            repo.path().to_str().unwrap(),
+            "--branch",
+            "main",
+            "--gate",
+            "fast",
+            "--gate-profile",
+            "compose-app",
+            "--poll",
+            "1",
+            "--health-timeout",
+            "90",
+            "--env",
+            &format!("WEB_PORT={port}"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    // The first commit: gate passes, PostgreSQL becomes healthy, then web.
+    let d = wait_for(&server, "the first release healthy", 600, |d| {
+        d["sync"] == "synced" && d["health"] == "healthy"
+    });
+    assert_eq!(d["running"]["commit"], c1.as_str(), "{d:#}");
+    assert_eq!(d["history"][0]["result"], "deployed", "{d:#}");
+    assert!(d["history"][0]["gate_job"].is_u64(), "{d:#}");
+    assert_eq!(web(port).as_deref(), Some("shop 1.0.0\n"));
+    let services: Vec<&str> = d["running"]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(services, ["db", "web"], "dependencies start first");
+    // Two pods (holder + service each), labelled with the deployment and commit.
+    assert_eq!(containers().len(), 4, "{:?}", containers());
+    let status = text(&cli(&server, &["deploy", "status", NAME]));
+    assert!(status.contains("sync synced, health healthy"), "{status}");
+
+    // A commit that breaks the web service's health check: rolled back by
+    // itself; the old version answers throughout where it could stay up
+    // (web publishes a port, so it is stopped first and brought back).
+    std::fs::write(repo.path().join("web/BROKEN"), "").unwrap();
+    std::fs::write(repo.path().join("web/VERSION"), "1.1.0\n").unwrap();
+    let c2 = commit(repo.path(), "v1.1 with a broken health check");
+    let d = wait_for(&server, "the broken commit rolled back", 600, |d| {
+        d["history"][0]["commit"] == c2.as_str() && d["sync"] == "failed"
+    });
+    assert_eq!(d["history"][0]["result"], "rolled_back", "{d:#}");
+    assert_eq!(d["running"]["commit"], c1.as_str());
+    assert_eq!(d["failed_commit"], c2.as_str());
+    let reason = d["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("rolled back to") && reason.contains("web"),
+        "{reason}"
+    );
+    wait_until("the old version answering again", 120, || {
+        web(port).as_deref() == Some("shop 1.0.0\n")
+    });
+    wait_for(&server, "healthy again", 120, |d| d["health"] == "healthy");
+    // One attempt per commit: polling on does not try it again.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(deployment(&server)["history"].as_array().unwrap().len(), 2);
+
+    // A commit whose tests fail: its gate job fails, nothing is touched.
+    std::fs::remove_file(repo.path().join("web/BROKEN")).unwrap();
+    std::fs::write(repo.path().join("web/VERSION"), "not-a-version\n").unwrap();
+    let c3 = commit(repo.path(), "a version the tests refuse");
+    let d = wait_for(&server, "the gate failing", 600, |d| {
+        d["history"][0]["commit"] == c3.as_str() && d["sync"] == "failed"
+    });
+    assert_eq!(d["history"][0]["result"], "gate_failed", "{d:#}");
+    assert_eq!(d["running"]["commit"], c1.as_str());
+    assert_eq!(web(port).as_deref(), Some("shop 1.0.0\n"));
+    let history = text(&cli(&server, &["deploy", "history", NAME]));
+    assert!(
+        history.contains("gate_failed") && history.contains("rolled_back"),
+        "{history}"
+    );
+
+    // down: everything stops, and stays stopped across an engine restart.
+    let out = cli(&server, &["deploy", "down", NAME]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait_until("the stack's containers gone", 120, || {
+        containers().is_empty()
+    });
+    let state = server.crash();
+    let server = start(state);
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        containers().is_empty(),
+        "a stopped stack stays down: {:?}",
+        containers()
+    );
+    let d = deployment(&server);
+    assert_eq!(
+        (d["down"].as_bool(), d["health"].as_str()),
+        (Some(true), Some("missing"))
+    );
+
+    // Removing it removes its services; bad input is refused with its field.
+    let (code, _) = request(
+        &server,
+        "DELETE",
+        &format!("/api/v1/deployments/{NAME}"),
+        None,
+    );
+    assert_eq!(code, 204);
+    let (code, body) = post_json(
+        &server,
+        "/api/v1/deployments",
+        &json!({"name": "Bad_Name", "repository": "", "branch": "main"}),
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(body.to_string().contains("\"field\":\"name\""), "{body}");
+    let _: PathBuf = repo.path().to_owned();
+}
