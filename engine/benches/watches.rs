@@ -8,7 +8,10 @@
 //! - webhook signature verification throughput on one core (GitHub's
 //!   HMAC-SHA256 of a 4 KiB body, and Standard Webhooks).
 
-use std::process::Command;
+#[path = "common/git.rs"]
+mod git;
+use git::git;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,29 +33,6 @@ impl Executor for Idle {
     fn execute(&self, _attempt: Attempt) -> ExecFuture {
         Box::pin(async { Outcome::Succeeded })
     }
-}
-
-fn git(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=b",
-            "-c",
-            "user.email=b@b",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {

@@ -87,11 +87,21 @@ impl Deployments {
         match outcome {
             Ok(release) => {
                 rollout.result = RolloutResult::Deployed;
-                d.previous = d.running.take().filter(|r| r.commit != release.commit);
+                let replaced = d.running.take();
+                // A rollback pins the release it left: that commit (the
+                // branch's head, as a rule) is not rolled out again until
+                // the branch moves or a user asks (`up`).
+                d.failed_commit = match cause {
+                    "rollback" => replaced.as_ref().map(|r| r.commit.clone()),
+                    _ => None,
+                };
+                match replaced {
+                    Some(r) if r.commit != release.commit => d.previous = Some(r),
+                    _ => {} // the same commit again (`up`): what ran before stays
+                }
                 d.running = Some(release);
                 d.sync = SyncState::Synced;
                 d.health = HealthState::Healthy;
-                d.failed_commit = None;
                 d.reason = None;
                 log.line(
                     LogStream::Engine,
@@ -254,7 +264,15 @@ impl Deployments {
         log: &JobLog,
     ) -> Result<Release, Failure> {
         let old: Vec<ReleasedService> = d.running.iter().flat_map(|r| r.services.clone()).collect();
-        let running = |name: &str| old.iter().any(|s| s.spec.name == name);
+        // What runs is what is declared now (after `down`, nothing is).
+        let declared: Vec<String> = self
+            .store
+            .list_services()
+            .map_err(|e| Failure::prepare(e.to_string()))?
+            .into_iter()
+            .map(|s| s.spec.name)
+            .collect();
+        let running = |name: &str| declared.iter().any(|n| n == name);
         // Services that left the Compose file keep running unless `prune`.
         let left: Vec<ReleasedService> = old
             .iter()

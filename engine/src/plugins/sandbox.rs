@@ -39,6 +39,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -626,15 +627,27 @@ impl Slots {
             held,
             waited_ms: started.elapsed().as_millis() as u64,
         };
-        let own = tokio::time::timeout(SLOT_WAIT, share.acquire_owned())
-            .await
-            .map_err(|_| busy("this plugin", PER_PLUGIN_SLOTS))?
-            .expect("never closed");
-        let left = SLOT_WAIT.saturating_sub(started.elapsed());
-        let engine = tokio::time::timeout(left, self.engine.clone().acquire_owned())
-            .await
-            .map_err(|_| busy("all plugins", POOL_COMPONENT_INSTANCES as usize))?
-            .expect("never closed");
+        // A free slot is taken at once; only a wait arms a timer.
+        let take = |slots: Arc<Semaphore>, scope: &'static str, held: usize| {
+            let busy = &busy;
+            async move {
+                if let Ok(permit) = slots.clone().try_acquire_owned() {
+                    return Ok(permit);
+                }
+                let left = SLOT_WAIT.saturating_sub(started.elapsed());
+                tokio::time::timeout(left, slots.acquire_owned())
+                    .await
+                    .map_err(|_| busy(scope, held))
+                    .map(|p| p.expect("never closed"))
+            }
+        };
+        let own = take(share, "this plugin", PER_PLUGIN_SLOTS).await?;
+        let engine = take(
+            self.engine.clone(),
+            "all plugins",
+            POOL_COMPONENT_INSTANCES as usize,
+        )
+        .await?;
         Ok((own, engine))
     }
 }
@@ -1092,7 +1105,16 @@ impl PluginSandbox {
         let budget = Duration::from_millis(u64::from(plugin.limits.cpu_ms));
 
         let started = Instant::now();
-        let ran = tokio::time::timeout(budget, body(store)).await;
+        // Most calls end in their first poll (nothing they call waits):
+        // only one that is still pending then arms the timer.
+        let mut call = std::pin::pin!(body(store));
+        let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+        let ran = match first {
+            Poll::Ready(done) => Ok(done),
+            Poll::Pending => {
+                tokio::time::timeout(budget.saturating_sub(started.elapsed()), call).await
+            }
+        };
         let elapsed = started.elapsed();
         let (out, err) = (stdout.take(), stderr.take());
         if !out.is_empty() {

@@ -4,7 +4,8 @@
 //! `slipway serve` against the real Docker engine. A good commit rolls out;
 //! a commit that breaks its health check rolls back by itself while the old
 //! version keeps answering; a commit whose gate job fails is never deployed;
-//! `down` stays down across an engine restart.
+//! `down` stays down across an engine restart and a push, `up` deploys the
+//! head, `rollback` brings the release before back and keeps it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -198,6 +199,39 @@ fn a_compose_stack_follows_its_branch_rolls_back_bad_commits_and_stays_down() {
     assert_eq!(
         (d["down"].as_bool(), d["health"].as_str()),
         (Some(true), Some("missing"))
+    );
+
+    // A fixed commit is not deployed while down; `up` deploys it.
+    std::fs::write(repo.path().join("web/VERSION"), "1.2.0\n").unwrap();
+    let c4 = commit(repo.path(), "1.2.0");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        containers().is_empty(),
+        "down stays down when the branch moves"
+    );
+    let out = cli(&server, &["deploy", "up", NAME]);
+    assert!(out.status.success(), "{}", text(&out));
+    let d = wait_for(&server, "the fixed commit deployed by `up`", 600, |d| {
+        d["running"]["commit"] == c4.as_str() && d["health"] == "healthy"
+    });
+    assert_eq!(d["previous"]["commit"], c1.as_str(), "{d:#}");
+    assert_eq!(web(port).as_deref(), Some("shop 1.2.0\n"));
+
+    // `rollback` brings 1.0.0 back, and the branch's head is not rolled out again.
+    let out = cli(&server, &["deploy", "rollback", NAME]);
+    assert!(out.status.success(), "{}", text(&out));
+    let d = wait_for(&server, "rolled back by hand", 600, |d| {
+        d["running"]["commit"] == c1.as_str() && d["history"][0]["cause"] == "rollback"
+    });
+    assert_eq!(d["history"][0]["result"], "deployed", "{d:#}");
+    wait_until("1.0.0 answering after the rollback", 120, || {
+        web(port).as_deref() == Some("shop 1.0.0\n")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        deployment(&server)["running"]["commit"],
+        c1.as_str(),
+        "the head is pinned out"
     );
 
     // Removing it removes its services; bad input is refused with its field.

@@ -115,6 +115,17 @@ fn detect(registry: &Registry, repo: &Path) -> Result<Option<String>, CallError>
         .map(|d| d.map(|d| d.evidence[0].note.clone()))
 }
 
+/// A service as a readiness plugin sees it: PostgreSQL on 5432.
+fn postgres_service() -> Service {
+    Service {
+        name: "db".into(),
+        image: "postgres".into(),
+        env: vec![],
+        ports: vec![5432],
+        options: vec![],
+    }
+}
+
 /// A good plugin still answers right after a hostile call.
 fn assert_good_plugins_still_work(registry: &Registry) {
     let sandbox = registry.sandbox();
@@ -123,13 +134,7 @@ fn assert_good_plugins_still_work(registry: &Registry) {
         .expect("bundled tcp plugin")
         .prepare(sandbox)
         .unwrap();
-    let service = Service {
-        name: "db".into(),
-        image: "postgres".into(),
-        env: vec![],
-        ports: vec![5432],
-        options: vec![],
-    };
+    let service = postgres_service();
     let probe = sandbox
         .probe(&tcp, &service)
         .expect("tcp probe after a hostile call");
@@ -937,13 +942,7 @@ fn stuck_calls_of_one_plugin_hold_only_its_share_of_slots() {
     let tcp = registry.get("tcp").unwrap().prepare(&sandbox).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     let started = std::time::Instant::now();
-    let service = Service {
-        name: "db".into(),
-        image: "postgres".into(),
-        env: vec![],
-        ports: vec![5432],
-        options: vec![],
-    };
+    let service = postgres_service();
     let probe = sandbox
         .probe(&tcp, &service)
         .expect("tcp probe while hostile hangs");
