@@ -76,6 +76,7 @@ fn call(s: &Serve, method: &str, path: &str, body: Option<Value>) -> Value {
     let mut answer = match (method, body) {
         ("GET", _) => agent.get(&url).header("Authorization", &auth).call(),
         (_, Some(b)) => agent.post(&url).header("Authorization", &auth).send_json(b),
+        ("DELETE", None) => agent.delete(&url).header("Authorization", &auth).call(),
         (_, None) => agent.post(&url).header("Authorization", &auth).send_empty(),
     }
     .unwrap();

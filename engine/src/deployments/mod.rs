@@ -345,7 +345,7 @@ impl Deployments {
         let _ = self
             .runner
             .runtime
-            .remove_network(&network_name(name))
+            .remove_network(&network_name(&self.runner.settings.engine_id, name))
             .await;
         Ok(d)
     }

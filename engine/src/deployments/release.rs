@@ -13,19 +13,21 @@ use crate::job::{Network, ReadinessSpec};
 use crate::runtime::spec::{PublishedPort, Reach};
 use crate::service::{DeploymentBinding, ManagedServiceSpec, RestartMode, RestartPolicy};
 
-/// The deployment's user-defined network.
-pub fn network_name(deployment: &str) -> String {
-    format!("slipway-deploy-{deployment}")
+/// The deployment's user-defined network (engines sharing a daemon each
+/// have their own: the engine id is in the name).
+pub fn network_name(engine: &str, deployment: &str) -> String {
+    format!("slipway-deploy-{engine}-{deployment}")
 }
 
 /// The Docker volume behind a Compose named volume.
-pub fn volume_name(deployment: &str, volume: &str) -> String {
-    format!("slipway-deploy-{deployment}-{volume}")
+pub fn volume_name(engine: &str, deployment: &str, volume: &str) -> String {
+    format!("slipway-deploy-{engine}-{deployment}-{volume}")
 }
 
 /// The managed services of `stack` at `commit`: `images` holds the image
 /// built for each service with `build:`; binds resolve inside `checkout`.
 pub fn services(
+    engine: &str,
     deployment: &str,
     commit: &str,
     stack: &Stack,
@@ -54,7 +56,7 @@ pub fn services(
                 .iter()
                 .map(|m| match m {
                     compose::Mount::Named { volume, target, read_only } => {
-                        bind(&volume_name(deployment, volume), target, *read_only)
+                        bind(&volume_name(engine, deployment, volume), target, *read_only)
                     }
                     compose::Mount::Bind { source, target, read_only } => {
                         bind(&source.display().to_string(), target, *read_only)
@@ -101,7 +103,7 @@ pub fn services(
                 deployment: Some(DeploymentBinding {
                     deployment: deployment.to_owned(),
                     commit: String::new(),
-                    network: network_name(deployment),
+                    network: network_name(engine, deployment),
                     reach: Reach {
                         aliases: vec![s.name.clone()],
                         publish,

@@ -196,6 +196,7 @@ impl Deployments {
                 .map_err(|e| Failure::prepare(format!("service `{}`: {e}", s.name)))?;
             images.insert(s.name.clone(), built.tag);
         }
+        let engine = self.runner.settings.engine_id.as_str();
         let labels = HashMap::from([
             (LABEL_MANAGED.to_owned(), "true".to_owned()),
             (
@@ -206,17 +207,17 @@ impl Deployments {
         ]);
         self.runner
             .runtime
-            .create_network(&release::network_name(name), labels.clone())
+            .create_network(&release::network_name(engine, name), labels.clone())
             .await
             .map_err(|e| Failure::prepare(format!("the deployment's network: {e}")))?;
         for volume in &stack.volumes {
             self.runner
                 .runtime
-                .create_volume(&release::volume_name(name, volume), labels.clone())
+                .create_volume(&release::volume_name(engine, name, volume), labels.clone())
                 .await
                 .map_err(|e| Failure::prepare(format!("volume `{volume}`: {e}")))?;
         }
-        release::services(name, commit, &stack, &images).map_err(Failure::prepare)
+        release::services(engine, name, commit, &stack, &images).map_err(Failure::prepare)
     }
 
     /// Submit the gate job and wait for its end.
