@@ -50,7 +50,11 @@ fn commit(repo: &Path, message: &str) -> String {
 }
 
 fn deployment(server: &Server) -> Value {
-    let (code, body) = get(server, &format!("/api/v1/deployments/{NAME}"));
+    deployment_named(server, NAME)
+}
+
+fn deployment_named(server: &Server, name: &str) -> Value {
+    let (code, body) = get(server, &format!("/api/v1/deployments/{name}"));
     assert_eq!(code, 200, "{body}");
     serde_json::from_str(&body).unwrap()
 }
@@ -72,6 +76,11 @@ fn web(port: u16) -> Option<String> {
 /// The deployment's containers, by `docker ps`.
 fn containers() -> Vec<String> {
     crate::support::serve::containers_labelled(&format!("io.slipway.deployment={NAME}"))
+}
+
+/// Containers of one commit of any deployment.
+fn containers_of(commit: &str) -> Vec<String> {
+    crate::support::serve::containers_labelled(&format!("io.slipway.commit={commit}"))
 }
 
 fn wait_for(server: &Server, what: &str, seconds: u64, done: impl Fn(&Value) -> bool) -> Value {
@@ -250,4 +259,82 @@ fn a_compose_stack_follows_its_branch_rolls_back_bad_commits_and_stays_down() {
     assert_eq!(code, 422, "{body}");
     assert!(body.to_string().contains("\"field\":\"name\""), "{body}");
     let _: PathBuf = repo.path().to_owned();
+}
+
+#[test]
+fn a_rollout_cut_short_by_a_crash_is_undone_by_the_next_engine() {
+    let name = "crashy";
+    let repo = example_repo();
+    let c1 = git(repo.path(), &["rev-parse", "HEAD"]);
+    let server = start(tempfile::tempdir().unwrap());
+    let port = free_port();
+    let (code, body) = post_json(
+        &server,
+        "/api/v1/deployments",
+        &json!({
+            "name": name, "repository": repo.path().to_str().unwrap(), "branch": "main",
+            "poll_s": 1, "health_timeout_s": 300, "env": {"WEB_PORT": port.to_string()},
+        }),
+    );
+    assert_eq!(code, 201, "{body}");
+    let healthy = |server: &Server| {
+        let d = deployment_named(server, name);
+        d["sync"] == "synced" && d["health"] == "healthy"
+    };
+    wait_until("the first release healthy", 600, || healthy(&server));
+
+    // A broken web: its rollout waits (up to 300 s) for a health that never
+    // comes; the engine dies meanwhile, the new web running.
+    std::fs::write(repo.path().join("web/BROKEN"), "").unwrap();
+    let c2 = commit(repo.path(), "broken, then a crash");
+    wait_until("the broken web started", 300, || {
+        deployment_named(&server, name)["sync"] == "deploying" && containers_of(&c2).len() == 2
+    });
+    let state = server.crash();
+    let server = start(state);
+
+    // The next engine undoes it: the new version goes, the old one is back,
+    // never both; and the commit is not tried again.
+    let d = wait_until_value(&server, name, "the interrupted rollout undone", 300, |d| {
+        d["sync"] == "failed" && d["health"] == "healthy"
+    });
+    assert_eq!(d["running"]["commit"], c1.as_str(), "{d:#}");
+    assert_eq!(d["failed_commit"], c2.as_str(), "{d:#}");
+    assert!(
+        d["reason"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted by an engine restart"),
+        "{d:#}"
+    );
+    wait_until("the broken version's containers gone", 120, || {
+        containers_of(&c2).is_empty()
+    });
+    wait_until("1.0.0 answering again", 120, || {
+        web(port).as_deref() == Some("shop 1.0.0\n")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(containers_of(&c2).is_empty(), "not tried again");
+    let (code, _) = request(
+        &server,
+        "DELETE",
+        &format!("/api/v1/deployments/{name}"),
+        None,
+    );
+    assert_eq!(code, 204);
+}
+
+fn wait_until_value(
+    server: &Server,
+    name: &str,
+    what: &str,
+    seconds: u64,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut last = Value::Null;
+    wait_until(what, seconds, || {
+        last = deployment_named(server, name);
+        done(&last)
+    });
+    last
 }
