@@ -189,7 +189,6 @@ async fn engine(
         runner,
         supervisor.clone(),
         scheduler.clone(),
-        policy.clone(),
         work.join("deployment-logs"),
     );
     Ok(EngineParts {

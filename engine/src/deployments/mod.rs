@@ -26,7 +26,7 @@ pub use record::{
     Deployment, HISTORY_KEPT, HealthState, Release, ReleasedService, Rollout, RolloutResult,
     SyncState,
 };
-pub use release::network_name;
+use release::network_name;
 pub use spec::{DeploymentSpec, NAME_MAX, valid_name};
 
 use std::collections::{HashMap, HashSet};
@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::job::{SpecPolicy, now_ms};
+use crate::job::now_ms;
 use crate::queue::{JobStore, Scheduler, StoreError};
 use crate::runner::prepare::Runner;
 use crate::supervisor::{ServiceState, Supervisor};
@@ -66,7 +66,6 @@ pub struct Deployments {
     runner: Arc<Runner>,
     supervisor: Arc<Supervisor>,
     scheduler: Arc<Scheduler>,
-    policy: SpecPolicy,
     /// Each deployment's rollout log is `<logs_dir>/<name>.log`.
     logs_dir: std::path::PathBuf,
     /// Deployments with a rollout (or a down) under way.
@@ -82,7 +81,6 @@ impl Deployments {
         runner: Arc<Runner>,
         supervisor: Arc<Supervisor>,
         scheduler: Arc<Scheduler>,
-        policy: SpecPolicy,
         logs_dir: std::path::PathBuf,
     ) -> Arc<Deployments> {
         let _ = std::fs::create_dir_all(&logs_dir);
@@ -91,16 +89,10 @@ impl Deployments {
             runner,
             supervisor,
             scheduler,
-            policy,
             logs_dir,
             busy: Mutex::new(HashSet::new()),
             looked: Mutex::new(HashMap::new()),
         })
-    }
-
-    /// What a declaration is checked against (the API's policy).
-    pub fn policy(&self) -> &SpecPolicy {
-        &self.policy
     }
 
     /// Finish what an earlier engine left half done, then look at every

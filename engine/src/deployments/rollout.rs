@@ -512,12 +512,6 @@ impl Failure {
     }
 }
 
-impl From<String> for Failure {
-    fn from(reason: String) -> Failure {
-        Failure::prepare(reason)
-    }
-}
-
 /// Whether two versions of the service cannot run at once.
 fn exclusive(s: &ReleasedService) -> bool {
     s.spec.deployment.as_ref().is_some_and(|b| {
