@@ -13,7 +13,11 @@
 //! - `slipway:plugin/host.log`, capped per message and per call.
 //!
 //! Limits per call: a wall-clock budget, a linear-memory cap, caps on tables
-//! and instances, and a cap on the size of what it returns. The budget holds
+//! and instances, and a cap on the size of what it returns. That cap holds
+//! before the host allocates: wasmtime's hostcall fuel bounds every copy out
+//! of the guest (strings and lists, aliased ones counted each time) to
+//! [`COPY_BUDGET_FACTOR`] times the output limit, so a plugin cannot make
+//! the host copy more than a few MiB whatever it returns. The budget holds
 //! whatever the plugin does: running wasm is interrupted by the epoch
 //! deadline; a call waiting in a host call (a WASI sleep or poll) is
 //! abandoned by a timer, because calls run as futures on a fiber (wasmtime's
@@ -1097,6 +1101,8 @@ impl PluginSandbox {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
+        let limit = plugin.limits.output_kib as usize * 1024;
+        store.set_hostcall_fuel(limit.saturating_mul(COPY_BUDGET_FACTOR));
         let tick_ms = EPOCH_TICK.as_millis() as u64;
         // Running wasm traps once the epoch passes the deadline: with ticks
         // on a fixed 5 ms schedule that is within one tick after the budget.
@@ -1143,6 +1149,13 @@ impl PluginSandbox {
                     message: format!("{e:#}"),
                 });
             }
+            Err(Stage::Call(e)) if copy_budget_exhausted(&e) => {
+                return Err(CallError::OutputTooLarge {
+                    plugin: plugin.id.clone(),
+                    function,
+                    limit_kib: plugin.limits.output_kib,
+                });
+            }
             Err(Stage::Instantiate(e) | Stage::Call(e)) => {
                 return Err(self.call_failure(
                     plugin,
@@ -1154,7 +1167,6 @@ impl PluginSandbox {
                 ));
             }
         };
-        let limit = plugin.limits.output_kib as usize * 1024;
         if output::size_within(&value, limit).is_err() {
             return Err(CallError::OutputTooLarge {
                 plugin: plugin.id.clone(),
@@ -1211,6 +1223,20 @@ impl PluginSandbox {
             },
         }
     }
+}
+
+/// How many bytes the host may copy out of a call's guest, as a multiple of
+/// the output limit. The copy is counted in host sizes (a `String` in a list
+/// counts its 24-byte header, a record its whole struct), which run above
+/// the serialized size `output::size_within` measures: 4x leaves room for
+/// any output within the limit.
+pub const COPY_BUDGET_FACTOR: usize = 4;
+
+/// Whether `error` is wasmtime refusing a copy out of the guest past the
+/// store's hostcall fuel. Its error type is private, so the message is
+/// the only thing to go by (pinned by a test against a real plugin).
+fn copy_budget_exhausted(error: &wasmtime::Error) -> bool {
+    format!("{error:#}").contains("too much data is being copied between the host and the guest")
 }
 
 /// Shadow WASI's `open-at` with one that first looks at what the path is,

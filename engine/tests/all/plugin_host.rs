@@ -269,6 +269,29 @@ fn an_oversized_result_is_refused() {
     assert_good_plugins_still_work(&registry);
 }
 
+/// 4,096 notes aliasing one 1 MiB string: 64 KiB of guest memory, 4 GiB
+/// if the host copied each. The copy budget (4x the 1 MiB output limit)
+/// stops the lifting after a few MiB, and the call reads as an oversized
+/// result, not as a crash (wasmtime's own default let 128 MiB through
+/// before failing the call as a trap).
+#[test]
+fn aliased_strings_are_refused_before_the_host_copies_them() {
+    let (_dir, registry) = hostile_registry();
+    let err = detect(&registry, repo_with("alias").path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CallError::OutputTooLarge {
+                function: "detect",
+                limit_kib: 1024,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_good_plugins_still_work(&registry);
+}
+
 #[test]
 fn panic_is_a_crash_with_the_panic_message() {
     let (_dir, registry) = hostile_registry();

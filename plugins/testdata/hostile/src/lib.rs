@@ -3,7 +3,9 @@
 //! `detect` reads the first line of `.hostile` at the repository root and does
 //! what it says (`loop`, `sleep` and `poll-forever`: wait in a host call,
 //! `read <path>`, `alloc`, `write`, `read-outside`, `socket <port>`,
-//! `big-string`, `panic`, `garbage`, `log-flood`, `stdout-flood`, `count`,
+//! `big-string`, `alias`: 4,096 evidence notes that all point at one 1 MiB
+//! string (64 KiB of guest memory that a host copying naively turns into
+//! 4 GiB), `panic`, `garbage`, `log-flood`, `stdout-flood`, `count`,
 //! `claim-all`: confidence 100, `error-escape`: an error whose message carries
 //! terminal escape sequences and a forged line); without the file it behaves.
 //! `plan` reads the same line: `plan-*` modes return a plan with one field a
@@ -21,6 +23,28 @@ fn detection(note: String) -> Detection {
     Detection {
         confidence: 10,
         evidence: vec![Evidence::new(".hostile", Some(1), note)],
+    }
+}
+
+/// `count` evidence notes sharing one leaked buffer of `len` bytes: the
+/// canonical ABI lowers each `String` as its pointer and length, so the
+/// result names the same bytes `count` times. The notes are never dropped
+/// here (the host refuses the result before `post-return` could free them).
+fn aliased_notes(count: usize, len: usize) -> Detection {
+    let shared: &'static mut str = Box::leak("a".repeat(len).into_boxed_str());
+    let ptr = shared.as_mut_ptr();
+    let evidence = (0..count)
+        .map(|_| {
+            // SAFETY: deliberately unsound aliasing, for a hostile test
+            // plugin only; the Strings are moved into the lowering, never
+            // freed or written by this guest.
+            let note = unsafe { String::from_raw_parts(ptr, len, len) };
+            Evidence::new(".hostile", Some(1), note)
+        })
+        .collect();
+    Detection {
+        confidence: 10,
+        evidence,
     }
 }
 
@@ -132,6 +156,7 @@ impl Ecosystem for Hostile {
                 outcome("open a socket", connect(port))
             }
             "big-string" => Ok(Some(detection("x".repeat(16 * 1024 * 1024)))),
+            "alias" => Ok(Some(aliased_notes(4096, 1024 * 1024))),
             "panic" => panic!("hostile plugin panicked on purpose"),
             "garbage" => Ok(Some(Detection {
                 confidence: 250,
