@@ -266,6 +266,114 @@ job_check "a job submitted over HTTP runs to succeeded in a sibling container" "
 sleep 2
 figure "idle memory after one job: $(rss_of "$engine_name")"
 
+# ---- self-update ---------------------------------------------------------
+
+# wait_job URL ID: the job's final state (or the last seen after 180 s).
+wait_job() {
+	local url=$1 job=$2 state='' deadline=$((SECONDS + 180))
+	while [ $SECONDS -lt $deadline ]; do
+		state=$(api "$url/api/v1/jobs/$job" | grep -o '"state": *"[a-z_]*"' | head -1 | cut -d'"' -f4)
+		case "$state" in queued | running | retrying | "") sleep 0.5 ;; *) break ;; esac
+	done
+	echo "$state"
+}
+# submit_job URL PROFILE: the new job's id.
+submit_job() {
+	api -d "{\"repository\":\"$repo\",\"commit\":\"HEAD\",\"tier\":\"fast\",\"profile\":\"$2\"}" "$1/api/v1/jobs" \
+		| grep -o '"id": *[0-9]*' | head -1 | grep -o '[0-9]*$'
+}
+# self_update ARGS...: `slipway self-update` as an operator runs it: the
+# CLI of the image, in a container of its own, against the engine.
+self_update() {
+	docker run --rm --network host --label "io.slipway.test=$run_id" \
+		-v "$tmp/secrets/slipway_token:/run/secrets/slipway_token:ro" \
+		-e SLIPWAY_TOKEN_FILE=/run/secrets/slipway_token -e "SLIPWAY_URL=$url" \
+		"$image" self-update "$@"
+}
+engine_image() { docker inspect -f '{{.Image}}' "$engine_name" 2>/dev/null; }
+json_field() { grep -o "\"$1\": *\"[^\"]*\"" | head -1 | cut -d'"' -f4; }
+
+self_update_phase() {
+	local out code job job_state before_id next_id left status backup backups_before t0 update_ms rollback_ms
+	echo "== self-update"
+	backups_before=$(docker images --format '{{.Repository}}:{{.Tag}}' | grep -E ':backup-[0-9]+$' | sort)
+	# The next version: a label apart. The broken one: its `serve` never
+	# listens (every other command works, the update worker included).
+	mkdir -p "$tmp/update-ctx"
+	printf 'FROM %s\nLABEL io.slipway.test.version=next\n' "$image" >"$tmp/update-ctx/next.Dockerfile"
+	printf '#!/bin/sh\n[ "$1" = serve ] && exec sleep 3600\nexec /usr/local/bin/slipway.real "$@"\n' >"$tmp/update-ctx/slipway"
+	chmod 755 "$tmp/update-ctx/slipway"
+	printf 'FROM %s-next\nCOPY --from=%s-next /usr/local/bin/slipway /usr/local/bin/slipway.real\nCOPY slipway /usr/local/bin/slipway\n' \
+		"$image" "$image" >"$tmp/update-ctx/broken.Dockerfile"
+	if ! { docker build -q -t "$image-next" -f "$tmp/update-ctx/next.Dockerfile" "$tmp/update-ctx" \
+		&& docker build -q -t "$image-broken" -f "$tmp/update-ctx/broken.Dockerfile" "$tmp/update-ctx"; } >"$tmp/next.log" 2>&1; then
+		fail "self-update: the test images build" "$(cat "$tmp/next.log")"
+		return
+	fi
+	before_id=$(engine_image)
+	next_id=$(docker image inspect -f '{{.Id}}' "$image-next")
+
+	code=$(api -o "$tmp/same.json" -w '%{http_code}' -d "{\"image\":\"$image\"}" "$url/api/v1/system/update")
+	if [ "$code" = 409 ] && grep -q 'already runs image' "$tmp/same.json"; then
+		pass "self-update to the image the engine runs: refused (409, already current)"
+	else
+		fail "self-update to the image the engine runs: refused with 409" "HTTP $code: $(cat "$tmp/same.json")"
+	fi
+
+	# A job mid-step when the update starts: taken over by the new engine.
+	api -o /dev/null -d '{"name":"slow","validation":{"fast":["sleep 4","cat app.txt"]}}' "$url/api/v1/profiles"
+	job=$(submit_job "$url" slow)
+	for _ in $(seq 1 60); do
+		[ "$(api "$url/api/v1/jobs/$job" | json_field state)" = running ] && break
+		sleep 0.5
+	done
+	t0=$(now_ms)
+	out=$(self_update --image "$image-next" --timeout 60 2>&1)
+	code=$?
+	update_ms=$(($(now_ms) - t0))
+	job_state=$(wait_job "$url" "$job")
+	left=$(docker ps -a --format '{{.Names}}' | grep -E "^$engine_name-(replaced|update)-" || true)
+	status=$(api "$url/api/v1/system/update")
+	backup=$(printf '%s' "$status" | json_field backup)
+	if [ "$code" = 0 ] && [ "$(engine_image)" = "$next_id" ] && [ "$job_state" = succeeded ] \
+		&& [ -z "$left" ] && [ "$(printf '%s' "$status" | json_field state)" = updated ] \
+		&& [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/readyz")" = 200 ] \
+		&& [ "$(docker image inspect -f '{{.Id}}' "$backup" 2>/dev/null)" = "$before_id" ]; then
+		pass "slipway self-update: the engine container runs the new image and is ready ($update_ms ms), a job mid-step is taken over to succeeded, the old image is kept as $backup, no worker or old container left"
+		figure "self-update to ready: $update_ms ms"
+	else
+		fail "slipway self-update: the engine runs the new image, ready, the running job succeeded" \
+			"exit $code: $out" "engine image: $(engine_image) (want $next_id, was $before_id)" \
+			"job $job: ${job_state:-?}" "left: ${left:-none}" "status: $status" \
+			"engine log:" "$(docker logs --tail 20 "$engine_name" 2>&1)"
+	fi
+
+	t0=$(now_ms)
+	out=$(self_update --image "$image-broken" --timeout 10 2>&1)
+	code=$?
+	rollback_ms=$(($(now_ms) - t0))
+	status=$(api "$url/api/v1/system/update")
+	left=$(docker ps -a --format '{{.Names}}' | grep -E "^$engine_name-(replaced|update)-" || true)
+	job=$(submit_job "$url" slow)
+	job_state=$(wait_job "$url" "$job")
+	if [ "$code" = 1 ] && [[ "$out" == *"rolled back"* ]] && [ "$(engine_image)" = "$next_id" ] \
+		&& [ "$(printf '%s' "$status" | json_field state)" = rolled_back ] && [[ "$status" == *"not ready within 10 s"* ]] \
+		&& [ -z "$left" ] && [ "$job_state" = succeeded ]; then
+		pass "self-update to an image whose engine never becomes ready: rolled back in $rollback_ms ms, the previous engine serves again and runs jobs"
+		printf '       %s\n' "$(printf '%s' "$out" | tail -1)"
+		figure "self-update rollback (10 s readiness timeout): $rollback_ms ms"
+	else
+		fail "self-update to a broken image rolls back" "exit $code: $out" \
+			"engine image: $(engine_image) (want $next_id)" "status: $status" "left: ${left:-none}" \
+			"job after: ${job_state:-?}" "engine log:" "$(docker logs --tail 20 "$engine_name" 2>&1)"
+	fi
+	# The backup tags this run made.
+	comm -13 <(printf '%s\n' "$backups_before") \
+		<(docker images --format '{{.Repository}}:{{.Tag}}' | grep -E ':backup-[0-9]+$' | sort) \
+		| xargs -r docker rmi >/dev/null 2>&1
+}
+self_update_phase
+
 # ---- docker stop -------------------------------------------------------
 
 stop_timeout=60

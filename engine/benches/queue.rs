@@ -187,6 +187,8 @@ fn http_and_memory() {
         git_credentials: Default::default(),
         watcher: None,
         deployments: None,
+        self_update: None,
+        auth_guard: Default::default(),
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();

@@ -498,7 +498,15 @@ fn run_git(
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
+    // No redirects (the outbound policy checked the URL's own host, not
+    // where a redirect would lead) and no `ext::` transport.
     cmd.args(["-c", "safe.directory=*", "-c", "core.hooksPath=/dev/null"])
+        .args([
+            "-c",
+            "http.followRedirects=false",
+            "-c",
+            "protocol.ext.allow=never",
+        ])
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_CONFIG_NOSYSTEM", "1")

@@ -62,6 +62,7 @@ const CONFIG_KEYS: &[&str] = &[
     "git_known_hosts",
     "runner",
     "workspaces",
+    "outbound",
 ];
 /// `SLIPWAY_*` variables that are not configuration keys (read elsewhere).
 const CLIENT_ONLY_VARIABLES: &[&str] = &["config", "log", "log_json", "url"];
@@ -96,6 +97,9 @@ struct RawConfig {
     runner: RawRunnerConfig,
     #[serde(default)]
     workspaces: RawWorkspaceConfig,
+    /// Where outbound requests (git, callbacks, forge APIs) may go.
+    #[serde(default)]
+    outbound: crate::outbound::OutboundPolicy,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +200,9 @@ pub struct Config {
     /// Credentials of private repositories, by host (secret references):
     /// HTTPS tokens and SSH keys.
     pub git_credentials: crate::git_auth::GitCredentials,
+    /// Where outbound requests may go (`[outbound]`): repository URLs,
+    /// callback URLs and forge APIs are checked against it after DNS.
+    pub outbound: std::sync::Arc<crate::outbound::OutboundPolicy>,
     /// Open workspaces at most (more: 429).
     pub workspaces_max_open: usize,
     /// `full` validate calls per workspace.
@@ -366,11 +373,18 @@ impl Config {
                 },
                 message: e.to_string(),
             })?;
+        raw.outbound.validate().map_err(|e| ConfigError::Value {
+            key: "outbound",
+            message: e.to_string(),
+        })?;
+        let outbound = std::sync::Arc::new(raw.outbound);
+        let git_credentials = git_credentials.with_outbound(outbound.clone());
         Ok(Config {
             listen,
             advertise_url,
             ca_bundle,
             git_credentials,
+            outbound,
             token: raw.token.filter(|t| !t.is_empty()),
             token_file: raw.token_file,
             allow_local_paths: raw.allow_local_paths,

@@ -86,6 +86,9 @@ pub enum GitAuthError {
         /// The I/O error.
         message: String,
     },
+    /// The outbound policy refuses the repository's address.
+    #[error("{0}")]
+    Outbound(String),
     /// The private key could not be written to its temporary file for git.
     #[error("git_ssh_keys.\"{host}\": cannot write the key for git: {message}")]
     KeyFile {
@@ -98,11 +101,16 @@ pub enum GitAuthError {
 
 /// Host (`name` or `name:port`) → secret reference, for HTTPS tokens and
 /// SSH keys.
+///
+/// It also carries the outbound policy: every git call that reaches a
+/// remote asks [`GitCredentials::for_url`] first, so a repository URL
+/// that resolves to a refused address is refused there, before git runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GitCredentials {
     by_host: BTreeMap<String, String>,
     ssh_keys: BTreeMap<String, String>,
     known_hosts: Option<PathBuf>,
+    outbound: Arc<crate::outbound::OutboundPolicy>,
 }
 
 /// What git needs for one URL: environment variables, and the values a
@@ -207,6 +215,23 @@ impl GitCredentials {
         Ok(self)
     }
 
+    /// Check every remote URL against `policy` before git is given it.
+    pub fn with_outbound(mut self, policy: Arc<crate::outbound::OutboundPolicy>) -> GitCredentials {
+        self.outbound = policy;
+        self
+    }
+
+    /// Whether the outbound policy lets git reach `url` (a local path
+    /// always may: `allow_local_paths` decides those). Resolves the host:
+    /// blocking. A name that does not resolve is not a refusal: git then
+    /// fails on its own, with its own words.
+    pub fn check_reachable(&self, url: &str) -> Result<(), GitAuthError> {
+        match self.outbound.check_git_url(url) {
+            Err(crate::outbound::OutboundError::Resolve { .. }) | Ok(()) => Ok(()),
+            Err(e) => Err(GitAuthError::Outbound(e.to_string())),
+        }
+    }
+
     /// No host has a token or an SSH key configured.
     pub fn is_empty(&self) -> bool {
         self.by_host.is_empty() && self.ssh_keys.is_empty()
@@ -215,6 +240,7 @@ impl GitCredentials {
     /// The credential for `url` (`http(s)://[user@]host[:port]/...`),
     /// resolved now; nothing for other hosts, other schemes, local paths.
     pub fn for_url(&self, url: &str) -> Result<GitAuth, GitAuthError> {
+        self.check_reachable(url)?;
         if let Some(host) = ssh_host(url) {
             if let Some((matched, reference)) = self.ssh_keys.get_key_value(host) {
                 return self.ssh_auth(matched, reference);

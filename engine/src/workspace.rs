@@ -127,6 +127,10 @@ pub struct StepResult {
     pub findings_error: Option<String>,
     /// The step ran past its timeout and was stopped.
     pub timed_out: bool,
+    /// Files the step changed in the checkout (it fails then: its changes
+    /// are undone, and each file is a finding `slipway/changed-files`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed_files: Vec<String>,
 }
 
 /// The result of `POST /api/v1/workspaces/{id}/validate`, also kept in the

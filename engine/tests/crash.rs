@@ -78,6 +78,8 @@ fn child_main(state_dir: &str, port: &str) {
             git_credentials: Default::default(),
             watcher: None,
             deployments: None,
+            self_update: None,
+            auth_guard: Default::default(),
         };
         api::serve(listener, state, shutdown).await.unwrap();
     });

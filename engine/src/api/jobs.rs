@@ -163,10 +163,22 @@ async fn resolve_commit(
     credentials: &crate::git_auth::GitCredentials,
 ) -> Result<(), ApiError> {
     let reference = spec.commit.trim().to_owned();
+    let repository = spec.repository.clone();
+    // Before any git call, even with a full SHA: the job's checkout would
+    // otherwise be the first to find out.
+    let (repo, creds) = (repository.clone(), credentials.clone());
+    let reachable = tokio::task::spawn_blocking(move || creds.check_reachable(&repo))
+        .await
+        .map_err(|e| ApiError::internal("checking the repository URL", e.to_string()))?;
+    if let Err(e) = reachable {
+        return Err(ApiError::invalid_spec(vec![FieldProblem {
+            field: "repository".into(),
+            message: e.to_string(),
+        }]));
+    }
     if crate::job::is_full_sha(&reference) || checkout::is_plain_directory(&spec.repository) {
         return Ok(());
     }
-    let repository = spec.repository.clone();
     let (repo, r, credentials) = (repository.clone(), reference.clone(), credentials.clone());
     let resolved = tokio::task::spawn_blocking(move || {
         checkout::resolve_ref(&repo, &r, RESOLVE_TIMEOUT, &credentials)
@@ -299,9 +311,11 @@ const LOG_CHUNK: usize = 256 * 1024;
 /// the job has finished).
 #[utoipa::path(get, path = "/api/v1/jobs/{id}/logs", params(("id" = u64, Path), LogQuery), security(("bearer" = [])),
     responses((status = 200, description = "text/plain, or text/event-stream when following", body = String),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
 pub async fn logs(
     State(state): State<AppState>,
+    caller: Option<axum::Extension<super::auth::Caller>>,
     Path(id): Path<JobId>,
     headers: HeaderMap,
     query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
@@ -333,6 +347,19 @@ pub async fn logs(
             .insert("x-slipway-next-offset", HeaderValue::from(next));
         return Ok(response);
     }
+    // Held by the stream: the slot frees when the client goes away.
+    let token = caller.map_or_else(|| "configured".to_owned(), |c| c.0.token);
+    let slot = state.auth_guard.open_stream(&token).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            format!(
+                "token {token} holds {} log streams open already",
+                super::auth::STREAMS_PER_TOKEN
+            ),
+        )
+        .hint("close streams you no longer read, or read without follow=true")
+    })?;
     let stream = futures_util::stream::unfold(
         (state, offset, false),
         move |(state, offset, done)| async move {
@@ -382,6 +409,10 @@ pub async fn logs(
             }
         },
     );
+    let stream = futures_util::StreamExt::map(stream, move |event| {
+        let _held = &slot;
+        event
+    });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())

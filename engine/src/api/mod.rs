@@ -14,7 +14,7 @@
 //! that are long by nature (log streams, a workspace's patch, validate and
 //! reset, which run steps with their own timeouts) are exempt.
 
-mod auth;
+pub mod auth;
 pub mod deployments;
 pub mod error;
 mod health;
@@ -22,6 +22,7 @@ pub mod jobs;
 pub mod openapi;
 mod profiles;
 pub mod services;
+pub mod system;
 pub mod tokens;
 pub mod watches;
 pub mod workspaces;
@@ -71,6 +72,10 @@ pub struct AppState {
     pub watcher: Option<Arc<crate::watches::Watcher>>,
     /// The deployments controller; `None` outside `serve` (the routes answer 503).
     pub deployments: Option<Arc<crate::deployments::Deployments>>,
+    /// Self-update; `None` outside `serve` (the routes answer 503).
+    pub self_update: Option<Arc<crate::selfupdate::SelfUpdate>>,
+    /// Failed authentications by client, open log streams by token.
+    pub auth_guard: Arc<auth::AuthGuard>,
 }
 
 /// The default of [`AppState::request_timeout`].
@@ -103,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .route("/services/{name}/restart", post(services::restart))
         .route("/tokens", post(tokens::create).get(tokens::list))
         .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/audit", get(tokens::audit))
         .route(
             "/deployments",
             post(deployments::create).get(deployments::list),
@@ -118,6 +124,10 @@ pub fn router(state: AppState) -> Router {
         .route("/deployments/{name}/rollback", post(deployments::rollback))
         .route("/deployments/{name}/history", get(deployments::history))
         .route("/deployments/{name}/logs", get(deployments::logs))
+        .route(
+            "/system/update",
+            post(system::update).get(system::last_update),
+        )
         .route("/watches", post(watches::create).get(watches::list))
         .route(
             "/watches/{id}",
@@ -201,7 +211,10 @@ pub async fn serve(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
 }

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{deployments, health, jobs, profiles, services, tokens, watches, workspaces};
+use super::{deployments, health, jobs, profiles, services, system, tokens, watches, workspaces};
 use crate::job::{
     AllGpus, Event, FieldProblem, GpuPolicy, Gpus, JobSpec, JobState, Network, Progress,
     ReadinessSpec, Resources, ServiceSpec, Tier,
@@ -37,7 +37,7 @@ impl Modify for BearerAuth {
         profiles::create, profiles::replace, profiles::list, profiles::show, profiles::delete,
         services::create, services::replace, services::list, services::show, services::delete,
         services::restart, services::logs, services::health,
-        tokens::create, tokens::list, tokens::revoke,
+        tokens::create, tokens::list, tokens::revoke, tokens::audit,
         workspaces::create, workspaces::list, workspaces::show, workspaces::delete, workspaces::patch,
         workspaces::read_file, workspaces::write_file, workspaces::delete_file, workspaces::diff,
         workspaces::validate, workspaces::reset, workspaces::history,
@@ -46,6 +46,7 @@ impl Modify for BearerAuth {
         deployments::create, deployments::list, deployments::show, deployments::replace,
         deployments::delete, deployments::up, deployments::down, deployments::rollback,
         deployments::history, deployments::logs,
+        system::update, system::last_update,
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(
@@ -54,6 +55,7 @@ impl Modify for BearerAuth {
         ManagedServiceSpec, ManagedService, RestartPolicy, RestartMode, VolumeMount,
         services::ServiceView, services::ServicesHealth, ServiceStatus, ServiceState,
         RunRecord, StepRecord, ImageRecord, tokens::NewToken, tokens::CreatedToken, crate::token::TokenView,
+        crate::token::Scope, crate::token::AuditEntry,
         WorkspaceRecord, WorkspaceState, ValidateResult, StepResult, FindingView, workspaces::ValidateBody,
         crate::watches::WatchSpec, crate::watches::WatchView, crate::watches::WatchState,
         crate::watches::RefState, crate::watches::Delivery, crate::watches::Forge,
@@ -64,6 +66,7 @@ impl Modify for BearerAuth {
         crate::deployments::SyncState, crate::deployments::HealthState, crate::deployments::Release,
         crate::deployments::ReleasedService, crate::deployments::Rollout,
         crate::deployments::RolloutResult, deployments::ServiceLog,
+        crate::selfupdate::UpdateRequest, crate::selfupdate::UpdateStatus, crate::selfupdate::UpdateState,
     )),
     modifiers(&BearerAuth)
 )]

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use crate::job::now_ms;
-use crate::token::{self, ApiToken, TokenView};
+use crate::token::{self, ApiToken, AuditEntry, Scope, TokenView};
 
 /// `POST /api/v1/tokens` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -19,8 +19,23 @@ use crate::token::{self, ApiToken, TokenView};
 pub struct NewToken {
     /// What the token is for, e.g. `ci-runner`: 1 to 64 letters, digits, `-`, `_`
     /// or `.`; a label only, not required to be unique.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$")]
     pub name: String,
+    /// What it may do: `read`, `run` (the default) or `admin`.
+    #[serde(default = "default_scope")]
+    pub scope: Scope,
+    /// Seconds until it stops working (1 to 10 years); without it, never.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 315_360_000)]
+    pub expires_in_s: Option<u64>,
 }
+
+fn default_scope() -> Scope {
+    Scope::Run
+}
+
+/// The longest a token may be made to last, in seconds (10 years).
+const MAX_EXPIRY_S: u64 = 315_360_000;
 
 /// The one time a token is shown.
 #[derive(Debug, Serialize, ToSchema)]
@@ -53,13 +68,27 @@ pub async fn create(
         e.field = Some("name".into());
         return Err(e);
     }
+    if let Some(s) = body.expires_in_s
+        && !(1..=MAX_EXPIRY_S).contains(&s)
+    {
+        let mut e = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_token",
+            format!("{s} s is outside 1 s to 10 years"),
+        );
+        e.field = Some("expires_in_s".into());
+        return Err(e);
+    }
     let value = token::generate().map_err(|e| ApiError::internal("generating a token", e))?;
+    let created_ms = now_ms();
     let record = ApiToken {
         id: format!("tok-{}", &token::hash(&value)[..12]),
         name: body.name,
         hash: token::hash(&value),
-        created_ms: now_ms(),
+        created_ms,
         revoked_ms: None,
+        scope: body.scope,
+        expires_ms: body.expires_in_s.map(|s| created_ms + s * 1000),
     };
     state.store.put_token(record.clone()).await?;
     let created = CreatedToken {
@@ -102,4 +131,29 @@ pub async fn revoke(
         state.store.put_token(record).await?;
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Query of `GET /api/v1/audit`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Entries older than this `seq` (the previous page's last).
+    before: Option<u64>,
+    /// How many (1 to 500; default 100).
+    limit: Option<usize>,
+}
+
+/// The audit log: every request that changed something (or tried to),
+/// newest first: who (token id), what (method, route, target), the
+/// answer's status, when. The newest 10,000 are kept.
+#[utoipa::path(get, path = "/api/v1/audit", params(AuditQuery), security(("bearer" = [])),
+    responses((status = 200, body = [AuditEntry]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn audit(
+    State(state): State<AppState>,
+    query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<AuditEntry>>, ApiError> {
+    let axum::extract::Query(q) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    Ok(Json(state.store.list_audit(q.before, limit)?))
 }

@@ -29,25 +29,36 @@ pub struct CallbackSender {
     store: Arc<dyn JobStore>,
     /// Where statuses link their job (`<advertise_url>/api/v1/jobs/<id>`).
     advertise_url: Option<String>,
+    /// Callbacks, and forge APIs: each checked against the outbound
+    /// policy at connect time (after DNS, on every hop).
     agent: ureq::Agent,
+    forge_agent: ureq::Agent,
     in_flight: Arc<Mutex<HashSet<String>>>,
 }
 
 impl CallbackSender {
     /// A sender over `store`'s outbox; statuses link jobs under
-    /// `advertise_url` when set.
-    pub fn new(store: Arc<dyn JobStore>, advertise_url: Option<String>) -> Arc<CallbackSender> {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(ATTEMPT_TIMEOUT))
-            .max_redirects(0)
-            .user_agent("slipway-callbacks")
-            .build()
-            .into();
+    /// `advertise_url` when set; receivers and forges only where `outbound`
+    /// allows.
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        advertise_url: Option<String>,
+        outbound: &crate::outbound::OutboundPolicy,
+    ) -> Arc<CallbackSender> {
+        let config = || {
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(ATTEMPT_TIMEOUT))
+                .max_redirects(0)
+                .user_agent("slipway-callbacks")
+                .build()
+        };
+        use crate::outbound::Purpose;
         Arc::new(CallbackSender {
             store,
             advertise_url,
-            agent,
+            agent: outbound.agent(config(), Purpose::Callback),
+            forge_agent: outbound.agent(config(), Purpose::Forge),
             in_flight: Arc::new(Mutex::new(HashSet::new())),
         })
     }
@@ -193,7 +204,7 @@ impl CallbackSender {
             payload["target_url"] = format!("{base}/api/v1/jobs/{}", entry.job).into();
         }
         let request = self
-            .agent
+            .forge_agent
             .post(&entry.url)
             .header("Content-Type", "application/json")
             .header("Accept", "application/json");

@@ -9,6 +9,7 @@ mod plugins;
 mod scaffold;
 mod serve;
 mod services;
+mod system;
 mod tokens;
 mod watch;
 mod workspace;
@@ -53,7 +54,22 @@ pub enum Command {
     Healthcheck {
         #[arg(long, env = "SLIPWAY_URL", default_value = "http://127.0.0.1:7878")]
         url: String,
+        /// Ask `/readyz` instead (Docker reachable, store open, plugins loaded).
+        #[arg(long)]
+        ready: bool,
     },
+    /// Replace the engine's container with one on a new image (the engine
+    /// must run as a container); rolled back when the new engine is not
+    /// ready in time. Exit 0 updated, 1 refused or rolled back.
+    SelfUpdate {
+        #[command(flatten)]
+        update: system::SelfUpdateArgs,
+        #[command(flatten)]
+        server: client::ServerArgs,
+    },
+    /// The update worker the engine starts from the new image.
+    #[command(hide = true)]
+    UpdateWorker(system::UpdateWorkerArgs),
     /// Preflight checks of this host (container engine, limits, state directory, disk, SELinux, plugins), each with its fix.
     Doctor(doctor::DoctorArgs),
     /// Run one job end to end without a server; exit code 0 only when it succeeded.
@@ -146,13 +162,14 @@ pub fn read_document(path: &std::path::Path) -> anyhow::Result<serde_json::Value
     Ok(serde_json::to_value(table)?)
 }
 
-fn healthcheck(url: &str) -> ExitCode {
+fn healthcheck(url: &str, ready: bool) -> ExitCode {
+    let route = if ready { "readyz" } else { "healthz" };
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(std::time::Duration::from_secs(3)))
         .build()
         .into();
     match agent
-        .get(format!("{}/healthz", url.trim_end_matches('/')))
+        .get(format!("{}/{route}", url.trim_end_matches('/')))
         .call()
     {
         Ok(r) if r.status() == 200 => ExitCode::SUCCESS,
@@ -188,7 +205,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => serve::serve(&config),
         Command::Run(args) => serve::run(args, &config),
         Command::Doctor(args) => doctor::run(args, &config),
-        Command::Healthcheck { url } => Ok(healthcheck(&url)),
+        Command::Healthcheck { url, ready } => Ok(healthcheck(&url, ready)),
+        Command::SelfUpdate { update, server } => system::self_update(update, &server),
+        Command::UpdateWorker(args) => system::update_worker(args),
         Command::Submit { job, server } => client::submit(job, &server),
         Command::Jobs { filter, server } => client::jobs(filter, &server),
         Command::Status { job, server } => client::status(job, &server),

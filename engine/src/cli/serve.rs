@@ -317,7 +317,13 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             },
         );
         let watching = tokio::spawn(watcher.clone().run(shutdown.clone()));
-        let calling = tokio::spawn(CallbackSender::new(parts.store.clone(), config.advertise_url.clone()).run(shutdown.clone()));
+        let calling = tokio::spawn(CallbackSender::new(parts.store.clone(), config.advertise_url.clone(), &config.outbound).run(shutdown.clone()));
+        let self_update = slipway::selfupdate::SelfUpdate::new(
+            slipway::runtime::docker::connect().await?,
+            slipway::runtime::host::own_container(),
+            engine_id_of(&config.state_dir),
+            config.state_dir.clone(),
+        );
         let state = AppState {
             store: parts.store.clone(),
             scheduler: parts.scheduler.clone(),
@@ -331,12 +337,25 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             git_credentials: config.git_credentials.clone(),
             watcher: Some(watcher),
             deployments: Some(parts.deployments.clone()),
+            self_update: Some(self_update.clone()),
+            auth_guard: Default::default(),
         };
         let deploying = tokio::spawn(parts.deployments.clone().run(shutdown.clone()));
         let reaper = tokio::spawn(parts.workspaces.clone().reap(shutdown.clone()));
         let stop = shutdown.clone();
         tokio::spawn(async move {
             stop_signal().await;
+            if self_update.handing_over() {
+                // An update this engine started is replacing it: exit the way
+                // a crash would, so that nothing is drained or closed. The
+                // next engine (new, or this one put back) takes running jobs
+                // over, keeps ready workspaces and adopts services and
+                // deployments, as after a crash.
+                eprintln!(
+                    "slipway: handing over to the updated engine: running jobs, workspaces, services and deployments stay up"
+                );
+                std::process::exit(0);
+            }
             eprintln!(
                 "slipway: stopping: no new jobs; running ones get runner.drain_s to finish, then go back to the queue"
             );

@@ -10,6 +10,7 @@ pub mod store;
 pub use redb_store::RedbStore;
 pub use scheduler::{Scheduler, SchedulerConfig};
 pub use store::{
-    DeploymentStore, ImageStore, JobQueue, JobStore, LeaseRequest, ListFilter, OutboxStore,
-    ProfileStore, ServiceStore, StoreError, Submitted, TokenStore, WatchStore, WorkspaceStore,
+    AuditStore, DeploymentStore, ImageStore, JobQueue, JobStore, LeaseRequest, ListFilter,
+    OutboxStore, ProfileStore, ServiceStore, StoreError, Submitted, TokenStore, WatchStore,
+    WorkspaceStore,
 };

@@ -31,7 +31,7 @@ use crate::job::{
 };
 use crate::profile::Profile;
 use crate::service::ManagedService;
-use crate::token::ApiToken;
+use crate::token::{ApiToken, AuditEntry};
 use crate::watches::record::DELIVERIES_KEPT;
 use crate::watches::{Delivery, Watch};
 use crate::workspace::{WorkspaceRecord, WorkspaceRuntime};
@@ -54,6 +54,8 @@ const DEPLOYMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("deployme
 const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
 /// The outbox messages still to send, by when they are due.
 const OUTBOX_DUE: TableDefinition<(u64, &str), ()> = TableDefinition::new("outbox_due");
+/// The audit log, by sequence number.
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 /// Keyed `<watch id>/<seq, 20 digits>`, so a watch's deliveries are one range.
 const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("deliveries");
 
@@ -77,6 +79,7 @@ struct Tables<'t> {
     deliveries: Table<'t, &'static str, &'static [u8]>,
     outbox: Table<'t, &'static str, &'static [u8]>,
     outbox_due: Table<'t, (u64, &'static str), ()>,
+    audit: Table<'t, u64, &'static [u8]>,
 }
 
 /// The writer's view of derived state, rebuilt from the tables at open.
@@ -212,6 +215,7 @@ impl RedbStore {
             txn.open_table(DELIVERIES).map_err(io)?;
             txn.open_table(OUTBOX).map_err(io)?;
             txn.open_table(OUTBOX_DUE).map_err(io)?;
+            txn.open_table(AUDIT).map_err(io)?;
             let running = txn.open_table(RUNNING).map_err(io)?;
             let jobs = txn.open_table(JOBS).map_err(io)?;
             for entry in running.iter().map_err(io)? {
@@ -338,6 +342,7 @@ fn apply_batch(
                 deliveries: txn.open_table(DELIVERIES)?,
                 outbox: txn.open_table(OUTBOX)?,
                 outbox_due: txn.open_table(OUTBOX_DUE)?,
+                audit: txn.open_table(AUDIT)?,
             })
         })();
         let mut tables = match tables {
@@ -872,6 +877,40 @@ impl TokenStore for RedbStore {
 
     fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
         self.list_named(TOKENS)
+    }
+}
+
+impl crate::queue::store::AuditStore for RedbStore {
+    fn append_audit(&self, entry: AuditEntry) -> StoreFuture<'_, u64> {
+        self.write(move |tables, _mem, _counts| {
+            let seq = match tables.audit.last().map_err(io)? {
+                Some((k, _)) => k.value() + 1,
+                None => 1,
+            };
+            let entry = AuditEntry { seq, ..entry };
+            let bytes = rmp_serde::to_vec_named(&entry).map_err(io)?;
+            tables.audit.insert(seq, bytes.as_slice()).map_err(io)?;
+            // Keep the newest: one entry in, at most one old one out.
+            if seq > crate::token::AUDIT_KEPT {
+                tables
+                    .audit
+                    .retain_in(..=seq - crate::token::AUDIT_KEPT, |_, _| false)
+                    .map_err(io)?;
+            }
+            Ok(seq)
+        })
+    }
+
+    fn list_audit(&self, before: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let table = txn.open_table(AUDIT).map_err(io)?;
+        let range = table.range(..before.unwrap_or(u64::MAX)).map_err(io)?;
+        let mut out = Vec::new();
+        for entry in range.rev().take(limit) {
+            let (_, v) = entry.map_err(io)?;
+            out.push(decode_named(v.value())?);
+        }
+        Ok(out)
     }
 }
 

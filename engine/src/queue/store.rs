@@ -18,7 +18,7 @@ use crate::job::{
 };
 use crate::profile::Profile;
 use crate::service::ManagedService;
-use crate::token::ApiToken;
+use crate::token::{ApiToken, AuditEntry};
 use crate::watches::{Delivery, Watch};
 use crate::workspace::{WorkspaceRecord, WorkspaceRuntime};
 
@@ -199,6 +199,16 @@ pub trait TokenStore: Send + Sync {
     fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
 }
 
+/// The audit log: every state-changing API request.
+pub trait AuditStore: Send + Sync {
+    /// Append `entry` (its `seq` is assigned here); the oldest entries
+    /// beyond [`crate::token::AUDIT_KEPT`] are dropped.
+    fn append_audit(&self, entry: AuditEntry) -> StoreFuture<'_, u64>;
+    /// Up to `limit` entries older than `before` (`None`: from the newest),
+    /// newest first.
+    fn list_audit(&self, before: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
 /// Workspace records, and what a restarted engine needs to take a ready
 /// workspace over.
 pub trait WorkspaceStore: Send + Sync {
@@ -272,6 +282,7 @@ pub trait JobStore:
     + ServiceStore
     + ImageStore
     + TokenStore
+    + AuditStore
     + WorkspaceStore
     + WatchStore
     + DeploymentStore
@@ -286,6 +297,7 @@ impl<T> JobStore for T where
         + ServiceStore
         + ImageStore
         + TokenStore
+        + AuditStore
         + WorkspaceStore
         + WatchStore
         + DeploymentStore

@@ -38,9 +38,32 @@ impl Workspaces {
         }
         let mut results = Vec::new();
         let mut ok = true;
+        let guard_tree = super::tree_guard::TreeGuard::new(
+            self.runner.checkouts.clone(),
+            &env.checkout.path,
+            self.runner.settings.job_user,
+        );
+        let before = fingerprint(&guard_tree).await?;
         for step in &steps {
-            let result = self.run_step(&live, env, step).await;
-            let passed = result.exit_code == Some(0);
+            let mut result = self.run_step(&live, env, step).await;
+            let after = fingerprint(&guard_tree).await?;
+            if let (Some(b), Some(a)) = (&before, after)
+                && *b != a
+            {
+                // The step changed the code it was to judge: undone, and
+                // the step fails with a finding per file.
+                let (g, b) = (guard_tree.clone(), b.clone());
+                let changes = tokio::task::spawn_blocking(move || {
+                    let changes = g.changed(&b, &a)?;
+                    g.restore(&b, &changes)?;
+                    Ok::<_, crate::checkout::CheckoutError>(changes)
+                })
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+                changed_files_found(&mut result, changes.files);
+            }
+            let passed = result.exit_code == Some(0) && result.changed_files.is_empty();
             results.push(result);
             if !passed {
                 ok = false;
@@ -126,6 +149,7 @@ impl Workspaces {
             findings,
             findings_error,
             timed_out,
+            changed_files: Vec::new(),
         }
     }
 
@@ -360,6 +384,35 @@ fn diff_job(
         let _ = std::fs::remove_file(path.join(&index));
         result.map(|d| if d.is_empty() { d } else { d + "\n" })
     }
+}
+
+/// The work tree's fingerprint, made off the async threads.
+async fn fingerprint(
+    guard: &super::tree_guard::TreeGuard,
+) -> Result<Option<String>, WorkspaceError> {
+    let g = guard.clone();
+    tokio::task::spawn_blocking(move || g.fingerprint())
+        .await
+        .map_err(internal)?
+        .map_err(internal)
+}
+
+/// `result` changed `files`: say so, one finding per file.
+fn changed_files_found(result: &mut StepResult, files: Vec<String>) {
+    for file in &files {
+        result.findings.push(crate::job::FindingView {
+            file: Some(file.clone()),
+            line: None,
+            column: None,
+            severity: "error".into(),
+            rule: Some("slipway/changed-files".into()),
+            message: format!(
+                "step `{}` changed this file while validating; the change was undone (validation judges the code as it is: run the tool in check mode, or apply its fix as an edit)",
+                result.name
+            ),
+        });
+    }
+    result.changed_files = files;
 }
 
 /// Keep `diff` as the one of `generation`, unless a newer one began.

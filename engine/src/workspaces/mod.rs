@@ -23,6 +23,7 @@ mod calls;
 mod paths;
 #[cfg(test)]
 mod tests;
+mod tree_guard;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

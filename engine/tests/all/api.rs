@@ -637,3 +637,253 @@ fn a_request_whose_body_never_arrives_is_answered_408_and_the_server_carries_on(
     assert_eq!(status, 200);
     assert_eq!(list["jobs"].as_array().unwrap().len(), 0, "{list}");
 }
+
+/// The outbound policy as shipped: repository URLs that are or resolve to
+/// loopback, link-local (cloud metadata) or private addresses are refused
+/// at submit, before any git call, with the setting that would allow them.
+/// Only IP literals and `localhost` are used: nothing is sent anywhere,
+/// and the loopback listener proves it.
+#[test]
+fn repository_urls_of_internal_addresses_are_refused_before_any_git_call() {
+    let inner =
+        crate::support::test_server_with(TOKEN, slipway::git_auth::GitCredentials::default());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into();
+    let s = Server {
+        base: inner.base.clone(),
+        _inner: inner,
+        agent,
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    for (repository, commit, address) in [
+        (
+            format!("http://127.0.0.1:{port}/app.git"),
+            "main",
+            "127.0.0.1",
+        ),
+        (
+            format!("http://localhost:{port}/app.git"),
+            "main",
+            "127.0.0.1",
+        ),
+        (format!("git://127.0.0.1:{port}/app.git"), sha, "127.0.0.1"),
+        (
+            "http://169.254.169.254/latest/app.git".into(),
+            sha,
+            "169.254.169.254",
+        ),
+        ("https://10.0.0.1/team/app.git".into(), "main", "10.0.0.1"),
+        ("git@10.0.0.1:team/app.git".into(), sha, "10.0.0.1"),
+        ("http://[::ffff:127.0.0.1]/app.git".into(), sha, "127.0.0.1"),
+    ] {
+        let (status, body) = s.json(
+            "POST",
+            "/api/v1/jobs",
+            Some(json!({"repository": repository, "commit": commit})),
+        );
+        assert_eq!(status, 422, "{repository}: {body}");
+        assert_eq!(error_code(&body), "invalid_job_spec", "{body}");
+        assert_eq!(body["error"]["field"], "repository", "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(address) && message.contains("outbound.allow_hosts"),
+            "{repository}: the refusal names the address and the setting: {message}"
+        );
+    }
+    let (_, list) = s.json("GET", "/api/v1/jobs", None);
+    assert_eq!(list["jobs"], json!([]), "nothing was stored");
+    assert_eq!(
+        listener.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "no git call reached the loopback listener"
+    );
+}
+
+impl Server {
+    /// `call` with `token`, the body parsed.
+    fn as_token(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let (status, text) = self.call(method, path, Some(token), body.map(|b| b.to_string()));
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// A new token of `scope` (with `extra` fields); its value and id.
+    fn token(&self, name: &str, scope: &str, extra: Value) -> (String, String) {
+        let mut body = json!({"name": name, "scope": scope});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let (status, created) = self.json("POST", "/api/v1/tokens", Some(body));
+        assert_eq!(status, 201, "{created}");
+        assert_eq!(created["scope"], scope, "{created}");
+        (
+            created["token"].as_str().unwrap().to_owned(),
+            created["id"].as_str().unwrap().to_owned(),
+        )
+    }
+}
+
+/// Scopes: `read` sees and changes nothing, `run` drives jobs only, the
+/// configured token and `admin` tokens do everything; an expired token is
+/// refused; every change (refused ones included) is in the audit log,
+/// which only `admin` reads.
+#[test]
+fn token_scopes_expiry_and_the_audit_log() {
+    let s = server();
+    let (read, _) = s.token("dashboard", "read", json!({}));
+    let (run, run_id) = s.token("ci", "run", json!({}));
+    let (admin, admin_id) = s.token("ops", "admin", json!({}));
+
+    // read: sees jobs, submits nothing (and nothing is stored).
+    let (status, _) = s.as_token(&read, "GET", "/api/v1/jobs", None);
+    assert_eq!(status, 200);
+    let (status, body) = s.as_token(&read, "POST", "/api/v1/jobs", Some(spec_json("ok")));
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(error_code(&body), "forbidden");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("scope `read`") && message.contains("needs `run`"),
+        "{message}"
+    );
+    let (_, list) = s.json("GET", "/api/v1/jobs", None);
+    assert_eq!(list["jobs"], json!([]), "a refused submit stores nothing");
+    let (status, _) = s.as_token(&read, "GET", "/api/v1/tokens", None);
+    assert_eq!(status, 403, "the token list is admin's");
+
+    // run: submits and cancels jobs; manages nothing else.
+    let (status, job) = s.as_token(&run, "POST", "/api/v1/jobs", Some(spec_json("ok")));
+    assert_eq!(status, 201, "{job}");
+    let profile = json!({"name": "p", "validation": {"fast": ["true"]}});
+    let (status, body) = s.as_token(&run, "POST", "/api/v1/profiles", Some(profile.clone()));
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = s.as_token(&run, "GET", "/api/v1/audit", None);
+    assert_eq!(status, 403);
+
+    // admin: everything.
+    let (status, body) = s.as_token(&admin, "POST", "/api/v1/profiles", Some(profile));
+    assert_eq!(status, 201, "{body}");
+
+    // An expired token is refused like a revoked one.
+    let (short, _) = s.token("short", "admin", json!({"expires_in_s": 1}));
+    let (status, _) = s.as_token(&short, "GET", "/api/v1/jobs", None);
+    assert_eq!(status, 200);
+    std::thread::sleep(Duration::from_millis(1100));
+    let (status, body) = s.as_token(&short, "GET", "/api/v1/jobs", None);
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = s.json(
+        "POST",
+        "/api/v1/tokens",
+        Some(json!({"name": "x", "scope": "root"})),
+    );
+    assert_eq!(status, 422, "an unknown scope: {body}");
+
+    // The audit log, newest first: who, what, the answer.
+    let (status, log) = s.as_token(&admin, "GET", "/api/v1/audit?limit=50", None);
+    assert_eq!(status, 200, "{log}");
+    let entries = log.as_array().unwrap();
+    let find = |token: &str, route: &str, status: u64| {
+        entries.iter().any(|e| {
+            e["token"] == token
+                && e["route"] == route
+                && e["status"] == status
+                && e["method"] == "POST"
+        })
+    };
+    assert!(find(&run_id, "/api/v1/jobs", 201), "{log}");
+    assert!(
+        find(&run_id, "/api/v1/profiles", 403),
+        "refused changes too: {log}"
+    );
+    assert!(find(&admin_id, "/api/v1/profiles", 201), "{log}");
+    assert!(find("configured", "/api/v1/tokens", 201), "{log}");
+    assert!(
+        entries.iter().all(|e| e["method"] != "GET"),
+        "reads are not audited: {log}"
+    );
+    let seqs: Vec<u64> = entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {seqs:?}"
+    );
+    let (_, older) = s.as_token(
+        &admin,
+        "GET",
+        &format!("/api/v1/audit?before={}", seqs[0]),
+        None,
+    );
+    assert_eq!(
+        older.as_array().unwrap().len(),
+        entries.len() - 1,
+        "paged by seq"
+    );
+}
+
+/// 500 wrong tokens in a burst from one client: past the limit they are
+/// answered 429, and the right token still works in the middle of it.
+#[test]
+fn failed_authentications_are_rate_limited_and_the_right_token_still_works() {
+    let s = server();
+    let mut limited = 0;
+    for i in 0..500 {
+        let (status, _) = s.call("GET", "/api/v1/jobs", Some(&format!("wrong-{i}")), None);
+        assert!(status == 401 || status == 429, "{status}");
+        if status == 429 {
+            limited += 1;
+        }
+        if i == 250 {
+            let (status, _) = s.call("GET", "/api/v1/jobs", Some(TOKEN), None);
+            assert_eq!(status, 200, "the right token works during the flood");
+        }
+    }
+    assert!(
+        limited >= 400,
+        "most of the flood is limited: {limited} of 500"
+    );
+    let (status, body) = s.call("GET", "/api/v1/jobs", Some("wrong"), None);
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("too_many_failures"), "{body}");
+}
+
+/// One token holds at most 64 log streams; the 65th is refused with 429,
+/// another token's stream still opens.
+#[test]
+fn log_streams_are_capped_per_token() {
+    let s = server();
+    let (status, job) = s.json("POST", "/api/v1/jobs", Some(spec_json("hang")));
+    assert_eq!(status, 201, "{job}");
+    let path = format!("{}/api/v1/jobs/{}/logs?follow=true", s.base, job["id"]);
+    let open = |token: &str| {
+        s.agent
+            .get(&path)
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .unwrap()
+    };
+    let streams: Vec<_> = (0..slipway::api::auth::STREAMS_PER_TOKEN)
+        .map(|_| {
+            let r = open(TOKEN);
+            assert_eq!(r.status().as_u16(), 200);
+            r
+        })
+        .collect();
+    let mut refused = open(TOKEN);
+    assert_eq!(refused.status().as_u16(), 429);
+    let text = refused.body_mut().read_to_string().unwrap();
+    assert!(text.contains("too_many_streams"), "{text}");
+    let (other, _) = s.token("viewer", "read", json!({}));
+    assert_eq!(
+        open(&other).status().as_u16(),
+        200,
+        "another token's own streams"
+    );
+    drop(streams);
+    let _ = s.json("POST", &format!("/api/v1/jobs/{}/cancel", job["id"]), None);
+}

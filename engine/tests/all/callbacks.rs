@@ -17,6 +17,9 @@ use crate::support::serve::{
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const SECRET_VAR: &str = "SLIPWAY_TEST_CALLBACK_SECRET";
+/// Receivers and the fake forge listen on loopback, which the outbound
+/// policy refuses unless allowed: allowed by name, as an operator would.
+const LOOPBACK_ALLOWED: (&str, &str) = ("SLIPWAY_OUTBOUND__ALLOW_HOSTS", "[\"127.0.0.1\"]");
 
 /// A request as the receiver got it.
 #[derive(Debug, Clone)]
@@ -126,7 +129,10 @@ fn assert_signed(r: &Received) {
 
 #[test]
 fn the_final_state_is_signed_and_retried_until_the_receiver_takes_it() {
-    let server = start_with(tempfile::tempdir().unwrap(), &[(SECRET_VAR, SECRET)]);
+    let server = start_with(
+        tempfile::tempdir().unwrap(),
+        &[(SECRET_VAR, SECRET), LOOPBACK_ALLOWED],
+    );
     let receiver = Receiver::start(
         TcpListener::bind("127.0.0.1:0").unwrap(),
         vec![500, 500, 500, 200],
@@ -188,7 +194,7 @@ fn the_final_state_is_signed_and_retried_until_the_receiver_takes_it() {
 #[test]
 fn messages_in_the_outbox_survive_a_kill_of_the_engine() {
     let state = tempfile::tempdir().unwrap();
-    let server = start_with(state, &[(SECRET_VAR, SECRET)]);
+    let server = start_with(state, &[(SECRET_VAR, SECRET), LOOPBACK_ALLOWED]);
     // A receiver that is not there yet: its port is known, nothing listens.
     let port = crate::support::serve::free_port();
     let url = format!("http://127.0.0.1:{port}/hook");
@@ -210,7 +216,7 @@ fn messages_in_the_outbox_survive_a_kill_of_the_engine() {
     let state = server.crash();
     // The receiver comes up; the engine starts again on the same state.
     let receiver = Receiver::start(TcpListener::bind(("127.0.0.1", port)).unwrap(), vec![200]);
-    let server = start_with(state, &[(SECRET_VAR, SECRET)]);
+    let server = start_with(state, &[(SECRET_VAR, SECRET), LOOPBACK_ALLOWED]);
     wait_until("the outbox delivers after the restart", 60, || {
         !receiver.received().is_empty()
     });
@@ -230,6 +236,7 @@ fn a_forge_gets_the_commit_status_of_each_state_in_order() {
         &[
             (SECRET_VAR, "forge-token-1"),
             ("SLIPWAY_ADVERTISE_URL", "http://slipway.test:7878"),
+            LOOPBACK_ALLOWED,
         ],
     );
     let repo = dockerfile_repo(&format!("FROM {BUSYBOX}\n"));
@@ -289,7 +296,10 @@ fn a_forge_gets_the_commit_status_of_each_state_in_order() {
 
 #[test]
 fn a_receiver_that_hangs_is_given_up_on_after_ten_seconds_and_tried_again() {
-    let server = start_with(tempfile::tempdir().unwrap(), &[(SECRET_VAR, SECRET)]);
+    let server = start_with(
+        tempfile::tempdir().unwrap(),
+        &[(SECRET_VAR, SECRET), LOOPBACK_ALLOWED],
+    );
     let receiver = Receiver::start(TcpListener::bind("127.0.0.1:0").unwrap(), vec![0, 200]);
     let repo = dockerfile_repo(&format!("FROM {BUSYBOX}\n"));
     let id = submit_with_callback(&server, repo.path(), &receiver.url);

@@ -242,6 +242,15 @@ fn serve_private_repo(bare: &Path, expected: String) -> PrivateRepoServer {
     PrivateRepoServer { url, authorized }
 }
 
+/// The outbound policy of a test that serves repositories on loopback:
+/// 127.0.0.1 allowed by name, as an operator would allow an internal host.
+fn loopback_allowed() -> std::sync::Arc<slipway::outbound::OutboundPolicy> {
+    std::sync::Arc::new(slipway::outbound::OutboundPolicy {
+        allow_hosts: vec!["127.0.0.1".into()],
+        ..Default::default()
+    })
+}
+
 #[test]
 fn private_repositories_are_reached_with_the_configured_credential_only() {
     use base64::Engine as _;
@@ -257,11 +266,13 @@ fn private_repositories_are_reached_with_the_configured_credential_only() {
     std::fs::write(secret.path(), "ci-bot:s3cret-token\n").unwrap();
     let credentials =
         GitCredentials::new([(host.clone(), format!("file:{}", secret.path().display()))].into())
-            .unwrap();
+            .unwrap()
+            .with_outbound(loopback_allowed());
 
     // Without it: refused at once (no prompt), and nothing is left.
     let state = tempfile::tempdir().unwrap();
-    let without = Checkouts::new(state.path(), Duration::from_secs(30));
+    let without = Checkouts::new(state.path(), Duration::from_secs(30))
+        .with_credentials(GitCredentials::default().with_outbound(loopback_allowed()));
     let err = without.prepare(&server.url, &sha, "job-1").unwrap_err();
     assert!(
         matches!(err, CheckoutError::Git { .. }) && err.to_string().contains("git_credentials"),
@@ -399,6 +410,7 @@ fn ssh_repositories_are_reached_with_the_configured_deploy_key() {
     let with_key = |key: &Path, known: &Path| {
         GitCredentials::new(Default::default())
             .unwrap()
+            .with_outbound(loopback_allowed())
             .with_ssh_keys(
                 [("127.0.0.1".to_owned(), format!("file:{}", key.display()))].into(),
                 Some(known.to_path_buf()),

@@ -231,13 +231,17 @@ fn tokens_are_created_once_listed_without_values_and_revoked() {
     let issued = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert!(issued.starts_with("slw_") && issued.len() == 68, "{issued}");
 
-    // The new token works; the list never shows it.
+    // The new token works within its scope (`run`, the default): it lists
+    // jobs, not tokens. The list never shows a token's value.
     let out = slipway(base, Some(&issued), &["jobs"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let out = slipway(base, Some(&issued), &["tokens", "list"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("scope `run`"), "{}", text(&out));
+    let out = slipway(base, Some(TOKEN), &["tokens", "list"]);
     let listed = text(&out);
     assert!(
-        listed.contains("ci-runner") && listed.contains("active"),
+        listed.contains("ci-runner") && listed.contains("active") && listed.contains(" run "),
         "{listed}"
     );
     assert!(

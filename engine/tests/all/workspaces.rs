@@ -820,3 +820,92 @@ fn an_empty_tier_says_it_checked_nothing() {
     let out = cli(&server, &["workspace", "rm", &id]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+/// Validation judges the code as it is: a step that rewrites a tracked
+/// file and creates another (a linter fixing what it should report) fails,
+/// each file is a finding, and the tree is put back as it was; ignored
+/// files (build outputs) may be written freely; the next steps do not run.
+#[test]
+fn a_step_that_changes_files_fails_with_findings_and_its_changes_are_undone() {
+    let server = server(&[]);
+    let repo = busybox_repo(
+        &server,
+        "fixer",
+        &[
+            "mkdir -p build && echo cache > build/out && echo fixed > app.txt && echo new > added.txt",
+            "echo never runs",
+        ],
+        &[],
+    );
+    std::fs::write(repo.path().join(".gitignore"), "build/\n").unwrap();
+    crate::support::git(repo.path(), &["add", ".gitignore"]);
+    crate::support::git(
+        repo.path(),
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "-m",
+            "ignore build",
+        ],
+    );
+    let (id, w) = create(
+        &server,
+        serde_json::json!({"repository": repo.path().to_str().unwrap(), "commit": "HEAD", "profile": "fixer"}),
+    );
+    assert_eq!(w["state"], "ready", "{w}");
+    let (code, result) = post(
+        &server,
+        &format!("/api/v1/workspaces/{id}/validate"),
+        &serde_json::json!({"tier": "fast"}),
+    );
+    assert_eq!(code, 200, "{result}");
+    assert_eq!(result["ok"], false, "{result}");
+    let steps = result["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "the next step does not run: {result}");
+    assert_eq!(
+        steps[0]["exit_code"], 0,
+        "the step itself exited 0: {result}"
+    );
+    assert_eq!(
+        steps[0]["changed_files"],
+        serde_json::json!(["added.txt", "app.txt"]),
+        "{result}"
+    );
+    let findings = steps[0]["findings"].as_array().unwrap();
+    assert!(
+        findings.iter().any(|f| f["file"] == "app.txt"
+            && f["rule"] == "slipway/changed-files"
+            && f["message"].as_str().unwrap().contains("was undone")),
+        "{result}"
+    );
+    // Put back: the tracked file as committed, the new one gone.
+    let (code, app) = request(
+        &server,
+        "GET",
+        &format!("/api/v1/workspaces/{id}/files/app.txt"),
+        None,
+    );
+    assert_eq!((code, app.as_str()), (200, "app\n"));
+    let (code, _) = request(
+        &server,
+        "GET",
+        &format!("/api/v1/workspaces/{id}/files/added.txt"),
+        None,
+    );
+    assert_eq!(code, 404);
+    let (_, diff) = request(
+        &server,
+        "GET",
+        &format!("/api/v1/workspaces/{id}/diff"),
+        None,
+    );
+    assert_eq!(diff, "", "nothing differs from the base commit");
+    assert_eq!(
+        request(&server, "DELETE", &format!("/api/v1/workspaces/{id}"), None).0,
+        204
+    );
+}

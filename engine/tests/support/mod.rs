@@ -86,7 +86,27 @@ impl Drop for TestServer {
     }
 }
 
+/// The repository hosts the tests name, allowed by name (so no DNS lookup
+/// is made for them), and loopback, where tests serve repositories.
+pub fn test_credentials() -> slipway::git_auth::GitCredentials {
+    slipway::git_auth::GitCredentials::default().with_outbound(Arc::new(
+        slipway::outbound::OutboundPolicy {
+            allow_hosts: vec!["example.com".into(), "127.0.0.1".into()],
+            ..Default::default()
+        },
+    ))
+}
+
 pub fn test_server(token: &str) -> TestServer {
+    test_server_with(token, test_credentials())
+}
+
+/// [`test_server`] reaching repositories with `git_credentials` (and its
+/// outbound policy).
+pub fn test_server_with(
+    token: &str,
+    git_credentials: slipway::git_auth::GitCredentials,
+) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let store =
         Arc::new(RedbStore::open(&dir.path().join("store.redb"), SpecPolicy::default()).unwrap());
@@ -114,9 +134,11 @@ pub fn test_server(token: &str) -> TestServer {
         workspaces: None,
         plugins: None,
         request_timeout: Duration::from_secs(2),
-        git_credentials: Default::default(),
+        git_credentials,
         watcher: None,
         deployments: None,
+        self_update: None,
+        auth_guard: Default::default(),
     };
     let shutdown = CancellationToken::new();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

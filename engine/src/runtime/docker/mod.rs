@@ -4,10 +4,13 @@
 //!
 //! - [`connect`](mod@connect): finding and connecting to Docker or Podman, with the API
 //!   version negotiated and an error that names everything tried.
+//! - [`engine_container`]: the engine's own container, for self-update
+//!   (a worker beside it, the same container recreated on a new image).
 //! - [`translate`]: a [`ContainerSpec`] as the engine's create request
 //!   (host config, hardening, limits, log rotation, device requests).
 
 pub mod connect;
+pub mod engine_container;
 pub mod translate;
 
 use std::collections::HashMap;
