@@ -39,6 +39,9 @@ const GOLANGCI_CONFIGS: &[&str] = &[
     ".golangci.toml",
     ".golangci.json",
 ];
+/// golangci-lint in check mode: `--fix=false` overrides a configured
+/// `issues.fix: true` (v1 and v2; a flag beats the configuration).
+const GOLANGCI_RUN: &str = "golangci-lint run --fix=false";
 /// Last golangci-lint v1 release (configs without `version: "2"`).
 const GOLANGCI_V1: &str = "v1.64.8";
 
@@ -511,7 +514,7 @@ impl Ecosystem for Go {
         let mut fast = vec![Step::new("vet", "go vet ./...")];
         match &golangci {
             Some((name, v2)) => {
-                fast.push(Step::new("golangci-lint", "golangci-lint run"));
+                fast.push(Step::new("golangci-lint", GOLANGCI_RUN));
                 notes.push(format!(
                     "{name}: golangci-lint {} installed",
                     if *v2 { "v2 (latest)" } else { GOLANGCI_V1 }
@@ -779,7 +782,7 @@ mod tests {
     #[test]
     fn golangci_config_adds_lint() {
         let p = plan("golangci");
-        assert_eq!(p.fast[1].command, "golangci-lint run");
+        assert_eq!(p.fast[1].command, "golangci-lint run --fix=false");
         let df = dockerfile(&p);
         assert!(
             df.contains("golangci-lint/HEAD/install.sh | sh -s -- -b /home/app/go/bin\n"),
@@ -787,7 +790,41 @@ mod tests {
         );
         let p = plan("golangci-v1");
         assert!(dockerfile(&p).contains("-b /home/app/go/bin v1.64.8\n"));
-        assert_eq!(p.fast[1].command, "golangci-lint run");
+        assert_eq!(p.fast[1].command, "golangci-lint run --fix=false");
+    }
+
+    /// A configured `issues.fix: true` (v1 or v2) never applies fixes, and
+    /// no step formats in place.
+    #[test]
+    fn golangci_lint_never_fixes() {
+        for (version, config) in [
+            (
+                "v2",
+                "version: \"2\"\nissues:\n  fix: true\nformatters:\n  enable: [gofmt]\n",
+            ),
+            ("v1", "issues:\n  fix: true\n"),
+        ] {
+            let dir = std::env::temp_dir().join(format!(
+                "slipway-go-golangci-fix-{version}-{}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("go.mod"), "module example.com/fix\n\ngo 1.24\n").unwrap();
+            std::fs::write(dir.join(".golangci.yml"), config).unwrap();
+            let p = testing::plan::<Go>(&dir).unwrap();
+            let _ = std::fs::remove_dir_all(&dir);
+            let lint = p.fast.iter().find(|s| s.name == "golangci-lint").unwrap();
+            assert_eq!(lint.command, "golangci-lint run --fix=false", "{version}");
+            for s in p.fast.iter().chain(&p.full) {
+                let words: Vec<&str> = s.command.split_whitespace().collect();
+                assert!(
+                    !words.iter().any(|w| *w == "--fix" || *w == "-w"),
+                    "{version}: {}",
+                    s.command
+                );
+            }
+        }
     }
 
     #[test]

@@ -12,7 +12,11 @@
 //!
 //! Package manager: `packageManager` of `package.json` first, else the
 //! lockfile; dependencies are installed frozen in `/opt/deps` and linked into
-//! the checkout by the `deps` setup step. See README.md.
+//! the checkout by the `deps` setup step.
+//!
+//! Steps: the `lint`, typecheck and `test` scripts, except one that would
+//! change the checkout (`eslint --fix`, `prettier --write`, ...; see
+//! `scripts.rs`), which is skipped with a note. See README.md.
 
 use serde_json::{Map, Value};
 use slipway_plugin_sdk::ecosystem::*;
@@ -21,6 +25,8 @@ use slipway_plugin_sdk::toolchain::{
     ReleaseTable, resolve, version_file_pin, version_manager_pins,
 };
 use slipway_plugin_sdk::{Repo, TextFile, export_ecosystem, malformed};
+
+mod scripts;
 
 /// The plugin.
 pub struct Node;
@@ -69,6 +75,10 @@ const TYPECHECK_SCRIPTS: &[&str] = &["typecheck", "type-check", "tsc"];
 /// node_modules and .git, one file per call.
 const SYNTAX_CHECK: &str = "find . \\( -name node_modules -o -name .git \\) -prune -o -type f \\( -name '*.js' -o -name '*.mjs' -o -name '*.cjs' \\) -print0 | xargs -0 -r -n1 node --check";
 const SYNTAX_NOTE: &str = "no `lint` script or ESLint configuration: the fast tier runs `node --check` (syntax only) on the project's .js/.mjs/.cjs files, chosen because the project declares no linter";
+const SYNTAX_INSTEAD_NOTE: &str = "the fast tier runs `node --check` (syntax only) on the project's .js/.mjs/.cjs files instead of the `lint` script";
+/// ESLint run directly: it only fixes with `--fix`, which no configuration
+/// file can turn on.
+const ESLINT_CHECK: &str = "npx eslint . -f json";
 
 /// npm's placeholder `test` script written by `npm init`.
 const NPM_TEST_PLACEHOLDER: &str = "no test specified";
@@ -658,37 +668,74 @@ fn steps(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
+    // Validation judges the code as it is: a script that would change the
+    // checkout (`eslint --fix`, `prettier --write`, ...) is not run.
+    let writes = |name: &str| {
+        let why = scripts::writes(&scripts, name)?;
+        Some(format!(
+            "package.json `{name}` script not run: {why} would change the checkout"
+        ))
+    };
+    let eslint_config = ESLINT_CONFIGS
+        .iter()
+        .find(|f| repo.exists(f))
+        .copied()
+        .or_else(|| {
+            manifest
+                .obj
+                .contains_key("eslintConfig")
+                .then_some("package.json eslintConfig")
+        });
+    let eslint = || Step::new("eslint", ESLINT_CHECK).with_report("eslint-json", None);
     let mut fast = Vec::new();
     let mut full = Vec::new();
+    let mut lint_not_run = false;
     if script("lint").is_some() {
-        fast.push(Step::new("lint", &pm.run("lint")));
-    } else if let Some(config) = ESLINT_CONFIGS.iter().find(|f| repo.exists(f)) {
+        match writes("lint") {
+            None => fast.push(Step::new("lint", &pm.run("lint"))),
+            Some(why) => {
+                lint_not_run = true;
+                if let Some(config) = eslint_config {
+                    notes.push(format!(
+                        "{why}; running ESLint directly without --fix (`{ESLINT_CHECK}`), as {config} configures it"
+                    ));
+                    fast.push(eslint());
+                } else {
+                    notes.push(format!("{why}; no lint step"));
+                }
+            }
+        }
+    } else if let Some(config) = eslint_config {
         notes.push(format!(
             "no `lint` script: running ESLint directly, as {config} configures it"
         ));
-        fast.push(Step::new("eslint", "npx eslint . -f json").with_report("eslint-json", None));
-    } else if manifest.obj.contains_key("eslintConfig") {
-        notes.push(
-            "no `lint` script: running ESLint directly, as package.json eslintConfig configures it"
-                .to_owned(),
-        );
-        fast.push(Step::new("eslint", "npx eslint . -f json").with_report("eslint-json", None));
+        fast.push(eslint());
     } else {
         notes.push("no `lint` script and no ESLint configuration: no lint step".to_owned());
     }
     if let Some(name) = TYPECHECK_SCRIPTS.iter().find(|n| script(n).is_some()) {
-        fast.push(Step::new("typecheck", &pm.run(name)));
+        match writes(name) {
+            None => fast.push(Step::new("typecheck", &pm.run(name))),
+            Some(why) => notes.push(format!("{why}; no typecheck step")),
+        }
     }
     if fast.is_empty() {
         fast.push(Step::new("syntax", SYNTAX_CHECK));
-        notes.push(SYNTAX_NOTE.to_owned());
+        notes.push(if lint_not_run {
+            SYNTAX_INSTEAD_NOTE.to_owned()
+        } else {
+            SYNTAX_NOTE.to_owned()
+        });
     }
     match script("test") {
         Some(t) if t.contains(NPM_TEST_PLACEHOLDER) => notes.push(
             "package.json `test` script is npm's placeholder (\"no test specified\"): no test step"
                 .to_owned(),
         ),
-        Some(_) => full.push(Step::new("test", &pm.run("test"))),
+        Some(_) => match writes("test") {
+            None => full.push(Step::new("test", &pm.run("test"))),
+            Some(why) => notes.push(format!("{why}; the full tier is empty")),
+        },
         None => notes.push("no `test` script in package.json: the full tier is empty".to_owned()),
     }
     Ok((fast, full))

@@ -689,3 +689,155 @@ fn dependency_section_after_the_marker_is_self_contained() {
     // No package.json: nothing to install, no marker.
     assert!(!dockerfile_of(&plan("node-version-only")).contains(DEPS_MARKER));
 }
+
+// ---- validation judges the code as it is ----
+
+/// A scratch project with this package.json (and these extra files).
+fn plan_with(name: &str, package_json: &str, files: &[&str]) -> Plan {
+    let dir = scratch(name);
+    std::fs::write(dir.join("package.json"), package_json).unwrap();
+    for f in files {
+        std::fs::write(dir.join(f), "export default [];\n").unwrap();
+    }
+    let p = testing::plan::<Node>(&dir).unwrap_or_else(|e| panic!("{name}: {}", e.describe()));
+    let _ = std::fs::remove_dir_all(&dir);
+    p
+}
+
+#[test]
+fn a_fixing_lint_script_is_replaced_by_eslint_in_check_mode() {
+    let p = plan_with(
+        "lint-fix",
+        r#"{"scripts":{"lint":"eslint --fix .","typecheck":"tsc --noEmit"}}"#,
+        &["eslint.config.mjs"],
+    );
+    assert_eq!(
+        commands(&p.fast),
+        ["npx eslint . -f json", "npm run typecheck"]
+    );
+    assert_eq!(p.fast[0].report.as_ref().unwrap().format, "eslint-json");
+    assert!(
+        has_note(
+            &p,
+            "package.json `lint` script not run: `eslint --fix .` would change the checkout; running ESLint directly without --fix (`npx eslint . -f json`), as eslint.config.mjs configures it"
+        ),
+        "{:?}",
+        p.notes
+    );
+    // eslintConfig in package.json counts as a configuration too.
+    let p = plan_with(
+        "lint-fix-eslintconfig",
+        r#"{"scripts":{"lint":"eslint . --fix"},"eslintConfig":{}}"#,
+        &[],
+    );
+    assert_eq!(commands(&p.fast), ["npx eslint . -f json"]);
+    assert!(
+        has_note(&p, "as package.json eslintConfig configures it"),
+        "{:?}",
+        p.notes
+    );
+}
+
+#[test]
+fn a_writing_lint_script_without_eslint_config_is_skipped() {
+    // Through a pre script and a called script: neither is run.
+    for (name, scripts) in [
+        (
+            "prelint",
+            r#"{"lint":"eslint .","prelint":"prettier --write ."}"#,
+        ),
+        (
+            "called",
+            r#"{"lint":"npm run format && eslint .","format":"prettier -w src"}"#,
+        ),
+    ] {
+        let p = plan_with(name, &format!(r#"{{"scripts":{scripts}}}"#), &[]);
+        assert_eq!(p.fast.len(), 1, "{name}: {:?}", p.fast);
+        assert_eq!(p.fast[0].name, "syntax");
+        assert!(
+            has_note(&p, "`lint` script not run"),
+            "{name}: {:?}",
+            p.notes
+        );
+        assert!(has_note(&p, "; no lint step"), "{name}: {:?}", p.notes);
+        assert!(
+            has_note(&p, "instead of the `lint` script"),
+            "{name}: {:?}",
+            p.notes
+        );
+        assert!(!has_note(&p, "declares no linter"), "{name}: {:?}", p.notes);
+    }
+    let p = plan_with(
+        "prelint",
+        r#"{"scripts":{"lint":"eslint .","prelint":"prettier --write ."}}"#,
+        &[],
+    );
+    assert!(
+        has_note(
+            &p,
+            "`prettier --write .` (script `prelint`) would change the checkout"
+        ),
+        "{:?}",
+        p.notes
+    );
+}
+
+#[test]
+fn writing_typecheck_and_test_scripts_are_skipped() {
+    let p = plan_with(
+        "test-writes",
+        r#"{"scripts":{"lint":"eslint .","type-check":"prettier --write . && tsc","test":"jest -u"}}"#,
+        &[],
+    );
+    assert_eq!(commands(&p.fast), ["npm run lint"]);
+    assert!(p.full.is_empty(), "{:?}", p.full);
+    assert!(
+        has_note(
+            &p,
+            "`type-check` script not run: `prettier --write .` would change the checkout; no typecheck step"
+        ),
+        "{:?}",
+        p.notes
+    );
+    assert!(
+        has_note(
+            &p,
+            "`test` script not run: `jest -u` would change the checkout; the full tier is empty"
+        ),
+        "{:?}",
+        p.notes
+    );
+}
+
+#[test]
+fn no_step_fixes_or_writes() {
+    let check_mode = |p: &Plan, what: &str| {
+        for s in p.fast.iter().chain(&p.full) {
+            assert!(
+                !s.command.contains("--fix") && !s.command.contains("--write"),
+                "{what}: {}",
+                s.command
+            );
+        }
+    };
+    for name in [
+        "npm-lockfile",
+        "pnpm-package-manager",
+        "yarn-classic",
+        "yarn-berry",
+        "eslint-no-lint-script",
+        "defaults",
+    ] {
+        let p = plan(name);
+        check_mode(&p, name);
+        assert!(!has_note(&p, "script not run"), "{name}: {:?}", p.notes);
+    }
+    let p = plan_with(
+        "fix-everywhere",
+        r#"{"scripts":{"lint":"eslint --fix .","typecheck":"tsc && npm run lint -- --fix","test":"vitest run && npm run lint"}}"#,
+        &[".eslintrc.json"],
+    );
+    check_mode(&p, "fix-everywhere");
+    assert_eq!(commands(&p.fast), ["npx eslint . -f json"]);
+    assert!(p.full.is_empty());
+}

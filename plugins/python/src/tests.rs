@@ -88,7 +88,10 @@ fn uv_project_with_lockfile() {
 
     assert_eq!(
         commands(&plan.fast),
-        vec!["ruff check --output-format json .", "mypy ."]
+        vec![
+            "ruff check --no-fix --no-fix-only --output-format json .",
+            "mypy ."
+        ]
     );
     assert_eq!(plan.fast[0].report.as_ref().unwrap().format, "ruff-json");
     assert_eq!(plan.fast[0].report.as_ref().unwrap().path, None);
@@ -257,7 +260,7 @@ fn requirements_with_includes_local_lines_and_version_manager_pins() {
     );
     assert_eq!(
         commands(&plan.fast),
-        vec!["ruff check --output-format json ."]
+        vec!["ruff check --no-fix --no-fix-only --output-format json ."]
     );
     assert_eq!(
         commands(&plan.full),
@@ -472,6 +475,48 @@ fn scratch(name: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// A project that configures ruff to fix still gets a lint that only
+/// reports: `--no-fix` and `--no-fix-only` override the configuration.
+#[test]
+fn configured_ruff_fixes_are_turned_off() {
+    let cases: [(&str, &str, &str); 3] = [
+        (
+            "pyproject-fix",
+            "pyproject.toml",
+            "[project]\nname = \"x\"\n\n[tool.ruff]\nfix = true\n",
+        ),
+        ("ruff-toml-fix-only", "ruff.toml", "fix-only = true\n"),
+        (
+            "dot-ruff-toml-fix",
+            ".ruff.toml",
+            "fix = true\nunsafe-fixes = true\n",
+        ),
+    ];
+    for (name, file, text) in cases {
+        let dir = scratch(name);
+        std::fs::write(dir.join("requirements.txt"), "ruff\n").unwrap();
+        std::fs::write(dir.join(file), text).unwrap();
+        let plan = testing::plan::<Python>(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        let ruff = plan.fast.iter().find(|s| s.name == "ruff").expect("ruff");
+        assert_eq!(
+            ruff.command, "ruff check --no-fix --no-fix-only --output-format json .",
+            "{name}"
+        );
+        assert_eq!(ruff.report.as_ref().unwrap().format, "ruff-json");
+        for step in plan.fast.iter().chain(&plan.full) {
+            let words: Vec<&str> = step.command.split_whitespace().collect();
+            assert!(
+                !words
+                    .iter()
+                    .any(|w| matches!(*w, "--fix" | "--fix-only" | "--unsafe-fixes")),
+                "{name}: {}",
+                step.command
+            );
+        }
+    }
 }
 
 #[test]

@@ -4,8 +4,9 @@
 //! release line from the repository's hints (pins: `mise.toml`,
 //! `.tool-versions`, `.ruby-version`; ranges: the `Gemfile` `ruby` line, then
 //! `Gemfile.lock` `RUBY VERSION`), and plans a `ruby:<line>-slim` image with
-//! the gems installed frozen outside `/workspace`, rubocop as the fast tier
-//! and rspec or `rake test` as the full tier. See README.md.
+//! the gems installed frozen outside `/workspace`, rubocop (never
+//! autocorrecting) as the fast tier and rspec or `rake test` as the full
+//! tier. See README.md.
 
 use slipway_plugin_sdk::ecosystem::*;
 use slipway_plugin_sdk::shell::quote;
@@ -50,6 +51,58 @@ fn rakefile_has_test_task(text: &str) -> bool {
                 ]
                 .iter()
                 .any(|p| l.starts_with(p)))
+    })
+}
+
+/// rubocop in check mode. rubocop has no option that turns autocorrect off
+/// (no `--no-autocorrect`, in any release), and it prepends the options of
+/// `RUBOCOP_OPTS` and of a `.rubocop` file to its command line: the step
+/// clears the first, and [`rubocop_autocorrects`] reads the second.
+const RUBOCOP: &str = "RUBOCOP_OPTS= bundle exec rubocop --format json";
+/// rubocop's autocorrect options (Ruby's OptionParser also takes any
+/// unambiguous abbreviation, such as `--autoc`).
+const RUBOCOP_AUTOCORRECT: &[&str] = &[
+    "autocorrect",
+    "autocorrect-all",
+    "auto-correct",
+    "auto-correct-all",
+    "safe-auto-correct",
+    "safe-autocorrect",
+    "fix-layout",
+];
+
+/// The first word of a `.rubocop` file that turns autocorrect on: `-a`, `-A`,
+/// `-x` (also in a group such as `-Da`), or a long autocorrect option or an
+/// abbreviation of one. Errs towards autocorrect.
+fn rubocop_autocorrects(text: &str) -> Option<&str> {
+    text.split_whitespace().find(|word| {
+        let word = word.trim_matches(['"', '\'']);
+        if let Some(long) = word.strip_prefix("--") {
+            let key = long
+                .split('=')
+                .next()
+                .unwrap_or(long)
+                .to_ascii_lowercase()
+                .replace('_', "-");
+            // `--safe` is an option of its own, not an abbreviation.
+            let parts: Vec<&str> = key.split('-').collect();
+            key != "safe"
+                && !key.is_empty()
+                && RUBOCOP_AUTOCORRECT.iter().any(|name| {
+                    let names: Vec<&str> = name.split('-').collect();
+                    parts.len() <= names.len()
+                        && parts.iter().zip(&names).all(|(p, n)| n.starts_with(p))
+                })
+        } else if let Some(short) = word.strip_prefix('-') {
+            // The rest of the group after an option that takes a value is
+            // that value (`-fa`: format `a`).
+            short
+                .chars()
+                .take_while(|c| !"fcorsC".contains(*c))
+                .any(|c| "aAx".contains(c))
+        } else {
+            false
+        }
     })
 }
 
@@ -398,6 +451,7 @@ impl Ecosystem for Ruby {
 
         // Steps.
         let mut fast = Vec::new();
+        let mut rubocop_skipped = false;
         let rakefile = repo.read_text("Rakefile").ok().flatten();
         let test_task = rakefile
             .as_ref()
@@ -408,16 +462,36 @@ impl Ecosystem for Ruby {
         if repo.exists(".rubocop.yml") && gemfile.is_none() {
             notes.push(".rubocop.yml ignored: without a Gemfile rubocop is not installed".into());
         } else if repo.exists(".rubocop.yml") {
-            fast.push(
-                Step::new("rubocop", "bundle exec rubocop --format json")
-                    .with_report("rubocop-json", None),
-            );
+            // Validation judges the code as it is: never autocorrect.
+            let autocorrects = match repo.read_text(".rubocop") {
+                Ok(file) => file
+                    .as_ref()
+                    .and_then(|f| rubocop_autocorrects(&f.text))
+                    .map(|o| format!("`.rubocop` passes `{o}` (autocorrect) to every run")),
+                Err(e) => Some(format!(
+                    "`.rubocop` (options for every run) could not be read ({})",
+                    e.describe()
+                )),
+            };
+            match autocorrects {
+                None => fast.push(Step::new("rubocop", RUBOCOP).with_report("rubocop-json", None)),
+                Some(why) => {
+                    rubocop_skipped = true;
+                    notes.push(format!(
+                        "rubocop not run: {why}, and rubocop has no option that turns autocorrect off"
+                    ));
+                }
+            }
         } else {
             notes.push("no .rubocop.yml: rubocop not run".into());
         }
         if fast.is_empty() {
             fast.push(Step::new("syntax", SYNTAX_CHECK));
-            notes.push("the fast tier runs `ruby -wc` (syntax only) on the project's .rb files, chosen because the project declares no linter (.rubocop.yml)".into());
+            notes.push(if rubocop_skipped {
+                "the fast tier runs `ruby -wc` (syntax only) on the project's .rb files instead of rubocop".into()
+            } else {
+                "the fast tier runs `ruby -wc` (syntax only) on the project's .rb files, chosen because the project declares no linter (.rubocop.yml)".into()
+            });
         }
         let rspec = gemfile.is_some()
             && (gemfile.as_ref().is_some_and(|g| g.has_rspec)
@@ -579,7 +653,10 @@ mod tests {
             "{df}"
         );
         assert_eq!(p.setup[0].command, "bundle check");
-        assert_eq!(p.fast[0].command, "bundle exec rubocop --format json");
+        assert_eq!(
+            p.fast[0].command,
+            "RUBOCOP_OPTS= bundle exec rubocop --format json"
+        );
         assert_eq!(p.fast[0].report.as_ref().unwrap().format, "rubocop-json");
         assert_eq!(
             p.full[0].command,
@@ -829,6 +906,89 @@ mod tests {
         assert_eq!(p.fast.len(), 1);
         assert_eq!(p.fast[0].name, "rubocop");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// rubocop never autocorrects: the step clears `RUBOCOP_OPTS`, and a
+    /// `.rubocop` file that asks for autocorrect keeps rubocop from running.
+    #[test]
+    fn rubocop_never_autocorrects() {
+        let dir = scratch("rubocop-autocorrect");
+        std::fs::write(
+            dir.join("Gemfile"),
+            "source \"https://rubygems.org\"\ngem \"rubocop\"\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join(".rubocop.yml"), "AllCops:\n  NewCops: enable\n").unwrap();
+        let p = testing::plan::<Ruby>(&dir).unwrap();
+        assert_eq!(
+            p.fast[0].command,
+            "RUBOCOP_OPTS= bundle exec rubocop --format json"
+        );
+        assert_eq!(p.fast[0].report.as_ref().unwrap().format, "rubocop-json");
+
+        // Options that autocorrect nothing keep rubocop.
+        std::fs::write(
+            dir.join(".rubocop"),
+            "--format progress\n--safe -D --fail-level W\n",
+        )
+        .unwrap();
+        let p = testing::plan::<Ruby>(&dir).unwrap();
+        assert_eq!(p.fast[0].name, "rubocop");
+
+        std::fs::write(
+            dir.join(".rubocop"),
+            "--display-cop-names\n--autocorrect-all\n",
+        )
+        .unwrap();
+        let p = testing::plan::<Ruby>(&dir).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(p.fast.len(), 1);
+        assert_eq!(p.fast[0].name, "syntax");
+        assert!(
+            p.notes.iter().any(|n| n == "rubocop not run: `.rubocop` passes `--autocorrect-all` (autocorrect) to every run, and rubocop has no option that turns autocorrect off"),
+            "{:?}",
+            p.notes
+        );
+        assert!(
+            p.notes.iter().any(|n| n.ends_with("instead of rubocop")),
+            "{:?}",
+            p.notes
+        );
+    }
+
+    #[test]
+    fn rubocop_autocorrect_options_are_recognised() {
+        for text in [
+            "-a",
+            "-A",
+            "-x",
+            "-Da",
+            "--autocorrect",
+            "--auto-correct",
+            "--autocorrect-all",
+            "--auto_correct_all",
+            "--safe-auto-correct",
+            "--fix-layout",
+            "--autoc",
+            "--fix",
+            "'-a'",
+            "--format json\n-A",
+        ] {
+            assert!(rubocop_autocorrects(text).is_some(), "{text}");
+        }
+        for text in [
+            "",
+            "--safe",
+            "-D -E -S -P",
+            "-fa",
+            "-c config/a.yml",
+            "--format json --out x --fail-level A",
+            "--auto-gen-config",
+            "--display-only-correctable",
+            "--require rubocop-rails",
+        ] {
+            assert_eq!(rubocop_autocorrects(text), None, "{text}");
+        }
     }
 
     #[test]

@@ -1216,6 +1216,40 @@ mod tests {
         p
     }
 
+    /// clippy never fixes and rustfmt only checks, for packages and
+    /// workspaces alike.
+    #[test]
+    fn fast_tier_only_checks() {
+        for (name, manifest) in [
+            (
+                "check-package",
+                "[package]\nname = \"a\"\nversion = \"0.1.0\"\n",
+            ),
+            ("check-workspace", "[workspace]\nmembers = [\"crates/*\"]\n"),
+        ] {
+            let p = plan_files(
+                name,
+                &[
+                    ("Cargo.toml", manifest),
+                    ("rustfmt.toml", "edition = \"2021\"\n"),
+                    ("clippy.toml", "msrv = \"1.70\"\n"),
+                ],
+            )
+            .unwrap_or_else(|e| panic!("{name}: {}", e.describe()));
+            let step = |n: &str| &p.fast.iter().find(|s| s.name == n).unwrap().command;
+            let fmt = step("fmt");
+            assert!(
+                fmt.contains("then cargo fmt --check;")
+                    || fmt.contains("then cargo fmt --all --check;"),
+                "{name}: {fmt}"
+            );
+            for s in p.fast.iter().chain(&p.full) {
+                assert!(!s.command.contains("--fix"), "{name}: {}", s.command);
+            }
+            assert!(step("clippy").contains("cargo clippy"), "{name}");
+        }
+    }
+
     #[test]
     fn hostile_toolchain_values_are_refused_not_put_in_the_dockerfile() {
         // The fixture: a quote in the channel, `$(...)` in a component and a

@@ -1,7 +1,8 @@
 //! The validation tiers: ruff and mypy (fast) and pytest or unittest (full),
 //! each taken from the project's own configuration or dependencies, with a
 //! byte-compile check standing in when no linter is configured. The tools
-//! read their own configuration, so no options are invented.
+//! read their own configuration, so no options are invented, except those
+//! that keep a step from changing the checkout (ruff never fixes).
 
 use std::collections::BTreeSet;
 
@@ -83,6 +84,10 @@ pub(crate) fn validation(
     }
 }
 
+/// ruff's lint in check mode: `--no-fix` and `--no-fix-only` override a
+/// configured `fix = true` / `fix-only = true` (either writes fixes).
+const RUFF_CHECK: &str = "ruff check --no-fix --no-fix-only --output-format json .";
+
 /// ruff, from the first of `[tool.ruff]`, `ruff.toml`, `.ruff.toml`, or ruff
 /// among the dependencies.
 fn ruff(c: &Configs, notes: &mut Vec<String>) -> Option<Step> {
@@ -100,7 +105,7 @@ fn ruff(c: &Configs, notes: &mut Vec<String>) -> Option<Step> {
     notes.push(format!(
         "ruff: from {from}; ruff reads its own configuration"
     ));
-    Some(Step::new("ruff", "ruff check --output-format json .").with_report("ruff-json", None))
+    Some(Step::new("ruff", RUFF_CHECK).with_report("ruff-json", None))
 }
 
 /// mypy, when configured. mypy reads only the first of its configuration
