@@ -62,6 +62,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     if let Some(supervisor) = &state.supervisor {
         supervisor.render_metrics(&mut out);
     }
+    if let Some(deployments) = &state.deployments {
+        deployments.render_metrics(&mut out);
+    }
     let _ = writeln!(out, "# HELP slipway_build_info Version of this engine.");
     let _ = writeln!(out, "# TYPE slipway_build_info gauge");
     let _ = writeln!(

@@ -171,8 +171,12 @@ pub struct OutboxEntry {
     /// `<job, 20 digits>/<event index, 4>/<callback index, 2>`: also the
     /// message's `webhook-id`, the same on every retry.
     pub key: String,
-    /// The job whose state it announces.
+    /// The job whose state it announces (0 for a deployment's message).
     pub job: u64,
+    /// The deployment whose rollout it announces, for a deployment's
+    /// message (its key is then `d/<name>/<rollout start>/<event>/<slot>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
     /// A signed callback, or a commit status.
     #[serde(default)]
     pub kind: MessageKind,
@@ -257,6 +261,7 @@ pub fn owed(old: Option<&JobRecord>, new: &JobRecord) -> Vec<OutboxEntry> {
             out.push(OutboxEntry {
                 key: key(new.id, index, cb),
                 job: new.id,
+                deployment: None,
                 kind: MessageKind::Callback,
                 url: c.url.clone(),
                 secret: c.secret.clone(),
@@ -271,6 +276,32 @@ pub fn owed(old: Option<&JobRecord>, new: &JobRecord) -> Vec<OutboxEntry> {
         }
     }
     out
+}
+
+/// Where a commit status goes on `forge` and its body: `word` is the
+/// forge's own state (`success`, `failure`, `pending`, ...).
+pub fn status_request(
+    forge: &ForgeSpec,
+    repo: &str,
+    sha: &str,
+    word: &str,
+    description: &str,
+    context: &str,
+) -> (String, serde_json::Value) {
+    let api = forge.api_url.trim_end_matches('/');
+    match forge.kind {
+        ForgeKind::Github | ForgeKind::Gitea => (
+            format!("{api}/repos/{repo}/statuses/{sha}"),
+            serde_json::json!({"state": word, "description": description, "context": context}),
+        ),
+        ForgeKind::Gitlab => (
+            format!(
+                "{api}/projects/{}/statuses/{sha}",
+                percent_encoding::utf8_percent_encode(repo, percent_encoding::NON_ALPHANUMERIC)
+            ),
+            serde_json::json!({"state": word, "description": description, "name": context}),
+        ),
+    }
 }
 
 /// The commit status `event` of `job` means on `forge`, if any (a job of
@@ -289,7 +320,6 @@ fn status_of(
         .repo
         .clone()
         .or_else(|| repo_path(&job.spec.repository))?;
-    let api = forge.api_url.trim_end_matches('/');
     let (gitlab, state) = (forge.kind == ForgeKind::Gitlab, event.to);
     let word = match (state, gitlab) {
         (JobState::Succeeded, _) => "success",
@@ -310,22 +340,11 @@ fn status_of(
         }
     };
     let context = format!("slipway/{}", job.spec.tier.name());
-    let (url, payload) = match forge.kind {
-        ForgeKind::Github | ForgeKind::Gitea => (
-            format!("{api}/repos/{repo}/statuses/{sha}"),
-            serde_json::json!({"state": word, "description": description, "context": context}),
-        ),
-        ForgeKind::Gitlab => (
-            format!(
-                "{api}/projects/{}/statuses/{sha}",
-                percent_encoding::utf8_percent_encode(&repo, percent_encoding::NON_ALPHANUMERIC)
-            ),
-            serde_json::json!({"state": word, "description": description, "name": context}),
-        ),
-    };
+    let (url, payload) = status_request(forge, &repo, sha, word, &description, &context);
     Some(OutboxEntry {
         key: key(job.id, index, FORGE_SLOT),
         job: job.id,
+        deployment: None,
         kind: MessageKind::Status(forge.kind),
         url,
         secret: forge.token.clone(),

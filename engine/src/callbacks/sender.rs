@@ -116,7 +116,13 @@ impl CallbackSender {
     /// still undelivered.
     fn behind_an_earlier_one(&self, entry: &OutboxEntry) -> bool {
         let slot = |key: &str| key.rsplit('/').next().map(str::to_owned);
-        let Ok(all) = self.store.job_callbacks(entry.job) else {
+        let all = match &entry.deployment {
+            Some(name) => self
+                .store
+                .callbacks_with_prefix(&crate::deployments::announce::prefix(name)),
+            None => self.store.job_callbacks(entry.job),
+        };
+        let Ok(all) = all else {
             return false;
         };
         all.iter().any(|other| {
@@ -201,7 +207,11 @@ impl CallbackSender {
     ) -> Result<u16, String> {
         let mut payload = entry.payload.clone();
         if let Some(base) = &self.advertise_url {
-            payload["target_url"] = format!("{base}/api/v1/jobs/{}", entry.job).into();
+            payload["target_url"] = match &entry.deployment {
+                Some(name) => format!("{base}/api/v1/deployments/{name}"),
+                None => format!("{base}/api/v1/jobs/{}", entry.job),
+            }
+            .into();
         }
         let request = self
             .forge_agent

@@ -17,6 +17,7 @@
 //! - `release`: a commit's stack as managed services;
 //! - `rollout`: one rollout, and the way back.
 
+pub mod announce;
 mod record;
 mod release;
 mod rollout;
@@ -72,6 +73,8 @@ pub struct Deployments {
     busy: Mutex<HashSet<String>>,
     /// When each deployment's branch was last looked at.
     looked: Mutex<HashMap<String, Instant>>,
+    /// Rollouts this engine ended, by result (for `/metrics`).
+    rollouts: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl Deployments {
@@ -92,6 +95,7 @@ impl Deployments {
             logs_dir,
             busy: Mutex::new(HashSet::new()),
             looked: Mutex::new(HashMap::new()),
+            rollouts: Mutex::new(std::collections::BTreeMap::new()),
         })
     }
 
@@ -277,6 +281,54 @@ impl Deployments {
     /// Every deployment, by name.
     pub fn list(&self) -> Result<Vec<Deployment>, DeploymentError> {
         Ok(self.store.list_deployments()?)
+    }
+
+    /// Each deployment's states, its last rollout and this engine's rollout
+    /// counts, in the Prometheus text format.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let Ok(all) = self.store.list_deployments() else {
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "# HELP slipway_deployment_state A deployment's sync and health state (1 for the current ones)."
+        );
+        let _ = writeln!(out, "# TYPE slipway_deployment_state gauge");
+        for d in &all {
+            let _ = writeln!(
+                out,
+                "slipway_deployment_state{{name=\"{}\",sync=\"{}\",health=\"{}\"}} 1",
+                d.spec.name,
+                d.sync.name(),
+                d.health.name()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP slipway_deployment_last_rollout_seconds How long a deployment's last rollout took, by its result."
+        );
+        let _ = writeln!(out, "# TYPE slipway_deployment_last_rollout_seconds gauge");
+        for d in &all {
+            if let Some(r) = d.history.first() {
+                let _ = writeln!(
+                    out,
+                    "slipway_deployment_last_rollout_seconds{{name=\"{}\",result=\"{}\"}} {}",
+                    d.spec.name,
+                    r.result.name(),
+                    r.duration_ms as f64 / 1000.0
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP slipway_deployment_rollouts_total Rollouts ended by this engine, by result."
+        );
+        let _ = writeln!(out, "# TYPE slipway_deployment_rollouts_total counter");
+        let ended = self.rollouts.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (result, n) in ended {
+            let _ = writeln!(out, "slipway_deployment_rollouts_total{{result=\"{result}\"}} {n}");
+        }
     }
 
     /// `up`: deploy the branch's head now, also a commit that failed before,

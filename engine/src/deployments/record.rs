@@ -82,6 +82,18 @@ pub enum RolloutResult {
     RolledBack,
 }
 
+impl RolloutResult {
+    /// Its name, as the API spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RolloutResult::Deployed => "deployed",
+            RolloutResult::GateFailed => "gate_failed",
+            RolloutResult::Failed => "failed",
+            RolloutResult::RolledBack => "rolled_back",
+        }
+    }
+}
+
 /// One rollout, as the history shows it.
 #[derive(Debug, Clone, PartialEq, ToSchema, Serialize, Deserialize)]
 pub struct Rollout {

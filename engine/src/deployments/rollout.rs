@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::announce::{self, Event};
 use super::record::{
     Deployment, HealthState, Release, ReleasedService, Rollout, RolloutResult, SyncState,
 };
@@ -60,7 +61,10 @@ impl Deployments {
         d.sync = SyncState::Deploying;
         d.wanted = Some(commit.clone());
         d.reason = None;
-        self.store.put_deployment(d.clone()).await?;
+        let owed = announce::messages(&d, Event::Deploying, &commit, started.1, None, now_ms());
+        self.store
+            .put_deployment_announcing(d.clone(), owed)
+            .await?;
         log.line(
             LogStream::Engine,
             &format!("rollout of {} ({cause})", short(&commit)),
@@ -123,8 +127,22 @@ impl Deployments {
             }
         }
         rollout.duration_ms = started.0.elapsed().as_millis() as u64;
+        let owed = announce::messages(
+            &d,
+            Event::Ended(rollout.result),
+            &commit,
+            started.1,
+            rollout.reason.as_deref(),
+            now_ms(),
+        );
+        *self
+            .rollouts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(rollout.result.name())
+            .or_default() += 1;
         d.remember(rollout);
-        self.store.put_deployment(d).await?;
+        self.store.put_deployment_announcing(d, owed).await?;
         Ok(())
     }
 
@@ -491,7 +509,20 @@ impl Deployments {
                 "a rollout was interrupted by an engine restart and undone; `up` tries again"
                     .into(),
             );
-            let _ = self.store.put_deployment(d).await;
+            // Its receivers were told it began: they are told how it ended.
+            let now = now_ms();
+            let owed = match &d.wanted {
+                Some(commit) => announce::messages(
+                    &d,
+                    Event::Ended(RolloutResult::Failed),
+                    commit,
+                    now,
+                    d.reason.as_deref(),
+                    now,
+                ),
+                None => Vec::new(),
+            };
+            let _ = self.store.put_deployment_announcing(d, owed).await;
         }
     }
 }

@@ -46,6 +46,16 @@ pub struct DeploymentSpec {
     /// Remove services that left the Compose file; otherwise they keep running.
     #[serde(default)]
     pub prune: bool,
+    /// URLs told of each rollout (`deployment.deploying`, then
+    /// `deployment.deployed`, `.rolled_back`, `.gate_failed` or `.failed`),
+    /// signed as job callbacks are (`events` is not used: every rollout
+    /// event is sent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub callbacks: Vec<crate::callbacks::CallbackSpec>,
+    /// Where each rollout is posted as a commit status (context
+    /// `slipway/deploy/<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge: Option<crate::callbacks::ForgeSpec>,
 }
 
 fn default_health_timeout() -> u64 {
@@ -116,6 +126,10 @@ impl DeploymentSpec {
                     "names letters, digits and `_` only".into(),
                 );
             }
+        }
+        problems.extend(crate::callbacks::problems(&self.callbacks));
+        if let Some(forge) = &self.forge {
+            problems.extend(crate::callbacks::forge_problems(forge, &self.repository));
         }
         problems
     }

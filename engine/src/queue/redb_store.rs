@@ -810,6 +810,29 @@ impl DeploymentStore for RedbStore {
         self.put_named(|t| &mut t.deployments, name, &deployment, false)
     }
 
+    fn put_deployment_announcing(
+        &self,
+        deployment: Deployment,
+        messages: Vec<OutboxEntry>,
+    ) -> StoreFuture<'_, bool> {
+        let bytes = rmp_serde::to_vec_named(&deployment).map_err(io);
+        let name = deployment.spec.name.clone();
+        self.write(move |tables, _mem, _counts| {
+            let bytes = bytes?;
+            let existed = tables.deployments.get(name.as_str()).map_err(io)?.is_some();
+            tables
+                .deployments
+                .insert(name.as_str(), bytes.as_slice())
+                .map_err(io)?;
+            for entry in messages {
+                if tables.outbox.get(entry.key.as_str()).map_err(io)?.is_none() {
+                    put_callback(tables, None, &entry)?;
+                }
+            }
+            Ok(existed)
+        })
+    }
+
     fn put_deployment_new(&self, deployment: Deployment) -> StoreFuture<'_, bool> {
         let name = deployment.spec.name.clone();
         self.put_named(|t| &mut t.deployments, name, &deployment, true)
@@ -1053,9 +1076,13 @@ impl OutboxStore for RedbStore {
     }
 
     fn job_callbacks(&self, id: JobId) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.callbacks_with_prefix(&format!("{id:020}/"))
+    }
+
+    fn callbacks_with_prefix(&self, prefix: &str) -> Result<Vec<OutboxEntry>, StoreError> {
         let txn = self.db.begin_read().map_err(io)?;
         let outbox = txn.open_table(OUTBOX).map_err(io)?;
-        let (from, to) = (format!("{id:020}/"), format!("{id:020}/~"));
+        let (from, to) = (prefix.to_owned(), format!("{prefix}~"));
         let mut out = Vec::new();
         for entry in outbox.range(from.as_str()..to.as_str()).map_err(io)? {
             let (_, v) = entry.map_err(io)?;

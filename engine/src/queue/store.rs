@@ -251,6 +251,13 @@ pub trait WatchStore: Send + Sync {
 pub trait DeploymentStore: Send + Sync {
     /// Create or replace a deployment.
     fn put_deployment(&self, deployment: Deployment) -> StoreFuture<'_, bool>;
+    /// Replace a deployment and add the outbox messages its change owes,
+    /// in one transaction (a message already there is left as it is).
+    fn put_deployment_announcing(
+        &self,
+        deployment: Deployment,
+        messages: Vec<OutboxEntry>,
+    ) -> StoreFuture<'_, bool>;
     /// Create a deployment unless one has its name; `Ok(true)` when the name was taken.
     fn put_deployment_new(&self, deployment: Deployment) -> StoreFuture<'_, bool>;
     /// The deployment `name`; `Ok(None)` when there is none.
@@ -271,6 +278,9 @@ pub trait OutboxStore: Send + Sync {
     fn update_callback(&self, entry: OutboxEntry) -> StoreFuture<'_, ()>;
     /// Job `id`'s messages, in the order of its events.
     fn job_callbacks(&self, id: JobId) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// The messages whose key starts with `prefix` (a deployment's:
+    /// `d/<name>/`), in key order.
+    fn callbacks_with_prefix(&self, prefix: &str) -> Result<Vec<OutboxEntry>, StoreError>;
 }
 
 /// The whole store, every part of it: what the engine opens. Each part is a

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::support::git;
 use crate::support::serve::{
-    Server, cli, free_port, get, post_json, request, start, text, wait_until,
+    Server, cli, free_port, get, post_json, request, start, start_with, text, wait_until,
 };
 
 const NAME: &str = "shop";
@@ -261,19 +261,74 @@ fn a_compose_stack_follows_its_branch_rolls_back_bad_commits_and_stays_down() {
     let _: PathBuf = repo.path().to_owned();
 }
 
+/// Each request a receiver got: its path and JSON body.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
+
+/// A receiver on loopback answering 201: its URL and what it got.
+fn receiver() -> (String, Received) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let path = line.split(' ').nth(1).unwrap_or("").to_owned();
+            let mut len = 0;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            seen.lock()
+                .unwrap()
+                .push((path, serde_json::from_slice(&body).unwrap_or(Value::Null)));
+            let _ = stream.write_all(
+                b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    (url, got)
+}
+
+/// Loopback receivers are allowed by name, as an operator would allow them.
+const ENGINE_ENV: &[(&str, &str)] = &[
+    ("SLIPWAY_OUTBOUND__ALLOW_HOSTS", "[\"127.0.0.1\"]"),
+    (
+        "SLIPWAY_TEST_DEPLOY_SECRET",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    ),
+];
+
 #[test]
 fn a_rollout_cut_short_by_a_crash_is_undone_by_the_next_engine() {
     let name = "crashy";
     let repo = example_repo();
     let c1 = git(repo.path(), &["rev-parse", "HEAD"]);
-    let server = start(tempfile::tempdir().unwrap());
+    let server = start_with(tempfile::tempdir().unwrap(), ENGINE_ENV);
     let port = free_port();
+    // Its rollouts are announced to a callback receiver and, as commit
+    // statuses, to a fake forge.
+    let (hook, hooked) = receiver();
+    let (forge, statuses) = receiver();
     let (code, body) = post_json(
         &server,
         "/api/v1/deployments",
         &json!({
             "name": name, "repository": repo.path().to_str().unwrap(), "branch": "main",
             "poll_s": 1, "health_timeout_s": 300, "env": {"WEB_PORT": port.to_string()},
+            "callbacks": [{"url": format!("{hook}/deploys"), "secret": "env:SLIPWAY_TEST_DEPLOY_SECRET"}],
+            "forge": {"kind": "github", "api_url": forge, "token": "env:SLIPWAY_TEST_DEPLOY_SECRET", "repo": "acme/shop"},
         }),
     );
     assert_eq!(code, 201, "{body}");
@@ -282,6 +337,31 @@ fn a_rollout_cut_short_by_a_crash_is_undone_by_the_next_engine() {
         d["sync"] == "synced" && d["health"] == "healthy"
     };
     wait_until("the first release healthy", 600, || healthy(&server));
+    wait_until("the first rollout announced", 60, || {
+        hooked.lock().unwrap().len() >= 2 && statuses.lock().unwrap().len() >= 2
+    });
+    {
+        let hooked = hooked.lock().unwrap();
+        let types: Vec<&str> = hooked
+            .iter()
+            .map(|(_, b)| b["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            ["deployment.deploying", "deployment.deployed"],
+            "{hooked:?}"
+        );
+        assert_eq!(hooked[1].1["data"]["commit"], c1.as_str());
+        assert_eq!(hooked[1].0, "/deploys");
+        let statuses = statuses.lock().unwrap();
+        assert_eq!(statuses[0].0, format!("/repos/acme/shop/statuses/{c1}"));
+        let states: Vec<&str> = statuses
+            .iter()
+            .map(|(_, b)| b["state"].as_str().unwrap())
+            .collect();
+        assert_eq!(states, ["pending", "success"], "{statuses:?}");
+        assert_eq!(statuses[1].1["context"], format!("slipway/deploy/{name}"));
+    }
 
     // A broken web: its rollout waits (up to 300 s) for a health that never
     // comes; the engine dies meanwhile, the new web running.
@@ -291,7 +371,7 @@ fn a_rollout_cut_short_by_a_crash_is_undone_by_the_next_engine() {
         deployment_named(&server, name)["sync"] == "deploying" && containers_of(&c2).len() == 2
     });
     let state = server.crash();
-    let server = start(state);
+    let server = start_with(state, ENGINE_ENV);
 
     // The next engine undoes it: the new version goes, the old one is back,
     // never both; and the commit is not tried again.
@@ -315,6 +395,19 @@ fn a_rollout_cut_short_by_a_crash_is_undone_by_the_next_engine() {
     });
     std::thread::sleep(Duration::from_secs(3));
     assert!(containers_of(&c2).is_empty(), "not tried again");
+    // Its receivers heard it begin, and how it ended.
+    wait_until("the interrupted rollout announced", 60, || {
+        hooked
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, b)| b["type"] == "deployment.failed" && b["data"]["commit"] == c2.as_str())
+    });
+    let hooked = hooked.lock().unwrap().clone();
+    assert!(
+        hooked.iter().any(|(_, b)| b["type"] == "deployment.deploying" && b["data"]["commit"] == c2.as_str()),
+        "{hooked:?}"
+    );
     let (code, _) = request(
         &server,
         "DELETE",
