@@ -244,6 +244,17 @@ impl Checkouts {
         dest.is_dir().then_some(dest)
     }
 
+    /// The names of the checkouts on disk that start with `prefix`.
+    pub fn names_with_prefix(&self, prefix: &str) -> Vec<String> {
+        std::fs::read_dir(&self.jobs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.starts_with(prefix))
+            .collect()
+    }
+
     /// Remove the checkout `name`; one already gone is no error.
     pub fn remove(&self, name: &str) -> Result<(), CheckoutError> {
         let dest = self.jobs.join(name);

@@ -325,9 +325,16 @@ impl Deployments {
             "# HELP slipway_deployment_rollouts_total Rollouts ended by this engine, by result."
         );
         let _ = writeln!(out, "# TYPE slipway_deployment_rollouts_total counter");
-        let ended = self.rollouts.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let ended = self
+            .rollouts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for (result, n) in ended {
-            let _ = writeln!(out, "slipway_deployment_rollouts_total{{result=\"{result}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "slipway_deployment_rollouts_total{{result=\"{result}\"}} {n}"
+            );
         }
     }
 
@@ -386,12 +393,31 @@ impl Deployments {
     pub async fn delete(&self, name: &str) -> Result<Deployment, DeploymentError> {
         let d = self.down(name).await?;
         self.store.delete_deployment(name).await?;
+        self.prune_checkouts(name, &[]);
         let _ = self
             .runner
             .runtime
             .remove_network(&network_name(&self.runner.settings.engine_id, name))
             .await;
         Ok(d)
+    }
+
+    /// Remove the deployment's checkouts (`deploy-<name>-<sha, 12>`) but
+    /// those of the commits in `keep`: the running and previous releases'
+    /// services bind files from theirs.
+    fn prune_checkouts(&self, name: &str, keep: &[&str]) {
+        let prefix = format!("deploy-{name}-");
+        for dir in self.runner.checkouts.names_with_prefix(&prefix) {
+            let sha = &dir[prefix.len()..];
+            // `deploy-shop-2-…` is deployment `shop-2`'s, not `shop`'s.
+            let ours = sha.len() == 12 && sha.bytes().all(|b| b.is_ascii_hexdigit());
+            if ours
+                && !keep.iter().any(|k| k.starts_with(sha))
+                && let Err(e) = self.runner.checkouts.remove(&dir)
+            {
+                tracing::warn!(checkout = %dir, error = %e, "deployments: an old checkout was not removed");
+            }
+        }
     }
 
     /// The last `tail` lines of each running service's log, by Compose service.

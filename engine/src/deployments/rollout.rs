@@ -142,7 +142,16 @@ impl Deployments {
             .entry(rollout.result.name())
             .or_default() += 1;
         d.remember(rollout);
+        let keep: Vec<String> = [&d.running, &d.previous]
+            .into_iter()
+            .flatten()
+            .map(|r| r.commit.clone())
+            .collect();
         self.store.put_deployment_announcing(d, owed).await?;
+        // Only while no rollout of it runs: a rollout's own checkout is
+        // not in `keep` until it is recorded.
+        let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+        self.prune_checkouts(name, &keep);
         Ok(())
     }
 

@@ -47,7 +47,11 @@ pub struct UpdateRequest {
     /// The image to update to (default: the image reference the engine was
     /// started from, as it is tagged now).
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._/:@-]*$"
+    )]
     pub image: Option<String>,
     /// Seconds the new engine has to answer `/readyz` before the old one is
     /// put back (5 to 600; default 60).
@@ -213,6 +217,15 @@ impl SelfUpdate {
                     message: "empty; name an image reference or leave the field out".into(),
                 });
             }
+            Some(image) if !valid_image_ref(&image) => {
+                return Err(UpdateError::Invalid {
+                    field: "image",
+                    message: format!(
+                        "`{}` is not an image reference (`name[:tag]`, `registry/name@sha256:…`)",
+                        image.escape_debug()
+                    ),
+                });
+            }
             Some(image) => image,
             None => engine.image_ref.clone(),
         };
@@ -294,6 +307,17 @@ impl SelfUpdate {
     }
 }
 
+/// Whether `image` reads as an image reference: lowercase name parts with
+/// `.`, `_`, `-`, `/`, an optional registry port, `:tag`, `@digest`.
+fn valid_image_ref(image: &str) -> bool {
+    !image.is_empty()
+        && image.len() <= 256
+        && !image.starts_with(['-', '.', '/', ':', '@'])
+        && image
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_/:@".contains(&b))
+}
+
 /// The repository part of an image reference (`registry:5000/slipway:1.2`
 /// is `registry:5000/slipway`); an id alone backs up as `slipway`.
 pub fn backup_repo(image_ref: &str) -> String {
@@ -343,6 +367,20 @@ mod tests {
         );
         assert_eq!(backup_repo("slipway@sha256:abc"), "slipway");
         assert_eq!(backup_repo("sha256:0123"), "slipway");
+    }
+
+    #[test]
+    fn image_references_are_checked_before_the_daemon_is_asked() {
+        for good in [
+            "slipway:1.4",
+            "registry:5000/team/slipway@sha256:ab12",
+            "slipway",
+        ] {
+            assert!(valid_image_ref(good), "{good}");
+        }
+        for bad in ["", "-x", "slip way", "a\nb", ":tag", "x;rm"] {
+            assert!(!valid_image_ref(bad), "{bad:?}");
+        }
     }
 
     #[test]

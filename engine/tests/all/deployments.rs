@@ -149,6 +149,43 @@ fn a_compose_stack_follows_its_branch_rolls_back_bad_commits_and_stays_down() {
     let status = text(&cli(&server, &["deploy", "status", NAME]));
     assert!(status.contains("sync synced, health healthy"), "{status}");
 
+    // The web container killed from outside: the supervisor brings it back.
+    let listed = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "--filter",
+            &format!("label=io.slipway.deployment={NAME}"),
+            "--filter",
+            "label=io.slipway.role=deployment",
+            "--format",
+            "{{.ID}} {{.Label \"io.slipway.service\"}}",
+        ])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let web_id = listed
+        .lines()
+        .find(|l| l.contains(&format!(" {NAME}-web-")))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the web container: {listed}"))
+        .to_owned();
+    let killed = std::process::Command::new("docker")
+        .args(["kill", &web_id])
+        .output()
+        .unwrap();
+    assert!(killed.status.success(), "{killed:?}");
+    wait_until("web answering again after the kill", 180, || {
+        web(port).as_deref() == Some("shop 1.0.0\n")
+    });
+    let d = wait_for(&server, "healthy again after the kill", 120, |d| {
+        d["health"] == "healthy"
+    });
+    assert_eq!(
+        d["running"]["commit"],
+        c1.as_str(),
+        "the same release: {d:#}"
+    );
+
     // A commit that breaks the web service's health check: rolled back by
     // itself; the old version answers throughout where it could stay up
     // (web publishes a port, so it is stopped first and brought back).
@@ -243,7 +280,26 @@ fn a_compose_stack_follows_its_branch_rolls_back_bad_commits_and_stays_down() {
         "the head is pinned out"
     );
 
-    // Removing it removes its services; bad input is refused with its field.
+    // Old checkouts go: the running and previous releases' stay.
+    let deploy_checkouts = |server: &Server| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(server.state().join("checkouts"))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.starts_with(&format!("deploy-{NAME}-")))
+            .collect();
+        names.sort();
+        names
+    };
+    let mut kept = vec![
+        format!("deploy-{NAME}-{}", &c1[..12]),
+        format!("deploy-{NAME}-{}", &c4[..12]),
+    ];
+    kept.sort();
+    assert_eq!(deploy_checkouts(&server), kept);
+
+    // Removing it removes its services and checkouts; bad input is refused
+    // with its field.
     let (code, _) = request(
         &server,
         "DELETE",
@@ -251,6 +307,7 @@ fn a_compose_stack_follows_its_branch_rolls_back_bad_commits_and_stays_down() {
         None,
     );
     assert_eq!(code, 204);
+    assert_eq!(deploy_checkouts(&server), Vec::<String>::new());
     let (code, body) = post_json(
         &server,
         "/api/v1/deployments",
