@@ -488,3 +488,60 @@ fn wait_until_value(
     });
     last
 }
+
+/// A Compose file with a key outside the supported subset is refused with
+/// its path and line by the live engine, before anything is started: the
+/// rollout fails, no container of the deployment exists.
+#[test]
+fn a_compose_file_with_an_unsupported_key_is_refused_before_anything_starts() {
+    let name = "refused";
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(
+        repo.path().join("compose.yaml"),
+        "services:\n  app:\n    image: slipway-test/busybox:1\n    command: [\"sleep\", \"3600\"]\n    privileged: true\n",
+    )
+    .unwrap();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    git(repo.path(), &["add", "."]);
+    git(
+        repo.path(),
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "-m",
+            "privileged",
+        ],
+    );
+    let server = start(tempfile::tempdir().unwrap());
+    let (code, body) = post_json(
+        &server,
+        "/api/v1/deployments",
+        &json!({"name": name, "repository": repo.path().to_str().unwrap(), "branch": "main", "poll_s": 1}),
+    );
+    assert_eq!(code, 201, "{body}");
+    let d = wait_until_value(&server, name, "the rollout refused", 120, |d| {
+        d["sync"] == "failed"
+    });
+    assert_eq!(d["history"][0]["result"], "failed", "{d:#}");
+    let reason = d["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("compose.yaml:5:") && reason.contains("`privileged` is not supported"),
+        "the key and its line: {reason}"
+    );
+    assert!(
+        crate::support::serve::containers_labelled(&format!("io.slipway.deployment={name}"))
+            .is_empty(),
+        "nothing started"
+    );
+    let (code, _) = request(
+        &server,
+        "DELETE",
+        &format!("/api/v1/deployments/{name}"),
+        None,
+    );
+    assert_eq!(code, 204);
+}
