@@ -162,3 +162,50 @@ impl From<StoreError> for ApiError {
         }
     }
 }
+
+/// Every error answer in the one JSON shape: the framework's own (a path
+/// parameter that does not parse, a method a route does not have, an
+/// unknown route) come as plain text or empty; they are rewritten here,
+/// their text kept as the message.
+pub async fn json_errors(response: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let (code, default) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "the route does not take this method")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("unsupported_media_type", "unsupported content type")
+        }
+        s if s.is_server_error() => ("internal", "the server failed"),
+        _ => ("bad_request", "the request does not parse"),
+    };
+    let message = if text.is_empty() {
+        default.to_owned()
+    } else {
+        text
+    };
+    let mut out = ApiError::new(status, code, message).into_response();
+    // Keep what the route said besides its body (e.g. `Allow`, `Retry-After`).
+    for (name, value) in parts.headers.iter() {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}

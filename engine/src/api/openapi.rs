@@ -28,6 +28,75 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The answers every operation can give besides its own, added to each
+/// one that does not declare them: the middleware's (401 no valid token,
+/// 403 scope, 429 failed-authentication limit) under `/api/`, the
+/// extractors' (400 a path or query parameter that does not parse; 400,
+/// 413, 415 and 422 a body that does not), and 408 past the request
+/// timeout. All in the one error shape.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |why: &str| {
+            ResponseBuilder::new()
+                .description(why)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let behind_token = path.starts_with("/api/");
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let mut add = |status: &str, why: &str| {
+                    op.responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error(why).into());
+                };
+                if behind_token {
+                    add("401", "No valid bearer token");
+                    add("403", "The token's scope does not allow this request");
+                    add("429", "Too many failed authentications from this client");
+                    // Streams and steps with their own timeouts are not limited.
+                    let long = ["/logs", "/patch", "/validate", "/reset"]
+                        .iter()
+                        .any(|end| path.ends_with(end));
+                    if !long {
+                        add("408", "The request took longer than the server allows");
+                    }
+                }
+                if op.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+                    add("400", "A path or query parameter does not parse");
+                }
+                if op.request_body.is_some() {
+                    add("400", "The body is not valid JSON");
+                    add("413", "The body is larger than the server accepts (1 MiB)");
+                    add(
+                        "415",
+                        "The body's content type is not the one the operation takes",
+                    );
+                    add("422", "The body does not describe a valid request");
+                }
+            }
+        }
+    }
+}
+
 /// The API's OpenAPI 3 description: every path and schema, with bearer-token security.
 #[derive(OpenApi)]
 #[openapi(
@@ -68,7 +137,7 @@ impl Modify for BearerAuth {
         crate::deployments::RolloutResult, deployments::ServiceLog,
         crate::selfupdate::UpdateRequest, crate::selfupdate::UpdateStatus, crate::selfupdate::UpdateState,
     )),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &CommonResponses)
 )]
 pub struct ApiDoc;
 

@@ -887,3 +887,49 @@ fn log_streams_are_capped_per_token() {
     drop(streams);
     let _ = s.json("POST", &format!("/api/v1/jobs/{}/cancel", job["id"]), None);
 }
+
+/// Rejections by the framework itself (a path parameter that does not
+/// parse, a method a route does not take, an unknown route) come in the
+/// one JSON error shape too, and the OpenAPI document declares them.
+#[test]
+fn every_rejection_uses_the_error_shape_and_is_documented() {
+    let s = server();
+    for (method, path, status, code) in [
+        ("GET", "/api/v1/jobs/not-a-number", 400, "bad_request"),
+        ("POST", "/api/v1/jobs/x/cancel", 400, "bad_request"),
+        ("DELETE", "/api/v1/jobs", 405, "method_not_allowed"),
+        ("GET", "/api/v1/no-such-route", 404, "not_found"),
+    ] {
+        let (got, text) = s.call(method, path, Some(TOKEN), None);
+        assert_eq!(got, status, "{method} {path}: {text}");
+        let body: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"));
+        assert_eq!(error_code(&body), code, "{method} {path}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+    }
+    let (_, doc) = s.json("GET", "/api/v1/openapi.json", None);
+    let show = &doc["paths"]["/api/v1/jobs/{id}"]["get"]["responses"];
+    for status in ["400", "401", "403", "404", "408", "429"] {
+        assert!(
+            show.get(status).is_some(),
+            "GET /jobs/{{id}} documents {status}: {show}"
+        );
+    }
+    let submit = &doc["paths"]["/api/v1/jobs"]["post"]["responses"];
+    for status in ["400", "413", "415", "422"] {
+        assert!(
+            submit.get(status).is_some(),
+            "POST /jobs documents {status}: {submit}"
+        );
+    }
+    let follow = &doc["paths"]["/api/v1/jobs/{id}/logs"]["get"]["responses"];
+    assert!(
+        follow.get("408").is_none(),
+        "streams have no request timeout: {follow}"
+    );
+}
