@@ -209,11 +209,35 @@ async fn resolve_commit(
 
 /// Query of `GET /api/v1/jobs`: a state filter, and the page to fetch.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// Only jobs in this state.
+    #[param(value_type = Option<crate::job::JobState>)]
     state: Option<String>,
+    /// The page after this job id (the previous page's `next_cursor`).
     cursor: Option<JobId>,
+    /// How many (1 to 500; default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
+}
+
+/// A list's `limit`: 1 to 500, `default` when absent; anything else is
+/// refused (the document says so, and a clamp would accept what it refuses).
+pub(super) fn page_size(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=500).contains(&n) => Ok(n),
+        Some(n) => {
+            let mut e = ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                format!("limit {n} is outside 1 to 500"),
+            );
+            e.field = Some("limit".into());
+            Err(e)
+        }
+    }
 }
 
 /// One page of jobs, newest first.
@@ -246,7 +270,7 @@ pub async fn list(
             e
         })?),
     };
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let limit = page_size(q.limit, 50)?;
     let store = state.store.clone();
     let filter = ListFilter {
         state: job_state,
@@ -296,6 +320,7 @@ pub async fn cancel(
 
 /// Query of `GET /api/v1/jobs/{id}/logs`: where to start, and whether to follow.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {
     offset: Option<u64>,

@@ -135,11 +135,13 @@ pub async fn revoke(
 
 /// Query of `GET /api/v1/audit`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Entries older than this `seq` (the previous page's last).
     before: Option<u64>,
     /// How many (1 to 500; default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -154,6 +156,6 @@ pub async fn audit(
 ) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     let axum::extract::Query(q) =
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    let limit = super::jobs::page_size(q.limit, 100)?;
     Ok(Json(state.store.list_audit(q.before, limit)?))
 }

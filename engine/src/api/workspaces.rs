@@ -137,7 +137,7 @@ pub async fn delete(
 /// Apply a unified diff (the body): all hunks or none; `409` names the hunk
 /// that did not apply.
 #[utoipa::path(post, path = "/api/v1/workspaces/{id}/patch", params(("id" = String, Path)), request_body(content = String, content_type = "text/x-diff"), security(("bearer" = [])),
-    responses((status = 200, body = WorkspaceRecord), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = WorkspaceRecord), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn patch(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -173,7 +173,7 @@ pub async fn read_file(
 
 /// Write a file (the body, at most 1 MiB); `201` when new, `204` when replaced.
 #[utoipa::path(put, path = "/api/v1/workspaces/{id}/files/{path}", params(("id" = String, Path), ("path" = String, Path)), request_body(content = String, content_type = "application/octet-stream"), security(("bearer" = [])),
-    responses((status = 201, description = "Created"), (status = 204, description = "Replaced"), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, description = "Created"), (status = 204, description = "Replaced"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn write_file(
     State(state): State<AppState>,
     Path((id, path)): Path<(String, String)>,

@@ -209,23 +209,22 @@ impl SelfUpdate {
                 });
             }
         }
-        let engine = self.docker.engine_container(own).await?;
+        if let Some(image) = request.image.as_deref().filter(|i| !valid_image_ref(i)) {
+            return Err(UpdateError::Invalid {
+                field: "image",
+                message: format!(
+                    "`{}` is not an image reference (`name[:tag]`, `registry/name@sha256:…`)",
+                    image.escape_debug()
+                ),
+            });
+        }
+        // A host that looks like a container but whose daemon does not
+        // know the id (a VM with `/.dockerenv`) is not one.
+        let engine = match self.docker.engine_container(own).await {
+            Err(RuntimeError::NotFound { .. }) => return Err(UpdateError::NotInContainer),
+            other => other?,
+        };
         let to_image = match request.image {
-            Some(image) if image.trim().is_empty() => {
-                return Err(UpdateError::Invalid {
-                    field: "image",
-                    message: "empty; name an image reference or leave the field out".into(),
-                });
-            }
-            Some(image) if !valid_image_ref(&image) => {
-                return Err(UpdateError::Invalid {
-                    field: "image",
-                    message: format!(
-                        "`{}` is not an image reference (`name[:tag]`, `registry/name@sha256:…`)",
-                        image.escape_debug()
-                    ),
-                });
-            }
             Some(image) => image,
             None => engine.image_ref.clone(),
         };
