@@ -502,20 +502,7 @@ fn a_compose_file_with_an_unsupported_key_is_refused_before_anything_starts() {
     )
     .unwrap();
     git(repo.path(), &["init", "-q", "-b", "main"]);
-    git(repo.path(), &["add", "."]);
-    git(
-        repo.path(),
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-q",
-            "-m",
-            "privileged",
-        ],
-    );
+    commit(repo.path(), "privileged");
     let server = start(tempfile::tempdir().unwrap());
     let (code, body) = post_json(
         &server,
