@@ -373,6 +373,17 @@ impl Checkouts {
     ) -> Result<String, CheckoutError> {
         run_git(cwd, env, args, self.timeout)
     }
+
+    /// [`Self::git_env`] with the output as git wrote it (untrimmed: a
+    /// `status --porcelain` entry may start with a space).
+    pub fn git_env_raw(
+        &self,
+        cwd: Option<&Path>,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Result<String, CheckoutError> {
+        run_git_raw(cwd, env, args, self.timeout)
+    }
 }
 
 /// The commit a ref names in `source` (a git URL or a local repository),
@@ -504,6 +515,16 @@ fn run_git(
     args: &[&str],
     timeout: Duration,
 ) -> Result<String, CheckoutError> {
+    run_git_raw(cwd, env, args, timeout).map(|out| out.trim().to_owned())
+}
+
+/// [`run_git`], its output untrimmed.
+fn run_git_raw(
+    cwd: Option<&Path>,
+    env: &[(&str, &str)],
+    args: &[&str],
+    timeout: Duration,
+) -> Result<String, CheckoutError> {
     let mut cmd = Command::new("git");
     cmd.envs(env.iter().copied());
     if let Some(dir) = cwd {
@@ -589,7 +610,7 @@ fn run_git(
             stderr,
         });
     }
-    Ok(String::from_utf8_lossy(&stdout).trim().to_owned())
+    Ok(String::from_utf8_lossy(&stdout).into_owned())
 }
 
 fn path_str(p: &Path) -> &str {

@@ -43,25 +43,26 @@ impl Workspaces {
             &env.checkout.path,
             self.runner.settings.job_user,
         );
-        let before = fingerprint(&guard_tree).await?;
+        let before = self.guarded_fingerprint(&live, &guard_tree).await?;
         for step in &steps {
             let mut result = self.run_step(&live, env, step).await;
-            let after = fingerprint(&guard_tree).await?;
-            if let (Some(b), Some(a)) = (&before, after)
-                && *b != a
-            {
-                // The step changed the code it was to judge: undone, and
-                // the step fails with a finding per file.
-                let (g, b) = (guard_tree.clone(), b.clone());
+            if let Some(before) = &before {
+                let (g, b) = (guard_tree.clone(), before.clone());
                 let changes = tokio::task::spawn_blocking(move || {
-                    let changes = g.changed(&b, &a)?;
-                    g.restore(&b, &changes)?;
+                    let changes = g.changes_since_fingerprint()?;
+                    if !changes.files.is_empty() {
+                        // The step changed the code it was to judge:
+                        // undone, and the step fails with a finding per file.
+                        g.restore(&b, &changes)?;
+                    }
                     Ok::<_, crate::checkout::CheckoutError>(changes)
                 })
                 .await
                 .map_err(internal)?
                 .map_err(internal)?;
-                changed_files_found(&mut result, changes.files);
+                if !changes.files.is_empty() {
+                    changed_files_found(&mut result, changes.files);
+                }
             }
             let passed = result.exit_code == Some(0) && result.changed_files.is_empty();
             results.push(result);
@@ -70,8 +71,8 @@ impl Workspaces {
                 break;
             }
         }
-        // Steps may have written files: refresh behind the response.
-        self.refresh_diff(env, &live);
+        // The tree is as it was (a step's changes are undone; ignored
+        // files are not part of the diff): the kept diff still holds.
         let result = ValidateResult {
             tier,
             ok,
@@ -151,6 +152,36 @@ impl Workspaces {
             timed_out,
             changed_files: Vec::new(),
         }
+    }
+
+    /// The work tree's fingerprint: the one kept from an earlier validate
+    /// when no edit came between, else made now (off the async threads).
+    async fn guarded_fingerprint(
+        &self,
+        live: &Live,
+        guard: &super::tree_guard::TreeGuard,
+    ) -> Result<Option<String>, WorkspaceError> {
+        use std::sync::atomic::Ordering;
+        let generation = live.generation.load(Ordering::SeqCst);
+        if let Some((g, tree)) = live
+            .guarded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            && *g == generation
+        {
+            return Ok(Some(tree.clone()));
+        }
+        let g = guard.clone();
+        let tree = tokio::task::spawn_blocking(move || g.fingerprint())
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
+        if let Some(tree) = &tree {
+            *live.guarded.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((generation, tree.clone()));
+        }
+        Ok(tree)
     }
 
     /// The workspace's changes against its base commit, as a unified diff.
@@ -384,17 +415,6 @@ fn diff_job(
         let _ = std::fs::remove_file(path.join(&index));
         result.map(|d| if d.is_empty() { d } else { d + "\n" })
     }
-}
-
-/// The work tree's fingerprint, made off the async threads.
-async fn fingerprint(
-    guard: &super::tree_guard::TreeGuard,
-) -> Result<Option<String>, WorkspaceError> {
-    let g = guard.clone();
-    tokio::task::spawn_blocking(move || g.fingerprint())
-        .await
-        .map_err(internal)?
-        .map_err(internal)
 }
 
 /// `result` changed `files`: say so, one finding per file.

@@ -166,6 +166,9 @@ struct Live {
     /// The diff against the base commit as of a generation, kept current
     /// in the background so a validate rarely waits for git.
     tree: Mutex<Option<(u64, String)>>,
+    /// The tree guard's fingerprint as of a generation: while no edit
+    /// came between, a validate starts from it without asking git.
+    guarded: Mutex<Option<(u64, String)>>,
 }
 
 impl Live {
@@ -185,6 +188,7 @@ impl Live {
             step_timeout,
             generation: Default::default(),
             tree: Mutex::new(None),
+            guarded: Mutex::new(None),
         })
     }
 

@@ -5,8 +5,10 @@
 //!
 //! The fingerprint is a git tree id of the work tree, made through an
 //! index of its own (`.git/slipway-guard-index`), so git's stat cache
-//! spares rehashing files that did not change. Ignored files (caches,
-//! build outputs) are not part of it: steps may write those.
+//! spares rehashing files that did not change. After a step one `git
+//! status` against that index tells whether anything changed (a single
+//! process: the check must cost little next to the step). Ignored files
+//! (caches, build outputs) are not part of it: steps may write those.
 
 use std::path::{Path, PathBuf};
 
@@ -48,28 +50,21 @@ impl TreeGuard {
         self.git(&["write-tree"]).map(Some)
     }
 
-    /// The files that differ between two fingerprints, and which of them
-    /// are new in `after`.
-    pub fn changed(&self, before: &str, after: &str) -> Result<Changes, CheckoutError> {
-        let all = self.git(&[
-            "diff-tree",
-            "-r",
-            "--no-renames",
-            "--name-status",
-            before,
-            after,
-        ])?;
-        let mut changes = Changes::default();
-        for line in all.lines() {
-            let Some((status, path)) = line.split_once('\t') else {
-                continue;
-            };
-            if status == "A" {
-                changes.added.push(path.to_owned());
-            }
-            changes.files.push(path.to_owned());
-        }
-        Ok(changes)
+    /// What changed in the work tree since the last [`Self::fingerprint`]
+    /// (its index holds that state): nothing, or the files.
+    pub fn changes_since_fingerprint(&self) -> Result<Changes, CheckoutError> {
+        let out = self.checkouts.git_env_raw(
+            Some(&self.dir),
+            &[("GIT_INDEX_FILE", INDEX)],
+            &[
+                "status",
+                "--porcelain",
+                "-z",
+                "--untracked-files=all",
+                "--no-renames",
+            ],
+        )?;
+        Ok(parse_status(&out))
     }
 
     /// Put the work tree back as it was at `before`: changed and removed
@@ -114,6 +109,28 @@ impl TreeGuard {
     }
 }
 
+/// The work-tree side of `git status --porcelain -z`: `??` entries are
+/// new files; a second column other than a space, a file changed or gone.
+/// The first column (the index against the base commit: the workspace's
+/// own edits) is not a change of the step's.
+fn parse_status(out: &str) -> Changes {
+    let mut changes = Changes::default();
+    for entry in out.split('\0').filter(|e| e.len() > 3) {
+        let (code, path) = entry.split_at(3);
+        let mut chars = code.chars();
+        let (x, y) = (chars.next().unwrap_or(' '), chars.next().unwrap_or(' '));
+        if x == '?' && y == '?' {
+            changes.added.push(path.to_owned());
+            changes.files.push(path.to_owned());
+        } else if y != ' ' {
+            changes.files.push(path.to_owned());
+        }
+    }
+    changes.files.sort();
+    changes.added.sort();
+    changes
+}
+
 /// What a step changed in the work tree.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Changes {
@@ -121,4 +138,18 @@ pub struct Changes {
     pub files: Vec<String>,
     /// Those of them the step created.
     pub added: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_reads_the_work_tree_side_only() {
+        let out = "M  edited-before.txt\0 M app.txt\0?? added.txt\0 D gone.txt\0MM both.txt\0";
+        let c = parse_status(out);
+        assert_eq!(c.files, ["added.txt", "app.txt", "both.txt", "gone.txt"]);
+        assert_eq!(c.added, ["added.txt"]);
+        assert!(parse_status("M  edited-before.txt\0").files.is_empty());
+    }
 }
