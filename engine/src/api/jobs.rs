@@ -240,6 +240,23 @@ pub(super) fn page_size(limit: Option<usize>, default: usize) -> Result<usize, A
     }
 }
 
+/// A list's position (`cursor`, `before`): the document states it as a
+/// 64-bit signed integer, as most clients read one; past that is refused.
+pub(super) fn position(field: &'static str, at: Option<u64>) -> Result<Option<u64>, ApiError> {
+    match at {
+        Some(n) if n > i64::MAX as u64 => {
+            let mut e = ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                format!("{field} {n} is past the largest id, {}", i64::MAX),
+            );
+            e.field = Some(field.into());
+            Err(e)
+        }
+        other => Ok(other),
+    }
+}
+
 /// One page of jobs, newest first.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct JobList {
@@ -274,7 +291,7 @@ pub async fn list(
     let store = state.store.clone();
     let filter = ListFilter {
         state: job_state,
-        before: q.cursor,
+        before: position("cursor", q.cursor)?,
         limit,
     };
     let records = tokio::task::spawn_blocking(move || store.list(&filter))

@@ -157,5 +157,6 @@ pub async fn audit(
     let axum::extract::Query(q) =
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
     let limit = super::jobs::page_size(q.limit, 100)?;
-    Ok(Json(state.store.list_audit(q.before, limit)?))
+    let before = super::jobs::position("before", q.before)?;
+    Ok(Json(state.store.list_audit(before, limit)?))
 }

@@ -43,23 +43,37 @@ impl Workspaces {
             &env.checkout.path,
             self.runner.settings.job_user,
         );
-        let before = self.guarded_fingerprint(&live, &guard_tree).await?;
+        let mut before = self.guarded_fingerprint(&live, &guard_tree).await?;
         for step in &steps {
             let mut result = self.run_step(&live, env, step).await;
-            if let Some(before) = &before {
-                let (g, b) = (guard_tree.clone(), before.clone());
-                let changes = tokio::task::spawn_blocking(move || {
+            if let Some((tree, stamp)) = before.take() {
+                let (g, b) = (guard_tree.clone(), tree.clone());
+                let (changes, stamp) = tokio::task::spawn_blocking(move || {
+                    let mut stamp = stamp;
+                    if stamp.unchanged() {
+                        return Ok((super::tree_guard::Changes::default(), stamp));
+                    }
                     let changes = g.changes_since_fingerprint()?;
                     if !changes.files.is_empty() {
                         // The step changed the code it was to judge:
                         // undone, and the step fails with a finding per file.
                         g.restore(&b, &changes)?;
                     }
-                    Ok::<_, crate::checkout::CheckoutError>(changes)
+                    stamp.refresh();
+                    Ok::<_, crate::checkout::CheckoutError>((changes, stamp))
                 })
                 .await
                 .map_err(internal)?
                 .map_err(internal)?;
+                if let Some(kept) = live
+                    .guarded
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_mut()
+                {
+                    kept.2 = stamp.clone();
+                }
+                before = Some((tree, stamp));
                 if !changes.files.is_empty() {
                     changed_files_found(&mut result, changes.files);
                 }
@@ -160,28 +174,34 @@ impl Workspaces {
         &self,
         live: &Live,
         guard: &super::tree_guard::TreeGuard,
-    ) -> Result<Option<String>, WorkspaceError> {
+    ) -> Result<Option<(String, super::tree_guard::Stamp)>, WorkspaceError> {
         use std::sync::atomic::Ordering;
         let generation = live.generation.load(Ordering::SeqCst);
-        if let Some((g, tree)) = live
+        if let Some((g, tree, stamp)) = live
             .guarded
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             && *g == generation
         {
-            return Ok(Some(tree.clone()));
+            return Ok(Some((tree.clone(), stamp.clone())));
         }
         let g = guard.clone();
-        let tree = tokio::task::spawn_blocking(move || g.fingerprint())
-            .await
-            .map_err(internal)?
-            .map_err(internal)?;
-        if let Some(tree) = &tree {
+        let made = tokio::task::spawn_blocking(move || {
+            let Some(tree) = g.fingerprint()? else {
+                return Ok(None);
+            };
+            let stamp = g.stamp()?;
+            Ok::<_, crate::checkout::CheckoutError>(Some((tree, stamp)))
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+        if let Some((tree, stamp)) = &made {
             *live.guarded.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some((generation, tree.clone()));
+                Some((generation, tree.clone(), stamp.clone()));
         }
-        Ok(tree)
+        Ok(made)
     }
 
     /// The workspace's changes against its base commit, as a unified diff.

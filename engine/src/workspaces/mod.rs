@@ -168,7 +168,7 @@ struct Live {
     tree: Mutex<Option<(u64, String)>>,
     /// The tree guard's fingerprint as of a generation: while no edit
     /// came between, a validate starts from it without asking git.
-    guarded: Mutex<Option<(u64, String)>>,
+    guarded: Mutex<Option<(u64, String, tree_guard::Stamp)>>,
 }
 
 impl Live {
