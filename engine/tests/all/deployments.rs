@@ -532,3 +532,106 @@ fn a_compose_file_with_an_unsupported_key_is_refused_before_anything_starts() {
     );
     assert_eq!(code, 204);
 }
+
+/// Service names of a deployment's running containers (holders left out).
+fn services_running(name: &str) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "--filter",
+            &format!("label=io.slipway.deployment={name}"),
+            "--filter",
+            "label=io.slipway.role=deployment",
+            "--format",
+            "{{.Label \"io.slipway.service\"}}",
+        ])
+        .output()
+        .unwrap();
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('-').nth(1).unwrap_or_default().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A service that leaves the Compose file keeps running (and stays in the
+/// release) until the deployment says `prune = true`; the next rollout then
+/// removes it.
+#[test]
+fn a_service_removed_from_the_file_stays_until_prune() {
+    let name = "pruned";
+    let repo = tempfile::tempdir().unwrap();
+    let service = |svc: &str| {
+        format!("  {svc}:\n    image: slipway-test/busybox:1\n    command: [\"sleep\", \"3600\"]\n")
+    };
+    std::fs::write(
+        repo.path().join("compose.yaml"),
+        format!("services:\n{}{}", service("app"), service("extra")),
+    )
+    .unwrap();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    commit(repo.path(), "app and extra");
+    let server = start(tempfile::tempdir().unwrap());
+    let spec = json!({"name": name, "repository": repo.path().to_str().unwrap(), "branch": "main", "poll_s": 1});
+    let (code, body) = post_json(&server, "/api/v1/deployments", &spec);
+    assert_eq!(code, 201, "{body}");
+    wait_until_value(&server, name, "both services running", 180, |d| {
+        d["sync"] == "synced" && d["health"] == "healthy"
+    });
+    assert_eq!(services_running(name), ["app", "extra"]);
+
+    // `extra` leaves the file: it keeps running, and stays in the release.
+    std::fs::write(
+        repo.path().join("compose.yaml"),
+        format!("services:\n{}", service("app")),
+    )
+    .unwrap();
+    let c2 = commit(repo.path(), "extra goes");
+    let d = wait_until_value(&server, name, "the second commit deployed", 180, |d| {
+        d["running"]["commit"] == c2.as_str() && d["sync"] == "synced"
+    });
+    let released: Vec<&str> = d["running"]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(released, ["app", "extra"], "{d:#}");
+    assert_eq!(services_running(name), ["app", "extra"]);
+
+    // With prune, the next rollout removes it.
+    let mut pruning = spec.clone();
+    pruning["prune"] = true.into();
+    let (code, body) = request(
+        &server,
+        "PUT",
+        &format!("/api/v1/deployments/{name}"),
+        Some(("application/json", pruning.to_string().as_bytes())),
+    );
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = request(
+        &server,
+        "POST",
+        &format!("/api/v1/deployments/{name}/up"),
+        None,
+    );
+    assert!(code == 200 || code == 202, "{code} {body}");
+    let d = wait_until_value(&server, name, "extra pruned", 180, |d| {
+        d["running"]["services"]
+            .as_array()
+            .is_some_and(|s| s.len() == 1)
+            && d["sync"] == "synced"
+    });
+    assert_eq!(d["running"]["services"][0]["name"], "app", "{d:#}");
+    wait_until("extra's container gone", 60, || {
+        services_running(name) == ["app"]
+    });
+    let (code, _) = request(
+        &server,
+        "DELETE",
+        &format!("/api/v1/deployments/{name}"),
+        None,
+    );
+    assert_eq!(code, 204);
+}
