@@ -184,7 +184,13 @@ fn http_and_memory() {
         workspaces: None,
         plugins: None,
         request_timeout: api::REQUEST_TIMEOUT,
-        git_credentials: Default::default(),
+        // The bench's repository host, allowed by name: no DNS is asked.
+        git_credentials: slipway::git_auth::GitCredentials::default().with_outbound(
+            std::sync::Arc::new(slipway::outbound::OutboundPolicy {
+                allow_hosts: vec!["example.com".into()],
+                ..Default::default()
+            }),
+        ),
         watcher: None,
         deployments: None,
         self_update: None,
