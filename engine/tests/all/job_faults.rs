@@ -166,7 +166,13 @@ fn misbehaving_steps_end_as_they_should_and_leave_nothing() {
 
     // The engine carries on, and nothing of these jobs is left.
     assert_eq!(get(&server, "/readyz").0, 200);
+    // Removal follows the final state by a moment (the record is written
+    // first); a leak would outlast the wait.
     for id in [noisy, bomb, hog, sleeper, building] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while containers_of(id) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
         assert_eq!(containers_of(id), 0, "job {id} left containers");
     }
 }
