@@ -131,4 +131,11 @@ pub trait Executor: Send + Sync + 'static {
         );
         Box::pin(async move { Outcome::InfrastructureError { reason } })
     }
+
+    /// The attempt of job `job` did not stop within the grace period and
+    /// was dropped mid-way: remove what it left (its containers), in the
+    /// background. Nothing by default.
+    fn abandoned(&self, job: crate::job::JobId) {
+        let _ = job;
+    }
 }

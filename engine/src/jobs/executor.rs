@@ -590,4 +590,21 @@ impl Executor for ContainerExecutor {
     fn resume(&self, attempt: Attempt) -> ExecFuture {
         Box::pin(in_checkout(self.runner.clone(), attempt, resume))
     }
+
+    fn abandoned(&self, job: crate::job::JobId) {
+        let runner = self.runner.clone();
+        tokio::spawn(async move {
+            let label = format!("{}={job}", crate::runner::LABEL_JOB);
+            let left = crate::runner::engine_containers(
+                &runner.runtime,
+                &runner.settings.engine_id,
+                &[label],
+            )
+            .await
+            .unwrap_or_default();
+            for c in left {
+                crate::runner::container::remove(&runner.runtime, &c.id).await;
+            }
+        });
+    }
 }

@@ -285,8 +285,9 @@ impl Scheduler {
                     execution.abort();
                     log.line(
                         LogStream::Engine,
-                        "the executor did not stop within the grace period; abandoned",
+                        "the executor did not stop within the grace period; abandoned (its containers are removed in the background)",
                     );
+                    self.executor.abandoned(id);
                 }
                 break reason;
             }
