@@ -150,6 +150,16 @@ impl JobLog {
         *self.redactor.write().unwrap_or_else(|p| p.into_inner()) = Redactor::new(values);
     }
 
+    /// `text` as this log would write it: the redacted values replaced.
+    pub fn redacted(&self, text: &str) -> String {
+        let redactor = self.redactor.read().unwrap_or_else(|p| p.into_inner());
+        if redactor.is_empty() {
+            text.to_owned()
+        } else {
+            redactor.redact(text)
+        }
+    }
+
     /// Bytes in the log file now: where the next line will start (steps'
     /// log ranges are measured with it).
     pub fn size(&self) -> u64 {
@@ -179,13 +189,7 @@ impl JobLog {
                 }
             }
         }
-        let redactor = self.redactor.read().unwrap_or_else(|p| p.into_inner());
-        let text = if redactor.is_empty() {
-            text.to_owned()
-        } else {
-            redactor.redact(text)
-        };
-        drop(redactor);
+        let text = self.redacted(text);
         if let Some(file) = guard.as_mut() {
             for line in text.lines() {
                 let entry = format!("{stamp} {stream} {line}\n");

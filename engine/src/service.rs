@@ -79,6 +79,12 @@ pub struct ManagedServiceSpec {
     /// Environment variables of its container, by name.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Environment variables whose values are secrets: name → reference
+    /// (`env:VARIABLE` in the engine's environment, `file:/path`). Stored as
+    /// references; the engine reads the value each time it starts the
+    /// container, and the service's log has it redacted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
     /// Ports it listens on inside its pod; with no `readiness`, a `tcp` check on them.
     #[serde(default)]
     pub ports: Vec<u16>,
@@ -254,6 +260,21 @@ impl ManagedServiceSpec {
                 );
             }
         }
+        for (name, reference) in &self.secrets {
+            if name.is_empty() || name.contains('=') {
+                problem(
+                    &format!("secrets.{name}"),
+                    "a variable name must be non-empty and have no `=`".into(),
+                );
+            } else if self.env.contains_key(name) {
+                problem(
+                    &format!("secrets.{name}"),
+                    "is also in `env`: give the variable one source".into(),
+                );
+            } else if let Err(e) = crate::secrets::check_reference(name, reference) {
+                problem(&format!("secrets.{name}"), e.to_string());
+            }
+        }
         problems
     }
 }
@@ -269,6 +290,8 @@ mod tests {
             "liveness": {"plugin": " "},
             "restart": {"backoff_ms": 10, "max_backoff_ms": 5, "window_s": 0},
             "volumes": [{"name": "Data", "path": "data/../x"}],
+            "env": {"A": "1"},
+            "secrets": {"A": "env:A", "B": "B_VALUE", "C": "file:/run/secrets/c"},
         }))
         .unwrap();
         let fields: Vec<String> = spec.validate().into_iter().map(|p| p.field).collect();
@@ -282,7 +305,9 @@ mod tests {
                 "restart.window_s",
                 "restart.backoff_ms",
                 "volumes[0].name",
-                "volumes[0].path"
+                "volumes[0].path",
+                "secrets.A",
+                "secrets.B"
             ]
         );
         let ok: ManagedServiceSpec = serde_json::from_value(serde_json::json!({

@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::client::{Client, ServerArgs, handle};
@@ -13,39 +13,7 @@ use super::client::{Client, ServerArgs, handle};
 #[derive(Debug, Subcommand)]
 pub enum DeployCommand {
     /// Deploy a repository's Compose stack and keep it at its branch's head.
-    Add {
-        /// The deployment's name (lowercase letters, digits, `-`).
-        name: String,
-        /// The repository (a git URL the engine can reach).
-        repository: String,
-        /// The branch to follow.
-        #[arg(long, default_value = "main")]
-        branch: String,
-        /// The Compose file in the repository (default: compose.yaml, then
-        /// docker-compose.yaml and their .yml spellings).
-        #[arg(long)]
-        file: Option<String>,
-        /// A job tier (`fast` or `full`) that must succeed on a commit first.
-        #[arg(long)]
-        gate: Option<String>,
-        /// The profile the gate job runs with.
-        #[arg(long)]
-        gate_profile: Option<String>,
-        /// Seconds the services have to become healthy before a rollback.
-        #[arg(long)]
-        health_timeout: Option<u64>,
-        /// Seconds between looks at the branch (default 30).
-        #[arg(long)]
-        poll: Option<u64>,
-        /// `NAME=value` for `${NAME}` in the Compose file (repeatable).
-        #[arg(long = "env", value_name = "NAME=VALUE")]
-        env: Vec<String>,
-        /// Remove services that left the Compose file.
-        #[arg(long)]
-        prune: bool,
-        #[arg(long)]
-        json: bool,
-    },
+    Add(Box<AddArgs>),
     /// Every deployment: sync, health, the commit running.
     List {
         #[arg(long)]
@@ -74,23 +42,66 @@ pub enum DeployCommand {
     Logs { name: String },
 }
 
+/// `slipway deploy add`: a deployment's spec from flags.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The deployment's name (lowercase letters, digits, `-`).
+    name: String,
+    /// The repository (a git URL the engine can reach).
+    repository: String,
+    /// The branch to follow.
+    #[arg(long, default_value = "main")]
+    branch: String,
+    /// The Compose file in the repository (default: compose.yaml, then
+    /// docker-compose.yaml and their .yml spellings).
+    #[arg(long)]
+    file: Option<String>,
+    /// A job tier (`fast` or `full`) that must succeed on a commit first.
+    #[arg(long)]
+    gate: Option<String>,
+    /// The profile the gate job runs with.
+    #[arg(long)]
+    gate_profile: Option<String>,
+    /// Seconds the services have to become healthy before a rollback.
+    #[arg(long)]
+    health_timeout: Option<u64>,
+    /// Seconds between looks at the branch (default 30).
+    #[arg(long)]
+    poll: Option<u64>,
+    /// `NAME=value` for `${NAME}` in the Compose file (repeatable).
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    env: Vec<String>,
+    /// `NAME=env:VARIABLE` or `NAME=file:/path`: a secret by reference,
+    /// used as a whole `environment` value (`KEY: ${NAME}`) and read by
+    /// the engine when it starts the container (repeatable).
+    #[arg(long = "secret", value_name = "NAME=REFERENCE")]
+    secret: Vec<String>,
+    /// Remove services that left the Compose file.
+    #[arg(long)]
+    prune: bool,
+    #[arg(long)]
+    json: bool,
+}
+
 pub fn run(command: DeployCommand, server: &ServerArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(server)?;
     let path = |name: &str, rest: &str| format!("/api/v1/deployments/{name}{rest}");
     match command {
-        DeployCommand::Add {
-            name,
-            repository,
-            branch,
-            file,
-            gate,
-            gate_profile,
-            health_timeout,
-            poll,
-            env,
-            prune,
-            json,
-        } => {
+        DeployCommand::Add(args) => {
+            let AddArgs {
+                name,
+                repository,
+                branch,
+                file,
+                gate,
+                gate_profile,
+                health_timeout,
+                poll,
+                env,
+                secret,
+                prune,
+                json,
+            } = *args;
             let mut body =
                 json!({"name": name, "repository": repository, "branch": branch, "prune": prune});
             if let Some(file) = file {
@@ -108,14 +119,9 @@ pub fn run(command: DeployCommand, server: &ServerArgs) -> anyhow::Result<ExitCo
             if let Some(p) = poll {
                 body["poll_s"] = p.into();
             }
-            let mut vars = serde_json::Map::new();
-            for pair in env {
-                let Some((k, v)) = pair.split_once('=') else {
-                    anyhow::bail!("--env `{pair}`: write NAME=value");
-                };
-                vars.insert(k.to_owned(), v.into());
-            }
-            body["env"] = vars.into();
+            body["env"] = pairs(&env, "--env", "NAME=value")?.into();
+            body["secrets"] =
+                pairs(&secret, "--secret", "NAME=env:VARIABLE or NAME=file:/path")?.into();
             handle(
                 client.send("POST", "/api/v1/deployments", Some(&body)),
                 |_, v| {
@@ -277,4 +283,20 @@ fn print_history(v: &Value) {
             r["reason"].as_str().unwrap_or(""),
         );
     }
+}
+
+/// `NAME=value` arguments of `flag` as a JSON object.
+fn pairs(
+    args: &[String],
+    flag: &str,
+    form: &str,
+) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    let mut map = serde_json::Map::new();
+    for pair in args {
+        let Some((k, v)) = pair.split_once('=') else {
+            anyhow::bail!("{flag} `{pair}`: write {form}");
+        };
+        map.insert(k.to_owned(), v.into());
+    }
+    Ok(map)
 }

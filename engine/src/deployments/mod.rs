@@ -21,6 +21,7 @@ pub mod announce;
 mod record;
 mod release;
 mod rollout;
+mod secrets;
 mod spec;
 
 pub use record::{

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use super::record::ReleasedService;
+use super::secrets::ServiceSecrets;
 use crate::compose::{self, Stack};
 use crate::job::{Network, ReadinessSpec};
 use crate::runtime::spec::{PublishedPort, Reach};
@@ -25,13 +26,15 @@ pub fn volume_name(engine: &str, deployment: &str, volume: &str) -> String {
 }
 
 /// The managed services of `stack` at `commit`: `images` holds the image
-/// built for each service with `build:`; binds resolve inside `checkout`.
+/// built for each service with `build:`, `secrets` each service's secret
+/// variables (by reference); binds resolve inside `checkout`.
 pub fn services(
     engine: &str,
     deployment: &str,
     commit: &str,
     stack: &Stack,
     images: &BTreeMap<String, String>,
+    secrets: &ServiceSecrets,
 ) -> Result<Vec<ReleasedService>, String> {
     stack
         .services
@@ -91,6 +94,7 @@ pub fn services(
                 image,
                 command: s.command.clone().unwrap_or_default(),
                 env: s.environment.clone(),
+                secrets: secrets.get(&s.name).cloned().unwrap_or_default(),
                 ports: s.ports.iter().map(|p| p.target).collect(),
                 resources: Default::default(),
                 liveness: readiness.clone(),

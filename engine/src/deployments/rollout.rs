@@ -10,6 +10,7 @@ use super::announce::{self, Event};
 use super::record::{
     Deployment, HealthState, Release, ReleasedService, Rollout, RolloutResult, SyncState,
 };
+use super::secrets::SecretMarkers;
 use super::{Deployments, release};
 use crate::compose;
 use crate::job::{JobSpec, JobState, Trigger, TriggerKind, now_ms};
@@ -194,8 +195,12 @@ impl Deployments {
         .map_err(|e| Failure::prepare(format!("checkout: {e}")))?;
         let file = compose::find_file(&checkout, d.spec.file.as_deref())
             .map_err(|e| Failure::prepare(e.to_string()))?;
-        let stack = compose::load(&checkout, &file, &d.spec.env)
+        let markers = SecretMarkers::new(&d.spec.secrets);
+        let mut stack = compose::load(&checkout, &file, &markers.vars(&d.spec.env))
             .map_err(|e| Failure::prepare(e.to_string()))?;
+        let secrets = markers
+            .extract(&mut stack)
+            .map_err(|e| Failure::prepare(format!("{file}: {e}")))?;
         let mut images = BTreeMap::new();
         for s in &stack.services {
             let Some(build) = &s.build else { continue };
@@ -244,7 +249,7 @@ impl Deployments {
                 .await
                 .map_err(|e| Failure::prepare(format!("volume `{volume}`: {e}")))?;
         }
-        release::services(engine, name, commit, &stack, &images).map_err(Failure::prepare)
+        release::services(engine, name, commit, &stack, &images, &secrets).map_err(Failure::prepare)
     }
 
     /// Submit the gate job and wait for its end.

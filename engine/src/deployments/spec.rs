@@ -43,6 +43,12 @@ pub struct DeploymentSpec {
     /// Variables for `${VAR}` in the Compose file.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Secrets by reference (`env:VARIABLE`, `file:/path`), by name. A
+    /// service uses one as a whole `environment` value (`PASSWORD:
+    /// ${NAME}`); the engine reads it when it starts the container, and
+    /// neither the deployment, its services nor their logs show the value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
     /// Remove services that left the Compose file; otherwise they keep running.
     #[serde(default)]
     pub prune: bool,
@@ -127,6 +133,21 @@ impl DeploymentSpec {
                 );
             }
         }
+        for (name, reference) in &self.secrets {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                problem(
+                    &format!("secrets.{name}"),
+                    "names letters, digits and `_` only".into(),
+                );
+            } else if self.env.contains_key(name) {
+                problem(
+                    &format!("secrets.{name}"),
+                    "is also in `env`: give the variable one source".into(),
+                );
+            } else if let Err(e) = crate::secrets::check_reference(name, reference) {
+                problem(&format!("secrets.{name}"), e.to_string());
+            }
+        }
         problems.extend(crate::callbacks::problems(&self.callbacks));
         if let Some(forge) = &self.forge {
             problems.extend(crate::callbacks::forge_problems(forge, &self.repository));
@@ -152,7 +173,8 @@ mod tests {
         assert!(ok.validate(&SpecPolicy::default()).is_empty());
         let bad = spec(serde_json::json!({
             "name": "Shop_1", "repository": "/srv/shop", "branch": "-x", "file": "../c.yaml",
-            "health_timeout_s": 0, "env": {"A-B": "1"}
+            "health_timeout_s": 0, "env": {"A-B": "1", "P": "x"},
+            "secrets": {"P": "env:P", "Q": "plain"}
         }));
         let fields: Vec<String> = bad
             .validate(&SpecPolicy::default())
@@ -167,7 +189,9 @@ mod tests {
                 "branch",
                 "file",
                 "health_timeout_s",
-                "env.A-B"
+                "env.A-B",
+                "secrets.P",
+                "secrets.Q"
             ]
         );
         assert!(valid_name("a-b1") && !valid_name("a-") && !valid_name(&"a".repeat(25)));

@@ -541,9 +541,10 @@ pub fn follow_log(
     let (log, kept, name) = (log.clone(), kept.clone(), name.to_owned());
     tokio::spawn(async move {
         let (mut out, mut err) = (LineBuffer::default(), LineBuffer::default());
+        // Kept lines feed probes and failure reasons: redacted like the file.
         let mut emit = |l: &str| {
             log.line(LogStream::Service(&name), l);
-            kept.push(l);
+            kept.push(&log.redacted(l));
         };
         while let Some(Ok(item)) = stream.next().await {
             match item.stream {

@@ -365,6 +365,12 @@ impl Life {
                 .await
                 .map_err(|e| Failure::retry(format!("cannot create volume `{}`: {e}", v.name)))?;
         }
+        // Read at each start, never stored: a secret rotated at its source
+        // is what the next container gets. A missing one may yet appear (a
+        // file mounted late), so it is retried with the restart budget.
+        let secrets = crate::secrets::resolve(&spec.secrets)
+            .map_err(|e| Failure::retry(format!("cannot start the container: {e}")))?;
+        self.log.redact(secrets.iter().map(|(_, v)| v.as_str()));
         let pod = Pod::create(&self.runtime, self.pod_spec())
             .await
             .map_err(|e| Failure::retry(format!("cannot start the pod: {e}")))?;
@@ -375,6 +381,7 @@ impl Life {
                 .env
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
+                .chain(secrets)
                 .chain(gpu.env())
                 .collect(),
             command: spec.command.clone(),
@@ -456,6 +463,11 @@ impl Life {
         rx: &mut mpsc::UnboundedReceiver<Command>,
     ) -> End {
         self.set(ServiceState::Starting, Some(container), None);
+        // An adopted container's secrets are redacted too (they were read
+        // when it was created, by this engine or the one before).
+        if let Ok(secrets) = crate::secrets::resolve(&self.spec.secrets) {
+            self.log.redact(secrets.iter().map(|(_, v)| v.as_str()));
+        }
         let kept = Arc::new(ServiceLog::default());
         let since = (now_ms() / 1000).saturating_sub(1) as i64;
         follow_log(

@@ -489,20 +489,45 @@ fn wait_until_value(
     last
 }
 
-/// A Compose file with a key outside the supported subset is refused with
-/// its path and line by the live engine, before anything is started: the
-/// rollout fails, no container of the deployment exists.
+/// Compose files the engine must refuse, each as a new commit of one
+/// deployment's branch, against the live engine: the rollout of each fails
+/// with the file, its line and what is wrong, and nothing is started.
 #[test]
-fn a_compose_file_with_an_unsupported_key_is_refused_before_anything_starts() {
+fn bad_compose_files_are_refused_before_anything_starts() {
     let name = "refused";
     let repo = tempfile::tempdir().unwrap();
-    std::fs::write(
-        repo.path().join("compose.yaml"),
-        "services:\n  app:\n    image: slipway-test/busybox:1\n    command: [\"sleep\", \"3600\"]\n    privileged: true\n",
-    )
-    .unwrap();
+    std::fs::create_dir(repo.path().join("app")).unwrap();
+    let app = "services:\n  app:\n    image: slipway-test/busybox:1\n    command: [\"sleep\", \"3600\"]\n";
+    let cases = [
+        // An unknown key, by name and line.
+        (
+            format!("{app}    privileged: true\n"),
+            ["compose.yaml:5:", "`privileged` is not supported"],
+        ),
+        // YAML that does not parse (libyaml sees the missing `]` a line later).
+        (
+            "services:\n  app:\n    image: [busybox\n  db:\n".to_owned(),
+            ["compose.yaml:4:", "flow sequence"],
+        ),
+        // A bind mount of a host path outside the checkout.
+        (
+            format!("{app}    volumes:\n      - /etc:/host-etc\n"),
+            ["compose.yaml:6:", "absolute path"],
+        ),
+        // A build context that escapes the repository.
+        (
+            "services:\n  app:\n    build: ../elsewhere\n".to_owned(),
+            ["compose.yaml:3:", "leads outside"],
+        ),
+        // A service that depends on itself.
+        (
+            format!("{app}    depends_on:\n      - app\n"),
+            ["compose.yaml:6:", "`app` depends on itself"],
+        ),
+    ];
+    std::fs::write(repo.path().join("compose.yaml"), &cases[0].0).unwrap();
     git(repo.path(), &["init", "-q", "-b", "main"]);
-    commit(repo.path(), "privileged");
+    let mut head = commit(repo.path(), "case 0");
     let server = start(tempfile::tempdir().unwrap());
     let (code, body) = post_json(
         &server,
@@ -510,20 +535,132 @@ fn a_compose_file_with_an_unsupported_key_is_refused_before_anything_starts() {
         &json!({"name": name, "repository": repo.path().to_str().unwrap(), "branch": "main", "poll_s": 1}),
     );
     assert_eq!(code, 201, "{body}");
-    let d = wait_until_value(&server, name, "the rollout refused", 120, |d| {
-        d["sync"] == "failed"
+    for (i, (text, words)) in cases.iter().enumerate() {
+        if i > 0 {
+            std::fs::write(repo.path().join("compose.yaml"), text).unwrap();
+            head = commit(repo.path(), &format!("case {i}"));
+        }
+        let d = wait_until_value(&server, name, &format!("case {i} refused"), 120, |d| {
+            d["history"][0]["commit"] == head.as_str() && d["history"][0]["result"] == "failed"
+        });
+        assert_eq!(d["sync"], "failed", "{d:#}");
+        let reason = d["reason"].as_str().unwrap();
+        for w in words {
+            assert!(reason.contains(w), "case {i}: `{w}` in: {reason}");
+        }
+        assert!(
+            crate::support::serve::containers_labelled(&format!("io.slipway.deployment={name}"))
+                .is_empty(),
+            "case {i}: nothing started"
+        );
+    }
+    let (code, _) = request(
+        &server,
+        "DELETE",
+        &format!("/api/v1/deployments/{name}"),
+        None,
+    );
+    assert_eq!(code, 204);
+}
+
+/// A deployment's secret, named by reference, reaches the service that uses
+/// it as an `environment` value, and nothing else: not the deployment or
+/// the service as the API shows them, not the engine's state on disk, not
+/// the service's log (where the service prints it, it reads `[redacted]`).
+#[test]
+fn a_deployment_secret_reaches_its_service_and_nowhere_else() {
+    let name = "secretive";
+    let value = "s3cr3t-Value-7f9a21";
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret_file = secret_dir.path().join("api-token");
+    std::fs::write(&secret_file, value).unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(
+        repo.path().join("compose.yaml"),
+        "services:\n  app:\n    image: slipway-test/busybox:1\n    environment:\n      TOKEN: ${API_TOKEN}\n      PLAIN: visible\n    command: [\"sh\", \"-c\", \"echo token=$$TOKEN plain=$$PLAIN; sleep 3600\"]\n",
+    )
+    .unwrap();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    commit(repo.path(), "app with a secret");
+    let state = tempfile::tempdir().unwrap();
+    let state_path = state.path().to_owned();
+    let server = start(state);
+    let out = cli(
+        &server,
+        &[
+            "deploy",
+            "add",
+            name,
+            repo.path().to_str().unwrap(),
+            "--poll",
+            "1",
+            "--secret",
+            &format!("API_TOKEN=file:{}", secret_file.display()),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let d = wait_until_value(&server, name, "the service healthy", 180, |d| {
+        d["sync"] == "synced" && d["health"] == "healthy"
     });
-    assert_eq!(d["history"][0]["result"], "failed", "{d:#}");
-    let reason = d["reason"].as_str().unwrap();
+    let service = d["running"]["services"][0]["spec"]["name"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("the managed service's name: {d:#}"));
+
+    // It reached the container.
+    let id = crate::support::serve::containers_labelled(&format!("io.slipway.deployment={name}"))
+        .into_iter()
+        .find(|id| {
+            let out = std::process::Command::new("docker")
+                .args(["exec", id, "sh", "-c", "echo $TOKEN"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim() == value
+        });
+    assert!(id.is_some(), "a container of the deployment has TOKEN set");
+
+    // The log has the line, redacted.
+    let mut log = String::new();
+    wait_until("the service's line in its log", 30, || {
+        let (_, body) = get(&server, &format!("/api/v1/services/{service}/logs"));
+        log = body;
+        log.contains("plain=visible")
+    });
+    assert!(log.contains("token=[redacted]"), "{log}");
+
+    // Nowhere else.
+    for path in [
+        format!("/api/v1/deployments/{name}"),
+        "/api/v1/services".to_owned(),
+        format!("/api/v1/services/{service}"),
+        format!("/api/v1/services/{service}/logs"),
+        format!("/api/v1/deployments/{name}/logs"),
+    ] {
+        let (code, body) = get(&server, &path);
+        assert_eq!(code, 200, "{path}: {body}");
+        assert!(!body.contains(value), "{path} shows the secret: {body}");
+    }
     assert!(
-        reason.contains("compose.yaml:5:") && reason.contains("`privileged` is not supported"),
-        "the key and its line: {reason}"
+        d["spec"]["secrets"]["API_TOKEN"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("file:")),
+        "the reference is kept: {d:#}"
     );
-    assert!(
-        crate::support::serve::containers_labelled(&format!("io.slipway.deployment={name}"))
-            .is_empty(),
-        "nothing started"
-    );
+    let mut stack = vec![state_path];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                assert!(
+                    !bytes.windows(value.len()).any(|w| w == value.as_bytes()),
+                    "{} holds the secret",
+                    path.display()
+                );
+            }
+        }
+    }
     let (code, _) = request(
         &server,
         "DELETE",
