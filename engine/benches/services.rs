@@ -284,6 +284,7 @@ fn main() {
                 cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-cache")),
                 policy: LimitsPolicy::default(),
                 pooling: true,
+                single_caller: false,
             })
             .unwrap(),
         );

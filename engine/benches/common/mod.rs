@@ -24,6 +24,7 @@ pub fn docker_executor(
             cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-cache")),
             policy: LimitsPolicy::default(),
             pooling: true,
+            single_caller: false,
         })
         .unwrap(),
     );

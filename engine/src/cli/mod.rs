@@ -228,7 +228,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 pub enum Calls {
     /// `serve`, `run`: pooling allocator.
     Many,
-    /// `plan`, `plugins`, `doctor`: on-demand allocation.
+    /// `plan`, `plugins`, `doctor`: on-demand allocation, calls made one
+    /// at a time from the command's thread.
     Few,
 }
 
@@ -240,6 +241,7 @@ pub fn sandbox_for(config: &Config, calls: Calls) -> anyhow::Result<Arc<PluginSa
         cache_dir: Some(config.plugin_cache_dir()),
         policy: config.plugin_limits,
         pooling: calls == Calls::Many,
+        single_caller: calls == Calls::Few,
     };
     match PluginSandbox::new(options.clone()) {
         Ok(s) => Ok(Arc::new(s)),

@@ -216,7 +216,7 @@ impl Candidate {
 
     fn bundled(plugin: &'static bundled::BundledPlugin, sandbox: &PluginSandbox) -> Candidate {
         let origin = Origin::Bundled;
-        let manifest = match Manifest::parse(
+        let manifest = match Manifest::from_json(
             plugin.manifest,
             &format!("bundled plugin `{}`", plugin.dir_name),
         ) {

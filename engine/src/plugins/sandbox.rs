@@ -540,6 +540,9 @@ pub struct SandboxOptions {
     /// Use the pooling allocator (fast instantiation); off falls back to
     /// on-demand allocation, e.g. where virtual memory is restricted.
     pub pooling: bool,
+    /// Calls come from one thread, one at a time (a one-shot command): they
+    /// are driven on that thread, with no runtime thread of their own.
+    pub single_caller: bool,
 }
 
 /// Why the sandbox could not be set up at engine start.
@@ -570,10 +573,18 @@ pub struct PluginSandbox {
 struct CallRuntime(Option<tokio::runtime::Runtime>);
 
 impl CallRuntime {
-    fn new() -> Result<CallRuntime, SandboxError> {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("slipway-plugin-calls")
+    /// With one caller, the caller's own thread drives the timer while a
+    /// call waits in a host call; with several, a worker thread does, so a
+    /// call busy in wasm on one thread cannot hold back another's deadline.
+    fn new(single_caller: bool) -> Result<CallRuntime, SandboxError> {
+        let mut builder = if single_caller {
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(1).thread_name("slipway-plugin-calls");
+            b
+        };
+        builder
             .enable_all()
             .build()
             .map(|rt| CallRuntime(Some(rt)))
@@ -757,7 +768,7 @@ impl PluginSandbox {
             stats: PluginStats::default(),
             verdicts,
             slots: Slots::new(),
-            calls: CallRuntime::new()?,
+            calls: CallRuntime::new(options.single_caller)?,
         })
     }
 

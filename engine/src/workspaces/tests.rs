@@ -45,6 +45,7 @@ impl Harness {
             cache_dir: None,
             policy: LimitsPolicy::default(),
             pooling: false,
+            single_caller: false,
         })
         .unwrap();
         let memory = Arc::new(MemoryRuntime::new());

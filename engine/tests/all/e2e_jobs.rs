@@ -60,6 +60,7 @@ async fn engine() -> Engine {
             cache_dir: cache,
             policy: LimitsPolicy::default(),
             pooling: true,
+            single_caller: false,
         })
         .unwrap(),
     );

@@ -55,6 +55,7 @@ fn sandbox() -> Arc<PluginSandbox> {
                     cache_dir,
                     policy: operator_policy(),
                     pooling: true,
+                    single_caller: false,
                 })
                 .unwrap(),
             )
@@ -583,6 +584,7 @@ fn precompiled_cache_survives_a_restart_and_replaces_corrupt_files() {
         cache_dir: Some(cache.path().to_path_buf()),
         policy: LimitsPolicy::default(),
         pooling: true,
+        single_caller: false,
     };
     let outcome = || {
         let sandbox = Arc::new(PluginSandbox::new(options.clone()).unwrap());
@@ -850,6 +852,7 @@ fn a_manifest_alone_cannot_raise_its_limits() {
             cache_dir: None,
             policy: LimitsPolicy::default(),
             pooling: false,
+            single_caller: false,
         })
         .unwrap(),
     );
@@ -885,6 +888,28 @@ fn mkfifo(dir: &Path, path: &str) {
 #[test]
 fn a_plugin_waiting_in_a_host_call_is_stopped_within_its_budget() {
     let (_dir, registry) = hostile_registry();
+    stuck_calls_are_stopped_within_their_budget(&registry);
+}
+
+/// The same, with calls driven on the caller's thread (a one-shot command
+/// such as `slipway plan`): the caller's thread runs the timer then.
+#[test]
+fn a_plugin_waiting_in_a_host_call_of_a_one_shot_command_is_stopped_within_its_budget() {
+    let dir = hostile_dir();
+    let sandbox = Arc::new(
+        PluginSandbox::new(SandboxOptions {
+            cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache")),
+            policy: operator_policy(),
+            pooling: false,
+            single_caller: true,
+        })
+        .unwrap(),
+    );
+    let registry = Registry::load(sandbox, true, &[dir.path().to_path_buf()]);
+    stuck_calls_are_stopped_within_their_budget(&registry);
+}
+
+fn stuck_calls_are_stopped_within_their_budget(registry: &Registry) {
     let sandbox = registry.sandbox();
     // Compiled before the clock starts (a cold cache compiles it here).
     let hostile = registry.get("hostile").unwrap().prepare(sandbox).unwrap();
@@ -904,7 +929,7 @@ fn a_plugin_waiting_in_a_host_call_is_stopped_within_its_budget() {
         );
         assert!(err.to_string().contains("time budget of 300 ms"), "{err}");
     }
-    assert_good_plugins_still_work(&registry);
+    assert_good_plugins_still_work(registry);
 }
 
 #[test]
@@ -919,6 +944,7 @@ fn stuck_calls_of_one_plugin_hold_only_its_share_of_slots() {
             cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache")),
             policy,
             pooling: true,
+            single_caller: false,
         })
         .unwrap(),
     );

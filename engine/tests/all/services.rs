@@ -49,6 +49,7 @@ fn registry() -> Arc<Registry> {
                     cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("svc-cache")),
                     policy: LimitsPolicy::default(),
                     pooling: true,
+                    single_caller: false,
                 })
                 .unwrap(),
             );
