@@ -352,7 +352,8 @@ const LOG_CHUNK: usize = 256 * 1024;
 /// events (`id` = the offset after the event, resumable with `Last-Event-ID`; `event: end` when
 /// the job has finished).
 #[utoipa::path(get, path = "/api/v1/jobs/{id}/logs", params(("id" = u64, Path), LogQuery), security(("bearer" = [])),
-    responses((status = 200, description = "text/plain, or text/event-stream when following", body = String),
+    responses((status = 200, description = "text/plain, or text/event-stream when following",
+            content((String = "text/plain"), (String = "text/event-stream"))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 429, body = ErrorBody)))]
 pub async fn logs(
