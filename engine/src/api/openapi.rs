@@ -298,10 +298,20 @@ fn unsigned_32(schema: &mut Value) {
     }
 }
 
+/// A create operation: its path, its status, the parameter its targets take,
+/// where that is in its answer, and the targets (path tail, method).
+type Create = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
 /// Links from each create operation's answer to the operations on what it
 /// created, by `operationRef` (operation ids repeat across resources).
 fn links(doc: &mut Value) {
-    let creates: [(&str, &str, &str, &str, &[(&str, &str)]); 7] = [
+    let creates: [Create; 7] = [
         (
             "/api/v1/jobs",
             "201",

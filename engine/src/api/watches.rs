@@ -73,8 +73,7 @@ fn checked(
     state: &AppState,
     body: Result<JsonBody<WatchSpec>, ApiError>,
 ) -> Result<WatchSpec, ApiError> {
-    let JsonBody(spec) = body.map_err(|e| {
-        let mut e = ApiError::from(e);
+    let JsonBody(spec) = body.map_err(|mut e| {
         if e.code == "invalid_job_spec" {
             e.code = "invalid_watch";
         }
