@@ -66,8 +66,7 @@ status=0
 	>"$work/st.log" 2>&1 || status=$?
 took=$((SECONDS - started))
 # The run's own summary and every failure it explains.
-sed -n '/^=* FAILURES =*$/,$p' "$work/st.log" | head -400
-grep -q '^=* FAILURES =*$' "$work/st.log" || sed -n '/^=* SUMMARY =*$/,$p' "$work/st.log"
+sed -En '/^=+ (FAILURES|ERRORS|SUMMARY) =+$/,$p' "$work/st.log" | head -400
 if grep -qiE 'panicked|internal error' "$work/serve.log"; then
 	echo "api fuzz: the engine logged a panic or an internal error:" >&2
 	grep -iE 'panicked|internal error' "$work/serve.log" | head -20 >&2

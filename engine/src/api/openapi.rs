@@ -272,6 +272,22 @@ pub fn served(policy: &SpecPolicy) -> Result<Value, serde_json::Error> {
         },
     });
 
+    // Unsigned path and query parameters end where their Rust type does.
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for parameter in paths
+            .values_mut()
+            .filter_map(Value::as_object_mut)
+            .flat_map(|item| item.values_mut())
+            .filter_map(|op| op.get_mut("parameters").and_then(Value::as_array_mut))
+            .flatten()
+        {
+            let schema = &mut parameter["schema"];
+            if schema["minimum"] == json!(0) && schema["maximum"].is_null() {
+                schema["maximum"] = json!(u64::MAX);
+            }
+        }
+    }
+
     links(&mut doc);
     Ok(doc)
 }
