@@ -37,6 +37,8 @@ command -v catatonit >/dev/null 2>&1 || need_apt+=(catatonit)
 # service: see below) and its client.
 command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+# scripts/api-fuzz.sh runs Schemathesis from a virtual environment.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -96,5 +98,14 @@ if ! docker_up; then
   docker_up || { echo "error: dockerd did not start; see /var/log/slipway-dockerd.log" >&2; tail -20 /var/log/slipway-dockerd.log >&2; exit 1; }
 fi
 bash "$(dirname "$0")/images.sh"
+
+# Schemathesis, pinned, for scripts/api-fuzz.sh (the API contract against a live engine).
+fuzz_venv=${SLIPWAY_FUZZ_VENV:-/opt/slipway-schemathesis}
+fuzz_pin=$(grep -m1 '^schemathesis==' "$(dirname "$0")/../tests/api-fuzz/requirements.txt")
+if [ "$("$fuzz_venv/bin/python" -m pip freeze 2>/dev/null | grep -m1 '^schemathesis==')" != "$fuzz_pin" ]; then
+  step "installing $fuzz_pin into $fuzz_venv"
+  python3 -m venv "$fuzz_venv"
+  "$fuzz_venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$(dirname "$0")/../tests/api-fuzz/requirements.txt"
+fi
 
 echo "setup: done in $((SECONDS - started)) s ($(cargo --version))"

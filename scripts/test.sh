@@ -38,6 +38,12 @@ cargo test --workspace --locked 2>&1 | tee -a "$results"
 echo "engine and SDK tests: $((SECONDS - t)) s"
 
 t=$SECONDS
+echo "== scripts/api-fuzz.sh (Schemathesis against a live serve: the API contract)"
+# The debug binary the workspace tests just built.
+bash scripts/api-fuzz.sh "${CARGO_TARGET_DIR:-target}/debug/slipway" 2>&1 | tee -a "$results"
+echo "api fuzz: $((SECONDS - t)) s"
+
+t=$SECONDS
 echo "== cargo test in plugins/ (first-party plugins' logic, natively)"
 cargo test --manifest-path plugins/Cargo.toml --workspace --locked 2>&1 | tee -a "$results"
 echo "plugin tests: $((SECONDS - t)) s"

@@ -72,11 +72,15 @@ impl Tier {
 #[derive(Debug, Clone, Default, PartialEq, ToSchema, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
-    /// CPUs the container may use, fractions allowed (e.g. `1.5`); unset: no cap.
+    /// CPUs the container may use, fractions allowed (e.g. `1.5`), above 0
+    /// and at most 1024; unset: no cap.
+    #[schema(exclusive_minimum = 0, maximum = 1024)]
     pub cpus: Option<f64>,
-    /// Memory cap in MiB, swap included; unset: no cap.
+    /// Memory cap in MiB, swap included, 1 to 2^30 (1 PiB); unset: no cap.
+    #[schema(minimum = 1, maximum = 1_073_741_824)]
     pub memory_mb: Option<u64>,
-    /// Cap on processes in the container; unset: 512.
+    /// Cap on processes in the container, at least 1; unset: 512.
+    #[schema(minimum = 1)]
     pub pids: Option<u64>,
 }
 
@@ -86,8 +90,10 @@ pub struct Resources {
 pub struct ServiceSpec {
     /// 1 to 63 letters, digits and `-`, unique within the job; names the
     /// service in logs and errors, and ends its container's name.
+    #[schema(min_length = 1, max_length = 63, pattern = "^[A-Za-z0-9-]+$")]
     pub name: String,
     /// The image to run, e.g. `postgres:15`.
+    #[schema(pattern = r"\S")]
     pub image: String,
     /// Environment of the service's container.
     #[serde(default)]
@@ -95,7 +101,7 @@ pub struct ServiceSpec {
     /// Replaces the image's `CMD` when not empty (the entrypoint stays).
     #[serde(default)]
     pub command: Vec<String>,
-    /// Ports it listens on inside the job's pod (`127.0.0.1:<port>`).
+    /// Ports it listens on inside the job's pod (`127.0.0.1:<port>`), 1 to 65535.
     #[serde(default)]
     pub ports: Vec<u16>,
     /// How to tell it is ready; default: `tcp` on the first port.
@@ -111,6 +117,7 @@ pub struct ServiceSpec {
 pub struct ReadinessSpec {
     /// A readiness plugin's name, e.g. `postgres`, `redis`, `http`, `tcp`,
     /// `log-line`, `exec`.
+    #[schema(pattern = r"\S")]
     pub plugin: String,
     /// Options for the plugin (e.g. an HTTP path or a log pattern); one the
     /// plugin refuses fails the job before any container starts.
@@ -166,9 +173,13 @@ pub enum GpuPolicy {
 pub struct JobSpec {
     /// A git URL (`https://`, `http://`, `ssh://`, `git://`, `git@…`), or an
     /// absolute local path where the server's configuration allows local paths.
+    #[schema(min_length = 1)]
     pub repository: String,
     /// A full commit SHA, or a ref (branch, tag, `HEAD`) that is resolved to
-    /// one at submit and recorded in `resolved_from`.
+    /// one at submit and recorded in `resolved_from`. Not blank, no
+    /// whitespace inside, no `..`, not starting with `-`; 40 characters are
+    /// hex digits.
+    #[schema(pattern = r"^\s*(?:[0-9a-fA-F]{40}|(?!-)(?!\S{40}\s*$)(?!\S*\.\.)\S+)\s*$")]
     pub commit: String,
     /// Which validation steps run: `fast` (the default) or `full`.
     #[serde(default)]
@@ -185,6 +196,7 @@ pub struct JobSpec {
     pub secrets: BTreeMap<String, String>,
     /// The job's timeout in seconds, at most the server's maximum; unset: the
     /// server's default (6 h and 1 h out of the box).
+    #[schema(minimum = 1)]
     pub timeout_s: Option<u64>,
     /// Limits of the job's container.
     #[serde(default)]
@@ -202,19 +214,23 @@ pub struct JobSpec {
     pub labels: BTreeMap<String, String>,
     /// 1 to 200 characters; a later submit with the same key returns the
     /// first job (200) instead of creating one.
+    #[schema(min_length = 1, max_length = 200)]
     pub idempotency_key: Option<String>,
     /// Higher runs first; FIFO within a priority.
     #[serde(default)]
     pub priority: i32,
-    /// Attempts before the job is `dead` (infrastructure failures only).
+    /// Attempts before the job is `dead` (infrastructure failures only), at least 1.
+    #[schema(minimum = 1)]
     pub max_attempts: Option<u32>,
     /// Set by the engine, never by a client: the ref (branch, tag, `HEAD`)
     /// that `commit` was resolved from at submit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(read_only)]
     pub resolved_from: Option<String>,
     /// Set by the engine, never by a client: what submitted the job when
     /// it was not a client of the API (a watch, a deployment).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(read_only)]
     pub trigger: Option<Trigger>,
     /// GPUs for the job's container (a count or `"all"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -225,6 +241,7 @@ pub struct JobSpec {
     /// URLs told of the job's final state (or of every state change),
     /// signed with the Standard Webhooks scheme; at most 5.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 5)]
     pub callbacks: Vec<crate::callbacks::CallbackSpec>,
     /// Where the job's states are posted as commit statuses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -258,6 +275,41 @@ pub struct Trigger {
     pub delivery: Option<String>,
 }
 
+/// The largest memory cap, in MiB (1 PiB): larger does not fit the container
+/// engine's byte count.
+pub const MAX_MEMORY_MB: u64 = 1 << 30;
+
+/// Problems of container limits (a job's, a service's, a profile's), their
+/// fields named under `prefix` (e.g. `resources`).
+pub fn resource_problems(prefix: &str, resources: &Resources) -> Vec<FieldProblem> {
+    let mut problems = Vec::new();
+    if let Some(cpus) = resources.cpus
+        && !(cpus > 0.0 && cpus <= 1024.0)
+    {
+        problems.push(FieldProblem {
+            field: format!("{prefix}.cpus"),
+            message: format!("{cpus} must be greater than 0 and at most 1024"),
+        });
+    }
+    if let Some(mb) = resources.memory_mb
+        && mb > MAX_MEMORY_MB
+    {
+        problems.push(FieldProblem {
+            field: format!("{prefix}.memory_mb"),
+            message: format!("{mb} is more than {MAX_MEMORY_MB} (1 PiB)"),
+        });
+    }
+    for (name, value) in [("memory_mb", resources.memory_mb), ("pids", resources.pids)] {
+        if value == Some(0) {
+            problems.push(FieldProblem {
+                field: format!("{prefix}.{name}"),
+                message: "must be greater than 0".into(),
+            });
+        }
+    }
+    problems
+}
+
 /// Problems of a list of services (a job's or a profile's).
 pub fn service_problems(services: &[ServiceSpec]) -> Vec<FieldProblem> {
     let mut problems = Vec::new();
@@ -288,11 +340,8 @@ pub fn service_problems(services: &[ServiceSpec]) -> Vec<FieldProblem> {
         if s.ports.contains(&0) {
             problem(format!("services[{i}].ports"), "0 is not a port".into());
         }
-        if s.resources.memory_mb == Some(0) {
-            problem(
-                format!("services[{i}].resources.memory_mb"),
-                "must be greater than 0".into(),
-            );
+        for p in resource_problems(&format!("services[{i}].resources"), &s.resources) {
+            problem(p.field, p.message);
         }
         if let Some(r) = &s.readiness
             && r.plugin.trim().is_empty()
@@ -313,6 +362,13 @@ pub fn repository_problem(repository: &str, policy: &SpecPolicy) -> Option<Strin
     let is_url = ["https://", "http://", "ssh://", "git://", "git@"]
         .iter()
         .any(|p| repo.starts_with(p));
+    // A URL names a host: `http://` or `git@` alone do not.
+    if is_url {
+        let after = repo.split_once("://").map_or(&repo[4..], |(_, rest)| rest);
+        if after.is_empty() || after.starts_with('/') || after.starts_with(char::is_whitespace) {
+            return Some(format!("`{repo}` names no host"));
+        }
+    }
     // `file://` is a local path in disguise: the local-path rule holds.
     let repo = repo.strip_prefix("file://").unwrap_or(repo);
     if repo.is_empty() {
@@ -435,16 +491,8 @@ impl JobSpec {
                 ),
             );
         }
-        if let Some(cpus) = self.resources.cpus
-            && !(cpus > 0.0 && cpus <= 1024.0)
-        {
-            problem("resources.cpus", format!("{cpus} must be greater than 0"));
-        }
-        if self.resources.memory_mb == Some(0) {
-            problem("resources.memory_mb", "must be greater than 0".into());
-        }
-        if self.resources.pids == Some(0) {
-            problem("resources.pids", "must be greater than 0".into());
+        for p in resource_problems("resources", &self.resources) {
+            problem(&p.field, p.message);
         }
         if self.network == Network::Host && !policy.allow_host_network {
             problem(

@@ -53,11 +53,14 @@ impl Default for CachePolicy {
 pub struct Profile {
     /// Unique in the store, what a job spec's `profile` names: 1 to 64 lowercase
     /// letters, digits, `-`, `_` or `.`, starting with a letter or digit.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[a-z0-9][a-z0-9._-]*$")]
     pub name: String,
     /// Jobs for this repository use the profile when they name none.
     pub repository: Option<String>,
     /// The repository's Dockerfile to build (relative path); none: the
-    /// repository's root Dockerfile, else a generated one.
+    /// repository's root Dockerfile, else a generated one. Not empty, not
+    /// absolute, no `..` component.
+    #[schema(min_length = 1, pattern = r"^(?!/)(?!(?:[\s\S]*/)?\.\.(?:/|$))")]
     pub dockerfile: Option<String>,
     /// Override the package manager an ecosystem plugin would pick.
     pub package_manager: Option<String>,
@@ -78,6 +81,7 @@ pub struct Profile {
     pub env: BTreeMap<String, String>,
     /// Job timeout in seconds (at least 1), as in the job spec. Validated and
     /// stored, but the runner does not apply it: the spec's own value counts.
+    #[schema(minimum = 1)]
     pub timeout_s: Option<u64>,
     /// Container limits, as in the job spec. Stored, but the runner does not
     /// apply them: the spec's own `resources` count.
@@ -151,6 +155,9 @@ impl Profile {
         }
         if self.timeout_s == Some(0) {
             problem("timeout_s", "must be at least 1".into());
+        }
+        for p in crate::job::resource_problems("resources", &self.resources) {
+            problem(&p.field, p.message);
         }
         problems
     }

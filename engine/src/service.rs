@@ -33,11 +33,15 @@ pub struct RestartPolicy {
     pub mode: RestartMode,
     /// Restarts allowed within `window_s` before the service is `failed`; default 5.
     pub max_restarts: u32,
-    /// Length of the sliding window restarts are counted in, in seconds; default 300.
+    /// Length of the sliding window restarts are counted in, in seconds (at least 1); default 300.
+    #[schema(minimum = 1)]
     pub window_s: u64,
-    /// Wait before the first restart in the window, in ms, doubling after each; default 500.
+    /// Wait before the first restart in the window, in ms (at least 1, at most
+    /// `max_backoff_ms`), doubling after each; default 500.
+    #[schema(minimum = 1)]
     pub backoff_ms: u64,
-    /// Cap on the wait between restarts, in ms; default 30000.
+    /// Cap on the wait between restarts, in ms (at least 1); default 30000.
+    #[schema(minimum = 1)]
     pub max_backoff_ms: u64,
 }
 
@@ -59,8 +63,14 @@ impl Default for RestartPolicy {
 pub struct VolumeMount {
     /// Volume name (lowercase letters, digits, `-`); the Docker volume is
     /// `slipway-<engine>-<service>-<name>`.
+    #[schema(
+        min_length = 1,
+        max_length = 63,
+        pattern = "^(?!health$)[a-z0-9][a-z0-9-]*$"
+    )]
     pub name: String,
-    /// Absolute path inside the container.
+    /// Absolute path inside the container, without `..`.
+    #[schema(pattern = r"^/(?!(?:[\s\S]*/)?\.\.(?:/|$))")]
     pub path: String,
 }
 
@@ -70,8 +80,14 @@ pub struct VolumeMount {
 pub struct ManagedServiceSpec {
     /// The service's name, unique on this engine: 1 to 63 lowercase letters, digits and
     /// `-`, starting with a letter or digit (`health` is reserved).
+    #[schema(
+        min_length = 1,
+        max_length = 63,
+        pattern = "^(?!health$)[a-z0-9][a-z0-9-]*$"
+    )]
     pub name: String,
     /// Image to run (e.g. `redis:7`), with its own entrypoint and user.
+    #[schema(pattern = r"\S")]
     pub image: String,
     /// Empty: the image's own command.
     #[serde(default)]
@@ -227,6 +243,9 @@ impl ManagedServiceSpec {
                     "is empty (hint: e.g. `tcp`, `http`, `exec`, `postgres`)".into(),
                 );
             }
+        }
+        for p in crate::job::resource_problems("resources", &self.resources) {
+            problem(&p.field, p.message);
         }
         let r = &self.restart;
         if r.window_s == 0 {

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -11,6 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use crate::deployments::{Deployment, DeploymentError, DeploymentSpec, Deployments, Rollout};
 
@@ -50,9 +50,9 @@ impl From<DeploymentError> for ApiError {
 
 fn checked(
     state: &AppState,
-    body: Result<Json<DeploymentSpec>, JsonRejection>,
+    body: Result<JsonBody<DeploymentSpec>, ApiError>,
 ) -> Result<DeploymentSpec, ApiError> {
-    let Json(spec) = body?;
+    let JsonBody(spec) = body?;
     let problems = spec.validate(&state.policy);
     if !problems.is_empty() {
         let mut e = ApiError::invalid_spec(problems);
@@ -68,7 +68,7 @@ fn checked(
     responses((status = 201, body = Deployment), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
-    body: Result<Json<DeploymentSpec>, JsonRejection>,
+    body: Result<JsonBody<DeploymentSpec>, ApiError>,
 ) -> Result<Response, ApiError> {
     let deployments = deployments(&state)?;
     let spec = checked(&state, body)?;
@@ -107,7 +107,7 @@ pub async fn show(
 pub async fn replace(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Result<Json<DeploymentSpec>, JsonRejection>,
+    body: Result<JsonBody<DeploymentSpec>, ApiError>,
 ) -> Result<Json<Deployment>, ApiError> {
     let deployments = deployments(&state)?;
     let spec = checked(&state, body)?;

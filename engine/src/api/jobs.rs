@@ -4,7 +4,6 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -12,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use crate::checkout::{self, CheckoutError};
 use crate::job::{FieldProblem, JobId, JobRecord, JobSpec, JobState};
@@ -114,9 +114,9 @@ pub async fn callbacks(
         (status = 422, description = "Invalid spec: every problem by field", body = ErrorBody)))]
 pub async fn submit(
     State(state): State<AppState>,
-    body: Result<Json<JobSpec>, JsonRejection>,
+    body: Result<JsonBody<JobSpec>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let Json(spec) = body?;
+    let JsonBody(spec) = body?;
     let mut problems = spec.validate(&state.policy);
     if let Some(name) = &spec.profile
         && state.store.get_profile(name)?.is_none()
@@ -352,7 +352,8 @@ const LOG_CHUNK: usize = 256 * 1024;
 /// events (`id` = the offset after the event, resumable with `Last-Event-ID`; `event: end` when
 /// the job has finished).
 #[utoipa::path(get, path = "/api/v1/jobs/{id}/logs", params(("id" = u64, Path), LogQuery), security(("bearer" = [])),
-    responses((status = 200, description = "text/plain, or text/event-stream when following", body = String),
+    responses((status = 200, description = "text/plain, or text/event-stream when following",
+            content((String = "text/plain"), (String = "text/event-stream"))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 429, body = ErrorBody)))]
 pub async fn logs(

@@ -15,6 +15,7 @@
 //! reset, which run steps with their own timeouts) are exempt.
 
 pub mod auth;
+pub mod body;
 pub mod deployments;
 pub mod error;
 mod health;

@@ -1,17 +1,17 @@
 //! `/api/v1/profiles`: repo profiles CRUD.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use crate::profile::Profile;
 
-fn checked(body: Result<Json<Profile>, JsonRejection>) -> Result<Profile, ApiError> {
-    let Json(profile) = body?;
+fn checked(body: Result<JsonBody<Profile>, ApiError>) -> Result<Profile, ApiError> {
+    let JsonBody(profile) = body?;
     let problems = profile.validate();
     if !problems.is_empty() {
         let mut e = ApiError::invalid_spec(problems);
@@ -34,7 +34,7 @@ fn not_found(name: &str) -> ApiError {
     responses((status = 201, body = Profile), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
-    body: Result<Json<Profile>, JsonRejection>,
+    body: Result<JsonBody<Profile>, ApiError>,
 ) -> Result<Response, ApiError> {
     let profile = checked(body)?;
     let name = profile.name.clone();
@@ -55,7 +55,7 @@ pub async fn create(
 pub async fn replace(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Result<Json<Profile>, JsonRejection>,
+    body: Result<JsonBody<Profile>, ApiError>,
 ) -> Result<Response, ApiError> {
     let profile = checked(body)?;
     if profile.name != name {

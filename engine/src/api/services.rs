@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -12,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use crate::service::{ManagedService, ManagedServiceSpec};
 use crate::supervisor::{ServiceState, ServiceStatus, Supervisor};
@@ -62,9 +62,9 @@ fn not_found(name: &str) -> ApiError {
 
 fn checked(
     supervisor: &Supervisor,
-    body: Result<Json<ManagedServiceSpec>, JsonRejection>,
+    body: Result<JsonBody<ManagedServiceSpec>, ApiError>,
 ) -> Result<ManagedServiceSpec, ApiError> {
-    let Json(spec) = body?;
+    let JsonBody(spec) = body?;
     let mut problems = spec.validate();
     if spec.deployment.is_some() {
         problems.push(crate::job::FieldProblem {
@@ -93,7 +93,7 @@ fn view(supervisor: &Supervisor, service: ManagedService) -> ServiceView {
     responses((status = 201, body = ServiceView), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
-    body: Result<Json<ManagedServiceSpec>, JsonRejection>,
+    body: Result<JsonBody<ManagedServiceSpec>, ApiError>,
 ) -> Result<Response, ApiError> {
     let supervisor = supervisor(&state)?;
     let spec = checked(supervisor, body)?;
@@ -117,7 +117,7 @@ pub async fn create(
 pub async fn replace(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Result<Json<ManagedServiceSpec>, JsonRejection>,
+    body: Result<JsonBody<ManagedServiceSpec>, ApiError>,
 ) -> Result<Response, ApiError> {
     let supervisor = supervisor(&state)?;
     let spec = checked(supervisor, body)?;

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 
 use super::AppState;
+use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use crate::selfupdate::{SelfUpdate, UpdateError, UpdateRequest, UpdateStatus};
 
@@ -60,10 +60,10 @@ impl From<UpdateError> for ApiError {
         (status = 422, body = ErrorBody), (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
-    body: Result<Json<UpdateRequest>, JsonRejection>,
+    body: Result<JsonBody<UpdateRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<UpdateStatus>), ApiError> {
     let updater = updater(&state)?;
-    let Json(request) = body?;
+    let JsonBody(request) = body?;
     Ok((StatusCode::ACCEPTED, Json(updater.start(request).await?)))
 }
 

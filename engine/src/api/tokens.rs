@@ -1,7 +1,6 @@
 //! `/api/v1/tokens`: API tokens, stored hashed; a new token is shown once.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -9,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use crate::job::now_ms;
 use crate::token::{self, ApiToken, AuditEntry, Scope, TokenView};
@@ -53,9 +53,9 @@ pub struct CreatedToken {
     responses((status = 201, body = CreatedToken), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
-    body: Result<Json<NewToken>, JsonRejection>,
+    body: Result<JsonBody<NewToken>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body?;
+    let JsonBody(body) = body?;
     if !token::valid_name(&body.name) {
         let mut e = ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,6 +13,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use crate::job::JobId;
 use crate::watches::watcher::WatchError;
@@ -71,10 +71,9 @@ impl From<WatchError> for ApiError {
 
 fn checked(
     state: &AppState,
-    body: Result<Json<WatchSpec>, JsonRejection>,
+    body: Result<JsonBody<WatchSpec>, ApiError>,
 ) -> Result<WatchSpec, ApiError> {
-    let Json(spec) = body.map_err(|e| {
-        let mut e = ApiError::from(e);
+    let JsonBody(spec) = body.map_err(|mut e| {
         if e.code == "invalid_job_spec" {
             e.code = "invalid_watch";
         }
@@ -96,7 +95,7 @@ fn checked(
     responses((status = 201, body = WatchCreated), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
-    body: Result<Json<WatchSpec>, JsonRejection>,
+    body: Result<JsonBody<WatchSpec>, ApiError>,
 ) -> Result<Response, ApiError> {
     let watcher = watcher(&state)?;
     let spec = checked(&state, body)?;
@@ -158,7 +157,7 @@ pub async fn show(
 pub async fn replace(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Result<Json<WatchSpec>, JsonRejection>,
+    body: Result<JsonBody<WatchSpec>, ApiError>,
 ) -> Result<Json<WatchView>, ApiError> {
     let watcher = watcher(&state)?;
     let spec = checked(&state, body)?;

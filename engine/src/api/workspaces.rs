@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,6 +12,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use crate::job::Tier;
 use crate::workspace::{ValidateResult, WorkspaceRecord, WorkspaceRequest};
@@ -95,10 +95,10 @@ impl From<WorkspaceError> for ApiError {
     responses((status = 201, body = WorkspaceRecord), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
-    body: Result<Json<serde_json::Value>, JsonRejection>,
+    body: Result<JsonBody<serde_json::Value>, ApiError>,
 ) -> Result<Response, ApiError> {
     let ws = workspaces(&state)?;
-    let Json(body) = body?;
+    let JsonBody(body) = body?;
     let request = WorkspaceRequest::from_json(body).map_err(WorkspaceError::Invalid)?;
     let record = ws.create(request).await?;
     Ok((StatusCode::CREATED, Json(record)).into_response())
@@ -220,9 +220,9 @@ pub async fn diff(
 pub async fn validate(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Result<Json<ValidateBody>, JsonRejection>,
+    body: Result<JsonBody<ValidateBody>, ApiError>,
 ) -> Result<Json<ValidateResult>, ApiError> {
-    let Json(body) = body?;
+    let JsonBody(body) = body?;
     Ok(Json(workspaces(&state)?.validate(&id, body.tier).await?))
 }
 

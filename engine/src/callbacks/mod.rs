@@ -41,10 +41,13 @@ pub enum CallbackEvents {
 #[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CallbackSpec {
-    /// Where the JSON message is POSTed (`http://` or `https://`).
+    /// Where the JSON message is POSTed (`http://` or `https://`), at most
+    /// 2048 characters, no spaces or control characters.
+    #[schema(max_length = 2048, pattern = r"^https?://[^\x00-\x1f\x7f-\x9f ]*$")]
     pub url: String,
     /// The signing secret, by reference (`env:NAME`, `file:/path`); a
     /// `whsec_<base64>` value is used as Standard Webhooks defines.
+    #[schema(pattern = r"^(?:env:[^=]+|file:/[\s\S]*)$")]
     pub secret: String,
     /// `final` (the default) or `all` state changes.
     #[serde(default)]
@@ -102,8 +105,11 @@ pub struct ForgeSpec {
     /// Which API the statuses are posted to.
     pub kind: ForgeKind,
     /// The forge's API root, e.g. `https://api.github.com`.
+    #[schema(pattern = "^https?://")]
     pub api_url: String,
-    /// An API token allowed to set commit statuses, by reference.
+    /// An API token allowed to set commit statuses, by reference (`env:NAME`,
+    /// `file:/path`).
+    #[schema(pattern = r"^(?:env:[^=]+|file:/[\s\S]*)$")]
     pub token: String,
     /// `owner/name` (GitLab: the project path); default: from the
     /// repository URL.

@@ -16,15 +16,25 @@ pub const NAME_MAX: usize = 24;
 #[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentSpec {
-    /// 1 to 24 lowercase letters, digits and `-`, starting with a letter.
+    /// 1 to 24 lowercase letters, digits and `-`, starting with a letter and
+    /// not ending with `-`.
+    #[schema(
+        min_length = 1,
+        max_length = 24,
+        pattern = "^[a-z](?:[a-z0-9-]*[a-z0-9])?$"
+    )]
     pub name: String,
     /// A git URL, or an absolute local path where the configuration allows them.
+    #[schema(min_length = 1)]
     pub repository: String,
-    /// The branch whose head is deployed.
+    /// The branch whose head is deployed: not blank, no space or `..`, not
+    /// starting with `-`.
+    #[schema(pattern = r"^\s*(?!-)(?![\s\S]*\.\.)\S(?:[^ ]*\S)?\s*$")]
     pub branch: String,
     /// The Compose file, relative to the repository; default `compose.yaml`,
     /// then `compose.yml`, `docker-compose.yaml`, `docker-compose.yml`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, pattern = r"^(?!/)(?!(?:[\s\S]*/)?\.\.(?:/|$))")]
     pub file: Option<String>,
     /// A job tier that must succeed on a commit before it is deployed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -34,11 +44,13 @@ pub struct DeploymentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate_profile: Option<String>,
     /// Seconds a rollout's services have to become healthy before it is
-    /// rolled back.
+    /// rolled back (1 to 3600).
     #[serde(default = "default_health_timeout")]
+    #[schema(minimum = 1, maximum = 3600)]
     pub health_timeout_s: u64,
-    /// Seconds between looks at the branch's head.
+    /// Seconds between looks at the branch's head (1 to 86400).
     #[serde(default = "default_poll")]
+    #[schema(minimum = 1, maximum = 86400)]
     pub poll_s: u64,
     /// Variables for `${VAR}` in the Compose file.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -55,8 +67,9 @@ pub struct DeploymentSpec {
     /// URLs told of each rollout (`deployment.deploying`, then
     /// `deployment.deployed`, `.rolled_back`, `.gate_failed` or `.failed`),
     /// signed as job callbacks are (`events` is not used: every rollout
-    /// event is sent).
+    /// event is sent). At most 5.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 5)]
     pub callbacks: Vec<crate::callbacks::CallbackSpec>,
     /// Where each rollout is posted as a commit status (context
     /// `slipway/deploy/<name>`).

@@ -277,7 +277,11 @@ impl Watcher {
             Err(reason) => {
                 watch.state.failures += 1;
                 watch.state.error = Some(reason.clone());
-                let interval = watch.spec.poll_interval().unwrap_or(60) * 1000;
+                let interval = watch
+                    .spec
+                    .poll_interval()
+                    .unwrap_or(60)
+                    .saturating_mul(1000);
                 let backoff = interval
                     .saturating_mul(1 << watch.state.failures.min(16))
                     .min(MAX_BACKOFF_MS);
@@ -294,7 +298,9 @@ impl Watcher {
         if let Some(s) = watch.spec.poll_interval() {
             // Up to a tenth more, so watches created together spread out.
             let jitter = fastrand::u64(0..=s * 100);
-            watch.state.next_poll_ms = now + s * 1000 + jitter;
+            watch.state.next_poll_ms = now
+                .saturating_add(s.saturating_mul(1000))
+                .saturating_add(jitter);
         }
         let first_look = !watch.state.looked;
         watch.state.looked = true;
