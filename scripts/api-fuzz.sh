@@ -37,7 +37,7 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 token="fuzz-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 env -u SLIPWAY_CONFIG -u SLIPWAY_TOKEN_FILE -u SLIPWAY_PLUGINS_DIR \
 	SLIPWAY_STATE_DIR="$work/state" SLIPWAY_LISTEN="127.0.0.1:$port" SLIPWAY_TOKEN="$token" \
-	SLIPWAY_LOG="${SLIPWAY_LOG:-warn}" \
+	SLIPWAY_LOG="${SLIPWAY_LOG:-warn}" SLIPWAY_AUTH_FAILURE_LIMIT=1000000 \
 	"$bin" serve >"$work/serve.log" 2>&1 &
 serve_pid=$!
 base="http://127.0.0.1:$port"

@@ -100,6 +100,8 @@ struct RawConfig {
     /// Where outbound requests (git, callbacks, forge APIs) may go.
     #[serde(default)]
     outbound: crate::outbound::OutboundPolicy,
+    /// Failed authentications one client address may make per 10 s.
+    auth_failure_limit: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,6 +207,9 @@ pub struct Config {
     pub outbound: std::sync::Arc<crate::outbound::OutboundPolicy>,
     /// Open workspaces at most (more: 429).
     pub workspaces_max_open: usize,
+    /// Failed authentications one client address may make per 10 s before
+    /// they are answered 429 (default 20).
+    pub auth_failure_limit: u32,
     /// `full` validate calls per workspace.
     pub workspaces_max_full_runs: u32,
     /// A workspace step's timeout unless its spec sets `timeout_s`.
@@ -412,6 +417,9 @@ impl Config {
             output_kept_mb: raw.runner.output_kept_mb.unwrap_or(1024).max(2),
             selinux_relabel: raw.runner.selinux_relabel,
             workspaces_max_open: raw.workspaces.max_open.unwrap_or(8),
+            auth_failure_limit: raw
+                .auth_failure_limit
+                .unwrap_or(crate::api::auth::FAILURES_PER_WINDOW),
             workspaces_max_full_runs: raw.workspaces.max_full_runs.unwrap_or(3),
             workspaces_step_timeout: std::time::Duration::from_secs(
                 raw.workspaces.step_timeout_s.unwrap_or(600).max(1),

@@ -4,7 +4,8 @@
 //! changes something, and a limit on failed authentications per client.
 //!
 //! Failed authentications are limited per client address: past
-//! [`FAILURES_PER_WINDOW`] in [`FAILURE_WINDOW`], a bad token is answered
+//! [`FAILURES_PER_WINDOW`] (configurable: `auth_failure_limit`) in
+//! [`FAILURE_WINDOW`], a bad token is answered
 //! `429` instead of `401`. A valid token always works: tokens are 256-bit
 //! random values, so the limit is not what stops guessing; it keeps a flood
 //! of bad requests visible and cheap to refuse.
@@ -25,7 +26,7 @@ use crate::job::now_ms;
 use crate::token::{AuditEntry, Scope};
 
 /// Failed authentications one client address may make per window before
-/// its failures are answered `429`.
+/// its failures are answered `429`, unless configured otherwise.
 pub const FAILURES_PER_WINDOW: u32 = 20;
 /// The window of [`FAILURES_PER_WINDOW`].
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(10);
@@ -43,13 +44,29 @@ pub struct Caller {
 
 /// Per-process counters of the guard: failed authentications by client
 /// address, open log streams by token.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AuthGuard {
+    failure_limit: u32,
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
     streams: Mutex<HashMap<String, usize>>,
 }
 
+impl Default for AuthGuard {
+    fn default() -> Self {
+        AuthGuard::new(FAILURES_PER_WINDOW)
+    }
+}
+
 impl AuthGuard {
+    /// A guard that answers `429` past `failure_limit` failures per window.
+    pub fn new(failure_limit: u32) -> AuthGuard {
+        AuthGuard {
+            failure_limit,
+            failures: Mutex::default(),
+            streams: Mutex::default(),
+        }
+    }
+
     /// Count a failure of `client`; whether it is now over the limit.
     fn fail(&self, client: IpAddr) -> bool {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
@@ -63,7 +80,7 @@ impl AuthGuard {
             (*start, *count) = (now, 0);
         }
         *count += 1;
-        *count > FAILURES_PER_WINDOW
+        *count > self.failure_limit
     }
 
     /// Open one log stream for `token`; `None` when it holds
@@ -158,7 +175,8 @@ pub async fn require_token(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_failures",
                 format!(
-                    "more than {FAILURES_PER_WINDOW} failed authentications from {client} within {} s",
+                    "more than {} failed authentications from {client} within {} s",
+                    state.auth_guard.failure_limit,
                     FAILURE_WINDOW.as_secs()
                 ),
             )

@@ -196,8 +196,15 @@ pub fn served(policy: &SpecPolicy) -> Result<Value, serde_json::Error> {
     let deployment = &mut schemas["DeploymentSpec"]["properties"];
     deployment["repository"]["pattern"] = json!(repository);
     deployment["env"]["propertyNames"] = json!({"type": "string", "pattern": "^[A-Za-z0-9_]+$"});
-    schemas["ManagedServiceSpec"]["properties"]["env"]["propertyNames"] =
-        json!({"type": "string", "pattern": "^[^=]+$"});
+    // A secret's name is also not in `env` (one source per variable): a
+    // rule between two maps, which the schema cannot state.
+    deployment["secrets"]["propertyNames"] =
+        json!({"type": "string", "pattern": "^[A-Za-z0-9_]+$"});
+    deployment["secrets"]["additionalProperties"] = json!({"type": "string", "pattern": REFERENCE});
+    let service = &mut schemas["ManagedServiceSpec"]["properties"];
+    service["env"]["propertyNames"] = json!({"type": "string", "pattern": "^[^=]+$"});
+    service["secrets"]["propertyNames"] = json!({"type": "string", "pattern": "^[^=]+$"});
+    service["secrets"]["additionalProperties"] = json!({"type": "string", "pattern": REFERENCE});
     for service in ["ServiceSpec", "ManagedServiceSpec"] {
         let ports = &mut schemas[service]["properties"]["ports"]["items"];
         ports["minimum"] = json!(1);

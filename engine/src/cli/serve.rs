@@ -338,7 +338,7 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             watcher: Some(watcher),
             deployments: Some(parts.deployments.clone()),
             self_update: Some(self_update.clone()),
-            auth_guard: Default::default(),
+            auth_guard: Arc::new(slipway::api::auth::AuthGuard::new(config.auth_failure_limit)),
         };
         let deploying = tokio::spawn(parts.deployments.clone().run(shutdown.clone()));
         let reaper = tokio::spawn(parts.workspaces.clone().reap(shutdown.clone()));
