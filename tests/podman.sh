@@ -72,7 +72,7 @@ EOF
 
 out="$(DOCKER_HOST="unix://$socket" SLIPWAY_STATE_DIR="$tmp/state" "$bin" run "$repo" --profile "$tmp/profile.toml" 2>&1)"
 code=$?
-if [ "$code" = 0 ] && grep -q ": succeeded" <<<"$out"; then
+if [ "$code" = 0 ] && grep -q " succeeded in " <<<"$out"; then
 	pass "slipway run through Podman succeeds"
 else
 	fail "slipway run through Podman succeeds" "exit $code; last lines:" "$(tail -15 <<<"$out")"

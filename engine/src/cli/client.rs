@@ -91,6 +91,10 @@ pub struct LogsArgs {
     /// Only the last N lines.
     #[arg(long)]
     pub tail: Option<usize>,
+    /// The lines as stored: epoch milliseconds and stream names, no colour
+    /// (for scripts); by default times read as elapsed since the first line.
+    #[arg(long)]
+    pub raw: bool,
 }
 
 #[derive(Debug, Args)]
@@ -422,7 +426,14 @@ pub fn logs(args: LogsArgs, server: &ServerArgs) -> anyhow::Result<ExitCode> {
                 None,
             ),
             |_, text| {
-                print!("{}", text.as_str().unwrap_or_default());
+                let text = text.as_str().unwrap_or_default();
+                if args.raw {
+                    print!("{text}");
+                } else {
+                    let mut render =
+                        super::render::LogRenderer::new(super::render::Style::for_stdout(), None);
+                    print!("{}{}", render.feed(text.as_bytes()), render.finish());
+                }
                 Ok(ExitCode::SUCCESS)
             },
         );
@@ -431,6 +442,7 @@ pub fn logs(args: LogsArgs, server: &ServerArgs) -> anyhow::Result<ExitCode> {
     // last event id so no line is lost or repeated.
     let mut last_id: Option<String> = None;
     let mut failures = 0;
+    let mut render = super::render::LogRenderer::new(super::render::Style::for_stdout(), None);
     loop {
         let url = format!(
             "{}/api/v1/jobs/{}/logs?follow=true{query}",
@@ -476,7 +488,11 @@ pub fn logs(args: LogsArgs, server: &ServerArgs) -> anyhow::Result<ExitCode> {
             {
                 if event.is_empty() {
                     let mut out = stdout.lock();
-                    let _ = writeln!(out, "{data}");
+                    if args.raw {
+                        let _ = writeln!(out, "{data}");
+                    } else {
+                        let _ = writeln!(out, "{}", render.line(data));
+                    }
                 }
             } else if let Some(id) = line.strip_prefix("id: ") {
                 last_id = Some(id.to_owned());

@@ -6,6 +6,7 @@ mod deploy;
 mod doctor;
 mod plan;
 mod plugins;
+mod render;
 mod scaffold;
 mod serve;
 mod services;

@@ -391,6 +391,13 @@ pub struct RunArgs {
     /// included (it runs as a directory snapshot, not a commit).
     #[arg(long, conflicts_with = "commit")]
     pub dirty: bool,
+    /// Print one JSON object, the job's record, when it ends (and no log).
+    #[arg(long)]
+    pub json: bool,
+    /// The log as stored: epoch milliseconds and stream names, no colour and
+    /// no summary (the final state on stderr).
+    #[arg(long, conflicts_with = "json")]
+    pub raw: bool,
 }
 
 /// Read a profile file given to `run`; its name defaults to `run`.
@@ -453,14 +460,25 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
         let scheduler = tokio::spawn(parts.scheduler.clone().run(shutdown.clone()));
         parts.scheduler.wake();
         let mut offset = 0;
+        let style = super::render::Style::for_stdout();
+        let mut render = super::render::LogRenderer::new(style, Some(job.created_ms));
+        let mut show = |bytes: &[u8]| -> std::io::Result<()> {
+            if args.json {
+                return Ok(());
+            }
+            if args.raw {
+                return std::io::stdout().write_all(bytes);
+            }
+            std::io::stdout().write_all(render.feed(bytes).as_bytes())
+        };
         let record = loop {
             let (bytes, next) = parts.logs.read(job.id, offset, 1 << 20)?;
             offset = next;
-            std::io::stdout().write_all(&bytes)?;
+            show(&bytes)?;
             let record = parts.store.get(job.id)?.context("the job disappeared")?;
             if record.state.is_final() {
                 let (bytes, _) = parts.logs.read(job.id, offset, 1 << 20)?;
-                std::io::stdout().write_all(&bytes)?;
+                show(&bytes)?;
                 break record;
             }
             tokio::select! {
@@ -472,16 +490,23 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
         let _ = scheduler.await;
         drop(parts);
         let _ = std::fs::remove_dir_all(&work);
-        eprintln!(
-            "job {}: {}{}",
-            record.id,
-            record.state.name(),
-            record
-                .reason
-                .as_deref()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default()
-        );
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&record)?);
+        } else if args.raw {
+            eprintln!(
+                "job {}: {}{}",
+                record.id,
+                record.state.name(),
+                record
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            );
+        } else {
+            print!("{}", render.finish());
+            print!("\n{}", super::render::summary(&record, style));
+        }
         Ok(if record.state == slipway::job::JobState::Succeeded {
             ExitCode::SUCCESS
         } else {

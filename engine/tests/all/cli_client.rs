@@ -83,9 +83,18 @@ fn submit_status_jobs_and_logs() {
         "{listing}"
     );
 
+    // Stored lines as they are with --raw; for a person, elapsed times.
+    let raw = slipway(base, Some(TOKEN), &["logs", "1", "--raw"]);
+    assert!(
+        text(&raw).contains("stdout running succeed"),
+        "{}",
+        text(&raw)
+    );
     let logs = slipway(base, Some(TOKEN), &["logs", "1"]);
     assert!(
-        text(&logs).contains("stdout running succeed"),
+        text(&logs)
+            .lines()
+            .any(|l| l.trim_start().starts_with("+0ms ")),
         "{}",
         text(&logs)
     );

@@ -73,15 +73,41 @@ fn run_streams_the_job_and_exits_by_its_outcome() {
         t.contains("step 1/1 `lint`: npm run lint") && t.contains("npm: not found"),
         "{t}"
     );
-    assert!(t.contains("failed (step `lint` exited with 127)"), "{t}");
+    // Times as a person reads them, then the summary: what a snapshot
+    // holds once the times, ids and hashes are masked.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with("+") && l.contains(" slipway  step 1/1 `lint`")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains('\x1b'), "no colour into a pipe: {stdout}");
+    let summary = &stdout[stdout.find("\njob ").expect("a summary") + 1..];
+    insta::assert_snapshot!(mask(summary), @r"
+job <id> failed in <t> (attempt 1)
+  reason   step `lint` exited with 127
+  image    slipway-runner/<tag> (<built or cache hit>)
+  steps
+    FAIL lint <t>  exit 127
+");
 
     let green = repo("");
     let out = slipway(state.path())
-        .args(["run", green.path().to_str().unwrap(), "--tier", "full"])
+        .args([
+            "run",
+            green.path().to_str().unwrap(),
+            "--tier",
+            "full",
+            "--json",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains(": succeeded"), "{}", text(&out));
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("--json prints one object ({e}): {}", text(&out)));
+    assert_eq!(record["state"], "succeeded", "{record:#}");
+    assert!(record["run"]["image"]["tag"].is_string(), "{record:#}");
     let runs = std::fs::read_dir(state.path().join("runs"))
         .unwrap()
         .count();
@@ -290,10 +316,26 @@ fn run_takes_the_commit_or_with_dirty_the_working_tree() {
     };
     let clean = run(false);
     assert!(
-        clean.contains("stdout committed") && !clean.contains("uncommitted"),
+        clean.lines().any(|l| l.ends_with(" committed")) && !clean.contains("uncommitted"),
         "{clean}"
     );
     let dirty = run(true);
-    assert!(dirty.contains("stdout uncommitted"), "{dirty}");
+    assert!(
+        dirty.lines().any(|l| l.ends_with(" uncommitted")),
+        "{dirty}"
+    );
     assert!(dirty.contains("uncommitted changes included"), "{dirty}");
+}
+
+/// `text` with what differs from run to run masked: durations, job ids and
+/// image tags.
+fn mask(text: &str) -> String {
+    // A duration with the padding before it (its width varies).
+    let time = regex::Regex::new(r" +\d+(\.\d+)?(ms|s|m\d\ds|h\d\dm)\b").unwrap();
+    let id = regex::Regex::new(r"^job \d+").unwrap();
+    let tag = regex::Regex::new(r"slipway-runner/\S+ \((built in \S+|cache hit)\)").unwrap();
+    let text = time.replace_all(text, " <t>");
+    let text = id.replace_all(&text, "job <id>");
+    tag.replace_all(&text, "slipway-runner/<tag> (<built or cache hit>)")
+        .into_owned()
 }

@@ -69,7 +69,7 @@ fn run_full(name: &str) -> String {
         .unwrap();
     let t = format!("{}{}", text(&plan), text(&out));
     assert_eq!(out.status.code(), Some(0), "{name} --tier full:\n{t}");
-    assert!(t.contains(": succeeded"), "{name}:\n{t}");
+    assert!(t.contains(" succeeded in "), "{name}:\n{t}");
     let (_, wanted) = EXPECTED.iter().find(|(n, _)| *n == name).unwrap();
     for w in *wanted {
         assert!(t.contains(w), "{name}: missing `{w}` in:\n{t}");
