@@ -204,7 +204,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugins(cmd) => plugins::run(cmd, &config),
         Command::Plan(args) => plan::run(args, &config),
         Command::Serve => serve::serve(&config),
-        Command::Run(args) => serve::run(args, &config),
+        Command::Run(args) => serve::run(args, &config, !cli.log_json),
         Command::Doctor(args) => doctor::run(args, &config),
         Command::Healthcheck { url, ready } => Ok(healthcheck(&url, ready)),
         Command::SelfUpdate { update, server } => system::self_update(update, &server),

@@ -118,14 +118,79 @@ impl LogRenderer {
             other => ("34", other.strip_prefix("service/").unwrap_or(other)),
         };
         let label = format!("{label:<8}");
+        // A step's own output is unlabelled, and left uncoloured.
+        let label = if code == "0" {
+            label
+        } else {
+            self.style.paint(code, &label)
+        };
         format!(
-            "{} {} {}",
+            "{} {label} {text}",
             self.style.paint("2", &format!("{elapsed:>8}")),
-            self.style.paint(code, &label),
-            text
         )
         .trim_end()
         .to_owned()
+    }
+}
+
+/// A job's running phase as one line at the bottom of a terminal, the log
+/// scrolling above it; nothing at all when stdout is not a terminal.
+pub struct StatusLine(Option<indicatif::ProgressBar>);
+
+impl StatusLine {
+    /// A status line when `wanted` and stdout is a terminal.
+    pub fn new(wanted: bool) -> StatusLine {
+        if !wanted || !std::io::stdout().is_terminal() {
+            return StatusLine(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stdout());
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}") {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        StatusLine(Some(bar))
+    }
+
+    /// Rendered lines, printed above the status line.
+    pub fn print(&self, lines: &str) {
+        if lines.is_empty() {
+            return;
+        }
+        match &self.0 {
+            Some(bar) => bar.suspend(|| print!("{lines}")),
+            None => print!("{lines}"),
+        }
+    }
+
+    /// The job's state and phase, as the status line's text.
+    pub fn show(&self, record: &JobRecord) {
+        if let Some(bar) = &self.0 {
+            bar.set_message(phase_text(record));
+        }
+    }
+
+    /// Gone before the summary is printed.
+    pub fn clear(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// `running: 3/5 image`, `queued`, ...: what the status line says.
+fn phase_text(record: &JobRecord) -> String {
+    match &record.progress {
+        Some(p) if !record.state.is_final() => {
+            format!(
+                "{}: {}/{} {}",
+                record.state.name(),
+                p.step,
+                p.steps,
+                p.message
+            )
+        }
+        _ => record.state.name().to_owned(),
     }
 }
 
@@ -246,6 +311,21 @@ mod tests {
 not a stored line
 ");
         assert_eq!(r.finish(), "");
+    }
+
+    #[test]
+    fn the_status_line_names_the_phase() {
+        let mut record: JobRecord = serde_json::from_value(serde_json::json!({
+            "id": 1, "spec": {"repository": "/srv/app", "commit": "HEAD"},
+            "state": "running", "attempt": 1, "max_attempts": 1, "lease": null,
+            "not_before_ms": 0, "created_ms": 0, "updated_ms": 0, "cancel_requested": false,
+            "progress": {"step": 3, "steps": 5, "message": "image"},
+            "reason": null, "events": [], "run": null,
+        }))
+        .unwrap();
+        assert_eq!(phase_text(&record), "running: 3/5 image");
+        record.state = slipway::job::JobState::Succeeded;
+        assert_eq!(phase_text(&record), "succeeded");
     }
 
     #[test]

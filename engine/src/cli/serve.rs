@@ -414,8 +414,10 @@ fn profile_file(path: &Path) -> anyhow::Result<slipway::profile::Profile> {
     Ok(profile)
 }
 
-/// One job end to end without a server, through the same queue and runner.
-pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
+/// One job end to end without a server, through the same queue and runner;
+/// `live`: a status line of the running phase on a terminal (not with
+/// `--log-json`).
+pub fn run(args: RunArgs, config: &Config, live: bool) -> anyhow::Result<ExitCode> {
     let repository = match PathBuf::from(&args.repository) {
         p if p.exists() => p.canonicalize()?.display().to_string(),
         _ => args.repository.clone(),
@@ -462,6 +464,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
         let mut offset = 0;
         let style = super::render::Style::for_stdout();
         let mut render = super::render::LogRenderer::new(style, Some(job.created_ms));
+        let status = super::render::StatusLine::new(live && !args.json && !args.raw);
         let mut show = |bytes: &[u8]| -> std::io::Result<()> {
             if args.json {
                 return Ok(());
@@ -469,16 +472,19 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
             if args.raw {
                 return std::io::stdout().write_all(bytes);
             }
-            std::io::stdout().write_all(render.feed(bytes).as_bytes())
+            status.print(&render.feed(bytes));
+            Ok(())
         };
         let record = loop {
             let (bytes, next) = parts.logs.read(job.id, offset, 1 << 20)?;
             offset = next;
             show(&bytes)?;
             let record = parts.store.get(job.id)?.context("the job disappeared")?;
+            status.show(&record);
             if record.state.is_final() {
                 let (bytes, _) = parts.logs.read(job.id, offset, 1 << 20)?;
                 show(&bytes)?;
+                status.clear();
                 break record;
             }
             tokio::select! {
