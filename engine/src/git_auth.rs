@@ -25,6 +25,7 @@ use zeroize::Zeroizing;
 use crate::secrets::{SecretError, check_reference};
 
 pub mod agent;
+mod key;
 
 /// The user name sent with a bare token (what GitHub expects; GitLab and
 /// Gitea accept any name with a personal access token).
@@ -349,7 +350,7 @@ impl GitCredentials {
     /// strictly.
     fn ssh_auth(&self, host: &str, reference: &str) -> Result<GitAuth, GitAuthError> {
         let text = resolve("git_ssh_keys", host, reference)?;
-        let key = parse_key(host, &text)?;
+        let key = key::parse(host, &text)?;
         let known_hosts = self
             .known_hosts
             .as_ref()
@@ -387,33 +388,6 @@ impl GitCredentials {
             agent: Some(Arc::new(agent)),
         })
     }
-}
-
-/// The private key in `text` (OpenSSH format), ready to sign with.
-fn parse_key(host: &str, text: &str) -> Result<ssh_key::PrivateKey, GitAuthError> {
-    if !(text.starts_with("-----BEGIN ") && text.contains("PRIVATE KEY-----")) {
-        return Err(GitAuthError::NotAKey {
-            host: host.to_owned(),
-        });
-    }
-    let unusable = |reason: String| GitAuthError::UnusableKey {
-        host: host.to_owned(),
-        reason,
-    };
-    if !text.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----") {
-        return Err(unusable(
-            "it is a PEM key, not in the OpenSSH format (hint: `ssh-keygen -p -f FILE` rewrites it in the OpenSSH format)".into(),
-        ));
-    }
-    let key = ssh_key::PrivateKey::from_openssh(text)
-        .map_err(|e| unusable(format!("it cannot be read ({e})")))?;
-    if key.is_encrypted() {
-        return Err(GitAuthError::EncryptedKey {
-            host: host.to_owned(),
-        });
-    }
-    agent::signs(&key).map_err(unusable)?;
-    Ok(key)
 }
 
 /// The host of an SSH URL: `ssh://[user@]host[:port]/path` or scp-like

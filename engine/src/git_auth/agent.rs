@@ -261,7 +261,6 @@ mod tests {
 
     use ssh_agent_lib::blocking::Client;
     use ssh_agent_lib::proto::{AddIdentity, PrivateCredential, RemoveIdentity};
-    use ssh_key::LineEnding;
     use ssh_key::private::Ed25519Keypair;
 
     use super::*;
@@ -283,7 +282,8 @@ mod tests {
             .output()
             .expect("ssh-keygen (openssh-client) is installed");
         assert!(out.status.success(), "{out:?}");
-        PrivateKey::from_openssh(std::fs::read_to_string(&path).unwrap()).unwrap()
+        // As the engine reads it (ssh-key alone refuses one ECDSA key in 256).
+        crate::git_auth::key::parse("test", &std::fs::read_to_string(&path).unwrap()).unwrap()
     }
 
     /// Whether `signature` is `public`'s over `data`.
@@ -401,10 +401,7 @@ mod tests {
             keygen(&["-t", "ecdsa", "-b", "384"]),
         ] {
             let public = key.public_key().clone();
-            // Read back from its OpenSSH form, as the engine reads a secret.
-            let text = key.to_openssh(LineEnding::LF).unwrap();
-            let agent =
-                KeyAgent::start(PrivateKey::from_openssh(text.as_bytes()).unwrap()).unwrap();
+            let agent = KeyAgent::start(key).unwrap();
             let mut client = client(&agent);
             let data = b"to be signed".to_vec();
             let request = |flags| SignRequest {

@@ -440,22 +440,25 @@ fn ssh_credentials(key: &Path, known: &Path) -> slipway::git_auth::GitCredential
         .unwrap()
 }
 
-/// The SSH tests take turns: each counts the agents (or key files) left
-/// in the temporary directory, and the watch of one must not see the
-/// other's.
+/// The SSH tests take turns: each looks for the agents (or key files) it
+/// left in the temporary directory, and the watch of one must not see
+/// the other's.
 static SSH_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The engine's SSH agents (private directories under the temporary
-/// directory), or key files of an older engine, still there.
-fn leftover_agents() -> usize {
-    std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
+/// directories), or key files of an older engine, there now. One left by
+/// a process killed earlier is in the list before a test as after it.
+fn agents_and_key_files() -> std::collections::BTreeSet<std::path::PathBuf> {
+    [std::env::temp_dir(), "/tmp".into()]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(dir).into_iter().flatten())
         .filter_map(|e| e.ok())
         .filter(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             name.starts_with("slipway-ssh-agent-") || name.starts_with("slipway-git-key-")
         })
-        .count()
+        .map(|e| e.path())
+        .collect()
 }
 
 /// Deploy keys: an SSH URL of a host mapped under `git_ssh_keys` is
@@ -464,6 +467,7 @@ fn leftover_agents() -> usize {
 #[test]
 fn ssh_repositories_are_reached_with_the_configured_deploy_key() {
     let _turn = SSH_TESTS.lock().unwrap_or_else(|p| p.into_inner());
+    let before = agents_and_key_files();
     let repo = ssh_repo("over ssh");
     let (url, sha) = (&repo.url, &repo.sha);
 
@@ -526,7 +530,14 @@ fn ssh_repositories_are_reached_with_the_configured_deploy_key() {
                 .contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
         "{err}"
     );
-    assert_eq!(leftover_agents(), 0, "each agent stops with its git call");
+    let left: Vec<_> = agents_and_key_files()
+        .difference(&before)
+        .cloned()
+        .collect();
+    assert!(
+        left.is_empty(),
+        "each agent stops with its git call: {left:?}"
+    );
 }
 
 /// Watches the places a key file could be written to, on a thread of
@@ -648,6 +659,7 @@ impl KeyFileWatch {
 #[test]
 fn a_deploy_key_checkout_writes_no_key_file_anywhere() {
     let _turn = SSH_TESTS.lock().unwrap_or_else(|p| p.into_inner());
+    let before = agents_and_key_files();
     let repo = ssh_repo("no key on disk");
     let state = tempfile::tempdir().unwrap();
     let watch = KeyFileWatch::start(&repo.deploy, vec![state.path().to_path_buf()]);
@@ -667,7 +679,14 @@ fn a_deploy_key_checkout_writes_no_key_file_anywhere() {
     let (found, passes) = watch.finish();
     assert!(found.is_empty(), "the key was written to {found:?}");
     assert!(passes >= 3, "the watch made {passes} passes only");
-    assert_eq!(leftover_agents(), 0, "each agent stops with its git call");
+    let left: Vec<_> = agents_and_key_files()
+        .difference(&before)
+        .cloned()
+        .collect();
+    assert!(
+        left.is_empty(),
+        "each agent stops with its git call: {left:?}"
+    );
 }
 
 /// Jobs of one repository checked out at the same time share its mirror:
