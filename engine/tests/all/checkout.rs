@@ -320,8 +320,15 @@ impl Drop for SshServer {
 }
 
 fn keygen(path: &Path) -> String {
+    keygen_of(&["-t", "ed25519"], path)
+}
+
+/// A key of `kind` (`-t rsa -b 2048`...) at `path`: its public line.
+fn keygen_of(kind: &[&str], path: &Path) -> String {
     let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "slipway-test", "-f"])
+        .args(["-q", "-N", "", "-C", "slipway-test"])
+        .args(kind)
+        .arg("-f")
         .arg(path)
         .output()
         .expect("ssh-keygen (openssh-client) is installed");
@@ -396,7 +403,19 @@ fn ssh_repo(text: &str) -> SshRepo {
     let (bare, sha) = bare_repo(text);
     let keys = tempfile::tempdir().unwrap();
     let deploy = keys.path().join("deploy");
-    let server = serve_ssh(&keygen(&deploy));
+    // RSA and ECDSA deploy keys are accepted too.
+    let authorized = [
+        keygen(&deploy),
+        keygen_of(
+            &["-t", "rsa", "-b", "2048"],
+            &keys.path().join("deploy-rsa"),
+        ),
+        keygen_of(
+            &["-t", "ecdsa", "-b", "384"],
+            &keys.path().join("deploy-ecdsa"),
+        ),
+    ];
+    let server = serve_ssh(&authorized.concat());
     let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
     let url = format!(
         "ssh://{}@127.0.0.1:{}{}",
@@ -492,6 +511,15 @@ fn ssh_repositories_are_reached_with_the_configured_deploy_key() {
                 && !config.contains("slipway-ssh-agent"),
             "{config}"
         );
+    }
+
+    // RSA (signed with the SHA-2 hash ssh asks for) and ECDSA keys.
+    for other in ["deploy-rsa", "deploy-ecdsa"] {
+        let credentials = ssh_credentials(&repo.keys.path().join(other), &repo.known_hosts);
+        let resolved =
+            slipway::checkout::resolve_ref(url, "main", Duration::from_secs(30), &credentials)
+                .unwrap_or_else(|e| panic!("{other}: {e}"));
+        assert_eq!(&resolved, sha, "{other}");
     }
 
     // Another key: refused by the server.
