@@ -7,17 +7,25 @@
 //!   a token handed to git through its environment (`GIT_CONFIG_*`: an
 //!   `Authorization` header scoped to the host's URL).
 //! - SSH (`git_ssh_keys`, e.g. `"github.com" = "file:/run/secrets/deploy_key"`):
-//!   a private key written for the one git call to a private temporary file
-//!   (removed after it) and given to `ssh` through `GIT_SSH_COMMAND`, with
-//!   the host keys of `git_known_hosts` checked strictly.
+//!   a private key served to `ssh` for the one git call by an SSH agent of
+//!   the engine's ([`agent`]), never written to a file; `GIT_SSH_COMMAND`
+//!   has `ssh` use that agent only, with the host keys of
+//!   `git_known_hosts` checked strictly.
+//!
+//! Resolved values are held in [`Zeroizing`] strings, zeroed when the
+//! [`GitAuth`] that carries them is dropped.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use base64::Engine as _;
+use zeroize::Zeroizing;
 
 use crate::secrets::{SecretError, check_reference};
+
+pub mod agent;
+mod key;
 
 /// The user name sent with a bare token (what GitHub expects; GitLab and
 /// Gitea accept any name with a personal access token).
@@ -89,9 +97,26 @@ pub enum GitAuthError {
     /// The outbound policy refuses the repository's address.
     #[error("{0}")]
     Outbound(String),
-    /// The private key could not be written to its temporary file for git.
-    #[error("git_ssh_keys.\"{host}\": cannot write the key for git: {message}")]
-    KeyFile {
+    /// The host's key is protected by a passphrase, which the engine has
+    /// no way to ask for.
+    #[error(
+        "git_ssh_keys.\"{host}\": the key is encrypted with a passphrase, and the engine cannot ask for one (hint: a deploy key without a passphrase, kept readable by the engine only: `ssh-keygen -p -N '' -f FILE` removes it)"
+    )]
+    EncryptedKey {
+        /// Host whose key it is.
+        host: String,
+    },
+    /// The host's key cannot be read, or is of a kind the agent cannot sign with.
+    #[error("git_ssh_keys.\"{host}\": unusable SSH key: {reason}")]
+    UnusableKey {
+        /// Host whose key it is.
+        host: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The SSH agent that serves the key to git could not be started.
+    #[error("git_ssh_keys.\"{host}\": cannot start the SSH agent for git: {message}")]
+    Agent {
         /// Host whose key it is.
         host: String,
         /// The I/O error.
@@ -114,22 +139,38 @@ pub struct GitCredentials {
 }
 
 /// What git needs for one URL: environment variables, and the values a
-/// log must never show. Holds the SSH key's temporary file, if any: keep
-/// it until git has finished (dropping it removes the file).
-#[derive(Debug, Clone, Default)]
+/// log must never show. Holds the SSH agent that serves the host's key, if
+/// any: keep it until git has finished (dropping the last clone stops the
+/// agent and removes its socket). Its `Debug` names the variables and
+/// counts the secrets, never showing a value.
+#[derive(Clone, Default)]
 pub struct GitAuth {
-    /// Variables to set on the git process (`GIT_CONFIG_*`, or `GIT_SSH_COMMAND`);
-    /// empty when no credential applies.
-    pub env: Vec<(String, String)>,
+    /// Variables to set on the git process (`GIT_CONFIG_*`, or
+    /// `GIT_SSH_COMMAND` and `SSH_AUTH_SOCK`); empty when no credential
+    /// applies. The values are zeroed on drop: a header value is a secret.
+    pub env: Vec<(String, Zeroizing<String>)>,
     /// Token, encoded header, or key text to redact from the job's log.
-    pub secrets: Vec<String>,
-    key_file: Option<Arc<tempfile::TempPath>>,
+    pub secrets: Vec<Zeroizing<String>>,
+    agent: Option<Arc<agent::KeyAgent>>,
+}
+
+impl std::fmt::Debug for GitAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitAuth")
+            .field(
+                "env",
+                &self.env.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+            )
+            .field("secrets", &self.secrets.len())
+            .field("agent", &self.agent)
+            .finish()
+    }
 }
 
 impl GitAuth {
     /// No credential: git runs as is.
     pub fn is_none(&self) -> bool {
-        self.env.is_empty() && self.key_file.is_none()
+        self.env.is_empty() && self.agent.is_none()
     }
 }
 
@@ -156,17 +197,19 @@ fn check_hosts(key: &'static str, map: &BTreeMap<String, String>) -> Result<(), 
 }
 
 /// The secret `reference` of `host` under `key`, resolved now and trimmed.
-fn resolve(key: &'static str, host: &str, reference: &str) -> Result<String, GitAuthError> {
-    let secret =
-        crate::secrets::resolve(&BTreeMap::from([(host.to_owned(), reference.to_owned())]))
-            .map_err(|source| GitAuthError::Reference {
-                key,
-                host: host.to_owned(),
-                source,
-            })?
-            .pop()
-            .map(|(_, value)| value.trim().to_owned())
-            .unwrap_or_default();
+fn resolve(
+    key: &'static str,
+    host: &str,
+    reference: &str,
+) -> Result<Zeroizing<String>, GitAuthError> {
+    let value = crate::secrets::resolve_value(host, reference).map_err(|source| {
+        GitAuthError::Reference {
+            key,
+            host: host.to_owned(),
+            source,
+        }
+    })?;
+    let secret = Zeroizing::new(value.trim().to_owned());
     if secret.is_empty() {
         return Err(GitAuthError::Empty {
             key,
@@ -271,75 +314,78 @@ impl GitCredentials {
         };
         let secret = resolve("git_credentials", matched, reference)?;
         let (user, token) = match secret.split_once(':') {
-            Some((user, token)) => (user.to_owned(), token.to_owned()),
-            None => (TOKEN_USER.to_owned(), secret.clone()),
+            Some((user, token)) => (user, Zeroizing::new(token.to_owned())),
+            None => (TOKEN_USER, secret.clone()),
         };
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"));
+        let basic = Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .encode(Zeroizing::new(format!("{user}:{}", *token)).as_bytes()),
+        );
         // `http.<url>.extraHeader` applies to that URL prefix only: a
         // redirect to another host does not carry it.
         let env = vec![
-            ("GIT_CONFIG_COUNT".to_owned(), "1".to_owned()),
+            (
+                "GIT_CONFIG_COUNT".to_owned(),
+                Zeroizing::new("1".to_owned()),
+            ),
             (
                 "GIT_CONFIG_KEY_0".to_owned(),
-                format!("http.{scheme}://{host_port}/.extraHeader"),
+                Zeroizing::new(format!("http.{scheme}://{host_port}/.extraHeader")),
             ),
             (
                 "GIT_CONFIG_VALUE_0".to_owned(),
-                format!("Authorization: Basic {basic}"),
+                Zeroizing::new(format!("Authorization: Basic {}", *basic)),
             ),
         ];
         Ok(GitAuth {
             env,
             secrets: vec![token, basic],
-            key_file: None,
+            agent: None,
         })
     }
 
-    /// The key of `host` in a private temporary file, and the `ssh`
-    /// command git runs with it: that key only (no agent, no user
-    /// configuration), no prompt, the server's host key checked strictly.
+    /// An SSH agent serving the key of `host`, and the `ssh` command git
+    /// runs with it: that agent's key only (no key file, no user
+    /// configuration or keys), no prompt, the server's host key checked
+    /// strictly.
     fn ssh_auth(&self, host: &str, reference: &str) -> Result<GitAuth, GitAuthError> {
-        let key = resolve("git_ssh_keys", host, reference)?;
-        if !(key.starts_with("-----BEGIN ") && key.contains("PRIVATE KEY-----")) {
-            return Err(GitAuthError::NotAKey {
-                host: host.to_owned(),
-            });
-        }
+        let text = resolve("git_ssh_keys", host, reference)?;
+        let key = key::parse(host, &text)?;
         let known_hosts = self
             .known_hosts
             .as_ref()
             .ok_or(GitAuthError::NoKnownHosts)?;
-        let file_error = |e: std::io::Error| GitAuthError::KeyFile {
+        let agent = agent::KeyAgent::start(key).map_err(|e| GitAuthError::Agent {
             host: host.to_owned(),
             message: e.to_string(),
-        };
-        // Created with mode 0600, as ssh demands of a key; ssh needs the
-        // final newline.
-        let mut file = tempfile::Builder::new()
-            .prefix("slipway-git-key-")
-            .tempfile()
-            .map_err(file_error)?;
-        std::io::Write::write_all(&mut file, format!("{key}\n").as_bytes()).map_err(file_error)?;
-        let path = file.into_temp_path();
+        })?;
+        // `IdentityFile=none`: none of the user's own keys (~/.ssh/id_*) is
+        // offered; `IdentityAgent=SSH_AUTH_SOCK`: the agent named by the
+        // variable below, whatever the user's configuration says.
         let command = format!(
-            "ssh -F /dev/null -i {} -o IdentitiesOnly=yes -o IdentityAgent=none -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile={}",
-            shell_quote(&path.to_string_lossy()),
+            "ssh -F /dev/null -o IdentityFile=none -o IdentitiesOnly=no -o IdentityAgent=SSH_AUTH_SOCK -o ForwardAgent=no -o AddKeysToAgent=no -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile={}",
             shell_quote(&known_hosts.to_string_lossy()),
         );
-        // Each line of the key's body is long enough to redact on its own.
-        let mut secrets = vec![key.clone()];
-        secrets.extend(
-            key.lines()
-                .filter(|l| l.len() >= 16 && !l.starts_with("-----"))
-                .map(str::to_owned),
-        );
+        // Nothing should print the key now, but a job's log still redacts
+        // it: each line of its body is long enough to redact on its own.
+        let mut secrets: Vec<Zeroizing<String>> = text
+            .lines()
+            .filter(|l| l.len() >= 16 && !l.starts_with("-----"))
+            .map(|l| Zeroizing::new(l.to_owned()))
+            .collect();
+        secrets.push(text);
+        let socket = agent.socket().to_string_lossy().into_owned();
         Ok(GitAuth {
             env: vec![
-                ("GIT_SSH_COMMAND".to_owned(), command),
-                ("GIT_SSH_VARIANT".to_owned(), "ssh".to_owned()),
+                ("GIT_SSH_COMMAND".to_owned(), Zeroizing::new(command)),
+                (
+                    "GIT_SSH_VARIANT".to_owned(),
+                    Zeroizing::new("ssh".to_owned()),
+                ),
+                ("SSH_AUTH_SOCK".to_owned(), Zeroizing::new(socket)),
             ],
             secrets,
-            key_file: Some(Arc::new(path)),
+            agent: Some(Arc::new(agent)),
         })
     }
 }
@@ -364,8 +410,6 @@ fn ssh_host(url: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
 
     fn credentials(host: &str, reference: &str) -> GitCredentials {
@@ -382,11 +426,19 @@ mod tests {
             .unwrap();
         let basic = base64::engine::general_purpose::STANDARD.encode("x-access-token:tok3n");
         assert_eq!(
-            auth.env[1].1,
+            *auth.env[1].1,
             "http.https://git.example.com:8443/.extraHeader"
         );
-        assert_eq!(auth.env[2].1, format!("Authorization: Basic {basic}"));
-        assert_eq!(auth.secrets, vec!["tok3n".to_owned(), basic]);
+        assert_eq!(*auth.env[2].1, format!("Authorization: Basic {basic}"));
+        let secrets: Vec<&str> = auth.secrets.iter().map(|s| s.as_str()).collect();
+        assert_eq!(secrets, ["tok3n", basic.as_str()]);
+        // Its Debug names the variables, and shows no value.
+        let debug = format!("{auth:?}");
+        assert!(debug.contains("GIT_CONFIG_VALUE_0"), "{debug}");
+        assert!(
+            !debug.contains("tok3n") && !debug.contains(&basic),
+            "{debug}"
+        );
         for other in [
             "https://github.com/acme/app.git",
             "git@github.com:acme/app.git",
@@ -436,15 +488,20 @@ mod tests {
         );
     }
 
+    /// A deploy key in OpenSSH form, made from a fixed seed.
+    fn deploy_key() -> (Zeroizing<String>, ssh_key::PublicKey) {
+        let key = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[3; 32]));
+        let text = key.to_openssh(ssh_key::LineEnding::LF).unwrap();
+        (text, key.public_key().clone())
+    }
+
     #[test]
-    fn ssh_keys_need_known_hosts_and_a_real_key_and_live_as_long_as_the_auth() {
+    fn ssh_keys_need_known_hosts_and_a_real_key_and_are_served_as_long_as_the_auth() {
+        use ssh_agent_lib::blocking::Client;
         let dir = tempfile::tempdir().unwrap();
         let (key, known) = (dir.path().join("key"), dir.path().join("known_hosts"));
-        std::fs::write(
-            &key,
-            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\n",
-        )
-        .unwrap();
+        let (text, public) = deploy_key();
+        std::fs::write(&key, text.as_bytes()).unwrap();
         std::fs::write(&known, "github.com ssh-ed25519 AAAA\n").unwrap();
         let keys = |reference: String| BTreeMap::from([("github.com".to_owned(), reference)]);
         let reference = format!("file:{}", key.display());
@@ -464,24 +521,41 @@ mod tests {
             .with_ssh_keys(keys(reference), Some(known.clone()))
             .unwrap();
         let auth = c.for_url("git@github.com:acme/app.git").unwrap();
-        let command = &auth.env[0].1;
-        assert!(
-            command.contains("StrictHostKeyChecking=yes")
-                && command.contains(&format!("UserKnownHostsFile='{}'", known.display())),
-            "{command}"
-        );
-        let path = command.split('\'').nth(1).unwrap().to_owned();
-        assert!(std::fs::read_to_string(&path).unwrap().ends_with("-----\n"));
+        let env: BTreeMap<&str, &str> = auth
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let command = env["GIT_SSH_COMMAND"];
+        for option in [
+            "-F /dev/null",
+            "IdentityFile=none",
+            "IdentityAgent=SSH_AUTH_SOCK",
+            "StrictHostKeyChecking=yes",
+            "BatchMode=yes",
+            &format!("UserKnownHostsFile='{}'", known.display()),
+        ] {
+            assert!(command.contains(option), "{option}: {command}");
+        }
+        assert!(!command.contains(" -i "), "no key file: {command}");
+        // The agent behind SSH_AUTH_SOCK holds the key, and only it.
+        let socket = std::path::PathBuf::from(env["SSH_AUTH_SOCK"]);
+        let listed = Client::new(std::os::unix::net::UnixStream::connect(&socket).unwrap())
+            .request_identities()
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].credential.key_data(), public.key_data());
         assert!(
             auth.secrets
                 .iter()
                 .any(|s| s.starts_with("b3BlbnNzaC1rZXkt"))
         );
+        assert!(!format!("{auth:?}").contains("b3BlbnNzaC1rZXkt"));
         let copy = auth.clone();
         drop(auth);
-        assert!(Path::new(&path).exists(), "a clone keeps the file");
+        assert!(socket.exists(), "a clone keeps the agent");
         drop(copy);
-        assert!(!Path::new(&path).exists(), "removed with the last auth");
+        assert!(!socket.exists(), "stopped with the last auth");
         // HTTPS URLs of the host get nothing from an SSH key.
         assert!(
             c.for_url("https://github.com/acme/app.git")
@@ -489,13 +563,67 @@ mod tests {
                 .is_none()
         );
 
-        std::fs::write(&key, "ghp_not_a_key").unwrap();
-        let err = c.for_url("ssh://git@github.com/acme/app.git").unwrap_err();
+        let refused = |text: &str| {
+            std::fs::write(&key, text).unwrap();
+            c.for_url("ssh://git@github.com/acme/app.git").unwrap_err()
+        };
         assert_eq!(
-            err,
+            refused("ghp_not_a_key"),
             GitAuthError::NotAKey {
                 host: "github.com".into()
             }
+        );
+        let pem = refused(
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----\n",
+        );
+        assert!(
+            matches!(&pem, GitAuthError::UnusableKey { host, .. } if host == "github.com")
+                && pem.to_string().contains("ssh-keygen -p -f"),
+            "{pem}"
+        );
+        let garbled = refused(
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\n",
+        );
+        assert!(
+            garbled
+                .to_string()
+                .starts_with("git_ssh_keys.\"github.com\": unusable SSH key: it cannot be read"),
+            "{garbled}"
+        );
+    }
+
+    #[test]
+    fn an_encrypted_key_is_refused_naming_the_setting_and_the_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        let out = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "a passphrase", "-f"])
+            .arg(&key)
+            .output()
+            .expect("ssh-keygen (openssh-client) is installed");
+        assert!(out.status.success(), "{out:?}");
+        let known = dir.path().join("known_hosts");
+        std::fs::write(&known, "git.example.com ssh-ed25519 AAAA\n").unwrap();
+        let c = GitCredentials::default()
+            .with_ssh_keys(
+                BTreeMap::from([(
+                    "git.example.com".to_owned(),
+                    format!("file:{}", key.display()),
+                )]),
+                Some(known),
+            )
+            .unwrap();
+        let err = c.for_url("git@git.example.com:acme/app.git").unwrap_err();
+        assert_eq!(
+            err,
+            GitAuthError::EncryptedKey {
+                host: "git.example.com".into()
+            }
+        );
+        assert!(
+            err.to_string()
+                .starts_with("git_ssh_keys.\"git.example.com\": the key is encrypted"),
+            "{err}"
         );
     }
 }

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
+use zeroize::Zeroizing;
 
 /// Shorter values are not redacted: they would match everywhere.
 pub const MIN_REDACTED_LEN: usize = 4;
@@ -58,39 +59,68 @@ pub fn check_reference(name: &str, reference: &str) -> Result<(), SecretError> {
     }
 }
 
-/// Resolve every secret to its value: `(name, value)`.
+/// Resolve every secret to its value: `(name, value)`. The values go on
+/// to a job's environment, where they are copied anyway; see
+/// [`resolve_value`] for one kept in the engine.
 pub fn resolve(secrets: &BTreeMap<String, String>) -> Result<Vec<(String, String)>, SecretError> {
     secrets
         .iter()
+        // The buffer is moved out, not copied.
         .map(|(name, reference)| {
-            check_reference(name, reference)?;
-            let value = match reference.split_once(':') {
-                Some(("env", variable)) => {
-                    std::env::var(variable).map_err(|_| SecretError::MissingVariable {
-                        name: name.clone(),
-                        variable: variable.into(),
-                    })?
-                }
-                Some((_, path)) => std::fs::read_to_string(path)
-                    .map_err(|e| SecretError::File {
-                        name: name.clone(),
-                        path: path.into(),
-                        message: e.to_string(),
-                    })?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_owned(),
-                None => unreachable!("checked above"),
-            };
-            Ok((name.clone(), value))
+            Ok((
+                name.clone(),
+                std::mem::take(&mut *resolve_value(name, reference)?),
+            ))
         })
         .collect()
 }
 
-/// Replaces secret values (and their encoded forms) in log text.
-#[derive(Debug, Clone, Default)]
+/// The value of the secret `name` (a file's final line break left out),
+/// in memory that is zeroed when it is dropped.
+pub fn resolve_value(name: &str, reference: &str) -> Result<Zeroizing<String>, SecretError> {
+    check_reference(name, reference)?;
+    match reference.split_once(':') {
+        Some(("env", variable)) => {
+            std::env::var(variable)
+                .map(Zeroizing::new)
+                .map_err(|_| SecretError::MissingVariable {
+                    name: name.to_owned(),
+                    variable: variable.into(),
+                })
+        }
+        Some((_, path)) => {
+            let mut value =
+                Zeroizing::new(
+                    std::fs::read_to_string(path).map_err(|e| SecretError::File {
+                        name: name.to_owned(),
+                        path: path.into(),
+                        message: e.to_string(),
+                    })?,
+                );
+            // In place: only line breaks are left behind in the spare bytes.
+            let kept = value.trim_end_matches(['\n', '\r']).len();
+            value.truncate(kept);
+            Ok(value)
+        }
+        None => unreachable!("checked above"),
+    }
+}
+
+/// Replaces secret values (and their encoded forms) in log text. Its
+/// `Debug` shows how many forms it holds, never one of them.
+#[derive(Clone, Default)]
 pub struct Redactor {
-    /// Longest first, so a value that contains another is replaced whole.
-    patterns: Vec<String>,
+    /// Longest first, so a value that contains another is replaced whole;
+    /// zeroed when the redactor is dropped.
+    patterns: Vec<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactor")
+            .field("patterns", &self.patterns.len())
+            .finish()
+    }
 }
 
 impl Redactor {
@@ -106,15 +136,21 @@ impl Redactor {
             forms.push(value.to_owned());
             let b64 = base64::engine::general_purpose::STANDARD;
             let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-            forms.push(b64.encode(value));
-            forms.push(b64.encode(value).trim_end_matches('=').to_owned());
+            let padded = b64.encode(value);
+            forms.push(padded.trim_end_matches('=').to_owned());
+            forms.push(padded);
             forms.push(b64url.encode(value));
             forms.push(
                 percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
                     .to_string(),
             );
             forms.push(percent_encoding::utf8_percent_encode(value, FORM_SAFE).to_string());
-            patterns.extend(forms.into_iter().filter(|f| f.len() >= MIN_REDACTED_LEN));
+            patterns.extend(
+                forms
+                    .into_iter()
+                    .map(Zeroizing::new)
+                    .filter(|f| f.len() >= MIN_REDACTED_LEN),
+            );
         }
         patterns.sort_by_key(|p| std::cmp::Reverse(p.len()));
         patterns.dedup();

@@ -433,7 +433,7 @@ impl Runner {
             secrets
                 .iter()
                 .map(|(_, v)| v.as_str())
-                .chain(git_auth.secrets.iter().map(String::as_str)),
+                .chain(git_auth.secrets.iter().map(|s| s.as_str())),
         );
         Ok(secrets)
     }

@@ -320,8 +320,15 @@ impl Drop for SshServer {
 }
 
 fn keygen(path: &Path) -> String {
+    keygen_of(&["-t", "ed25519"], path)
+}
+
+/// A key of `kind` (`-t rsa -b 2048`...) at `path`: its public line.
+fn keygen_of(kind: &[&str], path: &Path) -> String {
     let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "slipway-test", "-f"])
+        .args(["-q", "-N", "", "-C", "slipway-test"])
+        .args(kind)
+        .arg("-f")
         .arg(path)
         .output()
         .expect("ssh-keygen (openssh-client) is installed");
@@ -378,16 +385,37 @@ fn serve_ssh(authorized: &str) -> SshServer {
     server
 }
 
-/// Deploy keys: an SSH URL of a host mapped under `git_ssh_keys` is
-/// reached with that key only, the server's host key checked against
-/// `git_known_hosts`; the key's temporary file is gone after each call.
-#[test]
-fn ssh_repositories_are_reached_with_the_configured_deploy_key() {
-    use slipway::git_auth::GitCredentials;
-    let (bare, sha) = bare_repo("over ssh");
+/// A repository served over SSH on loopback, a deploy key the server
+/// accepts, and the known hosts file that names the server's host key.
+struct SshRepo {
+    server: SshServer,
+    /// Kept: the bare repository the server reads.
+    _bare: tempfile::TempDir,
+    sha: String,
+    /// The deploy key, the known hosts file, and the other keys of a test.
+    keys: tempfile::TempDir,
+    deploy: std::path::PathBuf,
+    known_hosts: std::path::PathBuf,
+    url: String,
+}
+
+fn ssh_repo(text: &str) -> SshRepo {
+    let (bare, sha) = bare_repo(text);
     let keys = tempfile::tempdir().unwrap();
     let deploy = keys.path().join("deploy");
-    let server = serve_ssh(&keygen(&deploy));
+    // RSA and ECDSA deploy keys are accepted too.
+    let authorized = [
+        keygen(&deploy),
+        keygen_of(
+            &["-t", "rsa", "-b", "2048"],
+            &keys.path().join("deploy-rsa"),
+        ),
+        keygen_of(
+            &["-t", "ecdsa", "-b", "384"],
+            &keys.path().join("deploy-ecdsa"),
+        ),
+    ];
+    let server = serve_ssh(&authorized.concat());
     let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
     let url = format!(
         "ssh://{}@127.0.0.1:{}{}",
@@ -407,78 +435,120 @@ fn ssh_repositories_are_reached_with_the_configured_deploy_key() {
         ),
     )
     .unwrap();
-    let with_key = |key: &Path, known: &Path| {
-        GitCredentials::new(Default::default())
-            .unwrap()
-            .with_outbound(loopback_allowed())
-            .with_ssh_keys(
-                [("127.0.0.1".to_owned(), format!("file:{}", key.display()))].into(),
-                Some(known.to_path_buf()),
-            )
-            .unwrap()
-    };
-    let leftover_keys = || {
-        std::fs::read_dir(std::env::temp_dir())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with("slipway-git-key-")
-            })
-            .count()
-    };
+    SshRepo {
+        server,
+        _bare: bare,
+        sha,
+        keys,
+        deploy,
+        known_hosts,
+        url,
+    }
+}
+
+/// Credentials that map 127.0.0.1 to the key file `key`, with `known` as
+/// the known hosts.
+fn ssh_credentials(key: &Path, known: &Path) -> slipway::git_auth::GitCredentials {
+    slipway::git_auth::GitCredentials::new(Default::default())
+        .unwrap()
+        .with_outbound(loopback_allowed())
+        .with_ssh_keys(
+            [("127.0.0.1".to_owned(), format!("file:{}", key.display()))].into(),
+            Some(known.to_path_buf()),
+        )
+        .unwrap()
+}
+
+/// The SSH tests take turns: each looks for the agents (or key files) it
+/// left in the temporary directory, and the watch of one must not see
+/// the other's.
+static SSH_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The engine's SSH agents (private directories under the temporary
+/// directories), or key files of an older engine, there now. One left by
+/// a process killed earlier is in the list before a test as after it.
+fn agents_and_key_files() -> std::collections::BTreeSet<std::path::PathBuf> {
+    [std::env::temp_dir(), "/tmp".into()]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(dir).into_iter().flatten())
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("slipway-ssh-agent-") || name.starts_with("slipway-git-key-")
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Deploy keys: an SSH URL of a host mapped under `git_ssh_keys` is
+/// reached with that key only, the server's host key checked against
+/// `git_known_hosts`; the key's agent is gone after each call.
+#[test]
+fn ssh_repositories_are_reached_with_the_configured_deploy_key() {
+    let _turn = SSH_TESTS.lock().unwrap_or_else(|p| p.into_inner());
+    let before = agents_and_key_files();
+    let repo = ssh_repo("over ssh");
+    let (url, sha) = (&repo.url, &repo.sha);
 
     // With the deploy key: the ref resolves and the exact commit checks out.
-    let credentials = with_key(&deploy, &known_hosts);
+    let credentials = ssh_credentials(&repo.deploy, &repo.known_hosts);
     let resolved =
-        slipway::checkout::resolve_ref(&url, "main", Duration::from_secs(30), &credentials)
-            .unwrap();
-    assert_eq!(resolved, sha);
+        slipway::checkout::resolve_ref(url, "main", Duration::from_secs(30), &credentials).unwrap();
+    assert_eq!(&resolved, sha);
     let state = tempfile::tempdir().unwrap();
     let checkouts =
         Checkouts::new(state.path(), Duration::from_secs(30)).with_credentials(credentials);
-    let checkout = checkouts.prepare(&url, &sha, "job-1").unwrap();
-    assert_eq!(git(&checkout.path, &["rev-parse", "HEAD"]), sha);
+    let checkout = checkouts.prepare(url, sha, "job-1").unwrap();
+    assert_eq!(&git(&checkout.path, &["rev-parse", "HEAD"]), sha);
     assert_eq!(
         std::fs::read_to_string(checkout.path.join("app.txt")).unwrap(),
         "over ssh"
     );
-    assert_eq!(leftover_keys(), 0, "the key's temporary file is removed");
     for config in mirror_configs(state.path()) {
         assert!(
-            !config.contains("sshCommand") && !config.contains("slipway-git-key"),
+            !config.contains("sshCommand")
+                && !config.contains("slipway-git-key")
+                && !config.contains("slipway-ssh-agent"),
             "{config}"
         );
     }
 
+    // RSA (signed with the SHA-2 hash ssh asks for) and ECDSA keys.
+    for other in ["deploy-rsa", "deploy-ecdsa"] {
+        let credentials = ssh_credentials(&repo.keys.path().join(other), &repo.known_hosts);
+        let resolved =
+            slipway::checkout::resolve_ref(url, "main", Duration::from_secs(30), &credentials)
+                .unwrap_or_else(|e| panic!("{other}: {e}"));
+        assert_eq!(&resolved, sha, "{other}");
+    }
+
     // Another key: refused by the server.
-    let stranger = keys.path().join("stranger");
+    let stranger = repo.keys.path().join("stranger");
     keygen(&stranger);
     let err = slipway::checkout::resolve_ref(
-        &url,
+        url,
         "main",
         Duration::from_secs(30),
-        &with_key(&stranger, &known_hosts),
+        &ssh_credentials(&stranger, &repo.known_hosts),
     )
     .unwrap_err();
     assert!(err.to_string().contains("Permission denied"), "{err}");
 
     // A server whose host key is not the known one: refused by ssh.
-    let other_host = keys.path().join("other_host");
+    let other_host = repo.keys.path().join("other_host");
     let other = keygen(&other_host);
-    let wrong_known = keys.path().join("wrong_known_hosts");
+    let wrong_known = repo.keys.path().join("wrong_known_hosts");
     let other: Vec<&str> = other.split_whitespace().take(2).collect();
     std::fs::write(
         &wrong_known,
-        format!("[127.0.0.1]:{} {}\n", server.port, other.join(" ")),
+        format!("[127.0.0.1]:{} {}\n", repo.server.port, other.join(" ")),
     )
     .unwrap();
     let err = slipway::checkout::resolve_ref(
-        &url,
+        url,
         "main",
         Duration::from_secs(30),
-        &with_key(&deploy, &wrong_known),
+        &ssh_credentials(&repo.deploy, &wrong_known),
     )
     .unwrap_err();
     assert!(
@@ -488,7 +558,163 @@ fn ssh_repositories_are_reached_with_the_configured_deploy_key() {
                 .contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
         "{err}"
     );
-    assert_eq!(leftover_keys(), 0);
+    let left: Vec<_> = agents_and_key_files()
+        .difference(&before)
+        .cloned()
+        .collect();
+    assert!(
+        left.is_empty(),
+        "each agent stops with its git call: {left:?}"
+    );
+}
+
+/// Watches the places a key file could be written to, on a thread of
+/// its own, for a regular file holding any line of a private key's body:
+/// the top of the temporary directories (and, whole, any directory made
+/// there after the watch began), the home directory's `.ssh`, and
+/// `deep` whole. Files are read again only when their size or mtime
+/// changes, so a pass is quick and a short-lived file is seen.
+struct KeyFileWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(Vec<std::path::PathBuf>, usize)>>,
+}
+
+impl KeyFileWatch {
+    fn start(key: &Path, deep: Vec<std::path::PathBuf>) -> KeyFileWatch {
+        use std::collections::{HashMap, HashSet};
+        use std::path::PathBuf;
+        let text = std::fs::read_to_string(key).unwrap();
+        let markers: Vec<String> = text
+            .lines()
+            .filter(|l| l.len() >= 16 && !l.starts_with("-----"))
+            .map(str::to_owned)
+            .collect();
+        assert!(!markers.is_empty(), "{text}");
+        let own = key.to_path_buf();
+        let mut shallow: Vec<PathBuf> =
+            vec![std::env::temp_dir(), "/tmp".into(), "/dev/shm".into()];
+        if let Some(home) = std::env::var_os("HOME") {
+            shallow.push(PathBuf::from(&home));
+            shallow.push(PathBuf::from(home).join(".ssh"));
+        }
+        let listing = |dir: &Path| -> Vec<PathBuf> {
+            std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect()
+        };
+        // Directories there before the watch: other tests' and the
+        // machine's, not scanned whole.
+        let before: HashSet<PathBuf> = shallow.iter().flat_map(|d| listing(d)).collect();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut seen: HashMap<PathBuf, (u64, Option<std::time::SystemTime>)> = HashMap::new();
+            let mut found = Vec::new();
+            let mut passes = 0;
+            let mut check = |path: &Path, found: &mut Vec<PathBuf>| {
+                let Ok(meta) = path.symlink_metadata() else {
+                    return;
+                };
+                // Regular files only: reading a FIFO would block.
+                if !meta.is_file() || meta.len() > (1 << 20) || path == own {
+                    return;
+                }
+                let stamp = (meta.len(), meta.modified().ok());
+                if seen.get(path) == Some(&stamp) {
+                    return;
+                }
+                seen.insert(path.to_path_buf(), stamp);
+                let Ok(bytes) = std::fs::read(path) else {
+                    return;
+                };
+                let content = String::from_utf8_lossy(&bytes);
+                if markers.iter().any(|m| content.contains(m.as_str()))
+                    && !found.iter().any(|f| f == path)
+                {
+                    found.push(path.to_path_buf());
+                }
+            };
+            loop {
+                // One pass more after the stop: what is left at the end.
+                let last = stopped.load(std::sync::atomic::Ordering::SeqCst);
+                let mut stack: Vec<PathBuf> = deep.clone();
+                for dir in &shallow {
+                    for entry in listing(dir) {
+                        if entry.is_dir() && !entry.is_symlink() {
+                            if !before.contains(&entry) {
+                                stack.push(entry);
+                            }
+                        } else {
+                            check(&entry, &mut found);
+                        }
+                    }
+                }
+                while let Some(dir) = stack.pop() {
+                    for entry in listing(&dir) {
+                        if entry.is_dir() && !entry.is_symlink() {
+                            stack.push(entry);
+                        } else {
+                            check(&entry, &mut found);
+                        }
+                    }
+                }
+                passes += 1;
+                if last {
+                    return (found, passes);
+                }
+            }
+        });
+        KeyFileWatch {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Every file seen holding the key, and the number of passes made.
+    fn finish(mut self) -> (Vec<std::path::PathBuf>, usize) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+/// "Keys never written to disk": while a deploy-key checkout runs over
+/// the real loopback sshd (ref resolution, the mirror's clone, a later
+/// fetch), a watcher scans the temporary directories, the home
+/// directory and the state directory for any file holding the key's
+/// text; none ever appears, during the git calls or after them.
+#[test]
+fn a_deploy_key_checkout_writes_no_key_file_anywhere() {
+    let _turn = SSH_TESTS.lock().unwrap_or_else(|p| p.into_inner());
+    let before = agents_and_key_files();
+    let repo = ssh_repo("no key on disk");
+    let state = tempfile::tempdir().unwrap();
+    let watch = KeyFileWatch::start(&repo.deploy, vec![state.path().to_path_buf()]);
+    let credentials = ssh_credentials(&repo.deploy, &repo.known_hosts);
+    let resolved =
+        slipway::checkout::resolve_ref(&repo.url, "main", Duration::from_secs(30), &credentials)
+            .unwrap();
+    assert_eq!(resolved, repo.sha);
+    let checkouts =
+        Checkouts::new(state.path(), Duration::from_secs(30)).with_credentials(credentials);
+    let first = checkouts.prepare(&repo.url, &repo.sha, "job-1").unwrap();
+    // The mirror exists now: this one fetches.
+    let second = checkouts.prepare(&repo.url, &repo.sha, "job-2").unwrap();
+    for checkout in [&first, &second] {
+        assert_eq!(git(&checkout.path, &["rev-parse", "HEAD"]), repo.sha);
+    }
+    let (found, passes) = watch.finish();
+    assert!(found.is_empty(), "the key was written to {found:?}");
+    assert!(passes >= 3, "the watch made {passes} passes only");
+    let left: Vec<_> = agents_and_key_files()
+        .difference(&before)
+        .cloned()
+        .collect();
+    assert!(
+        left.is_empty(),
+        "each agent stops with its git call: {left:?}"
+    );
 }
 
 /// Jobs of one repository checked out at the same time share its mirror:
