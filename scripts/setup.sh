@@ -37,6 +37,9 @@ command -v catatonit >/dev/null 2>&1 || need_apt+=(catatonit)
 # service: see below) and its client.
 command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+# The dashboard's browser tests drive headless Chromium through chromedriver.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 # scripts/api-fuzz.sh runs Schemathesis from a virtual environment.
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -41,6 +41,7 @@ pub mod callbacks;
 pub mod checkout;
 pub mod compose;
 pub mod config;
+pub mod dashboard;
 pub mod deployments;
 pub mod executor;
 pub mod git_auth;

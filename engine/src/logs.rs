@@ -217,6 +217,17 @@ impl JobLog {
     }
 }
 
+/// `ms` as a person reads a duration: `850ms`, `4.2s`, `1m05s`, `1h02m`
+/// (the CLI's summaries and the dashboard).
+pub fn human_duration(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1_000.0),
+        60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, ms % 60_000 / 1_000),
+        _ => format!("{}h{:02}m", ms / 3_600_000, ms % 3_600_000 / 60_000),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,6 +83,12 @@ impl AuthGuard {
         *count > self.failure_limit
     }
 
+    /// Count a failed login of `client` (the dashboard's); whether it is
+    /// now over the limit.
+    pub fn count_failure(&self, client: IpAddr) -> bool {
+        self.fail(client)
+    }
+
     /// Open one log stream for `token`; `None` when it holds
     /// [`STREAMS_PER_TOKEN`] already. The stream is counted until the
     /// returned guard is dropped.
@@ -120,16 +126,35 @@ impl Drop for StreamSlot {
 }
 
 /// Compare in time independent of where the inputs differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Who holds the token whose hash is `hash` (a dashboard session's
+/// token, checked again on each request): `None` once it is revoked or
+/// expired.
+pub(crate) fn identify_hash(state: &AppState, hash: &str) -> Option<Caller> {
+    if constant_time_eq(hash.as_bytes(), crate::token::hash(&state.token).as_bytes()) {
+        return Some(Caller {
+            token: "configured".into(),
+            scope: Scope::Admin,
+        });
+    }
+    match state.store.get_token(hash) {
+        Ok(Some(t)) if t.usable(now_ms()) => Some(Caller {
+            token: t.id,
+            scope: t.scope,
+        }),
+        _ => None,
+    }
+}
+
 /// Who `presented` is: the configured token (admin), or a stored one
 /// that is neither revoked nor expired.
-fn identify(state: &AppState, presented: &str) -> Option<Caller> {
+pub(crate) fn identify(state: &AppState, presented: &str) -> Option<Caller> {
     if constant_time_eq(presented.as_bytes(), state.token.as_bytes()) {
         return Some(Caller {
             token: "configured".into(),
@@ -168,7 +193,16 @@ pub async fn require_token(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    // The dashboard's session cookie reads (its live log), never changes:
+    // a cookie rides along on any request a browser makes, so a change
+    // needs the bearer header.
+    let reads = matches!(request.method().as_str(), "GET" | "HEAD");
+    let from_session = match presented {
+        None if reads => crate::dashboard::session_caller(&state, request.headers()),
+        _ => None,
+    };
     let caller = match presented.map(|p| (p, identify(&state, p))) {
+        _ if from_session.is_some() => from_session.expect("checked"),
         Some((_, Some(caller))) => caller,
         Some(_) if state.auth_guard.fail(client) => {
             return ApiError::new(
@@ -244,6 +278,26 @@ pub async fn require_token(
         audit(&state, &caller, method, route, target, response.status()).await;
     }
     response
+}
+
+/// Record a change made through the dashboard, as the API's are.
+pub(crate) async fn audit_dashboard(
+    state: &AppState,
+    caller: &Caller,
+    method: &str,
+    route: &str,
+    target: &str,
+    status: StatusCode,
+) {
+    audit(
+        state,
+        caller,
+        method.to_owned(),
+        route.to_owned(),
+        target.to_owned(),
+        status,
+    )
+    .await;
 }
 
 /// Record one state-changing request (a failure to is logged, not fatal:

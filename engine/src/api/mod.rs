@@ -77,13 +77,16 @@ pub struct AppState {
     pub self_update: Option<Arc<crate::selfupdate::SelfUpdate>>,
     /// Failed authentications by client, open log streams by token.
     pub auth_guard: Arc<auth::AuthGuard>,
+    /// The dashboard's logged-in browsers.
+    pub sessions: Arc<crate::dashboard::session::Sessions>,
 }
 
 /// The default of [`AppState::request_timeout`].
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The HTTP API: `/api/v1` behind the bearer token, `/hooks/{id}` for forge
-/// webhooks, and `/healthz`, `/readyz`, `/metrics` without a token.
+/// webhooks, `/healthz`, `/readyz`, `/metrics` without a token, and the
+/// dashboard (`/login`, `/ui`) behind a session.
 pub fn router(state: AppState) -> Router {
     let quick = Router::new()
         .route("/jobs", post(jobs::submit).get(jobs::list))
@@ -182,6 +185,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(error::json_errors))
+        // Pages, not JSON: outside the JSON error layer.
+        .merge(crate::dashboard::router().layer(DefaultBodyLimit::max(64 * 1024)))
         .with_state(state)
 }
 

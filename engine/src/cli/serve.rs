@@ -339,6 +339,7 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             deployments: Some(parts.deployments.clone()),
             self_update: Some(self_update.clone()),
             auth_guard: Arc::new(slipway::api::auth::AuthGuard::new(config.auth_failure_limit)),
+            sessions: Default::default(),
         };
         let deploying = tokio::spawn(parts.deployments.clone().run(shutdown.clone()));
         let reaper = tokio::spawn(parts.workspaces.clone().reap(shutdown.clone()));

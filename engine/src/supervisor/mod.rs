@@ -69,6 +69,19 @@ pub enum ServiceState {
     Stopped,
 }
 
+impl ServiceState {
+    /// As the API spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceState::Starting => "starting",
+            ServiceState::Ready => "ready",
+            ServiceState::Restarting => "restarting",
+            ServiceState::Failed => "failed",
+            ServiceState::Stopped => "stopped",
+        }
+    }
+}
+
 /// A managed service's status, as the API reports it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ServiceStatus {
