@@ -37,7 +37,10 @@ impl ResolvesServerCert for CertResolver {
 /// one could not be read (so a missing file is a state that can change too).
 type Seen = [u8; 32];
 
-fn look(files: &TlsFiles) -> (Seen, Result<(Vec<u8>, Vec<u8>), super::TlsError>) {
+/// The certificate file's and the key file's bytes.
+type Read = Result<(Vec<u8>, Vec<u8>), super::TlsError>;
+
+fn look(files: &TlsFiles) -> (Seen, Read) {
     let read = files.read();
     let mut digest = Sha256::new();
     match &read {

@@ -1,5 +1,4 @@
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -80,11 +79,11 @@ async fn a_changed_pair_is_swapped_in_and_a_bad_one_kept_out() {
     let stop = CancellationToken::new();
     let period = Duration::from_millis(50);
     let watching = tokio::spawn(resolver.clone().watch(period, stop.clone()));
-    let wait_for = |want: Box<dyn Fn(&Arc<rustls::sign::CertifiedKey>) -> bool + Send>| {
+    let serves = |want: rustls::pki_types::CertificateDer<'static>| {
         let resolver = resolver.clone();
         async move {
             for _ in 0..100 {
-                if want(&resolver.current()) {
+                if resolver.current().cert[0] == want {
                     return true;
                 }
                 tokio::time::sleep(period).await;
@@ -99,8 +98,7 @@ async fn a_changed_pair_is_swapped_in_and_a_bad_one_kept_out() {
     std::fs::rename(&staged.cert, &files.cert).unwrap();
     std::fs::rename(&staged.key, &files.key).unwrap();
     let second = rustls::pki_types::CertificateDer::from_pem_slice(cert2.as_bytes()).unwrap();
-    let expected = second.clone();
-    assert!(wait_for(Box::new(move |k| k.cert[0] == expected)).await);
+    assert!(serves(second.clone()).await);
     assert_ne!(first, second);
 
     // A key of another certificate: the second pair stays in use.
@@ -110,7 +108,7 @@ async fn a_changed_pair_is_swapped_in_and_a_bad_one_kept_out() {
 
     // Put right again: picked up.
     std::fs::write(&files.cert, &cert1).unwrap();
-    assert!(wait_for(Box::new(move |k| k.cert[0] == first)).await);
+    assert!(serves(first).await);
     stop.cancel();
     watching.await.unwrap();
 }
