@@ -96,16 +96,19 @@ impl CertResolver {
             let files = self.files.clone();
             let Ok((seen, loaded)) = tokio::task::spawn_blocking(move || {
                 let (seen, read) = look(&files);
-                (seen, read.and_then(|(cert, key)| files.parse(&cert, &key)))
+                // Unchanged bytes are not parsed again.
+                let loaded = (seen != settled)
+                    .then(|| read.and_then(|(cert, key)| files.parse(&cert, &key)));
+                (seen, loaded)
             })
             .await
             else {
                 continue;
             };
-            if seen == settled {
+            let Some(loaded) = loaded else {
                 pending = None;
                 continue;
-            }
+            };
             match loaded {
                 Ok(pair) => {
                     *self
