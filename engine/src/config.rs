@@ -63,6 +63,8 @@ const CONFIG_KEYS: &[&str] = &[
     "runner",
     "workspaces",
     "outbound",
+    "tls",
+    "auth_failure_limit",
 ];
 /// `SLIPWAY_*` variables that are not configuration keys (read elsewhere).
 const CLIENT_ONLY_VARIABLES: &[&str] = &["config", "log", "log_json", "url"];
@@ -102,6 +104,16 @@ struct RawConfig {
     outbound: crate::outbound::OutboundPolicy,
     /// Failed authentications one client address may make per 10 s.
     auth_failure_limit: Option<u32>,
+    /// The certificate pair `serve` terminates TLS with.
+    #[serde(default)]
+    tls: RawTlsConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTlsConfig {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -155,6 +167,10 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Where `serve` listens.
     pub listen: std::net::SocketAddr,
+    /// The certificate pair `serve` terminates TLS with (`[tls]`); `None`:
+    /// it serves plain HTTP (for a reverse proxy in front). Only both paths
+    /// are checked here; `serve` reads and checks the files.
+    pub tls: Option<crate::tls::TlsFiles>,
     /// The URL people and forges reach this engine at (commit statuses link
     /// their jobs there); `None`: statuses carry no link.
     pub advertise_url: Option<String>,
@@ -335,6 +351,7 @@ impl Config {
             key: "listen",
             message: format!("`{listen}` is not host:port ({e})"),
         })?;
+        let tls = resolve_tls(raw.tls)?;
         let advertise_url = match raw.advertise_url.filter(|u| !u.is_empty()) {
             Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
                 Some(u.trim_end_matches('/').to_owned())
@@ -386,6 +403,7 @@ impl Config {
         let git_credentials = git_credentials.with_outbound(outbound.clone());
         Ok(Config {
             listen,
+            tls,
             advertise_url,
             ca_bundle,
             git_credentials,
@@ -438,6 +456,23 @@ impl Config {
     }
 }
 
+/// `[tls]`: both files or neither (an empty value is unset).
+fn resolve_tls(raw: RawTlsConfig) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+    let set = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().is_empty());
+    match (set(raw.cert), set(raw.key)) {
+        (Some(cert), Some(key)) => Ok(Some(crate::tls::TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError::Value {
+            key: "tls.key",
+            message: "not set, but `tls.cert` is: set it to the certificate's PEM private key file (SLIPWAY_TLS__KEY), or unset `tls.cert` to serve plain HTTP".into(),
+        }),
+        (None, Some(_)) => Err(ConfigError::Value {
+            key: "tls.cert",
+            message: "not set, but `tls.key` is: set it to the PEM certificate chain file, server certificate first (SLIPWAY_TLS__CERT), or unset `tls.key` to serve plain HTTP".into(),
+        }),
+    }
+}
+
 /// `$XDG_STATE_HOME/slipway`, else `~/.local/state/slipway`.
 fn default_state_dir() -> Option<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
@@ -480,6 +515,56 @@ mod tests {
             e.contains("`plugins.default_memory_mib`: 4096 must be between 1 and its maximum 512"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_names_the_missing_one() {
+        let with = |cert: Option<&str>, key: Option<&str>| {
+            Config::resolve(RawConfig {
+                state_dir: Some("/tmp/s".into()),
+                tls: RawTlsConfig {
+                    cert: cert.map(PathBuf::from),
+                    key: key.map(PathBuf::from),
+                },
+                ..Default::default()
+            })
+        };
+        let e = with(Some("/etc/slipway/fullchain.pem"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`tls.key`: not set, but `tls.cert` is") && e.contains("SLIPWAY_TLS__KEY"),
+            "{e}"
+        );
+        let e = with(None, Some("/etc/slipway/key.pem"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`tls.cert`: not set, but `tls.key` is"), "{e}");
+        assert_eq!(with(None, None).unwrap().tls, None);
+        assert_eq!(with(Some(""), Some("")).unwrap().tls, None);
+        let both = with(Some("/c.pem"), Some("/k.pem")).unwrap().tls.unwrap();
+        assert_eq!(both.cert, PathBuf::from("/c.pem"));
+        assert_eq!(both.key, PathBuf::from("/k.pem"));
+    }
+
+    #[test]
+    fn tls_table_parses_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slipway.toml");
+        std::fs::write(
+            &path,
+            "state_dir = \"/x\"\n[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n",
+        )
+        .unwrap();
+        let tls = Config::load(Some(&path)).unwrap().tls.unwrap();
+        assert_eq!(tls.cert, PathBuf::from("/c.pem"));
+        std::fs::write(
+            &path,
+            "state_dir = \"/x\"\n[tls]\ncertificate = \"/c.pem\"\n",
+        )
+        .unwrap();
+        let e = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(e.contains("certificate"), "{e}");
     }
 
     #[test]

@@ -24,6 +24,8 @@
 //! - [`supervisor`]: managed services kept as declared and healthy.
 //! - [`service`]: managed service declarations.
 //! - [`workspace`]: workspace records (environments kept open).
+//! - [`tls`]: TLS terminated by `serve`: the certificate pair, its reload
+//!   on change, the listener, and the client `slipway healthcheck` uses.
 //! - [`tls_probe`]: whether outbound TLS to package registries is
 //!   intercepted (for `slipway doctor`).
 //! - [`plan`]: detection and planning of a repository through the ecosystem
@@ -60,6 +62,7 @@ pub mod secrets;
 pub mod selfupdate;
 pub mod service;
 pub mod supervisor;
+pub mod tls;
 pub mod tls_probe;
 pub mod token;
 pub mod watches;

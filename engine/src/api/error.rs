@@ -170,12 +170,13 @@ impl From<StoreError> for ApiError {
 pub async fn json_errors(response: axum::response::Response) -> axum::response::Response {
     use axum::response::IntoResponse as _;
     let status = response.status();
-    let is_json = response
+    let is_json_or_page = response
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    // JSON already, or a dashboard page: left as they are.
+    if !(status.is_client_error() || status.is_server_error()) || is_json_or_page {
         return response;
     }
     let (parts, body) = response.into_parts();

@@ -184,9 +184,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::map_response(error::json_errors))
-        // Pages, not JSON: outside the JSON error layer.
+        // The dashboard's pages are HTML, which the JSON error layer
+        // leaves as they are.
         .merge(crate::dashboard::router().layer(DefaultBodyLimit::max(64 * 1024)))
+        .layer(axum::middleware::map_response(error::json_errors))
         .with_state(state)
 }
 
@@ -212,14 +213,22 @@ async fn time_limit(
     }
 }
 
-/// Serve until `shutdown`, then finish in-flight requests.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+/// Serve until `shutdown`, then finish in-flight requests. `listener` is
+/// a `TcpListener`, or a [`crate::tls::TlsListener`] when `serve`
+/// terminates TLS.
+pub async fn serve<L>(
+    listener: L,
     state: AppState,
     shutdown: CancellationToken,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+{
+    use axum::serve::ListenerExt;
+    // A tapped listener has `ConnectInfo<SocketAddr>` whatever its stream
+    // type: the auth layer limits failures by client address over TLS too.
     axum::serve(
-        listener,
+        listener.tap_io(|_| {}),
         router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -93,6 +93,7 @@ pub fn run(args: DoctorArgs, config: &Config) -> anyhow::Result<ExitCode> {
         args.registries.clone()
     };
     checks.push(outbound_tls(&registries, config.ca_bundle.as_deref()));
+    checks.extend(config.tls.as_ref().map(serve_tls));
     let failed = checks.iter().any(|c| matches!(c.status, Status::Fail));
     if args.json {
         println!("{}", serde_json::to_string_pretty(&checks)?);
@@ -412,5 +413,30 @@ fn plugins(config: &Config) -> Check {
             }
         }
         Err(e) => check("plugins", Status::Fail, format!("{e:#}"), None),
+    }
+}
+
+/// With `[tls]` set: would `serve` start with this certificate pair?
+fn serve_tls(files: &slipway::tls::TlsFiles) -> Check {
+    match files.load() {
+        Ok(pair) => check(
+            "serve TLS",
+            Status::Ok,
+            format!(
+                "HTTPS with {} ({} certificate(s)) and its key",
+                files.cert.display(),
+                pair.cert.len()
+            ),
+            None,
+        ),
+        Err(e) => check(
+            "serve TLS",
+            Status::Fail,
+            e.to_string(),
+            Some(
+                "fix the file named (`tls.cert`, `tls.key`); `serve` refuses to start until then"
+                    .into(),
+            ),
+        ),
     }
 }

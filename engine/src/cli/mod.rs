@@ -51,7 +51,9 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Run the engine: HTTP API, durable queue, Docker runner.
     Serve,
-    /// Exit 0 when the server at SLIPWAY_URL answers `/healthz` (a container HEALTHCHECK).
+    /// Exit 0 when the server at SLIPWAY_URL answers `/healthz` (a container
+    /// HEALTHCHECK). With `tls` configured it asks over HTTPS whatever the
+    /// URL's scheme, trusting exactly the certificate in `tls.cert`.
     Healthcheck {
         #[arg(long, env = "SLIPWAY_URL", default_value = "http://127.0.0.1:7878")]
         url: String,
@@ -163,8 +165,27 @@ pub fn read_document(path: &std::path::Path) -> anyhow::Result<serde_json::Value
     Ok(serde_json::to_value(table)?)
 }
 
-fn healthcheck(url: &str, ready: bool) -> ExitCode {
+fn healthcheck(url: &str, ready: bool, config: &Config) -> ExitCode {
     let route = if ready { "readyz" } else { "healthz" };
+    if let Some(files) = &config.tls {
+        // The engine this configuration describes speaks only HTTPS.
+        return match slipway::tls::local::get_status(
+            files,
+            url,
+            &format!("/{route}"),
+            std::time::Duration::from_secs(3),
+        ) {
+            Ok(200) => ExitCode::SUCCESS,
+            Ok(status) => {
+                eprintln!("unhealthy: {url} (HTTPS) answered {status}");
+                ExitCode::from(1)
+            }
+            Err(e) => {
+                eprintln!("unhealthy: {url} (HTTPS): {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(std::time::Duration::from_secs(3)))
         .build()
@@ -206,7 +227,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => serve::serve(&config),
         Command::Run(args) => serve::run(args, &config, !cli.log_json),
         Command::Doctor(args) => doctor::run(args, &config),
-        Command::Healthcheck { url, ready } => Ok(healthcheck(&url, ready)),
+        Command::Healthcheck { url, ready } => Ok(healthcheck(&url, ready, &config)),
         Command::SelfUpdate { update, server } => system::self_update(update, &server),
         Command::UpdateWorker(args) => system::update_worker(args),
         Command::Submit { job, server } => client::submit(job, &server),

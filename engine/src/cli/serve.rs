@@ -285,6 +285,12 @@ async fn stop_signal() {
 pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
+        // A certificate pair that does not load stops the start before anything else.
+        let tls = config
+            .tls
+            .clone()
+            .map(slipway::tls::CertResolver::load)
+            .transpose()?;
         let parts = engine(
             config,
             &config.state_dir,
@@ -299,7 +305,8 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
                 format!("listening on {} (hint: set SLIPWAY_LISTEN)", config.listen)
             })?;
         eprintln!(
-            "slipway: listening on http://{}; state in {}; API token from {from}",
+            "slipway: listening on {}://{}; state in {}; API token from {from}",
+            if tls.is_some() { "https" } else { "http" },
             listener.local_addr()?,
             config.state_dir.display()
         );
@@ -362,7 +369,23 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             );
             stop.cancel();
         });
-        api::serve(listener, state, shutdown.clone()).await?;
+        match tls {
+            Some(resolver) => {
+                if let Some(files) = &config.tls {
+                    eprintln!(
+                        "slipway: TLS with {} and {} (HTTPS only; the files are checked for changes every {} s)",
+                        files.cert.display(),
+                        files.key.display(),
+                        slipway::tls::RELOAD_EVERY.as_secs()
+                    );
+                }
+                tokio::spawn(resolver.clone().watch(slipway::tls::RELOAD_EVERY, shutdown.clone()));
+                let listener =
+                    slipway::tls::TlsListener::new(listener, slipway::tls::server_config(resolver))?;
+                api::serve(listener, state, shutdown.clone()).await?;
+            }
+            None => api::serve(listener, state, shutdown.clone()).await?,
+        }
         let _ = scheduler.await;
         let _ = supervisor.await;
         let _ = reaper.await;

@@ -97,6 +97,22 @@ async fn until_text(c: &Client, css: &str, wanted: &str, seconds: u64) -> String
     panic!("`{wanted}` never appeared in {css}; last: {last}");
 }
 
+/// Wait (up to 10 s) until the browser is at `path`: a click's navigation
+/// ends a moment after the click returns.
+async fn until_path(c: &Client, path: &str) {
+    let mut last = String::new();
+    for _ in 0..50 {
+        if let Ok(url) = c.current_url().await {
+            if url.path() == path {
+                return;
+            }
+            last = url.path().to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the browser never reached {path}; it is at {last}");
+}
+
 fn job_state(server: &Server, id: u64) -> String {
     crate::support::serve::job(server, id)["state"]
         .as_str()
@@ -138,7 +154,7 @@ fn a_person_logs_in_follows_a_job_and_reaches_the_failing_line() {
         let c = browser(&driver).await;
         // Without a session: the login page.
         c.goto(&format!("{}/ui/jobs", server.url)).await.unwrap();
-        assert!(c.current_url().await.unwrap().path() == "/login");
+        until_path(&c, "/login").await;
         // A wrong token is refused on the page.
         c.find(Locator::Css("#token"))
             .await
@@ -152,7 +168,7 @@ fn a_person_logs_in_follows_a_job_and_reaches_the_failing_line() {
             .click()
             .await
             .unwrap();
-        assert!(text_of(&c, ".error").await.contains("not valid"));
+        until_text(&c, ".error", "not valid", 10).await;
         snap(&c, "login").await;
         // The right one opens the overview.
         c.find(Locator::Css("#token"))
@@ -167,7 +183,7 @@ fn a_person_logs_in_follows_a_job_and_reaches_the_failing_line() {
             .click()
             .await
             .unwrap();
-        assert_eq!(c.current_url().await.unwrap().path(), "/ui");
+        until_path(&c, "/ui").await;
         assert!(text_of(&c, "h1").await.contains("Overview"));
         snap(&c, "overview").await;
 
@@ -195,20 +211,15 @@ fn a_person_logs_in_follows_a_job_and_reaches_the_failing_line() {
             .click()
             .await
             .unwrap();
-        assert!(text_of(&c, "#state").await.contains("failed"));
+        until_path(&c, &format!("/ui/jobs/{failing}")).await;
+        until_text(&c, "#state", "failed", 10).await;
         c.find(Locator::Css("tr.failed a.step"))
             .await
             .unwrap()
             .click()
             .await
             .unwrap();
-        let target = c
-            .find(Locator::Css("span.line:target"))
-            .await
-            .expect("the failing step's link lands on a log line")
-            .text()
-            .await
-            .unwrap();
+        let target = until_text(&c, "span.line:target", "unexpected token", 10).await;
         assert!(target.contains("app.js:3: unexpected token"), "{target}");
         snap(&c, "job-failed").await;
 
@@ -219,9 +230,9 @@ fn a_person_logs_in_follows_a_job_and_reaches_the_failing_line() {
             .click()
             .await
             .unwrap();
-        assert_eq!(c.current_url().await.unwrap().path(), "/login");
+        until_path(&c, "/login").await;
         c.goto(&format!("{}/ui", server.url)).await.unwrap();
-        assert_eq!(c.current_url().await.unwrap().path(), "/login");
+        until_path(&c, "/login").await;
 
         // A read-only token sees the running job and no cancel button.
         let blocker = submit_profiled(&server, repo.path(), "blocker", &["sleep 30"], json!({}));
@@ -237,6 +248,7 @@ fn a_person_logs_in_follows_a_job_and_reaches_the_failing_line() {
             .click()
             .await
             .unwrap();
+        until_path(&c, "/ui").await;
         c.goto(&format!("{}/ui/jobs/{blocker}", server.url))
             .await
             .unwrap();

@@ -17,6 +17,7 @@ mod cli_doctor;
 mod cli_faults;
 mod cli_plugins;
 mod cli_serve;
+mod cli_serve_tls;
 mod dashboard;
 mod deployments;
 mod docker_runner;

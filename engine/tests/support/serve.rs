@@ -100,8 +100,21 @@ pub fn start(state: tempfile::TempDir) -> Server {
 
 /// `start` with more environment (configuration) for the server.
 pub fn start_with(state: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
+    start_until(state, env, "http", |server| {
+        get(server, "/healthz").0 == 200
+    })
+}
+
+/// `start_with` for a server whose URL has `scheme` and that is up once
+/// `up` says so (an HTTPS one: the test's own client checks it).
+pub fn start_until(
+    state: tempfile::TempDir,
+    env: &[(&str, &str)],
+    scheme: &str,
+    up: impl Fn(&Server) -> bool,
+) -> Server {
     let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let url = format!("{scheme}://127.0.0.1:{port}");
     let child = slipway(state.path(), &url)
         .arg("serve")
         .env("SLIPWAY_ALLOW_LOCAL_PATHS", "true")
@@ -118,12 +131,12 @@ pub fn start_with(state: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if get(&server, "/healthz").0 == 200 {
+        if up(&server) {
             return server;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("slipway serve did not come up");
+    panic!("slipway serve did not come up; its log:\n{}", server.log());
 }
 
 pub fn agent() -> ureq::Agent {
