@@ -59,6 +59,31 @@ pub fn check_reference(name: &str, reference: &str) -> Result<(), SecretError> {
     }
 }
 
+/// The problems of a spec's `secrets` map (variable name → reference)
+/// beside its `env`: a name `name_ok` refuses (`rule` says what it
+/// wants), a name also in `env`, a reference that is not one. Each as
+/// `(field, message)`, the field `secrets.<name>`.
+pub fn spec_problems(
+    secrets: &BTreeMap<String, String>,
+    env: &BTreeMap<String, String>,
+    name_ok: impl Fn(&str) -> bool,
+    rule: &str,
+) -> Vec<(String, String)> {
+    secrets
+        .iter()
+        .filter_map(|(name, reference)| {
+            let message = if !name_ok(name) {
+                rule.to_owned()
+            } else if env.contains_key(name) {
+                "is also in `env`: give the variable one source".to_owned()
+            } else {
+                check_reference(name, reference).err()?.to_string()
+            };
+            Some((format!("secrets.{name}"), message))
+        })
+        .collect()
+}
+
 /// Resolve every secret to its value: `(name, value)`. The values go on
 /// to a job's environment, where they are copied anyway; see
 /// [`resolve_value`] for one kept in the engine.

@@ -279,20 +279,13 @@ impl ManagedServiceSpec {
                 );
             }
         }
-        for (name, reference) in &self.secrets {
-            if name.is_empty() || name.contains('=') {
-                problem(
-                    &format!("secrets.{name}"),
-                    "a variable name must be non-empty and have no `=`".into(),
-                );
-            } else if self.env.contains_key(name) {
-                problem(
-                    &format!("secrets.{name}"),
-                    "is also in `env`: give the variable one source".into(),
-                );
-            } else if let Err(e) = crate::secrets::check_reference(name, reference) {
-                problem(&format!("secrets.{name}"), e.to_string());
-            }
+        for (field, message) in crate::secrets::spec_problems(
+            &self.secrets,
+            &self.env,
+            |n| !n.is_empty() && !n.contains('='),
+            "a variable name must be non-empty and have no `=`",
+        ) {
+            problem(&field, message);
         }
         problems
     }

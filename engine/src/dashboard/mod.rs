@@ -171,9 +171,22 @@ struct CsrfForm {
     csrf: String,
 }
 
-/// Whether `form` carries the session's CSRF token (compared in constant time).
-fn csrf_ok(s: &Session, form: &CsrfForm) -> bool {
-    crate::api::auth::constant_time_eq(s.csrf.as_bytes(), form.csrf.as_bytes())
+/// The session of a form's request, when the form carries the session's
+/// CSRF token (compared in constant time); else the answer to give.
+fn session_of_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &CsrfForm,
+) -> Result<(String, Session), Response> {
+    let (id, s) = session(state, headers)?;
+    if !crate::api::auth::constant_time_eq(s.csrf.as_bytes(), form.csrf.as_bytes()) {
+        return Err(refused(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "The form did not carry this session's token.",
+        ));
+    }
+    Ok((id, s))
 }
 
 async fn logout(
@@ -181,17 +194,10 @@ async fn logout(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let (id, s) = match session(&state, &headers) {
+    let (id, _) = match session_of_form(&state, &headers, &form) {
         Ok(found) => found,
-        Err(to_login) => return to_login,
+        Err(answer) => return answer,
     };
-    if !csrf_ok(&s, &form) {
-        return refused(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            "The form did not carry this session's token.",
-        );
-    }
     state.sessions.close(&id);
     (
         [(header::SET_COOKIE, session::set_cookie(None))],
@@ -369,17 +375,10 @@ async fn cancel(
     Path(id): Path<JobId>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let (_, s) = match session(&state, &headers) {
+    let (_, s) = match session_of_form(&state, &headers, &form) {
         Ok(found) => found,
-        Err(to_login) => return to_login,
+        Err(answer) => return answer,
     };
-    if !csrf_ok(&s, &form) {
-        return refused(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            "The form did not carry this session's token.",
-        );
-    }
     if s.caller.scope < Scope::Run {
         return refused(
             StatusCode::FORBIDDEN,

@@ -146,20 +146,15 @@ impl DeploymentSpec {
                 );
             }
         }
-        for (name, reference) in &self.secrets {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                problem(
-                    &format!("secrets.{name}"),
-                    "names letters, digits and `_` only".into(),
-                );
-            } else if self.env.contains_key(name) {
-                problem(
-                    &format!("secrets.{name}"),
-                    "is also in `env`: give the variable one source".into(),
-                );
-            } else if let Err(e) = crate::secrets::check_reference(name, reference) {
-                problem(&format!("secrets.{name}"), e.to_string());
-            }
+        let name_ok =
+            |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        for (field, message) in crate::secrets::spec_problems(
+            &self.secrets,
+            &self.env,
+            name_ok,
+            "names letters, digits and `_` only",
+        ) {
+            problem(&field, message);
         }
         problems.extend(crate::callbacks::problems(&self.callbacks));
         if let Some(forge) = &self.forge {

@@ -113,6 +113,22 @@ async fn until_path(c: &Client, path: &str) {
     panic!("the browser never reached {path}; it is at {last}");
 }
 
+/// Type `token` into the login form and send it.
+async fn log_in(c: &Client, token: &str) {
+    c.find(Locator::Css("#token"))
+        .await
+        .unwrap()
+        .send_keys(token)
+        .await
+        .unwrap();
+    c.find(Locator::Css("#login button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 fn job_state(server: &Server, id: u64) -> String {
     crate::support::serve::job(server, id)["state"]
         .as_str()
@@ -156,33 +172,11 @@ fn a_person_logs_in_follows_a_job_and_reaches_the_failing_line() {
         c.goto(&format!("{}/ui/jobs", server.url)).await.unwrap();
         until_path(&c, "/login").await;
         // A wrong token is refused on the page.
-        c.find(Locator::Css("#token"))
-            .await
-            .unwrap()
-            .send_keys("not-a-token")
-            .await
-            .unwrap();
-        c.find(Locator::Css("#login button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        log_in(&c, "not-a-token").await;
         until_text(&c, ".error", "not valid", 10).await;
         snap(&c, "login").await;
         // The right one opens the overview.
-        c.find(Locator::Css("#token"))
-            .await
-            .unwrap()
-            .send_keys(TOKEN)
-            .await
-            .unwrap();
-        c.find(Locator::Css("#login button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        log_in(&c, TOKEN).await;
         until_path(&c, "/ui").await;
         assert!(text_of(&c, "h1").await.contains("Overview"));
         snap(&c, "overview").await;
@@ -236,18 +230,7 @@ fn a_person_logs_in_follows_a_job_and_reaches_the_failing_line() {
 
         // A read-only token sees the running job and no cancel button.
         let blocker = submit_profiled(&server, repo.path(), "blocker", &["sleep 30"], json!({}));
-        c.find(Locator::Css("#token"))
-            .await
-            .unwrap()
-            .send_keys(&viewer)
-            .await
-            .unwrap();
-        c.find(Locator::Css("#login button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        log_in(&c, &viewer).await;
         until_path(&c, "/ui").await;
         c.goto(&format!("{}/ui/jobs/{blocker}", server.url))
             .await
