@@ -40,12 +40,16 @@ command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
 # The dashboard's browser tests drive headless Chromium through chromedriver.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+# The store suite and the replica tests start their own PostgreSQL servers
+# (initdb in a temporary directory, on loopback); the package's own cluster
+# is not started here and nothing else needs it.
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
 # scripts/api-fuzz.sh runs Schemathesis from a virtual environment.
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  # Packages must not start their services (the system sshd) here.
+  # Packages must not start their services (the system sshd, PostgreSQL) here.
   no_start=
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d

@@ -87,6 +87,7 @@ async fn throughput(total: usize) {
     loop {
         let done = store
             .counts()
+            .await
             .unwrap()
             .get(&JobState::Succeeded)
             .copied()
@@ -274,7 +275,7 @@ fn http_and_memory() {
             t.await.unwrap();
         }
     });
-    let queued = store.counts().unwrap()[&JobState::Queued];
+    let queued = rt.block_on(store.counts()).unwrap()[&JobState::Queued];
     println!(
         "RSS (store + scheduler + API in one process): idle {:.1} MiB; with {queued} queued jobs {:.1} MiB; store file {:.1} MiB",
         idle,

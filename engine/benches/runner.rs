@@ -105,7 +105,7 @@ impl Engine {
 
     async fn finished(&self, id: u64) -> JobRecord {
         loop {
-            let r = self.store.get(id).unwrap().unwrap();
+            let r = self.store.get(id).await.unwrap().unwrap();
             if r.state.is_final() {
                 assert_eq!(r.state, JobState::Succeeded, "{:?}", r.reason);
                 return r;

@@ -40,7 +40,7 @@ fn rss_mib() -> f64 {
 
 async fn ready(ws: &Workspaces, id: &str) {
     loop {
-        let r = ws.get(id).unwrap();
+        let r = ws.get(id).await.unwrap();
         match r.state {
             WorkspaceState::Ready => return,
             WorkspaceState::Preparing => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -177,7 +177,7 @@ fn main() {
         // The anchor, interleaved: the services' own reset commands by raw
         // exec in the same containers; what is left is the engine's part
         // (git reset and clean, bytecode sweep, hand-over, diff refresh).
-        let services = store.get_workspace_runtime(&r.id).unwrap().unwrap().services;
+        let services = store.get_workspace_runtime(&r.id).await.unwrap().unwrap().services;
         let (mut resets, mut raw) = (Vec::new(), Vec::new());
         for _ in 0..10 {
             let result = ws.validate(&r.id, Tier::Full).await.unwrap();

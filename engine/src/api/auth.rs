@@ -136,14 +136,14 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Who holds the token whose hash is `hash` (a dashboard session's
 /// token, checked again on each request): `None` once it is revoked or
 /// expired.
-pub(crate) fn identify_hash(state: &AppState, hash: &str) -> Option<Caller> {
+pub(crate) async fn identify_hash(state: &AppState, hash: &str) -> Option<Caller> {
     if constant_time_eq(hash.as_bytes(), crate::token::hash(&state.token).as_bytes()) {
         return Some(Caller {
             token: "configured".into(),
             scope: Scope::Admin,
         });
     }
-    match state.store.get_token(hash) {
+    match state.store.get_token(hash).await {
         Ok(Some(t)) if t.usable(now_ms()) => Some(Caller {
             token: t.id,
             scope: t.scope,
@@ -154,7 +154,7 @@ pub(crate) fn identify_hash(state: &AppState, hash: &str) -> Option<Caller> {
 
 /// Who `presented` is: the configured token (admin), or a stored one
 /// that is neither revoked nor expired.
-pub(crate) fn identify(state: &AppState, presented: &str) -> Option<Caller> {
+pub(crate) async fn identify(state: &AppState, presented: &str) -> Option<Caller> {
     if constant_time_eq(presented.as_bytes(), state.token.as_bytes()) {
         return Some(Caller {
             token: "configured".into(),
@@ -165,7 +165,7 @@ pub(crate) fn identify(state: &AppState, presented: &str) -> Option<Caller> {
         return None;
     }
     // Hashed first: the lookup's timing says nothing about the token.
-    match state.store.get_token(&crate::token::hash(presented)) {
+    match state.store.get_token(&crate::token::hash(presented)).await {
         Ok(Some(t)) if t.usable(now_ms()) => Some(Caller {
             token: t.id,
             scope: t.scope,
@@ -198,10 +198,14 @@ pub async fn require_token(
     // needs the bearer header.
     let reads = matches!(request.method().as_str(), "GET" | "HEAD");
     let from_session = match presented {
-        None if reads => crate::dashboard::session_caller(&state, request.headers()),
+        None if reads => crate::dashboard::session_caller(&state, request.headers()).await,
         _ => None,
     };
-    let caller = match presented.map(|p| (p, identify(&state, p))) {
+    let identified = match presented {
+        Some(p) => Some((p, identify(&state, p).await)),
+        None => None,
+    };
+    let caller = match identified {
         _ if from_session.is_some() => from_session.expect("checked"),
         Some((_, Some(caller))) => caller,
         Some(_) if state.auth_guard.fail(client) => {

@@ -88,7 +88,7 @@ pub async fn create(
 #[utoipa::path(get, path = "/api/v1/deployments", security(("bearer" = [])),
     responses((status = 200, body = [Deployment]), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Deployment>>, ApiError> {
-    Ok(Json(deployments(&state)?.list()?))
+    Ok(Json(deployments(&state)?.list().await?))
 }
 
 /// One deployment: sync and health, what runs, what ran before, history.
@@ -98,7 +98,7 @@ pub async fn show(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Deployment>, ApiError> {
-    Ok(Json(deployments(&state)?.get(&name)?))
+    Ok(Json(deployments(&state)?.get(&name).await?))
 }
 
 /// Replace a deployment's declaration (its state and history stay).
@@ -178,7 +178,7 @@ pub async fn history(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<Rollout>>, ApiError> {
-    Ok(Json(deployments(&state)?.get(&name)?.history))
+    Ok(Json(deployments(&state)?.get(&name).await?.history))
 }
 
 /// The last 200 lines of each running service's output.
@@ -190,7 +190,8 @@ pub async fn logs(
 ) -> Result<Json<Vec<ServiceLog>>, ApiError> {
     Ok(Json(
         deployments(&state)?
-            .logs(&name, 200)?
+            .logs(&name, 200)
+            .await?
             .into_iter()
             .map(|(service, log)| ServiceLog { service, log })
             .collect(),

@@ -18,7 +18,7 @@ pub async fn healthz() -> &'static str {
 /// Ready when the store answers (and, as they land, Docker and plugins).
 #[utoipa::path(get, path = "/readyz", responses((status = 200, description = "Ready"), (status = 503, description = "Not ready, with the reason")))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store.counts() {
+    match state.store.counts().await {
         Ok(_) => (
             StatusCode::OK,
             Json(serde_json::json!({"ready": true, "store": "ok"})),
@@ -38,7 +38,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = String::new();
     let _ = writeln!(out, "# HELP slipway_jobs Jobs in the store, by state.");
     let _ = writeln!(out, "# TYPE slipway_jobs gauge");
-    let counts = state.store.counts().unwrap_or_default();
+    let counts = state.store.counts().await.unwrap_or_default();
     for s in JobState::ALL {
         let _ = writeln!(
             out,
@@ -63,7 +63,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         supervisor.render_metrics(&mut out);
     }
     if let Some(deployments) = &state.deployments {
-        deployments.render_metrics(&mut out);
+        deployments.render_metrics(&mut out).await;
     }
     let _ = writeln!(out, "# HELP slipway_build_info Version of this engine.");
     let _ = writeln!(out, "# TYPE slipway_build_info gauge");

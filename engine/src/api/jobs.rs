@@ -101,10 +101,10 @@ pub async fn callbacks(
     State(state): State<AppState>,
     Path(id): Path<JobId>,
 ) -> Result<Json<Vec<crate::callbacks::OutboxEntry>>, ApiError> {
-    if state.store.get(id)?.is_none() {
+    if state.store.get(id).await?.is_none() {
         return Err(crate::queue::StoreError::NotFound(id).into());
     }
-    Ok(Json(state.store.job_callbacks(id)?))
+    Ok(Json(state.store.job_callbacks(id).await?))
 }
 
 /// Submit a job.
@@ -119,11 +119,12 @@ pub async fn submit(
     let JsonBody(spec) = body?;
     let mut problems = spec.validate(&state.policy);
     if let Some(name) = &spec.profile
-        && state.store.get_profile(name)?.is_none()
+        && state.store.get_profile(name).await?.is_none()
     {
         let known: Vec<String> = state
             .store
-            .list_profiles()?
+            .list_profiles()
+            .await?
             .into_iter()
             .map(|p| p.name)
             .collect();
@@ -294,9 +295,7 @@ pub async fn list(
         before: position("cursor", q.cursor)?,
         limit,
     };
-    let records = tokio::task::spawn_blocking(move || store.list(&filter))
-        .await
-        .map_err(|e| ApiError::internal("list", e))??;
+    let records = store.list(&filter).await?;
     let next_cursor = if records.len() == limit {
         records.last().map(|r| r.id)
     } else {
@@ -308,10 +307,11 @@ pub async fn list(
     }))
 }
 
-fn find(state: &AppState, id: JobId) -> Result<JobRecord, ApiError> {
+async fn find(state: &AppState, id: JobId) -> Result<JobRecord, ApiError> {
     state
         .store
-        .get(id)?
+        .get(id)
+        .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no job {id}")))
 }
 
@@ -322,7 +322,7 @@ pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<JobId>,
 ) -> Result<Json<JobView>, ApiError> {
-    Ok(Json(find(&state, id)?.into()))
+    Ok(Json(find(&state, id).await?.into()))
 }
 
 /// Cancel a job: at once when waiting, at its next heartbeat when running.
@@ -365,7 +365,7 @@ pub async fn logs(
 ) -> Result<Response, ApiError> {
     let Query(q) =
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
-    find(&state, id)?;
+    find(&state, id).await?;
     // An SSE client that reconnects sends the id of the last event it saw.
     let resume = headers
         .get("last-event-id")
@@ -433,6 +433,7 @@ pub async fn logs(
                 let finished = state
                     .store
                     .get(id)
+                    .await
                     .ok()
                     .flatten()
                     .is_none_or(|r| r.state.is_final());

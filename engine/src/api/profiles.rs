@@ -86,7 +86,7 @@ pub async fn replace(
 #[utoipa::path(get, path = "/api/v1/profiles", security(("bearer" = [])), responses((status = 200, description = "`{\"profiles\": [...]}`"), (status = 401, body = ErrorBody)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(
-        serde_json::json!({ "profiles": state.store.list_profiles()? }),
+        serde_json::json!({ "profiles": state.store.list_profiles().await? }),
     ))
 }
 
@@ -99,7 +99,8 @@ pub async fn show(
 ) -> Result<Json<Profile>, ApiError> {
     state
         .store
-        .get_profile(&name)?
+        .get_profile(&name)
+        .await?
         .map(Json)
         .ok_or_else(|| not_found(&name))
 }

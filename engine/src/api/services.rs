@@ -131,7 +131,7 @@ pub async fn replace(
         return Err(e);
     }
     let mut service = ManagedService::new(spec);
-    if let Some(old) = state.store.get_service(&name)? {
+    if let Some(old) = state.store.get_service(&name).await? {
         service.created_ms = old.created_ms;
     }
     let replaced = state.store.put_service(service.clone(), false).await?;
@@ -153,7 +153,8 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Valu
     let supervisor = supervisor(&state)?;
     let services: Vec<ServiceView> = state
         .store
-        .list_services()?
+        .list_services()
+        .await?
         .into_iter()
         .map(|s| view(supervisor, s))
         .collect();
@@ -170,7 +171,8 @@ pub async fn show(
     let supervisor = supervisor(&state)?;
     let service = state
         .store
-        .get_service(&name)?
+        .get_service(&name)
+        .await?
         .ok_or_else(|| not_found(&name))?;
     Ok(Json(view(supervisor, service)))
 }
@@ -213,7 +215,7 @@ pub async fn logs(
     Query(query): Query<LogsQuery>,
 ) -> Result<String, ApiError> {
     let supervisor = supervisor(&state)?;
-    if state.store.get_service(&name)?.is_none() {
+    if state.store.get_service(&name).await?.is_none() {
         return Err(not_found(&name));
     }
     supervisor
@@ -226,7 +228,7 @@ pub async fn logs(
     responses((status = 200, body = ServicesHealth), (status = 503, body = ServicesHealth), (status = 401, body = ErrorBody)))]
 pub async fn health(State(state): State<AppState>) -> Result<Response, ApiError> {
     let supervisor = supervisor(&state)?;
-    let declared = state.store.list_services()?;
+    let declared = state.store.list_services().await?;
     let statuses = supervisor.statuses();
     let healthy = declared.iter().all(|d| {
         statuses

@@ -103,7 +103,8 @@ pub async fn create(
 pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let mut tokens: Vec<TokenView> = state
         .store
-        .list_tokens()?
+        .list_tokens()
+        .await?
         .into_iter()
         .map(TokenView::from)
         .collect();
@@ -118,7 +119,12 @@ pub async fn revoke(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let found = state.store.list_tokens()?.into_iter().find(|t| t.id == id);
+    let found = state
+        .store
+        .list_tokens()
+        .await?
+        .into_iter()
+        .find(|t| t.id == id);
     let Some(mut record) = found else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -158,5 +164,5 @@ pub async fn audit(
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
     let limit = super::jobs::page_size(q.limit, 100)?;
     let before = super::jobs::position("before", q.before)?;
-    Ok(Json(state.store.list_audit(before, limit)?))
+    Ok(Json(state.store.list_audit(before, limit).await?))
 }

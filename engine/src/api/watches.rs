@@ -108,7 +108,7 @@ pub async fn create(
     if let Ok(Ok(Err(e))) = tokio::time::timeout(std::time::Duration::from_secs(10), first).await {
         tracing::info!(watch = %watch.id, error = %e, "the first look failed");
     }
-    let watch = state.store.get_watch(&watch.id)?.unwrap_or(watch);
+    let watch = state.store.get_watch(&watch.id).await?.unwrap_or(watch);
     Ok((
         StatusCode::CREATED,
         Json(WatchCreated {
@@ -126,17 +126,19 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<WatchView>>,
     Ok(Json(
         state
             .store
-            .list_watches()?
+            .list_watches()
+            .await?
             .iter()
             .map(WatchView::from)
             .collect(),
     ))
 }
 
-fn get_watch(state: &AppState, id: &str) -> Result<WatchView, ApiError> {
+async fn get_watch(state: &AppState, id: &str) -> Result<WatchView, ApiError> {
     state
         .store
-        .get_watch(id)?
+        .get_watch(id)
+        .await?
         .map(|w| WatchView::from(&w))
         .ok_or_else(|| WatchError::Unknown(id.to_owned()).into())
 }
@@ -148,7 +150,7 @@ pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<WatchView>, ApiError> {
-    Ok(Json(get_watch(&state, &id)?))
+    Ok(Json(get_watch(&state, &id).await?))
 }
 
 /// Replace a watch's declaration (its secret and history stay).
@@ -208,7 +210,7 @@ pub async fn rotate_secret(
 ) -> Result<Json<WatchCreated>, ApiError> {
     let secret = watcher(&state)?.rotate_secret(&id).await?;
     Ok(Json(WatchCreated {
-        watch: get_watch(&state, &id)?,
+        watch: get_watch(&state, &id).await?,
         secret,
     }))
 }
@@ -221,8 +223,8 @@ pub async fn deliveries(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<Delivery>>, ApiError> {
-    get_watch(&state, &id)?;
-    Ok(Json(state.store.list_deliveries(&id)?))
+    get_watch(&state, &id).await?;
+    Ok(Json(state.store.list_deliveries(&id).await?))
 }
 
 /// A forge's webhook: verified with the watch's secret, then "look now".

@@ -107,7 +107,7 @@ pub async fn create(
 /// Every workspace, newest first (without histories).
 #[utoipa::path(get, path = "/api/v1/workspaces", security(("bearer" = [])), responses((status = 200, description = "`{\"workspaces\": [WorkspaceRecord]}`"), (status = 401, body = ErrorBody)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let list = workspaces(&state)?.list()?;
+    let list = workspaces(&state)?.list().await?;
     Ok(Json(serde_json::json!({ "workspaces": list })))
 }
 
@@ -118,7 +118,7 @@ pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<WorkspaceRecord>, ApiError> {
-    let mut record = workspaces(&state)?.get(&id)?;
+    let mut record = workspaces(&state)?.get(&id).await?;
     record.history.clear();
     Ok(Json(record))
 }
@@ -245,6 +245,6 @@ pub async fn history(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let record = workspaces(&state)?.get(&id)?;
+    let record = workspaces(&state)?.get(&id).await?;
     Ok(Json(serde_json::json!({ "history": record.history })))
 }

@@ -70,7 +70,7 @@ impl CallbackSender {
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                 _ = shutdown.cancelled() => return,
             }
-            let due = match self.store.due_callbacks(now_ms(), 64) {
+            let due = match self.store.due_callbacks(now_ms(), 64).await {
                 Ok(due) => due,
                 Err(e) => {
                     tracing::warn!(error = %e, "callbacks: cannot read the outbox");
@@ -78,7 +78,7 @@ impl CallbackSender {
                 }
             };
             for entry in due {
-                if self.behind_an_earlier_one(&entry) {
+                if self.behind_an_earlier_one(&entry).await {
                     continue;
                 }
                 let mut flying = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
@@ -114,13 +114,15 @@ impl CallbackSender {
 
     /// Whether an earlier message of the same job to the same receiver is
     /// still undelivered.
-    fn behind_an_earlier_one(&self, entry: &OutboxEntry) -> bool {
+    async fn behind_an_earlier_one(&self, entry: &OutboxEntry) -> bool {
         let slot = |key: &str| key.rsplit('/').next().map(str::to_owned);
         let all = match &entry.deployment {
-            Some(name) => self
-                .store
-                .callbacks_with_prefix(&crate::deployments::announce::prefix(name)),
-            None => self.store.job_callbacks(entry.job),
+            Some(name) => {
+                self.store
+                    .callbacks_with_prefix(&crate::deployments::announce::prefix(name))
+                    .await
+            }
+            None => self.store.job_callbacks(entry.job).await,
         };
         let Ok(all) = all else {
             return false;

@@ -71,18 +71,21 @@ async fn engine(
             state: Some(slipway::job::JobState::Running),
             before: None,
             limit: usize::MAX,
-        })?
+        })
+        .await?
         .into_iter()
         .map(|j| j.id.to_string())
         .collect();
     let ready_workspaces: Vec<String> = store
-        .list_workspaces()?
+        .list_workspaces()
+        .await?
         .into_iter()
         .filter(|w| w.state == slipway::workspace::WorkspaceState::Ready)
         .map(|w| w.id)
         .collect();
     let declared: Vec<String> = store
-        .list_services()?
+        .list_services()
+        .await?
         .into_iter()
         .map(|s| s.spec.name)
         .collect();
@@ -503,7 +506,11 @@ pub fn run(args: RunArgs, config: &Config, live: bool) -> anyhow::Result<ExitCod
             let (bytes, next) = parts.logs.read(job.id, offset, 1 << 20)?;
             offset = next;
             show(&bytes)?;
-            let record = parts.store.get(job.id)?.context("the job disappeared")?;
+            let record = parts
+                .store
+                .get(job.id)
+                .await?
+                .context("the job disappeared")?;
             status.show(&record);
             if record.state.is_final() {
                 let (bytes, _) = parts.logs.read(job.id, offset, 1 << 20)?;

@@ -87,12 +87,15 @@ async fn asset(body: &'static str, kind: &'static str) -> Response {
 
 /// The session of a request, its token still usable; else the way to the
 /// login page.
-fn session(state: &AppState, headers: &HeaderMap) -> Result<(String, Session), Response> {
+async fn session(state: &AppState, headers: &HeaderMap) -> Result<(String, Session), Response> {
     let to_login = || Redirect::to("/login").into_response();
     let id = session::cookie_value(headers).ok_or_else(to_login)?;
     let s = state.sessions.get(&id).ok_or_else(to_login)?;
     // A token revoked or expired since the login ends its sessions.
-    if crate::api::auth::identify_hash(state, &s.token_hash).is_none() {
+    if crate::api::auth::identify_hash(state, &s.token_hash)
+        .await
+        .is_none()
+    {
         state.sessions.close(&id);
         return Err(to_login());
     }
@@ -127,7 +130,7 @@ async fn login(
 ) -> Response {
     let client = connect.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.0.ip());
     let presented = form.token.trim();
-    let Some(caller) = crate::api::auth::identify(&state, presented) else {
+    let Some(caller) = crate::api::auth::identify(&state, presented).await else {
         // Counted with the API's failures: the same limit per client.
         let status = if state.auth_guard.count_failure(client) {
             StatusCode::TOO_MANY_REQUESTS
@@ -173,12 +176,12 @@ struct CsrfForm {
 
 /// The session of a form's request, when the form carries the session's
 /// CSRF token (compared in constant time); else the answer to give.
-fn session_of_form(
+async fn session_of_form(
     state: &AppState,
     headers: &HeaderMap,
     form: &CsrfForm,
 ) -> Result<(String, Session), Response> {
-    let (id, s) = session(state, headers)?;
+    let (id, s) = session(state, headers).await?;
     if !crate::api::auth::constant_time_eq(s.csrf.as_bytes(), form.csrf.as_bytes()) {
         return Err(refused(
             StatusCode::FORBIDDEN,
@@ -194,7 +197,7 @@ async fn logout(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let (id, _) = match session_of_form(&state, &headers, &form) {
+    let (id, _) = match session_of_form(&state, &headers, &form).await {
         Ok(found) => found,
         Err(answer) => return answer,
     };
@@ -207,11 +210,11 @@ async fn logout(
 }
 
 async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let (_, s) = match session(&state, &headers) {
+    let (_, s) = match session(&state, &headers).await {
         Ok(found) => found,
         Err(to_login) => return to_login,
     };
-    let counts = state.store.counts().unwrap_or_default();
+    let counts = state.store.counts().await.unwrap_or_default();
     let counts: Vec<(JobState, u64)> = JobState::ALL
         .iter()
         .map(|st| (*st, counts.get(st).copied().unwrap_or(0)))
@@ -223,18 +226,20 @@ async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Response
             before: None,
             limit: 20,
         })
+        .await
         .unwrap_or_default();
     let services = state
         .supervisor
         .as_ref()
         .map(|s| s.statuses())
         .unwrap_or_default();
-    let workspaces_open = state
-        .workspaces
-        .as_ref()
-        .and_then(|w| w.list().ok())
-        .map(|list| list.iter().filter(|w| w.state.is_open()).count())
-        .unwrap_or(0);
+    let workspaces_open = match &state.workspaces {
+        Some(w) => w
+            .list()
+            .await
+            .map_or(0, |list| list.iter().filter(|w| w.state.is_open()).count()),
+        None => 0,
+    };
     // The container host as the engine's Docker client reaches it.
     let host =
         std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
@@ -262,7 +267,7 @@ async fn jobs(
     headers: HeaderMap,
     Query(q): Query<JobsQuery>,
 ) -> Response {
-    let (_, s) = match session(&state, &headers) {
+    let (_, s) = match session(&state, &headers).await {
         Ok(found) => found,
         Err(to_login) => return to_login,
     };
@@ -277,16 +282,17 @@ async fn jobs(
             before: None,
             limit: 100,
         })
+        .await
         .unwrap_or_default();
     Html(pages::jobs(&frame(&s), &list, wanted).into_string()).into_response()
 }
 
 async fn job(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<JobId>) -> Response {
-    let (_, s) = match session(&state, &headers) {
+    let (_, s) = match session(&state, &headers).await {
         Ok(found) => found,
         Err(to_login) => return to_login,
     };
-    let record = match state.store.get(id) {
+    let record = match state.store.get(id).await {
         Ok(Some(r)) => r,
         Ok(None) => {
             return refused(
@@ -375,7 +381,7 @@ async fn cancel(
     Path(id): Path<JobId>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let (_, s) = match session_of_form(&state, &headers, &form) {
+    let (_, s) = match session_of_form(&state, &headers, &form).await {
         Ok(found) => found,
         Err(answer) => return answer,
     };
@@ -408,7 +414,7 @@ async fn cancel(
 }
 
 async fn services(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let (_, s) = match session(&state, &headers) {
+    let (_, s) = match session(&state, &headers).await {
         Ok(found) => found,
         Err(to_login) => return to_login,
     };
@@ -421,15 +427,15 @@ async fn services(State(state): State<AppState>, headers: HeaderMap) -> Response
 }
 
 async fn workspaces(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let (_, s) = match session(&state, &headers) {
+    let (_, s) = match session(&state, &headers).await {
         Ok(found) => found,
         Err(to_login) => return to_login,
     };
-    let rows: Vec<(String, String, String)> = state
-        .workspaces
-        .as_ref()
-        .and_then(|w| w.list().ok())
-        .unwrap_or_default()
+    let listed = match &state.workspaces {
+        Some(w) => w.list().await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let rows: Vec<(String, String, String)> = listed
         .into_iter()
         .map(|w| {
             let state = serde_json::to_value(w.state)
@@ -444,6 +450,6 @@ async fn workspaces(State(state): State<AppState>, headers: HeaderMap) -> Respon
 
 /// The caller a session cookie stands for, for the API's read-only
 /// routes (the dashboard's live log): `None` without a live session.
-pub fn session_caller(state: &AppState, headers: &HeaderMap) -> Option<Caller> {
-    session(state, headers).ok().map(|(_, s)| s.caller)
+pub async fn session_caller(state: &AppState, headers: &HeaderMap) -> Option<Caller> {
+    session(state, headers).await.ok().map(|(_, s)| s.caller)
 }

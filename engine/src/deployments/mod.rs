@@ -109,7 +109,7 @@ impl Deployments {
                 _ = tokio::time::sleep(TICK) => {}
                 _ = shutdown.cancelled() => return,
             }
-            let list = match self.store.list_deployments() {
+            let list = match self.store.list_deployments().await {
                 Ok(list) => list,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot list deployments");
@@ -262,7 +262,7 @@ impl Deployments {
     /// or at once with `up`).
     pub async fn replace(&self, spec: DeploymentSpec) -> Result<Deployment, DeploymentError> {
         let name = spec.name.clone();
-        let mut d = self.get(&name)?;
+        let mut d = self.get(&name).await?;
         d.spec = spec;
         self.store.put_deployment(d.clone()).await?;
         self.looked
@@ -273,22 +273,23 @@ impl Deployments {
     }
 
     /// A deployment with its state.
-    pub fn get(&self, name: &str) -> Result<Deployment, DeploymentError> {
+    pub async fn get(&self, name: &str) -> Result<Deployment, DeploymentError> {
         self.store
-            .get_deployment(name)?
+            .get_deployment(name)
+            .await?
             .ok_or_else(|| DeploymentError::NotFound(name.to_owned()))
     }
 
     /// Every deployment, by name.
-    pub fn list(&self) -> Result<Vec<Deployment>, DeploymentError> {
-        Ok(self.store.list_deployments()?)
+    pub async fn list(&self) -> Result<Vec<Deployment>, DeploymentError> {
+        Ok(self.store.list_deployments().await?)
     }
 
     /// Each deployment's states, its last rollout and this engine's rollout
     /// counts, in the Prometheus text format.
-    pub fn render_metrics(&self, out: &mut String) {
+    pub async fn render_metrics(&self, out: &mut String) {
         use std::fmt::Write as _;
-        let Ok(all) = self.store.list_deployments() else {
+        let Ok(all) = self.store.list_deployments().await else {
             return;
         };
         let _ = writeln!(
@@ -342,7 +343,7 @@ impl Deployments {
     /// `up`: deploy the branch's head now, also a commit that failed before,
     /// and start reconciling again after a `down`.
     pub async fn up(self: &Arc<Self>, name: &str) -> Result<Deployment, DeploymentError> {
-        let mut d = self.get(name)?;
+        let mut d = self.get(name).await?;
         if self.is_busy(name) {
             return Err(DeploymentError::Busy(name.to_owned()));
         }
@@ -359,7 +360,7 @@ impl Deployments {
     /// `down`: stop and remove every service; nothing is deployed again
     /// until `up`, whatever the branch does or the engine restarts.
     pub async fn down(&self, name: &str) -> Result<Deployment, DeploymentError> {
-        let mut d = self.get(name)?;
+        let mut d = self.get(name).await?;
         if self.is_busy(name) {
             return Err(DeploymentError::Busy(name.to_owned()));
         }
@@ -380,7 +381,7 @@ impl Deployments {
     /// branch's newer commits are then not deployed until it moves again or
     /// `up`).
     pub async fn rollback(self: &Arc<Self>, name: &str) -> Result<Deployment, DeploymentError> {
-        let d = self.get(name)?;
+        let d = self.get(name).await?;
         let Some(previous) = d.previous.clone() else {
             return Err(DeploymentError::NothingToRollBack(name.to_owned()));
         };
@@ -422,8 +423,12 @@ impl Deployments {
     }
 
     /// The last `tail` lines of each running service's log, by Compose service.
-    pub fn logs(&self, name: &str, tail: usize) -> Result<Vec<(String, String)>, DeploymentError> {
-        let d = self.get(name)?;
+    pub async fn logs(
+        &self,
+        name: &str,
+        tail: usize,
+    ) -> Result<Vec<(String, String)>, DeploymentError> {
+        let d = self.get(name).await?;
         Ok(d.running
             .iter()
             .flat_map(|r| r.services.iter())

@@ -45,7 +45,7 @@ impl Deployments {
         cause: &str,
     ) -> Result<(), super::DeploymentError> {
         let started = (Instant::now(), now_ms());
-        let mut d = self.get(name)?;
+        let mut d = self.get(name).await?;
         let log = JobLog::at(self.logs_dir.join(format!("{name}.log")));
         let commit = match &target {
             Target::Commit(c) => c.clone(),
@@ -88,7 +88,7 @@ impl Deployments {
             Ok(services) => self.switch(&d, &commit, services, &log).await,
             Err(reason) => Err(reason),
         };
-        let mut d = self.get(name)?;
+        let mut d = self.get(name).await?;
         match outcome {
             Ok(release) => {
                 rollout.result = RolloutResult::Deployed;
@@ -280,7 +280,7 @@ impl Deployments {
         self.scheduler.wake();
         let id = submitted.record.id;
         loop {
-            match self.store.get(id).map_err(|e| e.to_string())? {
+            match self.store.get(id).await.map_err(|e| e.to_string())? {
                 Some(r) if r.state.is_final() => return Ok((id, r.state)),
                 Some(_) => tokio::time::sleep(Duration::from_millis(500)).await,
                 None => return Err(format!("gate job {id} disappeared")),
@@ -301,6 +301,7 @@ impl Deployments {
         let declared: Vec<String> = self
             .store
             .list_services()
+            .await
             .map_err(|e| Failure::prepare(e.to_string()))?
             .into_iter()
             .map(|s| s.spec.name)
@@ -487,7 +488,7 @@ impl Deployments {
     /// undone (its new services removed, the running release declared
     /// again), so two versions never stay up side by side.
     pub(super) async fn recover(&self) {
-        let Ok(list) = self.store.list_deployments() else {
+        let Ok(list) = self.store.list_deployments().await else {
             return;
         };
         for mut d in list.into_iter().filter(|d| d.sync == SyncState::Deploying) {
@@ -496,7 +497,7 @@ impl Deployments {
                 .iter()
                 .flat_map(|r| r.services.iter().map(|s| s.spec.name.clone()))
                 .collect();
-            if let Ok(services) = self.store.list_services() {
+            if let Ok(services) = self.store.list_services().await {
                 for s in services {
                     let ours = s
                         .spec

@@ -538,6 +538,14 @@ impl RedbStore {
         })
     }
 
+    /// A read answered at once, in its own read transaction.
+    fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>,
+    ) -> StoreFuture<'static, T> {
+        ready(self.db.begin_read().map_err(io).and_then(|txn| f(&txn)))
+    }
+
     fn get_named<T: serde::de::DeserializeOwned>(
         &self,
         definition: TableDefinition<&str, &[u8]>,
@@ -569,6 +577,34 @@ impl RedbStore {
             Ok(table(tables).remove(name.as_str()).map_err(io)?.is_some())
         })
     }
+}
+
+/// A read answered at once: redb reads are quick and need no writer.
+fn ready<'a, T: Send + 'a>(result: Result<T, StoreError>) -> StoreFuture<'a, T> {
+    Box::pin(std::future::ready(result))
+}
+
+/// One page of jobs, newest first (see [`JobQueue::list`]).
+fn list_jobs(db: &Database, filter: &ListFilter) -> Result<Vec<JobRecord>, StoreError> {
+    let txn = db.begin_read().map_err(io)?;
+    let jobs = txn.open_table(JOBS).map_err(io)?;
+    let limit = if filter.limit == 0 { 50 } else { filter.limit };
+    let mut out = Vec::new();
+    for entry in jobs
+        .range(..filter.before.unwrap_or(u64::MAX))
+        .map_err(io)?
+        .rev()
+    {
+        let (_, bytes) = entry.map_err(io)?;
+        let record = decode(bytes.value())?;
+        if filter.state.is_none_or(|s| s == record.state) {
+            out.push(record);
+            if out.len() >= limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn decode_named<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
@@ -607,35 +643,24 @@ impl JobQueue for RedbStore {
         })
     }
 
-    fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(io)?;
-        let jobs = txn.open_table(JOBS).map_err(io)?;
-        jobs.get(id)
-            .map_err(io)?
-            .map(|b| decode(b.value()))
-            .transpose()
+    fn get(&self, id: JobId) -> StoreFuture<'_, Option<JobRecord>> {
+        self.read(|txn| {
+            let jobs = txn.open_table(JOBS).map_err(io)?;
+            jobs.get(id)
+                .map_err(io)?
+                .map(|b| decode(b.value()))
+                .transpose()
+        })
     }
 
-    fn list(&self, filter: &ListFilter) -> Result<Vec<JobRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(io)?;
-        let jobs = txn.open_table(JOBS).map_err(io)?;
-        let limit = if filter.limit == 0 { 50 } else { filter.limit };
-        let mut out = Vec::new();
-        for entry in jobs
-            .range(..filter.before.unwrap_or(u64::MAX))
-            .map_err(io)?
-            .rev()
-        {
-            let (_, bytes) = entry.map_err(io)?;
-            let record = decode(bytes.value())?;
-            if filter.state.is_none_or(|s| s == record.state) {
-                out.push(record);
-                if out.len() >= limit {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+    fn list(&self, filter: &ListFilter) -> StoreFuture<'_, Vec<JobRecord>> {
+        // A filtered page may scan many records: off the async threads.
+        let (db, filter) = (Arc::clone(&self.db), filter.clone());
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || list_jobs(&db, &filter))
+                .await
+                .map_err(io)?
+        })
     }
 
     fn lease(&self, request: LeaseRequest) -> StoreFuture<'_, Vec<JobRecord>> {
@@ -776,12 +801,12 @@ impl JobQueue for RedbStore {
         })
     }
 
-    fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError> {
-        Ok(self
+    fn counts(&self) -> StoreFuture<'_, BTreeMap<JobState, u64>> {
+        ready(Ok(self
             .counts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone())
+            .clone()))
     }
 }
 
@@ -791,12 +816,12 @@ impl ProfileStore for RedbStore {
         self.put_named(|t| &mut t.profiles, name, &profile, create_only)
     }
 
-    fn get_profile(&self, name: &str) -> Result<Option<Profile>, StoreError> {
-        self.get_named(PROFILES, name)
+    fn get_profile(&self, name: &str) -> StoreFuture<'_, Option<Profile>> {
+        ready(self.get_named(PROFILES, name))
     }
 
-    fn list_profiles(&self) -> Result<Vec<Profile>, StoreError> {
-        self.list_named(PROFILES)
+    fn list_profiles(&self) -> StoreFuture<'_, Vec<Profile>> {
+        ready(self.list_named(PROFILES))
     }
 
     fn delete_profile(&self, name: &str) -> StoreFuture<'_, bool> {
@@ -838,12 +863,12 @@ impl DeploymentStore for RedbStore {
         self.put_named(|t| &mut t.deployments, name, &deployment, true)
     }
 
-    fn get_deployment(&self, name: &str) -> Result<Option<Deployment>, StoreError> {
-        self.get_named(DEPLOYMENTS, name)
+    fn get_deployment(&self, name: &str) -> StoreFuture<'_, Option<Deployment>> {
+        ready(self.get_named(DEPLOYMENTS, name))
     }
 
-    fn list_deployments(&self) -> Result<Vec<Deployment>, StoreError> {
-        self.list_named(DEPLOYMENTS)
+    fn list_deployments(&self) -> StoreFuture<'_, Vec<Deployment>> {
+        ready(self.list_named(DEPLOYMENTS))
     }
 
     fn delete_deployment(&self, name: &str) -> StoreFuture<'_, bool> {
@@ -857,12 +882,12 @@ impl ServiceStore for RedbStore {
         self.put_named(|t| &mut t.services, name, &service, create_only)
     }
 
-    fn get_service(&self, name: &str) -> Result<Option<ManagedService>, StoreError> {
-        self.get_named(SERVICES, name)
+    fn get_service(&self, name: &str) -> StoreFuture<'_, Option<ManagedService>> {
+        ready(self.get_named(SERVICES, name))
     }
 
-    fn list_services(&self) -> Result<Vec<ManagedService>, StoreError> {
-        self.list_named(SERVICES)
+    fn list_services(&self) -> StoreFuture<'_, Vec<ManagedService>> {
+        ready(self.list_named(SERVICES))
     }
 
     fn delete_service(&self, name: &str) -> StoreFuture<'_, bool> {
@@ -879,8 +904,8 @@ impl ImageStore for RedbStore {
         self.put_named(|t| &mut t.images, tag.to_owned(), &record, false)
     }
 
-    fn image_uses(&self) -> Result<Vec<ImageUse>, StoreError> {
-        self.list_named(IMAGES)
+    fn image_uses(&self) -> StoreFuture<'_, Vec<ImageUse>> {
+        ready(self.list_named(IMAGES))
     }
 
     fn forget_image(&self, tag: &str) -> StoreFuture<'_, bool> {
@@ -894,12 +919,12 @@ impl TokenStore for RedbStore {
         self.put_named(|t| &mut t.tokens, key, &token, false)
     }
 
-    fn get_token(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {
-        self.get_named(TOKENS, hash)
+    fn get_token(&self, hash: &str) -> StoreFuture<'_, Option<ApiToken>> {
+        ready(self.get_named(TOKENS, hash))
     }
 
-    fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
-        self.list_named(TOKENS)
+    fn list_tokens(&self) -> StoreFuture<'_, Vec<ApiToken>> {
+        ready(self.list_named(TOKENS))
     }
 }
 
@@ -924,16 +949,17 @@ impl crate::queue::store::AuditStore for RedbStore {
         })
     }
 
-    fn list_audit(&self, before: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        let txn = self.db.begin_read().map_err(io)?;
-        let table = txn.open_table(AUDIT).map_err(io)?;
-        let range = table.range(..before.unwrap_or(u64::MAX)).map_err(io)?;
-        let mut out = Vec::new();
-        for entry in range.rev().take(limit) {
-            let (_, v) = entry.map_err(io)?;
-            out.push(decode_named(v.value())?);
-        }
-        Ok(out)
+    fn list_audit(&self, before: Option<u64>, limit: usize) -> StoreFuture<'_, Vec<AuditEntry>> {
+        self.read(|txn| {
+            let table = txn.open_table(AUDIT).map_err(io)?;
+            let range = table.range(..before.unwrap_or(u64::MAX)).map_err(io)?;
+            let mut out = Vec::new();
+            for entry in range.rev().take(limit) {
+                let (_, v) = entry.map_err(io)?;
+                out.push(decode_named(v.value())?);
+            }
+            Ok(out)
+        })
     }
 }
 
@@ -943,12 +969,12 @@ impl WorkspaceStore for RedbStore {
         self.put_named(|t| &mut t.workspaces, id, &record, false)
     }
 
-    fn get_workspace(&self, id: &str) -> Result<Option<WorkspaceRecord>, StoreError> {
-        self.get_named(WORKSPACES, id)
+    fn get_workspace(&self, id: &str) -> StoreFuture<'_, Option<WorkspaceRecord>> {
+        ready(self.get_named(WORKSPACES, id))
     }
 
-    fn list_workspaces(&self) -> Result<Vec<WorkspaceRecord>, StoreError> {
-        self.list_named(WORKSPACES)
+    fn list_workspaces(&self) -> StoreFuture<'_, Vec<WorkspaceRecord>> {
+        ready(self.list_named(WORKSPACES))
     }
 
     fn put_workspace_runtime(
@@ -962,8 +988,8 @@ impl WorkspaceStore for RedbStore {
         }
     }
 
-    fn get_workspace_runtime(&self, id: &str) -> Result<Option<WorkspaceRuntime>, StoreError> {
-        self.get_named(WORKSPACE_RUNTIMES, id)
+    fn get_workspace_runtime(&self, id: &str) -> StoreFuture<'_, Option<WorkspaceRuntime>> {
+        ready(self.get_named(WORKSPACE_RUNTIMES, id))
     }
 }
 
@@ -978,12 +1004,12 @@ impl WatchStore for RedbStore {
         self.put_named(|t| &mut t.watches, id, &watch, false)
     }
 
-    fn get_watch(&self, id: &str) -> Result<Option<Watch>, StoreError> {
-        self.get_named(WATCHES, id)
+    fn get_watch(&self, id: &str) -> StoreFuture<'_, Option<Watch>> {
+        ready(self.get_named(WATCHES, id))
     }
 
-    fn list_watches(&self) -> Result<Vec<Watch>, StoreError> {
-        self.list_named(WATCHES)
+    fn list_watches(&self) -> StoreFuture<'_, Vec<Watch>> {
+        ready(self.list_named(WATCHES))
     }
 
     fn delete_watch(&self, id: &str) -> StoreFuture<'_, bool> {
@@ -1034,33 +1060,35 @@ impl WatchStore for RedbStore {
         })
     }
 
-    fn list_deliveries(&self, id: &str) -> Result<Vec<Delivery>, StoreError> {
-        let txn = self.db.begin_read().map_err(io)?;
-        let table = txn.open_table(DELIVERIES).map_err(io)?;
-        let (from, to) = (delivery_key(id, 0), delivery_key(id, u64::MAX));
-        let mut out = Vec::new();
-        for entry in table.range(from.as_str()..=to.as_str()).map_err(io)?.rev() {
-            let (_, v) = entry.map_err(io)?;
-            out.push(decode_named(v.value())?);
-        }
-        Ok(out)
+    fn list_deliveries(&self, id: &str) -> StoreFuture<'_, Vec<Delivery>> {
+        self.read(|txn| {
+            let table = txn.open_table(DELIVERIES).map_err(io)?;
+            let (from, to) = (delivery_key(id, 0), delivery_key(id, u64::MAX));
+            let mut out = Vec::new();
+            for entry in table.range(from.as_str()..=to.as_str()).map_err(io)?.rev() {
+                let (_, v) = entry.map_err(io)?;
+                out.push(decode_named(v.value())?);
+            }
+            Ok(out)
+        })
     }
 }
 
 impl OutboxStore for RedbStore {
-    fn due_callbacks(&self, now_ms: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
-        let txn = self.db.begin_read().map_err(io)?;
-        let due = txn.open_table(OUTBOX_DUE).map_err(io)?;
-        let outbox = txn.open_table(OUTBOX).map_err(io)?;
-        let mut out = Vec::new();
-        for entry in due.range((0, "")..=(now_ms, "~")).map_err(io)?.take(limit) {
-            let (k, _) = entry.map_err(io)?;
-            let (_, key) = k.value();
-            if let Some(v) = outbox.get(key).map_err(io)? {
-                out.push(decode_named(v.value())?);
+    fn due_callbacks(&self, now_ms: u64, limit: usize) -> StoreFuture<'_, Vec<OutboxEntry>> {
+        self.read(|txn| {
+            let due = txn.open_table(OUTBOX_DUE).map_err(io)?;
+            let outbox = txn.open_table(OUTBOX).map_err(io)?;
+            let mut out = Vec::new();
+            for entry in due.range((0, "")..=(now_ms, "~")).map_err(io)?.take(limit) {
+                let (k, _) = entry.map_err(io)?;
+                let (_, key) = k.value();
+                if let Some(v) = outbox.get(key).map_err(io)? {
+                    out.push(decode_named(v.value())?);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     fn update_callback(&self, entry: OutboxEntry) -> StoreFuture<'_, ()> {
@@ -1075,19 +1103,20 @@ impl OutboxStore for RedbStore {
         })
     }
 
-    fn job_callbacks(&self, id: JobId) -> Result<Vec<OutboxEntry>, StoreError> {
+    fn job_callbacks(&self, id: JobId) -> StoreFuture<'_, Vec<OutboxEntry>> {
         self.callbacks_with_prefix(&format!("{id:020}/"))
     }
 
-    fn callbacks_with_prefix(&self, prefix: &str) -> Result<Vec<OutboxEntry>, StoreError> {
-        let txn = self.db.begin_read().map_err(io)?;
-        let outbox = txn.open_table(OUTBOX).map_err(io)?;
-        let (from, to) = (prefix.to_owned(), format!("{prefix}~"));
-        let mut out = Vec::new();
-        for entry in outbox.range(from.as_str()..to.as_str()).map_err(io)? {
-            let (_, v) = entry.map_err(io)?;
-            out.push(decode_named(v.value())?);
-        }
-        Ok(out)
+    fn callbacks_with_prefix(&self, prefix: &str) -> StoreFuture<'_, Vec<OutboxEntry>> {
+        self.read(|txn| {
+            let outbox = txn.open_table(OUTBOX).map_err(io)?;
+            let (from, to) = (prefix.to_owned(), format!("{prefix}~"));
+            let mut out = Vec::new();
+            for entry in outbox.range(from.as_str()..to.as_str()).map_err(io)? {
+                let (_, v) = entry.map_err(io)?;
+                out.push(decode_named(v.value())?);
+            }
+            Ok(out)
+        })
     }
 }

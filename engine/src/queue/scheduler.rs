@@ -250,7 +250,14 @@ impl Scheduler {
         let outcome = loop {
             tokio::select! {
                 result = &mut execution => {
-                    break result.unwrap_or_else(|e| Outcome::InfrastructureError { reason: format!("the executor crashed: {e}") });
+                    let outcome = result.unwrap_or_else(|e| Outcome::InfrastructureError { reason: format!("the executor crashed: {e}") });
+                    // The executor saw the shutdown (its token is a child of
+                    // it) before this loop did: the job is not cancelled, its
+                    // attempt was stopped, and it goes back to the queue.
+                    if shutdown.is_cancelled() && outcome == Outcome::Cancelled {
+                        break shut_down();
+                    }
+                    break outcome;
                 }
                 _ = beat.tick() => {
                     match self.store.heartbeat(id, fence, self.config.lease.as_millis() as u64).await {
@@ -273,7 +280,7 @@ impl Scheduler {
                     stop = Some(Outcome::TimedOut);
                 }
                 _ = shutdown.cancelled() => {
-                    stop = Some(Outcome::InfrastructureError { reason: "the engine shut down during the attempt".into() });
+                    stop = Some(shut_down());
                 }
             }
             if let Some(reason) = stop.take() {
@@ -320,5 +327,12 @@ impl Scheduler {
                 tracing::warn!(error = %e, "outcome not recorded");
             }
         }
+    }
+}
+
+/// The outcome of an attempt the engine's shutdown stopped: retried.
+fn shut_down() -> Outcome {
+    Outcome::InfrastructureError {
+        reason: "the engine shut down during the attempt".into(),
     }
 }

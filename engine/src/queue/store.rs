@@ -121,9 +121,9 @@ pub trait JobQueue: Send + Sync {
     /// Store a new job (or return the one with the same idempotency key).
     fn submit(&self, spec: JobSpec) -> StoreFuture<'_, Submitted>;
     /// The job `id`; `Ok(None)` when there is none.
-    fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;
+    fn get(&self, id: JobId) -> StoreFuture<'_, Option<JobRecord>>;
     /// Newest first.
-    fn list(&self, filter: &ListFilter) -> Result<Vec<JobRecord>, StoreError>;
+    fn list(&self, filter: &ListFilter) -> StoreFuture<'_, Vec<JobRecord>>;
     /// Lease due jobs: highest priority first, FIFO within a priority.
     fn lease(&self, request: LeaseRequest) -> StoreFuture<'_, Vec<JobRecord>>;
     /// Extend a lease; `Ok(true)` means cancel was requested.
@@ -149,7 +149,7 @@ pub trait JobQueue: Send + Sync {
     /// [`JobRecord::take_over`] says.
     fn take_over_running(&self, worker: String, lease_ms: u64) -> StoreFuture<'_, Vec<JobRecord>>;
     /// Jobs by state.
-    fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError>;
+    fn counts(&self) -> StoreFuture<'_, BTreeMap<JobState, u64>>;
 }
 
 /// Repo profiles (what a repository's jobs share).
@@ -159,9 +159,9 @@ pub trait ProfileStore: Send + Sync {
     /// is returned without writing.
     fn put_profile(&self, profile: Profile, create_only: bool) -> StoreFuture<'_, bool>;
     /// The profile `name`; `Ok(None)` when there is none.
-    fn get_profile(&self, name: &str) -> Result<Option<Profile>, StoreError>;
+    fn get_profile(&self, name: &str) -> StoreFuture<'_, Option<Profile>>;
     /// By name.
-    fn list_profiles(&self) -> Result<Vec<Profile>, StoreError>;
+    fn list_profiles(&self) -> StoreFuture<'_, Vec<Profile>>;
     /// `Ok(false)` when there was none.
     fn delete_profile(&self, name: &str) -> StoreFuture<'_, bool>;
 }
@@ -171,9 +171,9 @@ pub trait ServiceStore: Send + Sync {
     /// Managed services, with the same semantics as profiles.
     fn put_service(&self, service: ManagedService, create_only: bool) -> StoreFuture<'_, bool>;
     /// The managed service `name`; `Ok(None)` when there is none.
-    fn get_service(&self, name: &str) -> Result<Option<ManagedService>, StoreError>;
+    fn get_service(&self, name: &str) -> StoreFuture<'_, Option<ManagedService>>;
     /// By name.
-    fn list_services(&self) -> Result<Vec<ManagedService>, StoreError>;
+    fn list_services(&self) -> StoreFuture<'_, Vec<ManagedService>>;
     /// Remove the managed service `name`; `Ok(false)` when there was none.
     fn delete_service(&self, name: &str) -> StoreFuture<'_, bool>;
 }
@@ -183,7 +183,7 @@ pub trait ImageStore: Send + Sync {
     /// When each runner image was last used (for image GC).
     fn touch_image(&self, tag: &str) -> StoreFuture<'_, bool>;
     /// Every runner image with a recorded use, in tag order.
-    fn image_uses(&self) -> Result<Vec<ImageUse>, StoreError>;
+    fn image_uses(&self) -> StoreFuture<'_, Vec<ImageUse>>;
     /// Forget an image's use (after image GC removed it); `Ok(false)` when none
     /// was recorded.
     fn forget_image(&self, tag: &str) -> StoreFuture<'_, bool>;
@@ -194,9 +194,9 @@ pub trait TokenStore: Send + Sync {
     /// API tokens, keyed by the hash of the token.
     fn put_token(&self, token: ApiToken) -> StoreFuture<'_, bool>;
     /// The token whose hex SHA-256 is `hash`; `Ok(None)` when there is none.
-    fn get_token(&self, hash: &str) -> Result<Option<ApiToken>, StoreError>;
+    fn get_token(&self, hash: &str) -> StoreFuture<'_, Option<ApiToken>>;
     /// Every token (revoked ones included), in hash order.
-    fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
+    fn list_tokens(&self) -> StoreFuture<'_, Vec<ApiToken>>;
 }
 
 /// The audit log: every state-changing API request.
@@ -206,7 +206,7 @@ pub trait AuditStore: Send + Sync {
     fn append_audit(&self, entry: AuditEntry) -> StoreFuture<'_, u64>;
     /// Up to `limit` entries older than `before` (`None`: from the newest),
     /// newest first.
-    fn list_audit(&self, before: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+    fn list_audit(&self, before: Option<u64>, limit: usize) -> StoreFuture<'_, Vec<AuditEntry>>;
 }
 
 /// Workspace records, and what a restarted engine needs to take a ready
@@ -215,9 +215,9 @@ pub trait WorkspaceStore: Send + Sync {
     /// Workspace records (create or replace), by id.
     fn put_workspace(&self, record: WorkspaceRecord) -> StoreFuture<'_, bool>;
     /// The workspace `id`; `Ok(None)` when there is none.
-    fn get_workspace(&self, id: &str) -> Result<Option<WorkspaceRecord>, StoreError>;
+    fn get_workspace(&self, id: &str) -> StoreFuture<'_, Option<WorkspaceRecord>>;
     /// Every workspace record, open and closed, by id.
-    fn list_workspaces(&self) -> Result<Vec<WorkspaceRecord>, StoreError>;
+    fn list_workspaces(&self) -> StoreFuture<'_, Vec<WorkspaceRecord>>;
     /// How to reach a ready workspace's containers again after a restart
     /// (`None` deletes it: the workspace closed).
     fn put_workspace_runtime(
@@ -227,7 +227,7 @@ pub trait WorkspaceStore: Send + Sync {
     ) -> StoreFuture<'_, bool>;
     /// How to reach workspace `id`'s containers again; `Ok(None)` when it has
     /// none stored (not ready, or closed).
-    fn get_workspace_runtime(&self, id: &str) -> Result<Option<WorkspaceRuntime>, StoreError>;
+    fn get_workspace_runtime(&self, id: &str) -> StoreFuture<'_, Option<WorkspaceRuntime>>;
 }
 
 /// Watches and the webhook deliveries they were sent.
@@ -235,16 +235,16 @@ pub trait WatchStore: Send + Sync {
     /// Create or replace a watch (by id); `Ok(true)` when it replaced one.
     fn put_watch(&self, watch: Watch) -> StoreFuture<'_, bool>;
     /// The watch `id`; `Ok(None)` when there is none.
-    fn get_watch(&self, id: &str) -> Result<Option<Watch>, StoreError>;
+    fn get_watch(&self, id: &str) -> StoreFuture<'_, Option<Watch>>;
     /// By id.
-    fn list_watches(&self) -> Result<Vec<Watch>, StoreError>;
+    fn list_watches(&self) -> StoreFuture<'_, Vec<Watch>>;
     /// Remove a watch and its deliveries; `Ok(false)` when there was none.
     fn delete_watch(&self, id: &str) -> StoreFuture<'_, bool>;
     /// Record a delivery of watch `id`, numbered here (`seq`); the newest
     /// [`crate::watches::record::DELIVERIES_KEPT`] are kept.
     fn add_delivery(&self, id: &str, delivery: Delivery) -> StoreFuture<'_, Delivery>;
     /// The deliveries of watch `id`, newest first.
-    fn list_deliveries(&self, id: &str) -> Result<Vec<Delivery>, StoreError>;
+    fn list_deliveries(&self, id: &str) -> StoreFuture<'_, Vec<Delivery>>;
 }
 
 /// Deployments (by name) with their state and history.
@@ -261,9 +261,9 @@ pub trait DeploymentStore: Send + Sync {
     /// Create a deployment unless one has its name; `Ok(true)` when the name was taken.
     fn put_deployment_new(&self, deployment: Deployment) -> StoreFuture<'_, bool>;
     /// The deployment `name`; `Ok(None)` when there is none.
-    fn get_deployment(&self, name: &str) -> Result<Option<Deployment>, StoreError>;
+    fn get_deployment(&self, name: &str) -> StoreFuture<'_, Option<Deployment>>;
     /// By name.
-    fn list_deployments(&self) -> Result<Vec<Deployment>, StoreError>;
+    fn list_deployments(&self) -> StoreFuture<'_, Vec<Deployment>>;
     /// Remove a deployment; `Ok(false)` when there was none.
     fn delete_deployment(&self, name: &str) -> StoreFuture<'_, bool>;
 }
@@ -273,14 +273,14 @@ pub trait DeploymentStore: Send + Sync {
 pub trait OutboxStore: Send + Sync {
     /// Messages due by `now_ms` (neither delivered nor given up), soonest
     /// first, at most `limit`.
-    fn due_callbacks(&self, now_ms: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+    fn due_callbacks(&self, now_ms: u64, limit: usize) -> StoreFuture<'_, Vec<OutboxEntry>>;
     /// Store a message's attempts and its next schedule.
     fn update_callback(&self, entry: OutboxEntry) -> StoreFuture<'_, ()>;
     /// Job `id`'s messages, in the order of its events.
-    fn job_callbacks(&self, id: JobId) -> Result<Vec<OutboxEntry>, StoreError>;
+    fn job_callbacks(&self, id: JobId) -> StoreFuture<'_, Vec<OutboxEntry>>;
     /// The messages whose key starts with `prefix` (a deployment's:
     /// `d/<name>/`), in key order.
-    fn callbacks_with_prefix(&self, prefix: &str) -> Result<Vec<OutboxEntry>, StoreError>;
+    fn callbacks_with_prefix(&self, prefix: &str) -> StoreFuture<'_, Vec<OutboxEntry>>;
 }
 
 /// The whole store, every part of it: what the engine opens. Each part is a

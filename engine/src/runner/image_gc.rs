@@ -34,7 +34,8 @@ pub async fn collect(
         .list_images(&format!("{LABEL_MANAGED}=true"))
         .await?;
     let uses: HashMap<String, u64> = store
-        .image_uses()?
+        .image_uses()
+        .await?
         .into_iter()
         .map(|ImageUse { tag, last_used_ms }| (tag, last_used_ms))
         .collect();

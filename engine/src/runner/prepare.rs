@@ -227,16 +227,18 @@ pub enum ProfileError {
 
 impl Runner {
     /// The job's profile: the one it names, else the one for its repository.
-    pub fn profile_for(&self, spec: &JobSpec) -> Result<Option<Profile>, ProfileError> {
+    pub async fn profile_for(&self, spec: &JobSpec) -> Result<Option<Profile>, ProfileError> {
         match &spec.profile {
             Some(name) => self
                 .store
-                .get_profile(name)?
+                .get_profile(name)
+                .await?
                 .map(Some)
                 .ok_or_else(|| ProfileError::Gone(name.clone())),
             None => Ok(self
                 .store
-                .list_profiles()?
+                .list_profiles()
+                .await?
                 .into_iter()
                 .find(|p| p.repository.as_deref() == Some(spec.repository.as_str()))),
         }
@@ -276,7 +278,7 @@ impl Runner {
             record.timed(phase, clock.elapsed());
             clock = Instant::now();
         };
-        let profile = self.profile_for(spec).map_err(|e| match e {
+        let profile = self.profile_for(spec).await.map_err(|e| match e {
             ProfileError::Gone(_) => Outcome::Failed {
                 reason: e.to_string(),
             },

@@ -209,7 +209,7 @@ impl Supervisor {
     /// missing, replace what changed, stop what is no longer declared.
     pub async fn sync(&self) {
         let _one_at_a_time = self.sync_lock.lock().await;
-        let declared = match self.store.list_services() {
+        let declared = match self.store.list_services().await {
             Ok(list) => list,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the declared services");

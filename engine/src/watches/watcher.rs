@@ -176,9 +176,10 @@ impl Watcher {
             .clone()
     }
 
-    fn load(&self, id: &str) -> Result<Watch, WatchError> {
+    async fn load(&self, id: &str) -> Result<Watch, WatchError> {
         self.store
-            .get_watch(id)?
+            .get_watch(id)
+            .await?
             .ok_or_else(|| WatchError::Unknown(id.to_owned()))
     }
 
@@ -236,7 +237,7 @@ impl Watcher {
     async fn change(&self, id: &str, f: impl FnOnce(&mut Watch)) -> Result<Watch, WatchError> {
         let lock = self.lock_of(id);
         let _one = lock.lock().await;
-        let mut watch = self.load(id)?;
+        let mut watch = self.load(id).await?;
         f(&mut watch);
         watch.updated_ms = now_ms();
         self.store.put_watch(watch.clone()).await?;
@@ -252,7 +253,7 @@ impl Watcher {
     ) -> Result<BTreeMap<String, Decision>, WatchError> {
         let lock = self.lock_of(id);
         let _one = lock.lock().await;
-        let mut watch = self.load(id)?;
+        let mut watch = self.load(id).await?;
         let prefix = if watch.spec.tag.is_some() {
             "refs/tags/"
         } else {
@@ -351,7 +352,11 @@ impl Watcher {
                 state.pending = None;
                 return Ok(Decision::Unchanged { sha: head });
             }
-            let running = self.store.get(*job)?.is_some_and(|r| !r.state.is_final());
+            let running = self
+                .store
+                .get(*job)
+                .await?
+                .is_some_and(|r| !r.state.is_final());
             if running {
                 if let Some(older) = state.pending.replace(head.clone())
                     && older != head
@@ -399,14 +404,14 @@ impl Watcher {
     /// Submit the waiting head of every ref whose job has ended (no look
     /// needed: the head is known).
     pub async fn advance_waiting(&self) -> Result<(), WatchError> {
-        for watch in self.store.list_watches()? {
+        for watch in self.store.list_watches().await? {
             let waiting = watch.state.refs.values().any(|r| r.pending.is_some());
             if !waiting || watch.paused {
                 continue;
             }
             let lock = self.lock_of(&watch.id);
             let _one = lock.lock().await;
-            let Some(mut watch) = self.store.get_watch(&watch.id)? else {
+            let Some(mut watch) = self.store.get_watch(&watch.id).await? else {
                 continue;
             };
             let mut changed = false;
@@ -436,7 +441,7 @@ impl Watcher {
         headers: &(impl Headers + ?Sized),
         body: &[u8],
     ) -> Answer {
-        let watch = match self.store.get_watch(id) {
+        let watch = match self.store.get_watch(id).await {
             Ok(Some(w)) => w,
             Ok(None) => {
                 return Answer {
@@ -501,6 +506,7 @@ impl Watcher {
             let seen = self
                 .store
                 .list_deliveries(&watch.id)
+                .await
                 .unwrap_or_default()
                 .iter()
                 .any(|old| old.delivery_id.as_deref() == Some(d.as_str()) && old.status < 300);
@@ -565,7 +571,7 @@ impl Watcher {
             if let Err(e) = self.advance_waiting().await {
                 tracing::warn!(error = %e, "watches: starting waiting commits failed");
             }
-            let watches = match self.store.list_watches() {
+            let watches = match self.store.list_watches().await {
                 Ok(w) => w,
                 Err(e) => {
                     tracing::warn!(error = %e, "watches: cannot list");

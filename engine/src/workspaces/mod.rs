@@ -235,7 +235,7 @@ impl Workspaces {
             settings,
             live: Mutex::new(HashMap::new()),
         });
-        if let Ok(records) = this.runner.store.list_workspaces() {
+        if let Ok(records) = this.runner.store.list_workspaces().await {
             for r in records.into_iter().filter(|r| r.state.is_open()) {
                 this.adopt(r).await;
             }
@@ -321,7 +321,7 @@ impl Workspaces {
             return Err("it was still preparing: create it again".into());
         }
         let id = &record.id;
-        let stored = match self.runner.store.get_workspace_runtime(id) {
+        let stored = match self.runner.store.get_workspace_runtime(id).await {
             Ok(Some(r)) => r,
             Ok(None) => return Err("what it needs to go on was not stored".into()),
             Err(e) => return Err(format!("what it needs to go on cannot be read ({e})")),
@@ -720,7 +720,9 @@ impl Workspaces {
         state: WorkspaceState,
         reason: String,
     ) -> Result<WorkspaceRecord, WorkspaceError> {
-        let live = self.live(id).ok_or_else(|| self.missing(id))?;
+        let Some(live) = self.live(id) else {
+            return Err(self.missing(id).await);
+        };
         live.cancel.cancel();
         let env = live.env.lock().await.take();
         if let Some(env) = env {
@@ -757,8 +759,8 @@ impl Workspaces {
             .await
     }
 
-    fn missing(&self, id: &str) -> WorkspaceError {
-        match self.runner.store.get_workspace(id) {
+    async fn missing(&self, id: &str) -> WorkspaceError {
+        match self.runner.store.get_workspace(id).await {
             Ok(Some(r)) => WorkspaceError::Gone {
                 id: id.to_owned(),
                 state: state_name(r.state),
@@ -770,20 +772,26 @@ impl Workspaces {
 
     /// The workspace `id` as it is now (live if open, else as stored),
     /// history included.
-    pub fn get(&self, id: &str) -> Result<WorkspaceRecord, WorkspaceError> {
+    pub async fn get(&self, id: &str) -> Result<WorkspaceRecord, WorkspaceError> {
         if let Some(live) = self.live(id) {
             return Ok(live.snapshot());
         }
         self.runner
             .store
             .get_workspace(id)
+            .await
             .map_err(internal)?
             .ok_or_else(|| WorkspaceError::NotFound(id.to_owned()))
     }
 
     /// Every workspace, newest first (history left out).
-    pub fn list(&self) -> Result<Vec<WorkspaceRecord>, WorkspaceError> {
-        let mut stored = self.runner.store.list_workspaces().map_err(internal)?;
+    pub async fn list(&self) -> Result<Vec<WorkspaceRecord>, WorkspaceError> {
+        let mut stored = self
+            .runner
+            .store
+            .list_workspaces()
+            .await
+            .map_err(internal)?;
         for r in stored.iter_mut() {
             if let Some(live) = self.live(&r.id) {
                 *r = live.snapshot();
@@ -800,7 +808,9 @@ impl Workspaces {
         id: &str,
     ) -> Result<(Arc<Live>, tokio::sync::OwnedMutexGuard<Option<Environment>>), WorkspaceError>
     {
-        let live = self.live(id).ok_or_else(|| self.missing(id))?;
+        let Some(live) = self.live(id) else {
+            return Err(self.missing(id).await);
+        };
         let guard = match live.env.clone().try_lock_owned() {
             Ok(g) => g,
             Err(_) => {
@@ -811,7 +821,7 @@ impl Workspaces {
             }
         };
         if guard.is_none() {
-            return Err(self.missing(id));
+            return Err(self.missing(id).await);
         }
         live.update(|r| r.last_used_ms = now_ms());
         Ok((live, guard))

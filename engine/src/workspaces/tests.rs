@@ -139,7 +139,7 @@ impl Harness {
             .await
             .unwrap();
         for _ in 0..400 {
-            let now = self.workspaces.get(&record.id).unwrap();
+            let now = self.workspaces.get(&record.id).await.unwrap();
             match now.state {
                 WorkspaceState::Ready => return record.id,
                 WorkspaceState::Preparing => tokio::time::sleep(Duration::from_millis(25)).await,

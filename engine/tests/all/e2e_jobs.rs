@@ -148,7 +148,7 @@ impl Engine {
 
     async fn finished(&self, id: u64) -> JobRecord {
         for _ in 0..600 {
-            let r = self.store.get(id).unwrap().unwrap();
+            let r = self.store.get(id).await.unwrap().unwrap();
             if r.state.is_final() {
                 return r;
             }

@@ -7,6 +7,7 @@
 //! `zz_docker_daemon_restart` (it restarts dockerd, so it runs last).
 
 #[path = "../support/mod.rs"]
+#[macro_use]
 mod support;
 
 mod api;

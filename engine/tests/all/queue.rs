@@ -1,4 +1,5 @@
-//! The durable queue with a real redb file and an executor defined here
+//! The durable queue with a real store (each test runs on a redb file and
+//! on a PostgreSQL database, see `on_every_store!`) and an executor defined here
 //! (succeeds, fails, hangs, or crashes on command; it runs no host commands).
 //! The behaviour comes from the job's `behaviour` label.
 
@@ -10,11 +11,11 @@ use std::time::Duration;
 use slipway::job::{JobId, JobRecord, JobSpec, JobState, Outcome, SpecPolicy};
 use slipway::logs::JobLogs;
 use slipway::queue::{
-    JobQueue, LeaseRequest, ListFilter, RedbStore, Scheduler, SchedulerConfig, StoreError,
-    WorkspaceStore,
+    JobQueue, JobStore, LeaseRequest, ListFilter, RedbStore, Scheduler, SchedulerConfig, StoreError,
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::support::stores::{Backend, Place};
 use crate::support::{ScriptedExecutor, spec};
 
 fn fast_config() -> SchedulerConfig {
@@ -30,8 +31,9 @@ fn fast_config() -> SchedulerConfig {
 }
 
 struct Harness {
-    _dir: tempfile::TempDir,
-    store: Arc<RedbStore>,
+    /// Keeps the store's files (or database) for the test's length.
+    _place: Place,
+    store: Arc<dyn JobStore>,
     executor: Arc<ScriptedExecutor>,
     scheduler: Arc<Scheduler>,
     logs: JobLogs,
@@ -39,16 +41,14 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(config: SchedulerConfig) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(
-            RedbStore::open(&dir.path().join("store.redb"), SpecPolicy::default()).unwrap(),
-        );
-        let logs = JobLogs::new(dir.path().join("logs")).unwrap();
+    async fn new(backend: Backend, config: SchedulerConfig) -> Harness {
+        let place = Place::new(backend);
+        let store = place.open().await;
+        let logs = JobLogs::new(place.dir.path().join("logs")).unwrap();
         let executor = Arc::new(ScriptedExecutor::default());
         let scheduler = Scheduler::new(store.clone(), executor.clone(), logs.clone(), config);
         Harness {
-            _dir: dir,
+            _place: place,
             store,
             executor,
             scheduler,
@@ -70,19 +70,21 @@ impl Harness {
     /// Wait (bounded) until job `id` is in a final state.
     async fn finished(&self, id: JobId) -> JobRecord {
         for _ in 0..400 {
-            let record = self.store.get(id).unwrap().unwrap();
+            let record = self.store.get(id).await.unwrap().unwrap();
             if record.state.is_final() {
                 return record;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("job {id} did not finish: {:?}", self.store.get(id).unwrap());
+        panic!(
+            "job {id} did not finish: {:?}",
+            self.store.get(id).await.unwrap()
+        );
     }
 }
 
-#[tokio::test]
-async fn a_job_runs_to_success_with_its_events_and_log() {
-    let h = Harness::new(fast_config());
+async fn a_job_runs_to_success_with_its_events_and_log(b: Backend) {
+    let h = Harness::new(b, fast_config()).await;
     h.start();
     let job = h.submit(spec("succeed")).await;
     let done = h.finished(job.id).await;
@@ -105,12 +107,15 @@ async fn a_job_runs_to_success_with_its_events_and_log() {
     );
 }
 
-#[tokio::test]
-async fn priority_first_then_fifo() {
-    let h = Harness::new(SchedulerConfig {
-        concurrency: 1,
-        ..fast_config()
-    });
+async fn priority_first_then_fifo(b: Backend) {
+    let h = Harness::new(
+        b,
+        SchedulerConfig {
+            concurrency: 1,
+            ..fast_config()
+        },
+    )
+    .await;
     let mut ids = Vec::new();
     for priority in [0, 5, 0, 5, 1] {
         let mut s = spec("succeed");
@@ -125,9 +130,8 @@ async fn priority_first_then_fifo() {
     assert_eq!(order, vec![ids[1], ids[3], ids[4], ids[0], ids[2]]);
 }
 
-#[tokio::test]
-async fn red_suite_is_not_retried_but_infrastructure_errors_are_until_dead() {
-    let h = Harness::new(fast_config());
+async fn red_suite_is_not_retried_but_infrastructure_errors_are_until_dead(b: Backend) {
+    let h = Harness::new(b, fast_config()).await;
     h.start();
     let failed = h.submit(spec("fail")).await;
     let mut infra = spec("infra");
@@ -158,12 +162,11 @@ async fn red_suite_is_not_retried_but_infrastructure_errors_are_until_dead() {
     assert!(crash.reason.unwrap().contains("the executor crashed"));
 }
 
-#[tokio::test]
-async fn cancel_stops_a_running_job_and_a_queued_one() {
-    let h = Harness::new(fast_config());
+async fn cancel_stops_a_running_job_and_a_queued_one(b: Backend) {
+    let h = Harness::new(b, fast_config()).await;
     h.start();
     let running = h.submit(spec("hang")).await;
-    while h.store.get(running.id).unwrap().unwrap().state != JobState::Running {
+    while h.store.get(running.id).await.unwrap().unwrap().state != JobState::Running {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     h.store.cancel(running.id).await.unwrap();
@@ -183,9 +186,8 @@ async fn cancel_stops_a_running_job_and_a_queued_one() {
     ));
 }
 
-#[tokio::test]
-async fn timeout_ends_a_hanging_job_as_timed_out() {
-    let h = Harness::new(fast_config());
+async fn timeout_ends_a_hanging_job_as_timed_out(b: Backend) {
+    let h = Harness::new(b, fast_config()).await;
     h.start();
     let job = h
         .submit(JobSpec {
@@ -197,9 +199,8 @@ async fn timeout_ends_a_hanging_job_as_timed_out() {
     assert_eq!(done.state, JobState::TimedOut);
 }
 
-#[tokio::test]
-async fn idempotency_key_returns_the_first_job() {
-    let h = Harness::new(fast_config());
+async fn idempotency_key_returns_the_first_job(b: Backend) {
+    let h = Harness::new(b, fast_config()).await;
     let s = JobSpec {
         idempotency_key: Some("deploy-42".into()),
         ..spec("succeed")
@@ -208,12 +209,11 @@ async fn idempotency_key_returns_the_first_job() {
     let second = h.store.submit(s).await.unwrap();
     assert!(first.created && !second.created);
     assert_eq!(first.record.id, second.record.id);
-    assert_eq!(h.store.list(&ListFilter::default()).unwrap().len(), 1);
+    assert_eq!(h.store.list(&ListFilter::default()).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn expired_lease_requeues_and_the_stale_attempt_is_fenced_out() {
-    let h = Harness::new(fast_config());
+async fn expired_lease_requeues_and_the_stale_attempt_is_fenced_out(b: Backend) {
+    let h = Harness::new(b, fast_config()).await;
     let job = h.store.submit(spec("succeed")).await.unwrap().record;
     let lease = |worker: &str| LeaseRequest {
         worker: worker.into(),
@@ -226,7 +226,7 @@ async fn expired_lease_requeues_and_the_stale_attempt_is_fenced_out() {
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(h.store.expire_leases().await.unwrap(), vec![job.id]);
     assert_eq!(
-        h.store.get(job.id).unwrap().unwrap().state,
+        h.store.get(job.id).await.unwrap().unwrap().state,
         JobState::Retrying
     );
     // Wait out the backoff, then a second worker takes it.
@@ -266,9 +266,8 @@ async fn expired_lease_requeues_and_the_stale_attempt_is_fenced_out() {
     assert_eq!((done.state, done.attempt), (JobState::Succeeded, 2));
 }
 
-#[tokio::test]
-async fn per_repository_limit_holds() {
-    let h = Harness::new(fast_config());
+async fn per_repository_limit_holds(b: Backend) {
+    let h = Harness::new(b, fast_config()).await;
     for _ in 0..3 {
         h.store.submit(spec("succeed")).await.unwrap();
     }
@@ -295,31 +294,17 @@ async fn per_repository_limit_holds() {
     assert_eq!(by_repo.get("https://example.com/other.git"), Some(&1));
 }
 
-#[tokio::test]
-async fn jobs_survive_a_reopen_and_ids_keep_growing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store.redb");
+async fn jobs_survive_a_reopen_and_ids_keep_growing(b: Backend) {
+    let place = Place::new(b);
     let first = {
-        let store = RedbStore::open(&path, SpecPolicy::default()).unwrap();
+        let store = place.open().await;
         store.submit(spec("succeed")).await.unwrap().record
     };
-    // The writer thread lets go of the file once the store is dropped.
-    let mut tries = 0;
-    let store = loop {
-        match RedbStore::open(&path, SpecPolicy::default()) {
-            Ok(s) => break s,
-            Err(e) if tries < 100 => {
-                tries += 1;
-                let _ = e; // the writer thread may still hold the file
-                tokio::time::sleep(Duration::from_millis(10)).await
-            }
-            Err(e) => panic!("reopening the store failed: {e}"),
-        }
-    };
-    assert_eq!(store.get(first.id).unwrap().unwrap().spec, first.spec);
+    let store = place.open().await;
+    assert_eq!(store.get(first.id).await.unwrap().unwrap().spec, first.spec);
     let second = store.submit(spec("succeed")).await.unwrap().record;
     assert!(second.id > first.id);
-    assert_eq!(store.counts().unwrap()[&JobState::Queued], 2);
+    assert_eq!(store.counts().await.unwrap()[&JobState::Queued], 2);
 }
 
 #[test]
@@ -381,13 +366,12 @@ fn truncated_store_is_refused_or_keeps_its_data() {
         Ok(store) => {
             // redb repaired it from its last committed state: no silent reset.
             assert_eq!(
-                store
-                    .list(&ListFilter {
-                        limit: 100,
-                        ..Default::default()
-                    })
-                    .unwrap()
-                    .len(),
+                rt.block_on(store.list(&ListFilter {
+                    limit: 100,
+                    ..Default::default()
+                }))
+                .unwrap()
+                .len(),
                 50
             );
         }
@@ -427,29 +411,32 @@ fn read_only_state_directory_is_a_clear_error() {
     );
 }
 
-#[tokio::test]
-async fn shutdown_lets_running_jobs_finish_within_the_drain_then_requeues() {
+async fn shutdown_lets_running_jobs_finish_within_the_drain_then_requeues(b: Backend) {
     for (drain, expected) in [
         (Duration::from_secs(5), JobState::Succeeded),
         (Duration::ZERO, JobState::Retrying),
     ] {
-        let h = Harness::new(SchedulerConfig {
-            drain,
-            heartbeat: Duration::from_millis(50),
-            poll: Duration::from_millis(50),
-            ..SchedulerConfig::default()
-        });
+        let h = Harness::new(
+            b,
+            SchedulerConfig {
+                drain,
+                heartbeat: Duration::from_millis(50),
+                poll: Duration::from_millis(50),
+                ..SchedulerConfig::default()
+            },
+        )
+        .await;
         let running = tokio::spawn(h.scheduler.clone().run(h.shutdown.clone()));
         let job = h.submit(spec("slow")).await;
         for _ in 0..200 {
-            if h.store.get(job.id).unwrap().unwrap().state == JobState::Running {
+            if h.store.get(job.id).await.unwrap().unwrap().state == JobState::Running {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         h.shutdown.cancel();
         running.await.unwrap();
-        let record = h.store.get(job.id).unwrap().unwrap();
+        let record = h.store.get(job.id).await.unwrap().unwrap();
         assert_eq!(
             record.state, expected,
             "drain {drain:?}: {:?}",
@@ -460,13 +447,11 @@ async fn shutdown_lets_running_jobs_finish_within_the_drain_then_requeues() {
 
 /// A ready workspace's runtime is kept apart from its record, survives a
 /// reopen (what a restarted engine reads), and is gone once deleted.
-#[tokio::test]
-async fn a_workspace_runtime_is_kept_until_deleted() {
+async fn a_workspace_runtime_is_kept_until_deleted(b: Backend) {
     use slipway::plan::{Step, StepReport};
     use slipway::runner::services::ServiceView;
     use slipway::workspace::{RuntimeService, WorkspaceRuntime};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store.redb");
+    let place = Place::new(b);
     let runtime = WorkspaceRuntime {
         container: "c0ffee".into(),
         workdir: "/workspace".into(),
@@ -495,30 +480,37 @@ async fn a_workspace_runtime_is_kept_until_deleted() {
         }],
     };
     {
-        let store = RedbStore::open(&path, SpecPolicy::default()).unwrap();
-        assert!(store.get_workspace_runtime("ws-1").unwrap().is_none());
+        let store = place.open().await;
+        assert!(store.get_workspace_runtime("ws-1").await.unwrap().is_none());
         store
             .put_workspace_runtime("ws-1", Some(runtime.clone()))
             .await
             .unwrap();
-        assert!(store.list_workspaces().unwrap().is_empty(), "not a record");
+        assert!(
+            store.list_workspaces().await.unwrap().is_empty(),
+            "not a record"
+        );
     }
-    let mut tries = 0;
-    let store = loop {
-        match RedbStore::open(&path, SpecPolicy::default()) {
-            Ok(s) => break s,
-            Err(_) if tries < 100 => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(10)).await
-            }
-            Err(e) => panic!("reopening the store failed: {e}"),
-        }
-    };
-    let read = store.get_workspace_runtime("ws-1").unwrap().unwrap();
+    let store = place.open().await;
+    let read = store.get_workspace_runtime("ws-1").await.unwrap().unwrap();
     assert_eq!(
         serde_json::to_value(&read).unwrap(),
         serde_json::to_value(&runtime).unwrap()
     );
     assert!(store.put_workspace_runtime("ws-1", None).await.unwrap());
-    assert!(store.get_workspace_runtime("ws-1").unwrap().is_none());
+    assert!(store.get_workspace_runtime("ws-1").await.unwrap().is_none());
 }
+
+crate::on_every_store!(
+    a_job_runs_to_success_with_its_events_and_log,
+    priority_first_then_fifo,
+    red_suite_is_not_retried_but_infrastructure_errors_are_until_dead,
+    cancel_stops_a_running_job_and_a_queued_one,
+    timeout_ends_a_hanging_job_as_timed_out,
+    idempotency_key_returns_the_first_job,
+    expired_lease_requeues_and_the_stale_attempt_is_fenced_out,
+    per_repository_limit_holds,
+    jobs_survive_a_reopen_and_ids_keep_growing,
+    shutdown_lets_running_jobs_finish_within_the_drain_then_requeues,
+    a_workspace_runtime_is_kept_until_deleted,
+);

@@ -2,7 +2,9 @@
 //! commands and does what the job's `behaviour` label says.
 #![allow(dead_code)] // each test binary uses part of it
 
+pub mod postgres;
 pub mod serve;
+pub mod stores;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
