@@ -31,5 +31,6 @@ mod plan;
 mod plugin_host;
 mod queue;
 mod services;
+mod store_suite;
 mod watches;
 mod workspaces;
