@@ -284,12 +284,7 @@ async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Response
     let watches = state.store.list_watches().map(|w| w.len()).unwrap_or(0);
     // The sampled history, and the queue as it is now.
     let mut queue = state.dashboard.history();
-    let n = |st: JobState| {
-        counts
-            .iter()
-            .find(|(c, _)| *c == st)
-            .map_or(0, |(_, n)| *n)
-    };
+    let n = |st: JobState| counts.iter().find(|(c, _)| *c == st).map_or(0, |(_, n)| *n);
     queue.push(state::QueueSample {
         at_ms: crate::job::now_ms(),
         waiting: n(JobState::Queued) + n(JobState::Retrying),
@@ -416,7 +411,11 @@ fn log_sections(
         let (from, to) = (line_at(st.log_start).max(next), line_at(st.log_end));
         if from > next {
             sections.push(pages::LogSection::plain(
-                if sections.is_empty() { "preparing" } else { "engine" },
+                if sections.is_empty() {
+                    "preparing"
+                } else {
+                    "engine"
+                },
                 next..from,
                 ended,
             ));
@@ -496,7 +495,12 @@ async fn cancel(
         Ok(found) => found,
         Err(answer) => return answer,
     };
-    if let Err(refusal) = may(&s, "POST", &format!("/api/v1/jobs/{id}/cancel"), "cancelling") {
+    if let Err(refusal) = may(
+        &s,
+        "POST",
+        &format!("/api/v1/jobs/{id}/cancel"),
+        "cancelling",
+    ) {
         return refusal;
     }
     match state.store.cancel(id).await {

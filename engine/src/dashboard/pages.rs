@@ -356,7 +356,7 @@ pub fn job(
                             span.name { (section.title) }
                             @if let Some(r) = &section.result { " " span.result { (r) } }
                             @if let Some(ms) = section.took_ms { " " span.hint { (crate::logs::human_duration(ms)) } }
-                            " " span.hint { (section.lines.len()) " lines" }
+                            " " span.hint { (section.lines.len()) @if section.lines.len() == 1 { " line" } @else { " lines" } }
                         }
                         @for i in section.lines.clone() {
                             @if let Some(l) = log.get(i) { (log_line(i, l)) }

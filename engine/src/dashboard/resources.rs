@@ -177,7 +177,9 @@ pub(super) async fn plugins(State(state): State<AppState>, headers: HeaderMap) -
                 Status::Shadowed { by } => ("shadowed", Some(format!("version {by} is in use"))),
                 Status::Replaced { by } => (
                     "replaced",
-                    Some(format!("the third-party {by} replaces it (plugins.replace)")),
+                    Some(format!(
+                        "the third-party {by} replaces it (plugins.replace)"
+                    )),
                 ),
                 Status::Rejected(e) => ("rejected", Some(e.to_string())),
             };
@@ -197,8 +199,7 @@ pub(super) async fn plugins(State(state): State<AppState>, headers: HeaderMap) -
             }
         })
         .collect();
-    Html(views::plugins(&frame(&s), &rows, &registry.source_problems).into_string())
-        .into_response()
+    Html(views::plugins(&frame(&s), &rows, &registry.source_problems).into_string()).into_response()
 }
 
 /// `/ui/deployments`.

@@ -202,12 +202,35 @@ fn a_person_logs_in_follows_a_job_and_reaches_the_failing_line() {
             &["for i in 1 2 3; do echo tick $i; sleep 1; done"],
             json!({}),
         );
+        let submitted = std::time::Instant::now();
         c.goto(&format!("{}/ui/jobs/{slow}", server.url))
             .await
             .unwrap();
+        let opened = std::time::Instant::now();
+        until_text(&c, "#log", "tick 1", 120).await;
+        let (to_first, from_open) = (submitted.elapsed(), opened.elapsed());
         until_text(&c, "#log", "tick 3", 120).await;
         until_text(&c, "#state", "succeeded", 60).await;
         snap(&c, "job-succeeded").await;
+        // What the job page weighs (HTML, CSS, JS as the browser got them)
+        // and how soon its first line of output showed.
+        let weights = c
+            .execute(
+                "return [performance.getEntriesByType('navigation')[0], ...performance.getEntriesByType('resource')]\
+                   .filter(e => !e.name.includes('/api/'))\
+                   .map(e => [e.name, e.decodedBodySize]);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let weights: Vec<(String, u64)> = serde_json::from_value(weights).unwrap();
+        let total: u64 = weights.iter().map(|(_, n)| n).sum();
+        eprintln!(
+            "job page weight: {total} bytes ({weights:?}); first log line shown {to_first:?} after submit, {from_open:?} after the page was opened"
+        );
+        assert_eq!(weights.len(), 3, "the page, its stylesheet and script: {weights:?}");
+        assert!(weights.iter().all(|(_, n)| *n > 0), "{weights:?}");
+        assert!(total < 64 * 1024, "a small page: {total} bytes");
 
         // From the list, two clicks to the failing line.
         c.goto(&format!("{}/ui/jobs", server.url)).await.unwrap();
@@ -503,7 +526,10 @@ fn services_restarts_workspaces_plugins_and_deployments_in_the_browser() {
     );
     assert_eq!(code, 201, "{body}");
     let code_repo = git_repo(&[
-        ("Dockerfile", "FROM slipway-test/busybox:1\nWORKDIR /workspace\n"),
+        (
+            "Dockerfile",
+            "FROM slipway-test/busybox:1\nWORKDIR /workspace\n",
+        ),
         ("app.txt", "app\n"),
     ]);
     let (code, body) = post_json(
@@ -539,21 +565,34 @@ fn services_restarts_workspaces_plugins_and_deployments_in_the_browser() {
             .await
             .unwrap();
         let opened = std::time::Instant::now();
-        let mut restarts = 0;
+        let restarts = async || -> u64 {
+            match c.find(Locator::Css("#restarts")).await {
+                Ok(el) => el
+                    .text()
+                    .await
+                    .unwrap_or_default()
+                    .trim()
+                    .parse()
+                    .unwrap_or(0),
+                Err(_) => 0,
+            }
+        };
+        let first = restarts().await;
+        // Without reloading: the page refreshes itself as restarts happen.
+        let mut now = first;
         for _ in 0..300 {
-            if let Ok(el) = c.find(Locator::Css("#restarts")).await
-                && let Ok(t) = el.text().await
-            {
-                restarts = t.trim().parse::<u64>().unwrap_or(0);
-                if restarts >= 1 {
-                    break;
-                }
+            now = restarts().await;
+            if now > first && now >= 1 {
+                break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        assert!(restarts >= 1, "no restart shown in 60 s");
+        assert!(
+            now > first && now >= 1,
+            "the page showed {first} restarts, then no more within 60 s"
+        );
         eprintln!(
-            "the page showed restart {restarts} {:?} after it opened",
+            "the open service page went from {first} to {now} restarts {:?} after it opened",
             opened.elapsed()
         );
         until_text(&c, "#reason", "exited with code 3", 30).await;
@@ -565,9 +604,17 @@ fn services_restarts_workspaces_plugins_and_deployments_in_the_browser() {
         );
         snap(&c, "service-restarts").await;
         // Listed with its restarts too.
-        c.goto(&format!("{}/ui/services", server.url)).await.unwrap();
-        let row = until_text(&c, "#services", &crash, 10).await;
-        assert!(row.contains("exited with code 3"), "{row}");
+        c.goto(&format!("{}/ui/services", server.url))
+            .await
+            .unwrap();
+        let table = until_text(&c, "#services", &crash, 10).await;
+        let listed: u64 = table
+            .lines()
+            .find(|l| l.starts_with(&crash))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(listed >= now, "listed with its restarts: {table}");
 
         // Plugins: the bundled ones, active.
         c.goto(&format!("{}/ui/plugins", server.url)).await.unwrap();
