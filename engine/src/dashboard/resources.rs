@@ -133,7 +133,7 @@ pub(super) async fn workspaces(State(state): State<AppState>, headers: HeaderMap
         Ok(list) => list,
         Err(e) => return failed("listing workspaces", e),
     };
-    list.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+    list.sort_by_key(|w| std::cmp::Reverse(w.created_ms));
     Html(views::workspaces(&frame(&s), &list).into_string()).into_response()
 }
 
