@@ -196,7 +196,7 @@ fn http_and_memory() {
         deployments: None,
         self_update: None,
         auth_guard: Default::default(),
-        sessions: Default::default(),
+        dashboard: Default::default(),
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();

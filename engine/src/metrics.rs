@@ -36,6 +36,18 @@ impl Histogram {
             .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
     }
 
+    /// Each bucket's upper bound (seconds) with its cumulative count, and
+    /// the count of all observations (the `+Inf` bucket).
+    pub fn buckets(&self) -> (Vec<(f64, u64)>, u64) {
+        let buckets = self
+            .bounds
+            .iter()
+            .zip(&self.buckets)
+            .map(|(bound, n)| (*bound, n.load(Ordering::Relaxed)))
+            .collect();
+        (buckets, self.count.load(Ordering::Relaxed))
+    }
+
     /// Write the histogram as metric `name` (`_bucket`, `_sum`, `_count`) with
     /// its `# HELP` and `# TYPE` lines.
     pub fn render(&self, out: &mut String, name: &str, help: &str) {
@@ -159,6 +171,7 @@ mod tests {
         let mut out = String::new();
         h.render(&mut out, "x", "help");
         assert!(out.contains("x_bucket{le=\"0.1\"} 1\n"), "{out}");
+        assert_eq!(h.buckets(), (vec![(0.1, 1), (1.0, 2)], 3));
         assert!(out.contains("x_bucket{le=\"1\"} 2\n"), "{out}");
         assert!(
             out.contains("x_bucket{le=\"+Inf\"} 3\n")

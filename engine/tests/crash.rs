@@ -80,7 +80,7 @@ fn child_main(state_dir: &str, port: &str) {
             deployments: None,
             self_update: None,
             auth_guard: Default::default(),
-            sessions: Default::default(),
+            dashboard: Default::default(),
         };
         api::serve(listener, state, shutdown).await.unwrap();
     });

@@ -117,6 +117,22 @@ pub async fn submit(
     body: Result<JsonBody<JobSpec>, ApiError>,
 ) -> Result<Response, ApiError> {
     let JsonBody(spec) = body?;
+    let submitted = submit_spec(&state, spec).await?;
+    let status = if submitted.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(JobView::from(submitted.record))).into_response())
+}
+
+/// Check `spec` (its fields, its profile), resolve its commit, store it and
+/// wake the scheduler: what `POST /api/v1/jobs` does, shared with the
+/// dashboard's retry.
+pub(crate) async fn submit_spec(
+    state: &AppState,
+    spec: JobSpec,
+) -> Result<crate::queue::Submitted, ApiError> {
     let mut problems = spec.validate(&state.policy);
     if let Some(name) = &spec.profile
         && state.store.get_profile(name).await?.is_none()
@@ -148,12 +164,7 @@ pub async fn submit(
         crate::metrics::Metrics::add(&state.scheduler.metrics().jobs_submitted, 1);
     }
     state.scheduler.wake();
-    let status = if submitted.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(JobView::from(submitted.record))).into_response())
+    Ok(submitted)
 }
 
 /// A ref in `commit` (branch, tag, `HEAD`) becomes the SHA it names now, so

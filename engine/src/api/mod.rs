@@ -77,8 +77,8 @@ pub struct AppState {
     pub self_update: Option<Arc<crate::selfupdate::SelfUpdate>>,
     /// Failed authentications by client, open log streams by token.
     pub auth_guard: Arc<auth::AuthGuard>,
-    /// The dashboard's logged-in browsers.
-    pub sessions: Arc<crate::dashboard::session::Sessions>,
+    /// The dashboard's sessions, cookie setting, plugin list and queue history.
+    pub dashboard: Arc<crate::dashboard::state::DashboardState>,
 }
 
 /// The default of [`AppState::request_timeout`].

@@ -34,6 +34,7 @@ struct EngineParts {
     supervisor: Arc<Supervisor>,
     workspaces: Arc<Workspaces>,
     plugins: Arc<slipway::plugins::PluginSandbox>,
+    registry: Arc<slipway::plugins::Registry>,
     deployments: Arc<Deployments>,
 }
 
@@ -160,7 +161,13 @@ async fn engine(
     let checkouts = Checkouts::new(work, config.checkout_timeout)
         .with_max_mb(config.checkout_max_mb)
         .with_credentials(config.git_credentials.clone());
-    let executor = ContainerExecutor::new(runtime, checkouts, registry, store.clone(), settings);
+    let executor = ContainerExecutor::new(
+        runtime,
+        checkouts,
+        registry.clone(),
+        store.clone(),
+        settings,
+    );
     let runner = executor.runner();
     let workspaces = Workspaces::new(
         executor.runner(),
@@ -202,6 +209,7 @@ async fn engine(
         supervisor,
         workspaces,
         plugins,
+        registry,
         deployments,
     })
 }
@@ -349,8 +357,16 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             deployments: Some(parts.deployments.clone()),
             self_update: Some(self_update.clone()),
             auth_guard: Arc::new(slipway::api::auth::AuthGuard::new(config.auth_failure_limit)),
-            sessions: Default::default(),
+            dashboard: Arc::new(slipway::dashboard::state::DashboardState::new(
+                tls.is_some(),
+                Some(parts.registry.clone()),
+            )),
         };
+        let sampling = tokio::spawn(slipway::dashboard::state::sample_queue(
+            state.dashboard.clone(),
+            state.store.clone(),
+            shutdown.clone(),
+        ));
         let deploying = tokio::spawn(parts.deployments.clone().run(shutdown.clone()));
         let reaper = tokio::spawn(parts.workspaces.clone().reap(shutdown.clone()));
         let stop = shutdown.clone();
@@ -395,6 +411,7 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         let _ = watching.await;
         let _ = calling.await;
         let _ = deploying.await;
+        let _ = sampling.await;
         parts.workspaces.close_all("the engine stopped").await;
         Ok(ExitCode::SUCCESS)
     })

@@ -1,8 +1,10 @@
-//! The web dashboard `slipway serve` serves at `/ui`: server-rendered pages
-//! (overview, jobs, a job's spec, timeline, steps, findings and log,
-//! services, workspaces) with a little script for live updates.
+//! The web dashboard `slipway serve` serves at `/ui/`: server-rendered
+//! pages (overview with charts of the queue and of job durations, jobs, a
+//! job's spec, timeline, steps, findings and log, managed services with
+//! their restarts and log, workspaces with their validate history,
+//! plugins, deployments, watches) with a little script for live updates.
 //!
-//! Access: `/login` trades an API token for a session cookie
+//! Access: `/ui/login` trades an API token for a session cookie
 //! ([`session`]); every page needs a session, the token never appears in
 //! a URL, every state-changing form carries the session's CSRF token (and
 //! the cookie is `SameSite=Strict`), and a read-only token sees everything
@@ -10,8 +12,12 @@
 //! Content-Security-Policy: scripts, styles and connections to the
 //! engine itself only, no inline code, no framing.
 
+pub mod charts;
 pub mod pages;
+mod resources;
 pub mod session;
+pub mod state;
+pub mod views;
 
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
@@ -24,7 +30,6 @@ use crate::api::AppState;
 use crate::api::auth::Caller;
 use crate::job::{JobId, JobState};
 use crate::queue::ListFilter;
-use crate::token::Scope;
 use pages::Frame;
 use session::Session;
 
@@ -34,21 +39,31 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 /// The log lines a job page shows at most (the newest are kept).
 const LOG_LINES_SHOWN: usize = 5_000;
 
-/// `/login`, `/logout` and `/ui/...`.
+/// `/` (to `/ui/`) and `/ui/...`.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/ui") }))
-        .route("/login", get(login_form).post(login))
-        .route("/logout", post(logout))
-        .route("/ui", get(overview))
+        .route("/", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui/", get(overview))
+        .route("/ui/login", get(login_form).post(login))
+        .route("/ui/logout", post(logout))
         .route("/ui/jobs", get(jobs))
         .route("/ui/jobs/{id}", get(job))
         .route("/ui/jobs/{id}/cancel", post(cancel))
-        .route("/ui/services", get(services))
-        .route("/ui/workspaces", get(workspaces))
-        .route("/ui/static/app.css", get(|| asset(pages::CSS, "text/css")))
+        .route("/ui/jobs/{id}/retry", post(retry))
+        .route("/ui/services", get(resources::services))
+        .route("/ui/services/{name}", get(resources::service))
+        .route("/ui/services/{name}/restart", post(resources::restart))
+        .route("/ui/workspaces", get(resources::workspaces))
+        .route("/ui/workspaces/{id}", get(resources::workspace))
+        .route("/ui/plugins", get(resources::plugins))
+        .route("/ui/deployments", get(resources::deployments))
+        .route("/ui/deployments/{name}", get(resources::deployment))
+        .route("/ui/watches", get(resources::watches))
+        .route("/ui/watches/{id}", get(resources::watch))
+        .route("/ui/assets/app.css", get(|| asset(pages::CSS, "text/css")))
         .route(
-            "/ui/static/app.js",
+            "/ui/assets/app.js",
             get(|| asset(pages::JS, "text/javascript")),
         )
         .layer(axum::middleware::map_response(secure_headers))
@@ -88,18 +103,37 @@ async fn asset(body: &'static str, kind: &'static str) -> Response {
 /// The session of a request, its token still usable; else the way to the
 /// login page.
 async fn session(state: &AppState, headers: &HeaderMap) -> Result<(String, Session), Response> {
-    let to_login = || Redirect::to("/login").into_response();
+    let to_login = || Redirect::to("/ui/login").into_response();
     let id = session::cookie_value(headers).ok_or_else(to_login)?;
-    let s = state.sessions.get(&id).ok_or_else(to_login)?;
+    let s = state.dashboard.sessions.get(&id).ok_or_else(to_login)?;
     // A token revoked or expired since the login ends its sessions.
     if crate::api::auth::identify_hash(state, &s.token_hash)
         .await
         .is_none()
     {
-        state.sessions.close(&id);
+        state.dashboard.sessions.close(&id);
         return Err(to_login());
     }
     Ok((id, s))
+}
+
+/// Refused unless the session's token may do what the API route
+/// `method api_path` does (the API's own scope rule).
+fn may(s: &Session, method: &str, api_path: &str, what: &str) -> Result<(), Response> {
+    let needed = crate::token::required_scope(method, api_path);
+    if s.caller.scope >= needed {
+        return Ok(());
+    }
+    Err(refused(
+        StatusCode::FORBIDDEN,
+        "Refused",
+        &format!(
+            "Token {} has scope `{}`; {what} needs `{}`.",
+            s.caller.token,
+            s.caller.scope.name(),
+            needed.name()
+        ),
+    ))
 }
 
 fn frame(s: &Session) -> Frame<'_> {
@@ -147,6 +181,7 @@ async fn login(
             .into_response();
     };
     let (id, _) = match state
+        .dashboard
         .sessions
         .open(caller.clone(), crate::token::hash(presented))
     {
@@ -162,8 +197,11 @@ async fn login(
     };
     tracing::info!(token = %caller.token, "dashboard login");
     (
-        [(header::SET_COOKIE, session::set_cookie(Some(&id)))],
-        Redirect::to("/ui"),
+        [(
+            header::SET_COOKIE,
+            session::set_cookie(Some(&id), state.dashboard.secure_cookie),
+        )],
+        Redirect::to("/ui/"),
     )
         .into_response()
 }
@@ -201,10 +239,13 @@ async fn logout(
         Ok(found) => found,
         Err(answer) => return answer,
     };
-    state.sessions.close(&id);
+    state.dashboard.sessions.close(&id);
     (
-        [(header::SET_COOKIE, session::set_cookie(None))],
-        Redirect::to("/login"),
+        [(
+            header::SET_COOKIE,
+            session::set_cookie(None, state.dashboard.secure_cookie),
+        )],
+        Redirect::to("/ui/login"),
     )
         .into_response()
 }
@@ -240,6 +281,25 @@ async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Response
             .map_or(0, |list| list.iter().filter(|w| w.state.is_open()).count()),
         None => 0,
     };
+    let deployments = match &state.deployments {
+        Some(d) => d.list().await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let watches = state
+        .store
+        .list_watches()
+        .await
+        .map(|w| w.len())
+        .unwrap_or(0);
+    // The sampled history, and the queue as it is now.
+    let mut queue = state.dashboard.history();
+    let n = |st: JobState| counts.iter().find(|(c, _)| *c == st).map_or(0, |(_, n)| *n);
+    queue.push(state::QueueSample {
+        at_ms: crate::job::now_ms(),
+        waiting: n(JobState::Queued) + n(JobState::Retrying),
+        running: n(JobState::Running),
+    });
+    let durations = state.scheduler.metrics().attempt_duration.buckets();
     // The container host as the engine's Docker client reaches it.
     let host =
         std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
@@ -251,6 +311,10 @@ async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Response
             running: &running,
             services: &services,
             workspaces_open,
+            deployments: &deployments,
+            watches,
+            queue: &queue,
+            durations: &durations,
             version: &version,
         },
     );
@@ -312,12 +376,12 @@ async fn job(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<J
     };
     let (bytes, end) = state.logs.read(id, 0, 8 << 20).unwrap_or_default();
     let (log, offsets) = log_lines(&bytes, record.created_ms);
+    let steps: Vec<&crate::job::StepRecord> =
+        record.run.iter().flat_map(|r| r.steps.iter()).collect();
     // Where each step's link in the steps table points: a failed step's
     // last line of output (where its failure shows), another's first.
-    let step_lines: Vec<usize> = record
-        .run
+    let step_lines: Vec<usize> = steps
         .iter()
-        .flat_map(|r| r.steps.iter())
         .map(|st| {
             let inside: Vec<usize> = offsets
                 .iter()
@@ -333,7 +397,63 @@ async fn job(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<J
             line.copied().unwrap_or(1)
         })
         .collect();
-    Html(pages::job(&frame(&s), &record, &log, end, &step_lines).into_string()).into_response()
+    let sections = log_sections(&offsets, &steps, record.state.is_final());
+    Html(pages::job(&frame(&s), &record, &log, end, &step_lines, &sections).into_string())
+        .into_response()
+}
+
+/// Steps with more lines than this are folded once the job has ended,
+/// unless they failed.
+const FOLD_OVER_LINES: usize = 20;
+
+/// The log's lines grouped for folding: what came before the first step
+/// (checkout, image, services), each step (by its byte range in the log),
+/// and what came after; `offsets` are the lines' byte offsets.
+fn log_sections(
+    offsets: &[u64],
+    steps: &[&crate::job::StepRecord],
+    ended: bool,
+) -> Vec<pages::LogSection> {
+    let mut sections = Vec::new();
+    let line_at = |byte: u64| offsets.partition_point(|o| *o < byte);
+    let mut next = 0;
+    for st in steps {
+        let (from, to) = (line_at(st.log_start).max(next), line_at(st.log_end));
+        if from > next {
+            sections.push(pages::LogSection::plain(
+                if sections.is_empty() {
+                    "preparing"
+                } else {
+                    "engine"
+                },
+                next..from,
+                ended,
+            ));
+        }
+        let ok = st.exit_code == Some(0);
+        let lines = from..to.max(from);
+        sections.push(pages::LogSection {
+            title: st.name.clone(),
+            result: Some(match st.exit_code {
+                Some(0) => "ok".into(),
+                Some(c) => format!("exit {c}"),
+                None => "stopped".into(),
+            }),
+            failed: !ok,
+            open: !(ended && ok && lines.len() > FOLD_OVER_LINES),
+            took_ms: Some(st.duration_ms),
+            lines,
+        });
+        next = to.max(from);
+    }
+    if next < offsets.len() {
+        sections.push(pages::LogSection::plain(
+            if sections.is_empty() { "log" } else { "engine" },
+            next..offsets.len(),
+            false,
+        ));
+    }
+    sections
 }
 
 /// The log's lines for the page, and each line's byte offset in the log.
@@ -385,16 +505,13 @@ async fn cancel(
         Ok(found) => found,
         Err(answer) => return answer,
     };
-    if s.caller.scope < Scope::Run {
-        return refused(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            &format!(
-                "Token {} has scope `{}`; cancelling needs `run`.",
-                s.caller.token,
-                s.caller.scope.name()
-            ),
-        );
+    if let Err(refusal) = may(
+        &s,
+        "POST",
+        &format!("/api/v1/jobs/{id}/cancel"),
+        "cancelling",
+    ) {
+        return refusal;
     }
     match state.store.cancel(id).await {
         Ok(_) => {
@@ -413,39 +530,71 @@ async fn cancel(
     }
 }
 
-async fn services(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let (_, s) = match session(&state, &headers).await {
+/// Submit the job's spec again as a new job, through the API's own submit
+/// (its checks, its commit resolution); the same commit runs again.
+async fn retry(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<JobId>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let (_, s) = match session_of_form(&state, &headers, &form).await {
         Ok(found) => found,
-        Err(to_login) => return to_login,
+        Err(answer) => return answer,
     };
-    let list = state
-        .supervisor
-        .as_ref()
-        .map(|s| s.statuses())
-        .unwrap_or_default();
-    Html(pages::services(&frame(&s), &list).into_string()).into_response()
-}
-
-async fn workspaces(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let (_, s) = match session(&state, &headers).await {
-        Ok(found) => found,
-        Err(to_login) => return to_login,
+    if let Err(refusal) = may(&s, "POST", "/api/v1/jobs", "retrying (a new submit)") {
+        return refusal;
+    }
+    let record = match state.store.get(id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return refused(
+                StatusCode::NOT_FOUND,
+                "No such job",
+                "There is no job with that number.",
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "dashboard: reading a job");
+            return refused(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Cannot read the job",
+                "See the engine's log.",
+            );
+        }
     };
-    let listed = match &state.workspaces {
-        Some(w) => w.list().await.unwrap_or_default(),
-        None => Vec::new(),
+    let mut spec = record.spec;
+    // What the engine set, not the client: the commit is the exact one
+    // already, and a new job needs no idempotency key of the old one.
+    spec.idempotency_key = None;
+    spec.trigger = None;
+    spec.resolved_from = None;
+    let (status, answer) = match crate::api::jobs::submit_spec(&state, spec).await {
+        Ok(submitted) => {
+            tracing::info!(job = id, new = submitted.record.id, token = %s.caller.token, "dashboard: retry");
+            (
+                StatusCode::SEE_OTHER,
+                Redirect::to(&format!("/ui/jobs/{}", submitted.record.id)).into_response(),
+            )
+        }
+        Err(e) => {
+            let mut text = e.message.clone();
+            for p in &e.problems {
+                text.push_str(&format!(" {}: {}.", p.field, p.message));
+            }
+            (e.status, refused(e.status, "Cannot retry", &text))
+        }
     };
-    let rows: Vec<(String, String, String)> = listed
-        .into_iter()
-        .map(|w| {
-            let state = serde_json::to_value(w.state)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            (w.id, w.repository, state)
-        })
-        .collect();
-    Html(pages::workspaces(&frame(&s), &rows).into_string()).into_response()
+    crate::api::auth::audit_dashboard(
+        &state,
+        &s.caller,
+        "POST",
+        "/ui/jobs/{id}/retry",
+        &format!("/ui/jobs/{id}/retry"),
+        status,
+    )
+    .await;
+    answer
 }
 
 /// The caller a session cookie stands for, for the API's read-only

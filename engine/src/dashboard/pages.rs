@@ -1,6 +1,6 @@
 //! The dashboard's HTML, rendered on the server with `maud` (every value
 //! escaped). No inline script or style: the Content-Security-Policy allows
-//! only the engine's own `/ui/static/` files.
+//! only the engine's own `/ui/assets/` files.
 
 use maud::{DOCTYPE, Markup, html};
 
@@ -18,7 +18,8 @@ pub struct Frame<'a> {
     pub csrf: &'a str,
 }
 
-fn page(title: &str, frame: Option<&Frame<'_>>, body: Markup) -> Markup {
+/// A whole page: head, header with navigation (when logged in), `body`.
+pub(crate) fn page(title: &str, frame: Option<&Frame<'_>>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -26,20 +27,23 @@ fn page(title: &str, frame: Option<&Frame<'_>>, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Slipway" }
-                link rel="stylesheet" href="/ui/static/app.css";
-                script src="/ui/static/app.js" defer {}
+                link rel="stylesheet" href="/ui/assets/app.css";
+                script src="/ui/assets/app.js" defer {}
             }
             body {
                 header {
-                    a.brand href="/ui" { "Slipway" }
+                    a.brand href="/ui/" { "Slipway" }
                     @if let Some(f) = frame {
                         nav {
-                            a href="/ui" { "Overview" }
+                            a href="/ui/" { "Overview" }
                             a href="/ui/jobs" { "Jobs" }
                             a href="/ui/services" { "Services" }
                             a href="/ui/workspaces" { "Workspaces" }
+                            a href="/ui/plugins" { "Plugins" }
+                            a href="/ui/deployments" { "Deployments" }
+                            a href="/ui/watches" { "Watches" }
                         }
-                        form.logout method="post" action="/logout" {
+                        form.logout method="post" action="/ui/logout" {
                             input type="hidden" name="csrf" value=(f.csrf);
                             span.who { (f.token) " (" (f.scope.name()) ")" }
                             button type="submit" { "Log out" }
@@ -60,7 +64,7 @@ pub fn login(error: Option<&str>) -> Markup {
         html! {
             h1 { "Log in" }
             @if let Some(e) = error { p.error role="alert" { (e) } }
-            form #login method="post" action="/login" {
+            form #login method="post" action="/ui/login" {
                 label for="token" { "API token" }
                 input #token type="password" name="token" autocomplete="current-password" required;
                 button type="submit" { "Log in" }
@@ -80,6 +84,15 @@ pub struct Overview<'a> {
     pub services: &'a [ServiceStatus],
     /// Open workspaces.
     pub workspaces_open: usize,
+    /// Deployments, with their sync and health.
+    pub deployments: &'a [crate::deployments::Deployment],
+    /// Watches declared.
+    pub watches: usize,
+    /// The queue as sampled, oldest first, ending with now.
+    pub queue: &'a [super::state::QueueSample],
+    /// The attempt-duration histogram of the engine's metrics: (upper
+    /// bound in seconds, cumulative count), then `+Inf`'s count.
+    pub durations: &'a (Vec<(f64, u64)>, u64),
     /// The engine's version and container host.
     pub version: &'a str,
 }
@@ -98,12 +111,28 @@ pub fn overview(frame: &Frame<'_>, o: &Overview<'_>) -> Markup {
                         span.label { (state.name()) }
                     }
                 }
-                div.card { span.count { (o.workspaces_open) } span.label { "open workspaces" } }
+                a.card href="/ui/workspaces" { span.count { (o.workspaces_open) } span.label { "open workspaces" } }
+                a.card href="/ui/deployments" { span.count { (o.deployments.len()) } span.label { "deployments" } }
+                a.card href="/ui/watches" { span.count { (o.watches) } span.label { "watches" } }
+            }
+            section.charts {
+                figure #queue-chart {
+                    figcaption { "Queue depth (waiting, running)" }
+                    (super::charts::queue(o.queue))
+                }
+                figure #duration-chart {
+                    figcaption { "Job attempt durations" }
+                    (super::charts::durations(&o.durations.0, o.durations.1))
+                }
             }
             h2 { "Running" }
             (job_table(o.running))
             h2 { "Managed services" }
             (service_table(o.services))
+            @if !o.deployments.is_empty() {
+                h2 { "Deployments" }
+                (super::views::deployment_table(o.deployments))
+            }
             p.engine { "Engine " (o.version) }
         },
     )
@@ -154,7 +183,8 @@ fn job_table(jobs: &[JobRecord]) -> Markup {
     }
 }
 
-fn service_table(services: &[ServiceStatus]) -> Markup {
+/// Managed services: name (to its page), state, restarts, last reason.
+pub(crate) fn service_table(services: &[ServiceStatus]) -> Markup {
     html! {
         @if services.is_empty() {
             p.empty { "None." }
@@ -164,9 +194,9 @@ fn service_table(services: &[ServiceStatus]) -> Markup {
                 tbody {
                     @for s in services {
                         tr {
-                            td { (s.name) }
+                            td { a href={ "/ui/services/" (s.name) } { (s.name) } }
                             td { span class={ "state " (s.state.name()) } { (s.state.name()) } }
-                            td { (s.restarts) }
+                            td.restarts { (s.restarts) }
                             td { (s.reason.as_deref().unwrap_or("")) }
                         }
                     }
@@ -176,33 +206,7 @@ fn service_table(services: &[ServiceStatus]) -> Markup {
     }
 }
 
-/// Managed services and their health.
-pub fn services(frame: &Frame<'_>, services: &[ServiceStatus]) -> Markup {
-    page(
-        "Services",
-        Some(frame),
-        html! { h1 { "Managed services" } (service_table(services)) },
-    )
-}
-
-/// Workspaces: id, repository, state.
-pub fn workspaces(frame: &Frame<'_>, rows: &[(String, String, String)]) -> Markup {
-    page(
-        "Workspaces",
-        Some(frame),
-        html! {
-            h1 { "Workspaces" }
-            @if rows.is_empty() { p.empty { "None." } } @else {
-                table {
-                    thead { tr { th { "Workspace" } th { "Repository" } th { "State" } } }
-                    tbody { @for (id, repo, state) in rows { tr { td.mono { (id) } td.repo { (repo) } td { (state) } } } }
-                }
-            }
-        },
-    )
-}
-
-fn short_commit(j: &JobRecord) -> String {
+pub(crate) fn short_commit(j: &JobRecord) -> String {
     let sha = j
         .run
         .as_ref()
@@ -230,6 +234,39 @@ pub struct LogLine {
     pub text: String,
 }
 
+/// A part of a job's log that folds: what came before the steps, one
+/// step, or what came after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSection {
+    /// The step's name, or `preparing` / `engine` / `log`.
+    pub title: String,
+    /// `ok`, `exit <n>` or `stopped` for a step.
+    pub result: Option<String>,
+    /// The step failed (or was stopped).
+    pub failed: bool,
+    /// Shown unfolded.
+    pub open: bool,
+    /// How long the step took.
+    pub took_ms: Option<u64>,
+    /// Its lines, as indexes into the page's lines.
+    pub lines: std::ops::Range<usize>,
+}
+
+impl LogSection {
+    /// A section that is not a step, folded when `fold_if_long` and it is
+    /// longer than a screen.
+    pub fn plain(title: &str, lines: std::ops::Range<usize>, fold_if_long: bool) -> LogSection {
+        LogSection {
+            title: title.to_owned(),
+            result: None,
+            failed: false,
+            open: !(fold_if_long && lines.len() > 20),
+            took_ms: None,
+            lines,
+        }
+    }
+}
+
 /// A job: spec, commit, image, timeline, steps, findings, log, actions.
 pub fn job(
     frame: &Frame<'_>,
@@ -237,6 +274,7 @@ pub fn job(
     log: &[LogLine],
     log_end: u64,
     step_lines: &[usize],
+    sections: &[LogSection],
 ) -> Markup {
     let run = j.run.as_ref();
     let live = !j.state.is_final();
@@ -246,10 +284,19 @@ pub fn job(
         html! {
             h1 { "Job #" (j.id) " " span #state class={ "state " (j.state.name()) } { (j.state.name()) } }
             @if let Some(reason) = &j.reason { p.reason { (reason) } }
-            @if frame.scope >= Scope::Run && live {
-                form method="post" action={ "/ui/jobs/" (j.id) "/cancel" } {
-                    input type="hidden" name="csrf" value=(frame.csrf);
-                    button #cancel type="submit" { "Cancel" }
+            @if frame.scope >= Scope::Run {
+                div.actions {
+                    @if live {
+                        form method="post" action={ "/ui/jobs/" (j.id) "/cancel" } {
+                            input type="hidden" name="csrf" value=(frame.csrf);
+                            button #cancel type="submit" { "Cancel" }
+                        }
+                    } @else {
+                        form method="post" action={ "/ui/jobs/" (j.id) "/retry" } {
+                            input type="hidden" name="csrf" value=(frame.csrf);
+                            button #retry type="submit" title="Submit the same spec (same commit) as a new job" { "Retry" }
+                        }
+                    }
                 }
             }
             dl.facts {
@@ -302,15 +349,31 @@ pub fn job(
                 }
             }
             h2 { "Log" }
-            pre #log data-job=(j.id) data-follow=[live.then_some("1")] data-start=(j.created_ms) data-offset=(log_end) {
-                @for (i, l) in log.iter().enumerate() {
-                    span id={ "L" (i + 1) } class={ "line " (stream_class(&l.stream)) } {
-                        span.t { (l.elapsed) } " " span.s { (l.stream) } " " (l.text) "\n"
+            div #log.log data-job=(j.id) data-follow=[live.then_some("1")] data-start=(j.created_ms) data-offset=(log_end) {
+                @for section in sections {
+                    details class={ "fold" @if section.failed { " failed" } } open[section.open] {
+                        summary {
+                            span.name { (section.title) }
+                            @if let Some(r) = &section.result { " " span.result { (r) } }
+                            @if let Some(ms) = section.took_ms { " " span.hint { (crate::logs::human_duration(ms)) } }
+                            " " span.hint { (section.lines.len()) @if section.lines.len() == 1 { " line" } @else { " lines" } }
+                        }
+                        @for i in section.lines.clone() {
+                            @if let Some(l) = log.get(i) { (log_line(i, l)) }
+                        }
                     }
                 }
             }
         },
     )
+}
+
+fn log_line(i: usize, l: &LogLine) -> Markup {
+    html! {
+        span id={ "L" (i + 1) } class={ "line " (stream_class(&l.stream)) } {
+            span.t { (l.elapsed) } " " span.s { (l.stream) } " " (l.text) "\n"
+        }
+    }
 }
 
 fn stream_class(stream: &str) -> &'static str {

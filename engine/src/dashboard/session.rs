@@ -112,14 +112,17 @@ pub fn cookie_value(headers: &axum::http::HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_owned())
 }
 
-/// `Set-Cookie` for a new session (`None`: one that ends it now).
-pub fn set_cookie(id: Option<&str>) -> String {
+/// `Set-Cookie` for a new session (`None`: one that ends it now);
+/// `secure` (the engine terminates TLS) adds `Secure`, so the browser
+/// never sends the cookie over plain HTTP.
+pub fn set_cookie(id: Option<&str>, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
     match id {
         Some(id) => format!(
-            "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+            "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict{secure}; Max-Age={}",
             SESSION_TTL_MS / 1000
         ),
-        None => format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+        None => format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict{secure}; Max-Age=0"),
     }
 }
 
@@ -156,11 +159,14 @@ mod tests {
             "a=1; slipway_session=abc; b=2".parse().unwrap(),
         );
         assert_eq!(cookie_value(&headers).as_deref(), Some("abc"));
-        let set = set_cookie(Some("abc"));
+        let set = set_cookie(Some("abc"), false);
         assert!(
-            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            set.contains("HttpOnly") && set.contains("SameSite=Strict") && !set.contains("Secure"),
             "{set}"
         );
-        assert!(set_cookie(None).contains("Max-Age=0"));
+        assert!(set_cookie(None, false).contains("Max-Age=0"));
+        let secure = set_cookie(Some("abc"), true);
+        assert!(secure.contains("; Secure"), "{secure}");
+        assert!(set_cookie(None, true).contains("; Secure"));
     }
 }

@@ -95,6 +95,26 @@ fn https_get(
     path: &str,
     token: Option<&str>,
 ) -> Result<(u16, String), String> {
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let (status, _, body) = https_request(
+        port,
+        root,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\n{auth}Connection: close\r\n\r\n"
+        ),
+    )?;
+    Ok((status, body))
+}
+
+/// Send `request` (all of it) over HTTPS to `localhost` at `port`, trusting
+/// only `root`; status, head and body of the answer.
+fn https_request(
+    port: u16,
+    root: &CertificateDer<'static>,
+    request: &str,
+) -> Result<(u16, String, String), String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(root.clone()).unwrap();
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -109,14 +129,9 @@ fn https_get(
     let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut stream = rustls::StreamOwned::new(tls, tcp);
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
     let mut answer = Vec::new();
     if let Err(e) = stream.read_to_end(&mut answer) {
         // A peer that closes without close_notify still answered.
@@ -131,7 +146,7 @@ fn https_get(
         .and_then(|s| s.get(..3))
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("not an HTTP status line: {head}"))?;
-    Ok((status, body.to_owned()))
+    Ok((status, head.to_owned(), body.to_owned()))
 }
 
 fn healthcheck(server: &Server, certs: &CertDir, url: &str, ready: bool) -> std::process::Output {
@@ -180,6 +195,28 @@ fn serve_speaks_only_https_and_swaps_in_a_renewed_certificate_without_a_restart(
     );
     let (status, _) = https_get(port, &root1, "/api/v1/jobs", None).unwrap();
     assert_eq!(status, 401);
+    // The dashboard's session cookie is `Secure` over TLS.
+    let form = format!("token={TOKEN}");
+    let (status, head, _) = https_request(
+        port,
+        &root1,
+        &format!(
+            "POST /ui/login HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            form.len()
+        ),
+    )
+    .unwrap();
+    assert_eq!(status, 303, "{head}");
+    let cookie = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_default();
+    assert!(
+        cookie.contains("slipway_session=")
+            && cookie.contains("; Secure")
+            && cookie.contains("HttpOnly"),
+        "{head}"
+    );
     // A client that trusts another CA gets no session.
     assert!(https_get(port, &root2, "/healthz", None).is_err());
 

@@ -141,7 +141,7 @@ pub fn test_server_with(
         deployments: None,
         self_update: None,
         auth_guard: Default::default(),
-        sessions: Default::default(),
+        dashboard: Default::default(),
     };
     let shutdown = CancellationToken::new();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -1,7 +1,8 @@
 // Slipway dashboard: live updates only. Pages are rendered on the server;
-// this refreshes a job list that has unfinished jobs and streams a running
-// job's log (server-sent events from the API, authenticated by the session
-// cookie, read-only).
+// this refreshes the parts of a page marked `data-refresh` (a job list with
+// unfinished jobs, a service's state and log, deployments), streams a
+// running job's log (server-sent events from the API, authenticated by the
+// session cookie, read-only) and unfolds the log step a link points into.
 "use strict";
 
 function human(ms) {
@@ -11,28 +12,34 @@ function human(ms) {
   return m + "m" + String(s).padStart(2, "0") + "s";
 }
 
-function refreshJobs(box) {
+// Fetch the page again and swap in the fresh copy of `box` (same id),
+// keeping the folds a person opened or closed.
+function refresh(box) {
   const every = Number(box.dataset.refresh || 0);
-  if (!every) return;
+  if (!every || !box.id) return;
   setTimeout(async () => {
     try {
       const page = await fetch(location.href, { credentials: "same-origin" });
-      const doc = new DOMParser().parseFromString(await page.text(), "text/html");
-      const fresh = doc.getElementById("jobs");
-      if (fresh) {
-        box.replaceChildren(...fresh.childNodes);
-        box.dataset.refresh = fresh.dataset.refresh || "";
+      if (page.ok) {
+        const doc = new DOMParser().parseFromString(await page.text(), "text/html");
+        const fresh = doc.getElementById(box.id);
+        if (fresh) {
+          const scrolled = [...box.querySelectorAll(".log")].map((l) => l.scrollTop);
+          box.replaceChildren(...fresh.childNodes);
+          box.dataset.refresh = fresh.dataset.refresh || "";
+          box.querySelectorAll(".log").forEach((l, i) => { l.scrollTop = scrolled[i] ?? l.scrollHeight; });
+        }
       }
     } catch (e) { /* try again at the next tick */ }
-    refreshJobs(box);
+    refresh(box);
   }, every);
 }
 
-function followLog(pre) {
-  const id = pre.dataset.job, start = Number(pre.dataset.start);
-  let n = pre.querySelectorAll("span.line").length;
+function followLog(log) {
+  const id = log.dataset.job, start = Number(log.dataset.start);
+  let n = log.querySelectorAll("span.line").length;
   // Resume after what the page already shows (its byte offset in the log).
-  const source = new EventSource("/api/v1/jobs/" + id + "/logs?follow=true&offset=" + pre.dataset.offset);
+  const source = new EventSource("/api/v1/jobs/" + id + "/logs?follow=true&offset=" + log.dataset.offset);
   source.onmessage = (event) => {
     const text = event.data;
     const first = text.indexOf(" "), second = text.indexOf(" ", first + 1);
@@ -46,15 +53,25 @@ function followLog(pre) {
     const t = document.createElement("span"); t.className = "t"; t.textContent = "+" + human(Math.max(0, stamp - start));
     const s = document.createElement("span"); s.className = "s"; s.textContent = stream;
     line.append(t, " ", s, " ", rest, "\n");
-    pre.append(line);
-    pre.scrollTop = pre.scrollHeight;
+    log.append(line);
+    log.scrollTop = log.scrollHeight;
   };
+  // The record now has every step: reload for the folded, final page.
   source.addEventListener("end", () => { source.close(); location.reload(); });
 }
 
+// A link to a line (#L42) inside a folded step unfolds it.
+function unfoldTarget() {
+  const target = location.hash.length > 1 && document.getElementById(location.hash.slice(1));
+  if (!target) return;
+  const fold = target.closest("details");
+  if (fold && !fold.open) { fold.open = true; target.scrollIntoView({ block: "center" }); }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
-  const jobs = document.getElementById("jobs");
-  if (jobs) refreshJobs(jobs);
+  document.querySelectorAll("[data-refresh]").forEach(refresh);
   const log = document.getElementById("log");
   if (log && log.dataset.follow) followLog(log);
+  unfoldTarget();
+  window.addEventListener("hashchange", unfoldTarget);
 });
