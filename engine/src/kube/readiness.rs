@@ -1,6 +1,6 @@
 //! A readiness plugin's probe, said two ways for a Pod:
 //!
-//! - as a Kubernetes [`Probe`](super::objects::Probe) on the service's
+//! - as a Kubernetes [`Probe`] on the service's
 //!   container ([`kube_probe`]): `exec` stays an exec in the service,
 //!   `tcp` a `tcpSocket`, `http` an `httpGet`; the plugin's timing becomes
 //!   the probe's (seconds, rounded up). A `log-line` probe has no
@@ -208,7 +208,7 @@ pub fn wait_script(waits: &[Wait<'_>]) -> String {
 /// A period for `sleep`: seconds with up to three decimals.
 fn format_period(ms: u32) -> String {
     let ms = ms.max(10);
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         (ms / 1000).to_string()
     } else {
         format!("{}.{:03}", ms / 1000, ms % 1000)
