@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: unit and integration tests of the engine and the SDK
 # (against real compiled plugins and real redb files), the plugins' own tests,
-# the engine's image as a container service (tests/container-service.sh), and a
-# job through Podman (tests/podman.sh), after rustfmt and clippy.
+# the engine's image as a container service (tests/container-service.sh), a
+# job through Podman (tests/podman.sh), and the services example's Pod
+# manifest under `podman kube play` (tests/kube-play.sh), after rustfmt and
+# clippy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -57,6 +59,12 @@ t=$SECONDS
 echo "== tests/podman.sh (a job through Podman's Docker-compatible API)"
 bash tests/podman.sh 2>&1 | tee -a "$results"
 echo "podman tests: $((SECONDS - t)) s"
+
+t=$SECONDS
+echo "== tests/kube-play.sh (the services example's Pod manifest under podman kube play)"
+# After container-service.sh: its slipway:test image is the checkout image.
+bash tests/kube-play.sh 2>&1 | tee -a "$results"
+echo "kube play tests: $((SECONDS - t)) s"
 
 # Nothing Slipway labelled outlives the suite (a removal retried in the
 # background after the daemon restart test may still be on its way: 30 s).

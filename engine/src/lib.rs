@@ -20,6 +20,7 @@
 //!   content hash, pods with services and readiness, steps as execs, cache
 //!   volumes, and the preparation a job and a workspace share.
 //! - [`jobs`]: a job's attempt on the runtime (the scheduler's executor).
+//! - [`kube`]: a job as a Kubernetes Pod manifest (`slipway pod-manifest`).
 //! - [`workspaces`]: environments kept open for edit-validate loops.
 //! - [`supervisor`]: managed services kept as declared and healthy.
 //! - [`service`]: managed service declarations.
@@ -49,6 +50,7 @@ pub mod executor;
 pub mod git_auth;
 pub mod job;
 pub mod jobs;
+pub mod kube;
 pub mod logs;
 pub mod metrics;
 pub mod outbound;

@@ -6,6 +6,7 @@ mod deploy;
 mod doctor;
 mod plan;
 mod plugins;
+mod pod_manifest;
 mod render;
 mod scaffold;
 mod serve;
@@ -49,6 +50,12 @@ pub enum Command {
     /// validation steps Slipway would use (no Docker needed). Exit code 2:
     /// nothing detected, or a hint file is malformed.
     Plan(plan::PlanArgs),
+    /// Write the Kubernetes Pod a job of a local repository would get: the
+    /// checkout at the exact SHA as an init container, services as
+    /// sidecars, the workload hardened (docs/kubernetes.md). Nothing is
+    /// built or started. Exit code 2: a problem with the repository,
+    /// profile or flags.
+    PodManifest(pod_manifest::PodManifestArgs),
     /// Run the engine: HTTP API, durable queue, Docker runner.
     Serve,
     /// Exit 0 when the server at SLIPWAY_URL answers `/healthz` (a container
@@ -224,6 +231,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Plugins(cmd) => plugins::run(cmd, &config),
         Command::Plan(args) => plan::run(args, &config),
+        Command::PodManifest(args) => pod_manifest::run(args, &config),
         Command::Serve => serve::serve(&config),
         Command::Run(args) => serve::run(args, &config, !cli.log_json),
         Command::Doctor(args) => doctor::run(args, &config),

@@ -445,7 +445,7 @@ pub struct RunArgs {
 }
 
 /// Read a profile file given to `run`; its name defaults to `run`.
-fn profile_file(path: &Path) -> anyhow::Result<slipway::profile::Profile> {
+pub fn profile_file(path: &Path) -> anyhow::Result<slipway::profile::Profile> {
     let mut value = super::read_document(path)?;
     if let Some(map) = value.as_object_mut() {
         map.entry("name").or_insert_with(|| "run".into());

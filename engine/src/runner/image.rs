@@ -402,12 +402,30 @@ pub fn name_component(s: &str) -> String {
     if out.is_empty() { "repo".into() } else { out }
 }
 
-/// The job's image: reused when its content hash is already built.
-pub async fn resolve(
-    runtime: &Runtime,
-    request: &ImageRequest<'_>,
-    log: &JobLog,
-) -> Result<ResolvedImage, ImageError> {
+/// The Dockerfile that layers a plan's dependency installation
+/// (`deps_layer`) on top of the repository's own image `base` (as root).
+pub fn deps_layer_dockerfile(base: &str, layer: &str) -> String {
+    format!("FROM {base}\nUSER root\n{layer}")
+}
+
+/// The tag [`resolve`] finds or builds for `request`
+/// (`slipway-runner/<slug>:<hash>`), without asking any container engine:
+/// what a Kubernetes manifest names, for a registry to hold.
+pub fn content_tag(request: &ImageRequest<'_>) -> Result<String, ImageError> {
+    build_context(request).map(|c| c.tag)
+}
+
+/// What a build of `request` sends, and the tag it gets.
+struct BuildContext {
+    /// The Dockerfile as built (base images mapped, CA bundle added).
+    text: String,
+    /// The tar build context.
+    tar: Vec<u8>,
+    /// `slipway-runner/<slug>:<hash>`.
+    tag: String,
+}
+
+fn build_context(request: &ImageRequest<'_>) -> Result<BuildContext, ImageError> {
     let mut extra: Vec<(&str, &[u8])> = Vec::new();
     let (text, files) = match &request.dockerfile {
         DockerfileSource::Generated(text) => {
@@ -439,6 +457,16 @@ pub async fn resolve(
         "slipway-runner/{}:{hash}",
         name_component(request.repo_slug)
     );
+    Ok(BuildContext { text, tar, tag })
+}
+
+/// The job's image: reused when its content hash is already built.
+pub async fn resolve(
+    runtime: &Runtime,
+    request: &ImageRequest<'_>,
+    log: &JobLog,
+) -> Result<ResolvedImage, ImageError> {
+    let BuildContext { text, tar, tag } = build_context(request)?;
     if let Ok(Some(id)) = runtime.image_id(&tag).await {
         log.line(LogStream::Engine, &format!("image {tag}: cache hit"));
         return Ok(ResolvedImage {

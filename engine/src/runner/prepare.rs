@@ -174,7 +174,7 @@ struct Mounts {
 
 /// The steps of each phase: the profile's commands replace the plan's
 /// where set.
-fn steps_for(profile: Option<&Profile>, plan: &PlanReport) -> Steps {
+pub fn steps_for(profile: Option<&Profile>, plan: &PlanReport) -> Steps {
     let commands = |prefix: &str, list: Vec<String>| -> Vec<Step> {
         list.into_iter()
             .enumerate()
@@ -590,9 +590,8 @@ impl Runner {
             Some(layer) if !own_steps => {
                 let from = plan.steps_from.as_deref().unwrap_or("the steps' plugin");
                 let request = ImageRequest {
-                    dockerfile: DockerfileSource::Generated(format!(
-                        "FROM {}\nUSER root\n{layer}",
-                        image.tag
+                    dockerfile: DockerfileSource::Generated(image::deps_layer_dockerfile(
+                        &image.tag, layer,
                     )),
                     ..request.clone()
                 };
@@ -987,8 +986,9 @@ pub fn runner_failure(what: &str, e: RunnerError) -> Outcome {
     }
 }
 
-/// `owner/name` of a repository URL or path, for image names.
-fn slug_of(repository: &str) -> String {
+/// `owner-name` of a repository URL or path, for image names: its last
+/// two components, `-`-joined (`examples-services-app`).
+pub fn slug_of(repository: &str) -> String {
     let parts: Vec<&str> = repository
         .trim_end_matches('/')
         .trim_end_matches(".git")

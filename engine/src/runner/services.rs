@@ -303,12 +303,7 @@ pub async fn start_and_wait(
     let mut planned = Vec::new();
     for spec in specs {
         let service = service_view(spec);
-        let plugin_name = match &spec.readiness {
-            Some(r) => Some(r.plugin.clone()),
-            None if !spec.ports.is_empty() => Some(DEFAULT_READINESS.to_owned()),
-            None => None,
-        };
-        let plugin = match plugin_name {
+        let plugin = match readiness_name(spec) {
             Some(name) => Some(readiness_plugin(registry, &spec.name, &name)?),
             None => None,
         };
@@ -393,7 +388,18 @@ pub async fn start_and_wait(
     }
 }
 
-fn service_view(spec: &ServiceSpec) -> ServiceView {
+/// The readiness plugin that decides when `spec` is ready: the one it
+/// names, else `tcp` when it declares ports, else none (ready once started).
+pub fn readiness_name(spec: &ServiceSpec) -> Option<String> {
+    match &spec.readiness {
+        Some(r) => Some(r.plugin.clone()),
+        None if !spec.ports.is_empty() => Some(DEFAULT_READINESS.to_owned()),
+        None => None,
+    }
+}
+
+/// A service spec as readiness plugins see it.
+pub fn service_view(spec: &ServiceSpec) -> ServiceView {
     plugin_view(
         &spec.name,
         &spec.image,

@@ -17,6 +17,7 @@ mod cli_client;
 mod cli_doctor;
 mod cli_faults;
 mod cli_plugins;
+mod cli_pod_manifest;
 mod cli_serve;
 mod cli_serve_tls;
 mod dashboard;
