@@ -86,7 +86,7 @@ async fn named_records_replace_list_in_order_and_survive_a_reopen(b: Backend) {
                 .await
                 .unwrap()
         );
-        assert!(store.touch_image("slipway-runner/a:1").await.unwrap() == false);
+        assert!(!store.touch_image("slipway-runner/a:1").await.unwrap());
         assert!(store.touch_image("slipway-runner/a:1").await.unwrap());
     }
     let store = place.open().await;
