@@ -197,6 +197,7 @@ fn http_and_memory() {
         self_update: None,
         auth_guard: Default::default(),
         dashboard: Default::default(),
+        replica: None,
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();

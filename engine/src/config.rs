@@ -65,6 +65,8 @@ const CONFIG_KEYS: &[&str] = &[
     "outbound",
     "tls",
     "auth_failure_limit",
+    "store",
+    "node_id",
 ];
 /// `SLIPWAY_*` variables that are not configuration keys (read elsewhere).
 const CLIENT_ONLY_VARIABLES: &[&str] = &["config", "log", "log_json", "url"];
@@ -80,6 +82,8 @@ struct RawConfig {
     plugins: RawPluginConfig,
     listen: Option<String>,
     advertise_url: Option<String>,
+    store: Option<String>,
+    node_id: Option<String>,
     token: Option<String>,
     token_file: Option<PathBuf>,
     #[serde(default)]
@@ -136,6 +140,7 @@ struct RawRunnerConfig {
     cache_budget_mb: Option<u64>,
     image_budget_mb: Option<u64>,
     drain_s: Option<u64>,
+    lease_s: Option<u64>,
     checkout_max_mb: Option<u64>,
     checkout_timeout_s: Option<u64>,
     output_kept_mb: Option<u64>,
@@ -174,6 +179,12 @@ pub struct Config {
     /// The URL people and forges reach this engine at (commit statuses link
     /// their jobs there); `None`: statuses carry no link.
     pub advertise_url: Option<String>,
+    /// Where the engine keeps its state: the embedded redb file (default)
+    /// or a PostgreSQL database shared by replicas.
+    pub store: StoreLocation,
+    /// This replica's name among the engines of one store (`node_id`,
+    /// default: the host name); its containers carry it.
+    pub node_id: String,
     /// The API token, when given directly (else `token_file`, else `<state>/token`).
     pub token: Option<String>,
     /// A file holding the API token; must exist when set (unset: `<state>/token`,
@@ -206,6 +217,10 @@ pub struct Config {
     pub image_budget_mb: u64,
     /// On SIGTERM, how long running jobs may go on before they are requeued.
     pub drain: std::time::Duration,
+    /// How long a job's lease lasts without a heartbeat (`runner.lease_s`,
+    /// default 30, at least 3): how soon another replica retries the
+    /// attempts of one that died. Heartbeats come at a sixth of it.
+    pub lease: std::time::Duration,
     /// The largest checkout, in MiB (more: the job fails, not retried).
     pub checkout_max_mb: u64,
     /// The longest a git command of a checkout may run.
@@ -366,6 +381,19 @@ impl Config {
             }
             None => None,
         };
+        let store = StoreLocation::parse(raw.store.as_deref().unwrap_or(""))?;
+        let node_id = match raw.node_id.filter(|n| !n.is_empty()) {
+            Some(n) => n,
+            None => default_node_id(),
+        };
+        if !valid_node_id(&node_id) {
+            return Err(ConfigError::Value {
+                key: "node_id",
+                message: format!(
+                    "`{node_id}` is not a node id: 1 to 63 letters, digits, `-`, `_` or `.` (set SLIPWAY_NODE_ID)"
+                ),
+            });
+        }
         let ca_bundle = raw.ca_bundle.filter(|p| !p.as_os_str().is_empty());
         if let Some(path) = &ca_bundle {
             let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Value {
@@ -405,6 +433,8 @@ impl Config {
             listen,
             tls,
             advertise_url,
+            store,
+            node_id,
             ca_bundle,
             git_credentials,
             outbound,
@@ -424,6 +454,7 @@ impl Config {
             cache_budget_mb: raw.runner.cache_budget_mb.unwrap_or(2048).max(1),
             image_budget_mb: raw.runner.image_budget_mb.unwrap_or(20 * 1024).max(1),
             drain: std::time::Duration::from_secs(raw.runner.drain_s.unwrap_or(20)),
+            lease: std::time::Duration::from_secs(raw.runner.lease_s.unwrap_or(30).max(3)),
             checkout_max_mb: raw
                 .runner
                 .checkout_max_mb
@@ -575,4 +606,69 @@ mod tests {
         let e = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(e.contains("default_cpu"), "{e}");
     }
+}
+
+/// Where the engine's state is kept (config `store`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// `<state_dir>/store.redb`: one engine, no server (`store = "redb"`,
+    /// the default).
+    Redb,
+    /// A PostgreSQL database, as a URL (`postgres://…`) or a secret
+    /// reference to one (`env:NAME`, `file:/path`), resolved when the store
+    /// is opened.
+    Postgres(String),
+}
+
+impl StoreLocation {
+    fn parse(value: &str) -> Result<StoreLocation, ConfigError> {
+        let value = value.trim();
+        if value.is_empty() || value == "redb" {
+            return Ok(StoreLocation::Redb);
+        }
+        if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            return Ok(StoreLocation::Postgres(value.to_owned()));
+        }
+        if crate::secrets::check_reference("store", value).is_ok() {
+            return Ok(StoreLocation::Postgres(value.to_owned()));
+        }
+        Err(ConfigError::Value {
+            key: "store",
+            // Not echoed: a mistyped URL may hold a password.
+            message: "is neither `redb` nor a PostgreSQL URL (postgres://user:password@host/db) nor a secret reference to one (env:NAME, file:/path)".into(),
+        })
+    }
+
+    /// The PostgreSQL URL, its reference resolved (`None` for redb).
+    pub fn postgres_url(
+        &self,
+    ) -> Result<Option<zeroize::Zeroizing<String>>, crate::secrets::SecretError> {
+        match self {
+            StoreLocation::Redb => Ok(None),
+            StoreLocation::Postgres(v) if v.starts_with("postgres") => {
+                Ok(Some(zeroize::Zeroizing::new(v.clone())))
+            }
+            StoreLocation::Postgres(reference) => {
+                crate::secrets::resolve_value("store", reference).map(Some)
+            }
+        }
+    }
+}
+
+/// The host name, else `slipway`.
+fn default_node_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| valid_node_id(h))
+        .unwrap_or_else(|| "slipway".into())
+}
+
+/// 1 to 63 of `[A-Za-z0-9._-]`: safe in a label, a worker name and a log.
+fn valid_node_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 63
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }

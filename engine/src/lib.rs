@@ -58,6 +58,7 @@ pub mod plan;
 pub mod plugins;
 pub mod profile;
 pub mod queue;
+pub mod replica;
 pub mod runner;
 pub mod runtime;
 pub mod secrets;

@@ -81,6 +81,7 @@ fn child_main(state_dir: &str, port: &str) {
             self_update: None,
             auth_guard: Default::default(),
             dashboard: Default::default(),
+            replica: None,
         };
         api::serve(listener, state, shutdown).await.unwrap();
     });

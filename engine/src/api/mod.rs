@@ -79,6 +79,9 @@ pub struct AppState {
     pub auth_guard: Arc<auth::AuthGuard>,
     /// The dashboard's sessions, cookie setting, plugin list and queue history.
     pub dashboard: Arc<crate::dashboard::state::DashboardState>,
+    /// This engine among the replicas of a shared store; `None` with redb.
+    /// Requests for what the duties own are forwarded to their holder.
+    pub replica: Option<Arc<crate::replica::Replica>>,
 }
 
 /// The default of [`AppState::request_timeout`].
@@ -88,6 +91,7 @@ pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// webhooks, `/healthz`, `/readyz`, `/metrics` without a token, and the
 /// dashboard (`/login`, `/ui`) behind a session.
 pub fn router(state: AppState) -> Router {
+    let replica = state.replica.clone();
     let quick = Router::new()
         .route("/jobs", post(jobs::submit).get(jobs::list))
         .route("/jobs/{id}", get(jobs::show))
@@ -176,7 +180,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::require_token,
         ));
-    Router::new()
+    let router = Router::new()
         .nest("/api/v1", api)
         // Forges sign with the watch's secret: no bearer token here.
         .route("/hooks/{id}", post(watches::hook))
@@ -188,7 +192,15 @@ pub fn router(state: AppState) -> Router {
         // leaves as they are.
         .merge(crate::dashboard::router().layer(DefaultBodyLimit::max(64 * 1024)))
         .layer(axum::middleware::map_response(error::json_errors))
-        .with_state(state)
+        .with_state(state);
+    match replica {
+        // Outermost: a forwarded request is authenticated by its owner.
+        Some(replica) => router.layer(axum::middleware::from_fn_with_state(
+            replica,
+            crate::replica::forward_owned,
+        )),
+        None => router,
+    }
 }
 
 /// Answer 408 when a request (its body included) outlasts `limit`.

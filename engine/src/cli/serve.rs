@@ -11,13 +11,13 @@ use clap::Args;
 use slipway::api::{self, AppState};
 use slipway::callbacks::sender::CallbackSender;
 use slipway::checkout::Checkouts;
-use slipway::config::Config;
+use slipway::config::{Config, StoreLocation};
 use slipway::deployments::Deployments;
 use slipway::job::{JobSpec, SpecPolicy};
 use slipway::jobs::executor::{ContainerExecutor, RunnerSettings};
 use slipway::logs::JobLogs;
-use slipway::queue::{JobQueue, ProfileStore, ServiceStore, WorkspaceStore};
-use slipway::queue::{RedbStore, Scheduler, SchedulerConfig};
+use slipway::queue::{JobStore, PostgresStore, RedbStore, Scheduler, SchedulerConfig};
+use slipway::replica::Replica;
 use slipway::supervisor::{Supervisor, SupervisorSettings};
 use slipway::watches::Watcher;
 use slipway::watches::secret::SealingKey;
@@ -27,7 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 /// The pieces `serve` and `run` share: store, scheduler with the Docker runner.
 struct EngineParts {
-    store: Arc<RedbStore>,
+    store: Arc<dyn JobStore>,
+    /// The same store when it is PostgreSQL: its listener and node record.
+    shared: Option<Arc<PostgresStore>>,
     scheduler: Arc<Scheduler>,
     logs: JobLogs,
     policy: SpecPolicy,
@@ -43,6 +45,7 @@ struct EngineParts {
 async fn engine(
     config: &Config,
     work: &Path,
+    location: &StoreLocation,
     allow_local_paths: bool,
     engine_id: String,
 ) -> anyhow::Result<EngineParts> {
@@ -50,7 +53,26 @@ async fn engine(
         allow_local_paths,
         ..SpecPolicy::default()
     };
-    let store = Arc::new(RedbStore::open(&work.join("store.redb"), policy.clone())?);
+    let (store, shared): (Arc<dyn JobStore>, Option<Arc<PostgresStore>>) =
+        match location.postgres_url()? {
+            None => (
+                Arc::new(RedbStore::open(&work.join("store.redb"), policy.clone())?),
+                None,
+            ),
+            Some(url) => {
+                let pg = Arc::new(PostgresStore::open(&url, policy.clone()).await?);
+                (pg.clone(), Some(pg))
+            }
+        };
+    let node = config.node_id.clone();
+    // With a shared store, other replicas' attempts are theirs.
+    let ours = |job: &slipway::job::JobRecord| {
+        shared.is_none()
+            || job
+                .lease
+                .as_ref()
+                .is_some_and(|l| l.worker.split('/').next() == Some(node.as_str()))
+    };
     let logs = JobLogs::new(work.join("logs"))
         .with_context(|| format!("creating {}", work.join("logs").display()))?
         .with_cap(config.log_cap);
@@ -75,6 +97,7 @@ async fn engine(
         })
         .await?
         .into_iter()
+        .filter(|j| ours(j))
         .map(|j| j.id.to_string())
         .collect();
     let ready_workspaces: Vec<String> = store
@@ -90,6 +113,7 @@ async fn engine(
         .into_iter()
         .map(|s| s.spec.name)
         .collect();
+    let shared_store_off = shared.is_none();
     let keep = |labels: &std::collections::HashMap<String, String>| {
         let role = labels.get(slipway::runner::LABEL_ROLE).map(String::as_str);
         let of_running_job = labels
@@ -98,7 +122,10 @@ async fn engine(
         let of_ready_workspace = labels
             .get(slipway::workspaces::LABEL_WORKSPACE)
             .is_some_and(|id| ready_workspaces.contains(id));
-        let declared_service = matches!(role, Some("holder" | "managed-service" | "deployment"))
+        // With a shared store, services run where the duties are held,
+        // which may be elsewhere now: this replica's old ones go.
+        let declared_service = shared_store_off
+            && matches!(role, Some("holder" | "managed-service" | "deployment"))
             && labels
                 .get(slipway::runner::LABEL_SERVICE)
                 .is_some_and(|name| declared.contains(name));
@@ -182,6 +209,10 @@ async fn engine(
     )
     .await;
     let scheduler_config = SchedulerConfig {
+        // `<node>/<pid>`: a restarted replica takes over its node's attempts.
+        worker: format!("{}/{}", config.node_id, std::process::id()),
+        lease: config.lease,
+        heartbeat: config.lease / 6,
         drain: config.drain,
         concurrency: config.concurrency,
         per_repository: config.per_repository,
@@ -203,6 +234,7 @@ async fn engine(
     );
     Ok(EngineParts {
         store,
+        shared,
         scheduler,
         logs,
         policy,
@@ -305,6 +337,7 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         let parts = engine(
             config,
             &config.state_dir,
+            &config.store,
             config.allow_local_paths,
             engine_id_of(&config.state_dir),
         )
@@ -322,8 +355,41 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             config.state_dir.display()
         );
         let shutdown = CancellationToken::new();
+        // With a shared store: claim this node id (a second replica with it
+        // is refused), wake the scheduler on NOTIFY, and do the duties
+        // only while holding their lock.
+        let replica = match &parts.shared {
+            None => None,
+            Some(pg) => {
+                let lock = Arc::new(
+                    pg.claim_node(&config.node_id, config.advertise_url.as_deref())
+                        .await?,
+                );
+                eprintln!(
+                    "slipway: replica {} of the store {} (advertised at {})",
+                    config.node_id,
+                    pg.target(),
+                    config.advertise_url.as_deref().unwrap_or("nowhere: set SLIPWAY_ADVERTISE_URL so other replicas can forward to this one")
+                );
+                let (node, stop) = (config.node_id.clone(), shutdown.clone());
+                tokio::spawn(async move { PostgresStore::keep_node_seen(&lock, &node, stop).await });
+                let notify = Arc::new(tokio::sync::Notify::new());
+                tokio::spawn({
+                    let pg = pg.clone();
+                    let (notify, stop) = (notify.clone(), shutdown.clone());
+                    async move { pg.listen(notify, stop).await }
+                });
+                let scheduler = parts.scheduler.clone();
+                tokio::spawn(async move {
+                    loop {
+                        notify.notified().await;
+                        scheduler.wake();
+                    }
+                });
+                Some(Replica::new(pg.clone(), config.node_id.clone()))
+            }
+        };
         let scheduler = tokio::spawn(parts.scheduler.clone().run(shutdown.clone()));
-        let supervisor = tokio::spawn(parts.supervisor.clone().run(shutdown.clone()));
         let key = SealingKey::load_or_create(&config.state_dir)?;
         let watcher = Watcher::new(
             parts.store.clone(),
@@ -334,8 +400,34 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
                 git_timeout: config.checkout_timeout,
             },
         );
-        let watching = tokio::spawn(watcher.clone().run(shutdown.clone()));
-        let calling = tokio::spawn(CallbackSender::new(parts.store.clone(), config.advertise_url.clone(), &config.outbound).run(shutdown.clone()));
+        let sender = CallbackSender::new(
+            parts.store.clone(),
+            config.advertise_url.clone(),
+            &config.outbound,
+        );
+        // What one engine of a store does at a time (all of it, with redb).
+        let duties = {
+            let (supervisor, watcher) = (parts.supervisor.clone(), watcher.clone());
+            let (deployments, workspaces) = (parts.deployments.clone(), parts.workspaces.clone());
+            move |token: CancellationToken| {
+                let (supervisor, watcher, sender) =
+                    (supervisor.clone(), watcher.clone(), sender.clone());
+                let (deployments, workspaces) = (deployments.clone(), workspaces.clone());
+                async move {
+                    tokio::join!(
+                        supervisor.run(token.clone()),
+                        watcher.run(token.clone()),
+                        sender.run(token.clone()),
+                        deployments.run(token.clone()),
+                        workspaces.reap(token.clone()),
+                    );
+                }
+            }
+        };
+        let duty = match &replica {
+            Some(r) => tokio::spawn(r.clone().run_duties(shutdown.clone(), duties)),
+            None => tokio::spawn(duties(shutdown.clone())),
+        };
         let self_update = slipway::selfupdate::SelfUpdate::new(
             slipway::runtime::docker::connect().await?,
             slipway::runtime::host::own_container(),
@@ -361,14 +453,13 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
                 tls.is_some(),
                 Some(parts.registry.clone()),
             )),
+            replica,
         };
         let sampling = tokio::spawn(slipway::dashboard::state::sample_queue(
             state.dashboard.clone(),
             state.store.clone(),
             shutdown.clone(),
         ));
-        let deploying = tokio::spawn(parts.deployments.clone().run(shutdown.clone()));
-        let reaper = tokio::spawn(parts.workspaces.clone().reap(shutdown.clone()));
         let stop = shutdown.clone();
         tokio::spawn(async move {
             stop_signal().await;
@@ -406,11 +497,7 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             None => api::serve(listener, state, shutdown.clone()).await?,
         }
         let _ = scheduler.await;
-        let _ = supervisor.await;
-        let _ = reaper.await;
-        let _ = watching.await;
-        let _ = calling.await;
-        let _ = deploying.await;
+        let _ = duty.await;
         let _ = sampling.await;
         parts.workspaces.close_all("the engine stopped").await;
         Ok(ExitCode::SUCCESS)
@@ -489,7 +576,14 @@ pub fn run(args: RunArgs, config: &Config, live: bool) -> anyhow::Result<ExitCod
         } else {
             repository
         };
-        let parts = engine(config, &work, true, format!("run-{}", std::process::id())).await?;
+        let parts = engine(
+            config,
+            &work,
+            &StoreLocation::Redb,
+            true,
+            format!("run-{}", std::process::id()),
+        )
+        .await?;
         let mut spec =
             serde_json::json!({"repository": repository, "commit": args.commit, "tier": args.tier});
         if let Some(profile) = profile {

@@ -66,6 +66,16 @@ pub enum StoreError {
     /// apply to (e.g. cancelling a finished job).
     #[error(transparent)]
     Transition(#[from] TransitionError),
+    /// Another live replica of this store runs with the same node id.
+    #[error(
+        "another engine of the store {target} runs with node id `{node}`; give each replica its own (node_id, SLIPWAY_NODE_ID)"
+    )]
+    NodeTaken {
+        /// The node id asked for.
+        node: String,
+        /// The store (its URL without the password).
+        target: String,
+    },
     /// The store's writer has stopped (the engine is shutting down): nothing more
     /// is written.
     #[error("the job store is shut down")]

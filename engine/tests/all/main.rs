@@ -31,6 +31,7 @@ mod managed_services;
 mod plan;
 mod plugin_host;
 mod queue;
+mod replicas;
 mod services;
 mod store_suite;
 mod watches;

@@ -142,6 +142,7 @@ pub fn test_server_with(
         self_update: None,
         auth_guard: Default::default(),
         dashboard: Default::default(),
+        replica: None,
     };
     let shutdown = CancellationToken::new();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

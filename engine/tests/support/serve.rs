@@ -18,6 +18,15 @@ pub struct Server {
 }
 
 impl Server {
+    /// A server started by the caller: `child`, its `state` directory and URL.
+    pub fn adopt(child: Child, state: tempfile::TempDir, url: String) -> Server {
+        Server {
+            child,
+            state: Some(state),
+            url,
+        }
+    }
+
     pub fn state(&self) -> &Path {
         self.state.as_ref().unwrap().path()
     }

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
+use tokio_util::sync::CancellationToken;
 
 use super::store::StoreError;
 use crate::job::SpecPolicy;
@@ -177,4 +178,183 @@ impl PostgresStore {
     ) {
         jobs::listen(self.config.clone(), notify, shutdown).await
     }
+}
+
+/// What `NodeLock`s lock: one advisory lock per node id, and one for the
+/// duties a single replica performs at a time.
+const LOCK_CLASS: i32 = 0x736c_7779; // "slwy"
+
+/// A session-level advisory lock, held by a connection of its own for as
+/// long as this value lives and the connection stays up ([`SessionLock::lost`]).
+pub struct SessionLock {
+    client: tokio_postgres::Client,
+    lost: CancellationToken,
+}
+
+impl SessionLock {
+    /// Cancelled when the lock's connection ends (the database restarted,
+    /// the network broke): the lock is no longer held.
+    pub fn lost(&self) -> CancellationToken {
+        self.lost.clone()
+    }
+
+    /// Run `sql` on the lock's connection (the node record's heartbeat).
+    async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        self.client.execute(sql, params).await.map_err(pg)
+    }
+}
+
+impl PostgresStore {
+    /// Try to take lock `name` of [`LOCK_CLASS`] on a connection of its own;
+    /// `Ok(None)` when another session holds it.
+    async fn try_session_lock(&self, name: &str) -> Result<Option<SessionLock>, StoreError> {
+        let (client, connection) = self.config.connect(NoTls).await.map_err(pg)?;
+        let lost = CancellationToken::new();
+        let on_end = lost.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "store: a lock's connection ended");
+            }
+            on_end.cancel();
+        });
+        let taken: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                &[&LOCK_CLASS, &name],
+            )
+            .await
+            .map_err(pg)?
+            .get(0);
+        Ok(taken.then_some(SessionLock { client, lost }))
+    }
+
+    /// Claim node id `node` for this process, and record it (with the URL
+    /// other replicas reach it at) in `slipway_nodes`. Refused while another
+    /// live replica holds the same id ([`StoreError::NodeTaken`]).
+    pub async fn claim_node(
+        &self,
+        node: &str,
+        advertise_url: Option<&str>,
+    ) -> Result<SessionLock, StoreError> {
+        let lock = self
+            .try_session_lock(&format!("node/{node}"))
+            .await?
+            .ok_or_else(|| StoreError::NodeTaken {
+                node: node.to_owned(),
+                target: self.target.clone(),
+            })?;
+        let now = crate::job::now_ms() as i64;
+        lock.execute(
+            "INSERT INTO slipway_nodes (node_id, instance, advertise_url, version, started_ms, seen_ms)
+             VALUES ($1, $2, $3, $4, $5, $5)
+             ON CONFLICT (node_id) DO UPDATE SET instance = EXCLUDED.instance,
+                advertise_url = EXCLUDED.advertise_url, version = EXCLUDED.version,
+                started_ms = EXCLUDED.started_ms, seen_ms = EXCLUDED.seen_ms",
+            &[
+                &node,
+                &format!("{}", std::process::id()),
+                &advertise_url,
+                &env!("CARGO_PKG_VERSION"),
+                &now,
+            ],
+        )
+        .await?;
+        Ok(lock)
+    }
+
+    /// Renew node `node`'s `seen_ms` through its lock, every 5 s until
+    /// `shutdown` or the lock is lost.
+    pub async fn keep_node_seen(lock: &SessionLock, node: &str, shutdown: CancellationToken) {
+        let lost = lock.lost();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = lost.cancelled() => {
+                    tracing::error!(node, "store: the node's lock connection ended; another process may now claim this node id");
+                    return;
+                }
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+            let now = crate::job::now_ms() as i64;
+            if let Err(e) = lock
+                .execute(
+                    "UPDATE slipway_nodes SET seen_ms = $2 WHERE node_id = $1",
+                    &[&node, &now],
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "store: renewing the node record failed");
+            }
+        }
+    }
+
+    /// Take the duties lock (what one replica does at a time: managed
+    /// services, deployments, watches, callbacks, workspaces) when it is
+    /// free; `Ok(None)` while another replica holds it.
+    pub async fn try_duties(&self, node: &str) -> Result<Option<SessionLock>, StoreError> {
+        let Some(lock) = self.try_session_lock("duties").await? else {
+            return Ok(None);
+        };
+        lock.execute("UPDATE slipway_nodes SET duties = (node_id = $1)", &[&node])
+            .await?;
+        Ok(Some(lock))
+    }
+
+    /// The replica holding the duties, and the URL it is reached at (as
+    /// it recorded them).
+    pub async fn duties_holder(&self) -> Result<Option<(String, Option<String>)>, StoreError> {
+        Ok(self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT node_id, advertise_url FROM slipway_nodes WHERE duties",
+                &[],
+            )
+            .await
+            .map_err(pg)?
+            .map(|row| (row.get(0), row.get(1))))
+    }
+
+    /// Every replica recorded in the store: node id, URL, version, when it
+    /// was last seen (ms since the epoch, by its own clock).
+    pub async fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT node_id, advertise_url, version, seen_ms, duties FROM slipway_nodes ORDER BY node_id",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| NodeRecord {
+                node_id: r.get(0),
+                advertise_url: r.get(1),
+                version: r.get(2),
+                seen_ms: r.get::<_, i64>(3) as u64,
+                duties: r.get(4),
+            })
+            .collect())
+    }
+}
+
+/// One replica, as `slipway_nodes` records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeRecord {
+    /// Its `node_id`.
+    pub node_id: String,
+    /// The URL other replicas forward to (`advertise_url`).
+    pub advertise_url: Option<String>,
+    /// Its Slipway version.
+    pub version: String,
+    /// When it last renewed its record (ms since the epoch, its clock).
+    pub seen_ms: u64,
+    /// Whether it holds the duties.
+    pub duties: bool,
 }

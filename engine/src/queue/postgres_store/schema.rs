@@ -68,7 +68,8 @@ const MIGRATIONS: &[&str] = &[
         advertise_url text,
         version text NOT NULL,
         started_ms bigint NOT NULL,
-        seen_ms bigint NOT NULL
+        seen_ms bigint NOT NULL,
+        duties boolean NOT NULL DEFAULT false
     );
     "#,
 ];

@@ -1,0 +1,216 @@
+//! Several `slipway serve` replicas on one PostgreSQL database (started by
+//! the tests), with real Docker jobs: they share the queue, a node id is
+//! one replica's, a replica killed with `kill -9` has its attempts retried
+//! by the others once their leases run out (each job ends once), requests
+//! for the duties' routes are forwarded to their holder, and a restarted
+//! replica cleans up only its own containers.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::postgres::TestPostgres;
+use crate::support::serve::{
+    BUSYBOX, Server, dockerfile_repo, free_port, get, job, post_json, slipway, wait_until,
+};
+
+/// Replica `node` on `database`, listening on a port of its own that it
+/// also advertises; lease 6 s so a dead replica's attempts come back soon.
+fn replica(database: &str, node: &str, state: tempfile::TempDir) -> Server {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let child = slipway(state.path(), &url)
+        .arg("serve")
+        .env("SLIPWAY_ALLOW_LOCAL_PATHS", "true")
+        .env("SLIPWAY_STORE", database)
+        .env("SLIPWAY_NODE_ID", node)
+        .env("SLIPWAY_ADVERTISE_URL", &url)
+        .env("SLIPWAY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SLIPWAY_RUNNER__LEASE_S", "6")
+        .env("SLIPWAY_RUNNER__PER_REPOSITORY", "0")
+        .env("SLIPWAY_RUNNER__CONCURRENCY", "3")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(state.path().join("serve.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let server = Server::adopt(child, state, url);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if get(&server, "/readyz").0 == 200 {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("replica {node} did not come up; its log:\n{}", server.log());
+}
+
+/// The node that leased each attempt of a job, from its events.
+fn leased_by(record: &Value) -> Vec<String> {
+    record["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .filter_map(|r| r.split(" leased by ").nth(1))
+        .map(|w| w.split('/').next().unwrap().to_owned())
+        .collect()
+}
+
+fn is_final(state: &str) -> bool {
+    matches!(
+        state,
+        "succeeded" | "failed" | "cancelled" | "timed_out" | "dead"
+    )
+}
+
+#[test]
+fn three_replicas_share_the_queue_and_a_killed_ones_jobs_end_once_elsewhere() {
+    let pg = TestPostgres::shared();
+    let database = pg.database();
+    let a = replica(&database, "node-a", tempfile::tempdir().unwrap());
+    let b = replica(&database, "node-b", tempfile::tempdir().unwrap());
+    let c = replica(&database, "node-c", tempfile::tempdir().unwrap());
+
+    // A second replica with a taken node id is refused, and says why.
+    let taken = tempfile::tempdir().unwrap();
+    let out = slipway(taken.path(), "http://127.0.0.1:1")
+        .arg("serve")
+        .env("SLIPWAY_STORE", &database)
+        .env("SLIPWAY_NODE_ID", "node-b")
+        .env("SLIPWAY_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("node id `node-b`"), "{said}");
+
+    // Forwarding: a services request to any replica reaches the duties
+    // holder, so all three give the same answer (one declared service).
+    let (code, body) = post_json(
+        &a,
+        "/api/v1/services",
+        &json!({"name": "pinger", "image": BUSYBOX, "command": ["sleep", "3600"]}),
+    );
+    assert_eq!(code, 201, "{body}");
+    for server in [&a, &b, &c] {
+        wait_until("the service is listed through every replica", 30, || {
+            let (code, text) = get(server, "/api/v1/services");
+            code == 200 && text.contains("\"pinger\"")
+        });
+    }
+
+    // Twelve jobs of 4 s each, submitted through one replica.
+    let repo = dockerfile_repo(&format!("FROM {BUSYBOX}\n"));
+    let (code, body) = post_json(
+        &b,
+        "/api/v1/profiles",
+        &json!({"name": "slow", "validation": {"fast": ["sleep 4; echo done-$((6*7))"]}}),
+    );
+    assert_eq!(code, 201, "{body}");
+    let ids: Vec<u64> = (0..12)
+        .map(|_| {
+            let (code, body) = post_json(
+                &b,
+                "/api/v1/jobs",
+                &json!({"repository": repo.path(), "commit": "HEAD", "profile": "slow"}),
+            );
+            assert_eq!(code, 201, "{body}");
+            body["id"].as_u64().unwrap()
+        })
+        .collect();
+
+    // Wait until node-c runs something, then kill it mid-job.
+    let mut on_c = Vec::new();
+    wait_until("node-c runs a job", 120, || {
+        on_c = ids
+            .iter()
+            .copied()
+            .filter(|id| {
+                let r = job(&b, *id);
+                r["state"] == "running"
+                    && leased_by(&r).last().map(String::as_str) == Some("node-c")
+            })
+            .collect();
+        !on_c.is_empty()
+    });
+    let c_state = c.crash();
+
+    let mut records: BTreeMap<u64, Value> = BTreeMap::new();
+    wait_until("every job ends", 240, || {
+        records = ids.iter().map(|id| (*id, job(&a, *id))).collect();
+        records
+            .values()
+            .all(|r| r["state"].as_str().is_some_and(is_final))
+    });
+    let mut nodes_used = std::collections::BTreeSet::new();
+    for (id, r) in &records {
+        assert_eq!(r["state"], "succeeded", "job {id}: {r}");
+        // One final state: exactly one event into a final state.
+        let finals = r["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["to"].as_str().is_some_and(is_final))
+            .count();
+        assert_eq!(finals, 1, "job {id}: {r}");
+        nodes_used.extend(leased_by(r));
+    }
+    assert!(
+        nodes_used.len() >= 2,
+        "the queue was shared: {nodes_used:?}"
+    );
+    for id in &on_c {
+        let r = &records[id];
+        let by = leased_by(r);
+        assert_eq!(
+            by.first().map(String::as_str),
+            Some("node-c"),
+            "job {id}: {r}"
+        );
+        assert_ne!(
+            by.last().map(String::as_str),
+            Some("node-c"),
+            "job {id}: {r}"
+        );
+        assert_eq!(r["attempt"], 2, "job {id}: {r}");
+    }
+
+    // node-c comes back: its leftovers (the killed attempts' containers)
+    // are removed, the others' containers are left alone.
+    let others_before = running_containers_of(&[a.state(), b.state()]);
+    let c = replica(&database, "node-c", c_state);
+    wait_until("node-c's killed attempts leave no container", 60, || {
+        on_c.iter()
+            .all(|id| crate::support::serve::job_containers(c.state(), *id).is_empty())
+    });
+    assert_eq!(
+        running_containers_of(&[a.state(), b.state()]),
+        others_before
+    );
+    // Remove the service through a replica that does not hold the duties.
+    let deleted = crate::support::serve::request(&b, "DELETE", "/api/v1/services/pinger", None);
+    assert!(deleted.0 == 204 || deleted.0 == 200, "{deleted:?}");
+    drop((a, b, c));
+}
+
+/// The ids of the running containers of the engines of these state dirs.
+fn running_containers_of(states: &[&std::path::Path]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for state in states {
+        let engine = crate::support::serve::engine_id_of(state);
+        let out = Command::new("docker")
+            .args(["ps", "-q", "--filter"])
+            .arg(format!("label=io.slipway.engine={engine}"))
+            .output()
+            .unwrap();
+        ids.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_owned),
+        );
+    }
+    ids.sort();
+    ids
+}
