@@ -42,7 +42,7 @@ pub enum StoreError {
     /// The store was written by a newer Slipway: its schema is unknown here, so
     /// the file is left untouched.
     #[error(
-        "the job store {path} was written by a newer Slipway (schema {found}, this one knows up to {known}); upgrade Slipway or point SLIPWAY_STATE_DIR elsewhere"
+        "the job store {path} was written by a newer Slipway (schema {found}, this one knows up to {known}); upgrade Slipway, or give this one another store (SLIPWAY_STATE_DIR for redb, SLIPWAY_STORE for PostgreSQL)"
     )]
     NewerSchema {
         /// The store file, as given.

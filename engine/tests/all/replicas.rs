@@ -214,3 +214,121 @@ fn running_containers_of(states: &[&std::path::Path]) -> Vec<String> {
     ids.sort();
     ids
 }
+
+/// The database stopped for longer than a lease while jobs run on two
+/// replicas: `/readyz` says so and recovers by itself; every acknowledged
+/// job still ends, once; what leases ran out is retried under a new fence.
+#[test]
+fn a_database_outage_longer_than_a_lease_loses_nothing_and_runs_nothing_twice() {
+    let pg = TestPostgres::start();
+    let database = pg.database();
+    let a = replica(&database, "node-a", tempfile::tempdir().unwrap());
+    let b = replica(&database, "node-b", tempfile::tempdir().unwrap());
+    let repo = dockerfile_repo(&format!("FROM {BUSYBOX}\n"));
+    let (code, body) = post_json(
+        &a,
+        "/api/v1/profiles",
+        &json!({"name": "slow", "validation": {"fast": ["sleep 3; echo done-$((6*7))"]}}),
+    );
+    assert_eq!(code, 201, "{body}");
+    let ids: Vec<u64> = (0..8)
+        .map(|i| {
+            let server = if i % 2 == 0 { &a } else { &b };
+            let (code, body) = post_json(
+                server,
+                "/api/v1/jobs",
+                &json!({"repository": repo.path(), "commit": "HEAD", "profile": "slow"}),
+            );
+            assert_eq!(code, 201, "{body}");
+            body["id"].as_u64().unwrap()
+        })
+        .collect();
+    wait_until("jobs run", 120, || {
+        ids.iter().any(|id| job(&a, *id)["state"] == "running")
+    });
+
+    pg.stop();
+    let stopped = Instant::now();
+    wait_until("readyz reports the database", 30, || {
+        let (code, text) = get(&a, "/readyz");
+        code == 503 && text.contains("store")
+    });
+    // Longer than the 6 s lease.
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(stopped.elapsed()));
+    pg.resume();
+    wait_until("readyz recovers by itself", 60, || {
+        get(&a, "/readyz").0 == 200
+    });
+    wait_until("readyz recovers on the other replica", 60, || {
+        get(&b, "/readyz").0 == 200
+    });
+
+    let mut records: BTreeMap<u64, Value> = BTreeMap::new();
+    wait_until("every job ends", 240, || {
+        records = ids.iter().map(|id| (*id, job(&b, *id))).collect();
+        records
+            .values()
+            .all(|r| r["state"].as_str().is_some_and(is_final))
+    });
+    for (id, r) in &records {
+        assert_eq!(r["state"], "succeeded", "job {id}: {r}");
+        let finals = r["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["to"].as_str().is_some_and(is_final))
+            .count();
+        assert_eq!(finals, 1, "job {id}: {r}");
+    }
+}
+
+/// A database a newer Slipway wrote is refused, naming both versions;
+/// replicas starting together apply each migration once.
+#[test]
+fn a_newer_schema_is_refused_and_migrations_run_once() {
+    use slipway::queue::PostgresStore;
+    use slipway::queue::postgres_store::schema::SCHEMA_VERSION;
+    let pg = TestPostgres::shared();
+    let database = pg.database();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let url = database.clone();
+                tokio::spawn(async move {
+                    PostgresStore::open(&url, slipway::job::SpecPolicy::default()).await
+                })
+            })
+            .collect();
+        for open in opens {
+            let store = open.await.unwrap().unwrap();
+            assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
+        }
+    });
+    let name = database.rsplit('/').next().unwrap();
+    assert_eq!(
+        pg.psql(name, "SELECT count(*) FROM slipway_schema"),
+        SCHEMA_VERSION.to_string()
+    );
+    pg.psql(
+        name,
+        &format!(
+            "INSERT INTO slipway_schema VALUES ({}, 0)",
+            SCHEMA_VERSION + 1
+        ),
+    );
+    let refused = rt
+        .block_on(PostgresStore::open(
+            &database,
+            slipway::job::SpecPolicy::default(),
+        ))
+        .err()
+        .expect("a newer schema is refused")
+        .to_string();
+    assert!(
+        refused.contains(&format!("schema {}", SCHEMA_VERSION + 1))
+            && refused.contains(&format!("knows up to {SCHEMA_VERSION}")),
+        "{refused}"
+    );
+    assert!(!refused.contains("password"), "{refused}");
+}
