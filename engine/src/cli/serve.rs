@@ -334,6 +334,7 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             .clone()
             .map(slipway::tls::CertResolver::load)
             .transpose()?;
+        slipway::runtime::set_node(&config.node_id);
         let parts = engine(
             config,
             &config.state_dir,

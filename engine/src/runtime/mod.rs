@@ -21,6 +21,23 @@
 //! A Kubernetes backend would implement the same trait (ARCHITECTURE.md
 //! maps each method); products never see which one they run on.
 
+/// The label naming the replica (its `node_id`) whose engine created a
+/// container, on every container a `serve` creates.
+pub const LABEL_NODE: &str = "io.slipway.node";
+
+static NODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// This process's node id, set once by `serve` before it creates anything:
+/// every container created after carries [`LABEL_NODE`].
+pub fn set_node(id: &str) {
+    let _ = NODE.set(id.to_owned());
+}
+
+/// The node id [`set_node`] set, if any.
+pub fn node() -> Option<&'static str> {
+    NODE.get().map(String::as_str)
+}
+
 pub mod docker;
 pub mod host;
 pub mod memory;

@@ -189,7 +189,31 @@ fn three_replicas_share_the_queue_and_a_killed_ones_jobs_end_once_elsewhere() {
         running_containers_of(&[a.state(), b.state()]),
         others_before
     );
-    // Remove the service through a replica that does not hold the duties.
+    // Each replica's containers carry its node id (the service's, at least,
+    // run where the duties are: on node-a or node-b).
+    let mut checked = 0;
+    for (server, node) in [(&a, "node-a"), (&b, "node-b")] {
+        let engine = crate::support::serve::engine_id_of(server.state());
+        for id in crate::support::serve::containers_labelled(&format!("io.slipway.engine={engine}"))
+        {
+            let out = Command::new("docker")
+                .args([
+                    "inspect",
+                    "-f",
+                    "{{index .Config.Labels \"io.slipway.node\"}}",
+                    &id,
+                ])
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), node, "{id}");
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 2,
+        "the service's holder and container carry node labels"
+    );
+    // Remove the service through a replica (maybe one that does not hold the duties).
     let deleted = crate::support::serve::request(&b, "DELETE", "/api/v1/services/pinger", None);
     assert!(deleted.0 == 204 || deleted.0 == 200, "{deleted:?}");
     drop((a, b, c));

@@ -81,7 +81,13 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         working_dir: spec.workdir.clone(),
         user: spec.user.clone(),
-        labels: Some(spec.labels.clone()),
+        labels: Some({
+            let mut labels = spec.labels.clone();
+            if let Some(node) = crate::runtime::node() {
+                labels.insert(crate::runtime::LABEL_NODE.to_owned(), node.to_owned());
+            }
+            labels
+        }),
         open_stdin: Some(idles),
         // No network: runc's own fresh namespace (loopback only, up)
         // instead of an empty libnetwork sandbox; ~70 ms less per start.
