@@ -57,6 +57,7 @@ pub fn run(args: DoctorArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let mut checks = Vec::new();
     rt.block_on(async {
         docker_checks(config, &mut checks).await;
+        store_checks(config, &mut checks).await;
     });
     let state = state_dir(&config.state_dir);
     let writable = matches!(state.status, Status::Ok);
@@ -438,5 +439,117 @@ fn serve_tls(files: &slipway::tls::TlsFiles) -> Check {
                     .into(),
             ),
         ),
+    }
+}
+
+/// With a shared store: the connection, the schema version against this
+/// build's, and the clocks of this host, the database and the replicas
+/// (leases and retries are timed by each replica's clock).
+async fn store_checks(config: &Config, checks: &mut Vec<Check>) {
+    let url = match config.store.postgres_url() {
+        Ok(None) => {
+            checks.push(check(
+                "store",
+                Status::Ok,
+                format!("redb, {}", config.state_dir.join("store.redb").display()),
+                None,
+            ));
+            return;
+        }
+        Ok(Some(url)) => url,
+        Err(e) => {
+            checks.push(check(
+                "store",
+                Status::Fail,
+                e.to_string(),
+                Some("make the `store` reference resolvable (SLIPWAY_STORE)".into()),
+            ));
+            return;
+        }
+    };
+    // The check must not migrate anything: read the version on a plain
+    // connection first, and open the store only when it is current.
+    let store = match slipway::queue::postgres_store::inspect(&url).await {
+        Ok(found) => found,
+        Err(e) => {
+            checks.push(check(
+                "store",
+                Status::Fail,
+                e.to_string(),
+                Some("check that PostgreSQL runs, and the URL's host, port, user, password and database".into()),
+            ));
+            return;
+        }
+    };
+    let known = slipway::queue::postgres_store::schema::SCHEMA_VERSION;
+    checks.push(check(
+        "store",
+        Status::Ok,
+        format!("PostgreSQL, {}", store.target),
+        None,
+    ));
+    checks.push(match store.schema {
+        v if v == known => check(
+            "store schema",
+            Status::Ok,
+            format!("version {v}, current"),
+            None,
+        ),
+        0 => check(
+            "store schema",
+            Status::Info,
+            format!("empty: the first `serve` creates schema {known}"),
+            None,
+        ),
+        v if v < known => check(
+            "store schema",
+            Status::Info,
+            format!("version {v}: the next `serve` migrates it to {known}"),
+            None,
+        ),
+        v => check(
+            "store schema",
+            Status::Fail,
+            format!("version {v}, written by a newer Slipway (this one knows up to {known})"),
+            Some("upgrade this Slipway to the replicas' version".into()),
+        ),
+    });
+    // Skew: this host against the database, and each replica's last
+    // renewal (renewed every 5 s) against the database's clock.
+    let local = slipway::job::now_ms() as i64;
+    let skew = local - store.database_ms as i64;
+    checks.push(if skew.abs() > 2_000 {
+        check(
+            "clock skew",
+            Status::Warn,
+            format!("this host's clock is {skew} ms off the database's"),
+            Some("run NTP (chrony, systemd-timesyncd) on every replica's host".into()),
+        )
+    } else {
+        check(
+            "clock skew",
+            Status::Ok,
+            format!("{skew} ms against the database"),
+            None,
+        )
+    });
+    for node in &store.nodes {
+        let behind = store.database_ms as i64 - node.seen_ms as i64;
+        let live = behind < 15_000;
+        checks.push(check(
+            "replica",
+            if live || behind > 5 * 60_000 { Status::Info } else { Status::Warn },
+            format!(
+                "{} ({}){}{}, last seen {} s ago by its clock",
+                node.node_id,
+                node.version,
+                if node.duties { ", holds the duties" } else { "" },
+                node.advertise_url.as_deref().map(|u| format!(" at {u}")).unwrap_or_default(),
+                behind / 1000
+            ),
+            (!live && behind <= 5 * 60_000).then(|| {
+                "a replica that stopped renewing its record is down, or its clock is off: check it".to_owned()
+            }),
+        ));
     }
 }

@@ -334,6 +334,30 @@ fn a_newer_schema_is_refused_and_migrations_run_once() {
         pg.psql(name, "SELECT count(*) FROM slipway_schema"),
         SCHEMA_VERSION.to_string()
     );
+    // `doctor` reads the store without changing it.
+    let doctor = |expect: &str| {
+        let state = tempfile::tempdir().unwrap();
+        let out = slipway(state.path(), "http://127.0.0.1:1")
+            .args(["doctor", "--json"])
+            .env("SLIPWAY_STORE", &database)
+            .output()
+            .unwrap();
+        let checks: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        let schema = checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "store schema")
+            .cloned()
+            .unwrap_or_else(|| panic!("no store schema check: {checks}"));
+        assert!(
+            schema["detail"].as_str().unwrap().contains(expect),
+            "{schema}"
+        );
+        schema["status"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(doctor("current"), "ok");
     pg.psql(
         name,
         &format!(
@@ -341,6 +365,7 @@ fn a_newer_schema_is_refused_and_migrations_run_once() {
             SCHEMA_VERSION + 1
         ),
     );
+    assert_eq!(doctor("newer Slipway"), "fail");
     let refused = rt
         .block_on(PostgresStore::open(
             &database,

@@ -154,19 +154,6 @@ impl PostgresStore {
         schema::version(&*self.client().await?).await
     }
 
-    /// The database's clock, in ms since the Unix epoch (for `doctor`'s
-    /// skew check between this host and the database).
-    pub async fn database_time_ms(&self) -> Result<u64, StoreError> {
-        let ms: f64 = self
-            .client()
-            .await?
-            .query_one("SELECT extract(epoch FROM clock_timestamp()) * 1000", &[])
-            .await
-            .map_err(pg)?
-            .get(0);
-        Ok(ms as u64)
-    }
-
     /// Wake `notify` on every `NOTIFY slipway_jobs`, on a connection of its
     /// own, reconnecting after a failure; ends when `shutdown` is cancelled.
     /// A wake-up lost while reconnecting is covered by the scheduler's
@@ -325,24 +312,16 @@ impl PostgresStore {
         let rows = self
             .client()
             .await?
-            .query(
-                "SELECT node_id, advertise_url, version, seen_ms, duties FROM slipway_nodes ORDER BY node_id",
-                &[],
-            )
+            .query(NODE_COLUMNS, &[])
             .await
             .map_err(pg)?;
-        Ok(rows
-            .iter()
-            .map(|r| NodeRecord {
-                node_id: r.get(0),
-                advertise_url: r.get(1),
-                version: r.get(2),
-                seen_ms: r.get::<_, i64>(3) as u64,
-                duties: r.get(4),
-            })
-            .collect())
+        Ok(rows.iter().map(NodeRecord::from_row).collect())
     }
 }
+
+/// Every replica's record, in node order.
+const NODE_COLUMNS: &str =
+    "SELECT node_id, advertise_url, version, seen_ms, duties FROM slipway_nodes ORDER BY node_id";
 
 /// One replica, as `slipway_nodes` records it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -357,4 +336,80 @@ pub struct NodeRecord {
     pub seen_ms: u64,
     /// Whether it holds the duties.
     pub duties: bool,
+}
+
+impl NodeRecord {
+    /// A row of [`NODE_COLUMNS`].
+    fn from_row(r: &tokio_postgres::Row) -> NodeRecord {
+        NodeRecord {
+            node_id: r.get(0),
+            advertise_url: r.get(1),
+            version: r.get(2),
+            seen_ms: r.get::<_, i64>(3) as u64,
+            duties: r.get(4),
+        }
+    }
+}
+
+/// What `slipway doctor` reads of a shared store, without migrating it.
+#[derive(Debug)]
+pub struct Inspection {
+    /// The database, as it may be shown.
+    pub target: String,
+    /// The schema version found (0: none yet).
+    pub schema: u64,
+    /// The database's clock, ms since the epoch.
+    pub database_ms: u64,
+    /// The replicas recorded (none before the first `serve`).
+    pub nodes: Vec<NodeRecord>,
+}
+
+/// Connect to `url` and read its schema version, clock and replicas;
+/// changes nothing.
+pub async fn inspect(url: &str) -> Result<Inspection, StoreError> {
+    let config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Open {
+        path: "the PostgreSQL URL in `store`".into(),
+        message: e.to_string(),
+        hint: "write it as postgres://user:password@host:port/database",
+    })?;
+    let target = describe(&config);
+    let open_error = |e: tokio_postgres::Error| StoreError::Open {
+        path: target.clone(),
+        message: e.to_string(),
+        hint: "check that PostgreSQL runs and accepts this user and database",
+    };
+    let (client, connection) = tokio::time::timeout(CONNECT_WAIT, config.connect(NoTls))
+        .await
+        .map_err(|_| StoreError::Open {
+            path: target.clone(),
+            message: format!("no answer within {} s", CONNECT_WAIT.as_secs()),
+            hint: "check the host and port, and that PostgreSQL listens there",
+        })?
+        .map_err(open_error)?;
+    let driving = tokio::spawn(connection);
+    let schema = schema::version(&client).await?;
+    let ms: f64 = client
+        .query_one("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8", &[])
+        .await
+        .map_err(pg)?
+        .get(0);
+    let nodes = if schema > 0 {
+        client
+            .query(NODE_COLUMNS, &[])
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(NodeRecord::from_row)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    drop(client);
+    let _ = driving.await;
+    Ok(Inspection {
+        target,
+        schema,
+        database_ms: ms as u64,
+        nodes,
+    })
 }
