@@ -1,6 +1,7 @@
 //! Subcommands. Each file owns one command family: it parses its arguments
 //! (clap derive; the doc comments are the help) and prints results.
 
+mod admin;
 mod client;
 mod deploy;
 mod doctor;
@@ -80,6 +81,12 @@ pub enum Command {
     /// The update worker the engine starts from the new image.
     #[command(hide = true)]
     UpdateWorker(system::UpdateWorkerArgs),
+    /// Move a store's contents between redb and PostgreSQL (`export`, then
+    /// `import` with the other `store` configured).
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
     /// Preflight checks of this host (container engine, limits, state directory, disk, SELinux, plugins), each with its fix.
     Doctor(doctor::DoctorArgs),
     /// Run one job end to end without a server; exit code 0 only when it succeeded.
@@ -235,6 +242,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => serve::serve(&config),
         Command::Run(args) => serve::run(args, &config, !cli.log_json),
         Command::Doctor(args) => doctor::run(args, &config),
+        Command::Admin { command } => admin::run(command, &config),
         Command::Healthcheck { url, ready } => Ok(healthcheck(&url, ready, &config)),
         Command::SelfUpdate { update, server } => system::self_update(update, &server),
         Command::UpdateWorker(args) => system::update_worker(args),

@@ -13,7 +13,7 @@ pub use postgres_store::PostgresStore;
 pub use redb_store::RedbStore;
 pub use scheduler::{Scheduler, SchedulerConfig};
 pub use store::{
-    AuditStore, DeploymentStore, ImageStore, JobQueue, JobStore, LeaseRequest, ListFilter,
-    OutboxStore, ProfileStore, ServiceStore, StoreError, Submitted, TokenStore, WatchStore,
-    WorkspaceStore,
+    AuditStore, DeploymentStore, Exported, ImageStore, JobQueue, JobStore, LeaseRequest,
+    ListFilter, OutboxStore, ProfileStore, ServiceStore, StoreError, Submitted, TokenStore,
+    TransferStore, WatchStore, WorkspaceStore,
 };

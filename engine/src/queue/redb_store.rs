@@ -16,13 +16,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 
-use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+};
 use tokio::sync::oneshot;
 
 use super::store::{
-    DeploymentStore, ImageStore, ImageUse, JobQueue, LeaseRequest, ListFilter, OutboxStore,
-    ProfileStore, ServiceStore, StoreError, StoreFuture, Submitted, TokenStore, WatchStore,
-    WorkspaceStore,
+    DeploymentStore, EXPORT_KINDS, Exported, ImageStore, ImageUse, JobQueue, LeaseRequest,
+    ListFilter, OutboxStore, ProfileStore, ServiceStore, StoreError, StoreFuture, Submitted,
+    TokenStore, TransferStore, WatchStore, WorkspaceStore,
 };
 use crate::callbacks::OutboxEntry;
 use crate::deployments::Deployment;
@@ -1117,6 +1119,142 @@ impl OutboxStore for RedbStore {
                 out.push(decode_named(v.value())?);
             }
             Ok(out)
+        })
+    }
+}
+
+/// The name-keyed tables, by export kind.
+const NAMED: &[(&str, TableDefinition<&str, &[u8]>)] = &[
+    ("profiles", PROFILES),
+    ("services", SERVICES),
+    ("images", IMAGES),
+    ("tokens", TOKENS),
+    ("workspaces", WORKSPACES),
+    ("workspace_runtimes", WORKSPACE_RUNTIMES),
+    ("watches", WATCHES),
+    ("deployments", DEPLOYMENTS),
+    ("deliveries", DELIVERIES),
+    ("outbox", OUTBOX),
+];
+
+fn named_table<'a, 't>(
+    tables: &'a mut Tables<'t>,
+    kind: &str,
+) -> Option<&'a mut Table<'t, &'static str, &'static [u8]>> {
+    Some(match kind {
+        "profiles" => &mut tables.profiles,
+        "services" => &mut tables.services,
+        "images" => &mut tables.images,
+        "tokens" => &mut tables.tokens,
+        "workspaces" => &mut tables.workspaces,
+        "workspace_runtimes" => &mut tables.workspace_runtimes,
+        "watches" => &mut tables.watches,
+        "deployments" => &mut tables.deployments,
+        "deliveries" => &mut tables.deliveries,
+        _ => return None,
+    })
+}
+
+impl TransferStore for RedbStore {
+    fn export_all(&self) -> StoreFuture<'_, Vec<Exported>> {
+        let next = {
+            // The writer's counters as last committed.
+            let txn = self.db.begin_read().map_err(io);
+            txn.and_then(|txn| {
+                let meta = txn.open_table(META).map_err(io)?;
+                let get = |k: &str| -> Result<u64, StoreError> {
+                    Ok(meta.get(k).map_err(io)?.map(|v| v.value()).unwrap_or(1))
+                };
+                Ok((get("next_id")?, get("next_fence")?))
+            })
+        };
+        self.read(move |txn| {
+            let (next_id, next_fence) = next?;
+            let mut out = vec![
+                Exported::number("next_id", next_id),
+                Exported::number("next_fence", next_fence),
+            ];
+            for (kind, definition) in NAMED {
+                let table = txn.open_table(*definition).map_err(io)?;
+                for entry in table.iter().map_err(io)? {
+                    let (k, v) = entry.map_err(io)?;
+                    out.push(Exported::new(kind, k.value(), v.value()));
+                }
+            }
+            let audit = txn.open_table(AUDIT).map_err(io)?;
+            for entry in audit.iter().map_err(io)? {
+                let (k, v) = entry.map_err(io)?;
+                out.push(Exported::new("audit", k.value().to_string(), v.value()));
+            }
+            let jobs = txn.open_table(JOBS).map_err(io)?;
+            for entry in jobs.iter().map_err(io)? {
+                let (k, v) = entry.map_err(io)?;
+                out.push(Exported::new("jobs", k.value().to_string(), v.value()));
+            }
+            out.sort_by_key(|e| EXPORT_KINDS.iter().position(|k| *k == e.kind));
+            Ok(out)
+        })
+    }
+
+    fn import_all(&self, records: Vec<Exported>) -> StoreFuture<'_, usize> {
+        let target = self.path.display().to_string();
+        self.write(move |tables, mem, counts| {
+            let mut holds = !tables.jobs.is_empty().map_err(io)?;
+            for (kind, _) in NAMED {
+                if let Some(table) = named_table(tables, kind) {
+                    holds |= !table.is_empty().map_err(io)?;
+                }
+            }
+            if holds {
+                return Err(StoreError::NotEmpty {
+                    target,
+                    found: "jobs or records".into(),
+                });
+            }
+            let mut written = 0;
+            for record in &records {
+                match record.kind.as_str() {
+                    "meta" => match record.key.as_str() {
+                        "next_id" => mem.next_id = mem.next_id.max(record.as_number()?),
+                        "next_fence" => mem.next_fence = mem.next_fence.max(record.as_number()?),
+                        _ => return Err(record.bad("unknown meta key")),
+                    },
+                    "audit" => {
+                        tables
+                            .audit
+                            .insert(record.key_number()?, record.bytes()?.as_slice())
+                            .map_err(io)?;
+                    }
+                    "outbox" => {
+                        let entry: OutboxEntry = decode_named(&record.bytes()?)?;
+                        put_callback(tables, None, &entry)?;
+                    }
+                    "jobs" => {
+                        let job = decode(&record.bytes()?)?;
+                        mem.next_id = mem.next_id.max(job.id + 1);
+                        if let Some(lease) = &job.lease {
+                            mem.next_fence = mem.next_fence.max(lease.fence + 1);
+                        }
+                        if let Some(key) = &job.spec.idempotency_key {
+                            tables
+                                .idempotency
+                                .insert(key.as_str(), job.id)
+                                .map_err(io)?;
+                        }
+                        put(tables, mem, counts, None, &job)?;
+                    }
+                    kind => {
+                        let bytes = record.bytes()?;
+                        let table =
+                            named_table(tables, kind).ok_or_else(|| record.bad("unknown kind"))?;
+                        table
+                            .insert(record.key.as_str(), bytes.as_slice())
+                            .map_err(io)?;
+                    }
+                }
+                written += 1;
+            }
+            Ok(written)
         })
     }
 }

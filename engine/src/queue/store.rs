@@ -76,6 +76,24 @@ pub enum StoreError {
         /// The store (its URL without the password).
         target: String,
     },
+    /// An import into a store that already holds something.
+    #[error("cannot import into {target}: it is not empty ({found}); import into a new store")]
+    NotEmpty {
+        /// The store.
+        target: String,
+        /// What it holds.
+        found: String,
+    },
+    /// An export line that cannot be read.
+    #[error("export record {kind}/{key}: {message}")]
+    BadExport {
+        /// Its table.
+        kind: String,
+        /// Its key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The store's writer has stopped (the engine is shutting down): nothing more
     /// is written.
     #[error("the job store is shut down")]
@@ -293,6 +311,49 @@ pub trait OutboxStore: Send + Sync {
     fn callbacks_with_prefix(&self, prefix: &str) -> StoreFuture<'_, Vec<OutboxEntry>>;
 }
 
+/// One record of a store as `slipway admin export` writes it and `import`
+/// reads it: its table, its key, and its bytes as both stores keep them
+/// (rmp-serde), base64 in the JSON line.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Exported {
+    /// The table: `jobs`, `profiles`, `services`, `images`, `tokens`,
+    /// `workspaces`, `workspace_runtimes`, `watches`, `deployments`,
+    /// `deliveries`, `outbox`, `audit`, or `meta` (the next job id and fence).
+    pub kind: String,
+    /// The record's key in that table (a job id, a name, `<watch>/<seq>`, ...).
+    pub key: String,
+    /// The encoded record, base64 (`meta`: the number in decimal).
+    pub value: String,
+}
+
+/// The tables an export holds, in the order an import writes them
+/// (the outbox before the jobs that owe its messages).
+pub const EXPORT_KINDS: &[&str] = &[
+    "meta",
+    "profiles",
+    "services",
+    "images",
+    "tokens",
+    "workspaces",
+    "workspace_runtimes",
+    "watches",
+    "deployments",
+    "deliveries",
+    "audit",
+    "outbox",
+    "jobs",
+];
+
+/// Moving a store's contents to another store (redb ↔ PostgreSQL).
+pub trait TransferStore: Send + Sync {
+    /// Every record, table by table in [`EXPORT_KINDS`] order.
+    fn export_all(&self) -> StoreFuture<'_, Vec<Exported>>;
+    /// Write `records` (an export) into this store, which must hold no job
+    /// and no record yet; keeps job ids, fences and sequence numbers, so
+    /// jobs submitted after go on from them. Returns how many were written.
+    fn import_all(&self, records: Vec<Exported>) -> StoreFuture<'_, usize>;
+}
+
 /// The whole store, every part of it: what the engine opens. Each part is a
 /// trait of its own, so a second store (PostgreSQL) implements and is tested
 /// part by part, and code that needs one part can say so.
@@ -307,6 +368,7 @@ pub trait JobStore:
     + WatchStore
     + DeploymentStore
     + OutboxStore
+    + TransferStore
     + 'static
 {
 }
@@ -322,6 +384,7 @@ impl<T> JobStore for T where
         + WatchStore
         + DeploymentStore
         + OutboxStore
+        + TransferStore
         + 'static
 {
 }
@@ -344,5 +407,53 @@ impl crate::executor::AttemptSink for AttemptReports {
     fn record_run(&self, id: JobId, fence: u64, run: RunRecord) -> crate::executor::SinkFuture<'_> {
         let f = self.0.record_run(id, fence, run);
         Box::pin(async move { f.await.map_err(|e| ReportRefused(e.to_string())) })
+    }
+}
+
+impl Exported {
+    /// A record of table `kind` under `key`.
+    pub fn new(kind: &str, key: impl Into<String>, bytes: &[u8]) -> Exported {
+        use base64::Engine as _;
+        Exported {
+            kind: kind.to_owned(),
+            key: key.into(),
+            value: base64::engine::general_purpose::STANDARD.encode(bytes),
+        }
+    }
+
+    /// A `meta` number.
+    pub fn number(key: &str, n: u64) -> Exported {
+        Exported {
+            kind: "meta".into(),
+            key: key.to_owned(),
+            value: n.to_string(),
+        }
+    }
+
+    /// The record's bytes.
+    pub fn bytes(&self) -> Result<Vec<u8>, StoreError> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(&self.value)
+            .map_err(|e| self.bad(e))
+    }
+
+    /// A `meta` number's value.
+    pub fn as_number(&self) -> Result<u64, StoreError> {
+        self.value.parse().map_err(|e| self.bad(e))
+    }
+
+    /// The key as a number (job ids, audit sequence numbers).
+    pub fn key_number(&self) -> Result<u64, StoreError> {
+        self.key.parse().map_err(|e| self.bad(e))
+    }
+
+    /// An error about this record.
+    pub fn bad(&self, message: impl std::fmt::Display) -> StoreError {
+        StoreError::BadExport {
+            kind: self.kind.clone(),
+            key: self.key.clone(),
+            message: message.to_string(),
+        }
     }
 }

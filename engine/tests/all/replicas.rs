@@ -381,3 +381,81 @@ fn a_newer_schema_is_refused_and_migrations_run_once() {
     );
     assert!(!refused.contains("password"), "{refused}");
 }
+
+/// `slipway admin export` of a redb state directory, `import` into
+/// PostgreSQL: the history moves; a line that is not a record is refused
+/// with its number, and nothing is imported.
+#[test]
+fn admin_export_and_import_move_a_redb_store_to_postgres() {
+    use slipway::queue::{JobQueue, PostgresStore, RedbStore};
+    let state = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ids: Vec<u64> = rt.block_on(async {
+        let store = RedbStore::open(
+            &state.path().join("store.redb"),
+            slipway::job::SpecPolicy::default(),
+        )
+        .unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(
+                store
+                    .submit(crate::support::spec("succeed"))
+                    .await
+                    .unwrap()
+                    .record
+                    .id,
+            );
+        }
+        ids
+    });
+    // The redb file is free once its writer thread has let go.
+    let dump = state.path().join("dump.jsonl");
+    let mut exported = None;
+    for _ in 0..50 {
+        let out = slipway(state.path(), "http://127.0.0.1:1")
+            .args(["admin", "export", "--out"])
+            .arg(&dump)
+            .output()
+            .unwrap();
+        if out.status.success() {
+            exported = Some(String::from_utf8_lossy(&out.stderr).into_owned());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let exported = exported.expect("export succeeds");
+    assert!(exported.contains("exported"), "{exported}");
+    let database = TestPostgres::shared().database();
+    let import = |file: &std::path::Path| {
+        slipway(state.path(), "http://127.0.0.1:1")
+            .args(["admin", "import"])
+            .arg(file)
+            .env("SLIPWAY_STORE", &database)
+            .output()
+            .unwrap()
+    };
+    let bad = state.path().join("bad.jsonl");
+    let mut text = std::fs::read_to_string(&dump).unwrap();
+    text.push_str("not json\n");
+    std::fs::write(&bad, text).unwrap();
+    let out = import(&bad);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    let lines = std::fs::read_to_string(&dump).unwrap().lines().count();
+    assert!(said.contains(&format!("line {}", lines + 1)), "{said}");
+    let out = import(&dump);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    rt.block_on(async {
+        let pg = PostgresStore::open(&database, slipway::job::SpecPolicy::default())
+            .await
+            .unwrap();
+        for id in &ids {
+            assert!(pg.get(*id).await.unwrap().is_some(), "job {id}");
+        }
+    });
+}

@@ -306,7 +306,107 @@ async fn jobs_list_newest_first_by_state_and_page(b: Backend) {
     assert!(store.get(u64::MAX).await.unwrap().is_none());
 }
 
+/// An export of one store imports into the other kind of store with its
+/// history: every record, job ids, fences and sequence numbers go on
+/// from where they were; an import into a store that holds something is
+/// refused.
+async fn an_export_moves_to_the_other_store_with_its_history(b: Backend) {
+    let source = Place::new(b).open().await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(source.submit(spec("succeed")).await.unwrap().record.id);
+    }
+    let leased = source
+        .lease(LeaseRequest {
+            worker: "node-a/1".into(),
+            max: 1,
+            lease_ms: 60_000,
+            per_repository: 0,
+        })
+        .await
+        .unwrap();
+    let fence = leased[0].lease.as_ref().unwrap().fence;
+    source
+        .complete(leased[0].id, fence, Outcome::Succeeded)
+        .await
+        .unwrap();
+    source.cancel(ids[2]).await.unwrap();
+    source
+        .put_service(service("web", "nginx:1"), false)
+        .await
+        .unwrap();
+    source.add_delivery("w1", delivery("push")).await.unwrap();
+    source
+        .update_callback(outbox("a/1", 1, Some(30)))
+        .await
+        .unwrap();
+    let entry = AuditEntry {
+        seq: 0,
+        at_ms: 1,
+        token: "configured".into(),
+        method: "POST".into(),
+        route: "/api/v1/jobs".into(),
+        target: "job 1".into(),
+        status: 201,
+    };
+    let audit_seq = source.append_audit(entry.clone()).await.unwrap();
+    let exported = source.export_all().await.unwrap();
+
+    let other = match b {
+        Backend::Redb => Backend::Postgres,
+        Backend::Postgres => Backend::Redb,
+    };
+    let target = Place::new(other).open().await;
+    assert_eq!(
+        target.import_all(exported.clone()).await.unwrap(),
+        exported.len()
+    );
+    for id in &ids {
+        assert_eq!(
+            target.get(*id).await.unwrap(),
+            source.get(*id).await.unwrap(),
+            "job {id}"
+        );
+    }
+    assert_eq!(
+        target.counts().await.unwrap(),
+        source.counts().await.unwrap()
+    );
+    assert_eq!(
+        target.list_services().await.unwrap(),
+        source.list_services().await.unwrap()
+    );
+    assert_eq!(
+        target.list_deliveries("w1").await.unwrap(),
+        source.list_deliveries("w1").await.unwrap()
+    );
+    assert_eq!(target.callbacks_with_prefix("a/").await.unwrap().len(), 1);
+    assert_eq!(
+        target.list_audit(None, 10).await.unwrap(),
+        source.list_audit(None, 10).await.unwrap()
+    );
+    // Numbering goes on from the source's.
+    let next = target.submit(spec("succeed")).await.unwrap().record;
+    assert!(next.id > *ids.iter().max().unwrap(), "{}", next.id);
+    let lease = target
+        .lease(LeaseRequest {
+            worker: "node-b/1".into(),
+            max: 1,
+            lease_ms: 60_000,
+            per_repository: 0,
+        })
+        .await
+        .unwrap();
+    assert!(lease[0].lease.as_ref().unwrap().fence > fence);
+    assert!(target.append_audit(entry).await.unwrap() > audit_seq);
+    // A store that holds something is refused, and keeps what it holds.
+    let refused = target.import_all(exported).await.unwrap_err();
+    assert!(refused.to_string().contains("not empty"), "{refused}");
+    assert_eq!(target.counts().await.unwrap()[&JobState::Succeeded], 1);
+}
+
 crate::on_every_store!(
+    an_export_moves_to_the_other_store_with_its_history,
     named_records_replace_list_in_order_and_survive_a_reopen,
     the_audit_log_numbers_and_pages_newest_first,
     deliveries_are_numbered_per_watch_and_go_with_it,

@@ -21,7 +21,7 @@ const LEASE_LOCK: i64 = 0x006c_6561_7365;
 
 /// Write `new` (over `old`, when it existed) and the outbox messages the
 /// change owes; announce it when the job became leasable.
-async fn write_job(
+pub(super) async fn write_job(
     tx: &impl GenericClient,
     old: Option<&JobRecord>,
     new: &JobRecord,

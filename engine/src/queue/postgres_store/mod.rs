@@ -20,6 +20,7 @@
 mod jobs;
 mod records;
 pub mod schema;
+mod transfer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -389,7 +390,10 @@ pub async fn inspect(url: &str) -> Result<Inspection, StoreError> {
     let driving = tokio::spawn(connection);
     let schema = schema::version(&client).await?;
     let ms: f64 = client
-        .query_one("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8", &[])
+        .query_one(
+            "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8",
+            &[],
+        )
         .await
         .map_err(pg)?
         .get(0);
