@@ -13,6 +13,7 @@
 //! engine itself only, no inline code, no framing.
 
 pub mod charts;
+pub mod links;
 pub mod pages;
 mod resources;
 pub mod session;

@@ -338,7 +338,11 @@ pub fn job(
                         tbody {
                             @for (s, f) in findings {
                                 tr {
-                                    td.mono { (f.file.as_deref().unwrap_or("-")) @if let Some(l) = f.line { ":" (l) } @if let Some(c) = f.column { ":" (c) } }
+                                    @let place = html! { (f.file.as_deref().unwrap_or("-")) @if let Some(l) = f.line { ":" (l) } @if let Some(c) = f.column { ":" (c) } };
+                                    @let link = f.file.as_deref().zip(r.sha.as_deref()).and_then(|(file, sha)| {
+                                        super::links::source_line(&j.spec.repository, sha, j.spec.forge.as_ref().map(|fg| fg.kind), file, f.line)
+                                    });
+                                    td.mono { @if let Some(href) = link { a href=(href) rel="noreferrer" { (place) } } @else { (place) } }
                                     td { span class={ "severity " (f.severity) } { (f.severity) } }
                                     td { (f.message) @if let Some(rule) = &f.rule { " " span.hint { "[" (rule) "]" } } }
                                     td { (s.name) }
