@@ -745,6 +745,23 @@ pub struct RunRecord {
     /// Why a job that preferred GPUs ran on the CPU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_fallback: Option<String>,
+    /// What the plan decided, each fact with the file it came from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<PlanFact>,
+}
+
+/// One decision of a job's plan and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, ToSchema, Serialize, Deserialize)]
+pub struct PlanFact {
+    /// What was decided (`ecosystem`, `node`, `package manager`, `image`).
+    pub what: String,
+    /// The decision (`node`, `18`, `pnpm 8.15.0`, `node:18-slim`).
+    pub value: String,
+    /// `file` or `file:line` that decided it; `null` for a default.
+    pub source: Option<String>,
+    /// What the plugin saw there, in a few words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The phases of an attempt, in order; their names key

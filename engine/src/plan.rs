@@ -214,6 +214,51 @@ pub struct Overruled {
     pub reason: String,
 }
 
+impl PlanReport {
+    /// What the plan decided, each with the file it came from (what a job
+    /// record keeps of its plan).
+    pub fn facts(&self) -> Vec<crate::job::PlanFact> {
+        use crate::job::PlanFact;
+        let mut out = vec![PlanFact {
+            what: "ecosystem".into(),
+            value: format!("{} ({}% sure)", self.ecosystem, self.confidence),
+            source: place(&self.evidence.first().cloned()),
+            note: self.evidence.first().map(|e| e.note.clone()),
+        }];
+        out.extend(self.toolchain.iter().map(|t| PlanFact {
+            what: t.tool.clone(),
+            value: t.version.clone(),
+            source: t.source.clone(),
+            note: Some(format!("{} {}", t.kind, t.written_form)),
+        }));
+        if let Some(pm) = &self.package_manager {
+            out.push(PlanFact {
+                what: "package manager".into(),
+                value: match &pm.version {
+                    Some(v) => format!("{} {v}", pm.name),
+                    None => pm.name.clone(),
+                },
+                source: place(&pm.source),
+                note: pm
+                    .lockfile
+                    .as_ref()
+                    .map(|l| format!("frozen install from {l}")),
+            });
+        }
+        out.push(PlanFact {
+            what: "image".into(),
+            value: self.base_image.clone(),
+            source: self.dockerfile_path.clone(),
+            note: Some(if self.dockerfile_path.is_some() {
+                "the repository's own Dockerfile".into()
+            } else {
+                "a generated Dockerfile".into()
+            }),
+        });
+        out
+    }
+}
+
 fn place(e: &Option<Evidence>) -> Option<String> {
     e.as_ref().map(|e| match e.line {
         Some(line) => format!("{}:{line}", e.file),

@@ -11,7 +11,7 @@ use crate::job::{
     AllGpus, Event, FieldProblem, GpuPolicy, Gpus, JobSpec, JobState, Network, Progress,
     ReadinessSpec, Resources, ServiceSpec, Tier,
 };
-use crate::job::{ImageRecord, RunRecord, SpecPolicy, StepRecord};
+use crate::job::{ImageRecord, PlanFact, RunRecord, SpecPolicy, StepRecord};
 use crate::profile::{CachePolicy, Profile, TierCommands};
 use crate::service::{ManagedService, ManagedServiceSpec, RestartMode, RestartPolicy, VolumeMount};
 use crate::supervisor::{ServiceState, ServiceStatus};
@@ -130,7 +130,7 @@ impl Modify for CommonResponses {
         jobs::JobView, jobs::JobList, Profile, TierCommands, CachePolicy, ErrorBody, ErrorDetail,
         ManagedServiceSpec, ManagedService, RestartPolicy, RestartMode, VolumeMount,
         services::ServiceView, services::ServicesHealth, ServiceStatus, ServiceState,
-        RunRecord, StepRecord, ImageRecord, tokens::NewToken, tokens::CreatedToken, crate::token::TokenView,
+        RunRecord, StepRecord, ImageRecord, PlanFact, tokens::NewToken, tokens::CreatedToken, crate::token::TokenView,
         crate::token::Scope, crate::token::AuditEntry,
         WorkspaceRecord, WorkspaceState, ValidateResult, StepResult, FindingView, workspaces::ValidateBody,
         crate::watches::WatchSpec, crate::watches::WatchView, crate::watches::WatchState,

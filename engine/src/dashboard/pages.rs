@@ -330,6 +330,24 @@ pub fn job(
                         }
                     }
                 }
+                @if !r.plan.is_empty() {
+                    h2 { "Plan" }
+                    table.plan {
+                        thead { tr { th { "Decided" } th { "As" } th { "From" } } }
+                        tbody {
+                            @for fact in &r.plan {
+                                tr {
+                                    td { (fact.what) }
+                                    td.mono { (fact.value) }
+                                    td.mono {
+                                        (fact.source.as_deref().unwrap_or("default"))
+                                        @if let Some(note) = &fact.note { " " span.hint { (note) } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
                 @let findings: Vec<_> = r.steps.iter().flat_map(|s| s.findings.iter().map(move |f| (s, f))).collect();
                 @if !findings.is_empty() {
                     h2 { "Findings" }

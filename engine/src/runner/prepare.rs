@@ -302,6 +302,7 @@ impl Runner {
         record.plugins.push(plan.plugin.clone());
         record.plugins.extend(plan.steps_from.clone());
         record.third_party_plugins = plan.third_party.clone();
+        record.plan = plan.facts();
         lap(&mut record, Phase::Plan);
 
         progress.phase(3, 5, "image".into()).await;

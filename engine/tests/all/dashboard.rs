@@ -211,6 +211,9 @@ fn a_person_logs_in_follows_a_job_and_reaches_the_failing_line() {
         let (to_first, from_open) = (submitted.elapsed(), opened.elapsed());
         until_text(&c, "#log", "tick 3", 120).await;
         until_text(&c, "#state", "succeeded", 60).await;
+        // The page reloads at the end: the plan, each fact with its file.
+        let plan = until_text(&c, "table.plan", "Dockerfile", 30).await;
+        assert!(plan.contains("image"), "{plan}");
         snap(&c, "job-succeeded").await;
         // What the job page weighs (HTML, CSS, JS as the browser got them)
         // and how soon its first line of output showed.
