@@ -415,13 +415,18 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
                     (supervisor.clone(), watcher.clone(), sender.clone());
                 let (deployments, workspaces) = (deployments.clone(), workspaces.clone());
                 async move {
-                    tokio::join!(
-                        supervisor.run(token.clone()),
-                        watcher.run(token.clone()),
-                        sender.run(token.clone()),
-                        deployments.run(token.clone()),
-                        workspaces.reap(token.clone()),
-                    );
+                    // Tasks of their own, as each was before: one slow
+                    // loop never holds up the others.
+                    let loops = [
+                        tokio::spawn(supervisor.run(token.clone())),
+                        tokio::spawn(watcher.run(token.clone())),
+                        tokio::spawn(sender.run(token.clone())),
+                        tokio::spawn(deployments.run(token.clone())),
+                        tokio::spawn(workspaces.reap(token.clone())),
+                    ];
+                    for running in loops {
+                        let _ = running.await;
+                    }
                 }
             }
         };

@@ -554,12 +554,21 @@ fn bad_compose_files_are_refused_before_anything_starts() {
             "case {i}: nothing started"
         );
     }
-    let (code, _) = request(
-        &server,
-        "DELETE",
-        &format!("/api/v1/deployments/{name}"),
-        None,
-    );
+    // 409 while a poll's rollout attempt is under way: the API's "try again".
+    let mut code = 0;
+    for _ in 0..50 {
+        code = request(
+            &server,
+            "DELETE",
+            &format!("/api/v1/deployments/{name}"),
+            None,
+        )
+        .0;
+        if code != 409 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     assert_eq!(code, 204);
 }
 
