@@ -58,6 +58,29 @@ fn leased_by(record: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Wait (4 min at most) until every job of `ids` has ended; each must have
+/// succeeded, with exactly one event into a final state. Their records.
+fn all_succeed_once(server: &Server, ids: &[u64]) -> BTreeMap<u64, Value> {
+    let mut records: BTreeMap<u64, Value> = BTreeMap::new();
+    wait_until("every job ends", 240, || {
+        records = ids.iter().map(|id| (*id, job(server, *id))).collect();
+        records
+            .values()
+            .all(|r| r["state"].as_str().is_some_and(is_final))
+    });
+    for (id, r) in &records {
+        assert_eq!(r["state"], "succeeded", "job {id}: {r}");
+        let finals = r["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["to"].as_str().is_some_and(is_final))
+            .count();
+        assert_eq!(finals, 1, "job {id}: {r}");
+    }
+    records
+}
+
 fn is_final(state: &str) -> bool {
     matches!(
         state,
@@ -137,24 +160,9 @@ fn three_replicas_share_the_queue_and_a_killed_ones_jobs_end_once_elsewhere() {
     });
     let c_state = c.crash();
 
-    let mut records: BTreeMap<u64, Value> = BTreeMap::new();
-    wait_until("every job ends", 240, || {
-        records = ids.iter().map(|id| (*id, job(&a, *id))).collect();
-        records
-            .values()
-            .all(|r| r["state"].as_str().is_some_and(is_final))
-    });
+    let records = all_succeed_once(&a, &ids);
     let mut nodes_used = std::collections::BTreeSet::new();
-    for (id, r) in &records {
-        assert_eq!(r["state"], "succeeded", "job {id}: {r}");
-        // One final state: exactly one event into a final state.
-        let finals = r["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["to"].as_str().is_some_and(is_final))
-            .count();
-        assert_eq!(finals, 1, "job {id}: {r}");
+    for r in records.values() {
         nodes_used.extend(leased_by(r));
     }
     assert!(
@@ -287,23 +295,7 @@ fn a_database_outage_longer_than_a_lease_loses_nothing_and_runs_nothing_twice() 
         get(&b, "/readyz").0 == 200
     });
 
-    let mut records: BTreeMap<u64, Value> = BTreeMap::new();
-    wait_until("every job ends", 240, || {
-        records = ids.iter().map(|id| (*id, job(&b, *id))).collect();
-        records
-            .values()
-            .all(|r| r["state"].as_str().is_some_and(is_final))
-    });
-    for (id, r) in &records {
-        assert_eq!(r["state"], "succeeded", "job {id}: {r}");
-        let finals = r["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["to"].as_str().is_some_and(is_final))
-            .count();
-        assert_eq!(finals, 1, "job {id}: {r}");
-    }
+    all_succeed_once(&b, &ids);
 }
 
 /// A database a newer Slipway wrote is refused, naming both versions;
