@@ -12,6 +12,7 @@
 //! Content-Security-Policy: scripts, styles and connections to the
 //! engine itself only, no inline code, no framing.
 
+pub mod ansi;
 pub mod charts;
 pub mod links;
 pub mod pages;

@@ -393,7 +393,11 @@ pub fn job(
 fn log_line(i: usize, l: &LogLine) -> Markup {
     html! {
         span id={ "L" (i + 1) } class={ "line " (stream_class(&l.stream)) } {
-            span.t { (l.elapsed) } " " span.s { (l.stream) } " " (l.text) "\n"
+            span.t { (l.elapsed) } " " span.s { (l.stream) } " "
+            @for run in super::ansi::runs(&l.text) {
+                @if run.class.is_empty() { (run.text) } @else { span class=(run.class) { (run.text) } }
+            }
+            "\n"
         }
     }
 }

@@ -199,7 +199,7 @@ fn a_person_logs_in_follows_a_job_and_reaches_the_failing_line() {
             &server,
             repo.path(),
             "slow",
-            &["for i in 1 2 3; do echo tick $i; sleep 1; done"],
+            &["for i in 1 2 3; do echo tick $i; sleep 1; done; printf '\\033[1;32mall-green\\033[0m\\n'"],
             json!({}),
         );
         let submitted = std::time::Instant::now();
@@ -210,7 +210,13 @@ fn a_person_logs_in_follows_a_job_and_reaches_the_failing_line() {
         until_text(&c, "#log", "tick 1", 120).await;
         let (to_first, from_open) = (submitted.elapsed(), opened.elapsed());
         until_text(&c, "#log", "tick 3", 120).await;
+        // Terminal colours arrive as classes (live, then after the reload),
+        // never as escape characters.
+        until_text(&c, "#log span.fg-2.b", "all-green", 60).await;
         until_text(&c, "#state", "succeeded", 60).await;
+        until_text(&c, "#log span.fg-2.b", "all-green", 30).await;
+        let log = c.find(Locator::Css("#log")).await.unwrap().text().await.unwrap();
+        assert!(!log.contains('\u{1b}'), "{log}");
         // The page reloads at the end: the plan, each fact with its file.
         let plan = until_text(&c, "table.plan", "Dockerfile", 30).await;
         assert!(plan.contains("image"), "{plan}");

@@ -52,7 +52,7 @@ function followLog(log) {
     line.className = "line " + ({ slipway: "engine", stderr: "stderr", build: "build", stdout: "stdout" }[stream] || "service");
     const t = document.createElement("span"); t.className = "t"; t.textContent = "+" + human(Math.max(0, stamp - start));
     const s = document.createElement("span"); s.className = "s"; s.textContent = stream;
-    line.append(t, " ", s, " ", rest, "\n");
+    line.append(t, " ", s, " ", ...ansiRuns(rest), "\n");
     log.append(line);
     log.scrollTop = log.scrollHeight;
   };
@@ -75,3 +75,42 @@ document.addEventListener("DOMContentLoaded", () => {
   unfoldTarget();
   window.addEventListener("hashchange", unfoldTarget);
 });
+
+// Terminal colours (ESC [ ... m) as spans with a class, as the server
+// renders them (dashboard/ansi.rs); other escapes and control characters
+// are dropped. Text goes in through textContent only.
+function ansiRuns(text) {
+  const out = [];
+  let fg = null, bold = false, buf = "";
+  const flush = () => {
+    if (!buf) return;
+    const cls = [fg === null ? "" : "fg-" + fg, bold ? "b" : ""].filter(Boolean).join(" ");
+    if (cls) { const span = document.createElement("span"); span.className = cls; span.textContent = buf; out.push(span); }
+    else out.push(buf);
+    buf = "";
+  };
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c !== "\x1b") { if (c >= " " || c === "\t") buf += c; continue; }
+    if (text[i + 1] !== "[") { i++; continue; }
+    let j = i + 2;
+    while (j < text.length && !(text[j] >= "@" && text[j] <= "~")) j++;
+    const params = text.slice(i + 2, j), final = text[j];
+    i = j;
+    if (final !== "m") continue;
+    flush();
+    const codes = params === "" ? [0] : params.split(";").map((p) => Number(p) || 0);
+    for (let k = 0; k < codes.length; k++) {
+      const n = codes[k];
+      if (n === 0) { fg = null; bold = false; }
+      else if (n === 1) bold = true;
+      else if (n === 22) bold = false;
+      else if (n >= 30 && n <= 37) fg = n - 30;
+      else if (n >= 90 && n <= 97) fg = n - 90 + 8;
+      else if (n === 39) fg = null;
+      else if (n === 38) k += codes[k + 1] === 5 ? 2 : 4;
+    }
+  }
+  flush();
+  return out;
+}
