@@ -107,6 +107,14 @@ impl Replica {
 
     /// Where a request for an owned route goes: `None` to answer it here.
     async fn owner_of(&self, path: &str) -> Result<Option<String>, Response> {
+        // A job's log is a file on the replica that ran its last attempt.
+        if let Some(id) = path
+            .strip_prefix("/api/v1/jobs/")
+            .and_then(|rest| rest.strip_suffix("/logs"))
+            .and_then(|id| id.parse::<u64>().ok())
+        {
+            return Ok(self.log_owner(id).await);
+        }
         let owned = OWNED_ROUTES
             .iter()
             .any(|r| path == *r || path.starts_with(&format!("{r}/")));
@@ -133,6 +141,27 @@ impl Replica {
             )),
             Err(e) => Err(unavailable(format!("the store did not answer: {e}"))),
         }
+    }
+}
+
+impl Replica {
+    /// The URL of the replica whose disk holds job `id`'s log, when that is
+    /// another replica (the node of its last lease, from its events).
+    async fn log_owner(&self, id: u64) -> Option<String> {
+        use crate::queue::JobQueue;
+        let record = self.store.get(id).await.ok()??;
+        let node = record
+            .events
+            .iter()
+            .rev()
+            .find_map(|e| e.reason.split(" leased by ").nth(1))?
+            .split('/')
+            .next()?
+            .to_owned();
+        if node == self.node {
+            return None;
+        }
+        self.store.node_url(&node).await.ok()?
     }
 }
 

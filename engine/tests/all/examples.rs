@@ -16,7 +16,7 @@ use crate::support::serve::text;
 
 /// What each example's full tier must show, beyond exit code 0.
 /// `services-app` needs its profile and is run by `cli_serve.rs`.
-const EXPECTED: &[(&str, &[&str])] = &[
+pub(crate) const EXPECTED: &[(&str, &[&str])] = &[
     ("python-app", &["passed"]),
     ("node-app", &["# pass 1", "# fail 0"]),
     (

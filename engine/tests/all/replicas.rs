@@ -31,6 +31,8 @@ fn replica(database: &str, node: &str, state: tempfile::TempDir) -> Server {
         .env("SLIPWAY_RUNNER__LEASE_S", "6")
         .env("SLIPWAY_RUNNER__PER_REPOSITORY", "0")
         .env("SLIPWAY_RUNNER__CONCURRENCY", "3")
+        // Generated images fetch from registries through this network's proxy.
+        .env("SLIPWAY_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(state.path().join("serve.log")).unwrap())
         .spawn()
@@ -245,6 +247,57 @@ fn running_containers_of(states: &[&std::path::Path]) -> Vec<String> {
     }
     ids.sort();
     ids
+}
+
+/// Three replicas on one database run every bundled example's full tier
+/// (submitted through two of them), and each shows its tests ran.
+#[test]
+fn three_replicas_run_every_example() {
+    let database = TestPostgres::shared().database();
+    let servers: Vec<Server> = ["node-a", "node-b", "node-c"]
+        .iter()
+        .map(|node| replica(&database, node, tempfile::tempdir().unwrap()))
+        .collect();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    // `tmp-…`: the images and caches of throwaway repositories that
+    // `.ci/run` removes before a run.
+    let copies = tempfile::Builder::new().prefix("tmp-").tempdir().unwrap();
+    let mut jobs = Vec::new();
+    for (i, (name, wanted)) in crate::examples::EXPECTED.iter().enumerate() {
+        // A copy outside this repository: the job runs it as a snapshot.
+        let copy = copies.path().join(name);
+        let status = Command::new("cp")
+            .arg("-r")
+            .arg(examples.join(name))
+            .arg(&copy)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let (code, body) = post_json(
+            &servers[i % 2],
+            "/api/v1/jobs",
+            &json!({"repository": copy, "commit": "HEAD", "tier": "full", "timeout_s": 900}),
+        );
+        assert_eq!(code, 201, "{name}: {body}");
+        jobs.push((body["id"].as_u64().unwrap(), *name, *wanted));
+    }
+    let ids: Vec<u64> = jobs.iter().map(|(id, _, _)| *id).collect();
+    let mut nodes = std::collections::BTreeSet::new();
+    for r in all_succeed_once(&servers[2], &ids).values() {
+        nodes.extend(leased_by(r));
+    }
+    for (id, name, wanted) in &jobs {
+        // Asked of a replica that may not have run it: forwarded to the one
+        // whose disk holds the log. (The first expectation is the tests'
+        // own output; later ones may be `slipway run`'s plan report.)
+        let log = crate::support::serve::job_log(&servers[2], *id);
+        let w = wanted[0];
+        assert!(log.contains(w), "{name}: missing `{w}` in:\n{log}");
+    }
+    assert!(
+        nodes.len() >= 2,
+        "the examples ran on several replicas: {nodes:?}"
+    );
 }
 
 /// The database stopped for longer than a lease while jobs run on two

@@ -307,6 +307,20 @@ impl PostgresStore {
             .map(|row| (row.get(0), row.get(1))))
     }
 
+    /// The URL replica `node` recorded (`None`: no such node, or no URL).
+    pub async fn node_url(&self, node: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT advertise_url FROM slipway_nodes WHERE node_id = $1",
+                &[&node],
+            )
+            .await
+            .map_err(pg)?
+            .and_then(|row| row.get(0)))
+    }
+
     /// Every replica recorded in the store: node id, URL, version, when it
     /// was last seen (ms since the epoch, by its own clock).
     pub async fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
