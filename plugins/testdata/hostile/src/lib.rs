@@ -163,14 +163,17 @@ impl Ecosystem for Hostile {
                 evidence: vec![],
             })),
             "log-flood" => {
+                // Messages past the 4 KiB cap, 6x past the 64 KiB budget; few
+                // enough to end well inside the 300 ms budget on a busy host.
                 let message = "y".repeat(10 * 1024);
-                for _ in 0..1_000 {
+                for _ in 0..100 {
                     log::info(&message);
                 }
                 Ok(Some(detection("logged a lot".into())))
             }
             "stdout-flood" => {
-                for i in 0..20_000 {
+                // About 140 KB: twice the 64 KiB stdout cap.
+                for i in 0..4_000 {
                     println!("line {i} of a very chatty plugin");
                 }
                 Ok(Some(detection("printed a lot".into())))
