@@ -300,7 +300,7 @@ fn three_replicas_run_every_example() {
     );
 }
 
-/// The database stopped for longer than a lease while jobs run on two
+/// The database stopped for 30 s (five leases) while jobs run on two
 /// replicas: `/readyz` says so and recovers by itself; every acknowledged
 /// job still ends, once; what leases ran out is retried under a new fence.
 #[test]
@@ -338,8 +338,8 @@ fn a_database_outage_longer_than_a_lease_loses_nothing_and_runs_nothing_twice() 
         let (code, text) = get(&a, "/readyz");
         code == 503 && text.contains("store")
     });
-    // Longer than the 6 s lease.
-    std::thread::sleep(Duration::from_secs(10).saturating_sub(stopped.elapsed()));
+    // A 30 s partition, five leases long.
+    std::thread::sleep(Duration::from_secs(30).saturating_sub(stopped.elapsed()));
     pg.resume();
     wait_until("readyz recovers by itself", 60, || {
         get(&a, "/readyz").0 == 200
