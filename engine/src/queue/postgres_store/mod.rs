@@ -89,16 +89,21 @@ pub fn describe(config: &tokio_postgres::Config) -> String {
     )
 }
 
+/// The connection settings of `url` (a libpq URL or key=value string).
+fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Open {
+        path: "the PostgreSQL URL in `store`".into(),
+        message: e.to_string(),
+        hint: "write it as postgres://user:password@host:port/database",
+    })
+}
+
 impl PostgresStore {
     /// Connect to the database at `url` (a libpq URL or key=value string),
     /// apply the migrations this build has, and refuse a database a newer
     /// Slipway wrote.
     pub async fn open(url: &str, policy: SpecPolicy) -> Result<PostgresStore, StoreError> {
-        let config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Open {
-            path: "the PostgreSQL URL in `store`".into(),
-            message: e.to_string(),
-            hint: "write it as postgres://user:password@host:port/database",
-        })?;
+        let config = parse_url(url)?;
         let target = describe(&config);
         let manager = Manager::from_config(
             config.clone(),
@@ -382,11 +387,7 @@ pub struct Inspection {
 /// Connect to `url` and read its schema version, clock and replicas;
 /// changes nothing.
 pub async fn inspect(url: &str) -> Result<Inspection, StoreError> {
-    let config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Open {
-        path: "the PostgreSQL URL in `store`".into(),
-        message: e.to_string(),
-        hint: "write it as postgres://user:password@host:port/database",
-    })?;
+    let config = parse_url(url)?;
     let target = describe(&config);
     let open_error = |e: tokio_postgres::Error| StoreError::Open {
         path: target.clone(),
