@@ -318,12 +318,22 @@ fn main() {
     let fsync = pg.psql("postgres", "SHOW fsync");
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
 
-    let (gw_version, gw) = graphile(&pg);
+    // For looking into one side: SLIPWAY_BENCH_REPLICAS=1 (a list, "1,3")
+    // and SLIPWAY_BENCH_GRAPHILE=0. The comparison needs the defaults.
+    let counts: Vec<usize> = std::env::var("SLIPWAY_BENCH_REPLICAS")
+        .map(|v| v.split(',').map(|n| n.trim().parse().unwrap()).collect())
+        .unwrap_or_else(|_| vec![1, 2, 3]);
+    let with_graphile = std::env::var("SLIPWAY_BENCH_GRAPHILE").as_deref() != Ok("0");
+    let (gw_version, gw) = if with_graphile {
+        graphile(&pg)
+    } else {
+        ("not run".to_owned(), Figures::default())
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let slipway: Vec<Figures> = [1, 2, 3]
+    let slipway: Vec<Figures> = counts
         .iter()
         .map(|&n| rt.block_on(slipway(&pg, n)))
         .collect();
@@ -360,9 +370,11 @@ fn main() {
             f.p99_ms
         );
     };
-    row("graphile-worker", &gw);
-    for (i, f) in slipway.iter().enumerate() {
-        row(&format!("Slipway, {} replica(s)", i + 1), f);
+    if with_graphile {
+        row("graphile-worker", &gw);
+    }
+    for (n, f) in counts.iter().zip(&slipway) {
+        row(&format!("Slipway, {n} replica(s)"), f);
     }
     println!();
     println!(
@@ -372,7 +384,13 @@ fn main() {
     );
     // Targets: 1 replica at least 2x graphile-worker's default figures;
     // 3 replicas at least 1.5x that (3x graphile-worker).
-    let (one, three) = (&slipway[0], &slipway[2]);
+    let of = |n: usize| counts.iter().position(|&c| c == n).map(|i| &slipway[i]);
+    let (Some(one), Some(three)) = (of(1), of(3)) else {
+        return;
+    };
+    if !with_graphile {
+        return;
+    }
     let check = |what: &str, got: f64, base: f64, want: f64| {
         let ratio = got / base;
         println!(

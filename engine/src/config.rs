@@ -133,6 +133,7 @@ struct RawWorkspaceConfig {
 struct RawRunnerConfig {
     concurrency: Option<usize>,
     per_repository: Option<usize>,
+    total_concurrency: Option<usize>,
     build_network: Option<String>,
     holder_image: Option<String>,
     stop_grace_s: Option<u64>,
@@ -198,10 +199,13 @@ pub struct Config {
     /// job containers (behind a TLS-inspecting proxy: the system bundle
     /// plus the proxy's CA).
     pub ca_bundle: Option<PathBuf>,
-    /// Jobs running at once, in all and per repository.
+    /// Jobs this engine runs at once.
     pub concurrency: usize,
     /// Jobs of one repository running at once (0: no per-repository limit).
     pub per_repository: usize,
+    /// Jobs running at once in the whole store: with a shared store, across
+    /// every replica (0: no limit beyond each engine's `concurrency`).
+    pub total_concurrency: usize,
     /// Network for image builds: `host` where the daemon has no bridge.
     pub build_network: String,
     /// Image of the container that holds each job's network namespace and
@@ -444,6 +448,7 @@ impl Config {
             base_images: raw.base_images,
             concurrency: raw.runner.concurrency.unwrap_or(4).max(1),
             per_repository: raw.runner.per_repository.unwrap_or(2),
+            total_concurrency: raw.runner.total_concurrency.unwrap_or(0),
             build_network: raw.runner.build_network.unwrap_or_else(|| "host".into()),
             holder_image: raw
                 .runner
@@ -576,6 +581,25 @@ mod tests {
         let both = with(Some("/c.pem"), Some("/k.pem")).unwrap().tls.unwrap();
         assert_eq!(both.cert, PathBuf::from("/c.pem"));
         assert_eq!(both.key, PathBuf::from("/k.pem"));
+    }
+
+    #[test]
+    fn runner_limits_parse_from_the_file_and_default_to_none_store_wide() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slipway.toml");
+        std::fs::write(&path, "state_dir = \"/x\"\n").unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(
+            (c.concurrency, c.per_repository, c.total_concurrency),
+            (4, 2, 0)
+        );
+        std::fs::write(
+            &path,
+            "state_dir = \"/x\"\n[runner]\nconcurrency = 8\ntotal_concurrency = 20\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!((c.concurrency, c.total_concurrency), (8, 20));
     }
 
     #[test]

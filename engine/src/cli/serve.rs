@@ -216,6 +216,7 @@ async fn engine(
         drain: config.drain,
         concurrency: config.concurrency,
         per_repository: config.per_repository,
+        total: config.total_concurrency,
         policy: policy.clone(),
         ..SchedulerConfig::default()
     };

@@ -692,9 +692,15 @@ impl JobQueue for RedbStore {
                 .map(|e| e.map(|(k, _)| k.value()))
                 .collect::<Result<_, _>>()
                 .map_err(io)?;
+            // What the store-wide limit leaves.
+            let running: usize = mem.running_by_repo.values().sum();
+            let max = match request.total {
+                0 => request.max,
+                total => request.max.min(total.saturating_sub(running)),
+            };
             let mut leased = Vec::new();
             for (_, id) in candidates {
-                if leased.len() >= request.max {
+                if leased.len() >= max {
                     break;
                 }
                 let record = load(tables, id)?;

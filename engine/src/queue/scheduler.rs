@@ -29,6 +29,9 @@ pub struct SchedulerConfig {
     pub concurrency: usize,
     /// Jobs of one repository running at once (0: no limit).
     pub per_repository: usize,
+    /// Jobs running at once in the whole store, across replicas (0: no
+    /// limit beyond `concurrency`).
+    pub total: usize,
     /// How long a lease lasts without a heartbeat; past it the job is swept
     /// back to the queue (and may run again elsewhere).
     pub lease: Duration,
@@ -52,6 +55,7 @@ impl Default for SchedulerConfig {
             worker: format!("slipway-{}", std::process::id()),
             concurrency: 4,
             per_repository: 2,
+            total: 0,
             lease: Duration::from_secs(30),
             heartbeat: Duration::from_secs(5),
             poll: Duration::from_millis(500),
@@ -124,8 +128,9 @@ impl Scheduler {
                     let me = self.clone();
                     let token = stop_attempts.child_token();
                     attempts.spawn(async move {
-                        me.attempt(job, token, true).await;
+                        me.clone().attempt(job, token, true).await;
                         drop(permit);
+                        me.wake();
                     });
                 }
             }
@@ -141,6 +146,7 @@ impl Scheduler {
                     max: free,
                     lease_ms: self.config.lease.as_millis() as u64,
                     per_repository: self.config.per_repository,
+                    total: self.config.total,
                 };
                 match self.store.lease(request).await {
                     Ok(jobs) => {
@@ -152,8 +158,12 @@ impl Scheduler {
                             let me = self.clone();
                             let token = stop_attempts.child_token();
                             attempts.spawn(async move {
-                                me.attempt(job, token, false).await;
+                                me.clone().attempt(job, token, false).await;
                                 drop(permit);
+                                // A slot is free: queued work need not wait
+                                // for the next poll. Wakes while the loop is
+                                // busy leasing coalesce into one.
+                                me.wake();
                             });
                         }
                         if got == free {

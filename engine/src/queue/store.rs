@@ -130,6 +130,9 @@ pub struct LeaseRequest {
     pub lease_ms: u64,
     /// At most this many running jobs per repository (0: no limit).
     pub per_repository: usize,
+    /// At most this many running jobs in the whole store, whichever engine
+    /// runs them: with a shared store, across every replica (0: no limit).
+    pub total: usize,
 }
 
 /// Which jobs [`JobQueue::list`] returns: one page, newest first.

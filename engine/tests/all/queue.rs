@@ -220,6 +220,7 @@ async fn expired_lease_requeues_and_the_stale_attempt_is_fenced_out(b: Backend) 
         max: 1,
         lease_ms: 1,
         per_repository: 0,
+        total: 0,
     };
     let first = h.store.lease(lease("slow-worker")).await.unwrap().remove(0);
     let old_fence = first.lease.unwrap().fence;
@@ -283,6 +284,7 @@ async fn per_repository_limit_holds(b: Backend) {
             max: 10,
             lease_ms: 60_000,
             per_repository: 2,
+            total: 0,
         })
         .await
         .unwrap();
@@ -501,8 +503,94 @@ async fn a_workspace_runtime_is_kept_until_deleted(b: Backend) {
     assert!(store.get_workspace_runtime("ws-1").await.unwrap().is_none());
 }
 
+/// A queued job starts as soon as a slot frees, not at the next poll: with
+/// one slot and a poll of a minute, ten quick jobs in a row take moments.
+async fn a_freed_slot_leases_the_next_job_without_waiting_for_the_poll(b: Backend) {
+    let h = Harness::new(
+        b,
+        SchedulerConfig {
+            concurrency: 1,
+            poll: Duration::from_secs(60),
+            ..fast_config()
+        },
+    )
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(h.submit(spec("succeed")).await.id);
+    }
+    let t0 = std::time::Instant::now();
+    h.start();
+    for id in ids {
+        assert_eq!(h.finished(id).await.state, JobState::Succeeded);
+    }
+    // The interval's first tick is at once; a second would take a minute.
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(8), "10 jobs took {took:?}");
+}
+
+/// `total` holds across schedulers sharing a store (on PostgreSQL, two
+/// stores on one database, as two replicas are): two slots each, a total
+/// of three, so the limit is reached only with both running, and never
+/// passed; every job still runs.
+async fn a_total_limit_holds_across_replicas(b: Backend) {
+    let config = SchedulerConfig {
+        concurrency: 2,
+        total: 3,
+        ..fast_config()
+    };
+    let h = Harness::new(b, config.clone()).await;
+    // A second replica: its own store where the backend allows two openers.
+    let other_store = match b {
+        Backend::Postgres => h._place.open().await,
+        Backend::Redb => h.store.clone(),
+    };
+    let other = Scheduler::new(
+        other_store,
+        h.executor.clone(),
+        h.logs.clone(),
+        SchedulerConfig {
+            worker: "other-replica".into(),
+            ..config
+        },
+    );
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        ids.push(h.submit(spec("slow")).await.id);
+    }
+    h.start();
+    tokio::spawn(other.clone().run(h.shutdown.clone()));
+    let mut most = 0;
+    loop {
+        let counts = h.store.counts().await.unwrap();
+        let running = counts.get(&JobState::Running).copied().unwrap_or(0);
+        most = most.max(running);
+        assert!(running <= 3, "{running} running at once, limit 3");
+        if counts.get(&JobState::Succeeded).copied().unwrap_or(0) == 8 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(most, 3, "the limit was never reached: it proves nothing");
+    let workers: std::collections::HashSet<String> = {
+        let mut w = std::collections::HashSet::new();
+        for id in ids {
+            let done = h.store.get(id).await.unwrap().unwrap();
+            for e in &done.events {
+                if let Some(worker) = e.reason.split("leased by ").nth(1) {
+                    w.insert(worker.to_owned());
+                }
+            }
+        }
+        w
+    };
+    assert_eq!(workers.len(), 2, "both replicas ran jobs: {workers:?}");
+}
+
 crate::on_every_store!(
     a_job_runs_to_success_with_its_events_and_log,
+    a_total_limit_holds_across_replicas,
+    a_freed_slot_leases_the_next_job_without_waiting_for_the_poll,
     priority_first_then_fifo,
     red_suite_is_not_retried_but_infrastructure_errors_are_until_dead,
     cancel_stops_a_running_job_and_a_queued_one,

@@ -241,6 +241,7 @@ async fn the_outbox_lists_due_messages_and_a_job_change_writes_its_own(b: Backen
             max: 1,
             lease_ms: 60_000,
             per_repository: 0,
+            total: 0,
         })
         .await
         .unwrap();
@@ -322,6 +323,7 @@ async fn an_export_moves_to_the_other_store_with_its_history(b: Backend) {
             max: 1,
             lease_ms: 60_000,
             per_repository: 0,
+            total: 0,
         })
         .await
         .unwrap();
@@ -394,6 +396,7 @@ async fn an_export_moves_to_the_other_store_with_its_history(b: Backend) {
             max: 1,
             lease_ms: 60_000,
             per_repository: 0,
+            total: 0,
         })
         .await
         .unwrap();

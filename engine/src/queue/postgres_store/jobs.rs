@@ -12,15 +12,26 @@ use tokio_util::sync::CancellationToken;
 
 use super::{JOBS_CHANNEL, PostgresStore, decode, encode, pg};
 use crate::job::{
-    JobId, JobRecord, JobSpec, JobState, Outcome, Progress, RunRecord, TransitionError, now_ms,
+    JobId, JobRecord, JobSpec, JobState, Outcome, Progress, RunRecord, SpecPolicy, TransitionError,
+    now_ms,
 };
 use crate::queue::store::{JobQueue, LeaseRequest, ListFilter, StoreError, StoreFuture, Submitted};
 
 /// The key of the advisory lock leasing holds for its transaction ("lease").
 const LEASE_LOCK: i64 = 0x006c_6561_7365;
 
+/// `sql` prepared once per connection: a plain `execute(&str)` costs an
+/// extra round trip (parse and describe) every time.
+async fn prepared(
+    client: &impl GenericClient,
+    sql: &str,
+) -> Result<tokio_postgres::Statement, StoreError> {
+    client.prepare_cached(sql).await.map_err(pg)
+}
+
 /// Write `new` (over `old`, when it existed) and the outbox messages the
-/// change owes; announce it when the job became leasable.
+/// change owes; announce it when the job became leasable. The statements
+/// are independent, so they are pipelined (one round trip, not three).
 pub(super) async fn write_job(
     tx: &impl GenericClient,
     old: Option<&JobRecord>,
@@ -28,49 +39,68 @@ pub(super) async fn write_job(
 ) -> Result<(), StoreError> {
     let bytes = encode(new)?;
     let lease = new.lease.as_ref();
-    tx.execute(
-        "INSERT INTO slipway_jobs
-            (id, state, priority, repository, lease_worker, not_before_ms, lease_expires_ms,
-             idempotency_key, record)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         ON CONFLICT (id) DO UPDATE SET
-            state = EXCLUDED.state, priority = EXCLUDED.priority,
-            lease_worker = EXCLUDED.lease_worker, not_before_ms = EXCLUDED.not_before_ms,
-            lease_expires_ms = EXCLUDED.lease_expires_ms, record = EXCLUDED.record",
-        &[
-            &(new.id as i64),
-            &new.state.name(),
-            &new.spec.priority,
-            &new.spec.repository,
-            &lease.map(|l| l.worker.as_str()),
-            &(new.not_before_ms as i64),
-            &lease.map(|l| l.expires_ms as i64),
-            &new.spec.idempotency_key,
-            &bytes,
-        ],
-    )
-    .await
-    .map_err(pg)?;
+    let id = new.id as i64;
+    let worker = lease.map(|l| l.worker.as_str());
+    let not_before = new.not_before_ms as i64;
+    let expires = lease.map(|l| l.expires_ms as i64);
+    let upsert = async {
+        let statement = prepared(
+            tx,
+            "INSERT INTO slipway_jobs
+                (id, state, priority, repository, lease_worker, not_before_ms, lease_expires_ms,
+                 idempotency_key, record)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (id) DO UPDATE SET
+                state = EXCLUDED.state, priority = EXCLUDED.priority,
+                lease_worker = EXCLUDED.lease_worker, not_before_ms = EXCLUDED.not_before_ms,
+                lease_expires_ms = EXCLUDED.lease_expires_ms, record = EXCLUDED.record",
+        )
+        .await?;
+        tx.execute(
+            &statement,
+            &[
+                &id,
+                &new.state.name(),
+                &new.spec.priority,
+                &new.spec.repository,
+                &worker,
+                &not_before,
+                &expires,
+                &new.spec.idempotency_key,
+                &bytes,
+            ],
+        )
+        .await
+        .map_err(pg)
+    };
     // The transactional outbox: written with the change it announces.
-    for entry in crate::callbacks::owed(old, new) {
-        super::records::insert_callback_if_absent(tx, &entry).await?;
-    }
-    let leasable = matches!(new.state, JobState::Queued | JobState::Retrying);
-    if leasable && old.is_none_or(|o| o.state != new.state) {
-        tx.execute("SELECT pg_notify($1, '')", &[&JOBS_CHANNEL])
-            .await
-            .map_err(pg)?;
-    }
+    let outbox = async {
+        for entry in crate::callbacks::owed(old, new) {
+            super::records::insert_callback_if_absent(tx, &entry).await?;
+        }
+        Ok::<_, StoreError>(())
+    };
+    let announce = async {
+        let leasable = matches!(new.state, JobState::Queued | JobState::Retrying);
+        if leasable && old.is_none_or(|o| o.state != new.state) {
+            let statement = prepared(tx, "SELECT pg_notify($1, '')").await?;
+            tx.execute(&statement, &[&JOBS_CHANNEL]).await.map_err(pg)?;
+        }
+        Ok::<_, StoreError>(())
+    };
+    tokio::try_join!(upsert, outbox, announce)?;
     Ok(())
 }
 
 /// Job `id`, locked for this transaction.
 async fn load_for_update(tx: &impl GenericClient, id: JobId) -> Result<JobRecord, StoreError> {
+    let statement = prepared(
+        tx,
+        "SELECT record FROM slipway_jobs WHERE id = $1 FOR UPDATE",
+    )
+    .await?;
     match tx
-        .query_opt(
-            "SELECT record FROM slipway_jobs WHERE id = $1 FOR UPDATE",
-            &[&(id as i64)],
-        )
+        .query_opt(&statement, &[&(id as i64)])
         .await
         .map_err(pg)?
     {
@@ -79,23 +109,242 @@ async fn load_for_update(tx: &impl GenericClient, id: JobId) -> Result<JobRecord
     }
 }
 
+/// Insert new job `record` (no idempotency key, no outbox messages) in
+/// one autocommit statement, announcing it when it is leasable.
+async fn insert_alone(client: &impl GenericClient, record: &JobRecord) -> Result<(), StoreError> {
+    const INSERT: &str = "INSERT INTO slipway_jobs
+        (id, state, priority, repository, lease_worker, not_before_ms, lease_expires_ms, record)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    let bytes = encode(record)?;
+    let lease = record.lease.as_ref();
+    let id = record.id as i64;
+    let worker = lease.map(|l| l.worker.as_str());
+    let not_before = record.not_before_ms as i64;
+    let expires = lease.map(|l| l.expires_ms as i64);
+    let name = record.state.name();
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+        &id,
+        &name,
+        &record.spec.priority,
+        &record.spec.repository,
+        &worker,
+        &not_before,
+        &expires,
+        &bytes,
+    ];
+    let statement = if matches!(record.state, JobState::Queued | JobState::Retrying) {
+        // The notification commits with the row.
+        params.push(&JOBS_CHANNEL);
+        prepared(client, &format!("{INSERT} RETURNING pg_notify($9, '')")).await?
+    } else {
+        prepared(client, INSERT).await?
+    };
+    client.execute(&statement, &params).await.map_err(pg)?;
+    Ok(())
+}
+
+/// [`PostgresStore::transition`]'s compare-and-swap attempt; `None` when
+/// the locking path must decide.
+async fn optimistic<T>(
+    client: &impl GenericClient,
+    id: JobId,
+    f: &impl Fn(&mut JobRecord) -> Result<T, TransitionError>,
+) -> Result<Option<(T, JobRecord)>, StoreError> {
+    let Ok(key) = i64::try_from(id) else {
+        return Ok(None);
+    };
+    let statement = prepared(client, "SELECT record FROM slipway_jobs WHERE id = $1").await?;
+    let Some(row) = client.query_opt(&statement, &[&key]).await.map_err(pg)? else {
+        return Ok(None);
+    };
+    let stored: &[u8] = row.get(0);
+    let old: JobRecord = decode(stored)?;
+    let mut new = old.clone();
+    let Ok(out) = f(&mut new) else {
+        return Ok(None);
+    };
+    if new == old {
+        // Nothing to write; the read was a committed state.
+        return Ok(Some((out, new)));
+    }
+    let leasable = matches!(new.state, JobState::Queued | JobState::Retrying);
+    if (leasable && old.state != new.state) || !crate::callbacks::owed(Some(&old), &new).is_empty()
+    {
+        return Ok(None);
+    }
+    let lease = new.lease.as_ref();
+    let statement = prepared(
+        client,
+        "UPDATE slipway_jobs SET state = $2, priority = $3, lease_worker = $4,
+            not_before_ms = $5, lease_expires_ms = $6, record = $7
+         WHERE id = $1 AND record = $8",
+    )
+    .await?;
+    let written = client
+        .execute(
+            &statement,
+            &[
+                &key,
+                &new.state.name(),
+                &new.spec.priority,
+                &lease.map(|l| l.worker.as_str()),
+                &(new.not_before_ms as i64),
+                &lease.map(|l| l.expires_ms as i64),
+                &encode(&new)?,
+                &stored,
+            ],
+        )
+        .await
+        .map_err(pg)?;
+    Ok((written == 1).then_some((out, new)))
+}
+
+/// Apply a transition to job `id` on `client`. First optimistically: read
+/// the record, and write the change in one autocommit statement only if
+/// the stored record is still the one read (two round trips instead of
+/// four with BEGIN/COMMIT). A change that owes outbox messages or a
+/// notification, a record changed meanwhile, or an error takes the
+/// locking path, so its outcome is the one the lock would give.
+async fn transition_on<T>(
+    client: &mut deadpool_postgres::Object,
+    id: JobId,
+    f: impl Fn(&mut JobRecord) -> Result<T, TransitionError>,
+) -> Result<(T, JobRecord), StoreError> {
+    if let Some(done) = optimistic(&*client, id, &f).await? {
+        return Ok(done);
+    }
+    let tx = client.transaction().await.map_err(pg)?;
+    let old = load_for_update(&tx, id).await?;
+    let mut new = old.clone();
+    let out = f(&mut new)?;
+    if new != old {
+        write_job(&tx, Some(&old), &new).await?;
+    }
+    tx.commit().await.map_err(pg)?;
+    Ok((out, new))
+}
+
+/// An attempt's outcome, waiting to be committed with others.
+pub(super) struct Completion {
+    id: JobId,
+    fence: u64,
+    outcome: Outcome,
+}
+
+/// Commit `batch` (the group commit behind [`JobQueue::complete`]): the
+/// jobs locked in id order (as any other batch locks them: no deadlock),
+/// each outcome applied by [`JobRecord::complete`] as alone, the changed
+/// rows written pipelined, one commit. One outcome alone takes the
+/// compare-and-swap path.
+pub(super) async fn complete_batch(
+    pool: deadpool_postgres::Pool,
+    batch: Vec<Completion>,
+) -> Result<Vec<Result<JobRecord, StoreError>>, StoreError> {
+    let mut client = pool.get().await.map_err(pg)?;
+    if let [one] = &batch[..] {
+        let jitter = fastrand::f64();
+        let done = transition_on(&mut client, one.id, |r| {
+            r.complete(one.fence, one.outcome.clone(), jitter, now_ms())
+        })
+        .await;
+        return Ok(vec![done.map(|(_, record)| record)]);
+    }
+    let tx = client.transaction().await.map_err(pg)?;
+    let ids: Vec<i64> = batch.iter().map(|c| c.id as i64).collect();
+    let statement = prepared(
+        &tx,
+        "SELECT id, record FROM slipway_jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .await?;
+    // Per job: as read, and as changed so far in this batch.
+    let mut jobs: BTreeMap<JobId, (JobRecord, JobRecord)> = BTreeMap::new();
+    for row in tx.query(&statement, &[&ids]).await.map_err(pg)? {
+        let record: JobRecord = decode(row.get::<_, &[u8]>(1))?;
+        jobs.insert(row.get::<_, i64>(0) as JobId, (record.clone(), record));
+    }
+    let now = now_ms();
+    let answers = batch
+        .into_iter()
+        .map(|c| {
+            let (_, current) = jobs.get_mut(&c.id).ok_or(StoreError::NotFound(c.id))?;
+            let mut new = current.clone();
+            new.complete(c.fence, c.outcome, fastrand::f64(), now)?;
+            *current = new.clone();
+            Ok(new)
+        })
+        .collect();
+    futures_util::future::try_join_all(
+        jobs.values()
+            .filter(|(old, new)| old != new)
+            .map(|(old, new)| write_job(&tx, Some(old), new)),
+    )
+    .await?;
+    tx.commit().await.map_err(pg)?;
+    Ok(answers)
+}
+
+/// Commit `batch` (the group commit behind [`JobQueue::submit`] for jobs
+/// without an idempotency key): ids drawn in one statement and given in
+/// submit order, the rows and their outbox messages written pipelined,
+/// one commit. One job alone is inserted in one autocommit statement.
+pub(super) async fn submit_batch(
+    pool: deadpool_postgres::Pool,
+    policy: SpecPolicy,
+    batch: Vec<JobSpec>,
+) -> Result<Vec<Result<Submitted, StoreError>>, StoreError> {
+    let client = pool.get().await.map_err(pg)?;
+    let statement = prepared(
+        &client,
+        "SELECT nextval('slipway_job_id') FROM generate_series(1, $1::bigint)",
+    )
+    .await?;
+    let mut ids: Vec<i64> = client
+        .query(&statement, &[&(batch.len() as i64)])
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    ids.sort_unstable();
+    let now = now_ms();
+    let records: Vec<JobRecord> = batch
+        .into_iter()
+        .zip(ids)
+        .map(|(spec, id)| JobRecord::new(id as u64, spec, &policy, now))
+        .collect();
+    let mut client = client;
+    match &records[..] {
+        [one] if crate::callbacks::owed(None, one).is_empty() => {
+            insert_alone(&client, one).await?;
+        }
+        _ => {
+            let tx = client.transaction().await.map_err(pg)?;
+            futures_util::future::try_join_all(
+                records.iter().map(|record| write_job(&tx, None, record)),
+            )
+            .await?;
+            tx.commit().await.map_err(pg)?;
+        }
+    }
+    Ok(records
+        .into_iter()
+        .map(|record| {
+            Ok(Submitted {
+                record,
+                created: true,
+            })
+        })
+        .collect())
+}
+
 impl PostgresStore {
-    /// Apply a transition to job `id` in a transaction of its own.
+    /// Apply a transition to job `id` on a pooled connection.
     async fn transition<T>(
         &self,
         id: JobId,
-        f: impl FnOnce(&mut JobRecord) -> Result<T, TransitionError>,
+        f: impl Fn(&mut JobRecord) -> Result<T, TransitionError>,
     ) -> Result<(T, JobRecord), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        let old = load_for_update(&tx, id).await?;
-        let mut new = old.clone();
-        let out = f(&mut new)?;
-        if new != old {
-            write_job(&tx, Some(&old), &new).await?;
-        }
-        tx.commit().await.map_err(pg)?;
-        Ok((out, new))
+        transition_on(&mut self.client().await?, id, f).await
     }
 
     /// Apply `f` to each job of `ids` that is still there, in one
@@ -125,6 +374,9 @@ impl PostgresStore {
     }
 
     async fn submit_now(&self, spec: JobSpec) -> Result<Submitted, StoreError> {
+        if spec.idempotency_key.is_none() {
+            return self.submits.call(spec).await;
+        }
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         if let Some(key) = &spec.idempotency_key {
@@ -147,11 +399,8 @@ impl PostgresStore {
                 });
             }
         }
-        let id: i64 = tx
-            .query_one("SELECT nextval('slipway_job_id')", &[])
-            .await
-            .map_err(pg)?
-            .get(0);
+        let statement = prepared(&tx, "SELECT nextval('slipway_job_id')").await?;
+        let id: i64 = tx.query_one(&statement, &[]).await.map_err(pg)?.get(0);
         let record = JobRecord::new(id as u64, spec, &self.policy, now_ms());
         write_job(&tx, None, &record).await?;
         tx.commit().await.map_err(pg)?;
@@ -168,17 +417,39 @@ impl PostgresStore {
         let now = now_ms() as i64;
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        // One leaser at a time across replicas: the per-repository counts
-        // below stay true until this transaction commits.
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LEASE_LOCK])
-            .await
-            .map_err(pg)?;
-        let scan = request.max.saturating_mul(16).max(64) as i64;
+        let mut max = request.max;
+        if request.per_repository > 0 || request.total > 0 {
+            // One leaser at a time across replicas: the running counts below
+            // stay true until this transaction commits. Without a limit to
+            // count, `SKIP LOCKED` alone keeps leasers apart.
+            let statement = prepared(&tx, "SELECT pg_advisory_xact_lock($1)").await?;
+            tx.execute(&statement, &[&LEASE_LOCK]).await.map_err(pg)?;
+        }
+        if request.total > 0 {
+            let statement = prepared(
+                &tx,
+                "SELECT count(*) FROM slipway_jobs WHERE state = 'running'",
+            )
+            .await?;
+            let running: i64 = tx.query_one(&statement, &[]).await.map_err(pg)?.get(0);
+            max = max.min(request.total.saturating_sub(running as usize));
+            if max == 0 {
+                tx.commit().await.map_err(pg)?;
+                return Ok(Vec::new());
+            }
+        }
+        // Without a per-repository limit every row found is leased: lock
+        // no more than that (each locked row is a heap write).
+        let scan = if request.per_repository == 0 {
+            max.min(i64::MAX as usize) as i64
+        } else {
+            max.saturating_mul(16).max(64) as i64
+        };
         // Each half walks its own partial index in order; rows another
         // transaction holds (a cancel, a submit's commit) are skipped.
-        let rows = tx
-            .query(
-                "SELECT record, priority, id FROM (
+        let statement = prepared(
+            &tx,
+            "SELECT record, priority, id FROM (
                     (SELECT id, priority FROM slipway_jobs WHERE state = 'queued'
                       ORDER BY priority DESC, id LIMIT $1)
                     UNION ALL
@@ -187,12 +458,11 @@ impl PostgresStore {
                       ORDER BY not_before_ms, id LIMIT $1)
                  ) AS due JOIN slipway_jobs USING (id, priority)
                  ORDER BY priority DESC, id
-                 LIMIT $1
-                 FOR UPDATE OF slipway_jobs SKIP LOCKED",
-                &[&scan, &now],
-            )
-            .await
-            .map_err(pg)?;
+             LIMIT $1
+             FOR UPDATE OF slipway_jobs SKIP LOCKED",
+        )
+        .await?;
+        let rows = tx.query(&statement, &[&scan, &now]).await.map_err(pg)?;
         let mut busy: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         if request.per_repository > 0 {
             for row in tx
@@ -207,9 +477,9 @@ impl PostgresStore {
                 busy.insert(row.get(0), row.get::<_, i64>(1) as usize);
             }
         }
-        let mut leased = Vec::new();
+        let mut chosen = Vec::new();
         for row in rows {
-            if leased.len() >= request.max {
+            if chosen.len() >= max {
                 break;
             }
             let old: JobRecord = decode(row.get::<_, &[u8]>(0))?;
@@ -217,17 +487,41 @@ impl PostgresStore {
             if request.per_repository > 0 && *running >= request.per_repository {
                 continue;
             }
-            let fence: i64 = tx
-                .query_one("SELECT nextval('slipway_fence')", &[])
-                .await
-                .map_err(pg)?
-                .get(0);
+            *running += 1;
+            chosen.push(old);
+        }
+        if chosen.is_empty() {
+            tx.commit().await.map_err(pg)?;
+            return Ok(Vec::new());
+        }
+        // All the fences in one round trip, in lease order.
+        let statement = prepared(
+            &tx,
+            "SELECT nextval('slipway_fence') FROM generate_series(1, $1::bigint)",
+        )
+        .await?;
+        let mut fences: Vec<i64> = tx
+            .query(&statement, &[&(chosen.len() as i64)])
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        fences.sort_unstable();
+        let mut leased = Vec::with_capacity(chosen.len());
+        for (old, fence) in chosen.iter().zip(fences) {
             let mut new = old.clone();
             new.lease(&request.worker, fence as u64, request.lease_ms, now as u64)?;
-            write_job(&tx, Some(&old), &new).await?;
-            *running += 1;
             leased.push(new);
         }
+        // One transaction, many rows: the writes are pipelined.
+        futures_util::future::try_join_all(
+            chosen
+                .iter()
+                .zip(&leased)
+                .map(|(old, new)| write_job(&tx, Some(old), new)),
+        )
+        .await?;
         tx.commit().await.map_err(pg)?;
         Ok(leased)
     }
@@ -327,7 +621,7 @@ impl JobQueue for PostgresStore {
 
     fn progress(&self, id: JobId, fence: u64, progress: Progress) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            self.transition(id, |r| r.report_progress(fence, progress, now_ms()))
+            self.transition(id, |r| r.report_progress(fence, progress.clone(), now_ms()))
                 .await?;
             Ok(())
         })
@@ -335,20 +629,14 @@ impl JobQueue for PostgresStore {
 
     fn record_run(&self, id: JobId, fence: u64, run: RunRecord) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            self.transition(id, |r| r.record_run(fence, run, now_ms()))
+            self.transition(id, |r| r.record_run(fence, run.clone(), now_ms()))
                 .await?;
             Ok(())
         })
     }
 
     fn complete(&self, id: JobId, fence: u64, outcome: Outcome) -> StoreFuture<'_, JobRecord> {
-        Box::pin(async move {
-            let jitter = fastrand::f64();
-            let (_, record) = self
-                .transition(id, |r| r.complete(fence, outcome, jitter, now_ms()))
-                .await?;
-            Ok(record)
-        })
+        Box::pin(self.completions.call(Completion { id, fence, outcome }))
     }
 
     fn cancel(&self, id: JobId) -> StoreFuture<'_, JobRecord> {

@@ -7,16 +7,22 @@
 //! (state, priority, repository, when a retry is due, when a lease
 //! expires), indexed per state.
 //!
-//! Every transition reads the job `FOR UPDATE`, applies [`JobRecord`](crate::job::JobRecord)'s
-//! method (so fences and final states are checked by the same code as
-//! with redb), and writes it back with the outbox messages it owes, in
-//! one transaction. Leasing takes a transaction-scoped advisory lock, so
-//! per-repository limits hold across replicas, and picks its rows with
-//! `FOR UPDATE SKIP LOCKED`, so it never waits on a job another
-//! transaction is changing. A change that makes a job leasable sends
-//! `NOTIFY slipway_jobs` (delivered at commit): replicas listening wake at
-//! once instead of polling.
+//! Every transition applies [`JobRecord`](crate::job::JobRecord)'s method
+//! (so fences and final states are checked by the same code as with
+//! redb) and writes the record back with the outbox messages it owes, in
+//! one transaction: first as a compare-and-swap (one `UPDATE … WHERE
+//! record = <as read>`), and when that loses a race or owes more than the
+//! row, with the row read `FOR UPDATE`. Keyless submits and attempts'
+//! outcomes go through a group commit ([`batch`]): those that arrive while
+//! one batch commits share the next transaction. Leasing picks its rows
+//! with `FOR UPDATE SKIP LOCKED`, so it never waits on a job another
+//! transaction is changing; with a per-repository limit it also takes a
+//! transaction-scoped advisory lock, so the limit holds across replicas.
+//! A change that makes a job leasable sends `NOTIFY slipway_jobs`
+//! (delivered at commit): replicas listening wake at once instead of
+//! polling.
 
+mod batch;
 mod jobs;
 mod records;
 pub mod schema;
@@ -39,6 +45,9 @@ pub const JOBS_CHANNEL: &str = "slipway_jobs";
 /// supervisors share them.
 const POOL_SIZE: usize = 16;
 
+/// The most writes one group commit takes ([`batch`]).
+const BATCH: usize = 256;
+
 /// How long a request waits for a connection (or a new one to open)
 /// before it fails: a database that is down answers as an error, not a hang.
 const CONNECT_WAIT: Duration = Duration::from_secs(5);
@@ -50,6 +59,9 @@ pub struct PostgresStore {
     config: tokio_postgres::Config,
     target: String,
     policy: SpecPolicy,
+    /// Group commit of keyless submits and of attempts' outcomes.
+    submits: batch::Batcher<crate::job::JobSpec, super::store::Submitted>,
+    completions: batch::Batcher<jobs::Completion, crate::job::JobRecord>,
 }
 
 fn pg(e: impl std::fmt::Display) -> StoreError {
@@ -124,11 +136,25 @@ impl PostgresStore {
                 message: e.to_string(),
                 hint: "check the `store` URL",
             })?;
+        let submits = {
+            let (pool, policy) = (pool.clone(), policy.clone());
+            batch::Batcher::spawn(BATCH, move |specs| {
+                jobs::submit_batch(pool.clone(), policy.clone(), specs)
+            })
+        };
+        let completions = {
+            let pool = pool.clone();
+            batch::Batcher::spawn(BATCH, move |outcomes| {
+                jobs::complete_batch(pool.clone(), outcomes)
+            })
+        };
         let store = PostgresStore {
             pool,
             config,
             target,
             policy,
+            submits,
+            completions,
         };
         let mut client = store.pool.get().await.map_err(|e| StoreError::Open {
             path: store.target.clone(),

@@ -36,9 +36,15 @@ pub(super) async fn insert_callback_if_absent(
     tx: &impl GenericClient,
     entry: &OutboxEntry,
 ) -> Result<(), StoreError> {
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO slipway_outbox (key, due_ms, value) VALUES ($1, $2, $3)
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .await
+        .map_err(pg)?;
     tx.execute(
-        "INSERT INTO slipway_outbox (key, due_ms, value) VALUES ($1, $2, $3)
-         ON CONFLICT (key) DO NOTHING",
+        &statement,
         &[
             &entry.key,
             &entry.next_attempt_ms.map(|d| d as i64),
