@@ -72,33 +72,22 @@ trap 'exit 130' INT TERM
 
 # ---- the image ---------------------------------------------------------
 
-echo "== stand-in base images (scripts/images.sh --engine)"
-bash scripts/images.sh --engine >"$tmp/images.log" 2>&1 \
-	|| fatal "stand-in images" "$(tail -n 20 "$tmp/images.log")"
-grep -E 'rust:1.95-slim|debian:bookworm-slim' "$tmp/images.log"
-
-echo "== docker build -t $image ."
-old_ids=()
-for tag in "$image" "$image-build" "$image-skeleton"; do
-	old_ids+=("$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null)")
-done
-t0=$SECONDS
-if ! docker build --network host -t "$image" . >"$tmp/build.log" 2>&1; then
-	fatal "the Dockerfile builds" "$(tail -n 30 "$tmp/build.log")"
+# Built here, or already built by scripts/test.sh in the background
+# (SLIPWAY_ENGINE_IMAGE_LOG: that build's output, ending in its status line).
+if [ -n "${SLIPWAY_ENGINE_IMAGE_LOG:-}" ]; then
+	echo "== the engine image, built in the background (tests/engine-image.sh)"
+	built=$(cat "$SLIPWAY_ENGINE_IMAGE_LOG")
+else
+	echo "== the engine image (tests/engine-image.sh)"
+	built=$(bash tests/engine-image.sh 2>&1)
 fi
-build_s=$((SECONDS - t0))
-cached_deps=no
-grep -A1 'cargo build --release --locked -p slipway  *&& cargo build' "$tmp/build.log" | grep -c 'Using cache' >/dev/null && cached_deps=yes
-# The build and skeleton stages, tagged so that the next build's cache is
-# known, and the previous versions (a target/ directory each) removed.
-docker build --network host --target build -t "$image-build" . >>"$tmp/build.log" 2>&1
-docker build --network host --target skeleton -t "$image-skeleton" . >>"$tmp/build.log" 2>&1
-for old in "${old_ids[@]}"; do
-	[ -n "$old" ] || continue
-	if [ "$(docker image inspect -f '{{len .RepoTags}}' "$old" 2>/dev/null)" = 0 ]; then
-		docker rmi "$old" >/dev/null 2>&1 || true
-	fi
-done
+status=$(printf '%s\n' "$built" | tail -n 1)
+if [[ "$status" != "engine image: built in "* ]]; then
+	fatal "the Dockerfile builds" "$(printf '%s\n' "$built" | tail -n 30)"
+fi
+build_s=${status#engine image: built in }
+build_s=${build_s%% s,*}
+cached_deps=${status##*cached: }
 pass "the Dockerfile builds ($build_s s, dependency layer cached: $cached_deps)"
 figure "image build: $build_s s (dependency layer cached: $cached_deps)"
 size_mb=$(($(docker image inspect -f '{{.Size}}' "$image") / 1000000))
