@@ -13,7 +13,7 @@
 //! one transaction: first as a compare-and-swap (one `UPDATE … WHERE
 //! record = <as read>`), and when that loses a race or owes more than the
 //! row, with the row read `FOR UPDATE`. Keyless submits and attempts'
-//! outcomes go through a group commit ([`batch`]): those that arrive while
+//! outcomes go through a group commit (`batch.rs`): those that arrive while
 //! one batch commits share the next transaction. Leasing picks its rows
 //! with `FOR UPDATE SKIP LOCKED`, so it never waits on a job another
 //! transaction is changing; with a per-repository limit it also takes a
@@ -45,7 +45,7 @@ pub const JOBS_CHANNEL: &str = "slipway_jobs";
 /// supervisors share them.
 const POOL_SIZE: usize = 16;
 
-/// The most writes one group commit takes ([`batch`]).
+/// The most writes one group commit takes (`batch.rs`).
 const BATCH: usize = 256;
 
 /// How long a request waits for a connection (or a new one to open)
