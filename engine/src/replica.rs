@@ -9,7 +9,8 @@
 //! over. No membership or election logic of our own: PostgreSQL's lock is
 //! the election. Any replica answers any request; one for a route the
 //! duties own is forwarded to the holder's `advertise_url`, so clients
-//! need one address.
+//! need one address; a browser asking for a dashboard page of that state
+//! is redirected there.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -44,6 +45,18 @@ const OWNED_ROUTES: &[&str] = &[
     "/api/v1/watches",
     "/api/v1/system",
 ];
+
+/// The dashboard's pages whose state the duties holder keeps in memory
+/// (the supervisor's live status and logs, open workspaces). A browser is
+/// sent there rather than proxied: its session lives on the replica that
+/// logged it in, so the holder asks it to log in there.
+const OWNED_PAGES: &[&str] = &["/ui/services", "/ui/workspaces"];
+
+/// Whether `path` is `route` or below it.
+fn under(path: &str, route: &str) -> bool {
+    path.strip_prefix(route)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
 
 /// Set on a forwarded request, so a request is forwarded once at most
 /// (two replicas that both think the other holds the duties answer 503).
@@ -117,7 +130,8 @@ impl Replica {
         }
         let owned = OWNED_ROUTES
             .iter()
-            .any(|r| path == *r || path.starts_with(&format!("{r}/")));
+            .chain(OWNED_PAGES)
+            .any(|r| under(path, r));
         if !owned || self.holds_duties() {
             return Ok(None);
         }
@@ -178,6 +192,16 @@ pub async fn forward_owned(
         Ok(Some(url)) => url,
         Err(refusal) => return refusal,
     };
+    if OWNED_PAGES.iter().any(|p| under(request.uri().path(), p)) {
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        let location = format!("{}{path}", target.trim_end_matches('/'));
+        // 307: a form's POST stays a POST (its session check is the holder's).
+        return (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(axum::http::header::LOCATION, location)],
+        )
+            .into_response();
+    }
     if request.headers().contains_key(FORWARDED) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -126,6 +126,45 @@ fn three_replicas_share_the_queue_and_a_killed_ones_jobs_end_once_elsewhere() {
         });
     }
 
+    // The dashboard's services page is the holder's (the live status is in
+    // its memory): the other two send the browser there, the holder itself
+    // answers (here: to its login page, as there is no session).
+    let no_redirects: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let answers: Vec<(u16, String)> = [&a, &b, &c]
+        .iter()
+        .map(|server| {
+            let r = no_redirects
+                .get(format!("{}/ui/services", server.url))
+                .call()
+                .unwrap();
+            let location = r
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            (r.status().as_u16(), location)
+        })
+        .collect();
+    let holders: Vec<usize> = (0..3).filter(|&i| answers[i].0 != 307).collect();
+    assert_eq!(holders.len(), 1, "one replica answers itself: {answers:?}");
+    let holder = [&a, &b, &c][holders[0]];
+    assert!(answers[holders[0]].1.contains("/ui/login"), "{answers:?}");
+    for (i, (code, location)) in answers.iter().enumerate() {
+        if i != holders[0] {
+            assert_eq!(*code, 307, "{answers:?}");
+            assert_eq!(
+                location,
+                &format!("{}/ui/services", holder.url),
+                "{answers:?}"
+            );
+        }
+    }
+
     // Twelve jobs of 4 s each, submitted through one replica.
     let repo = dockerfile_repo(&format!("FROM {BUSYBOX}\n"));
     let (code, body) = post_json(
