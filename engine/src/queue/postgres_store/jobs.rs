@@ -29,6 +29,29 @@ async fn prepared(
     client.prepare_cached(sql).await.map_err(pg)
 }
 
+/// `n` values of `sequence` in one round trip, ascending (so that what is
+/// handed out in order gets increasing ids or fences).
+async fn next_values(
+    client: &impl GenericClient,
+    sequence: &str,
+    n: usize,
+) -> Result<Vec<i64>, StoreError> {
+    let statement = prepared(
+        client,
+        &format!("SELECT nextval('{sequence}') FROM generate_series(1, $1::bigint)"),
+    )
+    .await?;
+    let mut values: Vec<i64> = client
+        .query(&statement, &[&(n as i64)])
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    values.sort_unstable();
+    Ok(values)
+}
+
 /// Write `new` (over `old`, when it existed) and the outbox messages the
 /// change owes; announce it when the job became leasable. The statements
 /// are independent, so they are pipelined (one round trip, not three).
@@ -292,27 +315,14 @@ pub(super) async fn submit_batch(
     policy: SpecPolicy,
     batch: Vec<JobSpec>,
 ) -> Result<Vec<Result<Submitted, StoreError>>, StoreError> {
-    let client = pool.get().await.map_err(pg)?;
-    let statement = prepared(
-        &client,
-        "SELECT nextval('slipway_job_id') FROM generate_series(1, $1::bigint)",
-    )
-    .await?;
-    let mut ids: Vec<i64> = client
-        .query(&statement, &[&(batch.len() as i64)])
-        .await
-        .map_err(pg)?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    ids.sort_unstable();
+    let mut client = pool.get().await.map_err(pg)?;
+    let ids = next_values(&client, "slipway_job_id", batch.len()).await?;
     let now = now_ms();
     let records: Vec<JobRecord> = batch
         .into_iter()
         .zip(ids)
         .map(|(spec, id)| JobRecord::new(id as u64, spec, &policy, now))
         .collect();
-    let mut client = client;
     match &records[..] {
         [one] if crate::callbacks::owed(None, one).is_empty() => {
             insert_alone(&client, one).await?;
@@ -399,8 +409,7 @@ impl PostgresStore {
                 });
             }
         }
-        let statement = prepared(&tx, "SELECT nextval('slipway_job_id')").await?;
-        let id: i64 = tx.query_one(&statement, &[]).await.map_err(pg)?.get(0);
+        let id = next_values(&tx, "slipway_job_id", 1).await?[0];
         let record = JobRecord::new(id as u64, spec, &self.policy, now_ms());
         write_job(&tx, None, &record).await?;
         tx.commit().await.map_err(pg)?;
@@ -495,19 +504,7 @@ impl PostgresStore {
             return Ok(Vec::new());
         }
         // All the fences in one round trip, in lease order.
-        let statement = prepared(
-            &tx,
-            "SELECT nextval('slipway_fence') FROM generate_series(1, $1::bigint)",
-        )
-        .await?;
-        let mut fences: Vec<i64> = tx
-            .query(&statement, &[&(chosen.len() as i64)])
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        fences.sort_unstable();
+        let fences = next_values(&tx, "slipway_fence", chosen.len()).await?;
         let mut leased = Vec::with_capacity(chosen.len());
         for (old, fence) in chosen.iter().zip(fences) {
             let mut new = old.clone();
