@@ -14,6 +14,14 @@
 //! graphile-worker (pinned in `benches/graphile/`, installed with `npm ci`
 //! under the target dir) does the same with its `addJob` and a worker with
 //! default settings; `benches/graphile/bench.js` prints its figures.
+//!
+//! Each attempt writes its job log as under `serve` (one file per job,
+//! under `$TMPDIR`), so the filesystem there counts: on ext4 without a
+//! journal, creating files within ~35 s of deleting thousands is several
+//! times slower (freed inodes are not reused that soon, and the allocator
+//! scans past them). The bench deletes its logs only at the end, and a run
+//! right after another inherits that one's deletions: leave a minute
+//! between runs, or point `TMPDIR` at a journaled filesystem.
 
 #[allow(dead_code)]
 #[path = "../tests/support/postgres.rs"]
@@ -64,7 +72,6 @@ fn spec(n: usize) -> JobSpec {
 
 /// N replicas on database `url`: stores open, schedulers not yet running.
 struct Replicas {
-    _dir: tempfile::TempDir,
     stores: Vec<Arc<PostgresStore>>,
     schedulers: Vec<Arc<Scheduler>>,
     executor: Arc<NoopExecutor>,
@@ -72,8 +79,8 @@ struct Replicas {
 }
 
 impl Replicas {
-    async fn open(url: &str, n: usize) -> Replicas {
-        let dir = tempfile::tempdir().unwrap();
+    /// Their job logs go under `logs`, a directory no other phase uses.
+    async fn open(url: &str, n: usize, logs: &Path) -> Replicas {
         let executor = Arc::new(NoopExecutor::default());
         let mut stores = Vec::new();
         let mut schedulers = Vec::new();
@@ -91,7 +98,7 @@ impl Replicas {
                 lease: Duration::from_secs(300),
                 ..SchedulerConfig::default()
             };
-            let logs = JobLogs::new(dir.path().join(format!("logs-{i}"))).unwrap();
+            let logs = JobLogs::new(logs.join(format!("logs-{i}"))).unwrap();
             schedulers.push(Scheduler::new(
                 store.clone(),
                 executor.clone(),
@@ -101,7 +108,6 @@ impl Replicas {
             stores.push(store);
         }
         Replicas {
-            _dir: dir,
             stores,
             schedulers,
             executor,
@@ -186,11 +192,13 @@ fn pct(v: &[Duration], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e3
 }
 
-async fn slipway(pg: &postgres::TestPostgres, n: usize) -> Figures {
+/// Slipway's figures with `n` replicas; each phase writes its job logs to a
+/// directory of its own under `logs`.
+async fn slipway(pg: &postgres::TestPostgres, n: usize, logs: &Path) -> Figures {
     let mut f = Figures::default();
 
     // Enqueue alone, then drain.
-    let replicas = Replicas::open(&pg.database(), n).await;
+    let replicas = Replicas::open(&pg.database(), n, &logs.join(format!("{n}-drain"))).await;
     let t0 = Instant::now();
     replicas.submit_all(JOBS).await;
     let enqueue = t0.elapsed();
@@ -204,7 +212,7 @@ async fn slipway(pg: &postgres::TestPostgres, n: usize) -> Figures {
     f.sequential = JOBS as f64 / (enqueue + drain).as_secs_f64();
 
     // Both at once.
-    let replicas = Replicas::open(&pg.database(), n).await;
+    let replicas = Replicas::open(&pg.database(), n, &logs.join(format!("{n}-lifecycle"))).await;
     replicas.start().await;
     // The LISTEN connections are up before the clock starts.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -218,7 +226,7 @@ async fn slipway(pg: &postgres::TestPostgres, n: usize) -> Figures {
     f.lifecycle = JOBS as f64 / elapsed.as_secs_f64();
 
     // Latency at a modest rate, one submit at a time, round-robin.
-    let replicas = Replicas::open(&pg.database(), n).await;
+    let replicas = Replicas::open(&pg.database(), n, &logs.join(format!("{n}-latency"))).await;
     replicas.start().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let gap = Duration::from_micros(1_000_000 / RATE);
@@ -333,9 +341,14 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // Job logs are deleted at the end, not between phases: on a filesystem
+    // without a journal, ext4 does not reuse an inode within ~35 s of its
+    // deletion, so creating files right after deleting thousands scans past
+    // them all. That would measure the bench's cleanup, not the queue.
+    let logs = tempfile::tempdir().unwrap();
     let slipway: Vec<Figures> = counts
         .iter()
-        .map(|&n| rt.block_on(slipway(&pg, n)))
+        .map(|&n| rt.block_on(slipway(&pg, n, logs.path())))
         .collect();
     drop(rt);
 
