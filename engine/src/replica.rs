@@ -8,9 +8,9 @@
 //! asks first and released when its connection ends, so another takes
 //! over. No membership or election logic of our own: PostgreSQL's lock is
 //! the election. Any replica answers any request; one for a route the
-//! duties own is forwarded to the holder's `advertise_url`, so clients
-//! need one address; a browser asking for a dashboard page of that state
-//! is redirected there.
+//! duties own (an API route or a dashboard page of that state) is
+//! forwarded to the holder's `advertise_url`, so clients need one address.
+//! Dashboard sessions are in the store, so the holder knows the browser's.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -47,9 +47,7 @@ const OWNED_ROUTES: &[&str] = &[
 ];
 
 /// The dashboard's pages whose state the duties holder keeps in memory
-/// (the supervisor's live status and logs, open workspaces). A browser is
-/// sent there rather than proxied: its session lives on the replica that
-/// logged it in, so the holder asks it to log in there.
+/// (the supervisor's live status and logs, open workspaces).
 const OWNED_PAGES: &[&str] = &["/ui/services", "/ui/workspaces"];
 
 /// Whether `path` is `route` or below it.
@@ -192,16 +190,6 @@ pub async fn forward_owned(
         Ok(Some(url)) => url,
         Err(refusal) => return refusal,
     };
-    if OWNED_PAGES.iter().any(|p| under(request.uri().path(), p)) {
-        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-        let location = format!("{}{path}", target.trim_end_matches('/'));
-        // 307: a form's POST stays a POST (its session check is the holder's).
-        return (
-            StatusCode::TEMPORARY_REDIRECT,
-            [(axum::http::header::LOCATION, location)],
-        )
-            .into_response();
-    }
     if request.headers().contains_key(FORWARDED) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

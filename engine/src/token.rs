@@ -42,6 +42,24 @@ impl ApiToken {
     }
 }
 
+/// A dashboard session as the store keeps it, under the SHA-256 of the id
+/// its cookie carries: every replica of a store finds it, and a restarted
+/// engine still knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The id of the token it was opened with (`tok-…`), or `configured`.
+    pub token: String,
+    /// What that token could do at the login.
+    pub scope: Scope,
+    /// The hex SHA-256 of that token: each request checks the token again,
+    /// so a revoked token ends its sessions.
+    pub token_hash: String,
+    /// The session's form token: every state-changing form carries it.
+    pub csrf: String,
+    /// When it ends, ms since the Unix epoch.
+    pub expires_ms: u64,
+}
+
 /// What a token may do; each scope includes the ones before it.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ToSchema, Serialize, Deserialize,

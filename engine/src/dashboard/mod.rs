@@ -107,13 +107,21 @@ async fn asset(body: &'static str, kind: &'static str) -> Response {
 async fn session(state: &AppState, headers: &HeaderMap) -> Result<(String, Session), Response> {
     let to_login = || Redirect::to("/ui/login").into_response();
     let id = session::cookie_value(headers).ok_or_else(to_login)?;
-    let s = state.dashboard.sessions.get(&id).ok_or_else(to_login)?;
+    let s = match session::get(state.store.as_ref(), &id).await {
+        Ok(found) => found.ok_or_else(to_login)?,
+        Err(e) => {
+            tracing::error!(error = %e, "dashboard: reading a session");
+            return Err(store_unavailable());
+        }
+    };
     // A token revoked or expired since the login ends its sessions.
     if crate::api::auth::identify_hash(state, &s.token_hash)
         .await
         .is_none()
     {
-        state.dashboard.sessions.close(&id);
+        if let Err(e) = session::close(state.store.as_ref(), &id).await {
+            tracing::warn!(error = %e, "dashboard: ending the session of a revoked token");
+        }
         return Err(to_login());
     }
     Ok((id, s))
@@ -150,6 +158,15 @@ fn refused(status: StatusCode, title: &str, text: &str) -> Response {
     (status, Html(pages::message(title, text).into_string())).into_response()
 }
 
+/// The page when the store, which keeps the sessions, did not answer.
+fn store_unavailable() -> Response {
+    refused(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Store unavailable",
+        "The engine could not reach its store to check your session; try again shortly (the engine's log says why).",
+    )
+}
+
 async fn login_form() -> Html<String> {
     Html(pages::login(None).into_string())
 }
@@ -182,10 +199,12 @@ async fn login(
         )
             .into_response();
     };
-    let (id, _) = match state
-        .dashboard
-        .sessions
-        .open(caller.clone(), crate::token::hash(presented))
+    let (id, _) = match session::open(
+        state.store.as_ref(),
+        caller.clone(),
+        crate::token::hash(presented),
+    )
+    .await
     {
         Ok(opened) => opened,
         Err(e) => {
@@ -241,7 +260,10 @@ async fn logout(
         Ok(found) => found,
         Err(answer) => return answer,
     };
-    state.dashboard.sessions.close(&id);
+    if let Err(e) = session::close(state.store.as_ref(), &id).await {
+        tracing::error!(error = %e, "dashboard: ending a session");
+        return store_unavailable();
+    }
     (
         [(
             header::SET_COOKIE,

@@ -1,22 +1,22 @@
 //! Dashboard sessions: a login trades an API token for a random session id
 //! in an `HttpOnly`, `SameSite=Strict` cookie, so the token itself never
-//! sits in the browser. Sessions live in the engine's memory: they end at
-//! logout, at their expiry, when their token is revoked or expires, and
-//! when the engine restarts.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! sits in the browser. Sessions are kept in the store, by the SHA-256 of
+//! their id (the store holds no usable cookie): every replica of a store
+//! knows a login, and a restart keeps it. They end at logout, at their
+//! expiry, and when their token is revoked or expires.
 
 use sha2::{Digest, Sha256};
 
 use crate::api::auth::Caller;
 use crate::job::now_ms;
+use crate::queue::{SessionStore, StoreError};
+use crate::token::SessionRecord;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "slipway_session";
 /// How long a session lasts from its login.
 pub const SESSION_TTL_MS: u64 = 12 * 3600 * 1000;
-/// Sessions kept at once; the oldest go first beyond it.
+/// Sessions kept at once; the ones that end soonest go first beyond it.
 const MAX_SESSIONS: usize = 10_000;
 
 /// One logged-in browser.
@@ -33,58 +33,65 @@ pub struct Session {
     pub expires_ms: u64,
 }
 
-/// Every open session, by the SHA-256 of its id (a memory dump shows no
-/// usable cookie).
-#[derive(Debug, Default)]
-pub struct Sessions {
-    by_id_hash: Mutex<HashMap<String, Session>>,
+/// Why a session could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// No random bytes for its id.
+    #[error("cannot draw a random session id: {0}")]
+    Random(#[from] std::io::Error),
+    /// The store did not keep it.
+    #[error("cannot keep the session in the store: {0}")]
+    Store(#[from] StoreError),
 }
 
-impl Sessions {
-    /// Open a session for `caller`; the cookie value to hand the browser.
-    pub fn open(&self, caller: Caller, token_hash: String) -> std::io::Result<(String, Session)> {
-        let id = random_hex()?;
-        let session = Session {
-            caller,
-            token_hash,
-            csrf: random_hex()?,
-            expires_ms: now_ms() + SESSION_TTL_MS,
-        };
-        let mut map = self.by_id_hash.lock().unwrap_or_else(|p| p.into_inner());
-        let now = now_ms();
-        map.retain(|_, s| s.expires_ms > now);
-        if map.len() >= MAX_SESSIONS
-            && let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, s)| s.expires_ms)
-                .map(|(k, _)| k.clone())
-        {
-            map.remove(&oldest);
-        }
-        map.insert(hash(&id), session.clone());
-        Ok((id, session))
-    }
+/// Open a session for `caller`: the cookie value to hand the browser, and
+/// the session.
+pub async fn open(
+    store: &dyn SessionStore,
+    caller: Caller,
+    token_hash: String,
+) -> Result<(String, Session), SessionError> {
+    let id = random_hex()?;
+    let session = Session {
+        caller,
+        token_hash,
+        csrf: random_hex()?,
+        expires_ms: now_ms() + SESSION_TTL_MS,
+    };
+    store
+        .open_session(hash(&id), record_of(&session), MAX_SESSIONS)
+        .await?;
+    Ok((id, session))
+}
 
-    /// The live session of cookie value `id`.
-    pub fn get(&self, id: &str) -> Option<Session> {
-        let mut map = self.by_id_hash.lock().unwrap_or_else(|p| p.into_inner());
-        let key = hash(id);
-        match map.get(&key) {
-            Some(s) if s.expires_ms > now_ms() => Some(s.clone()),
-            Some(_) => {
-                map.remove(&key);
-                None
-            }
-            None => None,
-        }
-    }
+/// The live session of cookie value `id`.
+pub async fn get(store: &dyn SessionStore, id: &str) -> Result<Option<Session>, StoreError> {
+    Ok(store
+        .get_session(&hash(id), now_ms())
+        .await?
+        .map(|r| Session {
+            caller: Caller {
+                token: r.token,
+                scope: r.scope,
+            },
+            token_hash: r.token_hash,
+            csrf: r.csrf,
+            expires_ms: r.expires_ms,
+        }))
+}
 
-    /// End the session of cookie value `id`.
-    pub fn close(&self, id: &str) {
-        self.by_id_hash
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&hash(id));
+/// End the session of cookie value `id`.
+pub async fn close(store: &dyn SessionStore, id: &str) -> Result<bool, StoreError> {
+    store.close_session(&hash(id)).await
+}
+
+fn record_of(s: &Session) -> SessionRecord {
+    SessionRecord {
+        token: s.caller.token.clone(),
+        scope: s.caller.scope,
+        token_hash: s.token_hash.clone(),
+        csrf: s.csrf.clone(),
+        expires_ms: s.expires_ms,
     }
 }
 
@@ -138,17 +145,24 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_session_is_found_by_its_cookie_until_it_is_closed() {
-        let sessions = Sessions::default();
-        let (id, opened) = sessions.open(caller(), "h".into()).unwrap();
+    #[tokio::test]
+    async fn a_session_is_found_by_its_cookie_until_it_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            crate::queue::RedbStore::open(&dir.path().join("s.redb"), Default::default()).unwrap();
+        let (id, opened) = open(&store, caller(), "h".into()).await.unwrap();
         assert_eq!(id.len(), 64);
         assert_ne!(id, opened.csrf);
-        let found = sessions.get(&id).unwrap();
+        let found = get(&store, &id).await.unwrap().unwrap();
         assert_eq!(found.caller.token, "tok-1");
-        assert!(sessions.get("not-a-session").is_none());
-        sessions.close(&id);
-        assert!(sessions.get(&id).is_none());
+        assert_eq!(found.csrf, opened.csrf);
+        assert!(
+            store.get_session(&id, 0).await.unwrap().is_none(),
+            "kept under the hash of the id, not the id"
+        );
+        assert!(get(&store, "not-a-session").await.unwrap().is_none());
+        assert!(close(&store, &id).await.unwrap());
+        assert!(get(&store, &id).await.unwrap().is_none());
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! What the dashboard keeps beside the API's state: its sessions, whether
-//! its cookie must be `Secure`, the plugin registry it lists, and a short
-//! history of the queue's depth for the overview's chart.
+//! What the dashboard keeps beside the API's state: whether its cookie
+//! must be `Secure`, the plugin registry it lists, and a short history of
+//! the queue's depth for the overview's chart. (Its sessions are in the
+//! store: see `session`.)
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -8,7 +9,6 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::session::Sessions;
 use crate::job::{JobState, now_ms};
 use crate::plugins::Registry;
 use crate::queue::JobStore;
@@ -32,8 +32,6 @@ pub struct QueueSample {
 /// The dashboard's own state, shared by its handlers.
 #[derive(Default)]
 pub struct DashboardState {
-    /// The logged-in browsers.
-    pub sessions: Sessions,
     /// The session cookie carries `Secure` (serve terminates TLS).
     pub secure_cookie: bool,
     /// The plugins the engine found, for the plugins page; `None` outside

@@ -14,6 +14,6 @@ pub use redb_store::RedbStore;
 pub use scheduler::{Scheduler, SchedulerConfig};
 pub use store::{
     AuditStore, DeploymentStore, Exported, ImageStore, JobQueue, JobStore, LeaseRequest,
-    ListFilter, OutboxStore, ProfileStore, ServiceStore, StoreError, Submitted, TokenStore,
-    TransferStore, WatchStore, WorkspaceStore,
+    ListFilter, OutboxStore, ProfileStore, ServiceStore, SessionStore, StoreError, Submitted,
+    TokenStore, TransferStore, WatchStore, WorkspaceStore,
 };

@@ -23,8 +23,8 @@ use tokio::sync::oneshot;
 
 use super::store::{
     DeploymentStore, EXPORT_KINDS, Exported, ImageStore, ImageUse, JobQueue, LeaseRequest,
-    ListFilter, OutboxStore, ProfileStore, ServiceStore, StoreError, StoreFuture, Submitted,
-    TokenStore, TransferStore, WatchStore, WorkspaceStore,
+    ListFilter, OutboxStore, ProfileStore, ServiceStore, SessionStore, StoreError, StoreFuture,
+    Submitted, TokenStore, TransferStore, WatchStore, WorkspaceStore,
 };
 use crate::callbacks::OutboxEntry;
 use crate::deployments::Deployment;
@@ -33,7 +33,7 @@ use crate::job::{
 };
 use crate::profile::Profile;
 use crate::service::ManagedService;
-use crate::token::{ApiToken, AuditEntry};
+use crate::token::{ApiToken, AuditEntry, SessionRecord};
 use crate::watches::record::DELIVERIES_KEPT;
 use crate::watches::{Delivery, Watch};
 use crate::workspace::{WorkspaceRecord, WorkspaceRuntime};
@@ -58,6 +58,9 @@ const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
 const OUTBOX_DUE: TableDefinition<(u64, &str), ()> = TableDefinition::new("outbox_due");
 /// The audit log, by sequence number.
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// Dashboard sessions by the hash of their id (not exported: a moved
+/// store starts with no one logged in).
+const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 /// Keyed `<watch id>/<seq, 20 digits>`, so a watch's deliveries are one range.
 const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("deliveries");
 
@@ -82,6 +85,7 @@ struct Tables<'t> {
     outbox: Table<'t, &'static str, &'static [u8]>,
     outbox_due: Table<'t, (u64, &'static str), ()>,
     audit: Table<'t, u64, &'static [u8]>,
+    sessions: Table<'t, &'static str, &'static [u8]>,
 }
 
 /// The writer's view of derived state, rebuilt from the tables at open.
@@ -218,6 +222,7 @@ impl RedbStore {
             txn.open_table(OUTBOX).map_err(io)?;
             txn.open_table(OUTBOX_DUE).map_err(io)?;
             txn.open_table(AUDIT).map_err(io)?;
+            txn.open_table(SESSIONS).map_err(io)?;
             let running = txn.open_table(RUNNING).map_err(io)?;
             let jobs = txn.open_table(JOBS).map_err(io)?;
             for entry in running.iter().map_err(io)? {
@@ -345,6 +350,7 @@ fn apply_batch(
                 outbox: txn.open_table(OUTBOX)?,
                 outbox_due: txn.open_table(OUTBOX_DUE)?,
                 audit: txn.open_table(AUDIT)?,
+                sessions: txn.open_table(SESSIONS)?,
             })
         })();
         let mut tables = match tables {
@@ -968,6 +974,55 @@ impl crate::queue::store::AuditStore for RedbStore {
             }
             Ok(out)
         })
+    }
+}
+
+impl SessionStore for RedbStore {
+    fn open_session(
+        &self,
+        id_hash: String,
+        session: SessionRecord,
+        keep: usize,
+    ) -> StoreFuture<'_, ()> {
+        let bytes = rmp_serde::to_vec_named(&session).map_err(io);
+        self.write(move |tables, _mem, _counts| {
+            let bytes = bytes?;
+            let now = now_ms();
+            let mut gone = Vec::new();
+            let mut live = Vec::new();
+            for entry in tables.sessions.iter().map_err(io)? {
+                let (key, value) = entry.map_err(io)?;
+                let other: SessionRecord = decode_named(value.value())?;
+                let key = key.value().to_owned();
+                if other.expires_ms <= now {
+                    gone.push(key);
+                } else if key != id_hash {
+                    live.push((other.expires_ms, key));
+                }
+            }
+            live.sort();
+            let over = (live.len() + 1).saturating_sub(keep);
+            gone.extend(live.into_iter().take(over).map(|(_, key)| key));
+            for key in gone {
+                tables.sessions.remove(key.as_str()).map_err(io)?;
+            }
+            tables
+                .sessions
+                .insert(id_hash.as_str(), bytes.as_slice())
+                .map_err(io)?;
+            Ok(())
+        })
+    }
+
+    fn get_session(&self, id_hash: &str, now_ms: u64) -> StoreFuture<'_, Option<SessionRecord>> {
+        ready(
+            self.get_named::<SessionRecord>(SESSIONS, id_hash)
+                .map(|found| found.filter(|s| s.expires_ms > now_ms)),
+        )
+    }
+
+    fn close_session(&self, id_hash: &str) -> StoreFuture<'_, bool> {
+        self.delete_named(|t| &mut t.sessions, id_hash)
     }
 }
 

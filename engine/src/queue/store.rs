@@ -1,6 +1,6 @@
 //! The queue's storage seam. The scheduler and the API see only
 //! [`JobStore`]; the embedded redb store ([`super::redb_store`]) is one
-//! implementation, a shared PostgreSQL store can be another.
+//! implementation, the PostgreSQL store that replicas share the other.
 //!
 //! Contract of every implementation: a method that changes state returns only
 //! after the change is durable; transitions go through [`JobRecord`]'s
@@ -18,7 +18,7 @@ use crate::job::{
 };
 use crate::profile::Profile;
 use crate::service::ManagedService;
-use crate::token::{ApiToken, AuditEntry};
+use crate::token::{ApiToken, AuditEntry, SessionRecord};
 use crate::watches::{Delivery, Watch};
 use crate::workspace::{WorkspaceRecord, WorkspaceRuntime};
 
@@ -230,6 +230,24 @@ pub trait TokenStore: Send + Sync {
     fn list_tokens(&self) -> StoreFuture<'_, Vec<ApiToken>>;
 }
 
+/// Dashboard sessions, by the hex SHA-256 of their cookie's id (the store
+/// holds no usable cookie). Kept in the store so that every replica knows
+/// a login and a restart keeps it.
+pub trait SessionStore: Send + Sync {
+    /// Store session `id_hash`. First the expired sessions go, then, to
+    /// keep at most `keep` sessions, the ones that end soonest.
+    fn open_session(
+        &self,
+        id_hash: String,
+        session: SessionRecord,
+        keep: usize,
+    ) -> StoreFuture<'_, ()>;
+    /// The session `id_hash`, if it is there and has not expired at `now_ms`.
+    fn get_session(&self, id_hash: &str, now_ms: u64) -> StoreFuture<'_, Option<SessionRecord>>;
+    /// End session `id_hash`; `Ok(false)` when there was none.
+    fn close_session(&self, id_hash: &str) -> StoreFuture<'_, bool>;
+}
+
 /// The audit log: every state-changing API request.
 pub trait AuditStore: Send + Sync {
     /// Append `entry` (its `seq` is assigned here); the oldest entries
@@ -366,6 +384,7 @@ pub trait JobStore:
     + ServiceStore
     + ImageStore
     + TokenStore
+    + SessionStore
     + AuditStore
     + WorkspaceStore
     + WatchStore
@@ -382,6 +401,7 @@ impl<T> JobStore for T where
         + ServiceStore
         + ImageStore
         + TokenStore
+        + SessionStore
         + AuditStore
         + WorkspaceStore
         + WatchStore

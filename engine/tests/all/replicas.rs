@@ -126,43 +126,63 @@ fn three_replicas_share_the_queue_and_a_killed_ones_jobs_end_once_elsewhere() {
         });
     }
 
-    // The dashboard's services page is the holder's (the live status is in
-    // its memory): the other two send the browser there, the holder itself
-    // answers (here: to its login page, as there is no session).
-    let no_redirects: ureq::Agent = ureq::Agent::config_builder()
+    // One dashboard login serves every replica (sessions are in the
+    // store), and the services page is the holder's whichever replica the
+    // browser asks (the live status is in the holder's memory; the others'
+    // supervisors are idle and list nothing).
+    let browser: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
         .build()
         .into();
-    let answers: Vec<(u16, String)> = [&a, &b, &c]
-        .iter()
-        .map(|server| {
-            let r = no_redirects
-                .get(format!("{}/ui/services", server.url))
-                .call()
-                .unwrap();
-            let location = r
-                .headers()
-                .get("location")
-                .and_then(|l| l.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
-            (r.status().as_u16(), location)
-        })
-        .collect();
-    let holders: Vec<usize> = (0..3).filter(|&i| answers[i].0 != 307).collect();
-    assert_eq!(holders.len(), 1, "one replica answers itself: {answers:?}");
-    let holder = [&a, &b, &c][holders[0]];
-    assert!(answers[holders[0]].1.contains("/ui/login"), "{answers:?}");
-    for (i, (code, location)) in answers.iter().enumerate() {
-        if i != holders[0] {
-            assert_eq!(*code, 307, "{answers:?}");
-            assert_eq!(
-                location,
-                &format!("{}/ui/services", holder.url),
-                "{answers:?}"
-            );
-        }
+    let r = browser
+        .post(format!("{}/ui/login", a.url))
+        .content_type("application/x-www-form-urlencoded")
+        .send(format!("token={}", crate::support::serve::TOKEN))
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let services_page = |server: &Server| {
+        let mut r = browser
+            .get(format!("{}/ui/services", server.url))
+            .header("cookie", &cookie)
+            .call()
+            .unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    };
+    let mut csrf = String::new();
+    for server in [&a, &b, &c] {
+        wait_until("every replica shows the holder's services page", 30, || {
+            let (code, page) = services_page(server);
+            if let Some(at) = page.find(r#"name="csrf" value=""#) {
+                let rest = &page[at + r#"name="csrf" value=""#.len()..];
+                csrf = rest[..rest.find('"').unwrap()].to_owned();
+            }
+            code == 200 && page.contains("/ui/services/pinger")
+        });
+    }
+    // A logout at one replica ends the session at all of them.
+    let r = browser
+        .post(format!("{}/ui/logout", c.url))
+        .header("cookie", &cookie)
+        .content_type("application/x-www-form-urlencoded")
+        .send(format!("csrf={csrf}"))
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    for server in [&a, &b, &c] {
+        let r = browser
+            .get(format!("{}/ui/", server.url))
+            .header("cookie", &cookie)
+            .call()
+            .unwrap();
+        assert_eq!(r.status(), 303, "{}", server.url);
+        assert_eq!(r.headers()["location"], "/ui/login", "{}", server.url);
     }
 
     // Twelve jobs of 4 s each, submitted through one replica.

@@ -1,5 +1,5 @@
 //! Every part of the store beside the queue (profiles, managed services,
-//! images, tokens, the audit log, workspaces, watches and their
+//! images, tokens, dashboard sessions, the audit log, workspaces, watches and their
 //! deliveries, deployments, the callbacks outbox), one suite run against
 //! the redb store and the PostgreSQL store (`on_every_store!`). The queue's
 //! own suite is `queue.rs`.
@@ -10,7 +10,7 @@ use slipway::deployments::{Deployment, DeploymentSpec};
 use slipway::job::{JobState, Outcome};
 use slipway::queue::LeaseRequest;
 use slipway::service::{ManagedService, ManagedServiceSpec};
-use slipway::token::AuditEntry;
+use slipway::token::{AuditEntry, Scope, SessionRecord};
 use slipway::watches::Delivery;
 
 use crate::support::spec;
@@ -408,7 +408,78 @@ async fn an_export_moves_to_the_other_store_with_its_history(b: Backend) {
     assert_eq!(target.counts().await.unwrap()[&JobState::Succeeded], 1);
 }
 
+fn session(csrf: &str, expires_ms: u64) -> SessionRecord {
+    SessionRecord {
+        token: "tok-1".into(),
+        scope: Scope::Run,
+        token_hash: "h".into(),
+        csrf: csrf.into(),
+        expires_ms,
+    }
+}
+
+/// Sessions: found until they expire or are closed, kept across a reopen;
+/// opening one sweeps the expired and, past the cap, the ones ending soonest.
+async fn sessions_expire_are_capped_and_survive_a_reopen(b: Backend) {
+    let place = Place::new(b);
+    let now = slipway::job::now_ms();
+    {
+        let store = place.open().await;
+        store
+            .open_session("a".into(), session("ca", now + 60_000), 3)
+            .await
+            .unwrap();
+        store
+            .open_session("b".into(), session("cb", now + 1), 3)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_session("a", now).await.unwrap(),
+            Some(session("ca", now + 60_000))
+        );
+        assert_eq!(
+            store.get_session("b", now + 1).await.unwrap(),
+            None,
+            "expired at its expiry"
+        );
+        assert_eq!(store.get_session("nope", now).await.unwrap(), None);
+        assert!(store.close_session("a").await.unwrap());
+        assert!(!store.close_session("a").await.unwrap());
+        assert_eq!(store.get_session("a", now).await.unwrap(), None);
+        store
+            .open_session("keep".into(), session("ck", now + 90_000), 3)
+            .await
+            .unwrap();
+    }
+    let store = place.open().await;
+    assert_eq!(
+        store
+            .get_session("keep", now)
+            .await
+            .unwrap()
+            .map(|s| s.csrf),
+        Some("ck".into()),
+        "a reopened store keeps its sessions"
+    );
+    // The cap (3): `b` (expired) is swept, then the soonest to end go.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    for (id, ends) in [("s1", 10_000), ("s2", 20_000), ("s3", 30_000)] {
+        store
+            .open_session(id.into(), session(id, now + ends), 3)
+            .await
+            .unwrap();
+    }
+    let mut live = Vec::new();
+    for id in ["b", "keep", "s1", "s2", "s3"] {
+        if store.get_session(id, 0).await.unwrap().is_some() {
+            live.push(id);
+        }
+    }
+    assert_eq!(live, ["keep", "s2", "s3"]);
+}
+
 crate::on_every_store!(
+    sessions_expire_are_capped_and_survive_a_reopen,
     an_export_moves_to_the_other_store_with_its_history,
     named_records_replace_list_in_order_and_survive_a_reopen,
     the_audit_log_numbers_and_pages_newest_first,

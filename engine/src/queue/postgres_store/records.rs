@@ -1,6 +1,7 @@
 //! Everything beside jobs on PostgreSQL: records kept by kind and name
 //! (profiles, services, images, tokens, workspaces, watches,
-//! deployments), watch deliveries, the callbacks outbox and the audit log.
+//! deployments), watch deliveries, the callbacks outbox, the audit log and
+//! dashboard sessions.
 
 use deadpool_postgres::GenericClient;
 
@@ -11,10 +12,10 @@ use crate::job::{JobId, now_ms};
 use crate::profile::Profile;
 use crate::queue::store::{
     AuditStore, DeploymentStore, ImageStore, ImageUse, OutboxStore, ProfileStore, ServiceStore,
-    StoreError, StoreFuture, TokenStore, WatchStore, WorkspaceStore,
+    SessionStore, StoreError, StoreFuture, TokenStore, WatchStore, WorkspaceStore,
 };
 use crate::service::ManagedService;
-use crate::token::{ApiToken, AuditEntry};
+use crate::token::{ApiToken, AuditEntry, SessionRecord};
 use crate::watches::record::DELIVERIES_KEPT;
 use crate::watches::{Delivery, Watch};
 use crate::workspace::{WorkspaceRecord, WorkspaceRuntime};
@@ -248,6 +249,80 @@ impl TokenStore for PostgresStore {
 
     fn list_tokens(&self) -> StoreFuture<'_, Vec<ApiToken>> {
         self.list_named(kind::TOKEN)
+    }
+}
+
+impl SessionStore for PostgresStore {
+    fn open_session(
+        &self,
+        id_hash: String,
+        session: SessionRecord,
+        keep: usize,
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let value = encode(&session)?;
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(pg)?;
+            tx.execute(
+                "DELETE FROM slipway_sessions WHERE expires_ms <= $1",
+                &[&(now_ms() as i64)],
+            )
+            .await
+            .map_err(pg)?;
+            // Room for this one: the sessions that end soonest go.
+            tx.execute(
+                "DELETE FROM slipway_sessions WHERE id_hash IN (
+                     SELECT id_hash FROM slipway_sessions WHERE id_hash <> $1
+                     ORDER BY expires_ms, id_hash
+                     LIMIT greatest(0, (SELECT count(*) FROM slipway_sessions WHERE id_hash <> $1) + 1 - $2))",
+                &[&id_hash, &(keep as i64)],
+            )
+            .await
+            .map_err(pg)?;
+            tx.execute(
+                "INSERT INTO slipway_sessions (id_hash, expires_ms, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (id_hash) DO UPDATE SET expires_ms = EXCLUDED.expires_ms, value = EXCLUDED.value",
+                &[&id_hash, &(session.expires_ms as i64), &value],
+            )
+            .await
+            .map_err(pg)?;
+            tx.commit().await.map_err(pg)
+        })
+    }
+
+    fn get_session(&self, id_hash: &str, now_ms: u64) -> StoreFuture<'_, Option<SessionRecord>> {
+        let id_hash = id_hash.to_owned();
+        Box::pin(async move {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT value FROM slipway_sessions WHERE id_hash = $1 AND expires_ms > $2",
+                )
+                .await
+                .map_err(pg)?;
+            client
+                .query_opt(&statement, &[&id_hash, &(now_ms as i64)])
+                .await
+                .map_err(pg)?
+                .map(|row| decode(row.get::<_, &[u8]>(0)))
+                .transpose()
+        })
+    }
+
+    fn close_session(&self, id_hash: &str) -> StoreFuture<'_, bool> {
+        let id_hash = id_hash.to_owned();
+        Box::pin(async move {
+            let removed = self
+                .client()
+                .await?
+                .execute(
+                    "DELETE FROM slipway_sessions WHERE id_hash = $1",
+                    &[&id_hash],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(removed > 0)
+        })
     }
 }
 

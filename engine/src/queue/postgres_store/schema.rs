@@ -72,6 +72,16 @@ const MIGRATIONS: &[&str] = &[
         duties boolean NOT NULL DEFAULT false
     );
     "#,
+    // 2: dashboard sessions, so every replica knows a login (the hash of
+    // the cookie's id; its expiry beside it for the sweep).
+    r#"
+    CREATE TABLE slipway_sessions (
+        id_hash text COLLATE "C" PRIMARY KEY,
+        expires_ms bigint NOT NULL,
+        value bytea NOT NULL
+    );
+    CREATE INDEX slipway_sessions_expiry ON slipway_sessions (expires_ms);
+    "#,
 ];
 
 /// Bring the database to [`SCHEMA_VERSION`], or refuse one that is newer.
