@@ -15,11 +15,11 @@ use rustls::pki_types::{CertificateDer, ServerName};
 
 use crate::support::serve::{self, Server, TOKEN};
 
-/// A test certificate authority.
-struct Ca(CertifiedIssuer<'static, KeyPair>);
+/// A test certificate authority (also the store's, in `store_tls.rs`).
+pub(crate) struct Ca(CertifiedIssuer<'static, KeyPair>);
 
 impl Ca {
-    fn new(name: &str) -> Ca {
+    pub(crate) fn new(name: &str) -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
@@ -29,7 +29,7 @@ impl Ca {
 
     /// A server certificate for `localhost` and 127.0.0.1: the chain
     /// (server certificate, then this CA's) and the key, as PEM.
-    fn issue(&self) -> (String, String) {
+    pub(crate) fn issue(&self) -> (String, String) {
         let key = KeyPair::generate().unwrap();
         let params =
             CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
@@ -38,6 +38,11 @@ impl Ca {
             format!("{}{}", cert.pem(), self.0.pem()),
             key.serialize_pem(),
         )
+    }
+
+    /// This authority's certificate, as PEM.
+    pub(crate) fn pem(&self) -> String {
+        self.0.pem()
     }
 
     fn root(&self) -> CertificateDer<'static> {

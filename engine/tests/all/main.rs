@@ -34,5 +34,6 @@ mod queue;
 mod replicas;
 mod services;
 mod store_suite;
+mod store_tls;
 mod watches;
 mod workspaces;

@@ -66,6 +66,55 @@ impl TestPostgres {
     /// A new cluster, started; its files live until the test process ends
     /// (or [`TestPostgres::stop`] and a drop of the value).
     pub fn start() -> TestPostgres {
+        let server = TestPostgres::init();
+        server.resume();
+        server
+    }
+
+    /// A new cluster whose TCP port speaks only TLS, with this certificate
+    /// chain and key (PEM); its Unix socket stays plain, for `psql`.
+    pub fn start_tls(chain_pem: &str, key_pem: &str) -> TestPostgres {
+        let server = TestPostgres::init();
+        let data = server.data();
+        std::fs::write(data.join("server.crt"), chain_pem).unwrap();
+        std::fs::write(data.join("server.key"), key_pem).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let key = data.join("server.key");
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(
+            &mut conf,
+            b"\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+        )
+        .unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\n\
+             hostssl all all 127.0.0.1/32 trust\n\
+             hostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .unwrap();
+        if server.as_postgres {
+            let status = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(data.join("server.crt"))
+                .arg(data.join("server.key"))
+                .arg(data.join("pg_hba.conf"))
+                .status()
+                .unwrap();
+            assert!(status.success(), "chown of the TLS files failed");
+        }
+        server.resume();
+        server
+    }
+
+    /// A new cluster, not started; stopped and removed with the process.
+    fn init() -> TestPostgres {
         let bin = server_bin();
         let dir = tempfile::Builder::new()
             .prefix("slipway-pg-")
@@ -111,7 +160,6 @@ impl TestPostgres {
             String::from_utf8_lossy(&out.stderr)
         );
         server.watchdog();
-        server.resume();
         server
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
 use futures_util::StreamExt;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
 use super::{JOBS_CHANNEL, PostgresStore, decode, encode, pg};
@@ -684,12 +684,13 @@ impl JobQueue for PostgresStore {
 /// The `LISTEN` loop behind [`PostgresStore::listen`].
 pub(super) async fn listen(
     config: tokio_postgres::Config,
+    tls: super::tls::Connector,
     notify: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
-        match config.connect(NoTls).await {
+        match config.connect(tls.clone()).await {
             Ok((client, mut connection)) => {
                 backoff = Duration::from_millis(100);
                 let mut messages =

@@ -26,13 +26,12 @@ mod batch;
 mod jobs;
 mod records;
 pub mod schema;
+mod tls;
 mod transfer;
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
 use super::store::StoreError;
@@ -57,6 +56,8 @@ const CONNECT_WAIT: Duration = Duration::from_secs(5);
 pub struct PostgresStore {
     pool: Pool,
     config: tokio_postgres::Config,
+    /// TLS as the URL asks for it (plain when it does not).
+    tls: tls::Connector,
     target: String,
     policy: SpecPolicy,
     /// Group commit of keyless submits and of attempts' outcomes.
@@ -64,8 +65,24 @@ pub struct PostgresStore {
     completions: batch::Batcher<jobs::Completion, crate::job::JobRecord>,
 }
 
-fn pg(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Io(e.to_string())
+fn pg(e: impl std::error::Error) -> StoreError {
+    StoreError::Io(with_causes(&e))
+}
+
+/// `e` and its causes, `: `-joined: the driver's own message is often
+/// only the kind ("db error", "error performing TLS handshake"), and the
+/// server's words or the certificate's fault are in its source.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
@@ -101,25 +118,16 @@ pub fn describe(config: &tokio_postgres::Config) -> String {
     )
 }
 
-/// The connection settings of `url` (a libpq URL or key=value string).
-fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
-    tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Open {
-        path: "the PostgreSQL URL in `store`".into(),
-        message: e.to_string(),
-        hint: "write it as postgres://user:password@host:port/database",
-    })
-}
-
 impl PostgresStore {
     /// Connect to the database at `url` (a libpq URL or key=value string),
     /// apply the migrations this build has, and refuse a database a newer
     /// Slipway wrote.
     pub async fn open(url: &str, policy: SpecPolicy) -> Result<PostgresStore, StoreError> {
-        let config = parse_url(url)?;
+        let (config, tls) = tls::settings(url)?;
         let target = describe(&config);
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -151,6 +159,7 @@ impl PostgresStore {
         let store = PostgresStore {
             pool,
             config,
+            tls,
             target,
             policy,
             submits,
@@ -158,7 +167,7 @@ impl PostgresStore {
         };
         let mut client = store.pool.get().await.map_err(|e| StoreError::Open {
             path: store.target.clone(),
-            message: e.to_string(),
+            message: with_causes(&e),
             hint: "check that PostgreSQL runs and accepts this user and database",
         })?;
         schema::migrate(&mut client, &store.target).await?;
@@ -195,7 +204,7 @@ impl PostgresStore {
         notify: std::sync::Arc<tokio::sync::Notify>,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
-        jobs::listen(self.config.clone(), notify, shutdown).await
+        jobs::listen(self.config.clone(), self.tls.clone(), notify, shutdown).await
     }
 }
 
@@ -231,7 +240,7 @@ impl PostgresStore {
     /// Try to take lock `name` of [`LOCK_CLASS`] on a connection of its own;
     /// `Ok(None)` when another session holds it.
     async fn try_session_lock(&self, name: &str) -> Result<Option<SessionLock>, StoreError> {
-        let (client, connection) = self.config.connect(NoTls).await.map_err(pg)?;
+        let (client, connection) = self.config.connect(self.tls.clone()).await.map_err(pg)?;
         let lost = CancellationToken::new();
         let on_end = lost.clone();
         tokio::spawn(async move {
@@ -413,14 +422,14 @@ pub struct Inspection {
 /// Connect to `url` and read its schema version, clock and replicas;
 /// changes nothing.
 pub async fn inspect(url: &str) -> Result<Inspection, StoreError> {
-    let config = parse_url(url)?;
+    let (config, tls) = tls::settings(url)?;
     let target = describe(&config);
     let open_error = |e: tokio_postgres::Error| StoreError::Open {
         path: target.clone(),
-        message: e.to_string(),
+        message: with_causes(&e),
         hint: "check that PostgreSQL runs and accepts this user and database",
     };
-    let (client, connection) = tokio::time::timeout(CONNECT_WAIT, config.connect(NoTls))
+    let (client, connection) = tokio::time::timeout(CONNECT_WAIT, config.connect(tls))
         .await
         .map_err(|_| StoreError::Open {
             path: target.clone(),
