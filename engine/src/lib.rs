@@ -46,6 +46,7 @@ pub mod compose;
 pub mod config;
 pub mod dashboard;
 pub mod deployments;
+pub mod error_chain;
 pub mod executor;
 pub mod git_auth;
 pub mod job;

@@ -22,6 +22,7 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -34,7 +35,8 @@ pub struct Replica {
     store: Arc<PostgresStore>,
     node: String,
     holds_duties: AtomicBool,
-    client: Client<HttpConnector, Body>,
+    /// Forwards to `http://` and `https://` advertise URLs alike.
+    client: Client<HttpsConnector<HttpConnector>, Body>,
 }
 
 /// The API routes whose work the duties holder does.
@@ -61,13 +63,23 @@ fn under(path: &str, route: &str) -> bool {
 const FORWARDED: &str = "x-slipway-forwarded-by";
 
 impl Replica {
-    /// Replica `node` of `store`.
-    pub fn new(store: Arc<PostgresStore>, node: String) -> Arc<Replica> {
+    /// Replica `node` of `store`; it forwards to an `https://`
+    /// advertise URL trusting `roots` (chain and host name verified).
+    pub fn new(
+        store: Arc<PostgresStore>,
+        node: String,
+        roots: rustls::RootCertStore,
+    ) -> Arc<Replica> {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(crate::tls::client_config(roots))
+            .https_or_http()
+            .enable_http1()
+            .build();
         Arc::new(Replica {
             store,
             node,
             holds_duties: AtomicBool::new(false),
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(connector),
         })
     }
 
@@ -226,7 +238,10 @@ pub async fn forward_owned(
             StatusCode::BAD_GATEWAY,
             axum::Json(serde_json::json!({
                 "error": "owner_unreachable",
-                "message": format!("the replica holding the duties ({target}) did not answer: {e}"),
+                "message": format!(
+                    "the replica holding the duties ({target}) did not answer: {}",
+                    crate::error_chain::with_causes(&e)
+                ),
             })),
         )
             .into_response(),

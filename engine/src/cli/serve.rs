@@ -388,7 +388,16 @@ pub fn serve(config: &Config) -> anyhow::Result<ExitCode> {
                         scheduler.wake();
                     }
                 });
-                Some(Replica::new(pg.clone(), config.node_id.clone()))
+                // Other replicas may advertise https:// URLs: trust what
+                // outbound TLS trusts, the configured CA bundle included.
+                let roots = slipway::tls::trust_roots(config.ca_bundle.as_deref())
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "ca_bundle {}: {e}; replicas verify each other's https:// advertise URLs with it (a PEM bundle of certificates)",
+                            config.ca_bundle.as_deref().unwrap_or(Path::new("")).display()
+                        )
+                    })?;
+                Some(Replica::new(pg.clone(), config.node_id.clone(), roots))
             }
         };
         let scheduler = tokio::spawn(parts.scheduler.clone().run(shutdown.clone()));

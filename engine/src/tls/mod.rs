@@ -4,7 +4,9 @@
 //! the listener that does the handshakes ([`listener`]) and the client that
 //! `slipway healthcheck` asks the engine with ([`local`]).
 //!
-//! (Outbound TLS, the registries' side, is [`crate::tls_probe`].)
+//! It also holds what Slipway's own outbound TLS trusts ([`trust_roots`]):
+//! replicas forwarding to each other, and PostgreSQL. (Probing the package
+//! registries' TLS is [`crate::tls_probe`].)
 
 pub mod listener;
 pub mod local;
@@ -21,6 +23,40 @@ use rustls::sign::CertifiedKey;
 
 pub use listener::TlsListener;
 pub use reload::{CertResolver, RELOAD_EVERY};
+
+/// The authorities Slipway's own outbound TLS trusts (replicas forwarding
+/// to each other, PostgreSQL): the public roots (`webpki-roots`) and every
+/// usable certificate of the PEM bundle `extra` (a private CA). An `extra`
+/// that cannot be read or holds no usable certificate is an error, in
+/// words for the caller to place.
+pub fn trust_roots(extra: Option<&Path>) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = extra {
+        let mut added = 0;
+        for cert in CertificateDer::pem_file_iter(path).map_err(|e| e.to_string())? {
+            // A bundle may hold certificates webpki cannot use as anchors;
+            // the others still count.
+            if roots.add(cert.map_err(|e| e.to_string())?).is_ok() {
+                added += 1;
+            }
+        }
+        if added == 0 {
+            return Err("no usable certificate in it".into());
+        }
+    }
+    Ok(roots)
+}
+
+/// A rustls client configuration trusting `roots` (the ring provider).
+pub fn client_config(roots: rustls::RootCertStore) -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
 
 /// The certificate chain and private key files `serve` terminates TLS with.
 #[derive(Debug, Clone, PartialEq, Eq)]

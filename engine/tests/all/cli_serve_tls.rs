@@ -45,7 +45,7 @@ impl Ca {
         self.0.pem()
     }
 
-    fn root(&self) -> CertificateDer<'static> {
+    pub(crate) fn root(&self) -> CertificateDer<'static> {
         self.0.der().clone()
     }
 }
@@ -94,7 +94,7 @@ fn port(server: &Server) -> u16 {
 
 /// `GET path` over HTTPS to `localhost` at `port`, trusting only `root`
 /// (chain and name verified); status and body, or why there is none.
-fn https_get(
+pub(crate) fn https_get(
     port: u16,
     root: &CertificateDer<'static>,
     path: &str,

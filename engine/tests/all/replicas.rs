@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::support::postgres::TestPostgres;
 use crate::support::serve::{
-    BUSYBOX, Server, dockerfile_repo, free_port, get, job, post_json, slipway, wait_until,
+    BUSYBOX, Server, TOKEN, dockerfile_repo, free_port, get, job, post_json, slipway, wait_until,
 };
 
 /// Replica `node` on `database`, listening on a port of its own that it
@@ -138,7 +138,7 @@ fn three_replicas_share_the_queue_and_a_killed_ones_jobs_end_once_elsewhere() {
     let r = browser
         .post(format!("{}/ui/login", a.url))
         .content_type("application/x-www-form-urlencoded")
-        .send(format!("token={}", crate::support::serve::TOKEN))
+        .send(format!("token={TOKEN}"))
         .unwrap();
     assert_eq!(r.status(), 303);
     let cookie = r.headers()["set-cookie"]
@@ -562,4 +562,89 @@ fn admin_export_and_import_move_a_redb_store_to_postgres() {
             assert!(pg.get(*id).await.unwrap().is_some(), "job {id}");
         }
     });
+}
+
+/// Replica `node` on `database` terminating TLS with `certs` (`cert.pem`,
+/// `key.pem`), advertising `https://localhost:<port>`, trusting the
+/// authorities in `ca_bundle` (none: the public roots only). Its port.
+fn tls_replica(
+    database: &str,
+    node: &str,
+    certs: &std::path::Path,
+    ca_bundle: Option<&std::path::Path>,
+    root: &rustls::pki_types::CertificateDer<'static>,
+) -> (Server, u16) {
+    let port = free_port();
+    let url = format!("https://localhost:{port}");
+    let state = tempfile::tempdir().unwrap();
+    let mut cmd = slipway(state.path(), &url);
+    cmd.arg("serve")
+        .env("SLIPWAY_STORE", database)
+        .env("SLIPWAY_NODE_ID", node)
+        .env("SLIPWAY_ADVERTISE_URL", &url)
+        .env("SLIPWAY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SLIPWAY_TLS__CERT", certs.join("cert.pem"))
+        .env("SLIPWAY_TLS__KEY", certs.join("key.pem"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(state.path().join("serve.log")).unwrap());
+    if let Some(bundle) = ca_bundle {
+        cmd.env("SLIPWAY_CA_BUNDLE", bundle);
+    }
+    let server = Server::adopt(cmd.spawn().unwrap(), state, url);
+    wait_until("a TLS replica is ready", 60, || {
+        crate::cli_serve_tls::https_get(port, root, "/readyz", None)
+            .is_ok_and(|(code, _)| code == 200)
+    });
+    (server, port)
+}
+
+/// Replicas that terminate TLS advertise `https://` URLs and forward to
+/// each other over HTTPS, verifying the holder's certificate with the
+/// authorities in `ca_bundle`; a replica that does not trust that
+/// authority refuses to forward, and says why.
+#[test]
+fn replicas_forward_to_each_other_over_verified_https() {
+    let ca = crate::cli_serve_tls::Ca::new("Slipway test replicas CA");
+    let (chain, key) = ca.issue();
+    let root = ca.root();
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::write(certs.path().join("cert.pem"), chain).unwrap();
+    std::fs::write(certs.path().join("key.pem"), key).unwrap();
+    std::fs::write(certs.path().join("ca.pem"), ca.pem()).unwrap();
+    let bundle = certs.path().join("ca.pem");
+
+    let pg = TestPostgres::shared();
+    let database = pg.database();
+    let (_a, a) = tls_replica(&database, "tls-a", certs.path(), Some(&bundle), &root);
+    let (_b, b) = tls_replica(&database, "tls-b", certs.path(), Some(&bundle), &root);
+    // One of the two holds the duties; the other forwards `/api/v1/services`
+    // to it over HTTPS. Both answer the holder's list.
+    for port in [a, b] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer =
+                crate::cli_serve_tls::https_get(port, &root, "/api/v1/services", Some(TOKEN));
+            if answer
+                .as_ref()
+                .is_ok_and(|(code, body)| *code == 200 && body.contains(r#""services":[]"#))
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no services list through the replica on port {port}: {answer:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    // A third replica, which trusts only the public roots, cannot verify
+    // the holder (it holds no duties: the first two took them).
+    let (_c, c) = tls_replica(&database, "tls-c", certs.path(), None, &root);
+    let (code, body) =
+        crate::cli_serve_tls::https_get(c, &root, "/api/v1/services", Some(TOKEN)).unwrap();
+    assert_eq!(code, 502, "{body}");
+    assert!(
+        body.contains("owner_unreachable") && body.to_lowercase().contains("certificate"),
+        "{body}"
+    );
 }

@@ -35,6 +35,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_util::sync::CancellationToken;
 
 use super::store::StoreError;
+use crate::error_chain::with_causes;
 use crate::job::SpecPolicy;
 
 /// The channel a change that makes a job leasable is announced on.
@@ -67,22 +68,6 @@ pub struct PostgresStore {
 
 fn pg(e: impl std::error::Error) -> StoreError {
     StoreError::Io(with_causes(&e))
-}
-
-/// `e` and its causes, `: `-joined: the driver's own message is often
-/// only the kind ("db error", "error performing TLS handshake"), and the
-/// server's words or the certificate's fault are in its source.
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text = format!("{text}: {more}");
-        }
-        cause = c.source();
-    }
-    text
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {

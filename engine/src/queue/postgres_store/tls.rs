@@ -10,10 +10,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -45,22 +42,14 @@ pub fn settings(url: &str) -> Result<(tokio_postgres::Config, Connector), StoreE
         }
     };
     config.ssl_mode(mode);
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    if let Some(path) = &tls.root_cert {
-        add_authorities(&mut roots, Path::new(path))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| StoreError::Open {
-            path: "TLS to PostgreSQL".into(),
-            message: e.to_string(),
-            hint: "this build's TLS provider offers no protocol version; report it",
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let roots = crate::tls::trust_roots(tls.root_cert.as_deref().map(Path::new)).map_err(
+        |message| StoreError::Open {
+            path: format!("sslrootcert {}", tls.root_cert.as_deref().unwrap_or_default()),
+            message,
+            hint: "point sslrootcert at a readable PEM file of the authorities that sign the database's certificate",
+        },
+    )?;
+    let client = crate::tls::client_config(roots);
     Ok((config, MakeRustlsConnect::new(client)))
 }
 
@@ -135,25 +124,6 @@ fn percent_decoded(value: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-fn add_authorities(roots: &mut rustls::RootCertStore, path: &Path) -> Result<(), StoreError> {
-    let refused = |message: String| StoreError::Open {
-        path: format!("sslrootcert {}", path.display()),
-        message,
-        hint: "point sslrootcert at a readable PEM file of the authorities that sign the database's certificate",
-    };
-    let mut added = 0;
-    for cert in CertificateDer::pem_file_iter(path).map_err(|e| refused(e.to_string()))? {
-        let cert = cert.map_err(|e| refused(e.to_string()))?;
-        if roots.add(cert).is_ok() {
-            added += 1;
-        }
-    }
-    if added == 0 {
-        return Err(refused("no usable certificate in it".into()));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
